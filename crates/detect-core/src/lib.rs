@@ -1,0 +1,55 @@
+//! # detect-core: anomaly detectors with scikit-learn's semantics
+//!
+//! The pure core of pynomaly: no I/O, no async runtime, no HTTP. Everything here is
+//! synchronous code over [`ndarray`] matrices of `f64`, parallelised with [`rayon`]; the
+//! service calls it from blocking threads.
+//!
+//! Two detectors, each matching its scikit-learn namesake:
+//! - [`iforest`]: isolation forest (`sklearn.ensemble.IsolationForest`).
+//! - [`lof`]: local outlier factor (`sklearn.neighbors.LocalOutlierFactor`), with novelty
+//!   scoring of new rows, over an exact k-d tree or blocked brute-force neighbour search.
+//!
+//! The flow: build a [`DetectorConfig`] (usually from JSON with
+//! [`DetectorConfig::from_json`], which rejects unknown and out-of-range parameters),
+//! [`fit`] it on a matrix, then score new rows with [`FittedModel::predict`].
+//!
+//! ```
+//! use detect_core::{fit, DetectorConfig};
+//! use ndarray::array;
+//! use serde_json::json;
+//!
+//! let x = array![[0.0, 0.1], [0.1, 0.0], [0.05, 0.05], [0.1, 0.1], [8.0, 9.0]];
+//! let params = json!({"n_estimators": 50, "random_state": 7});
+//! let config = DetectorConfig::from_json(
+//!     "isolation_forest",
+//!     params.as_object().unwrap(),
+//!     &json!(0.2),
+//! )?;
+//! let fitted = fit(&config, x.view())?;
+//! // The far-away row is the one labelled -1.
+//! assert_eq!(fitted.training.predictions, vec![1, 1, 1, 1, -1]);
+//! // Same seed, same data: the same scores, from the model or its serialized copy.
+//! let copy = detect_core::FittedModel::from_bytes(&fitted.model.to_bytes())?;
+//! assert_eq!(copy.predict(x.view())?.scores, fitted.training.scores);
+//! # Ok::<(), detect_core::DetectError>(())
+//! ```
+//!
+//! Determinism: every random choice is drawn from generators seeded by the stored
+//! `random_state` and the tree's index, and every parallel loop writes per-row results
+//! whose arithmetic does not depend on how rows are split between threads, so the same
+//! seed, data and parameters give the same scores on any machine and thread count.
+
+pub mod error;
+pub mod iforest;
+mod kdtree;
+pub mod lof;
+pub mod metrics;
+pub mod model;
+pub mod params;
+pub mod validate;
+
+pub use error::DetectError;
+pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit};
+pub use params::{
+    AlgorithmParams, Contamination, DetectorConfig, IsolationForestParams, LofParams, Metric,
+};

@@ -1,0 +1,241 @@
+//! Fitted models: scoring, thresholds, predictions and the serialized form.
+//!
+//! [`fit`] checks the input, fits the configured detector and scores the training rows
+//! (the answer of `POST /api/v1/detect`). The resulting [`FittedModel`] scores new rows
+//! ([`FittedModel::predict`]) and serializes to a compact binary form
+//! ([`FittedModel::to_bytes`]): the magic bytes `PNMY`, a little-endian `u16` format
+//! version, then the model in postcard. Loading a model gives bit-identical scores.
+//!
+//! Score convention (the API contract): higher = more anomalous; a row is an anomaly
+//! (`-1`) exactly when its score is greater than the threshold.
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::iforest::IsolationForest;
+use crate::lof::Lof;
+use crate::params::{AlgorithmParams, Contamination, DetectorConfig};
+use crate::{DetectError, validate};
+
+/// Current version of the serialized model format.
+pub const MODEL_FORMAT_VERSION: u16 = 1;
+const MAGIC: &[u8; 4] = b"PNMY";
+
+/// Scores, predictions and the threshold for a set of rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Anomaly score per row, higher = more anomalous.
+    pub scores: Vec<f64>,
+    /// `-1` anomaly, `1` normal (scikit-learn's convention).
+    pub predictions: Vec<i8>,
+    /// A row is `-1` exactly when its score is greater than this.
+    pub threshold: f64,
+    /// Number of `-1` predictions.
+    pub anomaly_count: usize,
+}
+
+impl Detection {
+    /// Labels `scores` against `threshold`.
+    pub fn from_scores(scores: Vec<f64>, threshold: f64) -> Self {
+        let predictions: Vec<i8> = scores
+            .iter()
+            .map(|&s| if s > threshold { -1 } else { 1 })
+            .collect();
+        let anomaly_count = predictions.iter().filter(|&&p| p == -1).count();
+        Self {
+            scores,
+            predictions,
+            threshold,
+            anomaly_count,
+        }
+    }
+}
+
+/// The fitted detector itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Detector {
+    IsolationForest(IsolationForest),
+    Lof(Lof),
+}
+
+/// A fitted model: the detector, its configuration (with the seed that was used), the
+/// threshold and the shape of its training data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedModel {
+    config: DetectorConfig,
+    threshold: f64,
+    n_features: usize,
+    n_samples: usize,
+    detector: Detector,
+}
+
+/// The result of [`fit`]: the model, the training rows' detection and any warnings
+/// the caller should show (as scikit-learn warns).
+#[derive(Debug, Clone)]
+pub struct Fit {
+    pub model: FittedModel,
+    pub training: Detection,
+    pub warnings: Vec<String>,
+}
+
+/// Fits the configured detector on `x` and labels its rows.
+///
+/// For the isolation forest the training scores are `-score_samples(x)`; for LOF they are
+/// the local outlier factors of the training rows (`-negative_outlier_factor_`), each row's
+/// neighbours excluding itself. With `contamination` a fraction, the threshold is the
+/// matching quantile of these scores, computed as NumPy's `percentile` does.
+///
+/// # Errors
+/// Empty input, fewer than 2 rows, NaN or infinite values, or parameters that cannot
+/// apply to this data.
+pub fn fit(config: &DetectorConfig, x: ArrayView2<'_, f64>) -> Result<Fit, DetectError> {
+    validate::check_matrix(&x)?;
+    if x.nrows() < 2 {
+        return Err(DetectError::TooFewRows { n_rows: x.nrows() });
+    }
+    let mut warnings = Vec::new();
+    let mut config = config.clone();
+    let (detector, scores) = match &mut config.algorithm {
+        AlgorithmParams::IsolationForest(p) => {
+            let seed = *p.random_state.get_or_insert_with(rand::random::<u64>);
+            let forest = IsolationForest::fit(p, seed, x, &mut warnings)?;
+            let scores = forest.score(x);
+            (Detector::IsolationForest(forest), scores)
+        }
+        AlgorithmParams::Lof(p) => {
+            let (lof, scores) = Lof::fit(p, x, &mut warnings)?;
+            (Detector::Lof(lof), scores)
+        }
+    };
+    let threshold = match config.contamination {
+        Contamination::Auto => match detector {
+            Detector::IsolationForest(_) => 0.5,
+            Detector::Lof(_) => 1.5,
+        },
+        Contamination::Fraction(c) => quantile_threshold(&scores, c),
+    };
+    let model = FittedModel {
+        config,
+        threshold,
+        n_features: x.ncols(),
+        n_samples: x.nrows(),
+        detector,
+    };
+    Ok(Fit {
+        model,
+        training: Detection::from_scores(scores, threshold),
+        warnings,
+    })
+}
+
+/// scikit-learn's `offset_ = np.percentile(score_samples, 100 * contamination)` turned
+/// into a threshold on the anomaly score (`score_samples` = −score), reproducing NumPy's
+/// "linear" method operation by operation so thresholds match exactly.
+pub fn quantile_threshold(scores: &[f64], contamination: f64) -> f64 {
+    let mut neg: Vec<f64> = scores.iter().map(|s| -s).collect();
+    neg.sort_unstable_by(f64::total_cmp);
+    let n = neg.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let q = (100.0 * contamination) / 100.0;
+    // numpy: virtual_index = n * q + (alpha + q * (1 - alpha - beta)) - 1, alpha = beta = 1
+    let virtual_index = (n as f64) * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0;
+    let previous = virtual_index.floor();
+    let gamma = virtual_index - previous;
+    let lo = (previous.max(0.0) as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let (a, b) = (neg[lo], neg[hi]);
+    let diff = b - a;
+    let offset = if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    };
+    -offset
+}
+
+impl FittedModel {
+    /// Anomaly scores of new rows (for LOF: novelty scores against the training set).
+    ///
+    /// # Errors
+    /// Empty input, non-finite values, or rows whose width differs from the model's.
+    pub fn score(&self, x: ArrayView2<'_, f64>) -> Result<Vec<f64>, DetectError> {
+        validate::check_matrix(&x)?;
+        if x.ncols() != self.n_features {
+            return Err(DetectError::FeatureMismatch {
+                expected: self.n_features,
+                found: x.ncols(),
+            });
+        }
+        Ok(match &self.detector {
+            Detector::IsolationForest(f) => f.score(x),
+            Detector::Lof(l) => l.score_novel(x),
+        })
+    }
+
+    /// Scores and labels new rows against the model's threshold.
+    ///
+    /// # Errors
+    /// As [`FittedModel::score`].
+    pub fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Detection, DetectError> {
+        Ok(Detection::from_scores(self.score(x)?, self.threshold))
+    }
+
+    /// The configuration the model was fitted with; `random_state` is the seed used.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// The algorithm's name (`isolation_forest`, `lof`).
+    pub fn algorithm(&self) -> &'static str {
+        self.config.algorithm.name()
+    }
+
+    /// A row is an anomaly exactly when its score is greater than this.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Number of features the model expects.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of rows the model was fitted on.
+    pub fn n_samples(&self) -> usize {
+        self.n_samples
+    }
+
+    /// Serializes the model: `PNMY`, format version (u16 LE), postcard body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&MODEL_FORMAT_VERSION.to_le_bytes());
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_io(self, &mut out).expect("postcard serialization into a Vec");
+        out
+    }
+
+    /// Reads a model written by [`FittedModel::to_bytes`].
+    ///
+    /// # Errors
+    /// Wrong magic bytes, an unsupported format version, or a corrupt body.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DetectError> {
+        if bytes.len() < 6 || &bytes[..4] != MAGIC {
+            return Err(DetectError::Deserialize(
+                "not a pynomaly model (bad magic bytes)".into(),
+            ));
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != MODEL_FORMAT_VERSION {
+            return Err(DetectError::UnsupportedFormat {
+                found: version,
+                supported: MODEL_FORMAT_VERSION,
+            });
+        }
+        let model: FittedModel =
+            postcard::from_bytes(&bytes[6..]).map_err(|e| DetectError::Deserialize(e.to_string()))?;
+        Ok(model)
+    }
+}
