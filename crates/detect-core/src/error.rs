@@ -24,7 +24,11 @@ pub enum DetectError {
     },
     /// A NaN or infinite value.
     #[error("row {row}, column {column} is {value}: only finite numbers are accepted")]
-    NonFinite { row: usize, column: usize, value: f64 },
+    NonFinite {
+        row: usize,
+        column: usize,
+        value: f64,
+    },
     /// Scoring rows whose width differs from what the model was fitted on.
     #[error("rows have {found} features, the model expects {expected}")]
     FeatureMismatch { expected: usize, found: usize },

@@ -234,8 +234,8 @@ impl FittedModel {
                 supported: MODEL_FORMAT_VERSION,
             });
         }
-        let model: FittedModel =
-            postcard::from_bytes(&bytes[6..]).map_err(|e| DetectError::Deserialize(e.to_string()))?;
+        let model: FittedModel = postcard::from_bytes(&bytes[6..])
+            .map_err(|e| DetectError::Deserialize(e.to_string()))?;
         Ok(model)
     }
 }

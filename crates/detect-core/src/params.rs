@@ -224,14 +224,18 @@ impl AlgorithmParams {
                             } else {
                                 return Err(invalid(
                                     "max_samples",
-                                    &format!("got {f}; accepted: \"auto\", an integer >= 1, or a fraction in (0, 1]"),
+                                    &format!(
+                                        "got {f}; accepted: \"auto\", an integer >= 1, or a fraction in (0, 1]"
+                                    ),
                                 ));
                             }
                         }
                         other => {
                             return Err(invalid(
                                 "max_samples",
-                                &format!("got {other}; accepted: \"auto\", an integer >= 1, or a fraction in (0, 1]"),
+                                &format!(
+                                    "got {other}; accepted: \"auto\", an integer >= 1, or a fraction in (0, 1]"
+                                ),
                             ));
                         }
                     };
@@ -248,14 +252,18 @@ impl AlgorithmParams {
                             } else {
                                 return Err(invalid(
                                     "max_features",
-                                    &format!("got {f}; accepted: an integer >= 1 or a fraction in (0, 1]"),
+                                    &format!(
+                                        "got {f}; accepted: an integer >= 1 or a fraction in (0, 1]"
+                                    ),
                                 ));
                             }
                         }
                         other => {
                             return Err(invalid(
                                 "max_features",
-                                &format!("got {other}; accepted: an integer >= 1 or a fraction in (0, 1]"),
+                                &format!(
+                                    "got {other}; accepted: an integer >= 1 or a fraction in (0, 1]"
+                                ),
                             ));
                         }
                     };
@@ -299,7 +307,9 @@ impl AlgorithmParams {
                     Some(other) => {
                         return Err(invalid(
                             "metric",
-                            &format!("got {other}; accepted: \"euclidean\", \"manhattan\", \"minkowski\""),
+                            &format!(
+                                "got {other}; accepted: \"euclidean\", \"manhattan\", \"minkowski\""
+                            ),
                         ));
                     }
                 };
@@ -318,7 +328,9 @@ impl AlgorithmParams {
                     (other, _) => {
                         return Err(invalid(
                             "metric",
-                            &format!("got \"{other}\"; accepted: \"euclidean\", \"manhattan\", \"minkowski\""),
+                            &format!(
+                                "got \"{other}\"; accepted: \"euclidean\", \"manhattan\", \"minkowski\""
+                            ),
                         ));
                     }
                 };
@@ -473,7 +485,10 @@ mod tests {
     fn unknown_parameter_is_named_with_the_accepted_list() {
         let err = AlgorithmParams::from_json("lof", &obj(json!({"n_trees": 3}))).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("n_trees") && msg.contains("n_neighbors"), "{msg}");
+        assert!(
+            msg.contains("n_trees") && msg.contains("n_neighbors"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,0 +1,377 @@
+//! Exact k-nearest-neighbour search: a k-d tree for low dimensions, blocked brute force
+//! for high ones.
+//!
+//! Points are copied once into a row-major buffer in the index's own order (the tree's
+//! leaf order, so a leaf's points are contiguous); callers work with *positions* in that
+//! order and map back to input rows with [`NeighborIndex::original`].
+//!
+//! Distances are handled in their "reduced" form (squared for euclidean, the p-th power
+//! for minkowski), as scikit-learn's `KDTree` does, and converted once at the end, so the
+//! reported distances equal scikit-learn's exactly computed ones.
+//!
+//! The k-d tree splits each node at the median of its widest dimension and keeps a tight
+//! bounding box per node; a query visits the nearer child first and prunes a node whose
+//! box is no closer than the current k-th neighbour. Cost: O(n log n) to build; a query
+//! is O(log n) on well-spread low-dimensional data, degrading towards O(n) as the
+//! dimension grows, which is why [`BRUTE_FORCE_MIN_DIM`] switches to brute force
+//! (scikit-learn's `algorithm="auto"` switches at the same point).
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::Metric;
+
+/// From this many dimensions on, brute force beats the tree.
+pub(crate) const BRUTE_FORCE_MIN_DIM: usize = 16;
+const LEAF_SIZE: usize = 24;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KdNode {
+    start: u32,
+    end: u32,
+    /// Child node indices; `0` for a leaf (the root is never a child).
+    left: u32,
+    right: u32,
+}
+
+/// A neighbour index over a fixed set of points.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NeighborIndex {
+    dim: usize,
+    metric: Metric,
+    /// Points, row-major, in index order.
+    points: Vec<f64>,
+    /// Input row of each position.
+    perm: Vec<u32>,
+    /// k-d tree nodes (empty: brute force).
+    nodes: Vec<KdNode>,
+    /// Per node: `dim` lower bounds then `dim` upper bounds.
+    bounds: Vec<f64>,
+}
+
+/// The k nearest found so far, sorted by reduced distance (ties keep the first found).
+#[derive(Debug)]
+pub(crate) struct Neighbors {
+    k: usize,
+    pub(crate) items: Vec<(f64, u32)>,
+}
+
+impl Neighbors {
+    pub(crate) fn new(k: usize) -> Self {
+        Self {
+            k,
+            items: Vec::with_capacity(k + 1),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// The distance a candidate must beat to enter.
+    #[inline]
+    fn bound(&self) -> f64 {
+        if self.items.len() < self.k {
+            f64::INFINITY
+        } else {
+            self.items[self.k - 1].0
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, rdist: f64, pos: u32) {
+        if rdist >= self.bound() {
+            return;
+        }
+        let at = self.items.partition_point(|&(d, _)| d <= rdist);
+        self.items.insert(at, (rdist, pos));
+        self.items.truncate(self.k);
+    }
+}
+
+/// Reduced distance of one metric, monomorphised into the search loops.
+trait Reduced: Copy + Send + Sync {
+    fn term(self, diff: f64) -> f64;
+    fn to_distance(self, rdist: f64) -> f64;
+
+    #[inline]
+    fn rdist(self, a: &[f64], b: &[f64]) -> f64 {
+        let mut acc = 0.0;
+        for (x, y) in a.iter().zip(b) {
+            acc += self.term(x - y);
+        }
+        acc
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Euclid;
+#[derive(Clone, Copy)]
+struct Manhattan;
+#[derive(Clone, Copy)]
+struct Minkowski(f64);
+
+impl Reduced for Euclid {
+    #[inline]
+    fn term(self, diff: f64) -> f64 {
+        diff * diff
+    }
+    fn to_distance(self, rdist: f64) -> f64 {
+        rdist.sqrt()
+    }
+}
+impl Reduced for Manhattan {
+    #[inline]
+    fn term(self, diff: f64) -> f64 {
+        diff.abs()
+    }
+    fn to_distance(self, rdist: f64) -> f64 {
+        rdist
+    }
+}
+impl Reduced for Minkowski {
+    #[inline]
+    fn term(self, diff: f64) -> f64 {
+        diff.abs().powf(self.0)
+    }
+    fn to_distance(self, rdist: f64) -> f64 {
+        rdist.powf(1.0 / self.0)
+    }
+}
+
+/// Calls `$body` with `$m` bound to the metric's monomorphised distance.
+macro_rules! with_metric {
+    ($metric:expr, $m:ident => $body:expr) => {
+        match $metric {
+            Metric::Euclidean => {
+                let $m = Euclid;
+                $body
+            }
+            Metric::Manhattan => {
+                let $m = Manhattan;
+                $body
+            }
+            Metric::Minkowski(p) => {
+                let $m = Minkowski(p);
+                $body
+            }
+        }
+    };
+}
+
+impl NeighborIndex {
+    /// Builds the index over `data` (`n` rows of `dim` values, row-major).
+    pub(crate) fn build(data: &[f64], dim: usize, metric: Metric) -> Self {
+        let n = data.len() / dim;
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        let mut nodes = Vec::new();
+        let mut bounds = Vec::new();
+        if dim < BRUTE_FORCE_MIN_DIM {
+            build_node(data, dim, &mut perm, 0, n, &mut nodes, &mut bounds);
+        }
+        let mut points = Vec::with_capacity(n * dim);
+        for &i in &perm {
+            let i = i as usize;
+            points.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+        }
+        Self {
+            dim,
+            metric,
+            points,
+            perm,
+            nodes,
+            bounds,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.perm.len()
+    }
+
+    /// The point at `pos`.
+    pub(crate) fn point(&self, pos: usize) -> &[f64] {
+        &self.points[pos * self.dim..(pos + 1) * self.dim]
+    }
+
+    /// The input row of the point at `pos`.
+    pub(crate) fn original(&self, pos: usize) -> usize {
+        self.perm[pos] as usize
+    }
+
+    /// Finds the k nearest points to `query` (skipping position `exclude`), writing
+    /// their true distances (ascending) and positions.
+    pub(crate) fn knn(
+        &self,
+        query: &[f64],
+        exclude: Option<usize>,
+        heap: &mut Neighbors,
+        dist_out: &mut [f64],
+        pos_out: &mut [u32],
+    ) {
+        heap.clear();
+        let skip = exclude.map_or(u32::MAX, |e| e as u32);
+        with_metric!(self.metric, m => {
+            if self.nodes.is_empty() {
+                self.scan(m, query, 0, self.len(), skip, heap);
+            } else {
+                self.descend(m, 0, query, skip, heap);
+            }
+            for ((&(rd, p), d), o) in heap.items.iter().zip(dist_out.iter_mut()).zip(pos_out.iter_mut()) {
+                *d = m.to_distance(rd);
+                *o = p;
+            }
+        });
+    }
+
+    #[inline]
+    fn scan<M: Reduced>(
+        &self,
+        m: M,
+        query: &[f64],
+        start: usize,
+        end: usize,
+        skip: u32,
+        heap: &mut Neighbors,
+    ) {
+        let dim = self.dim;
+        for (off, p) in self.points[start * dim..end * dim]
+            .chunks_exact(dim)
+            .enumerate()
+        {
+            let pos = (start + off) as u32;
+            if pos == skip {
+                continue;
+            }
+            let rd = m.rdist(query, p);
+            if rd < heap.bound() {
+                heap.push(rd, pos);
+            }
+        }
+    }
+
+    fn min_rdist<M: Reduced>(&self, m: M, node: usize, query: &[f64]) -> f64 {
+        let b = &self.bounds[node * 2 * self.dim..(node + 1) * 2 * self.dim];
+        let (lo, hi) = b.split_at(self.dim);
+        let mut acc = 0.0;
+        for ((&q, &l), &h) in query.iter().zip(lo).zip(hi) {
+            let diff = (l - q).max(q - h).max(0.0);
+            acc += m.term(diff);
+        }
+        acc
+    }
+
+    fn descend<M: Reduced>(
+        &self,
+        m: M,
+        node: usize,
+        query: &[f64],
+        skip: u32,
+        heap: &mut Neighbors,
+    ) {
+        let nd = &self.nodes[node];
+        if nd.left == 0 {
+            self.scan(m, query, nd.start as usize, nd.end as usize, skip, heap);
+            return;
+        }
+        let (l, r) = (nd.left as usize, nd.right as usize);
+        let (dl, dr) = (self.min_rdist(m, l, query), self.min_rdist(m, r, query));
+        let (first, d_first, second, d_second) = if dl <= dr {
+            (l, dl, r, dr)
+        } else {
+            (r, dr, l, dl)
+        };
+        if d_first < heap.bound() {
+            self.descend(m, first, query, skip, heap);
+        }
+        if d_second < heap.bound() {
+            self.descend(m, second, query, skip, heap);
+        }
+    }
+}
+
+fn build_node(
+    data: &[f64],
+    dim: usize,
+    perm: &mut [u32],
+    start: usize,
+    end: usize,
+    nodes: &mut Vec<KdNode>,
+    bounds: &mut Vec<f64>,
+) -> u32 {
+    let id = nodes.len();
+    nodes.push(KdNode {
+        start: start as u32,
+        end: end as u32,
+        left: 0,
+        right: 0,
+    });
+    let mut lo = vec![f64::INFINITY; dim];
+    let mut hi = vec![f64::NEG_INFINITY; dim];
+    for &i in &perm[start..end] {
+        let row = &data[i as usize * dim..(i as usize + 1) * dim];
+        for j in 0..dim {
+            lo[j] = lo[j].min(row[j]);
+            hi[j] = hi[j].max(row[j]);
+        }
+    }
+    let (split_dim, spread) = (0..dim)
+        .map(|j| (j, hi[j] - lo[j]))
+        .fold((0, -1.0), |best, c| if c.1 > best.1 { c } else { best });
+    bounds.extend_from_slice(&lo);
+    bounds.extend_from_slice(&hi);
+    if end - start <= LEAF_SIZE || spread <= 0.0 {
+        return id as u32;
+    }
+    let mid = start + (end - start) / 2;
+    perm[start..end].select_nth_unstable_by(mid - start, |&a, &b| {
+        data[a as usize * dim + split_dim].total_cmp(&data[b as usize * dim + split_dim])
+    });
+    let left = build_node(data, dim, perm, start, mid, nodes, bounds);
+    let right = build_node(data, dim, perm, mid, end, nodes, bounds);
+    nodes[id].left = left;
+    nodes[id].right = right;
+    id as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute(data: &[f64], dim: usize, q: &[f64], k: usize, skip: Option<usize>) -> Vec<f64> {
+        let mut d: Vec<f64> = data
+            .chunks_exact(dim)
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip)
+            .map(|(_, p)| {
+                p.iter()
+                    .zip(q)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        d.sort_by(f64::total_cmp);
+        d.truncate(k);
+        d
+    }
+
+    #[test]
+    fn kd_tree_finds_the_same_distances_as_a_full_scan() {
+        let dim = 3;
+        let n = 1000;
+        let data: Vec<f64> = (0..n * dim)
+            .map(|i| ((i * 2654435761usize) % 1000) as f64 / 37.0)
+            .collect();
+        let index = NeighborIndex::build(&data, dim, Metric::Euclidean);
+        assert!(!index.nodes.is_empty());
+        let k = 7;
+        let mut heap = Neighbors::new(k);
+        let (mut dist, mut pos) = (vec![0.0; k], vec![0u32; k]);
+        for p in (0..n).step_by(37) {
+            let q = index.point(p).to_vec();
+            index.knn(&q, Some(p), &mut heap, &mut dist, &mut pos);
+            let expect = brute(&data, dim, &q, k, Some(index.original(p)));
+            assert_eq!(dist, expect);
+            assert!(pos.iter().all(|&x| x as usize != p));
+        }
+    }
+}
