@@ -84,15 +84,22 @@ enum Trees {
 }
 
 /// All trees in the perfect layout, concatenated: tree `t`'s internal nodes are
-/// `features/thresholds[t * internal .. (t + 1) * internal]`, its leaves
-/// `leaves[t * 2^depth ..]`. A leaf's value is its path-length contribution
-/// (depth + c(n_leaf)).
+/// `nodes[t * internal .. (t + 1) * internal]`, its leaves `leaves[t * 2^depth ..]`.
+/// A leaf's value is its path-length contribution (depth + c(n_leaf)).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DenseForest {
     depth: u32,
-    features: Vec<u32>,
-    thresholds: Vec<f64>,
+    /// Width of the rows the forest scores; every node's feature is below it.
+    n_features: usize,
+    nodes: Vec<DenseNode>,
     leaves: Vec<f64>,
+}
+
+/// An internal node of the perfect layout; feature and threshold share a cache line.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct DenseNode {
+    threshold: f64,
+    feature: u32,
 }
 
 /// A tree in the pointer layout; node 0 is the root.
@@ -169,7 +176,7 @@ impl IsolationForest {
             .map(|&s| grow_tree(x, max_samples, n_features, params.bootstrap, max_depth, s))
             .collect();
         let trees = if max_depth <= DENSE_MAX_DEPTH {
-            Trees::Dense(DenseForest::from_sparse(&sparse, max_depth))
+            Trees::Dense(DenseForest::from_sparse(&sparse, max_depth, d))
         } else {
             Trees::Sparse(sparse)
         };
@@ -178,6 +185,32 @@ impl IsolationForest {
             n_trees: params.n_estimators,
             trees,
         })
+    }
+
+    /// Checks a deserialized forest's invariants against the model's width.
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
+        match &self.trees {
+            Trees::Dense(f) => f.check(n_features),
+            Trees::Sparse(ts) => {
+                for t in ts {
+                    let n = t.nodes.len() as u32;
+                    for node in &t.nodes {
+                        if let Node::Split {
+                            feature,
+                            left,
+                            right,
+                            ..
+                        } = node
+                        {
+                            if *feature as usize >= n_features || *left >= n || *right >= n {
+                                return Err("a split refers to a missing node or feature".into());
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Anomaly scores of `x` (validated, with the model's width).
@@ -364,15 +397,17 @@ impl DenseForest {
         (1usize << depth) - 1
     }
 
-    fn from_sparse(trees: &[SparseTree], depth: u32) -> Self {
+    fn from_sparse(trees: &[SparseTree], depth: u32, n_features: usize) -> Self {
         let internal = Self::internal(depth);
         let n_leaves = 1usize << depth;
-        let mut features = vec![0u32; trees.len() * internal];
-        let mut thresholds = vec![f64::INFINITY; trees.len() * internal];
+        let pass_through = DenseNode {
+            threshold: f64::INFINITY,
+            feature: 0,
+        };
+        let mut nodes = vec![pass_through; trees.len() * internal];
         let mut leaves = vec![0.0; trees.len() * n_leaves];
         for (t, tree) in trees.iter().enumerate() {
-            let f = &mut features[t * internal..(t + 1) * internal];
-            let th = &mut thresholds[t * internal..(t + 1) * internal];
+            let nd = &mut nodes[t * internal..(t + 1) * internal];
             let lv = &mut leaves[t * n_leaves..(t + 1) * n_leaves];
             // (sparse node, dense position) pairs still to place.
             let mut stack = vec![(0usize, 0usize)];
@@ -384,8 +419,10 @@ impl DenseForest {
                         left,
                         right,
                     } => {
-                        f[pos] = *feature;
-                        th[pos] = *threshold;
+                        nd[pos] = DenseNode {
+                            threshold: *threshold,
+                            feature: *feature,
+                        };
                         stack.push((*left as usize, 2 * pos + 1));
                         stack.push((*right as usize, 2 * pos + 2));
                     }
@@ -394,7 +431,7 @@ impl DenseForest {
                         // false) and ends at the leftmost bottom leaf below `pos`.
                         let mut p = pos;
                         while p < internal {
-                            th[p] = f64::INFINITY;
+                            nd[p] = pass_through;
                             p = 2 * p + 1;
                         }
                         lv[p - internal] = *value;
@@ -404,50 +441,132 @@ impl DenseForest {
         }
         Self {
             depth,
-            features,
-            thresholds,
+            n_features,
+            nodes,
             leaves,
         }
     }
 
-    /// Adds each row's path lengths over all trees, in tree order, into `out`.
-    fn path_length_sums(&self, rows: ArrayView2<'_, f64>, out: &mut [f64]) {
+    fn n_trees(&self) -> usize {
+        self.leaves.len() >> self.depth
+    }
+
+    /// Tree `t`'s internal nodes and leaves.
+    #[inline]
+    fn tree(&self, t: usize) -> (&[DenseNode], &[f64]) {
         let internal = Self::internal(self.depth);
         let n_leaves = 1usize << self.depth;
-        let n_trees = self.leaves.len() / n_leaves;
+        (
+            &self.nodes[t * internal..(t + 1) * internal],
+            &self.leaves[t * n_leaves..(t + 1) * n_leaves],
+        )
+    }
+
+    /// Checks the invariants [`Self::path_length_sums`] relies on, for a forest read
+    /// from bytes: array sizes agree with the depth, and every feature index is below
+    /// the model's width.
+    fn check(&self, n_features: usize) -> Result<(), String> {
+        if self.depth == 0 || self.depth > DENSE_MAX_DEPTH {
+            return Err(format!("tree depth {} out of range", self.depth));
+        }
+        let n_trees = self.n_trees();
+        if n_trees == 0
+            || self.leaves.len() != n_trees << self.depth
+            || self.nodes.len() != n_trees * Self::internal(self.depth)
+        {
+            return Err("tree arrays do not match their depth".into());
+        }
+        if self.n_features != n_features
+            || self.nodes.iter().any(|n| n.feature as usize >= n_features)
+        {
+            return Err("a split refers to a feature the model does not have".into());
+        }
+        Ok(())
+    }
+
+    /// Each row's path lengths summed over all trees, in tree order, into `out`.
+    ///
+    /// Full groups of [`LANES`] rows walk each tree in lock-step (independent loads the
+    /// CPU overlaps); the last few rows walk [`LANES`] trees in lock-step instead, so a
+    /// single row (the `predict` hot path) gets the same overlap. Both add a row's
+    /// trees in the same order, so a row's score does not depend on its group.
+    ///
+    /// This is the innermost loop of the product, so its indexing is unchecked. Why
+    /// every access is in bounds:
+    /// - node positions: a walk starts at 0 and takes exactly `depth` steps
+    ///   `i -> 2i + 1 + {0, 1}`, so before each step `i < 2^depth - 1 = internal`, and
+    ///   after the last `internal <= i < 2 internal + 1`, i.e. `i - internal < 2^depth`,
+    ///   the tree's leaf count;
+    /// - features: every node's feature is below `n_features` (fitted models are built
+    ///   from the fitting data's columns; [`Self::check`] verifies deserialized ones),
+    ///   and the rows' width is asserted to equal `n_features`;
+    /// - rows: `rows` is `out.len()` rows of `width` values.
+    #[allow(unsafe_code)]
+    fn path_length_sums(&self, rows: ArrayView2<'_, f64>, out: &mut [f64]) {
         let width = rows.ncols();
         let flat = rows
             .as_slice()
             .expect("scoring rows are in standard layout");
-        out.iter_mut().for_each(|o| *o = 0.0);
+        assert_eq!(flat.len(), out.len() * width);
+        assert_eq!(width, self.n_features);
+        let internal = Self::internal(self.depth);
+        let n_leaves = 1usize << self.depth;
+        let n_trees = self.n_trees();
+        assert!(self.nodes.len() == n_trees * internal && self.leaves.len() == n_trees * n_leaves);
+        let depth = self.depth;
+        // SAFETY (for every `get_unchecked` below): see the function's documentation.
+        let walk = |nodes: &[DenseNode], row: &[f64]| -> usize {
+            let mut i = 0usize;
+            for _ in 0..depth {
+                let node = unsafe { *nodes.get_unchecked(i) };
+                let v = unsafe { *row.get_unchecked(node.feature as usize) };
+                i = 2 * i + 1 + usize::from(v > node.threshold);
+            }
+            i - internal
+        };
+        out.fill(0.0);
+        let full = out.len() / LANES * LANES;
+        let (grouped, rest) = out.split_at_mut(full);
         for t in 0..n_trees {
-            let f = &self.features[t * internal..(t + 1) * internal];
-            let th = &self.thresholds[t * internal..(t + 1) * internal];
-            let lv = &self.leaves[t * n_leaves..(t + 1) * n_leaves];
-            let mut chunks = out.chunks_exact_mut(LANES);
-            let mut base = 0;
-            for chunk in &mut chunks {
+            let (nodes, leaves) = self.tree(t);
+            for (g, chunk) in grouped.chunks_exact_mut(LANES).enumerate() {
+                let block = &flat[g * LANES * width..(g + 1) * LANES * width];
                 let mut idx = [0usize; LANES];
-                for _ in 0..self.depth {
+                for _ in 0..depth {
                     for (lane, i) in idx.iter_mut().enumerate() {
-                        let node = *i;
-                        let v = flat[(base + lane) * width + f[node] as usize];
-                        *i = 2 * node + 1 + usize::from(v > th[node]);
+                        let node = unsafe { *nodes.get_unchecked(*i) };
+                        let v =
+                            unsafe { *block.get_unchecked(lane * width + node.feature as usize) };
+                        *i = 2 * *i + 1 + usize::from(v > node.threshold);
                     }
                 }
                 for (o, i) in chunk.iter_mut().zip(idx) {
-                    *o += lv[i - internal];
+                    *o += unsafe { *leaves.get_unchecked(i - internal) };
                 }
-                base += LANES;
             }
-            for (lane, o) in chunks.into_remainder().iter_mut().enumerate() {
-                let row = base + lane;
-                let mut node = 0usize;
-                for _ in 0..self.depth {
-                    let v = flat[row * width + f[node] as usize];
-                    node = 2 * node + 1 + usize::from(v > th[node]);
+        }
+        for (r, o) in rest.iter_mut().enumerate() {
+            let row = &flat[(full + r) * width..(full + r + 1) * width];
+            let mut t0 = 0;
+            while t0 + LANES <= n_trees {
+                let trees: [(&[DenseNode], &[f64]); LANES] =
+                    std::array::from_fn(|lane| self.tree(t0 + lane));
+                let mut idx = [0usize; LANES];
+                for _ in 0..depth {
+                    for (i, (nodes, _)) in idx.iter_mut().zip(&trees) {
+                        let node = unsafe { *nodes.get_unchecked(*i) };
+                        let v = unsafe { *row.get_unchecked(node.feature as usize) };
+                        *i = 2 * *i + 1 + usize::from(v > node.threshold);
+                    }
                 }
-                *o += lv[node - internal];
+                for (i, (_, leaves)) in idx.iter().zip(&trees) {
+                    *o += unsafe { *leaves.get_unchecked(i - internal) };
+                }
+                t0 += LANES;
+            }
+            for t in t0..n_trees {
+                let (nodes, leaves) = self.tree(t);
+                *o += unsafe { *leaves.get_unchecked(walk(nodes, row)) };
             }
         }
     }

@@ -183,6 +183,27 @@ impl NeighborIndex {
         }
     }
 
+    /// Checks a deserialized index's invariants (sizes, node ranges, permutation).
+    pub(crate) fn check(&self, dim: usize) -> Result<(), String> {
+        let n = self.perm.len();
+        let bad = || Err("neighbour index is inconsistent".to_string());
+        if self.dim != dim || self.points.len() != n * dim || n == 0 {
+            return bad();
+        }
+        if self.perm.iter().any(|&p| p as usize >= n)
+            || self.bounds.len() != self.nodes.len() * 2 * dim
+        {
+            return bad();
+        }
+        let m = self.nodes.len() as u32;
+        for nd in &self.nodes {
+            if nd.start > nd.end || nd.end as usize > n || nd.left >= m || nd.right >= m {
+                return bad();
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.perm.len()
     }

@@ -142,6 +142,15 @@ impl Lof {
         scores
     }
 
+    /// Checks a deserialized model's invariants against the model's width.
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
+        let n = self.index.len();
+        if self.k == 0 || self.k > n || self.k_distance.len() != n || self.lrd.len() != n {
+            return Err("LOF arrays do not match the training set".into());
+        }
+        self.index.check(n_features)
+    }
+
     /// The effective number of neighbours.
     pub fn n_neighbors(&self) -> usize {
         self.k

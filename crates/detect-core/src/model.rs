@@ -138,9 +138,9 @@ pub fn quantile_threshold(scores: &[f64], contamination: f64) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
+    // numpy: q = percentile / 100; "linear": virtual_index = (n - 1) * q
     let q = (100.0 * contamination) / 100.0;
-    // numpy: virtual_index = n * q + (alpha + q * (1 - alpha - beta)) - 1, alpha = beta = 1
-    let virtual_index = (n as f64) * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0;
+    let virtual_index = (n as f64 - 1.0) * q;
     let previous = virtual_index.floor();
     let gamma = virtual_index - previous;
     let lo = (previous.max(0.0) as usize).min(n - 1);
@@ -207,6 +207,17 @@ impl FittedModel {
         self.n_samples
     }
 
+    /// Checks the invariants scoring relies on (for models read from bytes).
+    fn check(&self) -> Result<(), String> {
+        if self.n_features == 0 {
+            return Err("model has no features".into());
+        }
+        match &self.detector {
+            Detector::IsolationForest(f) => f.check(self.n_features),
+            Detector::Lof(l) => l.check(self.n_features),
+        }
+    }
+
     /// Serializes the model: `PNMY`, format version (u16 LE), postcard body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
@@ -236,6 +247,7 @@ impl FittedModel {
         }
         let model: FittedModel = postcard::from_bytes(&bytes[6..])
             .map_err(|e| DetectError::Deserialize(e.to_string()))?;
+        model.check().map_err(DetectError::Deserialize)?;
         Ok(model)
     }
 }
