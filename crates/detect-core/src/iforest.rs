@@ -192,20 +192,30 @@ impl IsolationForest {
         match &self.trees {
             Trees::Dense(f) => f.check(n_features),
             Trees::Sparse(ts) => {
+                // Children come after their parent (pre-order), so walks end.
+                let bad = |i: usize, node: &Node, n: usize| match node {
+                    Node::Split {
+                        feature,
+                        left,
+                        right,
+                        ..
+                    } => {
+                        *feature as usize >= n_features
+                            || (*left as usize) <= i
+                            || (*right as usize) <= i
+                            || *left as usize >= n
+                            || *right as usize >= n
+                    }
+                    Node::Leaf { .. } => false,
+                };
                 for t in ts {
-                    let n = t.nodes.len() as u32;
-                    for node in &t.nodes {
-                        if let Node::Split {
-                            feature,
-                            left,
-                            right,
-                            ..
-                        } = node
-                        {
-                            if *feature as usize >= n_features || *left >= n || *right >= n {
-                                return Err("a split refers to a missing node or feature".into());
-                            }
-                        }
+                    if t.nodes.is_empty()
+                        || t.nodes
+                            .iter()
+                            .enumerate()
+                            .any(|(i, nd)| bad(i, nd, t.nodes.len()))
+                    {
+                        return Err("a split refers to a missing node or feature".into());
                     }
                 }
                 Ok(())

@@ -231,11 +231,16 @@ impl NeighborIndex {
         heap.clear();
         let skip = exclude.map_or(u32::MAX, |e| e as u32);
         with_metric!(self.metric, m => {
-            if self.nodes.is_empty() {
-                self.scan(m, query, 0, self.len(), skip, heap);
-            } else {
-                self.descend(m, 0, query, skip, heap);
+            // Dimensions known at compile time let the distance loops unroll.
+            macro_rules! search {
+                ($($d:literal)*) => {
+                    match self.dim {
+                        $($d => self.search::<_, $d>(m, query, skip, heap),)*
+                        _ => self.search::<_, 0>(m, query, skip, heap),
+                    }
+                };
             }
+            search!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
             for ((&(rd, p), d), o) in heap.items.iter().zip(dist_out.iter_mut()).zip(pos_out.iter_mut()) {
                 *d = m.to_distance(rd);
                 *o = p;
@@ -243,8 +248,23 @@ impl NeighborIndex {
         });
     }
 
+    /// Exact search; `D` is the dimension when known at compile time, else 0.
+    fn search<M: Reduced, const D: usize>(
+        &self,
+        m: M,
+        query: &[f64],
+        skip: u32,
+        heap: &mut Neighbors,
+    ) {
+        if self.nodes.is_empty() {
+            self.scan::<M, D>(m, query, 0, self.len(), skip, heap);
+        } else {
+            self.descend::<M, D>(m, 0, query, skip, heap);
+        }
+    }
+
     #[inline]
-    fn scan<M: Reduced>(
+    fn scan<M: Reduced, const D: usize>(
         &self,
         m: M,
         query: &[f64],
@@ -253,7 +273,8 @@ impl NeighborIndex {
         skip: u32,
         heap: &mut Neighbors,
     ) {
-        let dim = self.dim;
+        let dim = if D == 0 { self.dim } else { D };
+        let query = &query[..dim];
         for (off, p) in self.points[start * dim..end * dim]
             .chunks_exact(dim)
             .enumerate()
@@ -269,9 +290,12 @@ impl NeighborIndex {
         }
     }
 
-    fn min_rdist<M: Reduced>(&self, m: M, node: usize, query: &[f64]) -> f64 {
-        let b = &self.bounds[node * 2 * self.dim..(node + 1) * 2 * self.dim];
-        let (lo, hi) = b.split_at(self.dim);
+    #[inline]
+    fn min_rdist<M: Reduced, const D: usize>(&self, m: M, node: usize, query: &[f64]) -> f64 {
+        let dim = if D == 0 { self.dim } else { D };
+        let b = &self.bounds[node * 2 * dim..(node + 1) * 2 * dim];
+        let (lo, hi) = b.split_at(dim);
+        let query = &query[..dim];
         let mut acc = 0.0;
         for ((&q, &l), &h) in query.iter().zip(lo).zip(hi) {
             let diff = (l - q).max(q - h).max(0.0);
@@ -280,7 +304,7 @@ impl NeighborIndex {
         acc
     }
 
-    fn descend<M: Reduced>(
+    fn descend<M: Reduced, const D: usize>(
         &self,
         m: M,
         node: usize,
@@ -290,21 +314,24 @@ impl NeighborIndex {
     ) {
         let nd = &self.nodes[node];
         if nd.left == 0 {
-            self.scan(m, query, nd.start as usize, nd.end as usize, skip, heap);
+            self.scan::<M, D>(m, query, nd.start as usize, nd.end as usize, skip, heap);
             return;
         }
         let (l, r) = (nd.left as usize, nd.right as usize);
-        let (dl, dr) = (self.min_rdist(m, l, query), self.min_rdist(m, r, query));
+        let (dl, dr) = (
+            self.min_rdist::<M, D>(m, l, query),
+            self.min_rdist::<M, D>(m, r, query),
+        );
         let (first, d_first, second, d_second) = if dl <= dr {
             (l, dl, r, dr)
         } else {
             (r, dr, l, dl)
         };
         if d_first < heap.bound() {
-            self.descend(m, first, query, skip, heap);
+            self.descend::<M, D>(m, first, query, skip, heap);
         }
         if d_second < heap.bound() {
-            self.descend(m, second, query, skip, heap);
+            self.descend::<M, D>(m, second, query, skip, heap);
         }
     }
 }
