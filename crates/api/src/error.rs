@@ -1,0 +1,233 @@
+//! One error type for every handler, mapped exhaustively to the contract's error shape:
+//! `{"error": {"code", "message", "details"}, "request_id"}`.
+//!
+//! Client errors say precisely what was wrong (row, column, parameter, accepted values).
+//! Server errors say "internal error" and nothing more; their cause is logged with its
+//! whole chain and the request id, so an operator can find it from the client's report.
+
+use std::error::Error as StdError;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use detect_core::DetectError;
+use pynomaly_jobs::{QueueError, RegistryError, SourceError};
+use pynomaly_store::StoreError;
+use serde_json::{Value, json};
+
+use crate::middleware::current_request_id;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422 `invalid_input`: the request is well-formed JSON but its content is wrong.
+    #[error("{message}")]
+    InvalidInput { message: String, details: Value },
+    /// 400 `malformed_json`.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// 401 `unauthorized`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 `not_found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405 `method_not_allowed` (the route exists, not with this method).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409 `conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 `payload_too_large`.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 503 `unavailable`, with `Retry-After` when given.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_s: Option<u64>,
+    },
+    /// 500 `internal`: the cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl ApiError {
+    /// A 422 with no details.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidInput {
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    /// A 422 with details.
+    pub fn invalid_with(message: impl Into<String>, details: Value) -> Self {
+        ApiError::InvalidInput {
+            message: message.into(),
+            details,
+        }
+    }
+
+    /// A 500 from any error.
+    pub fn internal(e: impl StdError + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+
+    /// The HTTP status and the contract's code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidInput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Builds the response for a known request id.
+    pub(crate) fn to_response(&self, request_id: &str) -> Response {
+        let (status, code) = self.status_and_code();
+        let details = match self {
+            ApiError::InvalidInput { details, .. } => details.clone(),
+            ApiError::PayloadTooLarge { limit } => json!({"limit_bytes": limit}),
+            ApiError::Unavailable {
+                retry_after_s: Some(s),
+                ..
+            } => json!({"retry_after_s": s}),
+            ApiError::Internal(cause) => {
+                tracing::error!(
+                    request_id,
+                    error = %cause,
+                    error.chain = %chain(cause.as_ref()),
+                    "request failed with an internal error"
+                );
+                json!({})
+            }
+            ApiError::MalformedJson(_)
+            | ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::Conflict(_)
+            | ApiError::Unavailable { .. } => json!({}),
+        };
+        let body = json!({
+            "error": {"code": code, "message": self.to_string(), "details": details},
+            "request_id": request_id,
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        match self {
+            ApiError::Unavailable {
+                retry_after_s: Some(s),
+                ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*s));
+            }
+            ApiError::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let id = current_request_id();
+        self.to_response(&id)
+    }
+}
+
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn list(accepted: &str) -> Value {
+    json!(accepted.split(", ").collect::<Vec<_>>())
+}
+
+impl From<DetectError> for ApiError {
+    fn from(e: DetectError) -> Self {
+        let details = match &e {
+            DetectError::EmptyInput(_) => json!({"field": "data"}),
+            DetectError::TooFewRows { n_rows } => json!({"field": "data", "n_rows": n_rows}),
+            DetectError::RaggedRow {
+                row,
+                found,
+                expected,
+            } => json!({"row": row, "found": found, "expected": expected}),
+            DetectError::NonFinite { row, column, .. } => json!({"row": row, "column": column}),
+            DetectError::FeatureMismatch { expected, found } => {
+                json!({"expected_features": expected, "found_features": found})
+            }
+            DetectError::UnknownAlgorithm { name, accepted } => {
+                json!({"algorithm": name, "accepted": list(accepted)})
+            }
+            DetectError::UnknownParameter {
+                algorithm,
+                name,
+                accepted,
+            } => json!({"parameter": name, "algorithm": algorithm, "accepted": list(accepted)}),
+            DetectError::InvalidParameter { name, .. } => json!({"parameter": name}),
+            DetectError::Deserialize(_) | DetectError::UnsupportedFormat { .. } => {
+                return ApiError::internal(e);
+            }
+        };
+        ApiError::InvalidInput {
+            message: e.to_string(),
+            details,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        let reason = match &e {
+            SourceError::OutsideSourcesDir(_) => "outside_sources_dir",
+            SourceError::NotFound(_) => "not_found",
+            SourceError::UnsupportedScheme(_) => "unsupported_scheme",
+            SourceError::NotAFile(_) => "not_a_file",
+        };
+        ApiError::invalid_with(e.to_string(), json!({"reason": reason}))
+    }
+}

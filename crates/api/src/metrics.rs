@@ -1,0 +1,157 @@
+//! Prometheus metrics with the seed's names and labels (see the contract).
+//!
+//! - `pynomaly_requests_total{method,endpoint,status}`
+//! - `pynomaly_request_duration_seconds{method,endpoint}` (histogram)
+//! - `pynomaly_anomalies_detected_total{algorithm,dataset}`
+//! - `pynomaly_model_inference_seconds{algorithm,data_size}` (histogram; `small` < 100
+//!   rows, `medium` < 1000, `large`)
+//! - `pynomaly_active_models` (models in the in-memory cache, read at scrape time)
+//! - `pynomaly_data_quality_score{dataset}` (share of the rows of the last accepted
+//!   training set that were usable; inline data is all-or-nothing, so 1)
+//!
+//! `endpoint` is the route template; `dataset` is the model name, or `inline` for
+//! `POST /api/v1/detect`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// The service's metrics and their registry.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests_total: IntCounterVec,
+    request_duration: HistogramVec,
+    anomalies_detected: IntCounterVec,
+    inference_seconds: HistogramVec,
+    active_models: IntGauge,
+    data_quality: GaugeVec,
+}
+
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    ///
+    /// # Panics
+    /// Never in practice: names and labels are constants known to be valid and distinct.
+    pub(crate) fn new() -> Self {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new("pynomaly_requests_total", "Total number of requests"),
+            &["method", "endpoint", "status"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "pynomaly_request_duration_seconds",
+                "Request duration in seconds",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "endpoint"],
+        )
+        .expect("valid metric");
+        let anomalies_detected = IntCounterVec::new(
+            Opts::new(
+                "pynomaly_anomalies_detected_total",
+                "Total number of anomalies detected",
+            ),
+            &["algorithm", "dataset"],
+        )
+        .expect("valid metric");
+        let inference_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "pynomaly_model_inference_seconds",
+                "Model inference time in seconds",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["algorithm", "data_size"],
+        )
+        .expect("valid metric");
+        let active_models = IntGauge::new(
+            "pynomaly_active_models",
+            "Number of active models in memory",
+        )
+        .expect("valid metric");
+        let data_quality = GaugeVec::new(
+            Opts::new("pynomaly_data_quality_score", "Data quality score"),
+            &["dataset"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(anomalies_detected.clone()),
+            Box::new(inference_seconds.clone()),
+            Box::new(active_models.clone()),
+            Box::new(data_quality.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self {
+            registry,
+            requests_total,
+            request_duration,
+            anomalies_detected,
+            inference_seconds,
+            active_models,
+            data_quality,
+        }
+    }
+
+    pub(crate) fn observe_request(
+        &self,
+        method: &str,
+        endpoint: &str,
+        status: &str,
+        elapsed: Duration,
+    ) {
+        self.requests_total
+            .with_label_values(&[method, endpoint, status])
+            .inc();
+        self.request_duration
+            .with_label_values(&[method, endpoint])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn observe_inference(
+        &self,
+        algorithm: &str,
+        dataset: &str,
+        rows: usize,
+        anomalies: usize,
+        elapsed: Duration,
+    ) {
+        let size = match rows {
+            0..100 => "small",
+            100..1000 => "medium",
+            _ => "large",
+        };
+        self.inference_seconds
+            .with_label_values(&[algorithm, size])
+            .observe(elapsed.as_secs_f64());
+        if anomalies > 0 {
+            self.anomalies_detected
+                .with_label_values(&[algorithm, dataset])
+                .inc_by(anomalies as u64);
+        }
+    }
+
+    pub(crate) fn set_data_quality(&self, dataset: &str, score: f64) {
+        self.data_quality.with_label_values(&[dataset]).set(score);
+    }
+
+    /// The Prometheus text exposition, with the model-cache gauge refreshed.
+    pub(crate) fn render(&self, active_models: usize) -> String {
+        self.active_models.set(active_models as i64);
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,180 @@
+//! `POST /api/v1/batch`: score data sources in the background (scope `write`).
+//!
+//! Everything that can be checked now is checked now (sources inside the sources
+//! directory and present, the model known, the parameters valid), so a job fails later
+//! only for what only reading the data reveals.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use pynomaly_jobs::{BatchSpec, OutputFormat, Scoring};
+use pynomaly_store::{JobKind, NewJob};
+use serde_json::{Value, json};
+
+use crate::auth::WriteAccess;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, RequestBody};
+use crate::routes::check_model_name;
+use crate::routes::detect::detector_config;
+use crate::routes::jobs::idempotency_key;
+use crate::state::AppState;
+
+/// Most sources one job may read.
+const MAX_SOURCES: usize = 100;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/batch", post(submit))
+}
+
+fn sources(body: &mut RequestBody) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    if let Some(one) = body.take_str("data_source")? {
+        out.push(one);
+    }
+    match body.take("data_sources") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(s) => out.push(s),
+                    other => {
+                        return Err(ApiError::invalid_with(
+                            format!("'data_sources' must hold strings, got {other}"),
+                            json!({"field": "data_sources"}),
+                        ));
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_with(
+                format!("'data_sources' must be an array of strings, got {other}"),
+                json!({"field": "data_sources"}),
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::invalid_with(
+            "'data_source' or 'data_sources' is required",
+            json!({"field": "data_source"}),
+        ));
+    }
+    if out.len() > MAX_SOURCES {
+        return Err(ApiError::invalid_with(
+            format!(
+                "at most {MAX_SOURCES} data sources per job, got {}",
+                out.len()
+            ),
+            json!({"field": "data_sources", "limit": MAX_SOURCES}),
+        ));
+    }
+    Ok(out)
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    headers: HeaderMap,
+    ApiJson(mut body): ApiJson<RequestBody>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    if body.data.is_some() {
+        return Err(ApiError::invalid(
+            "a batch reads data sources; send rows to /api/v1/detect or /api/v1/models/{name}/predict",
+        ));
+    }
+    let sources = sources(&mut body)?;
+    for s in &sources {
+        state.sources.resolve(s)?;
+    }
+    let output_format = match body.take_str("output_format")? {
+        None => OutputFormat::Json,
+        Some(f) => OutputFormat::parse(&f).ok_or_else(|| {
+            ApiError::invalid_with(
+                format!("unknown output_format '{f}'; accepted: json, csv"),
+                json!({"field": "output_format", "accepted": ["json", "csv"]}),
+            )
+        })?,
+    };
+    let label_column = body.take_str("label_column")?;
+    let scoring = match body.take_str("model_name")? {
+        Some(name) => {
+            check_model_name(&name)?;
+            let version = body.take_i64("version")?;
+            let Some(model) = state.registry.load(&caller.tenant, &name, version).await? else {
+                return Err(ApiError::NotFound(match version {
+                    Some(v) => format!("model '{name}' has no version {v}"),
+                    None => format!("model '{name}' not found"),
+                }));
+            };
+            // The seed's client always sends an algorithm; it must agree with the model's.
+            if let Some(algorithm) = body.take_str("algorithm")?
+                && algorithm != model.version.algorithm
+            {
+                return Err(ApiError::invalid_with(
+                    format!(
+                        "model '{name}' is a {} model; 'algorithm' {algorithm} does not apply",
+                        model.version.algorithm
+                    ),
+                    json!({"field": "algorithm"}),
+                ));
+            }
+            body.reject_rest(&[
+                "data_source",
+                "data_sources",
+                "model_name",
+                "version",
+                "algorithm",
+                "output_format",
+                "label_column",
+            ])?;
+            Scoring::Model {
+                model_name: name,
+                version,
+            }
+        }
+        None => {
+            let config = detector_config(&mut body)?;
+            Scoring::Fit {
+                algorithm: config.algorithm.name().to_string(),
+                parameters: config
+                    .algorithm
+                    .to_json()
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                contamination: config.contamination.to_json(),
+            }
+        }
+    };
+    let total = sources.len();
+    let spec = BatchSpec {
+        sources,
+        scoring,
+        output_format,
+        label_column,
+    };
+    let (job, created) = state
+        .queue
+        .submit(NewJob {
+            tenant: caller.tenant,
+            kind: JobKind::Batch,
+            spec: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+            progress: json!({"rows_processed": 0, "sources_done": 0, "sources_total": total}),
+            idempotency_key: idempotency_key(&headers)?,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(json!({
+            "job_id": job.id,
+            "status": job.status.as_str(),
+            "status_url": format!("/api/v1/jobs/{}", job.id),
+        })),
+    ))
+}

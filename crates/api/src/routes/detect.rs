@@ -1,0 +1,116 @@
+//! `POST /api/v1/detect`: fit on the given rows and label them (scope `read`).
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use detect_core::{Detection, DetectorConfig};
+use ndarray::Array2;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::auth::ReadAccess;
+use crate::cpu;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, RequestBody};
+use crate::routes::check_cells;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/detect", post(detect))
+}
+
+/// The answer of `detect` and `predict` (the latter adds the model's name and version).
+#[derive(Debug, Serialize)]
+pub(crate) struct DetectionResponse<'a> {
+    pub(crate) predictions: &'a [i8],
+    pub(crate) scores: &'a [f64],
+    pub(crate) threshold: f64,
+    pub(crate) anomaly_count: usize,
+    pub(crate) algorithm: &'a str,
+    pub(crate) parameters: &'a Value,
+    pub(crate) contamination: &'a Value,
+    pub(crate) n_samples: usize,
+    pub(crate) n_features: usize,
+    pub(crate) processing_time_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) model_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) model_version: Option<i64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub(crate) warnings: &'a [String],
+}
+
+/// A detector configuration and the rows to fit it on, from a request body.
+pub(crate) fn fit_input(
+    body: &mut RequestBody,
+    max_cells: usize,
+) -> Result<(DetectorConfig, Array2<f64>), ApiError> {
+    let rows = body
+        .data
+        .take()
+        .ok_or_else(|| ApiError::invalid_with("'data' is required", json!({"field": "data"})))?;
+    check_cells(&rows, max_cells)?;
+    let config = detector_config(body)?;
+    Ok((config, rows.into_matrix()?))
+}
+
+/// `algorithm` (default `isolation_forest`), `contamination` (default `"auto"`) and the
+/// parameters, nested or flat, checked by detect-core (unknown names and out-of-range
+/// values are 422s listing what is accepted).
+pub(crate) fn detector_config(body: &mut RequestBody) -> Result<DetectorConfig, ApiError> {
+    let algorithm = body
+        .take_str("algorithm")?
+        .unwrap_or_else(|| "isolation_forest".into());
+    let contamination = body.take("contamination").unwrap_or(Value::Null);
+    let params = body.take_parameters()?;
+    Ok(DetectorConfig::from_json(
+        &algorithm,
+        &params,
+        &contamination,
+    )?)
+}
+
+async fn detect(
+    State(state): State<AppState>,
+    ReadAccess(_caller): ReadAccess,
+    ApiJson(mut body): ApiJson<RequestBody>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
+    let fitted = cpu::run(&state, false, move || {
+        let t = Instant::now();
+        detect_core::fit(&config, x.view()).map(|f| (f, t.elapsed()))
+    })
+    .await?;
+    let (fitted, inference) = fitted?;
+    let model = &fitted.model;
+    let d: &Detection = &fitted.training;
+    state.metrics.observe_inference(
+        model.algorithm(),
+        "inline",
+        d.scores.len(),
+        d.anomaly_count,
+        inference,
+    );
+    let parameters = model.config().algorithm.to_json();
+    let contamination = model.config().contamination.to_json();
+    Ok(axum::Json(DetectionResponse {
+        predictions: &d.predictions,
+        scores: &d.scores,
+        threshold: d.threshold,
+        anomaly_count: d.anomaly_count,
+        algorithm: model.algorithm(),
+        parameters: &parameters,
+        contamination: &contamination,
+        n_samples: model.n_samples(),
+        n_features: model.n_features(),
+        processing_time_ms: started.elapsed().as_secs_f64() * 1e3,
+        model_name: None,
+        model_version: None,
+        warnings: &fitted.warnings,
+    })
+    .into_response())
+}

@@ -1,0 +1,108 @@
+//! Health: `/health` (what the seed's `HealthCheck().check_dependencies()` reports),
+//! `/health/live` (the process answers) and `/health/ready` (dependencies reachable).
+//! No auth: load balancers and probes call these.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+}
+
+/// Probes give up on a dependency after this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+async fn probe<T, E: std::fmt::Display>(f: impl Future<Output = Result<T, E>>) -> (bool, Value) {
+    let start = Instant::now();
+    match tokio::time::timeout(PROBE_TIMEOUT, f).await {
+        Ok(Ok(_)) => (
+            true,
+            json!({"status": "up", "latency_ms": ms(start.elapsed())}),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health probe failed");
+            (
+                false,
+                json!({"status": "down", "latency_ms": ms(start.elapsed())}),
+            )
+        }
+        Err(_) => (false, json!({"status": "down", "error": "timeout"})),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
+    let (db_up, database) = probe(state.meta.ping()).await;
+    let (artifacts_up, artifact_store) = probe(state.artifacts.ping()).await;
+    let start = Instant::now();
+    let (queue_up, queue) = match state.meta.job_counts().await {
+        Ok((queued, running)) => (
+            true,
+            json!({"status": "up", "latency_ms": ms(start.elapsed()), "kind": "in_process",
+                   "queued": queued, "running": running}),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "queue health probe failed");
+            (false, json!({"status": "down", "kind": "in_process"}))
+        }
+    };
+    let workers = state.queue.workers();
+    let status = if !db_up {
+        "unhealthy"
+    } else if !artifacts_up || !queue_up {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let code = if status == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        axum::Json(json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "checks": {
+                "database": database,
+                "queue": queue,
+                "artifact_store": artifact_store,
+                "workers": {"status": if workers > 0 { "up" } else { "none" },
+                            "active": workers, "busy": state.queue.busy()},
+            },
+        })),
+    )
+}
+
+async fn live() -> axum::Json<Value> {
+    axum::Json(json!({"status": "alive"}))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let (db_up, _) = probe(state.meta.ping()).await;
+    let (artifacts_up, _) = probe(state.artifacts.ping()).await;
+    if db_up && artifacts_up {
+        Ok(axum::Json(json!({"status": "ready"})))
+    } else {
+        Err(ApiError::Unavailable {
+            message: "not ready: a dependency is unreachable (see GET /health)".into(),
+            retry_after_s: Some(5),
+        })
+    }
+}

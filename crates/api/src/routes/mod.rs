@@ -1,0 +1,120 @@
+//! One router per resource, merged in [`api_router`]; helpers they share.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{Method, Uri};
+use pynomaly_store::Page;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::Rows;
+use crate::state::AppState;
+
+pub mod algorithms;
+pub mod batch;
+pub mod detect;
+pub mod health;
+pub mod jobs;
+pub mod keys;
+pub mod metrics;
+pub mod models;
+pub mod openapi;
+
+/// Every route of the service, with the JSON fallbacks.
+pub(crate) fn api_router() -> Router<AppState> {
+    Router::new()
+        .merge(detect::router())
+        .merge(models::router())
+        .merge(batch::router())
+        .merge(jobs::router())
+        .merge(algorithms::router())
+        .merge(keys::router())
+        .merge(health::router())
+        .merge(metrics::router())
+        .merge(openapi::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// A query string, with the contract's 422 on a bad one.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|r| ApiError::invalid(format!("invalid query string: {}", r.body_text())))
+    }
+}
+
+/// `?limit=&offset=` of listings.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageQuery {
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+pub(crate) const MAX_PAGE: u32 = 500;
+
+impl PageQuery {
+    pub(crate) fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::invalid_with(
+                format!("limit must be in [1, {MAX_PAGE}], got {limit}"),
+                json!({"field": "limit"}),
+            ));
+        }
+        Ok(Page {
+            limit,
+            offset: self.offset.unwrap_or(0),
+        })
+    }
+}
+
+/// Model names: 1 to 128 characters of letters, digits, `_`, `-`, `.`.
+pub(crate) fn check_model_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_with(
+            format!("invalid model name '{name}': use 1 to 128 letters, digits, '_', '-' or '.'"),
+            json!({"field": "model_name"}),
+        ))
+    }
+}
+
+/// Rows × features within the configured limit.
+pub(crate) fn check_cells(rows: &Rows, max_cells: usize) -> Result<(), ApiError> {
+    if rows.cells() > max_cells {
+        return Err(ApiError::invalid_with(
+            format!(
+                "the request has {} rows × {} features = {} values, over the limit of {max_cells} (PYNOMALY_MAX_CELLS); split it or use a batch job",
+                rows.n_rows,
+                rows.n_cols,
+                rows.cells()
+            ),
+            json!({"limit": max_cells, "cells": rows.cells()}),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! Models: train (inline or from a data source), list, get, versions, delete, predict.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pynomaly_jobs::{Registration, TrainSpec};
+use pynomaly_store::{JobKind, NewJob};
+use serde_json::{Value, json};
+
+use crate::auth::{ReadAccess, WriteAccess};
+use crate::cpu;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, RequestBody};
+use crate::routes::detect::{DetectionResponse, detector_config, fit_input};
+use crate::routes::{ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/models", post(train).get(list))
+        .route("/api/v1/models/{name}", get(versions).delete(delete))
+        .route("/api/v1/models/{name}/versions/{version}", get(version))
+        .route("/api/v1/models/{name}/predict", post(predict))
+}
+
+fn model_not_found(name: &str, version: Option<i64>) -> ApiError {
+    match version {
+        Some(v) => ApiError::NotFound(format!("model '{name}' has no version {v}")),
+        None => ApiError::NotFound(format!("model '{name}' not found")),
+    }
+}
+
+async fn train(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    headers: HeaderMap,
+    ApiJson(mut body): ApiJson<RequestBody>,
+) -> Result<Response, ApiError> {
+    let name = body.take_str("model_name")?.ok_or_else(|| {
+        ApiError::invalid_with("'model_name' is required", json!({"field": "model_name"}))
+    })?;
+    check_model_name(&name)?;
+    let training_data = body.take_str("training_data")?;
+    match (body.data.is_some(), training_data) {
+        (true, Some(_)) => Err(ApiError::invalid(
+            "give either 'data' (train now) or 'training_data' (a data source), not both",
+        )),
+        (false, None) => Err(ApiError::invalid_with(
+            "'data' or 'training_data' is required",
+            json!({"field": "data"}),
+        )),
+        (false, Some(uri)) => {
+            train_from_source(&state, &caller.tenant, &headers, name, uri, body).await
+        }
+        (true, None) => {
+            let started = Instant::now();
+            let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
+            let fitted =
+                cpu::run(&state, false, move || detect_core::fit(&config, x.view())).await??;
+            let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
+            let anomaly_count = fitted.training.anomaly_count;
+            let loaded = state
+                .registry
+                .register(
+                    fitted.model,
+                    Registration {
+                        tenant: caller.tenant,
+                        model_name: name.clone(),
+                        feature_names: None,
+                        training_time_ms,
+                    },
+                )
+                .await?;
+            state.metrics.set_data_quality(&name, 1.0);
+            let mut out = serde_json::to_value(&*loaded.version).map_err(ApiError::internal)?;
+            out["anomaly_count"] = json!(anomaly_count);
+            out["warnings"] = json!(fitted.warnings);
+            Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+        }
+    }
+}
+
+async fn train_from_source(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    name: String,
+    uri: String,
+    mut body: RequestBody,
+) -> Result<Response, ApiError> {
+    let label_column = body.take_str("label_column")?;
+    let config = detector_config(&mut body)?;
+    state.sources.resolve(&uri)?;
+    let spec = TrainSpec {
+        model_name: name.clone(),
+        training_data: uri,
+        algorithm: config.algorithm.name().to_string(),
+        parameters: config
+            .algorithm
+            .to_json()
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        contamination: config.contamination.to_json(),
+        label_column,
+    };
+    let (job, _created) = state
+        .queue
+        .submit(NewJob {
+            tenant: tenant.to_string(),
+            kind: JobKind::Train,
+            spec: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+            progress: json!({"rows_processed": 0, "sources_done": 0, "sources_total": 1}),
+            idempotency_key: idempotency_key(headers)?,
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "job_id": job.id,
+            "status": job.status.as_str(),
+            "model_name": name,
+            "status_url": format!("/api/v1/jobs/{}", job.id),
+        })),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ReadAccess(caller): ReadAccess,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let page = q.page()?;
+    let (models, total) = state.meta.list_models(&caller.tenant, page).await?;
+    Ok(axum::Json(json!({
+        "models": models,
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    })))
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    ReadAccess(caller): ReadAccess,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let versions = state.registry.versions(&caller.tenant, &name).await?;
+    let Some(latest) = versions.last() else {
+        return Err(model_not_found(&name, None));
+    };
+    let production = versions
+        .iter()
+        .find(|v| v.stage == "production")
+        .map(|v| v.version);
+    Ok(axum::Json(json!({
+        "model_name": name,
+        "algorithm": latest.algorithm,
+        "latest_version": latest.version,
+        "production_version": production,
+        "versions": versions,
+    })))
+}
+
+fn parse_version(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::invalid_with(
+            format!("version must be an integer >= 1, got '{s}'"),
+            json!({"field": "version"}),
+        )
+    })
+}
+
+async fn version(
+    State(state): State<AppState>,
+    ReadAccess(caller): ReadAccess,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let v = parse_version(&version)?;
+    let found = state.meta.model_version(&caller.tenant, &name, v).await?;
+    let found = found.ok_or_else(|| model_not_found(&name, Some(v)))?;
+    Ok(axum::Json(
+        serde_json::to_value(found).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let deleted = state.registry.delete(&caller.tenant, &name).await?;
+    if deleted.is_empty() {
+        return Err(model_not_found(&name, None));
+    }
+    Ok(axum::Json(json!({
+        "model_name": name,
+        "deleted": true,
+        "deleted_versions": deleted.iter().map(|v| v.version).collect::<Vec<_>>(),
+    })))
+}
+
+async fn predict(
+    State(state): State<AppState>,
+    ReadAccess(caller): ReadAccess,
+    Path(name): Path<String>,
+    ApiJson(mut body): ApiJson<RequestBody>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let version = body.take_i64("version")?;
+    body.reject_rest(&["data", "version"])?;
+    let rows = body
+        .data
+        .take()
+        .ok_or_else(|| ApiError::invalid_with("'data' is required", json!({"field": "data"})))?;
+    check_cells(&rows, state.limits.max_cells)?;
+    let loaded = state
+        .registry
+        .load(&caller.tenant, &name, version)
+        .await?
+        .ok_or_else(|| model_not_found(&name, version))?;
+    let x = rows.into_matrix()?;
+    let n_rows = x.nrows();
+    let model = std::sync::Arc::clone(&loaded.model);
+    let (detection, inference) = cpu::run(&state, n_rows <= cpu::INLINE_ROWS, move || {
+        let t = Instant::now();
+        model.predict(x.view()).map(|d| (d, t.elapsed()))
+    })
+    .await??;
+    let meta = &loaded.version;
+    state.metrics.observe_inference(
+        &meta.algorithm,
+        &meta.model_name,
+        n_rows,
+        detection.anomaly_count,
+        inference,
+    );
+    Ok(axum::Json(DetectionResponse {
+        predictions: &detection.predictions,
+        scores: &detection.scores,
+        threshold: detection.threshold,
+        anomaly_count: detection.anomaly_count,
+        algorithm: &meta.algorithm,
+        parameters: &meta.parameters,
+        contamination: &meta.contamination,
+        n_samples: n_rows,
+        n_features: loaded.model.n_features(),
+        processing_time_ms: started.elapsed().as_secs_f64() * 1e3,
+        model_name: Some(&meta.model_name),
+        model_version: Some(meta.version),
+        warnings: &[],
+    })
+    .into_response())
+}

@@ -1,0 +1,134 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{csv_source, spawn_app};
+
+#[tokio::test]
+async fn batch_with_a_model_writes_one_json_row_per_input_row() {
+    let app = spawn_app().await;
+    app.train_inline("m").await;
+    app.write_source("data.csv", &csv_source(2500, 3));
+    let r = app
+        .batch(
+            &json!({"data_source": "data.csv", "model_name": "m", "algorithm": "isolation_forest"}),
+        )
+        .await;
+    let body = r.assert_status(202);
+    assert_eq!(body["status"], "queued");
+    let id = body["job_id"].as_str().unwrap().to_string();
+    assert_eq!(body["status_url"], format!("/api/v1/jobs/{id}"));
+    app.drain_jobs().await;
+    let job = app.job(&id).await;
+    let job = job.assert_status(200);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["rows_processed"], 2500);
+    assert_eq!(job["progress"]["sources_done"], 1);
+    assert_eq!(job["result"]["n_samples"], 2500);
+    assert_eq!(job["result"]["outputs"][0]["source"], "data.csv");
+    let out = app.get(&format!("/api/v1/jobs/{id}/result")).await;
+    let rows = out.assert_status(200).as_array().unwrap();
+    assert_eq!(rows.len(), 2500);
+    assert_eq!(rows[0]["row"], 0);
+    assert_eq!(rows[2499]["row"], 2499);
+    assert!(rows[10]["prediction"] == 1 || rows[10]["prediction"] == -1);
+    assert!(rows[10]["score"].is_number());
+}
+
+#[tokio::test]
+async fn batch_fitting_on_each_source_writes_csv_outputs() {
+    let app = spawn_app().await;
+    app.write_source("a.csv", &csv_source(300, 2));
+    app.write_source("b.csv", &csv_source(200, 2));
+    let r = app
+        .batch(
+            &json!({"data_sources": ["a.csv", "b.csv"], "algorithm": "lof",
+                       "n_neighbors": 10, "contamination": 0.1, "output_format": "csv"}),
+        )
+        .await;
+    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+    app.drain_jobs().await;
+    let job = app.job(&id).await;
+    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    assert_eq!(job.body["result"]["n_samples"], 500);
+    let out = app.get(&format!("/api/v1/jobs/{id}/result?output=1")).await;
+    let Value::String(text) = &out.body else {
+        panic!("CSV expected, got {}", out.body)
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "row,prediction,score");
+    assert_eq!(lines.len(), 201);
+}
+
+#[tokio::test]
+async fn batch_refuses_a_path_outside_the_sources_directory() {
+    let app = spawn_app().await;
+    let r = app.batch(&json!({"data_source": "../../etc/passwd"})).await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["reason"],
+        "outside_sources_dir"
+    );
+    let r = app.batch(&json!({"data_source": "missing.csv"})).await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["reason"],
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn batch_with_an_unknown_model_is_not_found_and_bad_formats_are_refused() {
+    let app = spawn_app().await;
+    app.write_source("d.csv", &csv_source(10, 2));
+    app.batch(&json!({"data_source": "d.csv", "model_name": "ghost"}))
+        .await
+        .assert_error(404, "not_found");
+    let r = app
+        .batch(&json!({"data_source": "d.csv", "output_format": "parquet"}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["accepted"],
+        json!(["json", "csv"])
+    );
+}
+
+#[tokio::test]
+async fn a_retried_batch_with_the_same_idempotency_key_returns_the_first_job() {
+    let app = spawn_app().await;
+    app.write_source("d.csv", &csv_source(10, 2));
+    let send = || async {
+        app.client
+            .post(format!("{}/api/v1/batch", app.address))
+            .bearer_auth(&app.admin_key)
+            .header("Idempotency-Key", "abc-123")
+            .json(&json!({"data_source": "d.csv"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first["job_id"], second["job_id"]);
+    assert_eq!(app.drain_jobs().await, 1);
+}
+
+#[tokio::test]
+async fn a_batch_over_a_file_with_a_bad_value_fails_naming_the_line() {
+    let app = spawn_app().await;
+    app.train(&json!({"model_name": "two", "data": [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]}))
+        .await
+        .assert_status(201);
+    app.write_source("bad.csv", "a,b\n1,2\n3,oops\n");
+    let r = app
+        .batch(&json!({"data_source": "bad.csv", "model_name": "two"}))
+        .await;
+    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+    app.drain_jobs().await;
+    let job = app.job(&id).await;
+    assert_eq!(job.body["status"], "failed");
+    assert!(
+        job.body["error"].as_str().unwrap().contains("line 3"),
+        "{}",
+        job.body
+    );
+}

@@ -1,0 +1,153 @@
+use serde_json::json;
+
+use crate::helpers::{spawn_app, training_rows};
+
+#[tokio::test]
+async fn detect_labels_the_far_away_row_as_an_anomaly() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({
+            "data": training_rows(100, 3), "algorithm": "isolation_forest",
+            "contamination": 0.05, "n_estimators": 50, "random_state": 42,
+        }))
+        .await;
+    let body = r.assert_status(200);
+    assert_eq!(body["n_samples"], 100);
+    assert_eq!(body["n_features"], 3);
+    assert_eq!(body["algorithm"], "isolation_forest");
+    assert_eq!(body["parameters"]["n_estimators"], 50);
+    assert_eq!(body["contamination"], 0.05);
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 100);
+    assert_eq!(body["predictions"][99], -1);
+    let threshold = body["threshold"].as_f64().unwrap();
+    for (s, p) in body["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(body["predictions"].as_array().unwrap())
+    {
+        assert_eq!(s.as_f64().unwrap() > threshold, p == -1);
+    }
+    assert!(body["processing_time_ms"].is_number());
+}
+
+#[tokio::test]
+async fn detect_gives_the_same_answer_for_the_same_seed() {
+    let app = spawn_app().await;
+    let req = json!({"data": training_rows(60, 2), "random_state": 7, "n_estimators": 20});
+    let a = app.detect(&req).await;
+    let b = app.detect(&req).await;
+    assert_eq!(a.body["scores"], b.body["scores"]);
+}
+
+#[tokio::test]
+async fn detect_accepts_parameters_nested_or_flat() {
+    let app = spawn_app().await;
+    let nested = app
+        .detect(&json!({"data": training_rows(40, 2), "algorithm": "lof",
+                        "parameters": {"n_neighbors": 5}}))
+        .await;
+    let flat = app
+        .detect(&json!({"data": training_rows(40, 2), "algorithm": "lof", "n_neighbors": 5}))
+        .await;
+    assert_eq!(nested.assert_status(200)["parameters"]["n_neighbors"], 5);
+    assert_eq!(nested.body["scores"], flat.assert_status(200)["scores"]);
+}
+
+#[tokio::test]
+async fn detect_rejects_malformed_json_with_the_contract_body() {
+    let app = spawn_app().await;
+    let r = app
+        .post_raw("/api/v1/detect", r#"{"data": [[1, 2], "#)
+        .await;
+    r.assert_error(400, "malformed_json");
+}
+
+#[tokio::test]
+async fn detect_rejects_nan_as_a_string_naming_row_and_column() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({"data": [[1.0, 2.0], [3.0, "NaN"], [1.0, 1.0]]}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["row"], 1);
+    assert_eq!(e["details"]["column"], 1);
+    assert!(r.message().contains("row 1, column 1"), "{}", r.message());
+}
+
+#[tokio::test]
+async fn detect_rejects_a_bare_nan_literal_as_invalid_input() {
+    let app = spawn_app().await;
+    let r = app
+        .post_raw("/api/v1/detect", r#"{"data": [[1.0, NaN], [2, 3]]}"#)
+        .await;
+    r.assert_error(422, "invalid_input");
+    assert!(r.message().contains("NaN"));
+}
+
+#[tokio::test]
+async fn detect_rejects_ragged_rows_naming_the_row() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({"data": [[1, 2, 3], [4, 5, 6], [7, 8]]}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["row"], 2);
+    assert_eq!(e["details"]["expected"], 3);
+}
+
+#[tokio::test]
+async fn detect_rejects_empty_data() {
+    let app = spawn_app().await;
+    app.detect(&json!({"data": []}))
+        .await
+        .assert_error(422, "invalid_input");
+    app.detect(&json!({"algorithm": "lof"}))
+        .await
+        .assert_error(422, "invalid_input");
+}
+
+#[tokio::test]
+async fn detect_rejects_an_unknown_algorithm_listing_the_accepted_ones() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({"data": training_rows(10, 2), "algorithm": "one_class_svm"}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["algorithm"], "one_class_svm");
+    assert_eq!(e["details"]["accepted"], json!(["isolation_forest", "lof"]));
+}
+
+#[tokio::test]
+async fn detect_rejects_an_unknown_parameter_naming_it() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({"data": training_rows(10, 2), "n_trees": 10}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["parameter"], "n_trees");
+    assert!(
+        e["details"]["accepted"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("n_estimators"))
+    );
+}
+
+#[tokio::test]
+async fn detect_rejects_an_out_of_range_parameter_and_bad_contamination() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({"data": training_rows(10, 2), "n_estimators": 0}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "n_estimators"
+    );
+    let r = app
+        .detect(&json!({"data": training_rows(10, 2), "contamination": 0.9}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["parameter"], "contamination");
+    assert!(r.message().contains("(0, 0.5]"), "{}", r.message());
+}

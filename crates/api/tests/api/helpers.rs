@@ -1,0 +1,292 @@
+//! `spawn_app()` and typed request helpers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pynomaly_api::{Application, Settings};
+use pynomaly_jobs::{ExecutionOutcome, InProcessQueue, JobQueue};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server on a random port, with its own data directory.
+pub struct TestApp {
+    pub address: String,
+    pub admin_key: String,
+    pub data_dir: PathBuf,
+    pub queue: Arc<InProcessQueue>,
+    pub client: reqwest::Client,
+    dir: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// A response: status, headers and the body as JSON (or `Value::String` for non-JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the contract's error shape with this status and code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "body: {}", self.body);
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "body: {}",
+            self.body
+        );
+        assert!(self.body["request_id"].is_string(), "body: {}", self.body);
+        &self.body["error"]
+    }
+
+    /// The error message.
+    pub fn message(&self) -> String {
+        self.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// Settings for a test: port 0, no background workers (tests drain jobs step by step).
+pub fn test_settings(dir: &Path) -> Settings {
+    let mut s = Settings::with_data_dir(dir.join("data"));
+    s.bind = "127.0.0.1:0".parse().unwrap();
+    s.worker_concurrency = 0;
+    s.batch_chunk_rows = 1000;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    configure(&mut settings);
+    let mut app = start(settings, None).await;
+    app.dir = Some(dir);
+    app
+}
+
+/// Starts a server on `settings`; `admin_key` for a restart (the key file exists then).
+pub async fn start(settings: Settings, admin_key: Option<String>) -> TestApp {
+    let data_dir = settings.data_dir.clone();
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let admin_key = app
+        .admin_key()
+        .map(str::to_string)
+        .or(admin_key)
+        .unwrap_or_else(|| {
+            std::fs::read_to_string(data_dir.join("admin.key"))
+                .expect("admin key file")
+                .trim()
+                .to_string()
+        });
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let queue = app.queue();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        address,
+        admin_key,
+        data_dir,
+        queue,
+        client: reqwest::Client::new(),
+        dir: None,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits for it; keeps the data directory.
+    pub async fn stop(mut self) -> (Option<TempDir>, PathBuf, String) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task");
+        }
+        (
+            self.dir.take(),
+            self.data_dir.clone(),
+            self.admin_key.clone(),
+        )
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        into_reply(req.send().await.expect("request sent")).await
+    }
+
+    /// A raw body (for malformed JSON), as the admin.
+    pub async fn post_raw(&self, path: &str, body: &str) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(&self.admin_key)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        into_reply(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request(Method::POST, path, Some(&self.admin_key), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, Some(&self.admin_key), None)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(Method::DELETE, path, Some(&self.admin_key), None)
+            .await
+    }
+
+    pub async fn detect(&self, body: &Value) -> Reply {
+        self.post("/api/v1/detect", body).await
+    }
+
+    pub async fn train(&self, body: &Value) -> Reply {
+        self.post("/api/v1/models", body).await
+    }
+
+    pub async fn predict(&self, name: &str, body: &Value) -> Reply {
+        self.post(&format!("/api/v1/models/{name}/predict"), body)
+            .await
+    }
+
+    pub async fn batch(&self, body: &Value) -> Reply {
+        self.post("/api/v1/batch", body).await
+    }
+
+    pub async fn job(&self, id: &str) -> Reply {
+        self.get(&format!("/api/v1/jobs/{id}")).await
+    }
+
+    /// Creates a key with these scopes, as the admin.
+    pub async fn create_key(&self, scopes: &[&str]) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/keys",
+                &json!({"name": "test", "scopes": scopes}),
+            )
+            .await;
+        r.assert_status(201);
+        r.body["key"].as_str().unwrap().to_string()
+    }
+
+    /// Trains `name` inline on [`training_rows`] and returns the version.
+    pub async fn train_inline(&self, name: &str) -> Value {
+        let r = self
+            .train(&json!({
+                "model_name": name, "algorithm": "isolation_forest", "contamination": 0.05,
+                "n_estimators": 50, "random_state": 42, "data": training_rows(200, 3),
+            }))
+            .await;
+        r.assert_status(201).clone()
+    }
+
+    /// Writes a data source into the sources directory.
+    pub fn write_source(&self, name: &str, contents: &str) -> PathBuf {
+        let dir = self.data_dir.join("sources");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Runs queued jobs until the queue is empty; returns how many ran.
+    pub async fn drain_jobs(&self) -> usize {
+        let mut n = 0;
+        while let ExecutionOutcome::JobDone { .. } =
+            self.queue.try_execute_job().await.expect("job step")
+        {
+            n += 1;
+        }
+        n
+    }
+}
+
+async fn into_reply(r: reqwest::Response) -> Reply {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `n` rows of `width` features: a tight cluster, the last row far away.
+pub fn training_rows(n: usize, width: usize) -> Value {
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let row: Vec<f64> = (0..width)
+            .map(|j| {
+                if i == n - 1 {
+                    50.0 + j as f64
+                } else {
+                    ((i * 7 + j * 13) % 17) as f64 / 17.0
+                }
+            })
+            .collect();
+        rows.push(row);
+    }
+    json!(rows)
+}
+
+/// A CSV with a header of `width` features (f0, f1, …) and `n` rows.
+pub fn csv_source(n: usize, width: usize) -> String {
+    let header: Vec<String> = (0..width).map(|j| format!("f{j}")).collect();
+    let mut s = header.join(",") + "\n";
+    for i in 0..n {
+        let row: Vec<String> = (0..width)
+            .map(|j| format!("{}", ((i * 7 + j * 13) % 17) as f64 / 17.0))
+            .collect();
+        s.push_str(&row.join(","));
+        s.push('\n');
+    }
+    s
+}

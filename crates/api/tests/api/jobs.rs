@@ -1,0 +1,96 @@
+use serde_json::json;
+
+use crate::helpers::{csv_source, spawn_app, start, test_settings};
+
+#[tokio::test]
+async fn a_job_cancelled_while_running_stops_and_is_reported_cancelled() {
+    let app = spawn_app().await;
+    app.train_inline("m").await;
+    app.write_source("big.csv", &csv_source(20_000, 3));
+    let r = app
+        .batch(&json!({"data_source": "big.csv", "model_name": "m"}))
+        .await;
+    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+
+    let claimed = app.queue.claim_next().await.unwrap().expect("a queued job");
+    assert_eq!(app.job(&id).await.body["status"], "running");
+    let cancel = app.delete(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(cancel.assert_status(202)["cancel_requested"], true);
+    app.queue.execute(claimed).await.unwrap();
+
+    let job = app.job(&id).await;
+    assert_eq!(job.body["status"], "cancelled", "{}", job.body);
+    assert!(job.body["finished_at"].is_string());
+    app.get(&format!("/api/v1/jobs/{id}/result"))
+        .await
+        .assert_error(409, "conflict");
+    app.delete(&format!("/api/v1/jobs/{id}"))
+        .await
+        .assert_error(409, "conflict");
+}
+
+#[tokio::test]
+async fn a_queued_job_cancelled_never_runs() {
+    let app = spawn_app().await;
+    app.write_source("d.csv", &csv_source(10, 2));
+    let id = app.batch(&json!({"data_source": "d.csv"})).await.body["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app.delete(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(r.assert_status(200)["status"], "cancelled");
+    assert_eq!(app.drain_jobs().await, 0);
+}
+
+#[tokio::test]
+async fn a_job_queued_before_a_restart_runs_after_it() {
+    let app = spawn_app().await;
+    app.write_source("d.csv", &csv_source(50, 2));
+    let queued = app.batch(&json!({"data_source": "d.csv"})).await.body["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let interrupted = app.batch(&json!({"data_source": "d.csv"})).await.body["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // One job is claimed (running) when the server stops, one is still queued.
+    let claimed = app.queue.claim_next().await.unwrap().unwrap();
+    assert_eq!(claimed.id(), queued);
+    let (dir, data_dir, key) = app.stop().await;
+    drop(claimed);
+
+    let dir = dir.unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.data_dir = data_dir;
+    let app = start(settings, Some(key)).await;
+    for id in [&queued, &interrupted] {
+        assert_eq!(app.job(id).await.body["status"], "queued");
+    }
+    assert_eq!(app.drain_jobs().await, 2);
+    for id in [&queued, &interrupted] {
+        let job = app.job(id).await;
+        assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+        assert_eq!(job.body["result"]["n_samples"], 50);
+    }
+    drop(dir);
+}
+
+#[tokio::test]
+async fn jobs_are_listed_and_unknown_jobs_are_not_found() {
+    let app = spawn_app().await;
+    app.write_source("d.csv", &csv_source(10, 2));
+    app.batch(&json!({"data_source": "d.csv"}))
+        .await
+        .assert_status(202);
+    let list = app.get("/api/v1/jobs").await;
+    assert_eq!(list.assert_status(200)["total"], 1);
+    assert_eq!(list.body["jobs"][0]["kind"], "batch");
+    app.job("no-such-job").await.assert_error(404, "not_found");
+    app.delete("/api/v1/jobs/no-such-job")
+        .await
+        .assert_error(404, "not_found");
+    app.get("/api/v1/jobs?limit=0")
+        .await
+        .assert_error(422, "invalid_input");
+}

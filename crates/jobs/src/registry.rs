@@ -1,0 +1,190 @@
+//! The model registry: trained models stored as artifacts, registered as versions in the
+//! metadata store, and served from the in-memory [`ModelCache`].
+//!
+//! Both the API (inline training, predict) and the job runner (training from a data source,
+//! batch scoring) go through it, so a model is written, numbered and cached one way.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use detect_core::{DetectError, FittedModel};
+use pynomaly_store::{ArtifactStore, DynMetadataStore, ModelVersion, NewModelVersion, StoreError};
+use thiserror::Error;
+
+use crate::cache::{LoadedModel, ModelCache};
+
+/// An error from registering or loading a model.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored artifact that cannot be read back (corrupt, or a newer format).
+    #[error("stored model {name} v{version} cannot be loaded")]
+    Artifact {
+        name: String,
+        version: i64,
+        #[source]
+        source: DetectError,
+    },
+    /// Decoding ran on a blocking thread that panicked.
+    #[error("model loading task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// What to register beside the fitted model.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub tenant: String,
+    pub model_name: String,
+    pub feature_names: Option<Vec<String>>,
+    pub training_time_ms: f64,
+}
+
+/// Models: stored, numbered, cached.
+#[derive(Debug)]
+pub struct ModelRegistry {
+    meta: DynMetadataStore,
+    artifacts: ArtifactStore,
+    cache: ModelCache,
+}
+
+impl ModelRegistry {
+    /// A registry over these stores, caching at most `cache_bytes` of models.
+    pub fn new(meta: DynMetadataStore, artifacts: ArtifactStore, cache_bytes: u64) -> Self {
+        Self {
+            meta,
+            artifacts,
+            cache: ModelCache::new(cache_bytes),
+        }
+    }
+
+    /// The in-memory cache (for metrics).
+    pub fn cache(&self) -> &ModelCache {
+        &self.cache
+    }
+
+    /// Stores the model's artifact, registers the next version and caches it.
+    ///
+    /// # Errors
+    /// The artifact or metadata store failed; no half-registered version is left behind.
+    pub async fn register(
+        &self,
+        model: FittedModel,
+        reg: Registration,
+    ) -> Result<LoadedModel, RegistryError> {
+        let bytes = model.to_bytes();
+        let size = bytes.len() as u64;
+        let path = format!("models/{}/{}.pnmy", reg.tenant, uuid::Uuid::now_v7());
+        self.artifacts.put(&path, Bytes::from(bytes)).await?;
+        let new = NewModelVersion {
+            tenant: reg.tenant,
+            model_name: reg.model_name,
+            algorithm: model.algorithm().to_string(),
+            parameters: model.config().algorithm.to_json(),
+            contamination: model.config().contamination.to_json(),
+            threshold: model.threshold(),
+            n_features: model.n_features() as i64,
+            n_samples: model.n_samples() as i64,
+            feature_names: reg.feature_names,
+            artifact_path: path.clone(),
+            artifact_bytes: size as i64,
+            training_time_ms: reg.training_time_ms,
+        };
+        let version = match self.meta.create_model_version(new).await {
+            Ok(v) => v,
+            Err(e) => {
+                if let Err(cleanup) = self.artifacts.delete(&path).await {
+                    tracing::warn!(error = %cleanup, path, "could not remove orphan artifact");
+                }
+                return Err(e.into());
+            }
+        };
+        let production = version.stage == "production";
+        if !production {
+            // The production version did not change, but drop a stale alias anyway.
+            self.cache
+                .forget_production(&version.tenant, &version.model_name);
+        }
+        let loaded = LoadedModel {
+            model: Arc::new(model),
+            version: Arc::new(version),
+        };
+        self.cache.insert(loaded.clone(), size, production);
+        Ok(loaded)
+    }
+
+    /// The asked version of a model, or its production version; `None` when it does not
+    /// exist for this tenant. Served from memory after the first load.
+    ///
+    /// # Errors
+    /// The stores failed, or the artifact cannot be decoded.
+    pub async fn load(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<LoadedModel>, RegistryError> {
+        if let Some(hit) = self.cache.get(tenant, name, version) {
+            return Ok(Some(hit));
+        }
+        let record = match version {
+            Some(v) => self.meta.model_version(tenant, name, v).await?,
+            None => self.meta.production_version(tenant, name).await?,
+        };
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.cache.get(tenant, name, Some(record.version)) {
+            if version.is_none() {
+                self.cache.set_production(tenant, name, record.version);
+            }
+            return Ok(Some(hit));
+        }
+        let bytes = self.artifacts.get(&record.artifact_path).await?;
+        let size = bytes.len() as u64;
+        let decoded = tokio::task::spawn_blocking(move || FittedModel::from_bytes(&bytes)).await?;
+        let model = decoded.map_err(|source| RegistryError::Artifact {
+            name: record.model_name.clone(),
+            version: record.version,
+            source,
+        })?;
+        let loaded = LoadedModel {
+            model: Arc::new(model),
+            version: Arc::new(record),
+        };
+        self.cache.insert(loaded.clone(), size, version.is_none());
+        Ok(Some(loaded))
+    }
+
+    /// Every version of a model (oldest first); empty when it does not exist.
+    ///
+    /// # Errors
+    /// The metadata store failed.
+    pub async fn versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<ModelVersion>, RegistryError> {
+        Ok(self.meta.model_versions(tenant, name).await?)
+    }
+
+    /// Deletes a model: its versions, its artifacts and its cache entries. Returns the
+    /// deleted versions (empty: there was no such model).
+    ///
+    /// # Errors
+    /// The metadata store failed (artifacts that cannot be removed are logged, not fatal).
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<ModelVersion>, RegistryError> {
+        let deleted = self.meta.delete_model(tenant, name).await?;
+        self.cache.invalidate(tenant, name);
+        for v in &deleted {
+            if let Err(e) = self.artifacts.delete(&v.artifact_path).await {
+                tracing::warn!(error = %e, path = v.artifact_path, "could not remove model artifact");
+            }
+        }
+        Ok(deleted)
+    }
+}

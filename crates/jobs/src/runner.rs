@@ -1,0 +1,494 @@
+//! What jobs do: batch scoring and training from data sources.
+//!
+//! A batch job streams each source: the synchronous `data-source` reader and the scoring of
+//! each chunk run on blocking threads, the output is appended to a streamed artifact write,
+//! so memory holds one chunk and one output part whatever the file's size. Between chunks
+//! the job checks whether it was cancelled (it ends `cancelled`) or the process is shutting
+//! down (it is released back to `queued`). Fitting on a source (a batch with `algorithm`,
+//! or a training job) needs the whole matrix: that memory is the detector's, not the
+//! reader's.
+//!
+//! Failures caused by the data (a bad value on line 12, a missing file) end the job
+//! `failed` with that message; internal failures are logged with their chain and reported
+//! as "internal error".
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use data_source::{LabelColumn, ReadOptions, TableReader};
+use detect_core::{Detection, DetectorConfig, FittedModel};
+use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{ModelRegistry, Registration};
+use crate::sources::SourceResolver;
+use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
+
+/// Tuning of the job runner.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Rows read and scored at a time.
+    pub chunk_rows: usize,
+    /// Least time between two progress writes to the metadata store.
+    pub progress_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            chunk_rows: 16_384,
+            progress_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// How a job run ended.
+#[derive(Debug)]
+pub(crate) enum RunOutcome {
+    Succeeded(Value),
+    Failed(String),
+    Cancelled,
+    /// Stopped by a shutdown: to be run again.
+    Interrupted,
+}
+
+/// Why a job stopped early.
+#[derive(Debug)]
+enum Halt {
+    Cancelled,
+    Interrupted,
+    Failed(String),
+}
+
+impl Halt {
+    fn internal(what: &str, e: &(dyn std::error::Error + 'static)) -> Halt {
+        let mut chain = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let _ = write!(chain, ": {s}");
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "{what}");
+        Halt::Failed(format!("internal error while {what}"))
+    }
+}
+
+/// The signals a running job checks between chunks, and where it reports progress.
+#[derive(Debug)]
+pub(crate) struct JobControl {
+    cancel: CancellationToken,
+    shutdown: CancellationToken,
+    meta: DynMetadataStore,
+    last_progress: Mutex<Option<Instant>>,
+}
+
+impl JobControl {
+    pub(crate) fn new(
+        cancel: CancellationToken,
+        shutdown: CancellationToken,
+        meta: DynMetadataStore,
+    ) -> Self {
+        Self {
+            cancel,
+            shutdown,
+            meta,
+            last_progress: Mutex::new(None),
+        }
+    }
+
+    fn check(&self) -> Result<(), Halt> {
+        if self.cancel.is_cancelled() {
+            Err(Halt::Cancelled)
+        } else if self.shutdown.is_cancelled() {
+            Err(Halt::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn progress(&self, job_id: &str, progress: Value, every: Duration, force: bool) {
+        {
+            let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
+            if !force && last.is_some_and(|t| t.elapsed() < every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(e) = self.meta.update_job_progress(job_id, &progress).await {
+            tracing::warn!(error = %e, "could not record job progress");
+        }
+    }
+}
+
+/// Runs batch and training jobs.
+#[derive(Debug)]
+pub struct JobRunner {
+    registry: Arc<ModelRegistry>,
+    artifacts: ArtifactStore,
+    sources: SourceResolver,
+    config: RunnerConfig,
+}
+
+impl JobRunner {
+    /// A runner reading sources through `sources`, writing outputs to `artifacts`.
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        artifacts: ArtifactStore,
+        sources: SourceResolver,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            registry,
+            artifacts,
+            sources,
+            config,
+        }
+    }
+
+    pub(crate) async fn run(&self, job: &Job, control: &JobControl) -> RunOutcome {
+        let result = match job.kind {
+            JobKind::Batch => match serde_json::from_value::<BatchSpec>(job.spec.clone()) {
+                Ok(spec) => self.run_batch(job, &spec, control).await,
+                Err(e) => Err(Halt::internal("reading the job's specification", &e)),
+            },
+            JobKind::Train => match serde_json::from_value::<TrainSpec>(job.spec.clone()) {
+                Ok(spec) => self.run_train(job, &spec, control).await,
+                Err(e) => Err(Halt::internal("reading the job's specification", &e)),
+            },
+        };
+        match result {
+            Ok(v) => RunOutcome::Succeeded(v),
+            Err(Halt::Cancelled) => RunOutcome::Cancelled,
+            Err(Halt::Interrupted) => RunOutcome::Interrupted,
+            Err(Halt::Failed(m)) => RunOutcome::Failed(m),
+        }
+    }
+
+    fn resolve(&self, uri: &str) -> Result<PathBuf, Halt> {
+        self.sources
+            .resolve(uri)
+            .map_err(|e| Halt::Failed(e.to_string()))
+    }
+
+    async fn run_batch(
+        &self,
+        job: &Job,
+        spec: &BatchSpec,
+        control: &JobControl,
+    ) -> Result<Value, Halt> {
+        let model = match &spec.scoring {
+            Scoring::Model {
+                model_name,
+                version,
+            } => {
+                let loaded = self
+                    .registry
+                    .load(&job.tenant, model_name, *version)
+                    .await
+                    .map_err(|e| Halt::internal("loading the model", &e))?;
+                let Some(loaded) = loaded else {
+                    return Err(Halt::Failed(format!("model '{model_name}' not found")));
+                };
+                Some(loaded.model)
+            }
+            Scoring::Fit { .. } => None,
+        };
+        let total = spec.sources.len();
+        let mut outputs = Vec::with_capacity(total);
+        let (mut rows_processed, mut anomalies) = (0usize, 0usize);
+        for (i, source) in spec.sources.iter().enumerate() {
+            control.check()?;
+            let path = self.resolve(source)?;
+            let out_path = format!(
+                "jobs/{}/{}/output-{i}.{}",
+                job.tenant,
+                job.id,
+                spec.output_format.extension()
+            );
+            let mut out = OutputWriter::start(&self.artifacts, &out_path, spec.output_format)
+                .await
+                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+            let progress = |rows: usize| json!({"rows_processed": rows, "sources_done": i, "sources_total": total});
+            let scored = match &model {
+                Some(model) => {
+                    self.score_stream(job, source, path, spec, model, &mut out, control, |r| {
+                        progress(rows_processed + r)
+                    })
+                    .await
+                }
+                None => {
+                    self.fit_and_label(source, path, spec, &mut out, control)
+                        .await
+                }
+            };
+            let (n, a) = match scored {
+                Ok(counts) => counts,
+                Err(halt) => {
+                    out.abort().await;
+                    return Err(halt);
+                }
+            };
+            out.finish()
+                .await
+                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+            rows_processed += n;
+            anomalies += a;
+            outputs.push(json!({
+                "source": source,
+                "uri": self.artifacts.uri(&out_path),
+                "path": out_path,
+                "format": spec.output_format,
+                "n_samples": n,
+                "anomaly_count": a,
+            }));
+            control
+                .progress(
+                    &job.id,
+                    json!({"rows_processed": rows_processed, "sources_done": i + 1, "sources_total": total}),
+                    self.config.progress_interval,
+                    true,
+                )
+                .await;
+        }
+        Ok(json!({"n_samples": rows_processed, "anomaly_count": anomalies, "outputs": outputs}))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn score_stream(
+        &self,
+        job: &Job,
+        source: &str,
+        path: PathBuf,
+        spec: &BatchSpec,
+        model: &Arc<FittedModel>,
+        out: &mut OutputWriter,
+        control: &JobControl,
+        progress: impl Fn(usize) -> Value,
+    ) -> Result<(usize, usize), Halt> {
+        let options = read_options(spec.label_column.as_deref());
+        let opened = blocking(move || TableReader::open(&path, &options)).await?;
+        let mut reader = opened.map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        if reader.n_features() != model.n_features() {
+            return Err(Halt::Failed(format!(
+                "{source}: rows have {} features, the model expects {}",
+                reader.n_features(),
+                model.n_features()
+            )));
+        }
+        let (mut n, mut anomalies) = (0usize, 0usize);
+        let chunk_rows = self.config.chunk_rows;
+        loop {
+            control.check()?;
+            let model = Arc::clone(model);
+            let format = out.format;
+            let first = out.rows == 0;
+            let (back, step) = blocking(move || {
+                let step = match reader.next_chunk(chunk_rows) {
+                    Ok(Some(chunk)) => match model.predict(chunk.features.view()) {
+                        Ok(d) => Ok(Some((render(&d, chunk.first_row, format, first), d))),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                };
+                (reader, step)
+            })
+            .await?;
+            reader = back;
+            let Some((bytes, detection)) =
+                step.map_err(|m| Halt::Failed(format!("{source}: {m}")))?
+            else {
+                break;
+            };
+            out.write(&bytes, detection.scores.len())
+                .await
+                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+            n += detection.scores.len();
+            anomalies += detection.anomaly_count;
+            control
+                .progress(&job.id, progress(n), self.config.progress_interval, false)
+                .await;
+        }
+        Ok((n, anomalies))
+    }
+
+    async fn fit_and_label(
+        &self,
+        source: &str,
+        path: PathBuf,
+        spec: &BatchSpec,
+        out: &mut OutputWriter,
+        control: &JobControl,
+    ) -> Result<(usize, usize), Halt> {
+        let Scoring::Fit {
+            algorithm,
+            parameters,
+            contamination,
+        } = &spec.scoring
+        else {
+            return Err(Halt::Failed("no model and no algorithm".into()));
+        };
+        let config = DetectorConfig::from_json(algorithm, parameters, contamination)
+            .map_err(|e| Halt::Failed(e.to_string()))?;
+        let options = read_options(spec.label_column.as_deref());
+        let table = blocking(move || data_source::read_path(&path, &options))
+            .await?
+            .map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        control.check()?;
+        let fitted = blocking(move || detect_core::fit(&config, table.features.view()))
+            .await?
+            .map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        let d = fitted.training;
+        let chunk = self.config.chunk_rows;
+        for start in (0..d.scores.len()).step_by(chunk) {
+            control.check()?;
+            let end = (start + chunk).min(d.scores.len());
+            let part = Detection {
+                scores: d.scores[start..end].to_vec(),
+                predictions: d.predictions[start..end].to_vec(),
+                threshold: d.threshold,
+                anomaly_count: 0,
+            };
+            let bytes = render(&part, start, out.format, start == 0);
+            out.write(&bytes, end - start)
+                .await
+                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+        }
+        Ok((d.scores.len(), d.anomaly_count))
+    }
+
+    async fn run_train(
+        &self,
+        job: &Job,
+        spec: &TrainSpec,
+        control: &JobControl,
+    ) -> Result<Value, Halt> {
+        let config =
+            DetectorConfig::from_json(&spec.algorithm, &spec.parameters, &spec.contamination)
+                .map_err(|e| Halt::Failed(e.to_string()))?;
+        let path = self.resolve(&spec.training_data)?;
+        let options = read_options(spec.label_column.as_deref());
+        let source = spec.training_data.clone();
+        let table = blocking(move || data_source::read_path(&path, &options))
+            .await?
+            .map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        control.check()?;
+        let n = table.features.nrows();
+        let feature_names = table.feature_names.clone();
+        let started = Instant::now();
+        let fitted = blocking(move || detect_core::fit(&config, table.features.view()))
+            .await?
+            .map_err(|e| Halt::Failed(format!("{}: {e}", spec.training_data)))?;
+        let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
+        control.check()?;
+        let loaded = self
+            .registry
+            .register(
+                fitted.model,
+                Registration {
+                    tenant: job.tenant.clone(),
+                    model_name: spec.model_name.clone(),
+                    feature_names,
+                    training_time_ms,
+                },
+            )
+            .await
+            .map_err(|e| Halt::internal("registering the model", &e))?;
+        let mut result = serde_json::to_value(&*loaded.version)
+            .map_err(|e| Halt::internal("reporting the model", &e))?;
+        result["n_samples"] = json!(n);
+        result["anomaly_count"] = json!(fitted.training.anomaly_count);
+        result["warnings"] = json!(fitted.warnings);
+        Ok(result)
+    }
+}
+
+fn read_options(label_column: Option<&str>) -> ReadOptions {
+    ReadOptions {
+        label: match label_column {
+            Some(name) => LabelColumn::Required(name.to_string()),
+            None => LabelColumn::default(),
+        },
+        ..ReadOptions::default()
+    }
+}
+
+/// Runs synchronous work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Halt> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Halt::internal("running a blocking step", &e))
+}
+
+/// Renders rows `first_row..` of a detection as output text. JSON output is one array:
+/// the first chunk opens it (see [`OutputWriter::start`]) and later chunks start with a
+/// comma.
+fn render(d: &Detection, first_row: usize, format: OutputFormat, first: bool) -> Vec<u8> {
+    let mut s = String::with_capacity(d.scores.len() * 40);
+    for (i, (score, prediction)) in d.scores.iter().zip(&d.predictions).enumerate() {
+        let row = first_row + i;
+        match format {
+            OutputFormat::Csv => {
+                let _ = writeln!(s, "{row},{prediction},{score}");
+            }
+            OutputFormat::Json => {
+                if !(first && i == 0) {
+                    s.push(',');
+                }
+                let _ = write!(
+                    s,
+                    "\n{{\"row\":{row},\"prediction\":{prediction},\"score\":{score}}}"
+                );
+            }
+        }
+    }
+    s.into_bytes()
+}
+
+/// A job output being written: header, rows, footer.
+struct OutputWriter {
+    inner: ArtifactWriter,
+    format: OutputFormat,
+    rows: usize,
+}
+
+impl OutputWriter {
+    async fn start(
+        artifacts: &ArtifactStore,
+        path: &str,
+        format: OutputFormat,
+    ) -> Result<Self, pynomaly_store::StoreError> {
+        let mut inner = artifacts.writer(path).await?;
+        match format {
+            OutputFormat::Csv => inner.write(b"row,prediction,score\n").await?,
+            OutputFormat::Json => inner.write(b"[").await?,
+        }
+        Ok(Self {
+            inner,
+            format,
+            rows: 0,
+        })
+    }
+
+    async fn write(&mut self, bytes: &[u8], rows: usize) -> Result<(), pynomaly_store::StoreError> {
+        self.inner.write(bytes).await?;
+        self.rows += rows;
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<u64, pynomaly_store::StoreError> {
+        if self.format == OutputFormat::Json {
+            self.inner.write(b"\n]\n").await?;
+        }
+        self.inner.finish().await
+    }
+
+    async fn abort(self) {
+        if let Err(e) = self.inner.abort().await {
+            tracing::warn!(error = %e, "could not abort a job output");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! # pynomaly-store: where the service keeps what it knows
+//!
+//! Two stores, each a trait with an embedded implementation and room for a production one:
+//!
+//! - [`MetadataStore`]: API keys, model versions and jobs. [`SqliteStore`] keeps them in a
+//!   SQLite file in the data directory, with the migrations of `migrations/sqlite/` (at the
+//!   repository root) embedded at compile time and applied at start-up. A Postgres
+//!   implementation (`migrations/postgres/`) satisfies the same trait; no SQL lives outside
+//!   this crate.
+//! - [`ArtifactStore`]: serialized models and job outputs, over the `object_store` crate, so
+//!   moving from local files to S3 changes a URL, not the code.
+//!
+//! Invariants every implementation keeps:
+//! - every row carries a `tenant` ([`DEFAULT_TENANT`] until tenants are managed), and every
+//!   lookup by name or id is scoped by it, so another tenant's resource is simply absent;
+//! - model versions are numbered 1, 2, … per (tenant, name) by the store itself, atomically,
+//!   and the first version of a name is the `production` one;
+//! - a job moves `queued → running → succeeded | failed | cancelled` and is finished once:
+//!   [`MetadataStore::finish_job`] only moves a `running` job.
+
+mod artifacts;
+mod error;
+mod metadata;
+mod sqlite;
+mod types;
+
+pub use artifacts::{ArtifactStore, ArtifactWriter};
+pub use error::StoreError;
+pub use metadata::{DynMetadataStore, MetadataStore};
+pub use sqlite::SqliteStore;
+pub use types::{
+    ApiKey, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus, ModelSummary, ModelVersion,
+    NewApiKey, NewJob, NewModelVersion, Page, Scope,
+};

@@ -1,0 +1,113 @@
+//! The metadata store trait: what the service asks of its database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::StoreError;
+use crate::types::{
+    ApiKey, CancelOutcome, Job, ModelSummary, ModelVersion, NewApiKey, NewJob, NewModelVersion,
+    Page,
+};
+
+/// A shared, dynamically chosen metadata store (SQLite now, Postgres with `DATABASE_URL`).
+pub type DynMetadataStore = Arc<dyn MetadataStore>;
+
+/// Models, model versions, jobs and API keys, every one scoped by tenant.
+///
+/// Implementations must be safe to share between API instances and workers: version
+/// numbering, job claiming and job finishing are atomic in the database, not in memory.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    /// Round trip to the database, for health checks.
+    async fn ping(&self) -> Result<Duration, StoreError>;
+
+    // --- API keys ---
+
+    /// Stores a key and returns it with its id.
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    /// The key with this hash, active or not.
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// The tenant's keys, newest first.
+    async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes a key; `false` when the tenant has no such key.
+    async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// How many keys exist (any tenant, revoked included): zero on a first start.
+    async fn count_api_keys(&self) -> Result<i64, StoreError>;
+
+    // --- models ---
+
+    /// Registers the next version of a model: numbered `max + 1` for its (tenant, name),
+    /// `production` when it is the first.
+    async fn create_model_version(
+        &self,
+        version: NewModelVersion,
+    ) -> Result<ModelVersion, StoreError>;
+    /// The tenant's models, by name, with their total count.
+    async fn list_models(
+        &self,
+        tenant: &str,
+        page: Page,
+    ) -> Result<(Vec<ModelSummary>, i64), StoreError>;
+    /// Every version of a model, oldest first (empty: no such model).
+    async fn model_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<ModelVersion>, StoreError>;
+    /// One version of a model.
+    async fn model_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<ModelVersion>, StoreError>;
+    /// The version in `production` (else the latest).
+    async fn production_version(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ModelVersion>, StoreError>;
+    /// Deletes every version of a model and returns them (so their artifacts can go too).
+    async fn delete_model(&self, tenant: &str, name: &str)
+    -> Result<Vec<ModelVersion>, StoreError>;
+
+    // --- jobs ---
+
+    /// Enqueues a job. With an idempotency key already used by this tenant, returns that
+    /// first job and `false` instead of creating a second.
+    async fn create_job(&self, job: NewJob) -> Result<(Job, bool), StoreError>;
+    /// A job of this tenant.
+    async fn job(&self, tenant: &str, id: &str) -> Result<Option<Job>, StoreError>;
+    /// A job by id alone (for workers, which serve every tenant).
+    async fn job_by_id(&self, id: &str) -> Result<Option<Job>, StoreError>;
+    /// The tenant's jobs, newest first, with their total count.
+    async fn list_jobs(&self, tenant: &str, page: Page) -> Result<(Vec<Job>, i64), StoreError>;
+    /// Atomically takes the oldest queued job and marks it `running` for `worker_id`.
+    async fn claim_next_job(&self, worker_id: &str) -> Result<Option<Job>, StoreError>;
+    /// Records a running job's progress.
+    async fn update_job_progress(&self, id: &str, progress: &Value) -> Result<(), StoreError>;
+    /// Moves a `running` job to a terminal status; `false` if it was not running (so no
+    /// job is reported done twice).
+    async fn finish_job(
+        &self,
+        id: &str,
+        status: crate::JobStatus,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Puts a `running` job back to `queued` (its worker is shutting down); `false` if it
+    /// was not running.
+    async fn release_job(&self, id: &str) -> Result<bool, StoreError>;
+    /// Cancels a queued job at once, or asks a running one to stop.
+    async fn request_job_cancel(&self, tenant: &str, id: &str)
+    -> Result<CancelOutcome, StoreError>;
+    /// At start-up of a single-process deployment: jobs left `running` by a previous
+    /// process go back to `queued` (or to `cancelled` if that had been asked). Returns how
+    /// many were requeued.
+    async fn requeue_interrupted_jobs(&self) -> Result<u64, StoreError>;
+    /// Counts jobs by status, for health and metrics: (queued, running).
+    async fn job_counts(&self) -> Result<(i64, i64), StoreError>;
+}

@@ -1,0 +1,260 @@
+//! The records the stores keep, in the user's words.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The tenant of everything until the security issue manages tenants.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every GET, `detect` and `predict`.
+    Read,
+    /// Train, batch, delete.
+    Write,
+    /// Keys, users, audit log. Implies `read` and `write`.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in order.
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+
+    /// The scope's name as the API and the command line spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Parses `read`, `write` or `admin`.
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s.trim() {
+            "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A stored API key (never the key itself: only its keyed hash is stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub rate_limit_per_minute: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Whether the key may be used at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub tenant: String,
+    pub name: String,
+    /// Keyed hash of the key, hex.
+    pub key_hash: String,
+    pub scopes: Vec<Scope>,
+    pub rate_limit_per_minute: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One trained version of a named model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelVersion {
+    #[serde(skip)]
+    pub tenant: String,
+    pub model_name: String,
+    pub version: i64,
+    pub algorithm: String,
+    pub parameters: Value,
+    pub contamination: Value,
+    pub threshold: f64,
+    pub n_features: i64,
+    pub n_samples: i64,
+    pub feature_names: Option<Vec<String>>,
+    /// `production` for the first version of a name, else `staging`.
+    pub stage: String,
+    #[serde(skip)]
+    pub artifact_path: String,
+    #[serde(skip)]
+    pub artifact_bytes: i64,
+    pub created_at: DateTime<Utc>,
+    pub training_time_ms: f64,
+}
+
+/// A model version to register; the store numbers it and sets its stage.
+#[derive(Debug, Clone)]
+pub struct NewModelVersion {
+    pub tenant: String,
+    pub model_name: String,
+    pub algorithm: String,
+    pub parameters: Value,
+    pub contamination: Value,
+    pub threshold: f64,
+    pub n_features: i64,
+    pub n_samples: i64,
+    pub feature_names: Option<Vec<String>>,
+    pub artifact_path: String,
+    pub artifact_bytes: i64,
+    pub training_time_ms: f64,
+}
+
+/// One named model in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSummary {
+    pub model_name: String,
+    pub algorithm: String,
+    pub latest_version: i64,
+    pub production_version: Option<i64>,
+    pub version_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Score data sources (with a model, or fitting on each source).
+    Batch,
+    /// Train a model version from a data source.
+    Train,
+}
+
+impl JobKind {
+    /// The kind as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Batch => "batch",
+            JobKind::Train => "train",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "batch" => Some(JobKind::Batch),
+            "train" => Some(JobKind::Train),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The status as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(JobStatus::Queued),
+            "running" => Some(JobStatus::Running),
+            "succeeded" => Some(JobStatus::Succeeded),
+            "failed" => Some(JobStatus::Failed),
+            "cancelled" => Some(JobStatus::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// Whether the job has finished (one way or another).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A background job and everything the API reports about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub tenant: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    /// What to do: the validated request, as the job runner reads it.
+    pub spec: Value,
+    pub progress: Value,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub cancel_requested: bool,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub tenant: String,
+    pub kind: JobKind,
+    pub spec: Value,
+    pub progress: Value,
+    pub idempotency_key: Option<String>,
+}
+
+/// What asking to cancel a job did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was still queued: it is now `cancelled` and will never run.
+    Cancelled(Job),
+    /// The job is running: its worker will stop it at the next chunk.
+    Requested(Job),
+    /// The job had already finished; nothing changed.
+    AlreadyFinished(Job),
+    /// No such job for this tenant.
+    NotFound,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub offset: u32,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            limit: 50,
+            offset: 0,
+        }
+    }
+}
