@@ -61,13 +61,14 @@ impl Lof {
         warnings: &mut Vec<String>,
     ) -> Result<(Self, Vec<f64>), DetectError> {
         let (n, dim) = x.dim();
-        let mut k = params.n_neighbors;
-        if k > n - 1 {
+        // scikit-learn clamps k to n - 1 but warns only when k exceeds n.
+        let k = params.n_neighbors.min(n - 1);
+        if params.n_neighbors > n {
             warnings.push(format!(
-                "n_neighbors ({k}) is greater than or equal to the total number of samples ({n}); \
-                 n_neighbors will be set to (n_samples - 1) for estimation"
+                "n_neighbors ({}) is greater than the total number of samples ({n}); \
+                 n_neighbors will be set to (n_samples - 1) for estimation",
+                params.n_neighbors
             ));
-            k = n - 1;
         }
         let x = x.as_standard_layout();
         let data = x.as_slice().expect("standard layout is contiguous");
