@@ -229,23 +229,38 @@ impl IsolationForest {
     /// (counters, categorical codes, network logs) is scored once per distinct row: the
     /// result is bit-for-bit the same, only cheaper. See [`distinct_rows`].
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        match distinct_rows(x) {
-            Some((unique, of_row)) => {
-                let scores = self.score_rows(unique.view());
+        let x = x.as_standard_layout();
+        match distinct_rows(x.view()) {
+            Some(Distinct { first, of_row }) => {
+                let scores = self.score_rows(x.view(), Some(&first));
                 of_row.iter().map(|&u| scores[u as usize]).collect()
             }
-            None => self.score_rows(x),
+            None => self.score_rows(x.view(), None),
         }
     }
 
     /// Anomaly scores of every row of `x`, one walk per row.
-    fn score_rows(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+    /// With `select`, scores only those rows (in that order), gathering each block of
+    /// them into a small buffer.
+    fn score_rows(&self, x: ArrayView2<'_, f64>, select: Option<&[u32]>) -> Vec<f64> {
         let x = x.as_standard_layout();
         let x = x.view();
-        let n = x.nrows();
+        let n = select.map_or(x.nrows(), <[u32]>::len);
         let mut sums = vec![0.0; n];
         let score_block = |start: usize, out: &mut [f64]| {
-            let rows = x.slice(ndarray::s![start..start + out.len(), ..]);
+            let gathered;
+            let rows = match select {
+                None => x.slice(ndarray::s![start..start + out.len(), ..]),
+                Some(select) => {
+                    let mut buf = Vec::with_capacity(out.len() * x.ncols());
+                    for &i in &select[start..start + out.len()] {
+                        buf.extend(x.row(i as usize).iter());
+                    }
+                    gathered = ndarray::Array2::from_shape_vec((out.len(), x.ncols()), buf)
+                        .expect("gathered block has out.len() rows");
+                    gathered.view()
+                }
+            };
             match &self.trees {
                 Trees::Dense(f) => f.path_length_sums(rows, out),
                 Trees::Sparse(ts) => {
@@ -280,12 +295,20 @@ const DEDUP_MIN_ROWS: usize = 1 << 15;
 /// Rows sampled to decide whether deduplication pays.
 const DEDUP_PROBE_ROWS: usize = 8192;
 
+/// The distinct rows of an input: the first occurrence of each, and for every row the
+/// index (into `first`) of its distinct row.
+struct Distinct {
+    first: Vec<u32>,
+    of_row: Vec<u32>,
+}
+
 /// When `x` is large and its first rows repeat often (at least one in five a repeat),
-/// returns its distinct rows and, for each row, the index of its distinct row.
+/// finds its distinct rows. Costs two `u32` per row and a hash table of the distinct
+/// rows; the rows themselves are not copied.
 ///
 /// Rows are hashed by their bit patterns and compared exactly on a hash match; a hash
-/// collision between different rows just leaves both undeduplicated.
-fn distinct_rows(x: ArrayView2<'_, f64>) -> Option<(ndarray::Array2<f64>, Vec<u32>)> {
+/// collision between different rows just leaves the later one undeduplicated.
+fn distinct_rows(x: ArrayView2<'_, f64>) -> Option<Distinct> {
     use std::collections::HashMap;
     use std::hash::BuildHasherDefault;
 
@@ -293,9 +316,8 @@ fn distinct_rows(x: ArrayView2<'_, f64>) -> Option<(ndarray::Array2<f64>, Vec<u3
     if n < DEDUP_MIN_ROWS || n > u32::MAX as usize {
         return None;
     }
-    let x = x.as_standard_layout();
     let d = x.ncols();
-    let flat = x.as_slice().expect("standard layout is contiguous");
+    let flat = x.as_slice()?;
     let row = |i: usize| &flat[i * d..(i + 1) * d];
     let hash = |r: &[f64]| {
         r.iter().fold(0x243F_6A88_85A3_08D3u64, |h, v| {
@@ -309,29 +331,26 @@ fn distinct_rows(x: ArrayView2<'_, f64>) -> Option<(ndarray::Array2<f64>, Vec<u3
     if probe.len() * 5 > DEDUP_PROBE_ROWS * 4 {
         return None;
     }
-    let hashes: Vec<u64> = flat.par_chunks(d).map(hash).collect();
-    let mut first: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>> =
-        HashMap::with_capacity_and_hasher(n / 2, BuildHasherDefault::default());
-    let mut unique: Vec<u32> = Vec::new();
+    // Size the table from the probe's distinct share, to avoid regrowing it.
+    let expected = n / DEDUP_PROBE_ROWS * probe.len() + probe.len();
+    let mut seen: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>> =
+        HashMap::with_capacity_and_hasher(expected, BuildHasherDefault::default());
+    let mut first: Vec<u32> = Vec::with_capacity(expected);
     let mut of_row = Vec::with_capacity(n);
-    for (i, &h) in hashes.iter().enumerate() {
-        let u = *first.entry(h).or_insert_with(|| {
-            unique.push(i as u32);
-            unique.len() as u32 - 1
+    for i in 0..n {
+        let r = row(i);
+        let u = *seen.entry(hash(r)).or_insert_with(|| {
+            first.push(i as u32);
+            first.len() as u32 - 1
         });
-        if row(unique[u as usize] as usize) == row(i) {
+        if row(first[u as usize] as usize) == r {
             of_row.push(u);
         } else {
-            unique.push(i as u32);
-            of_row.push(unique.len() as u32 - 1);
+            first.push(i as u32);
+            of_row.push(first.len() as u32 - 1);
         }
     }
-    let mut data = Vec::with_capacity(unique.len() * d);
-    for &i in &unique {
-        data.extend_from_slice(row(i as usize));
-    }
-    let unique = ndarray::Array2::from_shape_vec((unique.len(), d), data).ok()?;
-    Some((unique, of_row))
+    Some(Distinct { first, of_row })
 }
 
 /// A hasher for keys that are already well-mixed 64-bit hashes.
@@ -723,7 +742,7 @@ mod tests {
         let mut w = Vec::new();
         let forest =
             IsolationForest::fit(&IsolationForestParams::default(), 5, x.view(), &mut w).unwrap();
-        assert_eq!(forest.score(x.view()), forest.score_rows(x.view()));
+        assert_eq!(forest.score(x.view()), forest.score_rows(x.view(), None));
     }
 
     #[test]
