@@ -1,0 +1,171 @@
+//! `accuracy`: detect-core's ROC-AUC beside scikit-learn's on every shared dataset.
+//!
+//! ```text
+//! cargo run --release -p bench-tools --bin accuracy -- [DATASETS_DIR] [--json] [--only FILE]...
+//! ```
+//!
+//! For each file in `DATASETS_DIR/MANIFEST.csv` (default: `../shared/datasets` beside the
+//! repository): isolation forest with scikit-learn's defaults for `random_state` 0..4 (mean
+//! ROC-AUC; `--seeds N` for 0..N-1) and LOF with `n_neighbors` = 20, fitted and scored on all rows, as Part A of
+//! `sklearn_baseline.txt`. Prints a Markdown table (or JSON with `--json`) on stdout and
+//! progress on stderr, and exits with status 1 when a rule of `bench_tools` is broken.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bench_tools::{Outcome, failures, json_report, load_folder, markdown_table};
+use clap::Parser;
+use data_source::ReadOptions;
+use detect_core::metrics::roc_auc;
+use detect_core::{DetectorConfig, fit};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(about = "Compare detect-core's ROC-AUC with scikit-learn's on the shared datasets")]
+struct Args {
+    /// Folder with MANIFEST.csv, sklearn_baseline.txt and the data files
+    /// (default: ../shared/datasets beside the repository, or $PYNOMALY_DATASETS).
+    datasets: Option<PathBuf>,
+    /// Print JSON instead of a Markdown table.
+    #[arg(long)]
+    json: bool,
+    /// Average the isolation forest over random_state 0..SEEDS (scikit-learn's baseline
+    /// uses 5; more seeds tell a systematic difference from noise).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
+    /// Only these files (as named in MANIFEST.csv); the mean rule then covers only them.
+    #[arg(long = "only", value_name = "FILE")]
+    only: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("accuracy: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_datasets_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PYNOMALY_DATASETS") {
+        return dir.into();
+    }
+    // crates/bench-tools → the repository root → its parent.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
+}
+
+fn run(args: Args) -> Result<bool> {
+    let dir = args.datasets.unwrap_or_else(default_datasets_dir);
+    let (manifest, baseline) =
+        load_folder(&dir).with_context(|| format!("datasets folder {}", dir.display()))?;
+    for name in &args.only {
+        if !manifest.iter().any(|m| &m.file == name) {
+            bail!("--only {name}: not in MANIFEST.csv");
+        }
+    }
+    eprintln!(
+        "accuracy: {} datasets in {}, {} CPUs",
+        manifest.len(),
+        dir.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let mut outcomes = Vec::new();
+    for entry in manifest
+        .iter()
+        .filter(|m| args.only.is_empty() || args.only.contains(&m.file))
+    {
+        let path = dir.join(&entry.file);
+        let table = data_source::read_path(&path, &ReadOptions::default())
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (n, d) = table.features.dim();
+        if (n, d) != (entry.n_samples, entry.n_features) {
+            bail!(
+                "{}: read {n} x {d}, MANIFEST.csv says {} x {}",
+                entry.file,
+                entry.n_samples,
+                entry.n_features
+            );
+        }
+        let labels: Vec<bool> = table
+            .labels
+            .with_context(|| format!("{}: no label column", entry.file))?
+            .iter()
+            .map(|&l| l == 1.0)
+            .collect();
+        let x = table.features.view();
+
+        let mut per_seed = Vec::new();
+        let started = Instant::now();
+        for seed in 0..args.seeds {
+            let params = json!({ "random_state": seed });
+            let config = DetectorConfig::from_json(
+                "isolation_forest",
+                params.as_object().expect("a JSON object"),
+                &json!("auto"),
+            )?;
+            let fitted = fit(&config, x)?;
+            per_seed.push(
+                roc_auc(&labels, &fitted.training.scores)
+                    .with_context(|| format!("{}: ROC-AUC undefined", entry.file))?,
+            );
+        }
+        let isolation_forest_seconds = started.elapsed().as_secs_f64() / per_seed.len() as f64;
+
+        let params = json!({ "n_neighbors": 20 });
+        let config = DetectorConfig::from_json(
+            "lof",
+            params.as_object().expect("a JSON object"),
+            &json!("auto"),
+        )?;
+        let started = Instant::now();
+        let fitted = fit(&config, x)?;
+        let lof_seconds = started.elapsed().as_secs_f64();
+        let lof = roc_auc(&labels, &fitted.training.scores)
+            .with_context(|| format!("{}: ROC-AUC undefined", entry.file))?;
+
+        let outcome = Outcome {
+            file: entry.file.clone(),
+            n_samples: n,
+            n_features: d,
+            isolation_forest: per_seed.iter().sum::<f64>() / per_seed.len() as f64,
+            isolation_forest_per_seed: per_seed,
+            lof,
+            sklearn: baseline[&entry.file],
+            isolation_forest_seconds,
+            lof_seconds,
+        };
+        eprintln!(
+            "  {:<20} {n:>7} x {d:<3}  IF {:.4} ({:+.4})  LOF {:.4} ({:+.4})  [{:.2} s + {:.2} s]",
+            outcome.file,
+            outcome.isolation_forest,
+            outcome.isolation_forest_difference(),
+            outcome.lof,
+            outcome.lof_difference(),
+            outcome.isolation_forest_seconds * args.seeds as f64,
+            outcome.lof_seconds,
+        );
+        outcomes.push(outcome);
+    }
+
+    let broken = failures(&outcomes);
+    if args.json {
+        println!("{:#}", json_report(&outcomes));
+    } else {
+        print!("{}", markdown_table(&outcomes));
+    }
+    if broken.is_empty() {
+        eprintln!("accuracy: PASS");
+        Ok(true)
+    } else {
+        for f in &broken {
+            eprintln!("accuracy: FAIL: {f}");
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,429 @@
+//! # bench-tools: how close detect-core is to scikit-learn on real data
+//!
+//! The shared benchmark folder (`../shared/datasets` beside the clone; the repository does
+//! not carry the data) holds classic ODDS/ADBench outlier-detection sets, a `MANIFEST.csv`
+//! listing them, and `sklearn_baseline.txt`: scikit-learn 1.9.1's ROC-AUC on each, fitted
+//! and scored on all rows ("Part A"). The `accuracy` binary runs our detectors the same way
+//! and compares; this library holds the parts worth testing on their own: reading the
+//! manifest and the baseline, and the pass/fail rules.
+//!
+//! The rules (issue 2), with scikit-learn's Part A numbers as the reference:
+//! - isolation forest: on every set, our ROC-AUC averaged over `random_state` 0..4 is at
+//!   least scikit-learn's minus [`IF_PER_SET_MARGIN`], and the mean over all sets at least
+//!   scikit-learn's mean minus [`IF_MEAN_MARGIN`] (the forests are random and our generator
+//!   is not NumPy's, so only the averages can be compared);
+//! - LOF (`n_neighbors` = 20): ROC-AUC within [`LOF_MARGIN`] of scikit-learn's on every set
+//!   (exact neighbours make LOF deterministic; only the order among equidistant neighbours
+//!   and the last digits of sums may differ).
+//!
+//! The baseline prints four decimals, so every comparison carries up to 5e-5 of rounding.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// Largest allowed shortfall of our isolation-forest ROC-AUC on one set.
+pub const IF_PER_SET_MARGIN: f64 = 0.03;
+/// Largest allowed shortfall of our isolation-forest ROC-AUC averaged over all sets.
+pub const IF_MEAN_MARGIN: f64 = 0.01;
+/// Largest allowed |our LOF ROC-AUC − scikit-learn's| on one set.
+pub const LOF_MARGIN: f64 = 0.005;
+
+/// One dataset as `MANIFEST.csv` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub file: String,
+    pub n_samples: usize,
+    pub n_features: usize,
+}
+
+/// Reads `MANIFEST.csv`: a header naming `file`, `n_samples` and `n_features`, then one
+/// line per dataset. Only those columns are read (later ones hold free text).
+///
+/// # Errors
+/// A missing column or a line whose counts are not integers.
+pub fn parse_manifest(text: &str) -> Result<Vec<ManifestEntry>> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .context("MANIFEST.csv is empty")?
+        .split(',')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .with_context(|| format!("MANIFEST.csv has no '{name}' column"))
+    };
+    let (file, n, d) = (column("file")?, column("n_samples")?, column("n_features")?);
+    let last = file.max(n).max(d);
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            // The columns we read come before any quoted free text, so a plain split works.
+            let fields: Vec<&str> = line.splitn(last + 2, ',').collect();
+            if fields.len() <= last {
+                bail!("MANIFEST.csv line {}: too few fields", i + 2);
+            }
+            let int = |at: usize| {
+                fields[at].trim().parse::<usize>().with_context(|| {
+                    format!(
+                        "MANIFEST.csv line {}: '{}' is not a count",
+                        i + 2,
+                        fields[at]
+                    )
+                })
+            };
+            Ok(ManifestEntry {
+                file: fields[file].trim().to_string(),
+                n_samples: int(n)?,
+                n_features: int(d)?,
+            })
+        })
+        .collect()
+}
+
+/// scikit-learn's Part A ROC-AUCs for one dataset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    /// Isolation forest, mean over `random_state` 0..4.
+    pub isolation_forest: f64,
+    /// LOF, `n_neighbors` = 20, raw features.
+    pub lof: f64,
+}
+
+/// Reads the `A:IF_roc` and `A:LOF_roc` columns of `sklearn_baseline.txt`, keyed by file.
+///
+/// The file is a whitespace-aligned table: comment lines start with `#`, the header line
+/// starts with `file`, a rule of dashes follows, then one line per dataset.
+///
+/// # Errors
+/// No header, a missing column, or a value that is not a number.
+pub fn parse_baseline(text: &str) -> Result<BTreeMap<String, Baseline>> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .by_ref()
+        .find(|l| l.split_whitespace().next() == Some("file"))
+        .context("sklearn_baseline.txt: no header line starting with 'file'")?
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("sklearn_baseline.txt: no '{name}' column"))
+    };
+    let (if_at, lof_at) = (column("A:IF_roc")?, column("A:LOF_roc")?);
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // The table ends at the first blank or comment line; the rule is all dashes.
+        if fields.is_empty() || fields[0].starts_with('#') {
+            break;
+        }
+        if fields[0].chars().all(|c| c == '-') {
+            continue;
+        }
+        if fields.len() != header.len() {
+            bail!(
+                "sklearn_baseline.txt: line for {} has {} fields, the header {}",
+                fields[0],
+                fields.len(),
+                header.len()
+            );
+        }
+        let number = |at: usize| {
+            fields[at].parse::<f64>().with_context(|| {
+                format!(
+                    "sklearn_baseline.txt: {} {}: '{}'",
+                    fields[0], header[at], fields[at]
+                )
+            })
+        };
+        out.insert(
+            fields[0].to_string(),
+            Baseline {
+                isolation_forest: number(if_at)?,
+                lof: number(lof_at)?,
+            },
+        );
+    }
+    if out.is_empty() {
+        bail!("sklearn_baseline.txt: no dataset lines");
+    }
+    Ok(out)
+}
+
+/// Our numbers on one dataset beside scikit-learn's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub file: String,
+    pub n_samples: usize,
+    pub n_features: usize,
+    /// Our isolation-forest ROC-AUC, mean over the seeds.
+    pub isolation_forest: f64,
+    /// Our isolation-forest ROC-AUC per seed.
+    pub isolation_forest_per_seed: Vec<f64>,
+    pub lof: f64,
+    pub sklearn: Baseline,
+    /// Mean wall time of one isolation-forest fit + score, seconds.
+    pub isolation_forest_seconds: f64,
+    /// Wall time of the LOF fit (which scores the training rows), seconds.
+    pub lof_seconds: f64,
+}
+
+impl Outcome {
+    pub fn isolation_forest_difference(&self) -> f64 {
+        self.isolation_forest - self.sklearn.isolation_forest
+    }
+
+    pub fn lof_difference(&self) -> f64 {
+        self.lof - self.sklearn.lof
+    }
+}
+
+/// Applies the rules in the crate docs; returns one line per broken rule (empty = pass).
+pub fn failures(outcomes: &[Outcome]) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in outcomes {
+        if o.isolation_forest_difference() < -IF_PER_SET_MARGIN {
+            out.push(format!(
+                "{}: isolation forest ROC-AUC {:.4} is more than {IF_PER_SET_MARGIN} below scikit-learn's {:.4}",
+                o.file, o.isolation_forest, o.sklearn.isolation_forest
+            ));
+        }
+        if o.lof_difference().abs() > LOF_MARGIN {
+            out.push(format!(
+                "{}: LOF ROC-AUC {:.4} differs from scikit-learn's {:.4} by more than {LOF_MARGIN}",
+                o.file, o.lof, o.sklearn.lof
+            ));
+        }
+    }
+    if let Some((ours, theirs)) = isolation_forest_means(outcomes)
+        && ours < theirs - IF_MEAN_MARGIN
+    {
+        out.push(format!(
+            "isolation forest ROC-AUC over all sets {ours:.4} is more than {IF_MEAN_MARGIN} below scikit-learn's {theirs:.4}"
+        ));
+    }
+    out
+}
+
+/// Mean isolation-forest ROC-AUC over all sets: (ours, scikit-learn's).
+pub fn isolation_forest_means(outcomes: &[Outcome]) -> Option<(f64, f64)> {
+    if outcomes.is_empty() {
+        return None;
+    }
+    let n = outcomes.len() as f64;
+    Some((
+        outcomes.iter().map(|o| o.isolation_forest).sum::<f64>() / n,
+        outcomes
+            .iter()
+            .map(|o| o.sklearn.isolation_forest)
+            .sum::<f64>()
+            / n,
+    ))
+}
+
+/// Mean LOF ROC-AUC over all sets: (ours, scikit-learn's).
+pub fn lof_means(outcomes: &[Outcome]) -> Option<(f64, f64)> {
+    if outcomes.is_empty() {
+        return None;
+    }
+    let n = outcomes.len() as f64;
+    Some((
+        outcomes.iter().map(|o| o.lof).sum::<f64>() / n,
+        outcomes.iter().map(|o| o.sklearn.lof).sum::<f64>() / n,
+    ))
+}
+
+/// The comparison as a Markdown table (for BENCHMARKS.md), with a mean row.
+pub fn markdown_table(outcomes: &[Outcome]) -> String {
+    let mut s = String::from(
+        "| dataset | n | d | IF ours | IF sklearn | diff | LOF ours | LOF sklearn | diff | IF s (fit+score) | LOF s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for o in outcomes {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:+.4} | {:.4} | {:.4} | {:+.4} | {:.3} | {:.3} |\n",
+            o.file,
+            o.n_samples,
+            o.n_features,
+            o.isolation_forest,
+            o.sklearn.isolation_forest,
+            signed(o.isolation_forest_difference()),
+            o.lof,
+            o.sklearn.lof,
+            signed(o.lof_difference()),
+            o.isolation_forest_seconds,
+            o.lof_seconds,
+        ));
+    }
+    if let (Some((if_ours, if_sk)), Some((lof_ours, lof_sk))) =
+        (isolation_forest_means(outcomes), lof_means(outcomes))
+    {
+        s.push_str(&format!(
+            "| **mean** | | | {if_ours:.4} | {if_sk:.4} | {:+.4} | {lof_ours:.4} | {lof_sk:.4} | {:+.4} | | |\n",
+            signed(if_ours - if_sk),
+            signed(lof_ours - lof_sk),
+        ));
+    }
+    s
+}
+
+/// A difference rounded to the 4 decimals shown, without a "-0.0000".
+fn signed(d: f64) -> f64 {
+    (d * 1e4).round() / 1e4 + 0.0
+}
+
+/// The comparison as JSON: every dataset, the means, the margins and the failures.
+pub fn json_report(outcomes: &[Outcome]) -> Value {
+    let sets: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            json!({
+                "file": o.file,
+                "n_samples": o.n_samples,
+                "n_features": o.n_features,
+                "isolation_forest": {
+                    "roc_auc": o.isolation_forest,
+                    "roc_auc_per_seed": o.isolation_forest_per_seed,
+                    "sklearn_roc_auc": o.sklearn.isolation_forest,
+                    "difference": o.isolation_forest_difference(),
+                    "seconds_per_fit": o.isolation_forest_seconds,
+                },
+                "lof": {
+                    "roc_auc": o.lof,
+                    "sklearn_roc_auc": o.sklearn.lof,
+                    "difference": o.lof_difference(),
+                    "seconds": o.lof_seconds,
+                },
+            })
+        })
+        .collect();
+    let pair = |m: Option<(f64, f64)>| m.map(|(ours, sk)| json!({"ours": ours, "sklearn": sk}));
+    json!({
+        "datasets": sets,
+        "isolation_forest_mean": pair(isolation_forest_means(outcomes)),
+        "lof_mean": pair(lof_means(outcomes)),
+        "margins": {
+            "isolation_forest_per_set": IF_PER_SET_MARGIN,
+            "isolation_forest_mean": IF_MEAN_MARGIN,
+            "lof": LOF_MARGIN,
+        },
+        "failures": failures(outcomes),
+    })
+}
+
+/// Reads a dataset folder's manifest and baseline, checking every listed file has a
+/// baseline line and exists.
+///
+/// # Errors
+/// A missing or malformed `MANIFEST.csv` or `sklearn_baseline.txt`, a dataset without a
+/// baseline line, or a listed file that is not there.
+pub fn load_folder(dir: &Path) -> Result<(Vec<ManifestEntry>, BTreeMap<String, Baseline>)> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let manifest = parse_manifest(&read("MANIFEST.csv")?)?;
+    let baseline = parse_baseline(&read("sklearn_baseline.txt")?)?;
+    for entry in &manifest {
+        if !baseline.contains_key(&entry.file) {
+            bail!("sklearn_baseline.txt has no line for {}", entry.file);
+        }
+        if !dir.join(&entry.file).is_file() {
+            bail!(
+                "{} is listed in MANIFEST.csv but missing",
+                dir.join(&entry.file).display()
+            );
+        }
+    }
+    Ok((manifest, baseline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASELINE: &str = "\
+# sklearn baseline  python 3.11.7
+# A = transductive
+file                         n    d   out | A:IF_roc    ±sd A:IF_ap A:LOF_roc A:LOF_ap | IF_s
+-------------------------------------------------------------------------------------------
+annthyroid.csv            7200    6   534 |   0.8274 0.0137  0.3150    0.7373   0.2055 |  0.131
+http.csv.gz             567498    3  2211 |   0.9995 0.0005  0.8990    0.3527   0.0065 |  2.053
+
+# IsolationForest(...) on the largest file http.csv.gz (567498 x 3), single thread:
+";
+
+    fn outcome(file: &str, ours: (f64, f64), sklearn: (f64, f64)) -> Outcome {
+        Outcome {
+            file: file.into(),
+            n_samples: 10,
+            n_features: 2,
+            isolation_forest: ours.0,
+            isolation_forest_per_seed: vec![ours.0],
+            lof: ours.1,
+            sklearn: Baseline {
+                isolation_forest: sklearn.0,
+                lof: sklearn.1,
+            },
+            isolation_forest_seconds: 0.0,
+            lof_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn baseline_columns_are_found_by_name() {
+        let b = parse_baseline(BASELINE).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            b["http.csv.gz"],
+            Baseline {
+                isolation_forest: 0.9995,
+                lof: 0.3527
+            }
+        );
+        assert_eq!(b["annthyroid.csv"].lof, 0.7373);
+    }
+
+    #[test]
+    fn manifest_reads_file_and_shape_before_free_text() {
+        let m = parse_manifest(
+            "file,n_samples,n_features,note\nglass.csv,214,7,\"ADBench variant, 7 features\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            vec![ManifestEntry {
+                file: "glass.csv".into(),
+                n_samples: 214,
+                n_features: 7
+            }]
+        );
+    }
+
+    #[test]
+    fn a_forest_far_below_scikit_learn_fails_one_set_and_the_mean() {
+        let f = failures(&[outcome("a", (0.80, 0.5), (0.84, 0.5))]);
+        assert_eq!(f.len(), 2, "{f:?}");
+    }
+
+    #[test]
+    fn a_small_shortfall_on_one_set_can_pass() {
+        let f = failures(&[
+            outcome("a", (0.82, 0.5), (0.84, 0.5)),
+            outcome("b", (0.95, 0.5), (0.94, 0.5)),
+        ]);
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn lof_must_match_within_the_margin_either_way() {
+        assert!(failures(&[outcome("a", (0.9, 0.504), (0.9, 0.5))]).is_empty());
+        assert_eq!(failures(&[outcome("a", (0.9, 0.494), (0.9, 0.5))]).len(), 1);
+    }
+}
