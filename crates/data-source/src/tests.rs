@@ -491,6 +491,26 @@ fn json_objects_name_their_columns_in_any_order() {
 }
 
 #[test]
+fn wide_json_objects_are_matched_by_name() {
+    let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let line = |values: &[(usize, f64)]| {
+        let fields: Vec<String> = values
+            .iter()
+            .map(|(i, v)| format!("\"{}\": {v}", names[*i]))
+            .collect();
+        format!("{{{}}}\n", fields.join(", "))
+    };
+    let forward: Vec<(usize, f64)> = (0..20).map(|i| (i, i as f64)).collect();
+    let backward: Vec<(usize, f64)> = (0..20).rev().map(|i| (i, -(i as f64))).collect();
+    let t = read(&(line(&forward) + &line(&backward))).unwrap();
+    assert_eq!(t.features.dim(), (2, 20));
+    assert_eq!(t.features[[0, 7]], 7.0);
+    assert_eq!(t.features[[1, 7]], -7.0);
+    let e = err(&(line(&forward) + &line(&forward[1..])));
+    assert!(matches!(&e, DataError::MissingColumn { line: 2, name } if name == "c0"));
+}
+
+#[test]
 fn json_objects_must_keep_the_same_columns() {
     let e = err("{\"x\": 1, \"y\": 2}\n{\"x\": 3}\n");
     assert!(matches!(&e, DataError::MissingColumn { line: 2, name } if name == "y"));
