@@ -52,6 +52,8 @@ pub(crate) struct NeighborIndex {
 #[derive(Debug)]
 pub(crate) struct Neighbors {
     k: usize,
+    /// A reduced distance known to be above the k-th neighbour's (or +inf).
+    limit: f64,
     pub(crate) items: Vec<(f64, u32)>,
 }
 
@@ -59,19 +61,21 @@ impl Neighbors {
     pub(crate) fn new(k: usize) -> Self {
         Self {
             k,
+            limit: f64::INFINITY,
             items: Vec::with_capacity(k + 1),
         }
     }
 
     fn clear(&mut self) {
         self.items.clear();
+        self.limit = f64::INFINITY;
     }
 
     /// The distance a candidate must beat to enter.
     #[inline]
     fn bound(&self) -> f64 {
         if self.items.len() < self.k {
-            f64::INFINITY
+            self.limit
         } else {
             self.items[self.k - 1].0
         }
@@ -92,6 +96,7 @@ impl Neighbors {
 trait Reduced: Copy + Send + Sync {
     fn term(self, diff: f64) -> f64;
     fn to_distance(self, rdist: f64) -> f64;
+    fn to_reduced(self, dist: f64) -> f64;
 
     #[inline]
     fn rdist(self, a: &[f64], b: &[f64]) -> f64 {
@@ -118,6 +123,9 @@ impl Reduced for Euclid {
     fn to_distance(self, rdist: f64) -> f64 {
         rdist.sqrt()
     }
+    fn to_reduced(self, dist: f64) -> f64 {
+        dist * dist
+    }
 }
 impl Reduced for Manhattan {
     #[inline]
@@ -127,6 +135,9 @@ impl Reduced for Manhattan {
     fn to_distance(self, rdist: f64) -> f64 {
         rdist
     }
+    fn to_reduced(self, dist: f64) -> f64 {
+        dist
+    }
 }
 impl Reduced for Minkowski {
     #[inline]
@@ -135,6 +146,9 @@ impl Reduced for Minkowski {
     }
     fn to_distance(self, rdist: f64) -> f64 {
         rdist.powf(1.0 / self.0)
+    }
+    fn to_reduced(self, dist: f64) -> f64 {
+        dist.powf(self.0)
     }
 }
 
@@ -213,6 +227,11 @@ impl NeighborIndex {
         &self.points[pos * self.dim..(pos + 1) * self.dim]
     }
 
+    /// The true distance between two points (for triangle-inequality bounds).
+    pub(crate) fn distance(&self, a: &[f64], b: &[f64]) -> f64 {
+        with_metric!(self.metric, m => m.to_distance(m.rdist(a, b)))
+    }
+
     /// The input row of the point at `pos`.
     pub(crate) fn original(&self, pos: usize) -> usize {
         self.perm[pos] as usize
@@ -228,9 +247,29 @@ impl NeighborIndex {
         dist_out: &mut [f64],
         pos_out: &mut [u32],
     ) {
+        self.knn_within(query, exclude, f64::INFINITY, heap, dist_out, pos_out);
+    }
+
+    /// As [`Self::knn`], given `upper`, a true distance that the k-th neighbour's is known
+    /// not to exceed (at least k points other than `exclude` lie within it); nodes
+    /// farther than it are pruned from the start.
+    pub(crate) fn knn_within(
+        &self,
+        query: &[f64],
+        exclude: Option<usize>,
+        upper: f64,
+        heap: &mut Neighbors,
+        dist_out: &mut [f64],
+        pos_out: &mut [u32],
+    ) {
         heap.clear();
         let skip = exclude.map_or(u32::MAX, |e| e as u32);
         with_metric!(self.metric, m => {
+            if upper.is_finite() {
+                // Slack for rounding in the caller's triangle inequality; the next float
+                // up keeps a bound of 0 (duplicates) admitting distance 0.
+                heap.limit = m.to_reduced(upper * (1.0 + 1e-9)).next_up();
+            }
             // Dimensions known at compile time let the distance loops unroll.
             macro_rules! search {
                 ($($d:literal)*) => {

@@ -82,9 +82,18 @@ impl Lof {
             .enumerate()
             .for_each(|(block, (dist, pos))| {
                 let mut heap = Neighbors::new(k);
+                // Consecutive positions are neighbours in the tree, so the previous
+                // row's k-distance bounds this one's (triangle inequality: its k
+                // neighbours, or itself, lie within d(prev, row) + k-distance(prev)).
+                let mut previous: Option<(usize, f64)> = None;
                 for (j, (d, p)) in dist.chunks_mut(k).zip(pos.chunks_mut(k)).enumerate() {
                     let at = block * BLOCK + j;
-                    index.knn(index.point(at), Some(at), &mut heap, d, p);
+                    let row = index.point(at);
+                    let upper = previous.map_or(f64::INFINITY, |(prev, k_dist)| {
+                        index.distance(row, index.point(prev)) + k_dist
+                    });
+                    index.knn_within(row, Some(at), upper, &mut heap, d, p);
+                    previous = Some((at, d[k - 1]));
                 }
             });
         let k_distance: Vec<f64> = dist.chunks(k).map(|d| d[k - 1]).collect();
