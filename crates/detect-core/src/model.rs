@@ -97,7 +97,11 @@ pub fn fit(config: &DetectorConfig, x: ArrayView2<'_, f64>) -> Result<Fit, Detec
     let mut config = config.clone();
     let (detector, scores) = match &mut config.algorithm {
         AlgorithmParams::IsolationForest(p) => {
-            let seed = *p.random_state.get_or_insert_with(rand::random::<u64>);
+            // Drawn in scikit-learn's range for `random_state` (32 bits), which every JSON
+            // client reads back exactly.
+            let seed = *p
+                .random_state
+                .get_or_insert_with(|| u64::from(rand::random::<u32>()));
             let forest = IsolationForest::fit(p, seed, x, &mut warnings)?;
             let scores = forest.score(x);
             (Detector::IsolationForest(forest), scores)
