@@ -31,6 +31,8 @@
 //! each row's path lengths are summed in tree order, so scores do not depend on the
 //! number of threads.
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use ndarray::{ArrayView1, ArrayView2};
 use rand::seq::index;
 use rand::{Rng, RngCore, SeedableRng};
@@ -231,9 +233,14 @@ impl IsolationForest {
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let x = x.as_standard_layout();
         match distinct_rows(x.view()) {
-            Some(Distinct { first, of_row }) => {
-                let scores = self.score_rows(x.view(), Some(&first));
-                of_row.iter().map(|&u| scores[u as usize]).collect()
+            Some(Distinct { first, mut scores }) => {
+                let distinct_scores = self.score_rows(x.view(), Some(&first));
+                drop(first);
+                // Each slot holds its row's distinct index until replaced by its score.
+                for s in &mut scores {
+                    *s = distinct_scores[s.to_bits() as usize];
+                }
+                scores
             }
             None => self.score_rows(x.view(), None),
         }
@@ -296,22 +303,19 @@ const DEDUP_MIN_ROWS: usize = 1 << 15;
 const DEDUP_PROBE_ROWS: usize = 8192;
 
 /// The distinct rows of an input: the first occurrence of each, and for every row the
-/// index (into `first`) of its distinct row.
+/// index (into `first`) of its distinct row, stored as the bits of an `f64` in what becomes
+/// the output score vector (so deduplication costs no extra per-row buffer).
 struct Distinct {
     first: Vec<u32>,
-    of_row: Vec<u32>,
+    scores: Vec<f64>,
 }
 
 /// When `x` is large and its first rows repeat often (at least one in five a repeat),
-/// finds its distinct rows. Costs two `u32` per row and a hash table of the distinct
-/// rows; the rows themselves are not copied.
+/// finds its distinct rows. Beyond the output vector, costs one `u32` per distinct row and
+/// a hash table of `u32`s; the rows themselves are not copied.
 ///
-/// Rows are hashed by their bit patterns and compared exactly on a hash match; a hash
-/// collision between different rows just leaves the later one undeduplicated.
+/// Rows are hashed by their bit patterns and compared exactly.
 fn distinct_rows(x: ArrayView2<'_, f64>) -> Option<Distinct> {
-    use std::collections::HashMap;
-    use std::hash::BuildHasherDefault;
-
     let n = x.nrows();
     if n < DEDUP_MIN_ROWS || n > u32::MAX as usize {
         return None;
@@ -333,42 +337,29 @@ fn distinct_rows(x: ArrayView2<'_, f64>) -> Option<Distinct> {
     }
     // Size the table from the probe's distinct share, to avoid regrowing it.
     let expected = n / DEDUP_PROBE_ROWS * probe.len() + probe.len();
-    let mut seen: HashMap<u64, u32, BuildHasherDefault<PrehashedKey>> =
-        HashMap::with_capacity_and_hasher(expected, BuildHasherDefault::default());
+    // Entries are indices into `first`; hashes are recomputed from the rows.
+    let mut table: HashTable<u32> = HashTable::with_capacity(expected);
     let mut first: Vec<u32> = Vec::with_capacity(expected);
-    let mut of_row = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
     for i in 0..n {
         let r = row(i);
-        let u = *seen.entry(hash(r)).or_insert_with(|| {
-            first.push(i as u32);
-            first.len() as u32 - 1
-        });
-        if row(first[u as usize] as usize) == r {
-            of_row.push(u);
-        } else {
-            first.push(i as u32);
-            of_row.push(first.len() as u32 - 1);
-        }
+        let entry = table.entry(
+            hash(r),
+            |&u| row(first[u as usize] as usize) == r,
+            |&u| hash(row(first[u as usize] as usize)),
+        );
+        let u = match entry {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let u = first.len() as u32;
+                first.push(i as u32);
+                e.insert(u);
+                u
+            }
+        };
+        scores.push(f64::from_bits(u64::from(u)));
     }
-    Some(Distinct { first, of_row })
-}
-
-/// A hasher for keys that are already well-mixed 64-bit hashes.
-#[derive(Debug, Default)]
-struct PrehashedKey(u64);
-
-impl std::hash::Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+    Some(Distinct { first, scores })
 }
 
 /// Grows one tree on a fresh subsample, in the pointer layout.
