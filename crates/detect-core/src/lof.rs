@@ -81,6 +81,11 @@ impl Lof {
             .zip(pos.par_chunks_mut(BLOCK * k))
             .enumerate()
             .for_each(|(block, (dist, pos))| {
+                if index.blocked_euclidean() {
+                    let (start, end) = (block * BLOCK, block * BLOCK + dist.len() / k);
+                    index.knn_block_euclidean(index.points(start, end), Some(start), k, dist, pos);
+                    return;
+                }
                 let mut heap = Neighbors::new(k);
                 // Consecutive positions are neighbours in the tree, so the previous
                 // row's k-distance bounds this one's (triangle inequality: its k
@@ -132,6 +137,17 @@ impl Lof {
         let k = self.k;
         let mut scores = vec![0.0; n];
         let score_block = |start: usize, out: &mut [f64]| {
+            if self.index.blocked_euclidean() {
+                let rows = &data[start * dim..(start + out.len()) * dim];
+                let (mut d, mut p) = (vec![0.0; out.len() * k], vec![0u32; out.len() * k]);
+                self.index
+                    .knn_block_euclidean(rows, None, k, &mut d, &mut p);
+                for ((o, d), p) in out.iter_mut().zip(d.chunks(k)).zip(p.chunks(k)) {
+                    let lrd = local_reachability_density(d, p, &self.k_distance);
+                    *o = outlier_factor(lrd, p, &self.lrd);
+                }
+                return;
+            }
             let mut heap = Neighbors::new(k);
             let (mut d, mut p) = (vec![0.0; k], vec![0u32; k]);
             for (j, o) in out.iter_mut().enumerate() {
