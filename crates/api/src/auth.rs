@@ -22,7 +22,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use pynomaly_store::{ApiKey, DynMetadataStore, NewApiKey, Scope, SqliteStore, StoreError};
+use pynomaly_store::{ApiKey, DynMetadataStore, NewApiKey, Scope, StoreError};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::Sha256;
@@ -64,6 +64,24 @@ impl KeyHasher {
                 Ok(Self { secret })
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The secret `PYNOMALY_SECRET_KEY` gives (shared by every instance of a deployment),
+    /// else `<data dir>/secret.key` as [`KeyHasher::load_or_create`].
+    ///
+    /// # Errors
+    /// As [`KeyHasher::load_or_create`]; the setting was validated at start-up.
+    pub fn for_settings(settings: &Settings) -> std::io::Result<Self> {
+        match &settings.secret_key {
+            Some(hex_key) => {
+                let bytes = hex::decode(hex_key.expose()).map_err(std::io::Error::other)?;
+                let secret: [u8; 32] = bytes.try_into().map_err(|_| {
+                    std::io::Error::other("PYNOMALY_SECRET_KEY must hold 32 bytes in hex")
+                })?;
+                Ok(Self { secret })
+            }
+            None => Self::load_or_create(&settings.data_dir),
         }
     }
 
@@ -328,8 +346,9 @@ scoped_access!(
     "A caller holding the `admin` scope."
 );
 
-/// `pynomaly keys create`: creates a key in the data directory of `settings` and returns
-/// it (the only time it is shown).
+/// `pynomaly keys create`: creates a key in the metadata store of `settings` (Postgres
+/// with `DATABASE_URL`, else the data directory's SQLite) and returns it (the only time it
+/// is shown).
 ///
 /// # Errors
 /// The data directory, secret or database cannot be opened, or the store failed.
@@ -340,10 +359,10 @@ pub async fn create_api_key(
     tenant: &str,
 ) -> Result<CreatedKey, Box<dyn std::error::Error + Send + Sync>> {
     std::fs::create_dir_all(&settings.data_dir)?;
-    let store = SqliteStore::open(&settings.data_dir).await?;
-    let hasher = KeyHasher::load_or_create(&settings.data_dir)?;
-    let auth = AuthService::new(std::sync::Arc::new(store.clone()), hasher);
-    let created = auth.create_key(tenant, name, scopes, None, None).await?;
+    let store = crate::startup::open_metadata(settings).await?;
+    let hasher = KeyHasher::for_settings(settings)?;
+    let auth = AuthService::new(std::sync::Arc::clone(&store), hasher);
+    let created = auth.create_key(tenant, name, scopes, None, None).await;
     store.close().await;
-    Ok(created)
+    Ok(created?)
 }

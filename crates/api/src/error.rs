@@ -216,7 +216,18 @@ impl From<RegistryError> for ApiError {
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        ApiError::internal(e)
+        match e {
+            // Redis down or the pool exhausted: tell the client to come back, not that we
+            // broke.
+            QueueError::Redis(_) | QueueError::Pool(_) => {
+                tracing::error!(error = %e, error.chain = ?e, "job queue unavailable");
+                ApiError::Unavailable {
+                    message: "the job queue is unavailable; retry shortly".into(),
+                    retry_after_s: Some(5),
+                }
+            }
+            QueueError::Store(_) | QueueError::Backend(_) => ApiError::internal(e),
+        }
     }
 }
 
@@ -227,6 +238,8 @@ impl From<SourceError> for ApiError {
             SourceError::NotFound(_) => "not_found",
             SourceError::UnsupportedScheme(_) => "unsupported_scheme",
             SourceError::NotAFile(_) => "not_a_file",
+            SourceError::BadObjectUrl(_) => "bad_object_url",
+            SourceError::ObjectStoreConfig { .. } => "object_store_config",
         };
         ApiError::invalid_with(e.to_string(), json!({"reason": reason}))
     }

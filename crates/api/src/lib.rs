@@ -7,9 +7,12 @@
 //! request timeouts in one middleware; CPU work (fitting, scoring large inputs) off the
 //! async threads.
 //!
-//! [`Application::build`] wires the embedded default (SQLite metadata, local artifacts,
-//! in-process job queue) from [`Settings`], binds (port 0 in tests) and reports its port;
-//! [`Application::run_until`] serves until a shutdown future completes, then drains.
+//! [`Application::build`] wires the parts [`Settings`] name — the embedded default
+//! (SQLite metadata, local artifacts, in-process job queue) or the scale-out shape
+//! (Postgres, S3, Redis-delivered jobs, model changes announced across instances) — binds
+//! (port 0 in tests) and reports its port; [`Application::run_until`] serves until a
+//! shutdown future completes, then drains. [`WorkerProcess`] is `pynomaly worker`: the
+//! same parts, running jobs and serving nothing; [`migrate`] is `pynomaly migrate`.
 
 pub mod auth;
 mod cpu;
@@ -25,7 +28,9 @@ mod state;
 mod telemetry;
 
 pub use auth::{CreatedKey, create_api_key};
-pub use settings::{Settings, SettingsError};
-pub use startup::{Application, StartupError, shutdown_signal};
+pub use settings::{Secret, Settings, SettingsError};
+pub use startup::{
+    Application, StartupError, WorkerProcess, migrate, open_metadata, shutdown_signal,
+};
 pub use state::AppState;
 pub use telemetry::init_tracing;

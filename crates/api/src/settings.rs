@@ -5,8 +5,19 @@
 //! (`PYNOMALY_MAX_BODY_BYTES`, `PYNOMALY_MAX_CELLS`, `PYNOMALY_REQUEST_TIMEOUT_S`,
 //! `PYNOMALY_SHUTDOWN_TIMEOUT_S`, `PYNOMALY_MODEL_CACHE_BYTES`, `PYNOMALY_BATCH_CHUNK_ROWS`).
 //! A setting that cannot work fails the start with a message naming it, rather than
-//! being warned about and ignored; `DATABASE_URL` and `REDIS_URL` are refused until the
-//! scale-out issue implements them, so nobody believes they are in use.
+//! being warned about and ignored.
+//!
+//! Scale-out: `DATABASE_URL` (Postgres metadata, pool size `PYNOMALY_DATABASE_MAX_CONNECTIONS`),
+//! `REDIS_URL` (the Redis job queue: `PYNOMALY_REDIS_PREFIX`, `PYNOMALY_JOB_LEASE_S`,
+//! `PYNOMALY_JOB_MAX_ATTEMPTS`), `PYNOMALY_SECRET_KEY` (the key-hashing secret, 64 hex
+//! digits, so that several instances accept the same API keys without sharing a data
+//! directory). URLs and the secret never appear in `Debug` output or error messages.
+//!
+//! Shapes that work: nothing set (one process, embedded); `DATABASE_URL` alone (one
+//! instance on Postgres: it runs jobs in process and requeues, at start-up, jobs left
+//! running — so never two such instances on one database); `DATABASE_URL` and `REDIS_URL`
+//! (any number of instances and `pynomaly worker` processes). `REDIS_URL` without
+//! `DATABASE_URL` is refused.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +68,47 @@ pub struct Settings {
     pub model_cache_bytes: u64,
     /// Rows per chunk in batch jobs (`PYNOMALY_BATCH_CHUNK_ROWS`, default 16384).
     pub batch_chunk_rows: usize,
+    /// Postgres metadata store (`DATABASE_URL`; unset: SQLite in the data directory).
+    pub database_url: Option<Secret>,
+    /// Connections per process to Postgres (`PYNOMALY_DATABASE_MAX_CONNECTIONS`, default 10).
+    pub database_max_connections: u32,
+    /// Redis job queue (`REDIS_URL`; unset: the in-process queue).
+    pub redis_url: Option<Secret>,
+    /// Prefix of the Redis keys (`PYNOMALY_REDIS_PREFIX`, default `pynomaly`).
+    pub redis_prefix: String,
+    /// A running job whose worker stops renewing its lease for this long is taken over by
+    /// another worker (`PYNOMALY_JOB_LEASE_S`, default 30).
+    pub job_lease: Duration,
+    /// Attempts before a job is `failed` (`PYNOMALY_JOB_MAX_ATTEMPTS`, default 3).
+    pub job_max_attempts: i64,
+    /// With Redis, whether `serve` also runs jobs (`serve --workers N`); by default only
+    /// `pynomaly worker` processes do.
+    pub serve_runs_jobs: bool,
+    /// The key-hashing secret (`PYNOMALY_SECRET_KEY`, 64 hex digits; unset: `<data
+    /// dir>/secret.key`, created on first start).
+    pub secret_key: Option<Secret>,
+}
+
+/// A setting that must not be printed (URLs with passwords, secrets).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the code that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
 }
 
 impl Settings {
@@ -76,6 +128,14 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(30),
             model_cache_bytes: 512 * 1024 * 1024,
             batch_chunk_rows: 16_384,
+            database_url: None,
+            database_max_connections: 10,
+            redis_url: None,
+            redis_prefix: "pynomaly".into(),
+            job_lease: Duration::from_secs(30),
+            job_max_attempts: 3,
+            serve_runs_jobs: false,
+            secret_key: None,
         }
     }
 
@@ -95,23 +155,63 @@ impl Settings {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let data_dir = get("PYNOMALY_DATA_DIR").unwrap_or_else(|| "./pynomaly-data".into());
         let mut s = Self::with_data_dir(PathBuf::from(data_dir));
-        for (name, what) in [
-            ("DATABASE_URL", "the Postgres store"),
-            ("REDIS_URL", "the Redis job queue"),
-        ] {
-            if let Some(v) = get(name) {
+        if let Some(v) = get("DATABASE_URL") {
+            if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
                 return Err(SettingsError::Invalid {
-                    name: if name == "DATABASE_URL" {
-                        "DATABASE_URL"
-                    } else {
-                        "REDIS_URL"
-                    },
+                    name: "DATABASE_URL",
                     value: redact(&v),
-                    reason: format!(
-                        "{what} is not available in this build; unset it to use the embedded default"
-                    ),
+                    reason: "expected a Postgres URL (postgres://user@host:5432/db); unset it \
+                             to use the embedded SQLite store"
+                        .into(),
                 });
             }
+            s.database_url = Some(Secret::new(v));
+        }
+        if let Some(v) = get("REDIS_URL") {
+            if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+                return Err(SettingsError::Invalid {
+                    name: "REDIS_URL",
+                    value: redact(&v),
+                    reason: "expected a Redis URL (redis://host:6379); unset it to use the \
+                             in-process queue"
+                        .into(),
+                });
+            }
+            if s.database_url.is_none() {
+                return Err(SettingsError::Invalid {
+                    name: "REDIS_URL",
+                    value: redact(&v),
+                    reason: "the Redis queue keeps job state in Postgres: set DATABASE_URL too \
+                             (SQLite cannot be shared by several processes)"
+                        .into(),
+                });
+            }
+            s.redis_url = Some(Secret::new(v));
+        }
+        if let Some(v) = get("PYNOMALY_DATABASE_MAX_CONNECTIONS") {
+            s.database_max_connections =
+                parse_in("PYNOMALY_DATABASE_MAX_CONNECTIONS", &v, 1, 1000)? as u32;
+        }
+        if let Some(v) = get("PYNOMALY_REDIS_PREFIX") {
+            s.redis_prefix = v;
+        }
+        if let Some(v) = get("PYNOMALY_JOB_LEASE_S") {
+            s.job_lease =
+                Duration::from_secs(parse_in("PYNOMALY_JOB_LEASE_S", &v, 1, 86_400)? as u64);
+        }
+        if let Some(v) = get("PYNOMALY_JOB_MAX_ATTEMPTS") {
+            s.job_max_attempts = parse_in("PYNOMALY_JOB_MAX_ATTEMPTS", &v, 1, 100)? as i64;
+        }
+        if let Some(v) = get("PYNOMALY_SECRET_KEY") {
+            if hex::decode(v.trim()).map_or(true, |b| b.len() != 32) {
+                return Err(SettingsError::Invalid {
+                    name: "PYNOMALY_SECRET_KEY",
+                    value: "…".into(),
+                    reason: "expected 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`)"
+                        .into(),
+                });
+            }
+            s.secret_key = Some(Secret::new(v.trim()));
         }
         if let Some(v) = get("PYNOMALY_BIND") {
             s.bind = v.parse().map_err(|e| invalid("PYNOMALY_BIND", &v, e))?;
@@ -120,11 +220,11 @@ impl Settings {
             s.sources_dir = PathBuf::from(v);
         }
         if let Some(v) = get("PYNOMALY_STORAGE_URL") {
-            if v.contains("://") && !v.starts_with("file://") {
+            if v.contains("://") && !v.starts_with("file://") && !v.starts_with("s3://") {
                 return Err(SettingsError::Invalid {
                     name: "PYNOMALY_STORAGE_URL",
                     value: v,
-                    reason: "only file:// URLs and local paths are supported by this build".into(),
+                    reason: "expected s3://bucket/prefix, a file:// URL or a local path".into(),
                 });
             }
             s.storage_url = v;
@@ -212,8 +312,32 @@ mod tests {
     fn impossible_settings_fail_the_start_with_their_name() {
         let e = from(&[("WORKER_CONCURRENCY", "many")]).unwrap_err();
         assert!(e.to_string().contains("WORKER_CONCURRENCY"));
-        let e = from(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap_err();
+        let e = from(&[("DATABASE_URL", "mysql://u:secret@h/db")]).unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
-        assert!(from(&[("PYNOMALY_STORAGE_URL", "s3://bucket/x")]).is_err());
+        let e = from(&[("REDIS_URL", "redis://h:6379")]).unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+        assert!(from(&[("PYNOMALY_SECRET_KEY", "abc")]).is_err());
+        assert!(from(&[("PYNOMALY_STORAGE_URL", "gs://bucket/x")]).is_err());
+        assert!(from(&[("PYNOMALY_STORAGE_URL", "s3://bucket/x")]).is_ok());
+    }
+
+    #[test]
+    fn scale_out_urls_are_read_and_never_printed() {
+        let s = from(&[
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("REDIS_URL", "redis://:hunter2@h:6379"),
+            ("PYNOMALY_JOB_LEASE_S", "5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.database_url.as_ref().unwrap().expose(),
+            "postgres://u:hunter2@h/db"
+        );
+        assert_eq!(
+            s.redis_url.as_ref().unwrap().expose(),
+            "redis://:hunter2@h:6379"
+        );
+        assert_eq!(s.job_lease, Duration::from_secs(5));
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

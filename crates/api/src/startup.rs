@@ -7,6 +7,11 @@
 //! or Ctrl-C in production, a test's signal in tests), then stops accepting, lets in-flight
 //! requests finish for at most the drain timeout, and stops the job workers, whose running
 //! jobs return to the queue to resume on the next start.
+//!
+//! Configuration picks the parts: `DATABASE_URL` opens Postgres (migrating at start-up
+//! under an advisory lock) instead of SQLite; `REDIS_URL` delivers jobs through Redis
+//! instead of the in-process queue, and then `serve` runs no jobs itself unless asked
+//! (`serve --workers N`): `pynomaly worker` processes ([`WorkerProcess`]) run them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,11 +19,15 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use pynomaly_jobs::{InProcessQueue, JobRunner, ModelRegistry, RunnerConfig, SourceResolver};
-use pynomaly_store::{ArtifactStore, DynMetadataStore, SqliteStore};
+use pynomaly_jobs::{
+    InProcessQueue, JobQueue, JobRunner, ModelEvents, ModelRegistry, RedisQueue, RedisQueueConfig,
+    RunnerConfig, SourceResolver,
+};
+use pynomaly_store::{ArtifactStore, DynMetadataStore, PostgresStore, SqliteStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthService, KeyHasher};
 use crate::metrics::Metrics;
@@ -48,6 +57,129 @@ pub enum StartupError {
     },
     #[error("server error")]
     Serve(#[source] std::io::Error),
+    #[error("REDIS_URL is not set: worker processes take their jobs from the Redis queue")]
+    NeedsRedis,
+    #[error("DATABASE_URL is not set: migrations apply to the Postgres store")]
+    NeedsDatabase,
+}
+
+/// The job queue this process uses, by kind (each has its own worker control).
+#[derive(Debug, Clone)]
+enum Queue {
+    InProcess(Arc<InProcessQueue>),
+    Redis(Arc<RedisQueue>),
+}
+
+impl Queue {
+    fn as_dyn(&self) -> Arc<dyn JobQueue> {
+        match self {
+            Queue::InProcess(q) => Arc::clone(q) as Arc<dyn JobQueue>,
+            Queue::Redis(q) => Arc::clone(q) as Arc<dyn JobQueue>,
+        }
+    }
+
+    fn start_workers(&self, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+        match self {
+            Queue::InProcess(q) => q.start_workers(n),
+            Queue::Redis(q) => q.start_workers(n),
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Queue::InProcess(q) => q.shutdown(),
+            Queue::Redis(q) => q.shutdown(),
+        }
+    }
+}
+
+/// Opens the metadata store the settings name: Postgres (`DATABASE_URL`, migrated under
+/// an advisory lock) or the data directory's SQLite.
+///
+/// # Errors
+/// The database cannot be reached or migrated.
+pub async fn open_metadata(settings: &Settings) -> Result<DynMetadataStore, StartupError> {
+    Ok(match &settings.database_url {
+        Some(url) => {
+            Arc::new(PostgresStore::connect(url.expose(), settings.database_max_connections).await?)
+        }
+        None => {
+            std::fs::create_dir_all(&settings.data_dir)
+                .map_err(data_dir_error(&settings.data_dir))?;
+            Arc::new(SqliteStore::open(&settings.data_dir).await?)
+        }
+    })
+}
+
+/// What both the server and a worker process run jobs with.
+struct JobParts {
+    meta: DynMetadataStore,
+    artifacts: ArtifactStore,
+    sources: SourceResolver,
+    registry: Arc<ModelRegistry>,
+    queue: Queue,
+    /// Stops the background listeners (model changes from other instances).
+    background: CancellationToken,
+}
+
+async fn job_parts(settings: &Settings) -> Result<JobParts, StartupError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error(&settings.data_dir))?;
+    let meta = open_metadata(settings).await?;
+    let artifacts = ArtifactStore::from_url(&settings.storage_url)?;
+    let sources = SourceResolver::new(&settings.sources_dir)
+        .map_err(data_dir_error(&settings.sources_dir))?;
+    let registry = Arc::new(ModelRegistry::new(
+        Arc::clone(&meta),
+        artifacts.clone(),
+        settings.model_cache_bytes,
+    ));
+    let runner = Arc::new(JobRunner::new(
+        Arc::clone(&registry),
+        artifacts.clone(),
+        sources.clone(),
+        RunnerConfig {
+            chunk_rows: settings.batch_chunk_rows,
+            ..RunnerConfig::default()
+        },
+    ));
+    let background = CancellationToken::new();
+    let queue = match &settings.redis_url {
+        Some(url) => {
+            let config = RedisQueueConfig {
+                prefix: settings.redis_prefix.clone(),
+                lease: settings.job_lease,
+                heartbeat: (settings.job_lease / 10).clamp(
+                    std::time::Duration::from_millis(100),
+                    std::time::Duration::from_secs(5),
+                ),
+                max_attempts: settings.job_max_attempts,
+                ..RedisQueueConfig::default()
+            };
+            // Every instance and worker serves the same models: announce changes, and drop
+            // the ones announced by others.
+            let events = ModelEvents::new(url.expose(), &settings.redis_prefix)?;
+            registry.announce_changes(Arc::clone(&events));
+            events
+                .subscribe(Arc::clone(&registry), background.clone())
+                .await;
+            Queue::Redis(
+                RedisQueue::connect(url.expose(), config, Arc::clone(&meta), runner).await?,
+            )
+        }
+        None => {
+            let queue = InProcessQueue::new(Arc::clone(&meta), runner);
+            queue.recover().await?;
+            Queue::InProcess(queue)
+        }
+    };
+    Ok(JobParts {
+        meta,
+        artifacts,
+        sources,
+        registry,
+        queue,
+        background,
+    })
 }
 
 /// The service, bound and ready to run.
@@ -56,10 +188,11 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
-    queue: Arc<InProcessQueue>,
-    meta: SqliteStore,
+    queue: Queue,
+    meta: DynMetadataStore,
     settings: Settings,
     admin_key: Option<String>,
+    background: CancellationToken,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
@@ -75,40 +208,27 @@ impl Application {
     /// # Errors
     /// See [`StartupError`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error(&settings.data_dir))?;
-        let sqlite = SqliteStore::open(&settings.data_dir).await?;
-        let meta: DynMetadataStore = Arc::new(sqlite.clone());
-        let artifacts = ArtifactStore::from_url(&settings.storage_url)?;
-        let sources = SourceResolver::new(&settings.sources_dir)
-            .map_err(data_dir_error(&settings.sources_dir))?;
-        let registry = Arc::new(ModelRegistry::new(
-            Arc::clone(&meta),
-            artifacts.clone(),
-            settings.model_cache_bytes,
-        ));
-        let runner = Arc::new(JobRunner::new(
-            Arc::clone(&registry),
-            artifacts.clone(),
-            sources.clone(),
-            RunnerConfig {
-                chunk_rows: settings.batch_chunk_rows,
-                ..RunnerConfig::default()
-            },
-        ));
-        let queue = InProcessQueue::new(Arc::clone(&meta), runner);
-        queue.recover().await?;
-        let hasher = KeyHasher::load_or_create(&settings.data_dir)
-            .map_err(data_dir_error(&settings.data_dir))?;
+        let JobParts {
+            meta,
+            artifacts,
+            sources,
+            registry,
+            queue,
+            background,
+        } = job_parts(&settings).await?;
+        let hasher =
+            KeyHasher::for_settings(&settings).map_err(data_dir_error(&settings.data_dir))?;
         let auth = Arc::new(AuthService::new(Arc::clone(&meta), hasher));
         let admin_key = auth
             .ensure_admin_key(&settings.data_dir)
             .await
             .map_err(StartupError::AdminKey)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let state_meta = Arc::clone(&meta);
         let state = AppState {
             meta,
             registry,
-            queue: Arc::clone(&queue) as Arc<dyn pynomaly_jobs::JobQueue>,
+            queue: queue.as_dyn(),
             artifacts,
             sources: Arc::new(sources),
             auth,
@@ -144,9 +264,10 @@ impl Application {
             addr,
             router,
             queue,
-            meta: sqlite,
+            meta: state_meta,
             settings,
             admin_key,
+            background,
         })
     }
 
@@ -165,9 +286,18 @@ impl Application {
         self.admin_key.as_deref()
     }
 
-    /// The job queue (tests drive it with `try_execute_job`).
-    pub fn queue(&self) -> Arc<InProcessQueue> {
-        Arc::clone(&self.queue)
+    /// The job queue, whichever kind (tests drive it with `try_execute_job`).
+    pub fn queue(&self) -> Arc<dyn JobQueue> {
+        self.queue.as_dyn()
+    }
+
+    /// The in-process queue, when this deployment uses it (tests claim jobs step by step
+    /// with it); `None` with Redis.
+    pub fn in_process_queue(&self) -> Option<Arc<InProcessQueue>> {
+        match &self.queue {
+            Queue::InProcess(q) => Some(Arc::clone(q)),
+            Queue::Redis(_) => None,
+        }
     }
 
     /// Serves until `shutdown` completes, then drains (see the module docs).
@@ -185,12 +315,19 @@ impl Application {
             queue,
             meta,
             settings,
+            background,
             ..
         } = self;
-        let workers = queue.start_workers(settings.worker_concurrency);
-        tracing::info!(%addr, workers = settings.worker_concurrency, "pynomaly is serving");
+        let n_workers = match queue {
+            Queue::InProcess(_) => settings.worker_concurrency,
+            Queue::Redis(_) if settings.serve_runs_jobs => settings.worker_concurrency,
+            // Jobs are run by `pynomaly worker` processes.
+            Queue::Redis(_) => 0,
+        };
+        let workers = queue.start_workers(n_workers);
+        tracing::info!(%addr, workers = n_workers, queue = queue.as_dyn().kind(), "pynomaly is serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let queue_for_signal = Arc::clone(&queue);
+        let queue_for_signal = queue.clone();
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; draining in-flight requests");
@@ -219,6 +356,7 @@ impl Application {
                 tracing::warn!("a job worker did not stop within the drain timeout");
             }
         }
+        background.cancel();
         meta.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -247,4 +385,83 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// `pynomaly worker`: a process that runs jobs delivered through Redis, and nothing else.
+///
+/// It reports itself alive every heartbeat (what `/health` counts as `workers.active`).
+/// On SIGTERM its running jobs stop at their next chunk and go straight back to the queue
+/// for another worker; a worker killed outright loses its lease instead, and its jobs are
+/// taken over once the lease expires.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    queue: Arc<RedisQueue>,
+    meta: DynMetadataStore,
+    background: CancellationToken,
+    concurrency: usize,
+    drain: std::time::Duration,
+}
+
+impl WorkerProcess {
+    /// Opens the stores and connects to Redis; `concurrency` jobs run at once.
+    ///
+    /// # Errors
+    /// `REDIS_URL` (or `DATABASE_URL`) is unset, or a dependency cannot be reached.
+    pub async fn build(settings: &Settings, concurrency: usize) -> Result<Self, StartupError> {
+        if settings.redis_url.is_none() {
+            return Err(StartupError::NeedsRedis);
+        }
+        let parts = job_parts(settings).await?;
+        let Queue::Redis(queue) = parts.queue else {
+            return Err(StartupError::NeedsRedis);
+        };
+        Ok(Self {
+            queue,
+            meta: parts.meta,
+            background: parts.background,
+            concurrency: concurrency.max(1),
+            drain: settings.shutdown_timeout,
+        })
+    }
+
+    /// This worker's id (in logs, and in the jobs it runs).
+    pub fn worker_id(&self) -> &str {
+        self.queue.worker_id()
+    }
+
+    /// Runs jobs until `shutdown` completes, then hands running jobs back and stops.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let handles = self.queue.start_workers(self.concurrency);
+        tracing::info!(
+            worker = self.queue.worker_id(),
+            concurrency = self.concurrency,
+            "pynomaly worker is running jobs"
+        );
+        shutdown.await;
+        tracing::info!("shutting down: handing running jobs back to the queue");
+        self.queue.shutdown();
+        for h in handles {
+            if tokio::time::timeout(self.drain, h).await.is_err() {
+                tracing::warn!("a job worker did not stop within the drain timeout");
+            }
+        }
+        self.background.cancel();
+        self.meta.close().await;
+        tracing::info!("worker stopped");
+    }
+}
+
+/// `pynomaly migrate`: applies the Postgres migrations (under the same advisory lock as
+/// start-up) and returns how many were applied.
+///
+/// # Errors
+/// `DATABASE_URL` is unset, or the database cannot be reached or migrated.
+pub async fn migrate(settings: &Settings) -> Result<usize, StartupError> {
+    let Some(url) = &settings.database_url else {
+        return Err(StartupError::NeedsDatabase);
+    };
+    let store = PostgresStore::connect_without_migrating(url.expose(), 1).await?;
+    let applied = store.migrate().await;
+    pynomaly_store::MetadataStore::close(&store).await;
+    Ok(applied?)
 }

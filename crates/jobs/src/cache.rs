@@ -38,6 +38,8 @@ struct Inner {
     tick: u64,
     bytes: u64,
     entries: usize,
+    /// Bumped by every invalidation: a load that started before one must not insert.
+    generation: u64,
 }
 
 /// Fitted models kept in memory, at most `max_bytes` of their serialized size.
@@ -77,6 +79,10 @@ impl ModelCache {
     /// Evicts the least recently used models beyond the byte budget (never the new one).
     pub fn insert(&self, loaded: LoadedModel, bytes: u64, production: bool) {
         let mut inner = self.lock();
+        self.insert_locked(&mut inner, loaded, bytes, production);
+    }
+
+    fn insert_locked(&self, inner: &mut Inner, loaded: LoadedModel, bytes: u64, production: bool) {
         inner.tick += 1;
         let tick = inner.tick;
         let (tenant, name, version) = (
@@ -109,16 +115,49 @@ impl ModelCache {
             }
         }
         while inner.bytes > self.max_bytes && inner.entries > 1 {
-            let Some(oldest) = oldest(&inner, (&tenant, &name, version)) else {
+            let Some(oldest) = oldest(inner, (&tenant, &name, version)) else {
                 break;
             };
-            remove(&mut inner, &oldest);
+            remove(inner, &oldest);
         }
+    }
+
+    /// The invalidation count: read it before loading, pass it to
+    /// [`ModelCache::insert_unless_invalidated`].
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// [`ModelCache::insert`], unless an invalidation happened since `generation` was
+    /// read (the loaded copy may be stale). Returns whether it was inserted.
+    pub fn insert_unless_invalidated(
+        &self,
+        generation: u64,
+        loaded: LoadedModel,
+        bytes: u64,
+        production: bool,
+    ) -> bool {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return false;
+        }
+        self.insert_locked(&mut inner, loaded, bytes, production);
+        true
+    }
+
+    /// Forgets everything (after missing invalidations, e.g. a lost pub/sub connection).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.tenants.clear();
+        inner.bytes = 0;
+        inner.entries = 0;
+        inner.generation += 1;
     }
 
     /// Forgets every version of a name (trained again elsewhere, or deleted).
     pub fn invalidate(&self, tenant: &str, name: &str) {
         let mut inner = self.lock();
+        inner.generation += 1;
         let removed = inner.tenants.get_mut(tenant).and_then(|t| t.remove(name));
         if let Some(named) = removed {
             inner.entries -= named.versions.len();

@@ -25,6 +25,15 @@ use crate::runner::{JobControl, JobRunner, RunOutcome};
 pub enum QueueError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Redis answered with an error or could not be reached.
+    #[error("job queue (Redis) error")]
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    /// No Redis connection could be had from the pool.
+    #[error("job queue (Redis) connection pool error")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// The queue's backend could not be set up.
+    #[error("job queue backend: {0}")]
+    Backend(String),
 }
 
 /// What one step of a worker did.
@@ -50,6 +59,19 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     fn workers(&self) -> usize;
     /// Jobs running in this process now.
     fn busy(&self) -> usize;
+    /// What carries deliveries, for `/health`: `in_process` or `redis`.
+    fn kind(&self) -> &'static str {
+        "in_process"
+    }
+    /// Checks that the queue's backend answers (for health checks).
+    async fn ping(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+    /// Job workers alive anywhere in the deployment (`/health`'s `workers.active`): this
+    /// process's worker tasks for the in-process queue, live worker processes for Redis.
+    async fn live_workers(&self) -> Result<usize, QueueError> {
+        Ok(self.workers())
+    }
 }
 
 /// A job claimed by this process, not yet run.
@@ -195,7 +217,7 @@ impl InProcessQueue {
                     .await?;
                 JobStatus::Succeeded
             }
-            RunOutcome::Failed(reason) => {
+            RunOutcome::Failed(reason) | RunOutcome::Retryable(reason) => {
                 self.meta
                     .finish_job(&job.id, JobStatus::Failed, None, Some(&reason))
                     .await?;

@@ -4,7 +4,9 @@
 //! Both the API (inline training, predict) and the job runner (training from a data source,
 //! batch scoring) go through it, so a model is written, numbered and cached one way.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use detect_core::{DetectError, FittedModel};
@@ -12,6 +14,7 @@ use pynomaly_store::{ArtifactStore, DynMetadataStore, ModelVersion, NewModelVers
 use thiserror::Error;
 
 use crate::cache::{LoadedModel, ModelCache};
+use crate::model_events::ModelEvents;
 
 /// An error from registering or loading a model.
 #[derive(Debug, Error)]
@@ -38,7 +41,13 @@ pub struct Registration {
     pub model_name: String,
     pub feature_names: Option<Vec<String>>,
     pub training_time_ms: f64,
+    /// The training job registering it (`None` for inline training): a job re-run after
+    /// a crash gets the version its first run registered, not a second one.
+    pub job_id: Option<String>,
 }
+
+/// Key of a load in flight: (tenant, name, version asked; `None`: production).
+type LoadKey = (String, String, Option<i64>);
 
 /// Models: stored, numbered, cached.
 #[derive(Debug)]
@@ -46,6 +55,13 @@ pub struct ModelRegistry {
     meta: DynMetadataStore,
     artifacts: ArtifactStore,
     cache: ModelCache,
+    /// One loader per model at a time: a burst of predicts on a cold cache reads and
+    /// decodes the artifact once, the others wait for it and hit the cache.
+    loading: std::sync::Mutex<HashMap<LoadKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Artifacts read and decoded (cache misses that loaded), for tests and metrics.
+    loads: AtomicU64,
+    /// Where changes are announced to the other instances (Redis pub/sub), when set.
+    events: OnceLock<Arc<ModelEvents>>,
 }
 
 impl ModelRegistry {
@@ -55,6 +71,26 @@ impl ModelRegistry {
             meta,
             artifacts,
             cache: ModelCache::new(cache_bytes),
+            loading: std::sync::Mutex::new(HashMap::new()),
+            loads: AtomicU64::new(0),
+            events: OnceLock::new(),
+        }
+    }
+
+    /// Announces every registration and deletion on `events`, so other instances drop
+    /// their cached copies. Set once, at start-up.
+    pub fn announce_changes(&self, events: Arc<ModelEvents>) {
+        let _ = self.events.set(events);
+    }
+
+    /// Artifacts read and decoded since start (cache misses that loaded).
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    async fn announce(&self, tenant: &str, name: &str) {
+        if let Some(events) = self.events.get() {
+            events.publish(tenant, name).await;
         }
     }
 
@@ -89,6 +125,7 @@ impl ModelRegistry {
             artifact_path: path.clone(),
             artifact_bytes: size as i64,
             training_time_ms: reg.training_time_ms,
+            job_id: reg.job_id,
         };
         let version = match self.meta.create_model_version(new).await {
             Ok(v) => v,
@@ -99,6 +136,24 @@ impl ModelRegistry {
                 return Err(e.into());
             }
         };
+        if version.artifact_path != path {
+            // This job registered its version on an earlier run (then crashed before
+            // finishing): keep that version, drop this run's copy, serve the stored one.
+            if let Err(cleanup) = self.artifacts.delete(&path).await {
+                tracing::warn!(error = %cleanup, path, "could not remove a duplicate artifact");
+            }
+            let (tenant, name, number) = (
+                version.tenant.clone(),
+                version.model_name.clone(),
+                version.version,
+            );
+            return self
+                .load(&tenant, &name, Some(number))
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::Store(StoreError::NotFound(format!("{name} v{number}")))
+                });
+        }
         let production = version.stage == "production";
         if !production {
             // The production version did not change, but drop a stale alias anyway.
@@ -110,6 +165,8 @@ impl ModelRegistry {
             version: Arc::new(version),
         };
         self.cache.insert(loaded.clone(), size, production);
+        self.announce(&loaded.version.tenant, &loaded.version.model_name)
+            .await;
         Ok(loaded)
     }
 
@@ -127,6 +184,42 @@ impl ModelRegistry {
         if let Some(hit) = self.cache.get(tenant, name, version) {
             return Ok(Some(hit));
         }
+        let key: LoadKey = (tenant.to_string(), name.to_string(), version);
+        let gate = Arc::clone(
+            self.lock_loading()
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(()))),
+        );
+        let loaded = {
+            let _turn = gate.lock().await;
+            // Whoever held the gate before us may have loaded it.
+            match self.cache.get(tenant, name, version) {
+                Some(hit) => Ok(Some(hit)),
+                None => self.load_uncached(tenant, name, version).await,
+            }
+        };
+        {
+            let mut loading = self.lock_loading();
+            if loading.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+                loading.remove(&key);
+            }
+        }
+        loaded
+    }
+
+    fn lock_loading(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<LoadKey, Arc<tokio::sync::Mutex<()>>>> {
+        self.loading.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn load_uncached(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<LoadedModel>, RegistryError> {
+        let generation = self.cache.generation();
         let record = match version {
             Some(v) => self.meta.model_version(tenant, name, v).await?,
             None => self.meta.production_version(tenant, name).await?,
@@ -141,6 +234,7 @@ impl ModelRegistry {
             return Ok(Some(hit));
         }
         let bytes = self.artifacts.get(&record.artifact_path).await?;
+        self.loads.fetch_add(1, Ordering::Relaxed);
         let size = bytes.len() as u64;
         let decoded = tokio::task::spawn_blocking(move || FittedModel::from_bytes(&bytes)).await?;
         let model = decoded.map_err(|source| RegistryError::Artifact {
@@ -152,7 +246,10 @@ impl ModelRegistry {
             model: Arc::new(model),
             version: Arc::new(record),
         };
-        self.cache.insert(loaded.clone(), size, version.is_none());
+        // Not if the name changed meanwhile (deleted or retrained elsewhere): this copy
+        // may be stale; the next request loads again.
+        self.cache
+            .insert_unless_invalidated(generation, loaded.clone(), size, version.is_none());
         Ok(Some(loaded))
     }
 
@@ -180,6 +277,9 @@ impl ModelRegistry {
     ) -> Result<Vec<ModelVersion>, RegistryError> {
         let deleted = self.meta.delete_model(tenant, name).await?;
         self.cache.invalidate(tenant, name);
+        if !deleted.is_empty() {
+            self.announce(tenant, name).await;
+        }
         for v in &deleted {
             if let Err(e) = self.artifacts.delete(&v.artifact_path).await {
                 tracing::warn!(error = %e, path = v.artifact_path, "could not remove model artifact");

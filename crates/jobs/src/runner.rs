@@ -10,10 +10,10 @@
 //!
 //! Failures caused by the data (a bad value on line 12, a missing file) end the job
 //! `failed` with that message; internal failures are logged with their chain and reported
-//! as "internal error".
+//! as "internal error", and are retryable: the Redis queue runs the job again after a
+//! backoff (the in-process queue fails it).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{ModelRegistry, Registration};
-use crate::sources::SourceResolver;
+use crate::sources::{OpenError, Source, SourceResolver};
 use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
 
 /// Tuning of the job runner.
@@ -49,7 +49,11 @@ impl Default for RunnerConfig {
 #[derive(Debug)]
 pub(crate) enum RunOutcome {
     Succeeded(Value),
+    /// The data or the request is at fault: running it again gives the same answer.
     Failed(String),
+    /// Something around the job failed (storage, database, a crashed step): another
+    /// attempt may succeed. Queues that retry do so; the in-process queue does not.
+    Retryable(String),
     Cancelled,
     /// Stopped by a shutdown: to be run again.
     Interrupted,
@@ -61,6 +65,7 @@ enum Halt {
     Cancelled,
     Interrupted,
     Failed(String),
+    Retryable(String),
 }
 
 impl Halt {
@@ -72,7 +77,7 @@ impl Halt {
             source = s.source();
         }
         tracing::error!(error = %chain, "{what}");
-        Halt::Failed(format!("internal error while {what}"))
+        Halt::Retryable(format!("internal error while {what}"))
     }
 }
 
@@ -164,13 +169,40 @@ impl JobRunner {
             Err(Halt::Cancelled) => RunOutcome::Cancelled,
             Err(Halt::Interrupted) => RunOutcome::Interrupted,
             Err(Halt::Failed(m)) => RunOutcome::Failed(m),
+            Err(Halt::Retryable(m)) => RunOutcome::Retryable(m),
         }
     }
 
-    fn resolve(&self, uri: &str) -> Result<PathBuf, Halt> {
+    fn resolve(&self, uri: &str) -> Result<Source, Halt> {
         self.sources
-            .resolve(uri)
+            .locate(uri)
             .map_err(|e| Halt::Failed(e.to_string()))
+    }
+
+    /// Opens a source's chunked reader on a blocking thread.
+    async fn open(
+        &self,
+        uri: &str,
+        source: Source,
+        options: ReadOptions,
+    ) -> Result<TableReader<'static>, Halt> {
+        let sources = self.sources.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let opened = blocking(move || sources.open_blocking(&source, &options, &runtime)).await?;
+        opened.map_err(|e| open_halt(uri, e))
+    }
+
+    /// Reads a whole source (for fitting) on a blocking thread.
+    async fn read_all(
+        &self,
+        uri: &str,
+        source: Source,
+        options: ReadOptions,
+    ) -> Result<data_source::Table, Halt> {
+        let reader = self.open(uri, source, options).await?;
+        blocking(move || reader.read_all())
+            .await?
+            .map_err(|e| Halt::Failed(format!("{uri}: {e}")))
     }
 
     async fn run_batch(
@@ -261,7 +293,7 @@ impl JobRunner {
         &self,
         job: &Job,
         source: &str,
-        path: PathBuf,
+        path: Source,
         spec: &BatchSpec,
         model: &Arc<FittedModel>,
         out: &mut OutputWriter,
@@ -269,8 +301,7 @@ impl JobRunner {
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
         let options = read_options(spec.label_column.as_deref());
-        let opened = blocking(move || TableReader::open(&path, &options)).await?;
-        let mut reader = opened.map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        let mut reader = self.open(source, path, options).await?;
         if reader.n_features() != model.n_features() {
             return Err(Halt::Failed(format!(
                 "{source}: rows have {} features, the model expects {}",
@@ -318,7 +349,7 @@ impl JobRunner {
     async fn fit_and_label(
         &self,
         source: &str,
-        path: PathBuf,
+        path: Source,
         spec: &BatchSpec,
         out: &mut OutputWriter,
         control: &JobControl,
@@ -334,9 +365,7 @@ impl JobRunner {
         let config = DetectorConfig::from_json(algorithm, parameters, contamination)
             .map_err(|e| Halt::Failed(e.to_string()))?;
         let options = read_options(spec.label_column.as_deref());
-        let table = blocking(move || data_source::read_path(&path, &options))
-            .await?
-            .map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        let table = self.read_all(source, path, options).await?;
         control.check()?;
         let fitted = blocking(move || detect_core::fit(&config, table.features.view()))
             .await?
@@ -371,10 +400,7 @@ impl JobRunner {
                 .map_err(|e| Halt::Failed(e.to_string()))?;
         let path = self.resolve(&spec.training_data)?;
         let options = read_options(spec.label_column.as_deref());
-        let source = spec.training_data.clone();
-        let table = blocking(move || data_source::read_path(&path, &options))
-            .await?
-            .map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        let table = self.read_all(&spec.training_data, path, options).await?;
         control.check()?;
         let n = table.features.nrows();
         let feature_names = table.feature_names.clone();
@@ -393,6 +419,7 @@ impl JobRunner {
                     model_name: spec.model_name.clone(),
                     feature_names,
                     training_time_ms,
+                    job_id: Some(job.id.clone()),
                 },
             )
             .await
@@ -403,6 +430,17 @@ impl JobRunner {
         result["anomaly_count"] = json!(fitted.training.anomaly_count);
         result["warnings"] = json!(fitted.warnings);
         Ok(result)
+    }
+}
+
+/// A source that cannot be opened: the data's fault (or a missing object) fails the job;
+/// the object store's may pass on another attempt.
+fn open_halt(uri: &str, e: OpenError) -> Halt {
+    match e {
+        OpenError::Data(e) => Halt::Failed(format!("{uri}: {e}")),
+        OpenError::NotFound { .. } => Halt::Failed(format!("{uri}: {e}")),
+        OpenError::Config(e) => Halt::Failed(format!("{uri}: {e}")),
+        OpenError::Store(e) => Halt::internal("reading a data source from the object store", &e),
     }
 }
 

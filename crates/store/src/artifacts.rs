@@ -2,9 +2,8 @@
 //!
 //! Paths are relative to the store's root (`models/<tenant>/<name>/<uuid>.pnmy`,
 //! `jobs/<tenant>/<job id>/<n>.json`). The embedded default is a directory
-//! (`<data dir>/storage`); an `s3://bucket/prefix` URL opens an S3-compatible store once
-//! the `aws` feature of `object_store` is enabled (the scale-out issue), with no change to
-//! the callers.
+//! (`<data dir>/storage`); an `s3://bucket/prefix` URL opens an S3-compatible store
+//! ([`s3_bucket`]: AWS, or any server at `AWS_ENDPOINT_URL`), with no change to the callers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,11 +11,96 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::StoreError;
+
+/// How to reach an S3-compatible store. [`S3Options::from_env`] reads the standard
+/// variables; whatever is `None` falls back to them (and to the AWS defaults).
+#[derive(Clone, Default)]
+pub struct S3Options {
+    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`): a store other than AWS. Requests are
+    /// then path-style (`endpoint/bucket/key`), and plain HTTP is allowed when it says
+    /// `http://`.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` (default `us-east-1`).
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "…"),
+            )
+            .finish()
+    }
+}
+
+impl S3Options {
+    /// The endpoint and region from the environment (credentials are read by the builder).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            endpoint: var("AWS_ENDPOINT_URL_S3")
+                .or_else(|| var("AWS_ENDPOINT_URL"))
+                .or_else(|| var("AWS_ENDPOINT")),
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
+
+/// An S3 bucket, configured from the standard `AWS_*` variables (see [`S3Options`]).
+///
+/// # Errors
+/// The configuration is incomplete or invalid.
+pub fn s3_bucket(bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    s3_bucket_with(bucket, &S3Options::from_env())
+}
+
+/// An S3 bucket with these options (the environment fills in the rest).
+///
+/// # Errors
+/// The configuration is incomplete or invalid.
+pub fn s3_bucket_with(
+    bucket: &str,
+    options: &S3Options,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if bucket.is_empty() {
+        return Err(StoreError::UnsupportedUrl(
+            "s3:// URL without a bucket".into(),
+        ));
+    }
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = &options.endpoint {
+        builder = builder
+            .with_endpoint(endpoint.trim_end_matches('/'))
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    builder = builder.with_region(options.region.as_deref().unwrap_or("us-east-1"));
+    if let Some(id) = &options.access_key_id {
+        builder = builder.with_access_key_id(id);
+    }
+    if let Some(secret) = &options.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    Ok(Arc::new(builder.build()?))
+}
 
 /// Where models and job outputs live.
 #[derive(Debug, Clone)]
@@ -27,11 +111,35 @@ pub struct ArtifactStore {
 }
 
 impl ArtifactStore {
-    /// Opens a store from a URL: `file:///abs/path`, or a plain local path.
+    /// Opens a store from a URL: `s3://bucket/prefix`, `file:///abs/path`, or a plain
+    /// local path.
     ///
     /// # Errors
     /// The directory cannot be created, or the URL's scheme is not supported by this build.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        Self::from_url_with(url, &S3Options::from_env())
+    }
+
+    /// As [`ArtifactStore::from_url`], with S3 options given rather than read from the
+    /// environment.
+    ///
+    /// # Errors
+    /// As [`ArtifactStore::from_url`].
+    pub fn from_url_with(url: &str, s3: &S3Options) -> Result<Self, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let prefix = prefix.trim_matches('/');
+            let s3 = s3_bucket_with(bucket, s3)?;
+            let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                s3
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            };
+            return Ok(Self {
+                inner,
+                base_url: format!("s3://{bucket}/{prefix}"),
+            });
+        }
         let local = if let Some(rest) = url.strip_prefix("file://") {
             PathBuf::from(rest)
         } else if url.contains("://") {

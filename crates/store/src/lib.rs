@@ -4,9 +4,10 @@
 //!
 //! - [`MetadataStore`]: API keys, model versions and jobs. [`SqliteStore`] keeps them in a
 //!   SQLite file in the data directory, with the migrations of `migrations/sqlite/` (at the
-//!   repository root) embedded at compile time and applied at start-up. A Postgres
-//!   implementation (`migrations/postgres/`) satisfies the same trait; no SQL lives outside
-//!   this crate.
+//!   repository root) embedded at compile time and applied at start-up. [`PostgresStore`]
+//!   (`DATABASE_URL`, `migrations/postgres/`) satisfies the same trait for several API
+//!   instances and workers; one test suite (`tests/metadata/`) runs against both. No SQL
+//!   lives outside this crate.
 //! - [`ArtifactStore`]: serialized models and job outputs, over the `object_store` crate, so
 //!   moving from local files to S3 changes a URL, not the code.
 //!
@@ -21,12 +22,15 @@
 mod artifacts;
 mod error;
 mod metadata;
+mod postgres;
 mod sqlite;
+pub mod testing;
 mod types;
 
-pub use artifacts::{ArtifactStore, ArtifactWriter};
+pub use artifacts::{ArtifactStore, ArtifactWriter, S3Options, s3_bucket, s3_bucket_with};
 pub use error::StoreError;
 pub use metadata::{DynMetadataStore, MetadataStore};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::{
     ApiKey, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus, ModelSummary, ModelVersion,

@@ -40,7 +40,9 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     // --- models ---
 
     /// Registers the next version of a model: numbered `max + 1` for its (tenant, name),
-    /// `production` when it is the first.
+    /// `production` when it is the first. With a `job_id` that already registered a
+    /// version, returns that version unchanged (its `artifact_path` tells the caller that
+    /// its own artifact is not the one registered).
     async fn create_model_version(
         &self,
         version: NewModelVersion,
@@ -110,4 +112,55 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn requeue_interrupted_jobs(&self) -> Result<u64, StoreError>;
     /// Counts jobs by status, for health and metrics: (queued, running).
     async fn job_counts(&self) -> Result<(i64, i64), StoreError>;
+
+    // --- jobs delivered by an external queue (scale-out) ---
+
+    /// Takes one job for `worker_id`, the way a delivered queue message asks: a `queued`
+    /// job becomes `running` (one more attempt). With `take_over`, a job still `running`
+    /// for another worker is taken too (the queue found that worker's lease expired). Every
+    /// later write of the job is fenced by `worker_id`. `None`: the job is finished,
+    /// cancelled, gone, or running elsewhere and not taken over.
+    async fn claim_job(
+        &self,
+        id: &str,
+        worker_id: &str,
+        take_over: bool,
+    ) -> Result<Option<Job>, StoreError>;
+    /// [`MetadataStore::finish_job`] fenced by the worker: `false` if the job is not
+    /// `running` for `worker_id` (another worker took it over, or it is done).
+    async fn finish_claimed_job(
+        &self,
+        id: &str,
+        worker_id: &str,
+        status: crate::JobStatus,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Puts a job `running` for `worker_id` back to `queued` (to be retried or resumed),
+    /// not to be delivered before `available_at`, recording `error` (why the attempt
+    /// ended) when given; a job whose cancellation was asked ends `cancelled` instead.
+    /// Returns the job as it is now; `None` if it was not running for this worker.
+    async fn release_claimed_job(
+        &self,
+        id: &str,
+        worker_id: &str,
+        error: Option<&str>,
+        available_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Job>, StoreError>;
+    /// Ids of jobs `queued` and deliverable since before `before`, oldest first (at most
+    /// `limit`): a queue that delivers through another system re-sends these, in case a
+    /// submission stopped between the insert and the send.
+    async fn queued_job_ids(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Running jobs and the worker running each, oldest first (at most `limit`): a queue
+    /// compares them with its live workers to find jobs whose worker vanished without a
+    /// trace in the queue itself.
+    async fn running_jobs(&self, limit: i64) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
+    /// Closes the connections, waiting for them to be returned.
+    async fn close(&self) {}
 }

@@ -309,6 +309,11 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn create_model_version(&self, v: NewModelVersion) -> Result<ModelVersion, StoreError> {
+        if let Some(job_id) = &v.job_id
+            && let Some(existing) = self.version_of_job(&v.tenant, job_id).await?
+        {
+            return Ok(existing);
+        }
         let feature_names = v
             .feature_names
             .as_ref()
@@ -317,9 +322,9 @@ impl MetadataStore for SqliteStore {
         let row: ModelRow = sqlx::query_as(
             "INSERT INTO model_versions (tenant, model_name, version, algorithm, parameters, \
              contamination, threshold, n_features, n_samples, feature_names, stage, \
-             artifact_path, artifact_bytes, created_at, training_time_ms) \
+             artifact_path, artifact_bytes, created_at, training_time_ms, job_id) \
              SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, \
-             CASE WHEN COUNT(*) = 0 THEN 'production' ELSE 'staging' END, $10, $11, $12, $13 \
+             CASE WHEN COUNT(*) = 0 THEN 'production' ELSE 'staging' END, $10, $11, $12, $13, $14 \
              FROM model_versions WHERE tenant = $1 AND model_name = $2 \
              RETURNING *",
         )
@@ -336,6 +341,7 @@ impl MetadataStore for SqliteStore {
         .bind(v.artifact_bytes)
         .bind(now())
         .bind(v.training_time_ms)
+        .bind(&v.job_id)
         .fetch_one(&self.pool)
         .await?;
         row.try_into()
@@ -643,9 +649,126 @@ impl MetadataStore for SqliteStore {
         .await?;
         Ok((row.try_get("queued")?, row.try_get("running")?))
     }
+
+    async fn claim_job(
+        &self,
+        id: &str,
+        worker_id: &str,
+        take_over: bool,
+    ) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(
+            "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $3), \
+             attempts = attempts + 1, worker_id = $2 \
+             WHERE id = $1 AND (status = 'queued' \
+               OR ($4 AND status = 'running' AND COALESCE(worker_id, '') <> $2)) \
+             RETURNING *",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(now())
+        .bind(take_over)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn finish_claimed_job(
+        &self,
+        id: &str,
+        worker_id: &str,
+        status: JobStatus,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $3, result = $4, error = $5, finished_at = $6, \
+             worker_id = NULL WHERE id = $1 AND status = 'running' AND worker_id = $2",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(status.as_str())
+        .bind(result.map(Value::to_string))
+        .bind(error)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_claimed_job(
+        &self,
+        id: &str,
+        worker_id: &str,
+        error: Option<&str>,
+        available_at: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(
+            "UPDATE jobs SET \
+               status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, \
+               finished_at = CASE WHEN cancel_requested = 1 THEN $3 END, \
+               error = COALESCE($4, error), available_at = $5, worker_id = NULL \
+             WHERE id = $1 AND status = 'running' AND worker_id = $2 RETURNING *",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(now())
+        .bind(error)
+        .bind(ts(available_at))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn queued_job_ids(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE status = 'queued' \
+             AND COALESCE(available_at, created_at) < $1 ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(ts(before))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn running_jobs(&self, limit: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, worker_id FROM jobs WHERE status = 'running' ORDER BY created_at, id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("worker_id")?)))
+            .collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 impl SqliteStore {
+    async fn version_of_job(
+        &self,
+        tenant: &str,
+        job_id: &str,
+    ) -> Result<Option<ModelVersion>, StoreError> {
+        let row: Option<ModelRow> =
+            sqlx::query_as("SELECT * FROM model_versions WHERE tenant = $1 AND job_id = $2")
+                .bind(tenant)
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
     async fn job_by_idempotency_key(
         &self,
         tenant: &str,
@@ -658,116 +781,5 @@ impl SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(TryInto::try_into).transpose()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::DEFAULT_TENANT;
-
-    fn version(name: &str, tenant: &str) -> NewModelVersion {
-        NewModelVersion {
-            tenant: tenant.into(),
-            model_name: name.into(),
-            algorithm: "lof".into(),
-            parameters: json!({"n_neighbors": 5}),
-            contamination: json!("auto"),
-            threshold: 1.5,
-            n_features: 2,
-            n_samples: 10,
-            feature_names: Some(vec!["a".into(), "b".into()]),
-            artifact_path: format!("models/{tenant}/{name}"),
-            artifact_bytes: 100,
-            training_time_ms: 1.0,
-        }
-    }
-
-    fn job(key: Option<&str>) -> NewJob {
-        NewJob {
-            tenant: DEFAULT_TENANT.into(),
-            kind: JobKind::Batch,
-            spec: json!({"sources": ["a.csv"]}),
-            progress: json!({}),
-            idempotency_key: key.map(str::to_string),
-        }
-    }
-
-    #[tokio::test]
-    async fn versions_are_numbered_per_tenant_and_name_and_the_first_is_production() {
-        let s = SqliteStore::in_memory().await.unwrap();
-        let a1 = s.create_model_version(version("a", "t1")).await.unwrap();
-        let a2 = s.create_model_version(version("a", "t1")).await.unwrap();
-        let other = s.create_model_version(version("a", "t2")).await.unwrap();
-        assert_eq!((a1.version, a1.stage.as_str()), (1, "production"));
-        assert_eq!((a2.version, a2.stage.as_str()), (2, "staging"));
-        assert_eq!(other.version, 1, "names repeat across tenants");
-        assert_eq!(a1.feature_names, Some(vec!["a".into(), "b".into()]));
-        let prod = s.production_version("t1", "a").await.unwrap().unwrap();
-        assert_eq!(prod.version, 1);
-        assert!(s.model_version("t2", "a", 2).await.unwrap().is_none());
-        let (models, total) = s.list_models("t1", Page::default()).await.unwrap();
-        assert_eq!((models.len(), total, models[0].latest_version), (1, 1, 2));
-        assert_eq!(s.delete_model("t1", "a").await.unwrap().len(), 2);
-        assert!(s.model_versions("t1", "a").await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_job_is_claimed_once_and_finished_once() {
-        let s = SqliteStore::in_memory().await.unwrap();
-        let (j, created) = s.create_job(job(None)).await.unwrap();
-        assert!(created);
-        let claimed = s.claim_next_job("w1").await.unwrap().unwrap();
-        assert_eq!(
-            (claimed.id.as_str(), claimed.status),
-            (j.id.as_str(), JobStatus::Running)
-        );
-        assert!(s.claim_next_job("w2").await.unwrap().is_none());
-        assert!(
-            s.finish_job(&j.id, JobStatus::Succeeded, Some(&json!({"n": 1})), None)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !s.finish_job(&j.id, JobStatus::Failed, None, Some("late"))
-                .await
-                .unwrap()
-        );
-        let done = s.job(DEFAULT_TENANT, &j.id).await.unwrap().unwrap();
-        assert_eq!(done.status, JobStatus::Succeeded);
-        assert!(s.job("other", &j.id).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn an_idempotency_key_returns_the_first_job() {
-        let s = SqliteStore::in_memory().await.unwrap();
-        let (a, _) = s.create_job(job(Some("k"))).await.unwrap();
-        let (b, created) = s.create_job(job(Some("k"))).await.unwrap();
-        assert!(!created);
-        assert_eq!(a.id, b.id);
-    }
-
-    #[tokio::test]
-    async fn interrupted_jobs_are_requeued_unless_cancelled() {
-        let s = SqliteStore::in_memory().await.unwrap();
-        let (a, _) = s.create_job(job(None)).await.unwrap();
-        let (b, _) = s.create_job(job(None)).await.unwrap();
-        s.claim_next_job("w").await.unwrap();
-        s.claim_next_job("w").await.unwrap();
-        assert!(matches!(
-            s.request_job_cancel(DEFAULT_TENANT, &b.id).await.unwrap(),
-            CancelOutcome::Requested(_)
-        ));
-        assert_eq!(s.requeue_interrupted_jobs().await.unwrap(), 1);
-        assert_eq!(
-            s.job_by_id(&a.id).await.unwrap().unwrap().status,
-            JobStatus::Queued
-        );
-        assert_eq!(
-            s.job_by_id(&b.id).await.unwrap().unwrap().status,
-            JobStatus::Cancelled
-        );
     }
 }

@@ -114,6 +114,9 @@ pub struct NewModelVersion {
     pub artifact_path: String,
     pub artifact_bytes: i64,
     pub training_time_ms: f64,
+    /// The training job registering it, if any: registering again for the same job returns
+    /// the version registered the first time (a job re-run after a crash).
+    pub job_id: Option<String>,
 }
 
 /// One named model in a listing.

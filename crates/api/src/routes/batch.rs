@@ -85,7 +85,7 @@ async fn submit(
     }
     let sources = sources(&mut body)?;
     for s in &sources {
-        state.sources.resolve(s)?;
+        state.sources.locate(s)?;
     }
     let output_format = match body.take_str("output_format")? {
         None => OutputFormat::Json,

@@ -48,19 +48,35 @@ async fn probe<T, E: std::fmt::Display>(f: impl Future<Output = Result<T, E>>) -
 async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
     let (db_up, database) = probe(state.meta.ping()).await;
     let (artifacts_up, artifact_store) = probe(state.artifacts.ping()).await;
+    let kind = state.queue.kind();
     let start = Instant::now();
-    let (queue_up, queue) = match state.meta.job_counts().await {
+    let counted = tokio::time::timeout(PROBE_TIMEOUT, async {
+        state.queue.ping().await.map_err(|e| e.to_string())?;
+        state.meta.job_counts().await.map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timeout".into()));
+    let (queue_up, queue) = match counted {
         Ok((queued, running)) => (
             true,
-            json!({"status": "up", "latency_ms": ms(start.elapsed()), "kind": "in_process",
+            json!({"status": "up", "latency_ms": ms(start.elapsed()), "kind": kind,
                    "queued": queued, "running": running}),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "queue health probe failed");
-            (false, json!({"status": "down", "kind": "in_process"}))
+            (false, json!({"status": "down", "kind": kind}))
         }
     };
-    let workers = state.queue.workers();
+    // In-process: this server's worker tasks; Redis: worker processes with a recent
+    // heartbeat, wherever they run.
+    let workers = match tokio::time::timeout(PROBE_TIMEOUT, state.queue.live_workers()).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "worker count failed");
+            0
+        }
+        Err(_) => 0,
+    };
     let status = if !db_up {
         "unhealthy"
     } else if !artifacts_up || !queue_up {
@@ -97,7 +113,8 @@ async fn live() -> axum::Json<Value> {
 async fn ready(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let (db_up, _) = probe(state.meta.ping()).await;
     let (artifacts_up, _) = probe(state.artifacts.ping()).await;
-    if db_up && artifacts_up {
+    let (queue_up, _) = probe(state.queue.ping()).await;
+    if db_up && artifacts_up && queue_up {
         Ok(axum::Json(json!({"status": "ready"})))
     } else {
         Err(ApiError::Unavailable {

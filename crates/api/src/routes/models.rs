@@ -72,6 +72,7 @@ async fn train(
                         model_name: name.clone(),
                         feature_names: None,
                         training_time_ms,
+                        job_id: None,
                     },
                 )
                 .await?;
@@ -94,7 +95,7 @@ async fn train_from_source(
 ) -> Result<Response, ApiError> {
     let label_column = body.take_str("label_column")?;
     let config = detector_config(&mut body)?;
-    state.sources.resolve(&uri)?;
+    state.sources.locate(&uri)?;
     let spec = TrainSpec {
         model_name: name.clone(),
         training_data: uri,

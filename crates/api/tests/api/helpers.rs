@@ -100,7 +100,9 @@ pub async fn start(settings: Settings, admin_key: Option<String>) -> TestApp {
                 .to_string()
         });
     let address = format!("http://127.0.0.1:{}", app.port());
-    let queue = app.queue();
+    let queue = app
+        .in_process_queue()
+        .expect("tests run on the in-process queue");
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         app.run_until(async {

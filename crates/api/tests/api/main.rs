@@ -9,4 +9,5 @@ mod helpers;
 mod jobs;
 mod limits;
 mod models;
+mod scale_out;
 mod seed_client;

@@ -15,7 +15,9 @@ use clap::{Parser, Subcommand};
 
 pub mod detect;
 pub mod keys;
+pub mod migrate;
 pub mod serve;
+pub mod worker;
 
 /// pynomaly: anomaly detection with scikit-learn's isolation forest and LOF semantics.
 #[derive(Debug, Parser)]
@@ -38,6 +40,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Manage API keys
     Keys(keys::KeysArgs),
+    /// Run jobs from the Redis queue (REDIS_URL, DATABASE_URL) until SIGTERM
+    Worker(worker::WorkerArgs),
+    /// Apply the Postgres migrations (DATABASE_URL) and exit
+    Migrate(migrate::MigrateArgs),
 }
 
 /// An error in what the user gave or asked for: exit status 2.
@@ -74,6 +80,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Detect(args) => detect::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Worker(args) => worker::run(args),
+        Command::Migrate(args) => migrate::run(args),
     }
 }
 

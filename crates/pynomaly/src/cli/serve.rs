@@ -49,6 +49,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.workers {
         settings.worker_concurrency = n;
+        // With Redis, jobs run in `pynomaly worker` processes unless asked here too.
+        settings.serve_runs_jobs = true;
     }
     init_tracing(&settings.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()

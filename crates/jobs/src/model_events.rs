@@ -1,0 +1,169 @@
+//! Model changes announced across instances (Redis pub/sub), so that a model trained or
+//! deleted through one API instance is served the same way by every instance at once.
+//!
+//! Each instance caches models in memory ([`ModelCache`](crate::ModelCache)). When one
+//! registers a version or deletes a name, it publishes `{tenant, name}` on
+//! `<prefix>:models`; every other instance drops its cached copies of that name, and its
+//! next request reads the database and the artifact again (once per instance, see the
+//! registry's deduplicated loads). Pub/sub delivers at most once: when the subscription
+//! drops, the instance clears its whole cache once it is back, since it may have missed
+//! announcements.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::redis;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::QueueError;
+use crate::registry::ModelRegistry;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Change {
+    tenant: String,
+    name: String,
+    /// The announcing instance (it ignores its own announcements).
+    origin: String,
+}
+
+/// Publishes and receives model changes on one Redis channel.
+pub struct ModelEvents {
+    client: redis::Client,
+    pool: deadpool_redis::Pool,
+    channel: String,
+    origin: String,
+}
+
+impl std::fmt::Debug for ModelEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelEvents")
+            .field("channel", &self.channel)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelEvents {
+    /// Model changes on the Redis at `url`, channel `<prefix>:models`.
+    ///
+    /// # Errors
+    /// The URL is invalid.
+    pub fn new(url: &str, prefix: &str) -> Result<Arc<Self>, QueueError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let manager = deadpool_redis::Manager::new_with_config(url, config)?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(4)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| QueueError::Backend(format!("cannot build the Redis pool: {e}")))?;
+        Ok(Arc::new(Self {
+            client: redis::Client::open(url)?,
+            pool,
+            channel: format!("{prefix}:models"),
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+        }))
+    }
+
+    /// Announces that a model name changed. A failure is logged: the change itself is
+    /// stored; only other instances' caches may stay stale until their next reload.
+    pub async fn publish(&self, tenant: &str, name: &str) {
+        let payload = match serde_json::to_string(&Change {
+            tenant: tenant.into(),
+            name: name.into(),
+            origin: self.origin.clone(),
+        }) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a model change");
+                return;
+            }
+        };
+        let published: Result<i64, QueueError> = async {
+            let mut conn = self.pool.get().await?;
+            Ok(redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(payload)
+                .query_async(&mut *conn)
+                .await?)
+        }
+        .await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, tenant, name, "could not announce a model change to other instances");
+        }
+    }
+
+    /// Listens for other instances' changes and drops them from `registry`'s cache, until
+    /// `shutdown`. Reconnects (clearing the cache) when the subscription drops. Returns
+    /// once subscribed, so a change announced after this returns is seen.
+    pub async fn subscribe(
+        self: Arc<Self>,
+        registry: Arc<ModelRegistry>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let first = self.connect().await;
+        if let Err(e) = &first {
+            tracing::warn!(error = %e, "cannot subscribe to model changes yet; retrying");
+        }
+        tokio::spawn(async move {
+            let mut pubsub = first.ok();
+            loop {
+                let mut current = match pubsub.take() {
+                    Some(p) => p,
+                    None => {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                        match self.connect().await {
+                            Ok(p) => {
+                                // Announcements may have been missed while away.
+                                registry.cache().clear();
+                                p
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot subscribe to model changes");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let mut messages = current.on_message();
+                loop {
+                    let msg = tokio::select! {
+                        msg = messages.next() => msg,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let Some(msg) = msg else {
+                        tracing::warn!("model change subscription dropped; reconnecting");
+                        break;
+                    };
+                    match serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
+                        Ok(change) if change.origin != self.origin => {
+                            registry.cache().invalidate(&change.tenant, &change.name);
+                            tracing::debug!(
+                                tenant = change.tenant,
+                                name = change.name,
+                                "model changed elsewhere: cache entry dropped"
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "unreadable model change"),
+                    }
+                }
+            }
+        })
+    }
+
+    async fn connect(&self) -> Result<redis::aio::PubSub, QueueError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.channel).await?;
+        Ok(pubsub)
+    }
+}

@@ -1,0 +1,187 @@
+//! Batch jobs reading `s3://` sources and writing outputs to an S3 bucket, on a real
+//! S3-compatible server (CI starts `moto_server`). Each test uses a bucket of its own,
+//! emptied and deleted afterwards. Skipped, with the reason printed, when
+//! `PYNOMALY_TEST_S3_ENDPOINT` is unset.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use pynomaly_jobs::{
+    BatchSpec, ExecutionOutcome, InProcessQueue, JobQueue, JobRunner, ModelRegistry, OutputFormat,
+    RunnerConfig, Scoring, SourceResolver,
+};
+use pynomaly_store::{
+    ArtifactStore, DEFAULT_TENANT, DynMetadataStore, JobKind, JobStatus, NewJob, S3Options,
+    SqliteStore,
+};
+use serde_json::json;
+
+const S3_VAR: &str = "PYNOMALY_TEST_S3_ENDPOINT";
+
+async fn bucket(test: &str) -> Option<(S3Options, String)> {
+    let Ok(endpoint) = std::env::var(S3_VAR) else {
+        eprintln!(
+            "SKIPPED {test}: {S3_VAR} is unset, so there is no S3-compatible server to test \
+             against (e.g. `moto_server -p 5055` and {S3_VAR}=http://127.0.0.1:5055)"
+        );
+        return None;
+    };
+    let name = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
+    let created = reqwest::Client::new()
+        .put(format!("{}/{name}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("the S3 test server answers");
+    assert!(created.status().is_success(), "{}", created.status());
+    Some((
+        S3Options {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+        },
+        name,
+    ))
+}
+
+async fn drop_bucket(options: &S3Options, name: &str) {
+    let store = pynomaly_store::s3_bucket_with(name, options).unwrap();
+    let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+    for o in objects {
+        store.delete(&o.location).await.unwrap();
+    }
+    let endpoint = options.endpoint.as_deref().unwrap().trim_end_matches('/');
+    let _ = reqwest::Client::new()
+        .delete(format!("{endpoint}/{name}"))
+        .send()
+        .await;
+}
+
+fn rows_csv(n: usize) -> String {
+    let mut s = String::from("x,y,label\n");
+    for i in 0..n {
+        let t = i as f64;
+        s.push_str(&format!("{},{},0\n", (t * 0.37).sin(), (t * 0.73).cos()));
+    }
+    s
+}
+
+fn batch(sources: &[String]) -> NewJob {
+    let spec = BatchSpec {
+        sources: sources.to_vec(),
+        scoring: Scoring::Fit {
+            algorithm: "isolation_forest".into(),
+            parameters: json!({"n_estimators": 10, "random_state": 1})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            contamination: json!(0.1),
+        },
+        output_format: OutputFormat::Csv,
+        label_column: None,
+    };
+    NewJob {
+        tenant: DEFAULT_TENANT.into(),
+        kind: JobKind::Batch,
+        spec: serde_json::to_value(&spec).unwrap(),
+        progress: json!({}),
+        idempotency_key: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reads_s3_sources_and_writes_its_outputs_to_s3() {
+    let test = "a_batch_reads_s3_sources_and_writes_its_outputs_to_s3";
+    let Some((options, name)) = bucket(test).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let raw = pynomaly_store::s3_bucket_with(&name, &options).unwrap();
+    raw.put(
+        &"data/plain.csv".into(),
+        PutPayload::from_bytes(Bytes::from(rows_csv(3000))),
+    )
+    .await
+    .unwrap();
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(rows_csv(500).as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    raw.put(
+        &"data/small.csv.gz".into(),
+        PutPayload::from_bytes(Bytes::from(gz)),
+    )
+    .await
+    .unwrap();
+
+    let meta: DynMetadataStore = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let artifacts =
+        ArtifactStore::from_url_with(&format!("s3://{name}/outputs"), &options).unwrap();
+    let sources = SourceResolver::new(dir.path())
+        .unwrap()
+        .with_s3(options.clone());
+    let registry = Arc::new(ModelRegistry::new(
+        Arc::clone(&meta),
+        artifacts.clone(),
+        1 << 20,
+    ));
+    let runner = Arc::new(JobRunner::new(
+        registry,
+        artifacts.clone(),
+        sources,
+        RunnerConfig {
+            chunk_rows: 256,
+            progress_interval: Duration::from_millis(0),
+        },
+    ));
+    let queue = InProcessQueue::new(Arc::clone(&meta), runner);
+    let (job, _) = queue
+        .submit(batch(&[
+            format!("s3://{name}/data/plain.csv"),
+            format!("s3://{name}/data/small.csv.gz"),
+        ]))
+        .await
+        .unwrap();
+    let outcome = queue.try_execute_job().await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            ExecutionOutcome::JobDone {
+                status: JobStatus::Succeeded,
+                ..
+            }
+        ),
+        "{outcome:?}: {:?}",
+        meta.job_by_id(&job.id).await.unwrap().unwrap().error
+    );
+    let done = meta.job_by_id(&job.id).await.unwrap().unwrap();
+    let result = done.result.unwrap();
+    assert_eq!(
+        result["n_samples"], 3500,
+        "the label column is left out, every row counted"
+    );
+    let uri = result["outputs"][0]["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with(&format!("s3://{name}/outputs/jobs/")),
+        "{uri}"
+    );
+    let path = result["outputs"][0]["path"].as_str().unwrap();
+    let output = artifacts.get(path).await.unwrap();
+    assert_eq!(output.iter().filter(|&&b| b == b'\n').count(), 3001);
+
+    // A missing object fails the job with its name, at once.
+    let (missing, _) = queue
+        .submit(batch(&[format!("s3://{name}/data/nope.csv")]))
+        .await
+        .unwrap();
+    queue.try_execute_job().await.unwrap();
+    let failed = meta.job_by_id(&missing.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error.unwrap().contains("does not exist"));
+    drop_bucket(&options, &name).await;
+}
