@@ -136,6 +136,11 @@ impl Metrics {
         self.inference_seconds
             .with_label_values(&[algorithm, size])
             .observe(elapsed.as_secs_f64());
+        self.count_anomalies(algorithm, dataset, anomalies);
+    }
+
+    /// Counts a scored batch source's anomalies (dataset = the source as named).
+    fn count_anomalies(&self, algorithm: &str, dataset: &str, anomalies: usize) {
         if anomalies > 0 {
             self.anomalies_detected
                 .with_label_values(&[algorithm, dataset])
@@ -153,5 +158,11 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl pynomaly_jobs::BatchObserver for Metrics {
+    fn source_scored(&self, algorithm: &str, dataset: &str, _rows: usize, anomalies: usize) {
+        self.count_anomalies(algorithm, dataset, anomalies);
     }
 }

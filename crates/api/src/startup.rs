@@ -20,8 +20,8 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use pynomaly_jobs::{
-    InProcessQueue, JobQueue, JobRunner, ModelEvents, ModelRegistry, RedisQueue, RedisQueueConfig,
-    RunnerConfig, SourceResolver,
+    BatchObserver, InProcessQueue, JobQueue, JobRunner, ModelEvents, ModelRegistry, RedisQueue,
+    RedisQueueConfig, RunnerConfig, SourceResolver,
 };
 use pynomaly_store::{ArtifactStore, DynMetadataStore, PostgresStore, SqliteStore};
 use thiserror::Error;
@@ -122,7 +122,10 @@ struct JobParts {
     background: CancellationToken,
 }
 
-async fn job_parts(settings: &Settings) -> Result<JobParts, StartupError> {
+async fn job_parts(
+    settings: &Settings,
+    observer: Option<Arc<dyn BatchObserver>>,
+) -> Result<JobParts, StartupError> {
     std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error(&settings.data_dir))?;
     let meta = open_metadata(settings).await?;
     let artifacts = ArtifactStore::from_url(&settings.storage_url)?;
@@ -133,7 +136,7 @@ async fn job_parts(settings: &Settings) -> Result<JobParts, StartupError> {
         artifacts.clone(),
         settings.model_cache_bytes,
     ));
-    let runner = Arc::new(JobRunner::new(
+    let mut runner = JobRunner::new(
         Arc::clone(&registry),
         artifacts.clone(),
         sources.clone(),
@@ -141,7 +144,11 @@ async fn job_parts(settings: &Settings) -> Result<JobParts, StartupError> {
             chunk_rows: settings.batch_chunk_rows,
             ..RunnerConfig::default()
         },
-    ));
+    );
+    if let Some(observer) = observer {
+        runner = runner.with_observer(observer);
+    }
+    let runner = Arc::new(runner);
     let background = CancellationToken::new();
     let queue = match &settings.redis_url {
         Some(url) => {
@@ -208,6 +215,9 @@ impl Application {
     /// # Errors
     /// See [`StartupError`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // Batch jobs run in this process (embedded queue, or `serve --workers`) count their
+        // anomalies in this process's metrics.
+        let metrics = Arc::new(Metrics::new());
         let JobParts {
             meta,
             artifacts,
@@ -215,7 +225,11 @@ impl Application {
             registry,
             queue,
             background,
-        } = job_parts(&settings).await?;
+        } = job_parts(
+            &settings,
+            Some(Arc::clone(&metrics) as Arc<dyn BatchObserver>),
+        )
+        .await?;
         let hasher =
             KeyHasher::for_settings(&settings).map_err(data_dir_error(&settings.data_dir))?;
         let auth = Arc::new(AuthService::new(Arc::clone(&meta), hasher));
@@ -232,7 +246,7 @@ impl Application {
             artifacts,
             sources: Arc::new(sources),
             auth,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             limits: Limits {
                 max_cells: settings.max_cells,
                 max_body_bytes: settings.max_body_bytes,
@@ -411,7 +425,8 @@ impl WorkerProcess {
         if settings.redis_url.is_none() {
             return Err(StartupError::NeedsRedis);
         }
-        let parts = job_parts(settings).await?;
+        // A worker process serves no /metrics (yet): nothing to count into.
+        let parts = job_parts(settings, None).await?;
         let Queue::Redis(queue) = parts.queue else {
             return Err(StartupError::NeedsRedis);
         };

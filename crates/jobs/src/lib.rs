@@ -33,6 +33,6 @@ pub use model_events::ModelEvents;
 pub use queue::{ExecutionOutcome, InProcessQueue, JobQueue, QueueError};
 pub use redis_queue::{ClaimedDelivery, Delivery, RedisQueue, RedisQueueConfig};
 pub use registry::{ModelRegistry, Registration, RegistryError};
-pub use runner::{JobRunner, RunnerConfig};
+pub use runner::{BatchObserver, JobRunner, RunnerConfig};
 pub use sources::{OpenError, Source, SourceError, SourceResolver};
 pub use spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};

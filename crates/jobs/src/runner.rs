@@ -128,6 +128,14 @@ impl JobControl {
     }
 }
 
+/// Told about every batch source a runner has scored, so the process running it can
+/// count what was found (the API's `pynomaly_anomalies_detected_total{algorithm,dataset}`).
+pub trait BatchObserver: Send + Sync + std::fmt::Debug {
+    /// `dataset` is the source as the job named it; `rows` were scored, `anomalies` of
+    /// them labelled `-1`.
+    fn source_scored(&self, algorithm: &str, dataset: &str, rows: usize, anomalies: usize);
+}
+
 /// Runs batch and training jobs.
 #[derive(Debug)]
 pub struct JobRunner {
@@ -135,6 +143,7 @@ pub struct JobRunner {
     artifacts: ArtifactStore,
     sources: SourceResolver,
     config: RunnerConfig,
+    observer: Option<Arc<dyn BatchObserver>>,
 }
 
 impl JobRunner {
@@ -150,7 +159,15 @@ impl JobRunner {
             artifacts,
             sources,
             config,
+            observer: None,
         }
+    }
+
+    /// Reports every scored batch source to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn BatchObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub(crate) async fn run(&self, job: &Job, control: &JobControl) -> RunOutcome {
@@ -268,6 +285,14 @@ impl JobRunner {
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
             rows_processed += n;
             anomalies += a;
+            if let Some(observer) = &self.observer {
+                let algorithm = match (&model, &spec.scoring) {
+                    (Some(model), _) => model.algorithm(),
+                    (None, Scoring::Fit { algorithm, .. }) => algorithm.as_str(),
+                    (None, Scoring::Model { .. }) => "unknown",
+                };
+                observer.source_scored(algorithm, source, n, a);
+            }
             outputs.push(json!({
                 "source": source,
                 "uri": self.artifacts.uri(&out_path),

@@ -132,3 +132,33 @@ async fn a_batch_over_a_file_with_a_bad_value_fails_naming_the_line() {
         job.body
     );
 }
+
+#[tokio::test]
+async fn batch_jobs_count_their_anomalies_in_the_metrics_per_source() {
+    let app = spawn_app().await;
+    // 17 distinct rows repeated, and one far away: LOF flags that one.
+    app.write_source("a.csv", &(csv_source(300, 2) + "50,50\n"));
+    let r = app
+        .batch(&json!({"data_source": "a.csv", "algorithm": "lof"}))
+        .await;
+    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+    app.drain_jobs().await;
+    let job = app.job(&id).await;
+    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    let anomalies = job.body["result"]["outputs"][0]["anomaly_count"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        anomalies > 0,
+        "contamination 0.1 flags some rows: {}",
+        job.body
+    );
+    let metrics = app.get("/metrics").await;
+    let Value::String(text) = &metrics.body else {
+        panic!("Prometheus text expected, got {}", metrics.body)
+    };
+    let line = format!(
+        "pynomaly_anomalies_detected_total{{algorithm=\"lof\",dataset=\"a.csv\"}} {anomalies}"
+    );
+    assert!(text.lines().any(|l| l == line), "no '{line}' in:\n{text}");
+}
