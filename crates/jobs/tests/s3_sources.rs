@@ -7,58 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use pynomaly_jobs::{
     BatchSpec, ExecutionOutcome, InProcessQueue, JobQueue, JobRunner, ModelRegistry, OutputFormat,
     RunnerConfig, Scoring, SourceResolver,
 };
 use pynomaly_store::{
-    ArtifactStore, DEFAULT_TENANT, DynMetadataStore, JobKind, JobStatus, NewJob, S3Options,
-    SqliteStore,
+    ArtifactStore, DEFAULT_TENANT, DynMetadataStore, JobKind, JobStatus, NewJob, SqliteStore,
 };
 use serde_json::json;
 
-const S3_VAR: &str = "PYNOMALY_TEST_S3_ENDPOINT";
-
-async fn bucket(test: &str) -> Option<(S3Options, String)> {
-    let Ok(endpoint) = std::env::var(S3_VAR) else {
-        eprintln!(
-            "SKIPPED {test}: {S3_VAR} is unset, so there is no S3-compatible server to test \
-             against (e.g. `moto_server -p 5055` and {S3_VAR}=http://127.0.0.1:5055)"
-        );
-        return None;
-    };
-    let name = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
-    let created = reqwest::Client::new()
-        .put(format!("{}/{name}", endpoint.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("the S3 test server answers");
-    assert!(created.status().is_success(), "{}", created.status());
-    Some((
-        S3Options {
-            endpoint: Some(endpoint),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("test".into()),
-            secret_access_key: Some("test".into()),
-        },
-        name,
-    ))
-}
-
-async fn drop_bucket(options: &S3Options, name: &str) {
-    let store = pynomaly_store::s3_bucket_with(name, options).unwrap();
-    let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
-    for o in objects {
-        store.delete(&o.location).await.unwrap();
-    }
-    let endpoint = options.endpoint.as_deref().unwrap().trim_end_matches('/');
-    let _ = reqwest::Client::new()
-        .delete(format!("{endpoint}/{name}"))
-        .send()
-        .await;
-}
+use pynomaly_store::testing::{drop_test_bucket, test_bucket};
 
 fn rows_csv(n: usize) -> String {
     let mut s = String::from("x,y,label\n");
@@ -95,7 +54,7 @@ fn batch(sources: &[String]) -> NewJob {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_reads_s3_sources_and_writes_its_outputs_to_s3() {
     let test = "a_batch_reads_s3_sources_and_writes_its_outputs_to_s3";
-    let Some((options, name)) = bucket(test).await else {
+    let Some((options, name)) = test_bucket(test).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -183,5 +142,5 @@ async fn a_batch_reads_s3_sources_and_writes_its_outputs_to_s3() {
     let failed = meta.job_by_id(&missing.id).await.unwrap().unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert!(failed.error.unwrap().contains("does not exist"));
-    drop_bucket(&options, &name).await;
+    drop_test_bucket(&options, &name).await;
 }

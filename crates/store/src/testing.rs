@@ -1,10 +1,15 @@
-//! Throw-away Postgres databases for tests (this crate's, and those of the crates above it).
+//! Throw-away Postgres databases and S3 buckets for tests (this crate's, and those of the
+//! crates above it).
 //!
 //! Tests read the server from `PYNOMALY_TEST_DATABASE_URL` (CI sets it; a server with
 //! trust auth on loopback is enough). Each test gets a database of its own, created from
 //! `template0` and dropped afterwards — also when the test fails — so tests run in
 //! parallel without seeing each other's rows, and nothing is left behind. Without the
 //! variable, [`TestDatabase::create`] returns `None` after printing why the test skips.
+//!
+//! S3 tests read an S3-compatible server from `PYNOMALY_TEST_S3_ENDPOINT` (CI starts moto)
+//! and get a bucket of their own from [`test_bucket`], emptied and deleted by
+//! [`drop_test_bucket`].
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -118,6 +123,71 @@ fn replace_database(base: &str, name: &str) -> String {
         url.push_str(q);
     }
     url
+}
+
+/// The variable naming the S3-compatible server tests may create buckets on.
+pub const TEST_S3_ENDPOINT_VAR: &str = "PYNOMALY_TEST_S3_ENDPOINT";
+
+/// A fresh bucket on the server of `PYNOMALY_TEST_S3_ENDPOINT`, and the options to reach
+/// it; `None` (with a line on stderr saying the test skips, and why) when the variable is
+/// unset.
+///
+/// # Panics
+/// The variable is set but the server cannot create the bucket.
+pub async fn test_bucket(test: &str) -> Option<(crate::S3Options, String)> {
+    let Ok(endpoint) = std::env::var(TEST_S3_ENDPOINT_VAR) else {
+        eprintln!(
+            "SKIPPED {test}: {TEST_S3_ENDPOINT_VAR} is unset, so there is no S3-compatible \
+             server to test against (e.g. `moto_server -p 5055` and \
+             {TEST_S3_ENDPOINT_VAR}=http://127.0.0.1:5055)"
+        );
+        return None;
+    };
+    let name = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
+    let created = reqwest::Client::new()
+        .put(format!("{}/{name}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("the S3 test server answers");
+    assert!(
+        created.status().is_success(),
+        "cannot create a bucket: {}",
+        created.status()
+    );
+    let options = crate::S3Options {
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+    };
+    Some((options, name))
+}
+
+/// Empties and deletes a bucket made by [`test_bucket`].
+///
+/// # Panics
+/// The bucket cannot be listed or emptied.
+pub async fn drop_test_bucket(options: &crate::S3Options, name: &str) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+
+    let store = crate::s3_bucket_with(name, options).expect("the test bucket's options are valid");
+    let objects: Vec<_> = store
+        .list(None)
+        .try_collect()
+        .await
+        .expect("the test bucket can be listed");
+    for o in objects {
+        store
+            .delete(&o.location)
+            .await
+            .expect("the test bucket can be emptied");
+    }
+    let endpoint = options.endpoint.as_deref().unwrap_or_default();
+    let _ = reqwest::Client::new()
+        .delete(format!("{}/{name}", endpoint.trim_end_matches('/')))
+        .send()
+        .await;
 }
 
 #[cfg(test)]
