@@ -31,7 +31,7 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 
 use crate::layout::{Layout, resolve_label};
-use crate::{DataError, Header, LabelColumn};
+use crate::{DataError, Header, LabelColumn, Labels};
 
 /// Size of the blocks the stream is cut into (each rounded down to whole lines).
 const BLOCK_SIZE: usize = 256 * 1024;
@@ -281,7 +281,7 @@ impl<'a> CsvRows<'a> {
         layout: &Layout,
         max_rows: usize,
         features: &mut Vec<f64>,
-        labels: &mut Vec<f64>,
+        labels: &mut Labels,
     ) -> Result<usize, DataError> {
         let mut n = 0;
         loop {
@@ -308,7 +308,7 @@ impl<'a> CsvRows<'a> {
         &mut self,
         layout: &Layout,
         features: &mut Vec<f64>,
-        labels: &mut Vec<f64>,
+        labels: &mut Labels,
     ) -> Result<usize, DataError> {
         // The rest of the current block here, then the remaining blocks in the pipeline.
         let mut n = parse_lines(
@@ -377,7 +377,7 @@ impl<'a> CsvRows<'a> {
                 for (result, out) in results.into_iter().zip(&parsed) {
                     result?;
                     features.extend_from_slice(&out.features);
-                    labels.extend_from_slice(&out.labels);
+                    labels.extend_from(&out.labels);
                     n += out.rows;
                 }
                 if let Some(e) = failure {
@@ -397,7 +397,7 @@ impl<'a> CsvRows<'a> {
 #[derive(Default)]
 struct Parsed {
     features: Vec<f64>,
-    labels: Vec<f64>,
+    labels: Labels,
     rows: usize,
     /// Kept with the buffers, so it stays warm from block to block.
     cache: Option<FieldCache>,
@@ -437,7 +437,7 @@ fn parse_lines(
     cache: &mut FieldCache,
     layout: &Layout,
     features: &mut Vec<f64>,
-    labels: &mut Vec<f64>,
+    labels: &mut Labels,
 ) -> Result<usize, DataError> {
     let mut n = 0;
     while n < max_rows && *pos < bytes.len() {
@@ -511,7 +511,7 @@ fn parse_record_fast(
     shape: Shape,
     cache: &mut FieldCache,
     features: &mut Vec<f64>,
-    labels: &mut Vec<f64>,
+    labels: &mut Labels,
 ) -> Option<usize> {
     let is_blank = |b: u8| b == b' ' || (b == b'\t' && shape.delimiter != b'\t');
     let (ends_field, columns) = (&cache.ends_field, &mut cache.columns);
@@ -723,7 +723,7 @@ fn parse_line_general(
     shape: Shape,
     layout: &Layout,
     features: &mut Vec<f64>,
-    labels: &mut Vec<f64>,
+    labels: &mut Labels,
 ) -> Result<(), DataError> {
     let fields = split_fields(content, shape.delimiter)
         .map_err(|message| DataError::Csv { line, message })?;

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::layout::{Layout, resolve_label};
-use crate::{DataError, Header, LabelColumn};
+use crate::{DataError, Header, LabelColumn, Labels};
 
 const JSON_BUFFER: usize = 1024 * 1024;
 
@@ -128,7 +128,7 @@ impl<'a> JsonRows<'a> {
         layout: &Layout,
         max_rows: usize,
         features: &mut Vec<f64>,
-        labels: &mut Vec<f64>,
+        labels: &mut Labels,
     ) -> Result<usize, DataError> {
         let mut n = 0;
         if max_rows > 0
@@ -236,7 +236,7 @@ fn check_width(row: &[f64], layout: &Layout, line: u64) -> Result<(), DataError>
     }
 }
 
-fn push_row(row: &[f64], layout: &Layout, features: &mut Vec<f64>, labels: &mut Vec<f64>) {
+fn push_row(row: &[f64], layout: &Layout, features: &mut Vec<f64>, labels: &mut Labels) {
     match layout.label_index {
         None => features.extend_from_slice(row),
         Some(label) => {

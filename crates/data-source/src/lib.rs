@@ -11,20 +11,21 @@
 //!   neither empty nor a number; a JSON Lines header is a first line of strings. JSON objects
 //!   name their columns themselves.
 //! - **Labels**: a column named `label` (or the one asked for, see [`LabelColumn`]) is taken
-//!   out of the features and returned on its own.
+//!   out of the features and returned on its own, one byte a row ([`Labels`]: 1 = outlier,
+//!   0 = inlier, any other number noted as such).
 //! - **Errors** are typed ([`DataError`]) and name the 1-based line of the (decompressed)
 //!   file and the 1-based column: a non-number, NaN or infinity, a ragged line, an empty
 //!   input, a missing label column.
 //!
 //! ```
-//! use data_source::{ReadOptions, TableReader};
+//! use data_source::{Labels, ReadOptions, TableReader};
 //!
 //! let csv = "f0,f1,label\n1.0,2.0,0\n1.5,2.5,0\n9.0,-3.0,1\n";
 //! let mut reader = TableReader::new(csv.as_bytes(), &ReadOptions::default())?;
 //! assert_eq!(reader.feature_names(), Some(&["f0".to_string(), "f1".to_string()][..]));
 //! let first = reader.next_chunk(2)?.unwrap();
 //! assert_eq!(first.features.dim(), (2, 2));
-//! assert_eq!((first.first_row, first.labels), (0, Some(vec![0.0, 0.0])));
+//! assert_eq!((first.first_row, first.labels), (0, Some(Labels::from_values(&[0.0, 0.0]))));
 //! let rest = reader.next_chunk(2)?.unwrap();
 //! assert_eq!((rest.first_row, rest.features.row(0).to_vec()), (2, vec![9.0, -3.0]));
 //! assert!(reader.next_chunk(2)?.is_none());
@@ -43,7 +44,7 @@
 //! Python's `float`), and values are appended to a flat `Vec<f64>` that becomes the matrix
 //! without a copy (see `csv_rows` for why this is not the `csv` crate). [`TableReader::read_all`]
 //! decompresses on one thread while the rayon pool parses. Reading a whole table peaks at
-//! about the size of the final matrix plus the labels and a few blocks in flight: the
+//! about the size of the final matrix plus one byte a row for the labels and a few blocks in flight: the
 //! vector grows by `realloc`, which for large blocks remaps pages instead of copying them.
 //!
 //! The reader is synchronous on purpose (no tokio): callers on an async runtime run it on a
@@ -53,6 +54,7 @@ mod csv_rows;
 mod error;
 mod input;
 mod json_rows;
+mod labels;
 mod layout;
 #[cfg(test)]
 mod tests;
@@ -67,6 +69,7 @@ use ndarray::Array2;
 use crate::csv_rows::CsvRows;
 pub use crate::error::DataError;
 use crate::json_rows::JsonRows;
+pub use crate::labels::Labels;
 use crate::layout::Layout;
 
 /// The name of the label column looked for by default.
@@ -127,7 +130,7 @@ pub struct Chunk {
     /// One row per record, one column per feature.
     pub features: Array2<f64>,
     /// The label of each row, when the input has a label column.
-    pub labels: Option<Vec<f64>>,
+    pub labels: Option<Labels>,
     /// 0-based index of the chunk's first row among all data rows of the input.
     pub first_row: usize,
 }
@@ -136,7 +139,7 @@ pub struct Chunk {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub features: Array2<f64>,
-    pub labels: Option<Vec<f64>>,
+    pub labels: Option<Labels>,
     /// Feature names from a header or JSON keys (the label's excluded).
     pub feature_names: Option<Vec<String>>,
 }
@@ -261,7 +264,7 @@ impl<'a> TableReader<'a> {
         // Reserve for the whole chunk only up to a bound: `usize::MAX` means "the rest".
         let reserve = max_rows.min(64 * 1024);
         let mut features = Vec::with_capacity(reserve * self.n_features());
-        let mut labels = Vec::new();
+        let mut labels = Labels::default();
         if self.layout.label_index.is_some() {
             labels.reserve(reserve);
         }
@@ -283,7 +286,7 @@ impl<'a> TableReader<'a> {
     /// The first bad record, with its line.
     pub fn read_all(mut self) -> Result<Table, DataError> {
         let mut features = Vec::new();
-        let mut labels = Vec::new();
+        let mut labels = Labels::default();
         let n = match &mut self.rows {
             Rows::Csv(rows) => rows.read_all(&self.layout, &mut features, &mut labels)?,
             Rows::Json(rows) => rows.read(&self.layout, usize::MAX, &mut features, &mut labels)?,
@@ -303,7 +306,7 @@ impl<'a> TableReader<'a> {
         &mut self,
         max_rows: usize,
         features: &mut Vec<f64>,
-        labels: &mut Vec<f64>,
+        labels: &mut Labels,
     ) -> Result<usize, DataError> {
         let n = match &mut self.rows {
             Rows::Csv(rows) => rows.read(&self.layout, max_rows, features, labels)?,

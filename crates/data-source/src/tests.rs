@@ -36,7 +36,7 @@ fn err(text: &str) -> DataError {
 fn csv_header_is_detected_and_the_label_column_taken_out() {
     let t = read("a,label,b\n1,0,2\n3,1,4.5\n").unwrap();
     assert_eq!(t.features, array![[1.0, 2.0], [3.0, 4.5]]);
-    assert_eq!(t.labels, Some(vec![0.0, 1.0]));
+    assert_eq!(t.labels, Some(Labels::from_values(&[0.0, 1.0])));
     assert_eq!(
         t.feature_names,
         Some(vec!["a".to_string(), "b".to_string()])
@@ -75,7 +75,7 @@ fn a_named_label_column_is_used() {
     };
     let t = read_with("x,y,label\n1,1,5\n", &o).unwrap();
     assert_eq!(t.features, array![[1.0, 5.0]]);
-    assert_eq!(t.labels, Some(vec![1.0]));
+    assert_eq!(t.labels, Some(Labels::from_values(&[1.0])));
 }
 
 #[test]
@@ -327,7 +327,7 @@ fn gzip_is_detected_by_its_magic_bytes() {
     assert!(reader.is_gzip());
     let t = reader.read_all().unwrap();
     assert_eq!(t.features, array![[1.0], [2.0]]);
-    assert_eq!(t.labels, Some(vec![0.0, 1.0]));
+    assert_eq!(t.labels, Some(Labels::from_values(&[0.0, 1.0])));
 }
 
 #[test]
@@ -400,10 +400,10 @@ fn many_blocks_read_all_equals_chunked_reading() {
     let mut labels = Vec::new();
     while let Some(c) = r.next_chunk(7_777).unwrap() {
         rows.extend(c.features.iter().copied());
-        labels.extend(c.labels.unwrap());
+        labels.extend(c.labels.unwrap().outlier_flags());
     }
     assert_eq!(whole.features.as_slice().unwrap(), &rows[..]);
-    assert_eq!(whole.labels.unwrap(), labels);
+    assert_eq!(whole.labels.unwrap().outlier_flags(), labels);
     assert_eq!(whole.features[[59_999, 0]], 59_999.0 * 0.25);
 }
 
@@ -471,7 +471,7 @@ fn json_arrays_without_header() {
 fn json_arrays_with_a_header_line_and_label() {
     let t = read("[\"a\", \"label\", \"b\"]\n[1, 0, 2]\n[3, 1, 4]\n").unwrap();
     assert_eq!(t.features, array![[1.0, 2.0], [3.0, 4.0]]);
-    assert_eq!(t.labels, Some(vec![0.0, 1.0]));
+    assert_eq!(t.labels, Some(Labels::from_values(&[0.0, 1.0])));
     assert_eq!(
         t.feature_names,
         Some(vec!["a".to_string(), "b".to_string()])
@@ -483,7 +483,7 @@ fn json_objects_name_their_columns_in_any_order() {
     let t =
         read("{\"x\": 1, \"label\": 0, \"y\": 2}\n{\"y\": 4, \"x\": 3, \"label\": 1}\n").unwrap();
     assert_eq!(t.features, array![[1.0, 2.0], [3.0, 4.0]]);
-    assert_eq!(t.labels, Some(vec![0.0, 1.0]));
+    assert_eq!(t.labels, Some(Labels::from_values(&[0.0, 1.0])));
     assert_eq!(
         t.feature_names,
         Some(vec!["x".to_string(), "y".to_string()])

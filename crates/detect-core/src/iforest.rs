@@ -33,7 +33,7 @@
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use rand::seq::index;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -246,6 +246,43 @@ impl IsolationForest {
         }
     }
 
+    /// Anomaly scores of `x`, computed in `x`'s own memory: the matrix is consumed in
+    /// waves of [`WAVE_ROWS`] rows, and each wave's scores overwrite values of rows already
+    /// scored, so scoring a matrix the caller no longer needs costs no second buffer of n
+    /// values (this is what keeps `pynomaly detect` near the size of the data). The scores
+    /// are bit-for-bit those of [`IsolationForest::score`]; repeated rows are deduplicated
+    /// within each wave.
+    pub(crate) fn score_owned(&self, x: Array2<f64>) -> Vec<f64> {
+        self.score_owned_in_waves(x, WAVE_ROWS)
+    }
+
+    fn score_owned_in_waves(&self, x: Array2<f64>, wave_rows: usize) -> Vec<f64> {
+        let x = if x.is_standard_layout() {
+            x
+        } else {
+            x.as_standard_layout().into_owned()
+        };
+        let (n, d) = x.dim();
+        let (mut buf, offset) = x.into_raw_vec_and_offset();
+        let base = offset.unwrap_or(0);
+        let wave_rows = wave_rows.max(1);
+        let mut start = 0;
+        while start < n {
+            let end = (start + wave_rows).min(n);
+            let rows =
+                ArrayView2::from_shape((end - start, d), &buf[base + start * d..base + end * d])
+                    .expect("a standard-layout matrix holds its rows contiguously");
+            let wave = self.score(rows);
+            // Slot i lies in row (i - base) / d <= i < end: every row it can overlap has
+            // been scored already (d >= 1), so overwriting it loses nothing still needed.
+            buf[start..end].copy_from_slice(&wave);
+            start = end;
+        }
+        buf.truncate(n);
+        buf.shrink_to_fit();
+        buf
+    }
+
     /// Anomaly scores of every row of `x`, one walk per row.
     /// With `select`, scores only those rows (in that order), gathering each block of
     /// them into a small buffer.
@@ -296,6 +333,9 @@ impl IsolationForest {
         sums
     }
 }
+
+/// Rows per wave when scoring a matrix in its own memory ([`IsolationForest::score_owned`]).
+const WAVE_ROWS: usize = 1 << 17;
 
 /// Inputs smaller than this are scored row by row.
 const DEDUP_MIN_ROWS: usize = 1 << 15;
@@ -734,6 +774,37 @@ mod tests {
         let forest =
             IsolationForest::fit(&IsolationForestParams::default(), 5, x.view(), &mut w).unwrap();
         assert_eq!(forest.score(x.view()), forest.score_rows(x.view(), None));
+    }
+
+    #[test]
+    fn scoring_in_the_matrix_own_memory_gives_bit_identical_scores() {
+        // 90k rows from 500 distinct ones, in waves of 40k (dedup inside each) and of 7.
+        let distinct = grid(500);
+        let x = Array2::from_shape_fn((90_000, 3), |(i, j)| distinct[[(i * 31) % 500, j]]);
+        let mut w = Vec::new();
+        let forest =
+            IsolationForest::fit(&IsolationForestParams::default(), 5, x.view(), &mut w).unwrap();
+        let expected = forest.score(x.view());
+        assert_eq!(forest.score_owned_in_waves(x.clone(), 40_000), expected);
+        let small = x.slice(ndarray::s![..1000, ..]).to_owned();
+        assert_eq!(
+            forest.score_owned_in_waves(small.clone(), 7),
+            forest.score(small.view())
+        );
+        // A matrix whose first element is not at the start of its buffer, and a
+        // column-major one.
+        let mut shifted = x.slice(ndarray::s![..2000, ..]).to_owned();
+        shifted.slice_collapse(ndarray::s![3.., ..]);
+        assert_eq!(
+            forest.score_owned_in_waves(shifted.clone(), 500),
+            forest.score(shifted.view())
+        );
+        let fortran = small.t().as_standard_layout().t().to_owned();
+        assert!(!fortran.is_standard_layout());
+        assert_eq!(
+            forest.score_owned_in_waves(fortran, 100),
+            forest.score(small.view())
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub mod params;
 pub mod validate;
 
 pub use error::DetectError;
-pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit};
+pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_owned};
 pub use params::{
     AlgorithmParams, Contamination, DetectorConfig, IsolationForestParams, LofParams, Metric,
 };

@@ -9,7 +9,7 @@
 //! Score convention (the API contract): higher = more anomalous; a row is an anomaly
 //! (`-1`) exactly when its score is greater than the threshold.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::iforest::IsolationForest;
@@ -89,6 +89,32 @@ pub struct Fit {
 /// Empty input, fewer than 2 rows, NaN or infinite values, or parameters that cannot
 /// apply to this data.
 pub fn fit(config: &DetectorConfig, x: ArrayView2<'_, f64>) -> Result<Fit, DetectError> {
+    fit_input(config, Input::View(x))
+}
+
+/// [`fit`] on a matrix the caller gives up: the same model and scores, bit for bit, but
+/// the isolation forest writes the training scores into the matrix's own memory instead of
+/// a second buffer (see `IsolationForest::score_owned`), so fitting a large file costs
+/// little more than the file's matrix.
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_owned(config: &DetectorConfig, x: Array2<f64>) -> Result<Fit, DetectError> {
+    fit_input(config, Input::Owned(x))
+}
+
+/// The training data of a fit: borrowed, or owned and consumed by the scoring.
+enum Input<'a> {
+    View(ArrayView2<'a, f64>),
+    Owned(Array2<f64>),
+}
+
+fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectError> {
+    let x = match &input {
+        Input::View(v) => v.view(),
+        Input::Owned(a) => a.view(),
+    };
+    let (n_samples, n_features) = x.dim();
     validate::check_matrix(&x)?;
     if x.nrows() < 2 {
         return Err(DetectError::TooFewRows { n_rows: x.nrows() });
@@ -103,7 +129,10 @@ pub fn fit(config: &DetectorConfig, x: ArrayView2<'_, f64>) -> Result<Fit, Detec
                 .random_state
                 .get_or_insert_with(|| u64::from(rand::random::<u32>()));
             let forest = IsolationForest::fit(p, seed, x, &mut warnings)?;
-            let scores = forest.score(x);
+            let scores = match input {
+                Input::View(v) => forest.score(v),
+                Input::Owned(a) => forest.score_owned(a),
+            };
             (Detector::IsolationForest(forest), scores)
         }
         AlgorithmParams::Lof(p) => {
@@ -121,8 +150,8 @@ pub fn fit(config: &DetectorConfig, x: ArrayView2<'_, f64>) -> Result<Fit, Detec
     let model = FittedModel {
         config,
         threshold,
-        n_features: x.ncols(),
-        n_samples: x.nrows(),
+        n_features,
+        n_samples,
         detector,
     };
     Ok(Fit {

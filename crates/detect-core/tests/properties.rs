@@ -2,7 +2,8 @@
 //!
 //! - LOF scores do not depend on the order of the rows (on tie-free data: with ties the
 //!   choice among equidistant neighbours may legitimately follow the order).
-//! - Isolation forest and LOF scores are bit-identical whatever the rayon thread count.
+//! - Isolation forest and LOF scores are bit-identical whatever the rayon thread count, and
+//!   whether the fit borrows the matrix or consumes it (`fit_owned`).
 //! - A serialized model loads back to bit-identical scores, and no byte string, however
 //!   corrupt, makes loading panic.
 //! - Bad input (NaN, infinity, no rows, no columns, a single row, the wrong width) is a
@@ -10,7 +11,7 @@
 //!
 //! Case counts are kept small so the whole file runs in seconds in a debug build.
 
-use detect_core::{DetectError, DetectorConfig, Fit, FittedModel, fit};
+use detect_core::{DetectError, DetectorConfig, Fit, FittedModel, fit, fit_owned};
 use ndarray::Array2;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -140,6 +141,22 @@ proptest! {
             prop_assert_eq!(many.training.threshold.to_bits(), one.training.threshold.to_bits());
             prop_assert_eq!(&many.training.predictions, &one.training.predictions);
         }
+    }
+
+    #[test]
+    fn fitting_an_owned_matrix_gives_the_same_fit(
+        x in tie_free_matrix(2..120, 1..6),
+        params in iforest_params(),
+        algorithm in prop_oneof![Just("isolation_forest"), Just("lof")],
+    ) {
+        let params = if algorithm == "lof" { json!({"n_neighbors": 3}) } else { params };
+        let config = config(algorithm, &params, json!(0.1));
+        // The parameters carry the seed, so both fits grow the same trees.
+        let borrowed = fit(&config, x.view()).expect("fit");
+        let owned = fit_owned(&config, x.clone()).expect("fit_owned");
+        prop_assert_eq!(bits(&owned.training.scores), bits(&borrowed.training.scores));
+        prop_assert_eq!(owned.training.threshold.to_bits(), borrowed.training.threshold.to_bits());
+        prop_assert_eq!(&owned.training.predictions, &borrowed.training.predictions);
     }
 
     #[test]

@@ -95,9 +95,7 @@ fn run(args: Args) -> Result<bool> {
         let labels: Vec<bool> = table
             .labels
             .with_context(|| format!("{}: no label column", entry.file))?
-            .iter()
-            .map(|&l| l == 1.0)
-            .collect();
+            .outlier_flags();
         let x = table.features.view();
 
         let mut per_seed = Vec::new();

@@ -132,13 +132,16 @@ pub fn run(args: &DetectArgs) -> anyhow::Result<()> {
         labels,
         feature_names,
     } = table;
-    // One byte per row instead of eight; 1 = outlier, anything else inlier.
-    let labels = labels.map(|l| Labels::from_values(&l));
+    // 1 = outlier, anything else inlier.
+    let labels = labels.map(|l| Labels {
+        outlier: l.outlier_flags(),
+        unusual: l.other_values() > 0,
+    });
     let (n_rows, n_features) = features.dim();
 
     let fit_start = Instant::now();
-    let fit = detect_core::fit(&config, features.view())?;
-    drop(features);
+    // The matrix is handed over: the training scores are written into its memory.
+    let fit = detect_core::fit_owned(&config, features)?;
     let fit_time = fit_start.elapsed();
 
     // Writing and the metrics only read the scores: do both at once.
@@ -183,15 +186,6 @@ pub fn run(args: &DetectArgs) -> anyhow::Result<()> {
 struct Labels {
     outlier: Vec<bool>,
     unusual: bool,
-}
-
-impl Labels {
-    fn from_values(values: &[f64]) -> Self {
-        Self {
-            outlier: values.iter().map(|&v| v == 1.0).collect(),
-            unusual: values.iter().any(|&v| v != 0.0 && v != 1.0),
-        }
-    }
 }
 
 /// Rows per block when formatting the output in parallel.
