@@ -698,3 +698,129 @@ pub async fn create_api_key(
     store.close().await;
     Ok(created?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use pynomaly_store::SqliteStore;
+
+    fn pool_to_nowhere() -> deadpool_redis::Pool {
+        // Port 1: nothing listens there, so every check fails.
+        deadpool_redis::Config::from_url("redis://127.0.0.1:1")
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .unwrap()
+    }
+
+    async fn service(limiter: RateLimiter) -> AuthService {
+        let meta: DynMetadataStore = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let config = AuthConfig {
+            default_rate_limit_per_minute: 1,
+            login_per_username_per_minute: 1,
+            login_per_ip_per_minute: 1,
+            jwt_ttl_s: 60,
+        };
+        AuthService::with(meta, KeyHasher { secret: [3; 32] }, config, limiter)
+    }
+
+    fn parts(bearer: &str) -> Parts {
+        Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {bearer}"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[tokio::test]
+    async fn with_redis_down_requests_go_on_and_logins_are_refused() {
+        let auth = service(RateLimiter::redis(pool_to_nowhere(), "t")).await;
+        let created = auth
+            .create_key("default", "k", vec![Scope::Read], Some(1), None)
+            .await
+            .unwrap();
+        let p = auth.authenticate(&parts(&created.key)).await.unwrap();
+        // A limit of 1 per minute, three requests: all let through (fail open).
+        for _ in 0..3 {
+            auth.enforce_rate_limit(&p).await.unwrap();
+        }
+        // Logins fail closed: 503, not a password check without a limit.
+        let e = auth
+            .login("someone", "password", None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Unavailable { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn keys_and_tokens_name_who_they_are() {
+        let auth = service(RateLimiter::local()).await;
+        let created = auth
+            .create_key("acme", "k", vec![Scope::Read], None, None)
+            .await
+            .unwrap();
+        let p = auth.authenticate(&parts(&created.key)).await.unwrap();
+        assert_eq!(
+            p.actor,
+            Actor::Key {
+                id: created.id.clone()
+            }
+        );
+        assert_eq!((p.tenant.as_str(), p.rate_limit_per_minute), ("acme", 1));
+        auth.create_user(
+            "acme",
+            "zoe",
+            "a long enough passphrase",
+            vec![Scope::Read, Scope::Write],
+        )
+        .await
+        .unwrap();
+        let (token, user) = auth
+            .login("zoe", "a long enough passphrase", None, None)
+            .await
+            .unwrap();
+        let p = auth.authenticate(&parts(&token)).await.unwrap();
+        assert_eq!(
+            p.actor,
+            Actor::User {
+                id: user.id,
+                username: "zoe".into()
+            }
+        );
+        assert_eq!(p.label(), "user:zoe");
+        assert_eq!(p.scopes, vec![Scope::Read, Scope::Write]);
+    }
+
+    /// The per-request cost of verifying an API key (HMAC of the key, then a cache hit),
+    /// printed; run with `cargo test -p pynomaly-api --release --lib key_verification_cost
+    /// -- --ignored --nocapture`. Not a pass/fail check.
+    #[tokio::test]
+    #[ignore = "a measurement, not a test"]
+    async fn key_verification_cost() {
+        let auth = service(RateLimiter::local()).await;
+        let created = auth
+            .create_key("default", "k", vec![Scope::Read], None, None)
+            .await
+            .unwrap();
+        let p = parts(&created.key);
+        auth.authenticate(&p).await.unwrap();
+        let n = 200_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(auth.authenticate(&p).await.unwrap());
+        }
+        let key_ns = t.elapsed().as_nanos() / u128::from(n);
+        let principal = Principal {
+            rate_limit_per_minute: 1_000_000_000,
+            ..auth.authenticate(&p).await.unwrap()
+        };
+        let t = Instant::now();
+        for _ in 0..n {
+            auth.enforce_rate_limit(&principal).await.unwrap();
+        }
+        let limit_ns = t.elapsed().as_nanos() / u128::from(n);
+        println!(
+            "API key verification (cache hit): {key_ns} ns; in-process GCRA check: {limit_ns} ns"
+        );
+    }
+}
