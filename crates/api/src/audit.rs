@@ -166,12 +166,10 @@ pub(crate) async fn record(
         client,
     };
     req.extensions_mut().insert(slot.clone());
+    // Cheap clones (reference counts): most requests are not recorded.
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
-    let path = req.uri().path().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let uri = req.uri().clone();
     let response = next.run(req).await;
     let status = response.status().as_u16();
     if status == 429 {
@@ -179,13 +177,13 @@ pub(crate) async fn record(
     }
     let noted = std::mem::take(&mut *slot.noted.lock().unwrap_or_else(|e| e.into_inner()));
     if noted.record || matches!(status, 401 | 403 | 429) {
-        let route = route.unwrap_or_else(|| "unmatched".into());
+        let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
         state.audit.push(NewAuditEntry {
             tenant: noted.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string()),
             actor: noted.actor.unwrap_or_else(|| "anonymous".into()),
             action: format!("{method} {route}"),
             // Bounded: a path is attacker-chosen.
-            resource: path.chars().take(512).collect(),
+            resource: uri.path().chars().take(512).collect(),
             outcome: i64::from(status),
             request_id: current_request_id(),
             client_addr: client.map(|ip| ip.to_string()),

@@ -169,12 +169,16 @@ impl RateLimiter {
                 let mut buckets = buckets.lock().unwrap_or_else(|e| e.into_inner());
                 let (decision, new_tat) = gcra(buckets.get(bucket).copied(), now, per_minute);
                 if let Some(t) = new_tat {
-                    if buckets.len() >= MAX_LOCAL_BUCKETS && !buckets.contains_key(bucket) {
-                        // A bucket whose TAT has passed is full again: forgetting it changes
-                        // nothing.
-                        buckets.retain(|_, tat| *tat > now);
+                    if let Some(tat) = buckets.get_mut(bucket) {
+                        *tat = t;
+                    } else {
+                        if buckets.len() >= MAX_LOCAL_BUCKETS {
+                            // A bucket whose TAT has passed is full again: forgetting it
+                            // changes nothing.
+                            buckets.retain(|_, tat| *tat > now);
+                        }
+                        buckets.insert(bucket.to_string(), t);
                     }
-                    buckets.insert(bucket.to_string(), t);
                 }
                 Ok(decision)
             }

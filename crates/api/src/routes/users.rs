@@ -95,8 +95,9 @@ async fn create(
     check_username(&req.username)?;
     check_password(&req.password)?;
     let scopes = parse_scopes(&req.scopes)?;
-    let tenant = req.tenant.unwrap_or(caller.tenant);
+    let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
     check_tenant(&tenant)?;
+    crate::auth::may_administer(&caller, &tenant)?;
     let user = state
         .auth
         .create_user(&tenant, &req.username, &req.password, scopes)

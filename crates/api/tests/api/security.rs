@@ -211,6 +211,21 @@ async fn another_tenants_models_jobs_keys_users_and_audit_rows_are_not_found() {
         default_rows.iter().all(|e| e["tenant"] == "default"),
         "{default_rows:?}"
     );
+    // Acme's admin cannot mint credentials in another tenant; the operator's admin can.
+    for (path, body) in [
+        (
+            "/api/v1/auth/keys",
+            json!({"name": "x", "scopes": ["admin"], "tenant": "default"}),
+        ),
+        (
+            "/api/v1/users",
+            json!({"username": "mallory", "password": PASSWORD, "scopes": ["admin"], "tenant": "default"}),
+        ),
+    ] {
+        as_acme(Method::POST, path, Some(body))
+            .await
+            .assert_error(403, "forbidden");
+    }
     // And acme's key and user still work: nothing was deleted by the 404s.
     as_acme(Method::GET, "/api/v1/models/m", None)
         .await
