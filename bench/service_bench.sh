@@ -135,6 +135,8 @@ if want ours; then
   port_busy "$OURS_ADDR" && die "something already listens on $OURS_ADDR (set OURS_ADDR)"
   DATA_DIR=$(mktemp -d /tmp/pynomaly-bench-data.XXXXXX)
   log "starting $BIN serve on $OURS_ADDR (data dir $DATA_DIR)"
+  # Rate limiting off unless asked (PYNOMALY_RATE_LIMIT_PER_MINUTE): wrk would exceed a default limit.
+  PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0} \
   PYNOMALY_BIND=$OURS_ADDR PYNOMALY_DATA_DIR=$DATA_DIR LOG_LEVEL=${LOG_LEVEL:-warn} \
     setsid "$BIN" serve >"$WORK/pynomaly.log" 2>&1 </dev/null &
   OURS_PID=$!

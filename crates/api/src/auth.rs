@@ -1,4 +1,4 @@
-//! API keys: creation, verification, scopes.
+//! Authentication: API keys and user tokens; scopes; rate limits.
 //!
 //! A key is `pk_` followed by 256 random bits in hex. Only its keyed hash is stored:
 //! HMAC-SHA256 under a server secret kept in `<data dir>/secret.key` (mode 0600), so a
@@ -8,13 +8,16 @@
 //! second, which bounds how long a revoked key still works on another instance; a
 //! revocation through this instance applies at once.
 //!
-//! Scopes are checked by extractors in each handler's signature ([`ReadAccess`],
-//! [`WriteAccess`], [`AdminAccess`]), so a handler cannot forget them; `admin` implies
-//! `read` and `write`.
+//! A bearer credential is an API key (`pk_…`) or a JWT from `POST /api/v1/auth/token`
+//! (see [`crate::users`]); a [`Principal`] says which ([`Actor`]). Scopes are checked by
+//! extractors in each handler's signature ([`ReadAccess`], [`WriteAccess`],
+//! [`AdminAccess`]), so a handler cannot forget them; `admin` implies `read` and `write`.
+//! The same extractors apply the caller's rate limit (per key, per user: see
+//! [`crate::ratelimit`]) and tell the audit log who called.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -22,14 +25,17 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use pynomaly_store::{ApiKey, DynMetadataStore, NewApiKey, Scope, StoreError};
+use pynomaly_store::{ApiKey, DynMetadataStore, NewApiKey, NewUser, Scope, StoreError, User};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::audit::AuditSlot;
 use crate::error::ApiError;
+use crate::ratelimit::{Decision, RateLimiter};
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::users::{Passwords, Tokens};
 
 /// The server secret that keys are hashed with. Never printed.
 pub struct KeyHasher {
@@ -123,18 +129,64 @@ pub fn generate_key() -> String {
     format!("pk_{}", hex::encode(bytes))
 }
 
-/// Who is calling: the key's id, tenant and scopes.
+/// Whether `caller` may create keys or users in `tenant`: in its own tenant, or anywhere
+/// when it is an admin of the operator tenant ([`pynomaly_store::DEFAULT_TENANT`], where the
+/// first-start admin key lives). Otherwise one tenant's admin could mint credentials for
+/// another tenant and read its models.
+///
+/// # Errors
+/// 403 naming the rule.
+pub(crate) fn may_administer(caller: &Principal, tenant: &str) -> Result<(), ApiError> {
+    if tenant == caller.tenant || caller.tenant == pynomaly_store::DEFAULT_TENANT {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "only admins of the '{}' tenant may act in another tenant ('{tenant}')",
+            pynomaly_store::DEFAULT_TENANT
+        )))
+    }
+}
+
+/// Who a caller is: an API key, or a user holding a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Key { id: String },
+    User { id: String, username: String },
+}
+
+/// Who is calling: key or user, tenant, scopes and request limit.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub key_id: String,
+    pub actor: Actor,
     pub tenant: String,
     pub scopes: Vec<Scope>,
+    /// Requests per minute (0: no limit).
+    pub rate_limit_per_minute: u32,
 }
 
 impl Principal {
     /// Whether the caller holds `scope` (`admin` holds every scope).
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+
+    /// The caller as the audit log names it: `key:<id>` or `user:<username>`.
+    pub fn label(&self) -> String {
+        actor_label(&self.actor)
+    }
+
+    fn bucket(&self) -> String {
+        match &self.actor {
+            Actor::Key { id } => format!("key:{id}"),
+            Actor::User { id, .. } => format!("user:{id}"),
+        }
+    }
+}
+
+fn actor_label(actor: &Actor) -> String {
+    match actor {
+        Actor::Key { id } => format!("key:{id}"),
+        Actor::User { username, .. } => format!("user:{username}"),
     }
 }
 
@@ -151,33 +203,87 @@ pub struct CreatedKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Verifies bearer tokens against stored keys.
+/// What [`AuthService`] is configured with beyond the store and the secret.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthConfig {
+    /// Requests per minute of keys created without a limit, and of users (0: none).
+    pub(crate) default_rate_limit_per_minute: u32,
+    pub(crate) login_per_username_per_minute: u32,
+    pub(crate) login_per_ip_per_minute: u32,
+    pub(crate) jwt_ttl_s: u64,
+}
+
+impl AuthConfig {
+    pub(crate) fn from_settings(s: &Settings) -> Self {
+        Self {
+            default_rate_limit_per_minute: s.rate_limit_per_minute,
+            login_per_username_per_minute: s.login_rate_limit_per_minute,
+            login_per_ip_per_minute: s.login_ip_rate_limit_per_minute,
+            jwt_ttl_s: s.jwt_ttl.as_secs(),
+        }
+    }
+}
+
+/// Verifies bearer credentials (API keys and user tokens), logs users in, and applies the
+/// rate limits.
 #[derive(Debug)]
 pub struct AuthService {
     meta: DynMetadataStore,
     hasher: KeyHasher,
     cache: RwLock<HashMap<String, (ApiKey, Instant)>>,
+    users: RwLock<HashMap<String, (User, Instant)>>,
     ttl: Duration,
+    passwords: Arc<Passwords>,
+    tokens: Tokens,
+    limiter: RateLimiter,
+    config: AuthConfig,
 }
+
+/// Longest bearer credential looked at (a JWT with a few scopes is ~400 bytes).
+const MAX_TOKEN_BYTES: usize = 4096;
 
 impl AuthService {
     pub(crate) fn new(meta: DynMetadataStore, hasher: KeyHasher) -> Self {
+        let settings = Settings::with_data_dir(".");
+        Self::with(
+            meta,
+            hasher,
+            AuthConfig::from_settings(&settings),
+            RateLimiter::local(),
+        )
+    }
+
+    pub(crate) fn with(
+        meta: DynMetadataStore,
+        hasher: KeyHasher,
+        config: AuthConfig,
+        limiter: RateLimiter,
+    ) -> Self {
+        let tokens = Tokens::new(&hasher.secret, config.jwt_ttl_s);
         Self {
             meta,
             hasher,
             cache: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
             ttl: Duration::from_secs(1),
+            passwords: Arc::new(Passwords::new()),
+            tokens,
+            limiter,
+            config,
         }
     }
 
-    /// The caller of a request, from its `Authorization: Bearer` header.
+    /// The caller of a request, from its `Authorization: Bearer` header: an API key
+    /// (`pk_…`) or a token from `POST /api/v1/auth/token`. A failure with a known key or
+    /// user is noted in the request's audit slot under that key's or user's tenant.
     ///
     /// # Errors
-    /// 401 for a missing, malformed, unknown, revoked or expired key.
+    /// 401 for a missing, malformed, unknown, revoked or expired key; a forged, tampered,
+    /// expired or wrong-algorithm token; or the token of a disabled user.
     pub(crate) async fn authenticate(&self, parts: &Parts) -> Result<Principal, ApiError> {
         let Some(header) = parts.headers.get(AUTHORIZATION) else {
             return Err(ApiError::Unauthorized(
-                "missing credentials: send 'Authorization: Bearer <API key>'".into(),
+                "missing credentials: send 'Authorization: Bearer <API key or token>'".into(),
             ));
         };
         let token = header
@@ -190,12 +296,29 @@ impl AuthService {
             .map(str::trim)
             .ok_or_else(|| {
                 ApiError::Unauthorized(
-                    "malformed Authorization header: expected 'Bearer <API key>'".into(),
+                    "malformed Authorization header: expected 'Bearer <API key or token>'".into(),
                 )
             })?;
-        if !token.starts_with("pk_") || token.len() > 256 {
-            return Err(invalid_key());
+        let slot = parts.extensions.get::<AuditSlot>();
+        if token.starts_with("pk_") {
+            if token.len() > 256 {
+                return Err(invalid_key());
+            }
+            self.authenticate_key(token, slot).await
+        } else if token.len() <= MAX_TOKEN_BYTES
+            && token.bytes().filter(|&b| b == b'.').count() == 2
+        {
+            self.authenticate_token(token, slot).await
+        } else {
+            Err(invalid_key())
         }
+    }
+
+    async fn authenticate_key(
+        &self,
+        token: &str,
+        slot: Option<&AuditSlot>,
+    ) -> Result<Principal, ApiError> {
         let hash = self.hasher.hash(token);
         let now = Utc::now();
         let cached = self
@@ -219,14 +342,231 @@ impl AuthService {
                 k
             }
         };
-        if !key.is_active(now) {
+        let active = key.is_active(now);
+        let actor = Actor::Key { id: key.id };
+        if !active {
+            if let Some(slot) = slot {
+                slot.identify(&key.tenant, actor_label(&actor));
+            }
             return Err(invalid_key());
         }
         Ok(Principal {
-            key_id: key.id,
+            actor,
             tenant: key.tenant,
             scopes: key.scopes,
+            rate_limit_per_minute: key
+                .rate_limit_per_minute
+                .map_or(self.config.default_rate_limit_per_minute, |r| {
+                    u32::try_from(r).unwrap_or(u32::MAX)
+                }),
         })
+    }
+
+    async fn authenticate_token(
+        &self,
+        token: &str,
+        slot: Option<&AuditSlot>,
+    ) -> Result<Principal, ApiError> {
+        let claims = self.tokens.verify(token).map_err(|e| {
+            tracing::debug!(error = %e, "bearer token refused");
+            ApiError::Unauthorized("invalid or expired token".into())
+        })?;
+        let user = self.user(&claims.sub).await?;
+        let active = user
+            .as_ref()
+            .is_some_and(|u| u.is_active() && u.tenant == claims.tenant);
+        let actor = Actor::User {
+            id: claims.sub,
+            username: claims.username,
+        };
+        let (Some(user), true) = (user, active) else {
+            if let Some(slot) = slot {
+                slot.identify(&claims.tenant, actor_label(&actor));
+            }
+            return Err(ApiError::Unauthorized(
+                "this token's user is disabled or no longer exists".into(),
+            ));
+        };
+        // The token's scopes, never more than the user holds now.
+        let scopes = claims
+            .scopes
+            .into_iter()
+            .filter(|s| user.scopes.contains(s))
+            .collect();
+        Ok(Principal {
+            actor,
+            tenant: user.tenant,
+            scopes,
+            rate_limit_per_minute: self.config.default_rate_limit_per_minute,
+        })
+    }
+
+    /// A user by id, through a one-second cache (which bounds how long a user disabled on
+    /// another instance keeps working here).
+    async fn user(&self, id: &str) -> Result<Option<User>, ApiError> {
+        let cached = self
+            .users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(u, _)| u.clone());
+        if let Some(u) = cached {
+            return Ok(Some(u));
+        }
+        let Some(u) = self.meta.user_by_id(id).await? else {
+            return Ok(None);
+        };
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        if users.len() > 100_000 {
+            users.clear();
+        }
+        users.insert(id.to_string(), (u.clone(), Instant::now()));
+        Ok(Some(u))
+    }
+
+    /// Counts one request of `principal` against its limit.
+    ///
+    /// # Errors
+    /// 429 with the seconds to wait. When Redis fails the request goes on (see
+    /// [`crate::ratelimit`]).
+    pub(crate) async fn enforce_rate_limit(&self, principal: &Principal) -> Result<(), ApiError> {
+        if principal.rate_limit_per_minute == 0 {
+            return Ok(());
+        }
+        match self
+            .limiter
+            .check(&principal.bucket(), principal.rate_limit_per_minute)
+            .await
+        {
+            Ok(Decision::Allowed) => Ok(()),
+            Ok(Decision::Limited { retry_after_s }) => Err(ApiError::RateLimited {
+                message: format!(
+                    "rate limit of {} requests per minute exceeded; retry in {retry_after_s} s",
+                    principal.rate_limit_per_minute
+                ),
+                retry_after_s,
+            }),
+            Err(e) => {
+                self.limiter.log_failure(&e, "fail open: request allowed");
+                Ok(())
+            }
+        }
+    }
+
+    /// `POST /api/v1/auth/token`: checks the login limits, then the password, and issues a
+    /// token. Returns the token and the user.
+    ///
+    /// # Errors
+    /// 429 over a login limit (per username, per client address); 503 when the limit
+    /// cannot be checked (Redis down: fail closed); 401 for a wrong username or password,
+    /// or a disabled user — one message for all three.
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+        slot: Option<&AuditSlot>,
+    ) -> Result<(String, User), ApiError> {
+        // Looked up first (an indexed read, no hashing) so that refused attempts are audited
+        // under the user they aimed at.
+        let user = self.meta.find_user_by_username(username).await?;
+        if let (Some(u), Some(slot)) = (&user, slot) {
+            slot.identify(&u.tenant, format!("user:{}", u.username));
+        }
+        let mut buckets = vec![(
+            format!("login-user:{}", username.to_lowercase()),
+            self.config.login_per_username_per_minute,
+        )];
+        if let Some(ip) = client {
+            buckets.push((
+                format!("login-ip:{ip}"),
+                self.config.login_per_ip_per_minute,
+            ));
+        }
+        for (bucket, limit) in buckets {
+            match self.limiter.check(&bucket, limit).await {
+                Ok(Decision::Allowed) => {}
+                Ok(Decision::Limited { retry_after_s }) => {
+                    return Err(ApiError::RateLimited {
+                        message: format!("too many login attempts; retry in {retry_after_s} s"),
+                        retry_after_s,
+                    });
+                }
+                Err(e) => {
+                    self.limiter.log_failure(&e, "fail closed: login refused");
+                    return Err(ApiError::Unavailable {
+                        message: "login is unavailable for a moment; retry shortly".into(),
+                        retry_after_s: Some(5),
+                    });
+                }
+            }
+        }
+        let stored = user
+            .as_ref()
+            .filter(|u| u.is_active())
+            .map(|u| u.password_hash.clone());
+        let passwords = Arc::clone(&self.passwords);
+        let password = password.to_string();
+        // Unknown and disabled users are checked against the dummy hash: same cost.
+        let ok =
+            tokio::task::spawn_blocking(move || passwords.verify(&password, stored.as_deref()))
+                .await
+                .map_err(ApiError::internal)?;
+        let Some(user) = user.filter(|_| ok) else {
+            return Err(ApiError::Unauthorized(
+                "invalid username or password".into(),
+            ));
+        };
+        let token = self
+            .tokens
+            .issue(&user.id, &user.username, &user.tenant, &user.scopes)
+            .map_err(ApiError::internal)?;
+        Ok((token, user))
+    }
+
+    /// Seconds the tokens of [`AuthService::login`] live.
+    pub(crate) fn token_ttl_s(&self) -> i64 {
+        self.tokens.ttl_s()
+    }
+
+    /// Hashes `password` (argon2id, on the blocking pool) and stores the user.
+    ///
+    /// # Errors
+    /// 409 when the username is taken; 500 when hashing or the store failed.
+    pub(crate) async fn create_user(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: &str,
+        scopes: Vec<Scope>,
+    ) -> Result<User, ApiError> {
+        let passwords = Arc::clone(&self.passwords);
+        let password = password.to_string();
+        let password_hash = tokio::task::spawn_blocking(move || passwords.hash(&password))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        self.meta
+            .create_user(NewUser {
+                tenant: tenant.to_string(),
+                username: username.to_string(),
+                password_hash,
+                scopes,
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => ApiError::Conflict(m),
+                other => other.into(),
+            })
+    }
+
+    /// Drops a disabled user from the cache so its tokens stop working here at once.
+    pub(crate) fn forget_user(&self, user_id: &str) {
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(user_id);
     }
 
     /// Creates and stores a new key; the key itself is returned only here.
@@ -317,11 +657,24 @@ macro_rules! scoped_access {
                 state: &AppState,
             ) -> Result<Self, Self::Rejection> {
                 let principal = state.auth.authenticate(parts).await?;
+                if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+                    slot.identify(&principal.tenant, principal.label());
+                    // Changes and admin actions are audited whatever their outcome.
+                    if $scope != Scope::Read {
+                        slot.mark();
+                    }
+                }
+                // Before the scope check: a caller hammering 403s is limited too.
+                state.auth.enforce_rate_limit(&principal).await?;
                 if principal.has($scope) {
                     Ok($name(principal))
                 } else {
+                    let who = match principal.actor {
+                        Actor::Key { .. } => "API key",
+                        Actor::User { .. } => "user",
+                    };
                     Err(ApiError::Forbidden(format!(
-                        "this API key lacks the '{}' scope",
+                        "this {who} lacks the '{}' scope",
                         $scope.as_str()
                     )))
                 }
@@ -365,4 +718,130 @@ pub async fn create_api_key(
     let created = auth.create_key(tenant, name, scopes, None, None).await;
     store.close().await;
     Ok(created?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use pynomaly_store::SqliteStore;
+
+    fn pool_to_nowhere() -> deadpool_redis::Pool {
+        // Port 1: nothing listens there, so every check fails.
+        deadpool_redis::Config::from_url("redis://127.0.0.1:1")
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .unwrap()
+    }
+
+    async fn service(limiter: RateLimiter) -> AuthService {
+        let meta: DynMetadataStore = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let config = AuthConfig {
+            default_rate_limit_per_minute: 1,
+            login_per_username_per_minute: 1,
+            login_per_ip_per_minute: 1,
+            jwt_ttl_s: 60,
+        };
+        AuthService::with(meta, KeyHasher { secret: [3; 32] }, config, limiter)
+    }
+
+    fn parts(bearer: &str) -> Parts {
+        Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {bearer}"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[tokio::test]
+    async fn with_redis_down_requests_go_on_and_logins_are_refused() {
+        let auth = service(RateLimiter::redis(pool_to_nowhere(), "t")).await;
+        let created = auth
+            .create_key("default", "k", vec![Scope::Read], Some(1), None)
+            .await
+            .unwrap();
+        let p = auth.authenticate(&parts(&created.key)).await.unwrap();
+        // A limit of 1 per minute, three requests: all let through (fail open).
+        for _ in 0..3 {
+            auth.enforce_rate_limit(&p).await.unwrap();
+        }
+        // Logins fail closed: 503, not a password check without a limit.
+        let e = auth
+            .login("someone", "password", None, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Unavailable { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn keys_and_tokens_name_who_they_are() {
+        let auth = service(RateLimiter::local()).await;
+        let created = auth
+            .create_key("acme", "k", vec![Scope::Read], None, None)
+            .await
+            .unwrap();
+        let p = auth.authenticate(&parts(&created.key)).await.unwrap();
+        assert_eq!(
+            p.actor,
+            Actor::Key {
+                id: created.id.clone()
+            }
+        );
+        assert_eq!((p.tenant.as_str(), p.rate_limit_per_minute), ("acme", 1));
+        auth.create_user(
+            "acme",
+            "zoe",
+            "a long enough passphrase",
+            vec![Scope::Read, Scope::Write],
+        )
+        .await
+        .unwrap();
+        let (token, user) = auth
+            .login("zoe", "a long enough passphrase", None, None)
+            .await
+            .unwrap();
+        let p = auth.authenticate(&parts(&token)).await.unwrap();
+        assert_eq!(
+            p.actor,
+            Actor::User {
+                id: user.id,
+                username: "zoe".into()
+            }
+        );
+        assert_eq!(p.label(), "user:zoe");
+        assert_eq!(p.scopes, vec![Scope::Read, Scope::Write]);
+    }
+
+    /// The per-request cost of verifying an API key (HMAC of the key, then a cache hit),
+    /// printed; run with `cargo test -p pynomaly-api --release --lib key_verification_cost
+    /// -- --ignored --nocapture`. Not a pass/fail check.
+    #[tokio::test]
+    #[ignore = "a measurement, not a test"]
+    async fn key_verification_cost() {
+        let auth = service(RateLimiter::local()).await;
+        let created = auth
+            .create_key("default", "k", vec![Scope::Read], None, None)
+            .await
+            .unwrap();
+        let p = parts(&created.key);
+        auth.authenticate(&p).await.unwrap();
+        let n = 200_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(auth.authenticate(&p).await.unwrap());
+        }
+        let key_ns = t.elapsed().as_nanos() / u128::from(n);
+        let principal = Principal {
+            rate_limit_per_minute: 1_000_000_000,
+            ..auth.authenticate(&p).await.unwrap()
+        };
+        let t = Instant::now();
+        for _ in 0..n {
+            auth.enforce_rate_limit(&principal).await.unwrap();
+        }
+        let limit_ns = t.elapsed().as_nanos() / u128::from(n);
+        println!(
+            "API key verification (cache hit): {key_ns} ns; in-process GCRA check: {limit_ns} ns"
+        );
+    }
 }

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 429 `rate_limited`, with `Retry-After`.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_s: u64 },
     /// 503 `unavailable`, with `Retry-After` when given.
     #[error("{message}")]
     Unavailable {
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -104,6 +108,7 @@ impl ApiError {
                 retry_after_s: Some(s),
                 ..
             } => json!({"retry_after_s": s}),
+            ApiError::RateLimited { retry_after_s, .. } => json!({"retry_after_s": retry_after_s}),
             ApiError::Internal(cause) => {
                 tracing::error!(
                     request_id,
@@ -130,6 +135,9 @@ impl ApiError {
             ApiError::Unavailable {
                 retry_after_s: Some(s),
                 ..
+            }
+            | ApiError::RateLimited {
+                retry_after_s: s, ..
             } => {
                 response
                     .headers_mut()

@@ -14,6 +14,7 @@
 //! shutdown future completes, then drains. [`WorkerProcess`] is `pynomaly worker`: the
 //! same parts, running jobs and serving nothing; [`migrate`] is `pynomaly migrate`.
 
+mod audit;
 pub mod auth;
 mod cpu;
 pub mod error;
@@ -21,11 +22,13 @@ mod extract;
 mod metrics;
 mod middleware;
 mod openapi_doc;
+mod ratelimit;
 pub mod routes;
 pub mod settings;
 mod startup;
 mod state;
 mod telemetry;
+mod users;
 
 pub use auth::{CreatedKey, create_api_key};
 pub use settings::{Secret, Settings, SettingsError};

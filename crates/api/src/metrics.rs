@@ -9,6 +9,8 @@
 //! - `pynomaly_data_quality_score{dataset}` (share of the rows of the last accepted
 //!   training set that were usable; inline data is all-or-nothing, so 1)
 //!
+//! - `pynomaly_rate_limited_total` (requests answered 429: per-key, per-user and login limits)
+//!
 //! `endpoint` is the route template; `dataset` is the model name, or `inline` for
 //! `POST /api/v1/detect`.
 
@@ -29,6 +31,7 @@ pub(crate) struct Metrics {
     inference_seconds: HistogramVec,
     active_models: IntGauge,
     data_quality: GaugeVec,
+    rate_limited: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -84,6 +87,11 @@ impl Metrics {
             &["dataset"],
         )
         .expect("valid metric");
+        let rate_limited = prometheus::IntCounter::new(
+            "pynomaly_rate_limited_total",
+            "Requests refused with 429 by a rate limit",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -91,6 +99,7 @@ impl Metrics {
             Box::new(inference_seconds.clone()),
             Box::new(active_models.clone()),
             Box::new(data_quality.clone()),
+            Box::new(rate_limited.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -102,7 +111,12 @@ impl Metrics {
             inference_seconds,
             active_models,
             data_quality,
+            rate_limited,
         }
+    }
+
+    pub(crate) fn count_rate_limited(&self) {
+        self.rate_limited.inc();
     }
 
     pub(crate) fn observe_request(

@@ -16,11 +16,12 @@ fn error_responses(codes: &[u16]) -> Value {
     for code in codes {
         let description = match code {
             400 => "malformed_json: the body is not valid JSON",
-            401 => "unauthorized: missing or invalid API key",
-            403 => "forbidden: the key lacks the needed scope",
+            401 => "unauthorized: missing or invalid API key or token",
+            403 => "forbidden: the key or user lacks the needed scope",
             404 => "not_found",
             409 => "conflict",
             413 => "payload_too_large: the body is over the configured limit",
+            429 => "rate_limited: over the caller's request limit (see Retry-After, seconds)",
             422 => "invalid_input: names the row/column, field or parameter, and what is accepted",
             503 => "unavailable: timed out or a dependency is down (see Retry-After)",
             _ => "error",
@@ -80,7 +81,7 @@ fn schemas() -> Value {
                                          {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}],
                                "default": "auto"});
     let params_note = "Algorithm parameters (see GET /api/v1/algorithms) may be given in `parameters` or flat at the top level.";
-    json!({
+    let mut all = json!({
         "Error": {"type": "object", "required": ["error", "request_id"], "properties": {
             "error": {"type": "object", "required": ["code", "message", "details"], "properties": {
                 "code": {"type": "string", "enum": ["invalid_input", "malformed_json", "unauthorized",
@@ -176,6 +177,40 @@ fn schemas() -> Value {
             "checks": {"type": "object", "properties": {"database": {"type": "object"}, "queue": {"type": "object"},
                 "artifact_store": {"type": "object"}, "workers": {"type": "object"}}}}},
         "Status": {"type": "object", "properties": {"status": {"type": "string"}}}
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), security_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// Users, login and the audit log.
+fn security_schemas() -> Value {
+    json!({
+        "UserCreate": {"type": "object", "required": ["username", "password", "scopes"], "additionalProperties": false, "properties": {
+            "username": {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{1,64}$", "description": "Unique across tenants"},
+            "password": {"type": "string", "minLength": 15, "maxLength": 128, "description": "Stored only as an argon2id hash"},
+            "scopes": {"type": "array", "items": {"type": "string", "enum": ["read", "write", "admin"]}},
+            "tenant": {"type": "string", "description": "Default: the caller's"}}},
+        "User": {"type": "object", "properties": {"id": {"type": "string"}, "username": {"type": "string"},
+            "tenant": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "disabled_at": {"type": "string", "format": "date-time", "nullable": true}, "disabled": {"type": "boolean"}}},
+        "UserList": {"type": "object", "properties": {"users": {"type": "array", "items": r("User")}}},
+        "Login": {"type": "object", "required": ["username", "password"], "additionalProperties": false, "properties": {
+            "username": {"type": "string"}, "password": {"type": "string"}}},
+        "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+            "access_token": {"type": "string", "description": "JWT (HS256); send as 'Authorization: Bearer <token>'"},
+            "token_type": {"type": "string", "enum": ["bearer"]}, "expires_in": {"type": "integer", "description": "seconds"}}},
+        "AuditList": {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "tenant": {"type": "string"},
+                "actor": {"type": "string", "description": "key:<id>, user:<username> or anonymous"},
+                "action": {"type": "string", "description": "METHOD /route/template"},
+                "resource": {"type": "string", "description": "the path requested"},
+                "outcome": {"type": "integer", "description": "HTTP status"},
+                "request_id": {"type": "string"}, "client_addr": {"type": "string", "nullable": true},
+                "created_at": {"type": "string", "format": "date-time"}}}},
+            "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}}
     })
 }
 
@@ -241,6 +276,22 @@ fn build() -> Value {
     );
     cancel["responses"]["202"] = json!({"description": "Cancellation requested: the running job stops at its next chunk",
         "content": {"application/json": {"schema": r("Job")}}});
+    let mut audit = op(
+        "The tenant's audit log, newest first (read-only: no route changes it)",
+        Some("admin"),
+        None,
+        (200, "Audit rows", r("AuditList")),
+        &[401, 403, 422, 429],
+    );
+    audit["parameters"] = json!([
+        {"name": "actor", "in": "query", "schema": {"type": "string"}, "description": "key:<id>, user:<username> or anonymous"},
+        {"name": "action", "in": "query", "schema": {"type": "string"}, "description": "e.g. POST /api/v1/models"},
+        {"name": "outcome", "in": "query", "schema": {"type": "integer"}, "description": "HTTP status"},
+        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "inclusive"},
+        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "exclusive"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
+    ]);
     let mut metrics = op(
         "Prometheus metrics",
         None,
@@ -249,13 +300,13 @@ fn build() -> Value {
         &[],
     );
     metrics["responses"]["200"]["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "pynomaly", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Anomaly detection as a service: scikit-learn's isolation forest and LOF semantics. Scores: higher = more anomalous; predictions: -1 anomaly, 1 normal."},
         "servers": [{"url": "/"}],
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key (pk_…)"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key (pk_…) or a JWT from POST /api/v1/auth/token"}},
             "schemas": schemas()
         },
         "security": [{"bearer": []}],
@@ -291,6 +342,26 @@ fn build() -> Value {
             "/metrics": {"get": metrics},
             "/api/v1/openapi.json": {"get": op("This document", None, None, (200, "OpenAPI 3", json!({"type": "object"})), &[])}
         }
+    });
+    if let (Some(paths), Value::Object(more)) =
+        (doc["paths"].as_object_mut(), security_paths(audit))
+    {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// Users, login and the audit log.
+fn security_paths(audit: Value) -> Value {
+    json!({
+            "/api/v1/users": {
+                "post": op("Create a user (password stored as an argon2id hash)", Some("admin"), Some("UserCreate"), (201, "The user", r("User")), &[400, 401, 403, 409, 422, 429]),
+                "get": op("List the tenant's users", Some("admin"), None, (200, "Users", r("UserList")), &[401, 403, 429])},
+            "/api/v1/users/{id}": {"parameters": [path_param("id", "string")],
+                "delete": op("Disable a user: its tokens stop working at once", Some("admin"), None, (200, "Disabled", json!({"type": "object"})), &[401, 403, 404, 429])},
+            "/api/v1/auth/token": {"post": op("Log in: a user's username and password for a JWT", None, Some("Login"),
+                (200, "The token", r("Token")), &[400, 401, 422, 429, 503])},
+            "/api/v1/audit": {"get": audit}
     })
 }
 

@@ -13,6 +13,11 @@
 //! digits, so that several instances accept the same API keys without sharing a data
 //! directory). URLs and the secret never appear in `Debug` output or error messages.
 //!
+//! Security: `PYNOMALY_RATE_LIMIT_PER_MINUTE` (default per-key and per-user limit; 0: none),
+//! `PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE` and `PYNOMALY_LOGIN_IP_RATE_LIMIT_PER_MINUTE`
+//! (login attempts per username and per client address), `PYNOMALY_JWT_TTL_S`,
+//! `PYNOMALY_TRUST_FORWARDED_FOR`.
+//!
 //! Shapes that work: nothing set (one process, embedded); `DATABASE_URL` alone (one
 //! instance on Postgres: it runs jobs in process and requeues, at start-up, jobs left
 //! running — so never two such instances on one database); `DATABASE_URL` and `REDIS_URL`
@@ -87,6 +92,22 @@ pub struct Settings {
     /// The key-hashing secret (`PYNOMALY_SECRET_KEY`, 64 hex digits; unset: `<data
     /// dir>/secret.key`, created on first start).
     pub secret_key: Option<Secret>,
+    /// Requests per minute of a key created without `rate_limit_per_minute`, and of every
+    /// user (JWT) caller (`PYNOMALY_RATE_LIMIT_PER_MINUTE`, default 6000; 0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// Login attempts per minute for one username (`PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE`,
+    /// default 10).
+    pub login_rate_limit_per_minute: u32,
+    /// Login attempts per minute from one client address
+    /// (`PYNOMALY_LOGIN_IP_RATE_LIMIT_PER_MINUTE`, default 60).
+    pub login_ip_rate_limit_per_minute: u32,
+    /// Lifetime of the JWTs `POST /api/v1/auth/token` issues (`PYNOMALY_JWT_TTL_S`,
+    /// default 3600).
+    pub jwt_ttl: Duration,
+    /// Take the client address from the last `X-Forwarded-For` entry
+    /// (`PYNOMALY_TRUST_FORWARDED_FOR=true`): only behind a proxy that sets it, as
+    /// `nginx.conf` does; otherwise any client could pick its address.
+    pub trust_forwarded_for: bool,
 }
 
 /// A setting that must not be printed (URLs with passwords, secrets).
@@ -136,6 +157,11 @@ impl Settings {
             job_max_attempts: 3,
             serve_runs_jobs: false,
             secret_key: None,
+            rate_limit_per_minute: 6000,
+            login_rate_limit_per_minute: 10,
+            login_ip_rate_limit_per_minute: 60,
+            jwt_ttl: Duration::from_secs(3600),
+            trust_forwarded_for: false,
         }
     }
 
@@ -212,6 +238,34 @@ impl Settings {
                 });
             }
             s.secret_key = Some(Secret::new(v.trim()));
+        }
+        if let Some(v) = get("PYNOMALY_RATE_LIMIT_PER_MINUTE") {
+            s.rate_limit_per_minute =
+                parse_in("PYNOMALY_RATE_LIMIT_PER_MINUTE", &v, 0, 100_000_000)? as u32;
+        }
+        if let Some(v) = get("PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE") {
+            s.login_rate_limit_per_minute =
+                parse_in("PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE", &v, 1, 100_000)? as u32;
+        }
+        if let Some(v) = get("PYNOMALY_LOGIN_IP_RATE_LIMIT_PER_MINUTE") {
+            s.login_ip_rate_limit_per_minute =
+                parse_in("PYNOMALY_LOGIN_IP_RATE_LIMIT_PER_MINUTE", &v, 1, 100_000)? as u32;
+        }
+        if let Some(v) = get("PYNOMALY_JWT_TTL_S") {
+            s.jwt_ttl = Duration::from_secs(parse_in("PYNOMALY_JWT_TTL_S", &v, 1, 86_400)? as u64);
+        }
+        if let Some(v) = get("PYNOMALY_TRUST_FORWARDED_FOR") {
+            s.trust_forwarded_for = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(invalid(
+                        "PYNOMALY_TRUST_FORWARDED_FOR",
+                        &v,
+                        "expected true or false",
+                    ));
+                }
+            };
         }
         if let Some(v) = get("PYNOMALY_BIND") {
             s.bind = v.parse().map_err(|e| invalid("PYNOMALY_BIND", &v, e))?;

@@ -29,8 +29,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AuthService, KeyHasher};
+use crate::audit::AuditLog;
+use crate::auth::{AuthConfig, AuthService, KeyHasher};
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::settings::Settings;
 use crate::state::{AppState, Limits};
 
@@ -232,7 +234,18 @@ impl Application {
         .await?;
         let hasher =
             KeyHasher::for_settings(&settings).map_err(data_dir_error(&settings.data_dir))?;
-        let auth = Arc::new(AuthService::new(Arc::clone(&meta), hasher));
+        // Rate limits shared through Redis when the deployment has it, else in process.
+        let limiter = match &queue {
+            Queue::Redis(q) => RateLimiter::redis(q.pool().clone(), &settings.redis_prefix),
+            Queue::InProcess(_) => RateLimiter::local(),
+        };
+        let auth = Arc::new(AuthService::with(
+            Arc::clone(&meta),
+            hasher,
+            AuthConfig::from_settings(&settings),
+            limiter,
+        ));
+        let audit = AuditLog::start(Arc::clone(&meta), settings.trust_forwarded_for);
         let admin_key = auth
             .ensure_admin_key(&settings.data_dir)
             .await
@@ -246,6 +259,7 @@ impl Application {
             artifacts,
             sources: Arc::new(sources),
             auth,
+            audit,
             metrics,
             limits: Limits {
                 max_cells: settings.max_cells,
@@ -256,6 +270,10 @@ impl Application {
             heavy: Arc::new(Semaphore::new(cores * 2)),
         };
         let router = crate::routes::api_router()
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::audit::record,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 crate::middleware::observe,
@@ -348,7 +366,12 @@ impl Application {
             queue_for_signal.shutdown();
             let _ = stop_tx.send(());
         };
-        let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+        // The peer address feeds the audit log and the per-address login limit.
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
         let drain = settings.shutdown_timeout;
         let deadline = async move {
             if stop_rx.await.is_ok() {

@@ -27,6 +27,7 @@ pub struct AppState {
     pub(crate) artifacts: ArtifactStore,
     pub(crate) sources: Arc<SourceResolver>,
     pub(crate) auth: Arc<AuthService>,
+    pub(crate) audit: Arc<crate::audit::AuditLog>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     pub(crate) started: Instant,

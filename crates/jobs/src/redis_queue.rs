@@ -233,6 +233,12 @@ impl RedisQueue {
         Ok(Arc::new(queue))
     }
 
+    /// The connection pool for short commands (shared with other users of this Redis, such
+    /// as the API's rate limiter).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// This process's name as a consumer and in the jobs it runs.
     pub fn worker_id(&self) -> &str {
         &self.worker_id

@@ -2,7 +2,7 @@
 //!
 //! Two stores, each a trait with an embedded implementation and room for a production one:
 //!
-//! - [`MetadataStore`]: API keys, model versions and jobs. [`SqliteStore`] keeps them in a
+//! - [`MetadataStore`]: API keys, users, the audit log, model versions and jobs. [`SqliteStore`] keeps them in a
 //!   SQLite file in the data directory, with the migrations of `migrations/sqlite/` (at the
 //!   repository root) embedded at compile time and applied at start-up. [`PostgresStore`]
 //!   (`DATABASE_URL`, `migrations/postgres/`) satisfies the same trait for several API
@@ -33,6 +33,7 @@ pub use metadata::{DynMetadataStore, MetadataStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::{
-    ApiKey, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus, ModelSummary, ModelVersion,
-    NewApiKey, NewJob, NewModelVersion, Page, Scope,
+    ApiKey, AuditEntry, AuditFilter, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus,
+    ModelSummary, ModelVersion, NewApiKey, NewAuditEntry, NewJob, NewModelVersion, NewUser, Page,
+    Scope, User,
 };

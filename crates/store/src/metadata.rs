@@ -8,14 +8,15 @@ use serde_json::Value;
 
 use crate::StoreError;
 use crate::types::{
-    ApiKey, CancelOutcome, Job, ModelSummary, ModelVersion, NewApiKey, NewJob, NewModelVersion,
-    Page,
+    ApiKey, AuditEntry, AuditFilter, CancelOutcome, Job, ModelSummary, ModelVersion, NewApiKey,
+    NewAuditEntry, NewJob, NewModelVersion, NewUser, Page, User,
 };
 
 /// A shared, dynamically chosen metadata store (SQLite now, Postgres with `DATABASE_URL`).
 pub type DynMetadataStore = Arc<dyn MetadataStore>;
 
-/// Models, model versions, jobs and API keys, every one scoped by tenant.
+/// Models, model versions, jobs, API keys, users and the audit log, every one scoped by
+/// tenant (usernames excepted: they are unique across tenants).
 ///
 /// Implementations must be safe to share between API instances and workers: version
 /// numbering, job claiming and job finishing are atomic in the database, not in memory.
@@ -36,6 +37,31 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
     /// How many keys exist (any tenant, revoked included): zero on a first start.
     async fn count_api_keys(&self) -> Result<i64, StoreError>;
+
+    // --- users ---
+
+    /// Stores a user; [`StoreError::Conflict`] when the username is taken (in any tenant).
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    /// The user with this username, active or not (login).
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// The user with this id, active or not (checking a token's user on each request).
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// The tenant's users, newest first.
+    async fn list_users(&self, tenant: &str) -> Result<Vec<User>, StoreError>;
+    /// Disables a user (its tokens stop working); `false` when the tenant has no such user.
+    async fn disable_user(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+
+    // --- audit log (append-only: there is no update or delete) ---
+
+    /// Appends rows, in one statement per call.
+    async fn append_audit(&self, entries: &[NewAuditEntry]) -> Result<(), StoreError>;
+    /// The tenant's rows matching `filter`, newest first, with their total count.
+    async fn list_audit(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<(Vec<AuditEntry>, i64), StoreError>;
 
     // --- models ---
 

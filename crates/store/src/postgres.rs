@@ -25,8 +25,8 @@ use sqlx::{Connection, FromRow, Row};
 use crate::StoreError;
 use crate::metadata::MetadataStore;
 use crate::types::{
-    ApiKey, CancelOutcome, Job, JobKind, JobStatus, ModelSummary, ModelVersion, NewApiKey, NewJob,
-    NewModelVersion, Page, Scope,
+    ApiKey, AuditEntry, AuditFilter, CancelOutcome, Job, JobKind, JobStatus, ModelSummary,
+    ModelVersion, NewApiKey, NewAuditEntry, NewJob, NewModelVersion, NewUser, Page, Scope, User,
 };
 
 /// Key of the session advisory lock that serializes migrations across instances
@@ -144,6 +144,63 @@ impl From<ApiKeyRow> for ApiKey {
         }
     }
 }
+
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    tenant: String,
+    username: String,
+    password_hash: String,
+    scopes: Vec<String>,
+    created_at: DateTime<Utc>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            scopes: r.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            id: r.id,
+            tenant: r.tenant,
+            username: r.username,
+            password_hash: r.password_hash,
+            created_at: r.created_at,
+            disabled_at: r.disabled_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    tenant: String,
+    actor: String,
+    action: String,
+    resource: String,
+    outcome: i64,
+    request_id: String,
+    client_addr: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        AuditEntry {
+            id: r.id,
+            tenant: r.tenant,
+            actor: r.actor,
+            action: r.action,
+            resource: r.resource,
+            outcome: r.outcome,
+            request_id: r.request_id,
+            client_addr: r.client_addr,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Rows appended per statement (Postgres allows 65,535 bound values; 8 per row).
+const AUDIT_ROWS_PER_STATEMENT: usize = 1024;
 
 #[derive(FromRow)]
 struct ModelRow {
@@ -320,6 +377,128 @@ impl MetadataStore for PostgresStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let scopes: Vec<String> = user.scopes.iter().map(|s| s.as_str().to_string()).collect();
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO users (id, tenant, username, password_hash, scopes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        )
+        .bind(&id)
+        .bind(&user.tenant)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(&scopes)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("the username '{}' is taken", user.username))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(row.into())
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_users(&self, tenant: &str) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT * FROM users WHERE tenant = $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn disable_user(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $3) WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn append_audit(&self, entries: &[NewAuditEntry]) -> Result<(), StoreError> {
+        for chunk in entries.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO audit_log (tenant, actor, action, resource, outcome, request_id, \
+                 client_addr, created_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.tenant.clone())
+                    .push_bind(e.actor.clone())
+                    .push_bind(e.action.clone())
+                    .push_bind(e.resource.clone())
+                    .push_bind(e.outcome)
+                    .push_bind(e.request_id.clone())
+                    .push_bind(e.client_addr.clone())
+                    .push_bind(micros(e.created_at));
+            });
+            q.build().execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter,
+        page: Page,
+    ) -> Result<(Vec<AuditEntry>, i64), StoreError> {
+        // One fixed statement; absent filters are bound as NULL and match everything.
+        const WHERE: &str = "WHERE tenant = $1 AND ($2::TEXT IS NULL OR actor = $2) \
+             AND ($3::TEXT IS NULL OR action = $3) AND ($4::BIGINT IS NULL OR outcome = $4) \
+             AND ($5::TIMESTAMPTZ IS NULL OR created_at >= $5) \
+             AND ($6::TIMESTAMPTZ IS NULL OR created_at < $6)";
+        let rows: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM audit_log {WHERE} ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8"
+        )))
+        .bind(tenant)
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(filter.outcome)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(i64::from(page.limit))
+        .bind(i64::from(page.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM audit_log {WHERE}"
+        )))
+        .bind(tenant)
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(filter.outcome)
+        .bind(filter.since)
+        .bind(filter.until)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((rows.into_iter().map(Into::into).collect(), total))
     }
 
     async fn create_model_version(&self, v: NewModelVersion) -> Result<ModelVersion, StoreError> {

@@ -261,3 +261,100 @@ impl Default for Page {
         }
     }
 }
+
+/// A person who logs in with a password (`POST /api/v1/auth/token`) and calls the API with
+/// the JWT it gets. Only the argon2id hash of the password is stored.
+#[derive(Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub tenant: String,
+    /// Unique across tenants (login names no tenant).
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: DateTime<Utc>,
+    /// Set when an admin disabled the user: its tokens stop working at once.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("username", &self.username)
+            .field("scopes", &self.scopes)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    /// Whether the user may log in and use its tokens.
+    pub fn is_active(&self) -> bool {
+        self.disabled_at.is_none()
+    }
+}
+
+/// A user to store.
+#[derive(Clone)]
+pub struct NewUser {
+    pub tenant: String,
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("tenant", &self.tenant)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of the audit log: who did what, to which resource, with what outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub tenant: String,
+    /// `key:<id>`, `user:<username>`, or `anonymous`.
+    pub actor: String,
+    /// `METHOD /route/template`, e.g. `POST /api/v1/models`.
+    pub action: String,
+    /// The path the request named, e.g. `/api/v1/models/sensors`.
+    pub resource: String,
+    /// The HTTP status answered.
+    pub outcome: i64,
+    pub request_id: String,
+    pub client_addr: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An audit row to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    pub tenant: String,
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    pub outcome: i64,
+    pub request_id: String,
+    pub client_addr: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which audit rows a listing returns (every filter optional, all combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<i64>,
+    /// Rows at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Rows before this time.
+    pub until: Option<DateTime<Utc>>,
+}

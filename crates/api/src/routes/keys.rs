@@ -71,7 +71,8 @@ async fn create(
             json!({"field": "rate_limit_per_minute"}),
         ));
     }
-    let tenant = req.tenant.unwrap_or(caller.tenant);
+    let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
+    crate::auth::may_administer(&caller, &tenant)?;
     let created = state
         .auth
         .create_key(

@@ -14,6 +14,7 @@ use crate::extract::Rows;
 use crate::state::AppState;
 
 pub mod algorithms;
+pub mod audit;
 pub mod batch;
 pub mod detect;
 pub mod health;
@@ -22,6 +23,8 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod token;
+pub mod users;
 
 /// Every route of the service, with the JSON fallbacks.
 pub(crate) fn api_router() -> Router<AppState> {
@@ -32,6 +35,9 @@ pub(crate) fn api_router() -> Router<AppState> {
         .merge(jobs::router())
         .merge(algorithms::router())
         .merge(keys::router())
+        .merge(users::router())
+        .merge(token::router())
+        .merge(audit::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())
@@ -65,8 +71,8 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
 /// `?limit=&offset=` of listings.
 #[derive(Debug, Deserialize)]
 pub(crate) struct PageQuery {
-    limit: Option<u32>,
-    offset: Option<u32>,
+    pub(crate) limit: Option<u32>,
+    pub(crate) offset: Option<u32>,
 }
 
 pub(crate) const MAX_PAGE: u32 = 500;

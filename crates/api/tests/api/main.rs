@@ -10,4 +10,5 @@ mod jobs;
 mod limits;
 mod models;
 mod scale_out;
+mod security;
 mod seed_client;

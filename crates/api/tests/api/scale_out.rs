@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-struct Instance {
-    address: String,
+pub(crate) struct Instance {
+    pub(crate) address: String,
     stop: oneshot::Sender<()>,
     handle: JoinHandle<()>,
 }
 
-async fn instance(settings: Settings) -> (Instance, Option<String>) {
+pub(crate) async fn instance(settings: Settings) -> (Instance, Option<String>) {
     let app = Application::build(settings).await.expect("instance builds");
     let key = app.admin_key().map(str::to_string);
     let address = format!("http://{}", app.local_addr());
@@ -43,13 +43,13 @@ async fn instance(settings: Settings) -> (Instance, Option<String>) {
 }
 
 impl Instance {
-    async fn shut(self) {
+    pub(crate) async fn shut(self) {
         let _ = self.stop.send(());
         let _ = self.handle.await;
     }
 }
 
-fn settings(root: &Path, name: &str, db: &str, redis: &str, prefix: &str) -> Settings {
+pub(crate) fn settings(root: &Path, name: &str, db: &str, redis: &str, prefix: &str) -> Settings {
     let mut s = Settings::with_data_dir(root.join(name));
     s.bind = "127.0.0.1:0".parse().unwrap();
     // Shared by the deployment: sources and storage (a directory here, S3 in production).

@@ -3,8 +3,8 @@
 use chrono::{Duration, Utc};
 use futures::future::join_all;
 use pynomaly_store::{
-    CancelOutcome, DEFAULT_TENANT, JobKind, JobStatus, MetadataStore, NewApiKey, NewJob,
-    NewModelVersion, Page, Scope, StoreError,
+    AuditFilter, CancelOutcome, DEFAULT_TENANT, JobKind, JobStatus, MetadataStore, NewApiKey,
+    NewAuditEntry, NewJob, NewModelVersion, NewUser, Page, Scope, StoreError,
 };
 use serde_json::json;
 
@@ -493,4 +493,139 @@ pub async fn a_job_that_registers_twice_gets_its_first_version(s: &dyn MetadataS
         .unwrap();
     assert_eq!(other.version, 2);
     assert_eq!(s.model_versions("t", "m").await.unwrap().len(), 2);
+}
+
+fn user(tenant: &str, username: &str) -> NewUser {
+    NewUser {
+        tenant: tenant.into(),
+        username: username.into(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{username}"),
+        scopes: vec![Scope::Read, Scope::Admin],
+    }
+}
+
+pub async fn users_have_unique_names_are_listed_per_tenant_and_disabled(s: &dyn MetadataStore) {
+    let alice = s.create_user(user("t1", "alice")).await.unwrap();
+    assert_eq!(alice.scopes, vec![Scope::Read, Scope::Admin]);
+    assert!(alice.is_active());
+    let bob = s.create_user(user("t1", "bob")).await.unwrap();
+    s.create_user(user("t2", "carol")).await.unwrap();
+    // Usernames are unique across tenants: login names no tenant.
+    let taken = s.create_user(user("t2", "alice")).await.unwrap_err();
+    assert!(matches!(taken, StoreError::Conflict(_)), "{taken:?}");
+
+    let found = s.find_user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(found, alice);
+    assert_eq!(s.user_by_id(&bob.id).await.unwrap().unwrap(), bob);
+    assert!(s.find_user_by_username("nobody").await.unwrap().is_none());
+    let listed: Vec<String> = s
+        .list_users("t1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(listed, vec!["bob", "alice"], "newest first, tenant t1 only");
+
+    // Another tenant cannot disable it; its own tenant can, and it stays disabled.
+    assert!(!s.disable_user("t2", &alice.id).await.unwrap());
+    assert!(s.disable_user("t1", &alice.id).await.unwrap());
+    let disabled = s.user_by_id(&alice.id).await.unwrap().unwrap();
+    assert!(!disabled.is_active());
+    assert!(s.disable_user("t1", &alice.id).await.unwrap());
+    assert_eq!(
+        s.user_by_id(&alice.id).await.unwrap().unwrap().disabled_at,
+        disabled.disabled_at,
+        "disabling again keeps the first time"
+    );
+}
+
+fn audit(tenant: &str, actor: &str, action: &str, outcome: i64, at_s: i64) -> NewAuditEntry {
+    NewAuditEntry {
+        tenant: tenant.into(),
+        actor: actor.into(),
+        action: action.into(),
+        resource: "/api/v1/models/m".into(),
+        outcome,
+        request_id: format!("req-{at_s}"),
+        client_addr: Some("127.0.0.1:5000".into()),
+        created_at: chrono::DateTime::from_timestamp(1_800_000_000 + at_s, 0).unwrap(),
+    }
+}
+
+pub async fn audit_rows_are_appended_in_batches_and_filtered_per_tenant(s: &dyn MetadataStore) {
+    let mut rows = vec![
+        audit("t1", "key:a", "POST /api/v1/models", 201, 0),
+        audit("t1", "key:a", "DELETE /api/v1/models/{name}", 200, 10),
+        audit("t1", "user:bob", "POST /api/v1/models", 403, 20),
+        audit("t2", "key:z", "POST /api/v1/models", 201, 30),
+    ];
+    // A batch larger than one statement holds.
+    for i in 0..1100 {
+        rows.push(audit("t3", "key:bulk", "POST /api/v1/batch", 202, 100 + i));
+    }
+    s.append_audit(&rows).await.unwrap();
+    s.append_audit(&[]).await.unwrap();
+
+    let all = AuditFilter::default();
+    let (t1, total) = s.list_audit("t1", &all, Page::default()).await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(t1.len(), 3);
+    assert_eq!(t1[0].actor, "user:bob", "newest first");
+    assert_eq!(t1[0].outcome, 403);
+    assert_eq!(t1[0].request_id, "req-20");
+    assert_eq!(t1[0].client_addr.as_deref(), Some("127.0.0.1:5000"));
+    assert_eq!(t1[0].resource, "/api/v1/models/m");
+    assert_eq!(t1[2].created_at, rows[0].created_at);
+    assert!(t1.iter().all(|e| e.tenant == "t1"));
+
+    let by_actor = AuditFilter {
+        actor: Some("key:a".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        s.list_audit("t1", &by_actor, Page::default())
+            .await
+            .unwrap()
+            .1,
+        2
+    );
+    let by_action_and_outcome = AuditFilter {
+        action: Some("POST /api/v1/models".into()),
+        outcome: Some(201),
+        ..AuditFilter::default()
+    };
+    let (found, n) = s
+        .list_audit("t1", &by_action_and_outcome, Page::default())
+        .await
+        .unwrap();
+    assert_eq!((n, found[0].request_id.as_str()), (1, "req-0"));
+    let window = AuditFilter {
+        since: Some(rows[1].created_at),
+        until: Some(rows[2].created_at),
+        ..AuditFilter::default()
+    };
+    let (found, n) = s.list_audit("t1", &window, Page::default()).await.unwrap();
+    assert_eq!(
+        (n, found[0].request_id.as_str()),
+        (1, "req-10"),
+        "since inclusive, until exclusive"
+    );
+
+    let (page, total) = s
+        .list_audit(
+            "t3",
+            &all,
+            Page {
+                limit: 100,
+                offset: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 1100);
+    assert_eq!(page.len(), 100);
+    assert_eq!(page[0].request_id, "req-199");
+    let (none, n) = s.list_audit("t9", &all, Page::default()).await.unwrap();
+    assert!(none.is_empty() && n == 0);
 }

@@ -55,6 +55,8 @@ suite!(
     job_counts_count_queued_and_running,
     a_job_that_registers_twice_gets_its_first_version,
     running_jobs_are_listed_with_their_workers,
+    users_have_unique_names_are_listed_per_tenant_and_disabled,
+    audit_rows_are_appended_in_batches_and_filtered_per_tenant,
 );
 
 mod postgres_only {

@@ -1,0 +1,65 @@
+//! `GET /api/v1/audit` (scope `admin`): the caller's tenant's audit rows, newest first,
+//! filtered by actor, action, outcome and time. Read-only: no route changes a row.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use pynomaly_store::AuditFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::AdminAccess;
+use crate::error::ApiError;
+use crate::routes::{ApiQuery, PageQuery};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/audit", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// `key:<id>`, `user:<username>` or `anonymous`.
+    actor: Option<String>,
+    /// `METHOD /route/template`, e.g. `POST /api/v1/models`.
+    action: Option<String>,
+    /// An HTTP status, e.g. 401.
+    outcome: Option<i64>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AdminAccess(caller): AdminAccess,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let page = PageQuery {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .page()?;
+    if let (Some(since), Some(until)) = (q.since, q.until)
+        && since > until
+    {
+        return Err(ApiError::invalid_with(
+            "'since' is after 'until'",
+            json!({"field": "since"}),
+        ));
+    }
+    let filter = AuditFilter {
+        actor: q.actor,
+        action: q.action,
+        outcome: q.outcome,
+        since: q.since,
+        until: q.until,
+    };
+    let (entries, total) = state.meta.list_audit(&caller.tenant, &filter, page).await?;
+    Ok(axum::Json(json!({
+        "entries": entries, "total": total, "limit": page.limit, "offset": page.offset,
+    })))
+}

@@ -1,0 +1,61 @@
+//! `POST /api/v1/auth/token`: a user's username and password for a short-lived JWT.
+//!
+//! No credentials needed (this is how a user gets them). Limited per username and per
+//! client address before the password is looked at; an unknown username costs the same
+//! time as a wrong password; every attempt is audited.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::audit::AuditSlot;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::users::MAX_PASSWORD_CHARS;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/auth/token", post(token))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+async fn token(
+    State(state): State<AppState>,
+    slot: Option<Extension<AuditSlot>>,
+    ApiJson(req): ApiJson<Login>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let slot = slot.map(|Extension(s)| s);
+    if let Some(s) = &slot {
+        s.mark();
+    }
+    if req.username.is_empty() || req.username.len() > 64 {
+        return Err(ApiError::invalid_with(
+            "'username' must have 1 to 64 characters",
+            json!({"field": "username"}),
+        ));
+    }
+    if req.password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::invalid_with(
+            format!("'password' has more than {MAX_PASSWORD_CHARS} characters"),
+            json!({"field": "password"}),
+        ));
+    }
+    let client = slot.as_ref().and_then(AuditSlot::client);
+    let (token, _user) = state
+        .auth
+        .login(&req.username, &req.password, client, slot.as_ref())
+        .await?;
+    Ok(axum::Json(json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": state.auth.token_ttl_s(),
+    })))
+}
