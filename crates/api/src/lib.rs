@@ -22,6 +22,8 @@ mod metrics;
 mod middleware;
 mod openapi_doc;
 pub mod routes;
+mod security_headers;
+mod server;
 pub mod settings;
 mod startup;
 mod state;

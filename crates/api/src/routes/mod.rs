@@ -22,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod privacy;
 
 /// Every route of the service, with the JSON fallbacks.
 pub(crate) fn api_router() -> Router<AppState> {
@@ -35,6 +36,7 @@ pub(crate) fn api_router() -> Router<AppState> {
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())
+        .merge(privacy::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }
