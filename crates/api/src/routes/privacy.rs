@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use pynomaly_privacy::{Mode, PiiKind, Privacy};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::auth::ReadAccess;
@@ -29,16 +29,49 @@ pub(crate) fn router() -> Router<AppState> {
 
 const MAX_FIELDS: usize = 256;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The request's members: `data` (any JSON document), and overrides of the server's
+/// settings: `fields` (names hidden wholly), `types` (kinds looked for), `mode` (`mask` or
+/// `hash`). Read by hand rather than derived, because `data` is free-form: the shared
+/// extractor's diagnosis of `data` as rows of numbers does not apply here.
+#[derive(Debug, Default)]
 struct PrivacyRequest {
     data: Option<Value>,
-    /// Field names hidden wholly (default: the server's `PYNOMALY_PII_FIELDS`).
     fields: Option<Vec<String>>,
-    /// Kinds looked for (default: all).
     types: Option<Vec<String>>,
-    /// `mask` or `hash` (anonymize; default: the server's `PYNOMALY_PII_MODE`).
     mode: Option<String>,
+}
+
+fn member<T: DeserializeOwned>(name: &str, value: Value, expected: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|_| {
+        ApiError::invalid_with(
+            format!("'{name}' must be {expected}"),
+            json!({"field": name}),
+        )
+    })
+}
+
+impl PrivacyRequest {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        let Value::Object(map) = body else {
+            return Err(ApiError::invalid("the request body must be a JSON object"));
+        };
+        let mut req = PrivacyRequest::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "data" => req.data = Some(value),
+                "fields" => req.fields = Some(member(&key, value, "an array of field names")?),
+                "types" => req.types = Some(member(&key, value, "an array of PII types")?),
+                "mode" => req.mode = Some(member(&key, value, "\"mask\" or \"hash\"")?),
+                other => {
+                    return Err(ApiError::invalid_with(
+                        format!("unknown field '{other}' (accepted: data, fields, types, mode)"),
+                        json!({"field": other}),
+                    ));
+                }
+            }
+        }
+        Ok(req)
+    }
 }
 
 /// The server's privacy settings with this request's overrides, and the document.
@@ -79,9 +112,9 @@ fn configure(state: &AppState, req: PrivacyRequest) -> Result<(Privacy, Value), 
 async fn scan(
     State(state): State<AppState>,
     ReadAccess(_caller): ReadAccess,
-    ApiJson(req): ApiJson<PrivacyRequest>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let (privacy, data) = configure(&state, req)?;
+    let (privacy, data) = configure(&state, PrivacyRequest::from_json(body)?)?;
     let findings = privacy.scan_json(&data);
     let mut summary: BTreeMap<&str, usize> = BTreeMap::new();
     for f in &findings {
@@ -99,9 +132,9 @@ async fn scan(
 async fn anonymize(
     State(state): State<AppState>,
     ReadAccess(_caller): ReadAccess,
-    ApiJson(req): ApiJson<PrivacyRequest>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let (privacy, mut data) = configure(&state, req)?;
+    let (privacy, mut data) = configure(&state, PrivacyRequest::from_json(body)?)?;
     let replaced = privacy.mask_json(&mut data);
     Ok(Json(json!({
         "data": data,

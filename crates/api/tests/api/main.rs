@@ -4,10 +4,13 @@
 mod auth;
 mod batch;
 mod detect;
+mod encryption;
 mod health;
 mod helpers;
 mod jobs;
 mod limits;
 mod models;
+mod privacy;
 mod scale_out;
+mod security;
 mod seed_client;
