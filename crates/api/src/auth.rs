@@ -91,6 +91,14 @@ impl KeyHasher {
         }
     }
 
+    /// A key for another purpose, derived from the secret (HMAC-SHA256 of `label`), so
+    /// every instance sharing the secret derives the same one.
+    pub(crate) fn derive_key(&self, label: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The stored form of a key: HMAC-SHA256 under the secret, hex.
     pub fn hash(&self, key: &str) -> String {
         // HMAC accepts keys of any length.

@@ -24,6 +24,8 @@ mod middleware;
 mod openapi_doc;
 mod ratelimit;
 pub mod routes;
+mod security_headers;
+mod server;
 pub mod settings;
 mod startup;
 mod state;

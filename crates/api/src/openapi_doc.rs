@@ -176,7 +176,24 @@ fn schemas() -> Value {
             "version": {"type": "string"}, "uptime_s": {"type": "number"},
             "checks": {"type": "object", "properties": {"database": {"type": "object"}, "queue": {"type": "object"},
                 "artifact_store": {"type": "object"}, "workers": {"type": "object"}}}}},
-        "Status": {"type": "object", "properties": {"status": {"type": "string"}}}
+        "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "PrivacyRequest": {"type": "object", "required": ["data"], "additionalProperties": false, "properties": {
+            "data": {"description": "Any JSON document"},
+            "fields": {"type": "array", "maxItems": 256, "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                "description": "Field names whose whole value is hidden, at any depth (default: PYNOMALY_PII_FIELDS)"},
+            "types": {"type": "array", "items": {"type": "string", "enum": ["email", "phone", "ssn", "credit_card"]},
+                "description": "Kinds looked for (default: all)"},
+            "mode": {"type": "string", "enum": ["mask", "hash"], "description": "anonymize: labels, or keyed HMAC tokens (default: PYNOMALY_PII_MODE)"}}},
+        "PrivacyScan": {"type": "object", "properties": {
+            "pii_found": {"type": "boolean"}, "total": {"type": "integer"},
+            "summary": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "findings": {"type": "array", "items": {"type": "object", "properties": {
+                "path": {"type": "string", "description": "JSON Pointer to the value"},
+                "type": {"type": "string", "enum": ["email", "phone", "ssn", "credit_card", "field"]},
+                "count": {"type": "integer"}}}}}},
+        "PrivacyAnonymized": {"type": "object", "properties": {
+            "data": {"description": "The document, with personal data masked or hashed"},
+            "replacements": {"type": "integer"}, "mode": {"type": "string", "enum": ["mask", "hash"]}}}
     });
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), security_schemas()) {
         all.extend(more);
@@ -336,6 +353,10 @@ fn build() -> Value {
                 "get": op("List the tenant's keys (never the keys themselves)", Some("admin"), None, (200, "Keys", r("KeyList")), &[401, 403])},
             "/api/v1/auth/keys/{id}": {"parameters": [path_param("id", "string")],
                 "delete": op("Revoke a key", Some("admin"), None, (200, "Revoked", json!({"type": "object"})), &[401, 403, 404])},
+            "/api/v1/privacy/scan": {"post": op("Find personal data (e-mail, phone, SSN, Luhn-valid card numbers, configured fields) in a JSON document; values are never echoed",
+                Some("read"), Some("PrivacyRequest"), (200, "Where personal data is", r("PrivacyScan")), &[400, 401, 403, 413, 422])},
+            "/api/v1/privacy/anonymize": {"post": op("Mask or hash personal data in a JSON document",
+                Some("read"), Some("PrivacyRequest"), (200, "The anonymized document", r("PrivacyAnonymized")), &[400, 401, 403, 413, 422])},
             "/health": {"get": op("Dependencies' health", None, None, (200, "healthy or degraded", r("Health")), &[503])},
             "/health/live": {"get": op("Liveness: the process answers", None, None, (200, "Alive", r("Status")), &[])},
             "/health/ready": {"get": op("Readiness: dependencies reachable", None, None, (200, "Ready", r("Status")), &[503])},

@@ -108,6 +108,18 @@ pub struct Settings {
     /// (`PYNOMALY_TRUST_FORWARDED_FOR=true`): only behind a proxy that sets it, as
     /// `nginx.conf` does; otherwise any client could pick its address.
     pub trust_forwarded_for: bool,
+    /// Encryption at rest of artifacts (`PYNOMALY_ENCRYPTION_KEY`, `_KEY_ID`, `_OLD_KEYS`,
+    /// `_REQUIRED`); `None`: stored unencrypted (said once at start-up).
+    pub encryption: Option<pynomaly_store::crypto::Keyring>,
+    /// PII masking of outputs and the privacy endpoints' defaults (`PYNOMALY_PII_FIELDS`,
+    /// `PYNOMALY_PII_MODE`).
+    pub pii: pynomaly_privacy::PrivacyConfig,
+    /// Largest request head, request line and headers together (`PYNOMALY_MAX_HEADER_BYTES`,
+    /// default 64 KiB): 431 beyond.
+    pub max_header_bytes: usize,
+    /// A client must send its whole request head within this time
+    /// (`PYNOMALY_HEADER_READ_TIMEOUT_S`, default 10), or the connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 /// A setting that must not be printed (URLs with passwords, secrets).
@@ -162,6 +174,10 @@ impl Settings {
             login_ip_rate_limit_per_minute: 60,
             jwt_ttl: Duration::from_secs(3600),
             trust_forwarded_for: false,
+            encryption: None,
+            pii: pynomaly_privacy::PrivacyConfig::default(),
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 
@@ -309,8 +325,135 @@ impl Settings {
         if let Some(v) = get("PYNOMALY_BATCH_CHUNK_ROWS") {
             s.batch_chunk_rows = parse_in("PYNOMALY_BATCH_CHUNK_ROWS", &v, 1, 10_000_000)?;
         }
+        s.encryption = encryption_from(&get)?;
+        s.pii = pii_from(&get)?;
+        if let Some(v) = get("PYNOMALY_MAX_HEADER_BYTES") {
+            s.max_header_bytes = parse_in("PYNOMALY_MAX_HEADER_BYTES", &v, 8192, 1 << 24)?;
+        }
+        if let Some(v) = get("PYNOMALY_HEADER_READ_TIMEOUT_S") {
+            s.header_read_timeout = Duration::from_secs(parse_in(
+                "PYNOMALY_HEADER_READ_TIMEOUT_S",
+                &v,
+                1,
+                3600,
+            )? as u64);
+        }
         Ok(s)
     }
+}
+
+/// `PYNOMALY_ENCRYPTION_KEY` (64 hex digits: new artifacts are sealed under it),
+/// `PYNOMALY_ENCRYPTION_KEY_ID` (its id, stored in each object's header; default a
+/// fingerprint of the key), `PYNOMALY_ENCRYPTION_OLD_KEYS` (`id:hex,...`: keys rotated out,
+/// still opening what they sealed) and `PYNOMALY_ENCRYPTION_REQUIRED` (`true`: refuse to
+/// read plaintext artifacts).
+fn encryption_from(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<pynomaly_store::crypto::Keyring>, SettingsError> {
+    use pynomaly_store::crypto::{Keyring, MasterKey};
+    let secret_invalid = |name: &'static str, reason: String| SettingsError::Invalid {
+        name,
+        value: "…".into(),
+        reason,
+    };
+    let key = get("PYNOMALY_ENCRYPTION_KEY");
+    let old = get("PYNOMALY_ENCRYPTION_OLD_KEYS");
+    let required = match get("PYNOMALY_ENCRYPTION_REQUIRED")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
+            return Err(invalid(
+                "PYNOMALY_ENCRYPTION_REQUIRED",
+                v,
+                "expected true or false",
+            ));
+        }
+    };
+    if let Some(id) = get("PYNOMALY_ENCRYPTION_KEY_ID")
+        && key.is_none()
+    {
+        return Err(invalid(
+            "PYNOMALY_ENCRYPTION_KEY_ID",
+            &id,
+            "names a key, but PYNOMALY_ENCRYPTION_KEY is not set",
+        ));
+    }
+    let mut ring = match &key {
+        Some(hex_key) => {
+            let master = MasterKey::from_hex(hex_key)
+                .map_err(|e| secret_invalid("PYNOMALY_ENCRYPTION_KEY", e.to_string()))?;
+            let id = get("PYNOMALY_ENCRYPTION_KEY_ID").unwrap_or_else(|| master.fingerprint());
+            Keyring::new(id.trim(), master)
+                .map_err(|e| invalid("PYNOMALY_ENCRYPTION_KEY_ID", &id, e))?
+        }
+        None if old.is_some() => Keyring::read_only(),
+        None if required => {
+            return Err(invalid(
+                "PYNOMALY_ENCRYPTION_REQUIRED",
+                "true",
+                "requires PYNOMALY_ENCRYPTION_KEY",
+            ));
+        }
+        None => return Ok(None),
+    };
+    for entry in old.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if entry.is_empty() {
+            continue;
+        }
+        let Some((id, hex_key)) = entry.split_once(':') else {
+            return Err(secret_invalid(
+                "PYNOMALY_ENCRYPTION_OLD_KEYS",
+                "expected id:hexkey entries separated by commas".into(),
+            ));
+        };
+        let master = MasterKey::from_hex(hex_key).map_err(|e| {
+            secret_invalid("PYNOMALY_ENCRYPTION_OLD_KEYS", format!("key '{id}': {e}"))
+        })?;
+        ring = ring
+            .with_old_key(id.trim(), master)
+            .map_err(|e| secret_invalid("PYNOMALY_ENCRYPTION_OLD_KEYS", e.to_string()))?;
+    }
+    Ok(Some(ring.require_encrypted(required)))
+}
+
+/// `PYNOMALY_PII_FIELDS` (comma-separated field names masked or hashed wherever they
+/// appear), `PYNOMALY_PII_MODE` (`mask`, the default, or `hash`), and the hash key
+/// `PYNOMALY_PII_HASH_KEY` (64 hex digits; unset: derived from the server secret at
+/// start-up, so every instance sharing `PYNOMALY_SECRET_KEY` hashes alike).
+fn pii_from(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<pynomaly_privacy::PrivacyConfig, SettingsError> {
+    let mut config = pynomaly_privacy::PrivacyConfig::default();
+    if let Some(v) = get("PYNOMALY_PII_FIELDS") {
+        config.fields = v
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(v) = get("PYNOMALY_PII_MODE") {
+        config.mode = v
+            .trim()
+            .parse()
+            .map_err(|e| invalid("PYNOMALY_PII_MODE", &v, e))?;
+    }
+    if let Some(v) = get("PYNOMALY_PII_HASH_KEY") {
+        let key: [u8; 32] = hex::decode(v.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SettingsError::Invalid {
+                name: "PYNOMALY_PII_HASH_KEY",
+                value: "…".into(),
+                reason: "expected 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`)"
+                    .into(),
+            })?;
+        config.hash_key = Some(key);
+    }
+    Ok(config)
 }
 
 fn redact(v: &str) -> String {
@@ -393,5 +536,47 @@ mod tests {
         );
         assert_eq!(s.job_lease, Duration::from_secs(5));
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn encryption_keys_are_validated_and_never_printed() {
+        let a = "a1".repeat(32);
+        let b = "b2".repeat(32);
+        assert!(from(&[]).unwrap().encryption.is_none());
+        let s = from(&[
+            ("PYNOMALY_ENCRYPTION_KEY", &b),
+            ("PYNOMALY_ENCRYPTION_KEY_ID", "2026-11"),
+            ("PYNOMALY_ENCRYPTION_OLD_KEYS", &format!("2026-10:{a}")),
+        ])
+        .unwrap();
+        let ring = s.encryption.as_ref().unwrap();
+        assert_eq!(ring.current_id(), Some("2026-11"));
+        assert!(!format!("{s:?}").contains("a1a1"), "{s:?}");
+        // The default id is the key's fingerprint.
+        let s = from(&[("PYNOMALY_ENCRYPTION_KEY", &a)]).unwrap();
+        assert!(s.encryption.unwrap().current_id().unwrap().starts_with('k'));
+        for bad in [
+            vec![("PYNOMALY_ENCRYPTION_KEY", "abc")],
+            vec![("PYNOMALY_ENCRYPTION_KEY_ID", "x")],
+            vec![
+                ("PYNOMALY_ENCRYPTION_KEY", &a),
+                ("PYNOMALY_ENCRYPTION_KEY_ID", "bad id"),
+            ],
+            vec![
+                ("PYNOMALY_ENCRYPTION_KEY", &a),
+                ("PYNOMALY_ENCRYPTION_OLD_KEYS", "nocolon"),
+            ],
+            vec![
+                ("PYNOMALY_ENCRYPTION_KEY", &a),
+                ("PYNOMALY_ENCRYPTION_OLD_KEYS", "k:zz"),
+            ],
+            vec![("PYNOMALY_ENCRYPTION_REQUIRED", "true")],
+            vec![("PYNOMALY_PII_MODE", "shred")],
+            vec![("PYNOMALY_PII_HASH_KEY", "12")],
+        ] {
+            let e = from(&bad).unwrap_err().to_string();
+            assert!(e.contains(bad.last().unwrap().0), "{e}");
+            assert!(!e.contains("a1a1"), "{e}");
+        }
     }
 }

@@ -130,7 +130,22 @@ async fn job_parts(
 ) -> Result<JobParts, StartupError> {
     std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error(&settings.data_dir))?;
     let meta = open_metadata(settings).await?;
-    let artifacts = ArtifactStore::from_url(&settings.storage_url)?;
+    let mut artifacts = ArtifactStore::from_url(&settings.storage_url)?;
+    match &settings.encryption {
+        Some(ring) => {
+            tracing::info!(
+                key_id = ring.current_id().unwrap_or("none: existing objects are only read"),
+                keyring = ?ring,
+                "artifacts are encrypted at rest (AES-256-GCM)"
+            );
+            artifacts = artifacts.with_encryption(ring.clone());
+        }
+        None => tracing::warn!(
+            storage = %settings.storage_url,
+            "artifacts (models, job outputs) are stored unencrypted: set PYNOMALY_ENCRYPTION_KEY \
+             (64 hex digits) to encrypt them at rest"
+        ),
+    }
     let sources = SourceResolver::new(&settings.sources_dir)
         .map_err(data_dir_error(&settings.sources_dir))?;
     let registry = Arc::new(ModelRegistry::new(
@@ -234,6 +249,10 @@ impl Application {
         .await?;
         let hasher =
             KeyHasher::for_settings(&settings).map_err(data_dir_error(&settings.data_dir))?;
+        let privacy = Arc::new(pynomaly_privacy::Privacy::new(
+            &settings.pii,
+            hasher.derive_key("pynomaly-pii-hash-v1"),
+        ));
         // Rate limits shared through Redis when the deployment has it, else in process.
         let limiter = match &queue {
             Queue::Redis(q) => RateLimiter::redis(q.pool().clone(), &settings.redis_prefix),
@@ -268,6 +287,7 @@ impl Application {
             },
             started: Instant::now(),
             heavy: Arc::new(Semaphore::new(cores * 2)),
+            privacy,
         };
         let router = crate::routes::api_router()
             .layer(axum::middleware::from_fn_with_state(
@@ -279,6 +299,9 @@ impl Application {
                 crate::middleware::observe,
             ))
             .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+            .layer(axum::middleware::from_fn(
+                crate::security_headers::security_headers,
+            ))
             .with_state(state);
         let listener =
             TcpListener::bind(settings.bind)
@@ -358,35 +381,18 @@ impl Application {
         };
         let workers = queue.start_workers(n_workers);
         tracing::info!(%addr, workers = n_workers, queue = queue.as_dyn().kind(), "pynomaly is serving");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let queue_for_signal = queue.clone();
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; draining in-flight requests");
             queue_for_signal.shutdown();
-            let _ = stop_tx.send(());
         };
-        // The peer address feeds the audit log and the per-address login limit.
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
         let drain = settings.shutdown_timeout;
-        let deadline = async move {
-            if stop_rx.await.is_ok() {
-                tokio::time::sleep(drain).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+        let limits = crate::server::ConnectionLimits {
+            max_header_bytes: settings.max_header_bytes,
+            header_read_timeout: settings.header_read_timeout,
         };
-        tokio::select! {
-            served = server => served.map_err(StartupError::Serve)?,
-            () = deadline => tracing::warn!(
-                drain_s = drain.as_secs(),
-                "drain timeout: closing the connections still open"
-            ),
-        }
+        crate::server::serve(listener, router, limits, graceful, drain).await;
         queue.shutdown();
         for w in workers {
             if tokio::time::timeout(drain, w).await.is_err() {

@@ -33,4 +33,6 @@ pub struct AppState {
     pub(crate) started: Instant,
     /// Bounds concurrent CPU-heavy work (fits, large scorings) on the blocking pool.
     pub(crate) heavy: Arc<Semaphore>,
+    /// PII detection and masking, configured by `PYNOMALY_PII_*`.
+    pub(crate) privacy: Arc<pynomaly_privacy::Privacy>,
 }

@@ -4,6 +4,11 @@
 //! `jobs/<tenant>/<job id>/<n>.json`). The embedded default is a directory
 //! (`<data dir>/storage`); an `s3://bucket/prefix` URL opens an S3-compatible store
 //! ([`s3_bucket`]: AWS, or any server at `AWS_ENDPOINT_URL`), with no change to the callers.
+//!
+//! With a [`Keyring`] ([`ArtifactStore::with_encryption`]) every object written is sealed
+//! with AES-256-GCM and every object read is opened (see [`crate::crypto`]): whole objects
+//! (`put`/`get`) and streamed ones (`writer`/`get_stream`, frame by frame, so memory stays
+//! bounded) alike, on local files and S3, so no caller handles encryption itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::StoreError;
+use crate::crypto::{Envelope, Keyring, Opener, Sealer, plaintext_len};
 
 /// How to reach an S3-compatible store. [`S3Options::from_env`] reads the standard
 /// variables; whatever is `None` falls back to them (and to the AWS defaults).
@@ -108,6 +114,8 @@ pub struct ArtifactStore {
     inner: Arc<dyn ObjectStore>,
     /// The configured URL, for messages and `uri()`.
     base_url: String,
+    /// Seals what is written and opens what is read; `None`: plaintext.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl ArtifactStore {
@@ -138,6 +146,7 @@ impl ArtifactStore {
             return Ok(Self {
                 inner,
                 base_url: format!("s3://{bucket}/{prefix}"),
+                keyring: None,
             });
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
@@ -153,6 +162,7 @@ impl ArtifactStore {
         Ok(Self {
             inner: Arc::new(fs),
             base_url: format!("file://{}", root.display()),
+            keyring: None,
         })
     }
 
@@ -161,7 +171,29 @@ impl ArtifactStore {
         Self {
             inner,
             base_url: base_url.into(),
+            keyring: None,
         }
+    }
+
+    /// Seals every object written from now on under the ring's current key (if it has
+    /// one) and opens objects sealed under any of its keys.
+    #[must_use]
+    pub fn with_encryption(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(Arc::new(keyring));
+        self
+    }
+
+    /// Whether new objects are encrypted.
+    pub fn encrypts(&self) -> bool {
+        self.keyring.as_ref().is_some_and(|k| k.seals())
+    }
+
+    /// The key ring objects are opened with (an empty one when none is configured, so an
+    /// encrypted object is reported as such rather than read as garbage).
+    fn ring(&self) -> Arc<Keyring> {
+        self.keyring
+            .clone()
+            .unwrap_or_else(|| Arc::new(Keyring::read_only()))
     }
 
     /// The full URI of an artifact, as shown to users.
@@ -174,9 +206,12 @@ impl ArtifactStore {
     /// # Errors
     /// The store's error.
     pub async fn put(&self, path: &str, bytes: Bytes) -> Result<(), StoreError> {
-        self.inner
-            .put(&ObjectPath::from(path), PutPayload::from_bytes(bytes))
-            .await?;
+        let path = ObjectPath::from(path);
+        let bytes = match &self.keyring {
+            Some(ring) if ring.seals() => Bytes::from(ring.seal(path.as_ref(), &bytes)?),
+            _ => bytes,
+        };
+        self.inner.put(&path, PutPayload::from_bytes(bytes)).await?;
         Ok(())
     }
 
@@ -185,28 +220,79 @@ impl ArtifactStore {
     /// # Errors
     /// [`StoreError::NotFound`] when it does not exist, else the store's error.
     pub async fn get(&self, path: &str) -> Result<Bytes, StoreError> {
-        match self.inner.get(&ObjectPath::from(path)).await {
-            Ok(r) => Ok(r.bytes().await?),
+        let object_path = ObjectPath::from(path);
+        match self.inner.get(&object_path).await {
+            Ok(r) => {
+                let bytes = r.bytes().await?;
+                Ok(Bytes::from(self.ring().open(object_path.as_ref(), &bytes)?))
+            }
             Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound(path.into())),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Streams an artifact: its size and its bytes.
+    /// Streams an artifact: its size and its bytes (opened frame by frame when it is
+    /// encrypted; the size is then the plaintext's, computed from the object's).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] when it does not exist, else the store's error.
+    /// [`StoreError::NotFound`] when it does not exist, [`StoreError::Crypto`] when it is
+    /// encrypted under a key id this store does not hold, else the store's error. A frame
+    /// that fails authentication ends the stream with an error.
     pub async fn get_stream(
         &self,
         path: &str,
     ) -> Result<(u64, BoxStream<'static, Result<Bytes, StoreError>>), StoreError> {
-        match self.inner.get(&ObjectPath::from(path)).await {
-            Ok(r) => {
-                let size = r.meta.size;
-                Ok((size, r.into_stream().map_err(StoreError::from).boxed()))
+        let object_path = ObjectPath::from(path);
+        let r = match self.inner.get(&object_path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::NotFound(path.into()));
             }
-            Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound(path.into())),
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let size = r.meta.size;
+        let mut body = r.into_stream().map_err(StoreError::from).boxed();
+        // Read until the start tells plaintext from sealed.
+        let ring = self.ring();
+        let mut start: Vec<u8> = Vec::new();
+        let envelope = loop {
+            let ended = match body.next().await {
+                Some(part) => {
+                    start.extend_from_slice(&part?);
+                    false
+                }
+                None => true,
+            };
+            match ring.opener(object_path.as_ref(), &start)? {
+                Envelope::NeedMore if !ended => {}
+                Envelope::NeedMore => {
+                    // The whole object is shorter than a header: empty (plaintext), or a
+                    // truncated header (an error).
+                    ring.open(object_path.as_ref(), &start)?;
+                    break Envelope::Plain;
+                }
+                decided => break decided,
+            }
+        };
+        match envelope {
+            Envelope::Plain | Envelope::NeedMore => {
+                let first =
+                    futures::stream::iter((!start.is_empty()).then(|| Ok(Bytes::from(start))));
+                Ok((size, first.chain(body).boxed()))
+            }
+            Envelope::Sealed { header_len, opener } => {
+                let plain_size = plaintext_len(size - header_len as u64, opener.frame_sealed())
+                    .ok_or_else(|| {
+                        StoreError::Crypto(crate::crypto::CryptoError::Malformed {
+                            path: path.to_string(),
+                            reason: format!("{size} bytes is not the size of a sealed object"),
+                        })
+                    })?;
+                let rest = Bytes::from(start).slice(header_len..);
+                let sealed =
+                    futures::stream::iter((!rest.is_empty()).then(|| Ok(rest))).chain(body);
+                Ok((plain_size, open_stream(sealed.boxed(), opener)))
+            }
         }
     }
 
@@ -226,9 +312,24 @@ impl ArtifactStore {
     /// # Errors
     /// The store's error.
     pub async fn writer(&self, path: &str) -> Result<ArtifactWriter, StoreError> {
-        let upload = self.inner.put_multipart(&ObjectPath::from(path)).await?;
+        let object_path = ObjectPath::from(path);
+        let upload = self.inner.put_multipart(&object_path).await?;
+        let mut inner = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
+        let sealer = match self
+            .keyring
+            .as_ref()
+            .and_then(|r| r.sealer(object_path.as_ref()))
+        {
+            Some((header, sealer)) => {
+                inner.write(&header);
+                Some(sealer)
+            }
+            None => None,
+        };
         Ok(ArtifactWriter {
-            inner: WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024),
+            inner,
+            sealer,
+            sealed: Vec::new(),
             bytes: 0,
         })
     }
@@ -250,6 +351,11 @@ impl ArtifactStore {
 #[derive(Debug)]
 pub struct ArtifactWriter {
     inner: WriteMultipart,
+    /// Seals the bytes on their way to `inner`, when the store encrypts.
+    sealer: Option<Sealer>,
+    /// Sealed frames waiting to be handed to `inner` (reused between writes).
+    sealed: Vec<u8>,
+    /// Plaintext bytes written.
     bytes: u64,
 }
 
@@ -260,7 +366,16 @@ impl ArtifactWriter {
     /// The store's error from an earlier part.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.inner.wait_for_capacity(4).await?;
-        self.inner.write(bytes);
+        match &mut self.sealer {
+            Some(sealer) => {
+                sealer.push_into(bytes, &mut self.sealed)?;
+                if !self.sealed.is_empty() {
+                    self.inner.write(&self.sealed);
+                    self.sealed.clear();
+                }
+            }
+            None => self.inner.write(bytes),
+        }
         self.bytes += bytes.len() as u64;
         Ok(())
     }
@@ -274,7 +389,11 @@ impl ArtifactWriter {
     ///
     /// # Errors
     /// The store's error.
-    pub async fn finish(self) -> Result<u64, StoreError> {
+    pub async fn finish(mut self) -> Result<u64, StoreError> {
+        if let Some(sealer) = self.sealer.take() {
+            sealer.finish_into(&mut self.sealed)?;
+            self.inner.write(&self.sealed);
+        }
         self.inner.finish().await?;
         Ok(self.bytes)
     }
@@ -287,4 +406,32 @@ impl ArtifactWriter {
         self.inner.abort().await?;
         Ok(())
     }
+}
+
+/// Opens a sealed body frame by frame as it streams in.
+fn open_stream(
+    sealed: BoxStream<'static, Result<Bytes, StoreError>>,
+    opener: Box<Opener>,
+) -> BoxStream<'static, Result<Bytes, StoreError>> {
+    futures::stream::try_unfold((sealed, Some(opener)), |(mut sealed, opener)| async move {
+        let Some(mut opener) = opener else {
+            return Ok(None);
+        };
+        loop {
+            let mut out = Vec::new();
+            match sealed.next().await {
+                Some(part) => {
+                    opener.push_into(&part?, &mut out)?;
+                    if !out.is_empty() {
+                        return Ok(Some((Bytes::from(out), (sealed, Some(opener)))));
+                    }
+                }
+                None => {
+                    opener.finish_into(&mut out)?;
+                    return Ok(Some((Bytes::from(out), (sealed, None))));
+                }
+            }
+        }
+    })
+    .boxed()
 }

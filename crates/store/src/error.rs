@@ -32,6 +32,10 @@ pub enum StoreError {
     /// A storage URL this build cannot open.
     #[error("unsupported storage URL '{0}'")]
     UnsupportedUrl(String),
+    /// An encrypted artifact could not be opened (unknown key id, failed tag, malformed
+    /// header) or sealed.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
     /// Local I/O around the store (creating the data directory).
     #[error("I/O error")]
     Io(#[from] std::io::Error),

@@ -20,6 +20,7 @@
 //!   [`MetadataStore::finish_job`] only moves a `running` job.
 
 mod artifacts;
+pub mod crypto;
 mod error;
 mod metadata;
 mod postgres;

@@ -25,6 +25,7 @@ pub mod models;
 pub mod openapi;
 pub mod token;
 pub mod users;
+pub mod privacy;
 
 /// Every route of the service, with the JSON fallbacks.
 pub(crate) fn api_router() -> Router<AppState> {
@@ -41,6 +42,7 @@ pub(crate) fn api_router() -> Router<AppState> {
         .merge(health::router())
         .merge(metrics::router())
         .merge(openapi::router())
+        .merge(privacy::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

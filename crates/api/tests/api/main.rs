@@ -4,11 +4,14 @@
 mod auth;
 mod batch;
 mod detect;
+mod encryption;
+mod hardening;
 mod health;
 mod helpers;
 mod jobs;
 mod limits;
 mod models;
+mod privacy;
 mod scale_out;
 mod security;
 mod seed_client;

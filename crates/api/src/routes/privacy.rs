@@ -1,0 +1,144 @@
+//! `POST /api/v1/privacy/scan` and `POST /api/v1/privacy/anonymize` (scope `read`): the
+//! seed's `DataPrivacyManager` as a service, over [`pynomaly_privacy`].
+//!
+//! Both take any JSON document in `data`. `scan` reports where personal data is (JSON
+//! Pointer paths, kind, count), never the values. `anonymize` returns the document with
+//! personal data masked or replaced by keyed hash tokens. `fields`, `mode` and `types`
+//! override the server's defaults (`PYNOMALY_PII_FIELDS`, `PYNOMALY_PII_MODE`) for one
+//! request; nothing sent is stored or logged.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use pynomaly_privacy::{Mode, PiiKind, Privacy};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::ReadAccess;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/privacy/scan", post(scan))
+        .route("/api/v1/privacy/anonymize", post(anonymize))
+}
+
+const MAX_FIELDS: usize = 256;
+
+/// The request's members: `data` (any JSON document), and overrides of the server's
+/// settings: `fields` (names hidden wholly), `types` (kinds looked for), `mode` (`mask` or
+/// `hash`). Read by hand rather than derived, because `data` is free-form: the shared
+/// extractor's diagnosis of `data` as rows of numbers does not apply here.
+#[derive(Debug, Default)]
+struct PrivacyRequest {
+    data: Option<Value>,
+    fields: Option<Vec<String>>,
+    types: Option<Vec<String>>,
+    mode: Option<String>,
+}
+
+fn member<T: DeserializeOwned>(name: &str, value: Value, expected: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|_| {
+        ApiError::invalid_with(
+            format!("'{name}' must be {expected}"),
+            json!({"field": name}),
+        )
+    })
+}
+
+impl PrivacyRequest {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        let Value::Object(map) = body else {
+            return Err(ApiError::invalid("the request body must be a JSON object"));
+        };
+        let mut req = PrivacyRequest::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "data" => req.data = Some(value),
+                "fields" => req.fields = Some(member(&key, value, "an array of field names")?),
+                "types" => req.types = Some(member(&key, value, "an array of PII types")?),
+                "mode" => req.mode = Some(member(&key, value, "\"mask\" or \"hash\"")?),
+                other => {
+                    return Err(ApiError::invalid_with(
+                        format!("unknown field '{other}' (accepted: data, fields, types, mode)"),
+                        json!({"field": other}),
+                    ));
+                }
+            }
+        }
+        Ok(req)
+    }
+}
+
+/// The server's privacy settings with this request's overrides, and the document.
+fn configure(state: &AppState, req: PrivacyRequest) -> Result<(Privacy, Value), ApiError> {
+    let Some(data) = req.data else {
+        return Err(ApiError::invalid_with(
+            "'data' is required: the JSON document to check",
+            json!({"field": "data"}),
+        ));
+    };
+    let mut privacy = (*state.privacy).clone();
+    if let Some(fields) = req.fields {
+        if fields.len() > MAX_FIELDS || fields.iter().any(|f| f.is_empty() || f.len() > 256) {
+            return Err(ApiError::invalid_with(
+                format!("'fields' takes at most {MAX_FIELDS} names of 1 to 256 characters"),
+                json!({"field": "fields"}),
+            ));
+        }
+        privacy = privacy.with_fields(&fields);
+    }
+    if let Some(types) = req.types {
+        let kinds = types
+            .iter()
+            .map(|t| t.parse::<PiiKind>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::invalid_with(e, json!({"field": "types"})))?;
+        privacy = privacy.with_kinds(&kinds);
+    }
+    if let Some(mode) = req.mode {
+        let mode: Mode = mode
+            .parse()
+            .map_err(|e: String| ApiError::invalid_with(e, json!({"field": "mode"})))?;
+        privacy = privacy.with_mode(mode);
+    }
+    Ok((privacy, data))
+}
+
+async fn scan(
+    State(state): State<AppState>,
+    ReadAccess(_caller): ReadAccess,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (privacy, data) = configure(&state, PrivacyRequest::from_json(body)?)?;
+    let findings = privacy.scan_json(&data);
+    let mut summary: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &findings {
+        *summary.entry(f.kind.as_str()).or_default() += f.count;
+    }
+    let total: usize = summary.values().sum();
+    Ok(Json(json!({
+        "pii_found": total > 0,
+        "total": total,
+        "summary": summary,
+        "findings": findings,
+    })))
+}
+
+async fn anonymize(
+    State(state): State<AppState>,
+    ReadAccess(_caller): ReadAccess,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (privacy, mut data) = configure(&state, PrivacyRequest::from_json(body)?)?;
+    let replaced = privacy.mask_json(&mut data);
+    Ok(Json(json!({
+        "data": data,
+        "replacements": replaced,
+        "mode": privacy.mode(),
+    })))
+}

@@ -1,0 +1,744 @@
+//! # pynomaly-privacy: finding and hiding personal data
+//!
+//! A pure module (no I/O, no async) behind the `/api/v1/privacy/*` endpoints and whatever
+//! output echoes user-supplied fields: the seed's `DataPrivacyManager`, made precise.
+//!
+//! **Finding** ([`find_pii`]) recognises four kinds of personal data in text:
+//! - e-mail addresses (the seed's pattern);
+//! - card numbers: 13 to 19 digits, in groups separated by single spaces or hyphens, that
+//!   pass the Luhn check (so a 16-digit number with a wrong check digit is *not* a card)
+//!   and are not one digit repeated;
+//! - US social security numbers written `AAA-GG-SSSS`, excluding the numbers the SSA never
+//!   issues (area 000, 666 or 900-999, group 00, serial 0000);
+//! - phone numbers: ten digits as `(555) 123-4567`, `555.123.4567`, `5551234567`..., with an
+//!   optional country code (`+44 `, `1-`).
+//!
+//! A match must stand on its own: a letter, digit or `_` right before or after it rejects
+//! it (a 14-digit order number does not contain a phone number). Kinds are tried in the
+//! order e-mail, card, SSN, phone, and a later kind never overlaps an earlier one.
+//!
+//! **Hiding** ([`Privacy`]) walks JSON documents. A configured *field* (matched by its key,
+//! case-insensitively, at any depth) has its whole value replaced. In every other string,
+//! each match found is replaced. `mask` mode writes a label (`[EMAIL]`, `[REDACTED]`);
+//! `hash` mode writes a token that is an HMAC-SHA256 of the value under a secret key
+//! (`[EMAIL:3f9c0a1b2c3d4e5f]`, 64 bits of it): the same value always gives the same token,
+//! so records can still be joined and counted, but the value cannot be recovered without
+//! brute force over the key. Values are normalised before hashing (e-mail lower-cased,
+//! numbers reduced to their digits), so `555-123-4567` and `(555) 123 4567` agree.
+//!
+//! Scanning ([`Privacy::scan_json`]) reports where personal data is (JSON Pointer paths),
+//! of which kind and how many times, never the values themselves. Object keys are not
+//! scanned, only values; JSON numbers are checked only as card numbers (a 10-digit
+//! integer is far more often a timestamp or an id than a phone number).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// A kind of personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    Email,
+    CreditCard,
+    Ssn,
+    Phone,
+}
+
+impl PiiKind {
+    /// Every kind, in the order they are tried.
+    pub const ALL: [PiiKind; 4] = [
+        PiiKind::Email,
+        PiiKind::CreditCard,
+        PiiKind::Ssn,
+        PiiKind::Phone,
+    ];
+
+    /// The name used in requests and reports (the seed's: `email`, `phone`, `ssn`,
+    /// `credit_card`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiKind::Email => "email",
+            PiiKind::CreditCard => "credit_card",
+            PiiKind::Ssn => "ssn",
+            PiiKind::Phone => "phone",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            PiiKind::Email => "EMAIL",
+            PiiKind::CreditCard => "CREDIT_CARD",
+            PiiKind::Ssn => "SSN",
+            PiiKind::Phone => "PHONE",
+        }
+    }
+}
+
+impl FromStr for PiiKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        PiiKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown PII type '{s}' (accepted: email, credit_card, ssn, phone)")
+            })
+    }
+}
+
+/// One piece of personal data in a text: its kind and byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub kind: PiiKind,
+    pub start: usize,
+    pub end: usize,
+}
+
+struct Patterns {
+    email: Regex,
+    digit_run: Regex,
+    ssn: Regex,
+    phone: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: OnceLock<Patterns> = OnceLock::new();
+    P.get_or_init(|| Patterns {
+        email: Regex::new(r"[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}").expect("valid"),
+        // Digit groups separated by single spaces or hyphens: card numbers are windows of it.
+        digit_run: Regex::new(r"\d+(?:[ -]\d+)*").expect("valid"),
+        ssn: Regex::new(r"(\d{3})-(\d{2})-(\d{4})").expect("valid"),
+        phone: Regex::new(
+            r"(?:\+\d{1,3}[ .-]?|\d{1,3}[ .-])?(?:\(\d{3}\)[ .-]?|\d{3}[ .-]?)\d{3}[ .-]?\d{4}",
+        )
+        .expect("valid"),
+    })
+}
+
+/// The Luhn check over a string of ASCII digits (other bytes are skipped).
+pub fn luhn_valid(number: &str) -> bool {
+    let digits: Vec<u32> = number
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u32::from(b - b'0'))
+        .collect();
+    if digits.is_empty() {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Whether a number (digits only, or with separators) is a card number: 13 to 19 digits,
+/// Luhn-valid, not a single digit repeated.
+pub fn is_card_number(number: &str) -> bool {
+    let digits: Vec<u8> = number.bytes().filter(u8::is_ascii_digit).collect();
+    (13..=19).contains(&digits.len())
+        && digits.iter().any(|&d| d != digits[0])
+        && luhn_valid(number)
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// No letter, digit or `_` right before `start` or right after `end`.
+fn stands_alone(text: &str, start: usize, end: usize) -> bool {
+    let bytes = text.as_bytes();
+    let before_ok = start == 0 || !is_word_byte(bytes[start - 1]);
+    let after_ok = end >= bytes.len() || !is_word_byte(bytes[end]);
+    before_ok && after_ok
+}
+
+fn ssn_issued(area: &str, group: &str, serial: &str) -> bool {
+    let area: u32 = area.parse().unwrap_or(0);
+    area != 0 && area != 666 && area < 900 && group != "00" && serial != "0000"
+}
+
+/// Cards are printed as one run of digits, or in groups of 3 to 6 digits with one kind of
+/// separator (`4111 1111 1111 1111`, `3782-822463-10005`); anything else is several numbers
+/// side by side.
+fn card_shaped(text: &str, groups: &[(usize, usize)]) -> bool {
+    if groups.len() == 1 {
+        return true;
+    }
+    let separator = text.as_bytes()[groups[0].1];
+    groups.iter().all(|&(s, e)| (3..=6).contains(&(e - s)))
+        && groups[..groups.len() - 1]
+            .iter()
+            .all(|&(_, e)| text.as_bytes()[e] == separator)
+}
+
+/// Card numbers in a text: inside each run of digit groups, the first window of whole
+/// consecutive groups that is a card number, then the next after it.
+fn find_cards(text: &str, out: &mut Vec<Match>) {
+    for run in patterns().digit_run.find_iter(text) {
+        // Group boundaries (byte ranges) inside the run.
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for (i, b) in run.as_str().bytes().enumerate() {
+            match (b.is_ascii_digit(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    groups.push((run.start() + s, run.start() + i));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            groups.push((run.start() + s, run.end()));
+        }
+        let mut first = 0;
+        while first < groups.len() {
+            let mut found = None;
+            let mut digits = 0;
+            for last in first..groups.len() {
+                digits += groups[last].1 - groups[last].0;
+                if digits > 19 {
+                    break;
+                }
+                let (s, e) = (groups[first].0, groups[last].1);
+                if digits >= 13
+                    && card_shaped(text, &groups[first..=last])
+                    && is_card_number(&text[s..e])
+                    && stands_alone(text, s, e)
+                {
+                    found = Some((last, s, e));
+                    break;
+                }
+            }
+            match found {
+                Some((last, start, end)) => {
+                    out.push(Match {
+                        kind: PiiKind::CreditCard,
+                        start,
+                        end,
+                    });
+                    first = last + 1;
+                }
+                None => first += 1,
+            }
+        }
+    }
+}
+
+/// Every piece of personal data of the given kinds in `text`, sorted by position and
+/// never overlapping (see the module docs for the rules).
+pub fn find_pii_kinds(text: &str, kinds: &[PiiKind]) -> Vec<Match> {
+    let p = patterns();
+    let mut found: Vec<Match> = Vec::new();
+    let free =
+        |found: &[Match], s: usize, e: usize| found.iter().all(|m| e <= m.start || s >= m.end);
+    for kind in PiiKind::ALL {
+        if !kinds.contains(&kind) {
+            continue;
+        }
+        let mut new = Vec::new();
+        match kind {
+            PiiKind::Email => {
+                for m in p.email.find_iter(text) {
+                    new.push((m.start(), m.end()));
+                }
+            }
+            PiiKind::CreditCard => {
+                let mut cards = Vec::new();
+                find_cards(text, &mut cards);
+                new.extend(cards.iter().map(|m| (m.start, m.end)));
+            }
+            PiiKind::Ssn => {
+                for c in p.ssn.captures_iter(text) {
+                    let m = c.get(0).expect("group 0");
+                    if ssn_issued(&c[1], &c[2], &c[3]) && stands_alone(text, m.start(), m.end()) {
+                        new.push((m.start(), m.end()));
+                    }
+                }
+            }
+            PiiKind::Phone => {
+                for m in p.phone.find_iter(text) {
+                    if stands_alone(text, m.start(), m.end()) {
+                        new.push((m.start(), m.end()));
+                    }
+                }
+            }
+        }
+        for (start, end) in new {
+            if free(&found, start, end) {
+                found.push(Match { kind, start, end });
+            }
+        }
+    }
+    found.sort_by_key(|m| m.start);
+    found
+}
+
+/// Every piece of personal data of every kind in `text`.
+pub fn find_pii(text: &str) -> Vec<Match> {
+    find_pii_kinds(text, &PiiKind::ALL)
+}
+
+/// What replaces personal data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A label naming the kind: `[EMAIL]`, `[REDACTED]` for a configured field.
+    #[default]
+    Mask,
+    /// A keyed hash token: the same value, the same token.
+    Hash,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mask" => Ok(Mode::Mask),
+            "hash" => Ok(Mode::Hash),
+            other => Err(format!("unknown mode '{other}' (accepted: mask, hash)")),
+        }
+    }
+}
+
+/// What a [`Privacy`] is configured with (the server's settings; requests may override
+/// fields, mode and kinds).
+#[derive(Clone, Default)]
+pub struct PrivacyConfig {
+    /// Field names whose whole value is hidden, wherever they appear (case-insensitive).
+    pub fields: Vec<String>,
+    /// Mask or hash.
+    pub mode: Mode,
+    /// The HMAC key of `hash` mode; `None`: the caller supplies one (see [`Privacy::new`]).
+    pub hash_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PrivacyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacyConfig")
+            .field("fields", &self.fields)
+            .field("mode", &self.mode)
+            .field("hash_key", &self.hash_key.map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+/// Where personal data was found in a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// JSON Pointer (RFC 6901) to the value; `""` is the document itself.
+    pub path: String,
+    /// `email`, `credit_card`, `ssn`, `phone`, or `field` for a configured field.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// How many times in that value.
+    pub count: usize,
+}
+
+/// Finds and hides personal data in strings and JSON documents.
+#[derive(Clone)]
+pub struct Privacy {
+    fields: HashSet<String>,
+    mode: Mode,
+    kinds: Vec<PiiKind>,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privacy")
+            .field("fields", &self.fields)
+            .field("mode", &self.mode)
+            .field("kinds", &self.kinds)
+            .finish_non_exhaustive()
+    }
+}
+
+const FIELD_LABEL: &str = "REDACTED";
+
+impl Privacy {
+    /// From a configuration; `fallback_key` is the hash key when the configuration has
+    /// none (the server derives it from its secret).
+    pub fn new(config: &PrivacyConfig, fallback_key: [u8; 32]) -> Self {
+        Self {
+            fields: config.fields.iter().map(|f| f.to_lowercase()).collect(),
+            mode: config.mode,
+            kinds: PiiKind::ALL.to_vec(),
+            key: config.hash_key.unwrap_or(fallback_key),
+        }
+    }
+
+    /// The same, hiding these fields instead.
+    #[must_use]
+    pub fn with_fields<S: AsRef<str>>(mut self, fields: &[S]) -> Self {
+        self.fields = fields.iter().map(|f| f.as_ref().to_lowercase()).collect();
+        self
+    }
+
+    /// The same, in this mode.
+    #[must_use]
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The same, looking only for these kinds.
+    #[must_use]
+    pub fn with_kinds(mut self, kinds: &[PiiKind]) -> Self {
+        self.kinds = kinds.to_vec();
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn token(&self, label: &str, normalized: &str) -> String {
+        match self.mode {
+            Mode::Mask => format!("[{label}]"),
+            Mode::Hash => {
+                let mut mac =
+                    <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key");
+                mac.update(label.as_bytes());
+                mac.update(&[0]);
+                mac.update(normalized.as_bytes());
+                let tag = mac.finalize().into_bytes();
+                format!("[{label}:{}]", hex::encode(&tag[..8]))
+            }
+        }
+    }
+
+    fn normalize(kind: PiiKind, raw: &str) -> String {
+        match kind {
+            PiiKind::Email => raw.to_lowercase(),
+            PiiKind::CreditCard | PiiKind::Ssn | PiiKind::Phone => {
+                let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+                // A phone number with and without the North American "1" is the same.
+                if kind == PiiKind::Phone && digits.len() == 11 && digits.starts_with('1') {
+                    digits[1..].to_string()
+                } else {
+                    digits
+                }
+            }
+        }
+    }
+
+    /// `text` with every match replaced, and how many there were.
+    pub fn mask_text(&self, text: &str) -> (String, usize) {
+        let matches = find_pii_kinds(text, &self.kinds);
+        if matches.is_empty() {
+            return (text.to_string(), 0);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for m in &matches {
+            out.push_str(&text[at..m.start]);
+            let raw = &text[m.start..m.end];
+            out.push_str(&self.token(m.kind.label(), &Self::normalize(m.kind, raw)));
+            at = m.end;
+        }
+        out.push_str(&text[at..]);
+        (out, matches.len())
+    }
+
+    fn is_field(&self, key: &str) -> bool {
+        !self.fields.is_empty() && self.fields.contains(&key.to_lowercase())
+    }
+
+    fn hide_field(&self, value: &Value) -> Value {
+        let normalized = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Value::String(self.token(FIELD_LABEL, &normalized))
+    }
+
+    /// Hides personal data in a document, in place: configured fields wholly, matches in
+    /// other strings, card numbers given as JSON numbers. Returns how many values or
+    /// matches were replaced.
+    pub fn mask_json(&self, value: &mut Value) -> usize {
+        match value {
+            Value::String(s) => {
+                let (masked, n) = self.mask_text(s);
+                if n > 0 {
+                    *s = masked;
+                }
+                n
+            }
+            Value::Number(n) => {
+                if self.kinds.contains(&PiiKind::CreditCard)
+                    && (n.is_u64() || n.is_i64())
+                    && is_card_number(&n.to_string())
+                {
+                    let digits = n.to_string();
+                    *value = Value::String(self.token(PiiKind::CreditCard.label(), &digits));
+                    1
+                } else {
+                    0
+                }
+            }
+            Value::Array(items) => items.iter_mut().map(|v| self.mask_json(v)).sum(),
+            Value::Object(map) => {
+                let mut n = 0;
+                for (k, v) in map.iter_mut() {
+                    if self.is_field(k) {
+                        if !v.is_null() {
+                            *v = self.hide_field(v);
+                            n += 1;
+                        }
+                    } else {
+                        n += self.mask_json(v);
+                    }
+                }
+                n
+            }
+            Value::Null | Value::Bool(_) => 0,
+        }
+    }
+
+    /// Where personal data is in a document (see [`Finding`]); values are never copied
+    /// into the report.
+    pub fn scan_json(&self, value: &Value) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut path = String::new();
+        self.scan_into(value, &mut path, &mut out);
+        out
+    }
+
+    fn scan_into(&self, value: &Value, path: &mut String, out: &mut Vec<Finding>) {
+        match value {
+            Value::String(s) => {
+                let mut counts: BTreeMap<PiiKind, usize> = BTreeMap::new();
+                for m in find_pii_kinds(s, &self.kinds) {
+                    *counts.entry(m.kind).or_default() += 1;
+                }
+                out.extend(counts.into_iter().map(|(kind, count)| Finding {
+                    path: path.clone(),
+                    kind: kind.as_str().into(),
+                    count,
+                }));
+            }
+            Value::Number(n) => {
+                if self.kinds.contains(&PiiKind::CreditCard)
+                    && (n.is_u64() || n.is_i64())
+                    && is_card_number(&n.to_string())
+                {
+                    out.push(Finding {
+                        path: path.clone(),
+                        kind: PiiKind::CreditCard.as_str().into(),
+                        count: 1,
+                    });
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "/{i}");
+                    self.scan_into(v, path, out);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    if self.is_field(k) && !v.is_null() {
+                        out.push(Finding {
+                            path: path.clone(),
+                            kind: "field".into(),
+                            count: 1,
+                        });
+                    } else {
+                        self.scan_into(v, path, out);
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kinds(text: &str) -> Vec<(PiiKind, &str)> {
+        find_pii(text)
+            .into_iter()
+            .map(|m| (m.kind, &text[m.start..m.end]))
+            .collect()
+    }
+
+    #[test]
+    fn luhn_accepts_valid_numbers_and_rejects_one_digit_off() {
+        for valid in [
+            "4111111111111111",
+            "5500 0000 0000 0004",
+            "3400-0000-0000-009",
+            "6011000000000004",
+            "4222222222222",
+            "79927398713",
+        ] {
+            assert!(luhn_valid(valid), "{valid}");
+        }
+        for invalid in ["4111111111111112", "79927398710", "1234567812345678", ""] {
+            assert!(!luhn_valid(invalid), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn card_numbers_need_luhn_a_card_length_and_standing_alone() {
+        assert_eq!(
+            kinds("card 4111 1111 1111 1111 exp 12/29"),
+            vec![(PiiKind::CreditCard, "4111 1111 1111 1111")]
+        );
+        assert_eq!(
+            kinds("4111-1111-1111-1111"),
+            vec![(PiiKind::CreditCard, "4111-1111-1111-1111")]
+        );
+        // 16 digits, wrong check digit: not a card (and not a phone either).
+        assert_eq!(kinds("4111111111111112"), vec![]);
+        assert_eq!(kinds("1234 5678 1234 5678"), vec![]);
+        // Luhn-valid but too short, or one digit repeated: not a card.
+        assert_eq!(kinds("79927398713"), vec![]);
+        assert_eq!(kinds("0000 0000 0000 0000"), vec![]);
+        // Glued to letters: not on its own.
+        assert_eq!(kinds("id4111111111111111x"), vec![]);
+        // A card followed by another number in the same run of groups.
+        assert_eq!(
+            kinds("4111 1111 1111 1111 55"),
+            vec![(PiiKind::CreditCard, "4111 1111 1111 1111")]
+        );
+    }
+
+    #[test]
+    fn ssns_phones_and_emails_are_found_and_told_apart() {
+        assert_eq!(
+            kinds("SSN 123-45-6789, mail Jane.Doe+x@Example.co.uk, tel (555) 123-4567"),
+            vec![
+                (PiiKind::Ssn, "123-45-6789"),
+                (PiiKind::Email, "Jane.Doe+x@Example.co.uk"),
+                (PiiKind::Phone, "(555) 123-4567"),
+            ]
+        );
+        // Numbers the SSA never issues.
+        assert_eq!(
+            kinds("000-12-3456 666-12-3456 912-12-3456 123-00-4567"),
+            vec![]
+        );
+        // Amex grouping 4-6-5 is a card shape.
+        assert_eq!(
+            kinds("3782-822463-10005"),
+            vec![(PiiKind::CreditCard, "3782-822463-10005")]
+        );
+        assert_eq!(
+            kinds("+44 555 123 4567"),
+            vec![(PiiKind::Phone, "+44 555 123 4567")]
+        );
+        assert_eq!(
+            kinds("1-555-123-4567"),
+            vec![(PiiKind::Phone, "1-555-123-4567")]
+        );
+        assert_eq!(kinds("5551234567"), vec![(PiiKind::Phone, "5551234567")]);
+        // Inside a longer number: not a phone.
+        assert_eq!(kinds("order 12345551234567"), vec![]);
+        assert_eq!(kinds("nothing here: 3.14159, 2026-11-26"), vec![]);
+    }
+
+    #[test]
+    fn masking_and_hashing_text() {
+        let p = Privacy::new(&PrivacyConfig::default(), [9; 32]);
+        let (masked, n) = p.mask_text("write to a@b.io or call 555-123-4567");
+        assert_eq!(masked, "write to [EMAIL] or call [PHONE]");
+        assert_eq!(n, 2);
+        let h = p.clone().with_mode(Mode::Hash);
+        let (one, _) = h.mask_text("A@B.io 555-123-4567");
+        let (two, _) = h.mask_text("a@b.io (555) 123 4567");
+        assert_eq!(one, two, "same values, same tokens");
+        assert!(one.starts_with("[EMAIL:") && !one.contains("b.io"), "{one}");
+        let other_key = Privacy::new(&PrivacyConfig::default(), [8; 32]).with_mode(Mode::Hash);
+        assert_ne!(other_key.mask_text("a@b.io").0, h.mask_text("a@b.io").0);
+    }
+
+    #[test]
+    fn json_fields_and_values_are_hidden_and_scanned_without_echo() {
+        let config = PrivacyConfig {
+            fields: vec!["Name".into(), "address".into()],
+            mode: Mode::Mask,
+            hash_key: None,
+        };
+        let p = Privacy::new(&config, [1; 32]);
+        let doc = json!({
+            "customers": [
+                {"name": "Jane Doe", "note": "jane@x.org, card 4111111111111111",
+                 "card": 4111111111111111u64, "id": 4111111111111112u64, "ok": true},
+                {"name": null, "address": {"street": "1 Main St"}, "a/b": "123-45-6789"}
+            ]
+        });
+        let mut findings = p.scan_json(&doc);
+        findings.sort_by(|a, b| (&a.path, &a.kind).cmp(&(&b.path, &b.kind)));
+        let want = |path: &str, kind: &str| Finding {
+            path: path.into(),
+            kind: kind.into(),
+            count: 1,
+        };
+        assert_eq!(
+            findings,
+            vec![
+                want("/customers/0/card", "credit_card"),
+                want("/customers/0/name", "field"),
+                want("/customers/0/note", "credit_card"),
+                want("/customers/0/note", "email"),
+                want("/customers/1/address", "field"),
+                want("/customers/1/a~1b", "ssn"),
+            ]
+        );
+        let mut masked = doc.clone();
+        assert_eq!(p.mask_json(&mut masked), 6);
+        assert_eq!(
+            masked,
+            json!({
+                "customers": [
+                    {"name": "[REDACTED]", "note": "[EMAIL], card [CREDIT_CARD]",
+                     "card": "[CREDIT_CARD]", "id": 4111111111111112u64, "ok": true},
+                    {"name": null, "address": "[REDACTED]", "a/b": "[SSN]"}
+                ]
+            })
+        );
+        let hashed = p.clone().with_mode(Mode::Hash);
+        let mut a = json!({"name": "Jane"});
+        let mut b = json!({"NAME": "Jane"});
+        hashed.mask_json(&mut a);
+        hashed.mask_json(&mut b);
+        assert_eq!(a["name"], b["NAME"]);
+        assert!(a["name"].as_str().unwrap().starts_with("[REDACTED:"));
+        let only_email = p.with_kinds(&[PiiKind::Email]).with_fields::<&str>(&[]);
+        let mut doc = json!("a@b.io 123-45-6789");
+        only_email.mask_json(&mut doc);
+        assert_eq!(doc, json!("[EMAIL] 123-45-6789"));
+    }
+}
