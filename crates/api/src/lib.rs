@@ -21,6 +21,7 @@ mod extract;
 mod metrics;
 mod middleware;
 mod openapi_doc;
+mod ops_metrics;
 pub mod routes;
 pub mod settings;
 mod startup;
@@ -33,4 +34,6 @@ pub use startup::{
     Application, StartupError, WorkerProcess, migrate, open_metadata, shutdown_signal,
 };
 pub use state::AppState;
-pub use telemetry::init_tracing;
+pub use telemetry::{
+    TelemetryError, TelemetryGuard, TraceSampler, TraceSettings, init_telemetry, init_tracing,
+};

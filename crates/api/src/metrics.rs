@@ -9,6 +9,9 @@
 //! - `pynomaly_data_quality_score{dataset}` (share of the rows of the last accepted
 //!   training set that were usable; inline data is all-or-nothing, so 1)
 //!
+//! Operational metrics (jobs, workers, model cache, pools, build info) are in
+//! [`crate::ops_metrics`], registered in the same registry.
+//!
 //! `endpoint` is the route template; `dataset` is the model name, or `inline` for
 //! `POST /api/v1/detect`.
 
@@ -29,6 +32,7 @@ pub(crate) struct Metrics {
     inference_seconds: HistogramVec,
     active_models: IntGauge,
     data_quality: GaugeVec,
+    ops: crate::ops_metrics::OpsMetrics,
 }
 
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -94,8 +98,10 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        let ops = crate::ops_metrics::OpsMetrics::new(&registry);
         Self {
             registry,
+            ops,
             requests_total,
             request_duration,
             anomalies_detected,
@@ -103,6 +109,11 @@ impl Metrics {
             active_models,
             data_quality,
         }
+    }
+
+    /// The operational metrics.
+    pub(crate) fn ops(&self) -> &crate::ops_metrics::OpsMetrics {
+        &self.ops
     }
 
     pub(crate) fn observe_request(
@@ -164,5 +175,9 @@ impl Metrics {
 impl pynomaly_jobs::BatchObserver for Metrics {
     fn source_scored(&self, algorithm: &str, dataset: &str, _rows: usize, anomalies: usize) {
         self.count_anomalies(algorithm, dataset, anomalies);
+    }
+
+    fn job_finished(&self, kind: &str, status: &str, elapsed: Duration) {
+        self.ops.observe_job(kind, status, elapsed);
     }
 }

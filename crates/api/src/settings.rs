@@ -87,6 +87,11 @@ pub struct Settings {
     /// The key-hashing secret (`PYNOMALY_SECRET_KEY`, 64 hex digits; unset: `<data
     /// dir>/secret.key`, created on first start).
     pub secret_key: Option<Secret>,
+    /// A second listener serving only `GET /metrics` (`PYNOMALY_METRICS_BIND`, e.g.
+    /// `0.0.0.0:8001`): the metrics port of `pynomaly worker`, optional for `serve`.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Traces (the standard `OTEL_*` variables; off unless an OTLP endpoint is set).
+    pub traces: crate::telemetry::TraceSettings,
 }
 
 /// A setting that must not be printed (URLs with passwords, secrets).
@@ -136,6 +141,8 @@ impl Settings {
             job_max_attempts: 3,
             serve_runs_jobs: false,
             secret_key: None,
+            metrics_bind: None,
+            traces: crate::telemetry::TraceSettings::default(),
         }
     }
 
@@ -216,6 +223,13 @@ impl Settings {
         if let Some(v) = get("PYNOMALY_BIND") {
             s.bind = v.parse().map_err(|e| invalid("PYNOMALY_BIND", &v, e))?;
         }
+        if let Some(v) = get("PYNOMALY_METRICS_BIND") {
+            s.metrics_bind = Some(
+                v.parse()
+                    .map_err(|e| invalid("PYNOMALY_METRICS_BIND", &v, e))?,
+            );
+        }
+        s.traces = crate::telemetry::TraceSettings::from_lookup(&get)?;
         if let Some(v) = get("PYNOMALY_SOURCES_DIR") {
             s.sources_dir = PathBuf::from(v);
         }

@@ -34,5 +34,5 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::{
     ApiKey, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus, ModelSummary, ModelVersion,
-    NewApiKey, NewJob, NewModelVersion, Page, Scope,
+    NewApiKey, NewJob, NewModelVersion, Page, PoolStats, Scope,
 };

@@ -261,3 +261,14 @@ impl Default for Page {
         }
     }
 }
+
+/// A connection pool's use at one moment (database or Redis), for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open (idle and in use).
+    pub open: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
+}
