@@ -94,7 +94,7 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     state
         .metrics
         .observe_request(method.as_str(), route, status.as_str(), elapsed);
-    span.record("http.status_code", status.as_u16());
+    span.record("http.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

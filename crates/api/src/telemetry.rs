@@ -333,7 +333,7 @@ pub(crate) fn ml_span(step: &'static str, algorithm: &str, rows: usize) -> traci
         step,
         ml.algorithm = algorithm,
         ml.data_size = pynomaly_jobs::size_class(rows),
-        ml.data_rows = rows as u64,
+        ml.data_rows = rows as i64,
         ml.anomalies_detected = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
         error.message = tracing::field::Empty,

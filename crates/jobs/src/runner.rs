@@ -177,9 +177,9 @@ fn step_span(step: &'static str, algorithm: &str, source: &str) -> tracing::Span
 /// Records the rows a step handled (and the anomalies it found) on its span.
 fn record_rows(span: &tracing::Span, rows: usize, anomalies: Option<usize>) {
     span.record("ml.data_size", size_class(rows));
-    span.record("ml.data_rows", rows as u64);
+    span.record("ml.data_rows", rows as i64);
     if let Some(a) = anomalies {
-        span.record("ml.anomalies_detected", a as u64);
+        span.record("ml.anomalies_detected", a as i64);
     }
 }
 
@@ -517,7 +517,7 @@ impl JobRunner {
         let fitted = traced(&fit, fitted)?;
         fit.record(
             "ml.anomalies_detected",
-            fitted.training.anomaly_count as u64,
+            fitted.training.anomaly_count as i64,
         );
         drop(fit);
         let d = fitted.training;
@@ -575,7 +575,7 @@ impl JobRunner {
         let fitted = traced(&fit, fitted)?;
         fit.record(
             "ml.anomalies_detected",
-            fitted.training.anomaly_count as u64,
+            fitted.training.anomaly_count as i64,
         );
         drop(fit);
         let training_time_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -91,7 +91,7 @@ async fn detect(
     let (fitted, inference) = fitted?;
     fit.record(
         "ml.anomalies_detected",
-        fitted.training.anomaly_count as u64,
+        fitted.training.anomaly_count as i64,
     );
     let model = &fitted.model;
     let d: &Detection = &fitted.training;

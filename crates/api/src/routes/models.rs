@@ -70,7 +70,7 @@ async fn train(
                 .await??;
             fit.record(
                 "ml.anomalies_detected",
-                fitted.training.anomaly_count as u64,
+                fitted.training.anomaly_count as i64,
             );
             let store = ml_span("store", &algorithm, fitted.model.n_samples());
             let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -248,7 +248,7 @@ async fn predict(
     })
     .instrument(score.clone())
     .await??;
-    score.record("ml.anomalies_detected", detection.anomaly_count as u64);
+    score.record("ml.anomalies_detected", detection.anomaly_count as i64);
     let meta = &loaded.version;
     state.metrics.observe_inference(
         &meta.algorithm,
