@@ -9,7 +9,7 @@
 //!   the Grafana dashboard and every alerting rule's expression must return data
 //!   (ignored by default: `.ci/run` runs it, as it needs the `prometheus` binary).
 
-// mod prometheus;
+mod prometheus;
 mod traces;
 
 use std::collections::HashMap;
