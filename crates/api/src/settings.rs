@@ -13,6 +13,10 @@
 //! digits, so that several instances accept the same API keys without sharing a data
 //! directory). URLs and the secret never appear in `Debug` output or error messages.
 //!
+//! Observability: `PYNOMALY_METRICS_BIND` (a second listener serving only `/metrics`: a
+//! worker's metrics port), and traces through the standard `OTEL_*` variables, read and
+//! checked by [`crate::telemetry::TraceSettings`].
+//!
 //! Shapes that work: nothing set (one process, embedded); `DATABASE_URL` alone (one
 //! instance on Postgres: it runs jobs in process and requeues, at start-up, jobs left
 //! running — so never two such instances on one database); `DATABASE_URL` and `REDIS_URL`
