@@ -36,10 +36,11 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::SettingsError;
 
@@ -223,8 +224,8 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: JSON-line logs at `level` (a tracing filter such as
-/// `info` or `pynomaly_api=debug,info`) and, when `traces.enabled`, the OTLP exporter.
+/// Installs the global subscriber: JSON-line logs at `level` (`info`, or per target as
+/// in `pynomaly_api=debug,info`; unparsable: `info`) and, when `traces.enabled`, the OTLP exporter.
 /// `default_service` names the service when `OTEL_SERVICE_NAME` does not. Call it
 /// outside the async runtime (the exporter's blocking HTTP client must not be made on
 /// it). A second call installs nothing.
@@ -236,7 +237,9 @@ pub fn init_telemetry(
     traces: &TraceSettings,
     default_service: &str,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let targets: Targets = level
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
     let provider = if traces.enabled {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -271,10 +274,18 @@ pub fn init_telemetry(
             .with_target(false)
             .with_level(false)
     });
+    // One filter for both layers: LOG_LEVEL decides which events are logged (and become
+    // span events); with traces on, info spans (requests, jobs, steps) are kept whatever
+    // LOG_LEVEL says, so LOG_LEVEL=warn quiets the logs, not the traces.
+    let traces_on = provider.is_some();
+    let filter = filter_fn(move |meta| {
+        (traces_on && meta.is_span() && *meta.level() <= tracing::Level::INFO)
+            || targets.would_enable(meta.target(), meta.level())
+    });
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(otel_layer)
-        .with(JsonLines::new(provider.is_some()))
+        .with(JsonLines::new(traces_on))
         .try_init()
         .is_ok();
     if installed && let Some(p) = &provider {

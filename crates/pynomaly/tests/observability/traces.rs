@@ -496,6 +496,8 @@ async fn worker_trace(db: &str, redis: &str, prefix: &str) {
     let (api_port, metrics_port) = (free_port(), free_port());
     let mut api_env = env.clone();
     api_env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{api_port}"));
+    // Quiet logs do not quiet traces.
+    api_env.insert("LOG_LEVEL".into(), "warn".into());
     api_env.insert(
         "PYNOMALY_DATA_DIR".into(),
         root.join("api").display().to_string(),
