@@ -101,6 +101,7 @@ impl ApiError {
     /// Builds the response for a known request id.
     pub(crate) fn to_response(&self, request_id: &str) -> Response {
         let (status, code) = self.status_and_code();
+        crate::telemetry::record_error(code, self);
         let details = match self {
             ApiError::InvalidInput { details, .. } => details.clone(),
             ApiError::PayloadTooLarge { limit } => json!({"limit_bytes": limit}),

@@ -23,6 +23,7 @@ mod metrics;
 mod middleware;
 mod openapi_doc;
 mod ratelimit;
+mod ops_metrics;
 pub mod routes;
 mod security_headers;
 mod server;
@@ -38,4 +39,6 @@ pub use startup::{
     Application, StartupError, WorkerProcess, migrate, open_metadata, shutdown_signal,
 };
 pub use state::AppState;
-pub use telemetry::init_tracing;
+pub use telemetry::{
+    TelemetryError, TelemetryGuard, TraceSampler, TraceSettings, init_telemetry, init_tracing,
+};

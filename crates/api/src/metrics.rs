@@ -10,6 +10,8 @@
 //!   training set that were usable; inline data is all-or-nothing, so 1)
 //!
 //! - `pynomaly_rate_limited_total` (requests answered 429: per-key, per-user and login limits)
+//! Operational metrics (jobs, workers, model cache, pools, build info) are in
+//! [`crate::ops_metrics`], registered in the same registry.
 //!
 //! `endpoint` is the route template; `dataset` is the model name, or `inline` for
 //! `POST /api/v1/detect`.
@@ -32,6 +34,7 @@ pub(crate) struct Metrics {
     active_models: IntGauge,
     data_quality: GaugeVec,
     rate_limited: prometheus::IntCounter,
+    ops: crate::ops_metrics::OpsMetrics,
 }
 
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -103,8 +106,10 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        let ops = crate::ops_metrics::OpsMetrics::new(&registry);
         Self {
             registry,
+            ops,
             requests_total,
             request_duration,
             anomalies_detected,
@@ -117,6 +122,11 @@ impl Metrics {
 
     pub(crate) fn count_rate_limited(&self) {
         self.rate_limited.inc();
+    }
+
+    /// The operational metrics.
+    pub(crate) fn ops(&self) -> &crate::ops_metrics::OpsMetrics {
+        &self.ops
     }
 
     pub(crate) fn observe_request(
@@ -178,5 +188,9 @@ impl Metrics {
 impl pynomaly_jobs::BatchObserver for Metrics {
     fn source_scored(&self, algorithm: &str, dataset: &str, _rows: usize, anomalies: usize) {
         self.count_anomalies(algorithm, dataset, anomalies);
+    }
+
+    fn job_finished(&self, kind: &str, status: &str, elapsed: Duration) {
+        self.ops.observe_job(kind, status, elapsed);
     }
 }

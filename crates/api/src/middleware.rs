@@ -5,6 +5,12 @@
 //! is what metrics and logs name, never the raw path. The request id (the client's
 //! `x-request-id` when it sent a sane one, else a new UUID) is put in a task-local so that
 //! error bodies built anywhere in the handler carry it.
+//!
+//! With traces on (see [`crate::telemetry`]) each request runs in a server span named
+//! `METHOD /route/{template}` with `http.method`, `http.route`, `http.status_code` and, on
+//! failure, `error.type` (the contract's code) and `error.message`; it continues the
+//! caller's trace when the request carries a W3C `traceparent`. With traces off no span
+//! is made.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +19,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -44,17 +52,38 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let timeout = state.limits.request_timeout;
-    let run = REQUEST_ID.scope(Arc::clone(&id), next.run(req));
+    let span = if crate::telemetry::traces_on() {
+        let template = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{method} {template}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.method = method.as_str(),
+            http.route = template,
+            http.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+            request_id = &*id,
+        );
+        let _ = span.set_parent(crate::telemetry::remote_parent(req.headers()));
+        span
+    } else {
+        tracing::Span::none()
+    };
+    let run = REQUEST_ID.scope(Arc::clone(&id), next.run(req).instrument(span.clone()));
     let mut response = match tokio::time::timeout(timeout, run).await {
         Ok(response) => response,
-        Err(_) => ApiError::Unavailable {
-            message: format!(
-                "the request did not complete within {} s; retry later or send less data",
-                timeout.as_secs()
-            ),
-            retry_after_s: Some(1),
-        }
-        .to_response(&id),
+        Err(_) => span.in_scope(|| {
+            ApiError::Unavailable {
+                message: format!(
+                    "the request did not complete within {} s; retry later or send less data",
+                    timeout.as_secs()
+                ),
+                retry_after_s: Some(1),
+            }
+            .to_response(&id)
+        }),
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
@@ -65,6 +94,11 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     state
         .metrics
         .observe_request(method.as_str(), route, status.as_str(), elapsed);
+    span.record("http.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    let _entered = span.enter();
     tracing::info!(
         target: "pynomaly_api::access",
         method = method.as_str(),

@@ -17,6 +17,9 @@
 //! `PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE` and `PYNOMALY_LOGIN_IP_RATE_LIMIT_PER_MINUTE`
 //! (login attempts per username and per client address), `PYNOMALY_JWT_TTL_S`,
 //! `PYNOMALY_TRUST_FORWARDED_FOR`.
+//! Observability: `PYNOMALY_METRICS_BIND` (a second listener serving only `/metrics`: a
+//! worker's metrics port), and traces through the standard `OTEL_*` variables, read and
+//! checked by [`crate::telemetry::TraceSettings`].
 //!
 //! Shapes that work: nothing set (one process, embedded); `DATABASE_URL` alone (one
 //! instance on Postgres: it runs jobs in process and requeues, at start-up, jobs left
@@ -120,6 +123,11 @@ pub struct Settings {
     /// A client must send its whole request head within this time
     /// (`PYNOMALY_HEADER_READ_TIMEOUT_S`, default 10), or the connection is closed.
     pub header_read_timeout: Duration,
+    /// A second listener serving only `GET /metrics` (`PYNOMALY_METRICS_BIND`, e.g.
+    /// `0.0.0.0:8001`): the metrics port of `pynomaly worker`, optional for `serve`.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Traces (the standard `OTEL_*` variables; off unless an OTLP endpoint is set).
+    pub traces: crate::telemetry::TraceSettings,
 }
 
 /// A setting that must not be printed (URLs with passwords, secrets).
@@ -178,6 +186,8 @@ impl Settings {
             pii: pynomaly_privacy::PrivacyConfig::default(),
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            metrics_bind: None,
+            traces: crate::telemetry::TraceSettings::default(),
         }
     }
 
@@ -286,6 +296,13 @@ impl Settings {
         if let Some(v) = get("PYNOMALY_BIND") {
             s.bind = v.parse().map_err(|e| invalid("PYNOMALY_BIND", &v, e))?;
         }
+        if let Some(v) = get("PYNOMALY_METRICS_BIND") {
+            s.metrics_bind = Some(
+                v.parse()
+                    .map_err(|e| invalid("PYNOMALY_METRICS_BIND", &v, e))?,
+            );
+        }
+        s.traces = crate::telemetry::TraceSettings::from_lookup(&get)?;
         if let Some(v) = get("PYNOMALY_SOURCES_DIR") {
             s.sources_dir = PathBuf::from(v);
         }

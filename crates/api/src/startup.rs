@@ -12,6 +12,10 @@
 //! under an advisory lock) instead of SQLite; `REDIS_URL` delivers jobs through Redis
 //! instead of the in-process queue, and then `serve` runs no jobs itself unless asked
 //! (`serve --workers N`): `pynomaly worker` processes ([`WorkerProcess`]) run them.
+//!
+//! `PYNOMALY_METRICS_BIND` opens a second listener serving only `GET /metrics`: a
+//! worker's only port, and for an instance a metrics port beside the API's (which keeps
+//! its own `/metrics`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use crate::audit::AuditLog;
 use crate::auth::{AuthConfig, AuthService, KeyHasher};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::ops_metrics::{MetricsSources, metrics_router};
 use crate::settings::Settings;
 use crate::state::{AppState, Limits};
 
@@ -206,11 +211,61 @@ async fn job_parts(
     })
 }
 
+/// A bound metrics listener and what it serves.
+#[derive(Debug)]
+struct MetricsPort {
+    listener: TcpListener,
+    addr: SocketAddr,
+    sources: MetricsSources,
+}
+
+impl MetricsPort {
+    async fn bind(
+        settings: &Settings,
+        sources: MetricsSources,
+    ) -> Result<Option<Self>, StartupError> {
+        let Some(bind) = settings.metrics_bind else {
+            return Ok(None);
+        };
+        let error = |source| StartupError::Bind { addr: bind, source };
+        let listener = TcpListener::bind(bind).await.map_err(error)?;
+        let addr = listener.local_addr().map_err(error)?;
+        Ok(Some(Self {
+            listener,
+            addr,
+            sources,
+        }))
+    }
+
+    /// Serves until `stop` is cancelled.
+    fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let router = metrics_router(self.sources);
+        tokio::spawn(async move {
+            tracing::info!(addr = %self.addr, "serving /metrics");
+            let served = axum::serve(self.listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        })
+    }
+}
+
+fn metadata_kind(settings: &Settings) -> &'static str {
+    if settings.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
 /// The service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_port: Option<MetricsPort>,
     router: Router,
     queue: Queue,
     meta: DynMetadataStore,
@@ -269,6 +324,19 @@ impl Application {
             .ensure_admin_key(&settings.data_dir)
             .await
             .map_err(StartupError::AdminKey)?;
+        metrics
+            .ops()
+            .set_build_info("api", queue.as_dyn().kind(), metadata_kind(&settings));
+        let metrics_port = MetricsPort::bind(
+            &settings,
+            MetricsSources {
+                metrics: Arc::clone(&metrics),
+                meta: Arc::clone(&meta),
+                queue: queue.as_dyn(),
+                registry: Arc::clone(&registry),
+            },
+        )
+        .await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let state_meta = Arc::clone(&meta);
         let state = AppState {
@@ -317,6 +385,7 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            metrics_port,
             router,
             queue,
             meta: state_meta,
@@ -334,6 +403,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics port's address, when `PYNOMALY_METRICS_BIND` opened one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_port.as_ref().map(|p| p.addr)
     }
 
     /// The admin key, when this start created it (first start only).
@@ -366,6 +440,7 @@ impl Application {
         let Self {
             listener,
             addr,
+            metrics_port,
             router,
             queue,
             meta,
@@ -373,6 +448,7 @@ impl Application {
             background,
             ..
         } = self;
+        let metrics_task = metrics_port.map(|p| p.spawn(background.clone()));
         let n_workers = match queue {
             Queue::InProcess(_) => settings.worker_concurrency,
             Queue::Redis(_) if settings.serve_runs_jobs => settings.worker_concurrency,
@@ -400,6 +476,9 @@ impl Application {
             }
         }
         background.cancel();
+        if let Some(task) = metrics_task {
+            let _ = tokio::time::timeout(drain, task).await;
+        }
         meta.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -439,6 +518,7 @@ pub async fn shutdown_signal() {
 #[derive(Debug)]
 pub struct WorkerProcess {
     queue: Arc<RedisQueue>,
+    metrics_port: Option<MetricsPort>,
     meta: DynMetadataStore,
     background: CancellationToken,
     concurrency: usize,
@@ -454,13 +534,32 @@ impl WorkerProcess {
         if settings.redis_url.is_none() {
             return Err(StartupError::NeedsRedis);
         }
-        // A worker process serves no /metrics (yet): nothing to count into.
-        let parts = job_parts(settings, None).await?;
+        // Jobs run here count into this process's metrics, served on PYNOMALY_METRICS_BIND.
+        let metrics = Arc::new(Metrics::new());
+        let parts = job_parts(
+            settings,
+            Some(Arc::clone(&metrics) as Arc<dyn BatchObserver>),
+        )
+        .await?;
         let Queue::Redis(queue) = parts.queue else {
             return Err(StartupError::NeedsRedis);
         };
+        metrics
+            .ops()
+            .set_build_info("worker", "redis", metadata_kind(settings));
+        let metrics_port = MetricsPort::bind(
+            settings,
+            MetricsSources {
+                metrics,
+                meta: Arc::clone(&parts.meta),
+                queue: Arc::clone(&queue) as Arc<dyn JobQueue>,
+                registry: Arc::clone(&parts.registry),
+            },
+        )
+        .await?;
         Ok(Self {
             queue,
+            metrics_port,
             meta: parts.meta,
             background: parts.background,
             concurrency: concurrency.max(1),
@@ -473,8 +572,17 @@ impl WorkerProcess {
         self.queue.worker_id()
     }
 
+    /// The metrics port's address, when `PYNOMALY_METRICS_BIND` opened one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_port.as_ref().map(|p| p.addr)
+    }
+
     /// Runs jobs until `shutdown` completes, then hands running jobs back and stops.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let metrics_task = self
+            .metrics_port
+            .take()
+            .map(|p| p.spawn(self.background.clone()));
         let handles = self.queue.start_workers(self.concurrency);
         tracing::info!(
             worker = self.queue.worker_id(),
@@ -490,6 +598,9 @@ impl WorkerProcess {
             }
         }
         self.background.cancel();
+        if let Some(task) = metrics_task {
+            let _ = tokio::time::timeout(self.drain, task).await;
+        }
         self.meta.close().await;
         tracing::info!("worker stopped");
     }

@@ -16,6 +16,9 @@
 //!   deletions to the other instances (Redis pub/sub) so every instance serves the same.
 //! - [`SourceResolver`]: data-source URIs confined to the sources directory, or S3 objects.
 //!
+//! - [`attach_trace_context`]: a job carries its submitter's trace context, so one trace
+//!   shows the job from the request to its result (see `trace_context`).
+//!
 //! Cancellation and shutdown are checked between chunks: a cancelled job ends `cancelled`;
 //! a job interrupted by shutdown goes back to `queued` and runs again on the next start.
 
@@ -27,12 +30,14 @@ mod registry;
 mod runner;
 mod sources;
 mod spec;
+mod trace_context;
 
 pub use cache::{LoadedModel, ModelCache};
 pub use model_events::ModelEvents;
 pub use queue::{ExecutionOutcome, InProcessQueue, JobQueue, QueueError};
 pub use redis_queue::{ClaimedDelivery, Delivery, RedisQueue, RedisQueueConfig};
 pub use registry::{ModelRegistry, Registration, RegistryError};
-pub use runner::{BatchObserver, JobRunner, RunnerConfig};
+pub use runner::{BatchObserver, JobRunner, RunnerConfig, size_class};
 pub use sources::{OpenError, Source, SourceError, SourceResolver};
 pub use spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
+pub use trace_context::{TRACE_CONTEXT_KEY, attach_trace_context};

@@ -72,6 +72,10 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     async fn live_workers(&self) -> Result<usize, QueueError> {
         Ok(self.workers())
     }
+    /// The queue's connection pools by name, for metrics (none in process).
+    fn pool_stats(&self) -> Vec<(&'static str, pynomaly_store::PoolStats)> {
+        Vec::new()
+    }
 }
 
 /// A job claimed by this process, not yet run.
@@ -201,7 +205,7 @@ impl InProcessQueue {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let ClaimedJob { job, cancel } = claimed;
         let control = JobControl::new(cancel, self.shutdown.clone(), Arc::clone(&self.meta));
-        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str());
+        let span = crate::trace_context::job_span(&job, &self.worker_id);
         let outcome = {
             let _entered = span.enter();
             tracing::info!(attempt = job.attempts, "job started");

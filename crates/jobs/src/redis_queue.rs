@@ -553,7 +553,7 @@ impl RedisQueue {
         self.lock_running().insert(job.id.clone(), cancel.clone());
         self.busy.fetch_add(1, Ordering::Relaxed);
         let control = JobControl::new(cancel.clone(), lost.clone(), Arc::clone(&self.meta));
-        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), worker = %self.worker_id);
+        let span = crate::trace_context::job_span(&job, &self.worker_id);
         span.in_scope(|| tracing::info!(attempt = job.attempts, "job started"));
         let run = tracing::Instrument::instrument(self.runner.run(&job, &control), span.clone());
         let outcome = tokio::select! {
@@ -829,6 +829,22 @@ impl JobQueue for RedisQueue {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn pool_stats(&self) -> Vec<(&'static str, pynomaly_store::PoolStats)> {
+        let stats = |pool: &Pool| {
+            let s = pool.status();
+            let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+            pynomaly_store::PoolStats {
+                open: n(s.size),
+                idle: n(s.available),
+                max: n(s.max_size),
+            }
+        };
+        vec![
+            ("commands", stats(&self.pool)),
+            ("blocking", stats(&self.blocking)),
+        ]
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

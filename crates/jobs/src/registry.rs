@@ -60,6 +60,9 @@ pub struct ModelRegistry {
     loading: std::sync::Mutex<HashMap<LoadKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Artifacts read and decoded (cache misses that loaded), for tests and metrics.
     loads: AtomicU64,
+    /// Loads answered from memory at once / not (metrics).
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// Where changes are announced to the other instances (Redis pub/sub), when set.
     events: OnceLock<Arc<ModelEvents>>,
 }
@@ -73,6 +76,8 @@ impl ModelRegistry {
             cache: ModelCache::new(cache_bytes),
             loading: std::sync::Mutex::new(HashMap::new()),
             loads: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             events: OnceLock::new(),
         }
     }
@@ -86,6 +91,17 @@ impl ModelRegistry {
     /// Artifacts read and decoded since start (cache misses that loaded).
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Loads served from the in-memory cache at once, since start.
+    pub fn cache_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Loads that did not find their model in memory (they read the artifact, or waited
+    /// for another request reading it), since start.
+    pub fn cache_misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
     }
 
     async fn announce(&self, tenant: &str, name: &str) {
@@ -182,8 +198,10 @@ impl ModelRegistry {
         version: Option<i64>,
     ) -> Result<Option<LoadedModel>, RegistryError> {
         if let Some(hit) = self.cache.get(tenant, name, version) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(hit));
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let key: LoadKey = (tenant.to_string(), name.to_string(), version);
         let gate = Arc::clone(
             self.lock_loading()

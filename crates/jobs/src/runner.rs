@@ -12,6 +12,12 @@
 //! `failed` with that message; internal failures are logged with their chain and reported
 //! as "internal error", and are retryable: the Redis queue runs the job again after a
 //! backoff (the in-process queue fails it).
+//!
+//! Each job runs in a `job` span (see [`crate::trace_context`]); its steps run in child
+//! spans named `parse` (opening or reading a source), `fit`, `score` and `store` (writing
+//! an output, registering a model) with `ml.algorithm`, `ml.data_size` (`small` < 100
+//! rows, `medium` < 1000, `large`, as the seed's metric), `ml.data_rows` and
+//! `ml.anomalies_detected`; a step that fails is marked `ERROR` with its message.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,7 @@ use detect_core::{Detection, DetectorConfig, FittedModel};
 use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::registry::{ModelRegistry, Registration};
 use crate::sources::{OpenError, Source, SourceResolver};
@@ -134,6 +141,55 @@ pub trait BatchObserver: Send + Sync + std::fmt::Debug {
     /// `dataset` is the source as the job named it; `rows` were scored, `anomalies` of
     /// them labelled `-1`.
     fn source_scored(&self, algorithm: &str, dataset: &str, rows: usize, anomalies: usize);
+
+    /// A job run ended after `elapsed`: `kind` is `batch` or `train`, `status` one of
+    /// `succeeded`, `failed`, `retrying` (a retryable failure), `cancelled`,
+    /// `interrupted` (handed back by a shutdown).
+    fn job_finished(&self, _kind: &str, _status: &str, _elapsed: Duration) {}
+}
+
+/// The size class of `rows` (the seed's `data_size`): `small` < 100, `medium` < 1000,
+/// `large`.
+pub fn size_class(rows: usize) -> &'static str {
+    match rows {
+        0..100 => "small",
+        100..1000 => "medium",
+        _ => "large",
+    }
+}
+
+/// A job step's span (`parse`, `fit`, `score`, `store`), a child of the current one.
+fn step_span(step: &'static str, algorithm: &str, source: &str) -> tracing::Span {
+    tracing::info_span!(
+        "step",
+        otel.name = step,
+        step,
+        ml.algorithm = algorithm,
+        data.source = source,
+        ml.data_size = tracing::field::Empty,
+        ml.data_rows = tracing::field::Empty,
+        ml.anomalies_detected = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+    )
+}
+
+/// Records the rows a step handled (and the anomalies it found) on its span.
+fn record_rows(span: &tracing::Span, rows: usize, anomalies: Option<usize>) {
+    span.record("ml.data_size", size_class(rows));
+    span.record("ml.data_rows", rows as i64);
+    if let Some(a) = anomalies {
+        span.record("ml.anomalies_detected", a as i64);
+    }
+}
+
+/// Marks a step's span failed when it failed.
+fn traced<T>(span: &tracing::Span, r: Result<T, Halt>) -> Result<T, Halt> {
+    if let Err(Halt::Failed(m) | Halt::Retryable(m)) = &r {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.message", m.as_str());
+    }
+    r
 }
 
 /// Runs batch and training jobs.
@@ -171,6 +227,7 @@ impl JobRunner {
     }
 
     pub(crate) async fn run(&self, job: &Job, control: &JobControl) -> RunOutcome {
+        let started = Instant::now();
         let result = match job.kind {
             JobKind::Batch => match serde_json::from_value::<BatchSpec>(job.spec.clone()) {
                 Ok(spec) => self.run_batch(job, &spec, control).await,
@@ -181,6 +238,18 @@ impl JobRunner {
                 Err(e) => Err(Halt::internal("reading the job's specification", &e)),
             },
         };
+        let (status, error) = match &result {
+            Ok(_) => ("succeeded", None),
+            Err(Halt::Cancelled) => ("cancelled", None),
+            Err(Halt::Interrupted) => ("interrupted", None),
+            Err(Halt::Failed(m)) => ("failed", Some(m.as_str())),
+            Err(Halt::Retryable(m)) => ("retrying", Some(m.as_str())),
+        };
+        // Inside the job's span (the queue instruments this future with it).
+        crate::trace_context::record_job_end(&tracing::Span::current(), status, error);
+        if let Some(observer) = &self.observer {
+            observer.job_finished(job.kind.as_str(), status, started.elapsed());
+        }
         match result {
             Ok(v) => RunOutcome::Succeeded(v),
             Err(Halt::Cancelled) => RunOutcome::Cancelled,
@@ -280,17 +349,22 @@ impl JobRunner {
                     return Err(halt);
                 }
             };
-            out.finish()
+            let algorithm = match (&model, &spec.scoring) {
+                (Some(model), _) => model.algorithm(),
+                (None, Scoring::Fit { algorithm, .. }) => algorithm.as_str(),
+                (None, Scoring::Model { .. }) => "unknown",
+            };
+            let store = step_span("store", algorithm, source);
+            record_rows(&store, n, None);
+            let finished = out
+                .finish()
+                .instrument(store.clone())
                 .await
-                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+                .map_err(|e| Halt::internal("writing the job's output", &e));
+            traced(&store, finished)?;
             rows_processed += n;
             anomalies += a;
             if let Some(observer) = &self.observer {
-                let algorithm = match (&model, &spec.scoring) {
-                    (Some(model), _) => model.algorithm(),
-                    (None, Scoring::Fit { algorithm, .. }) => algorithm.as_str(),
-                    (None, Scoring::Model { .. }) => "unknown",
-                };
                 observer.source_scored(algorithm, source, n, a);
             }
             outputs.push(json!({
@@ -326,14 +400,46 @@ impl JobRunner {
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
         let options = read_options(spec.label_column.as_deref());
-        let mut reader = self.open(source, path, options).await?;
+        let parse = step_span("parse", model.algorithm(), source);
+        let opened = self
+            .open(source, path, options)
+            .instrument(parse.clone())
+            .await;
+        let reader = traced(&parse, opened)?;
         if reader.n_features() != model.n_features() {
-            return Err(Halt::Failed(format!(
-                "{source}: rows have {} features, the model expects {}",
-                reader.n_features(),
-                model.n_features()
-            )));
+            return traced(
+                &parse,
+                Err(Halt::Failed(format!(
+                    "{source}: rows have {} features, the model expects {}",
+                    reader.n_features(),
+                    model.n_features()
+                ))),
+            );
         }
+        drop(parse);
+        // Reading and scoring alternate chunk by chunk: one `score` span covers both.
+        let score = step_span("score", model.algorithm(), source);
+        let scored = self
+            .score_chunks(job, source, reader, model, out, control, progress)
+            .instrument(score.clone())
+            .await;
+        if let Ok((n, anomalies)) = &scored {
+            record_rows(&score, *n, Some(*anomalies));
+        }
+        traced(&score, scored)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn score_chunks(
+        &self,
+        job: &Job,
+        source: &str,
+        mut reader: TableReader<'static>,
+        model: &Arc<FittedModel>,
+        out: &mut OutputWriter,
+        control: &JobControl,
+        progress: impl Fn(usize) -> Value,
+    ) -> Result<(usize, usize), Halt> {
         let (mut n, mut anomalies) = (0usize, 0usize);
         let chunk_rows = self.config.chunk_rows;
         loop {
@@ -390,11 +496,30 @@ impl JobRunner {
         let config = DetectorConfig::from_json(algorithm, parameters, contamination)
             .map_err(|e| Halt::Failed(e.to_string()))?;
         let options = read_options(spec.label_column.as_deref());
-        let table = self.read_all(source, path, options).await?;
+        let parse = step_span("parse", algorithm, source);
+        let read = self
+            .read_all(source, path, options)
+            .instrument(parse.clone())
+            .await;
+        let table = traced(&parse, read)?;
+        record_rows(&parse, table.features.nrows(), None);
+        drop(parse);
         control.check()?;
-        let fitted = blocking(move || detect_core::fit(&config, table.features.view()))
-            .await?
-            .map_err(|e| Halt::Failed(format!("{source}: {e}")))?;
+        let fit = step_span("fit", algorithm, source);
+        record_rows(&fit, table.features.nrows(), None);
+        let fitted = async {
+            blocking(move || detect_core::fit(&config, table.features.view()))
+                .await?
+                .map_err(|e| Halt::Failed(format!("{source}: {e}")))
+        }
+        .instrument(fit.clone())
+        .await;
+        let fitted = traced(&fit, fitted)?;
+        fit.record(
+            "ml.anomalies_detected",
+            fitted.training.anomaly_count as i64,
+        );
+        drop(fit);
         let d = fitted.training;
         let chunk = self.config.chunk_rows;
         for start in (0..d.scores.len()).step_by(chunk) {
@@ -425,17 +550,38 @@ impl JobRunner {
                 .map_err(|e| Halt::Failed(e.to_string()))?;
         let path = self.resolve(&spec.training_data)?;
         let options = read_options(spec.label_column.as_deref());
-        let table = self.read_all(&spec.training_data, path, options).await?;
+        let (algorithm, source) = (spec.algorithm.as_str(), spec.training_data.as_str());
+        let parse = step_span("parse", algorithm, source);
+        let read = self
+            .read_all(source, path, options)
+            .instrument(parse.clone())
+            .await;
+        let table = traced(&parse, read)?;
+        record_rows(&parse, table.features.nrows(), None);
+        drop(parse);
         control.check()?;
         let n = table.features.nrows();
         let feature_names = table.feature_names.clone();
         let started = Instant::now();
-        let fitted = blocking(move || detect_core::fit(&config, table.features.view()))
-            .await?
-            .map_err(|e| Halt::Failed(format!("{}: {e}", spec.training_data)))?;
+        let fit = step_span("fit", algorithm, source);
+        record_rows(&fit, n, None);
+        let fitted = async {
+            blocking(move || detect_core::fit(&config, table.features.view()))
+                .await?
+                .map_err(|e| Halt::Failed(format!("{source}: {e}")))
+        }
+        .instrument(fit.clone())
+        .await;
+        let fitted = traced(&fit, fitted)?;
+        fit.record(
+            "ml.anomalies_detected",
+            fitted.training.anomaly_count as i64,
+        );
+        drop(fit);
         let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
         control.check()?;
-        let loaded = self
+        let store = step_span("store", algorithm, source);
+        let registered = self
             .registry
             .register(
                 fitted.model,
@@ -447,8 +593,11 @@ impl JobRunner {
                     job_id: Some(job.id.clone()),
                 },
             )
+            .instrument(store.clone())
             .await
-            .map_err(|e| Halt::internal("registering the model", &e))?;
+            .map_err(|e| Halt::internal("registering the model", &e));
+        let loaded = traced(&store, registered)?;
+        drop(store);
         let mut result = serde_json::to_value(&*loaded.version)
             .map_err(|e| Halt::internal("reporting the model", &e))?;
         result["n_samples"] = json!(n);

@@ -36,5 +36,5 @@ pub use sqlite::SqliteStore;
 pub use types::{
     ApiKey, AuditEntry, AuditFilter, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus,
     ModelSummary, ModelVersion, NewApiKey, NewAuditEntry, NewJob, NewModelVersion, NewUser, Page,
-    Scope, User,
+    PoolStats, Scope, User,
 };

@@ -189,4 +189,9 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 
     /// Closes the connections, waiting for them to be returned.
     async fn close(&self) {}
+
+    /// The connection pool's use now, for metrics (`None`: no pool).
+    fn pool_stats(&self) -> Option<crate::PoolStats> {
+        None
+    }
 }

@@ -958,4 +958,13 @@ impl MetadataStore for PostgresStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn pool_stats(&self) -> Option<crate::PoolStats> {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some(crate::PoolStats {
+            open: self.pool.size(),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        })
+    }
 }

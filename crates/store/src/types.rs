@@ -357,4 +357,13 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     /// Rows before this time.
     pub until: Option<DateTime<Utc>>,
+/// A connection pool's use at one moment (database or Redis), for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open (idle and in use).
+    pub open: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
 }

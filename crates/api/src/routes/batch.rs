@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use crate::auth::WriteAccess;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
-use crate::routes::check_model_name;
 use crate::routes::detect::detector_config;
 use crate::routes::jobs::idempotency_key;
+use crate::routes::{check_model_name, traced_spec};
 use crate::state::AppState;
 
 /// Most sources one job may read.
@@ -159,7 +159,7 @@ async fn submit(
         .submit(NewJob {
             tenant: caller.tenant,
             kind: JobKind::Batch,
-            spec: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+            spec: traced_spec(&spec)?,
             progress: json!({"rows_processed": 0, "sources_done": 0, "sources_total": total}),
             idempotency_key: idempotency_key(&headers)?,
         })

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::check_cells;
 use crate::state::AppState;
+use tracing::Instrument as _;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/v1/detect", post(detect))
@@ -80,12 +81,18 @@ async fn detect(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
+    let fit = crate::telemetry::ml_span("fit", config.algorithm.name(), x.nrows());
     let fitted = cpu::run(&state, false, move || {
         let t = Instant::now();
         detect_core::fit(&config, x.view()).map(|f| (f, t.elapsed()))
     })
+    .instrument(fit.clone())
     .await?;
     let (fitted, inference) = fitted?;
+    fit.record(
+        "ml.anomalies_detected",
+        fitted.training.anomaly_count as i64,
+    );
     let model = &fitted.model;
     let d: &Detection = &fitted.training;
     state.metrics.observe_inference(

@@ -2,10 +2,10 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::ops_metrics::{MetricsSources, metrics_response};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -13,12 +13,11 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.render(state.registry.cache().len());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
+    metrics_response(&MetricsSources {
+        metrics: state.metrics,
+        meta: state.meta,
+        queue: state.queue,
+        registry: state.registry,
+    })
+    .await
 }

@@ -111,6 +111,14 @@ pub(crate) fn check_model_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A job's specification as stored, with the current request's trace context, so the
+/// worker running the job continues the request's trace.
+pub(crate) fn traced_spec(spec: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+    let mut value = serde_json::to_value(spec).map_err(ApiError::internal)?;
+    pynomaly_jobs::attach_trace_context(&mut value);
+    Ok(value)
+}
+
 /// Rows × features within the configured limit.
 pub(crate) fn check_cells(rows: &Rows, max_cells: usize) -> Result<(), ApiError> {
     if rows.cells() > max_cells {

@@ -16,8 +16,12 @@ use crate::cpu;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::{DetectionResponse, detector_config, fit_input};
-use crate::routes::{ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key};
+use crate::routes::{
+    ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key, traced_spec,
+};
 use crate::state::AppState;
+use crate::telemetry::ml_span;
+use tracing::Instrument as _;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -59,8 +63,16 @@ async fn train(
         (true, None) => {
             let started = Instant::now();
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
-            let fitted =
-                cpu::run(&state, false, move || detect_core::fit(&config, x.view())).await??;
+            let algorithm = config.algorithm.name().to_string();
+            let fit = ml_span("fit", &algorithm, x.nrows());
+            let fitted = cpu::run(&state, false, move || detect_core::fit(&config, x.view()))
+                .instrument(fit.clone())
+                .await??;
+            fit.record(
+                "ml.anomalies_detected",
+                fitted.training.anomaly_count as i64,
+            );
+            let store = ml_span("store", &algorithm, fitted.model.n_samples());
             let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
             let anomaly_count = fitted.training.anomaly_count;
             let loaded = state
@@ -75,6 +87,7 @@ async fn train(
                         job_id: None,
                     },
                 )
+                .instrument(store)
                 .await?;
             state.metrics.set_data_quality(&name, 1.0);
             let mut out = serde_json::to_value(&*loaded.version).map_err(ApiError::internal)?;
@@ -114,7 +127,7 @@ async fn train_from_source(
         .submit(NewJob {
             tenant: tenant.to_string(),
             kind: JobKind::Train,
-            spec: serde_json::to_value(&spec).map_err(ApiError::internal)?,
+            spec: traced_spec(&spec)?,
             progress: json!({"rows_processed": 0, "sources_done": 0, "sources_total": 1}),
             idempotency_key: idempotency_key(headers)?,
         })
@@ -228,11 +241,14 @@ async fn predict(
     let x = rows.into_matrix()?;
     let n_rows = x.nrows();
     let model = std::sync::Arc::clone(&loaded.model);
+    let score = ml_span("score", &loaded.version.algorithm, n_rows);
     let (detection, inference) = cpu::run(&state, n_rows <= cpu::INLINE_ROWS, move || {
         let t = Instant::now();
         model.predict(x.view()).map(|d| (d, t.elapsed()))
     })
+    .instrument(score.clone())
     .await??;
+    score.record("ml.anomalies_detected", detection.anomaly_count as i64);
     let meta = &loaded.version;
     state.metrics.observe_inference(
         &meta.algorithm,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use pynomaly_api::{Application, Settings, init_tracing, shutdown_signal};
+use pynomaly_api::{Application, Settings, init_telemetry, shutdown_signal};
 
 use crate::cli::InputError;
 
@@ -52,7 +52,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         // With Redis, jobs run in `pynomaly worker` processes unless asked here too.
         settings.serve_runs_jobs = true;
     }
-    init_tracing(&settings.log_level);
+    // Before the runtime, and dropped after it: the exporter flushes the last spans.
+    let _telemetry = init_telemetry(&settings.log_level, &settings.traces, "pynomaly-api")
+        .context("cannot start telemetry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pynomaly-async")
@@ -70,6 +72,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
         println!("pynomaly serving on http://{}", app.local_addr());
+        if let Some(addr) = app.metrics_addr() {
+            println!("pynomaly metrics on http://{addr}/metrics");
+        }
         app.run_until(shutdown_signal())
             .await
             .context("the service stopped with an error")

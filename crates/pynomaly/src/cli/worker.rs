@@ -4,7 +4,7 @@
 //! directory, storage URL, chunk size).
 
 use anyhow::Context;
-use pynomaly_api::{WorkerProcess, init_tracing, shutdown_signal};
+use pynomaly_api::{WorkerProcess, init_telemetry, shutdown_signal};
 
 /// Arguments of `pynomaly worker`.
 #[derive(Debug, clap::Args)]
@@ -35,7 +35,9 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         .concurrency
         .unwrap_or(settings.worker_concurrency)
         .max(1);
-    init_tracing(&settings.log_level);
+    // Before the runtime, and dropped after it: the exporter flushes the last spans.
+    let _telemetry = init_telemetry(&settings.log_level, &settings.traces, "pynomaly-worker")
+        .context("cannot start telemetry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pynomaly-worker-async")
@@ -49,6 +51,9 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
             "pynomaly worker {} running up to {concurrency} jobs at once",
             worker.worker_id()
         );
+        if let Some(addr) = worker.metrics_addr() {
+            println!("pynomaly worker metrics on http://{addr}/metrics");
+        }
         worker.run_until(shutdown_signal()).await;
         Ok(())
     })

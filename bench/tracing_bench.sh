@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Tracing overhead (issue 6, "Speed"): the predict benchmark of bench/service_bench.sh
+# (POST /api/v1/models/bench/predict, 1 row x 10 features, 32 connections, wrk on the same
+# machine, auth on) against `pynomaly serve` with traces off and with traces on, every
+# span exported over OTLP/HTTP to a local receiver (bench/otlp_sink.py, which counts the
+# spans it decodes). Off and on alternate ROUNDS times, each with a fresh server, so both
+# see the same machine; the ratio is taken per round and over the medians.
+#
+#   bench/tracing_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
+#
+# Settings: DURATION=15s WARMUP=3s THREADS=2 CONNECTIONS=32 ROUNDS=3 CASES="predict_1"
+#   ADDR=127.0.0.1:18090 SINK_PORT=18091 BENCH_WORK=/tmp/pynomaly-tracing-bench
+#   SAMPLER=parentbased_always_on (OTEL_TRACES_SAMPLER when on; every request is traced)
+# Needs: curl, python3 with numpy (for the request bodies), wrk.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${1:-${CARGO_TARGET_DIR:-target}/release/pynomaly}
+case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+DURATION=${DURATION:-15s}
+WARMUP=${WARMUP:-3s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+ROUNDS=${ROUNDS:-3}
+CASES=${CASES:-predict_1}
+ADDR=${ADDR:-127.0.0.1:18090}
+SINK_PORT=${SINK_PORT:-18091}
+SAMPLER=${SAMPLER:-parentbased_always_on}
+WORK=${BENCH_WORK:-/tmp/pynomaly-tracing-bench}
+LUA=$ROOT/bench/wrk/post_json.lua
+
+log() { printf '[tracing_bench] %s\n' "$*" >&2; }
+die() { printf '[tracing_bench] ERROR: %s\n' "$*" >&2; exit 1; }
+command -v wrk >/dev/null || die "wrk is needed (apt-get install wrk)"
+command -v curl >/dev/null || die "curl is needed"
+[ -x "$BIN" ] || die "no pynomaly binary at $BIN (cargo build --release -p pynomaly)"
+
+SERVER_PID= SINK_PID= DATA_DIR=
+cleanup() {
+  local rc=$?
+  [ -z "$SERVER_PID" ] || kill -TERM "$SERVER_PID" 2>/dev/null || true
+  [ -z "$SINK_PID" ] || kill -TERM "$SINK_PID" 2>/dev/null || true
+  [ -z "$DATA_DIR" ] || rm -rf "$DATA_DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK"
+python3 "$ROOT/bench/fastapi_peer/bench_data.py" "$WORK/bodies" >/dev/null || die "cannot write the request bodies"
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+wait_http() {  # url pid log
+  for _ in $(seq 400); do
+    kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "process $2 exited"; }
+    curl -sf -o /dev/null --max-time 2 "$1" && return 0
+    sleep 0.05
+  done
+  die "$1 did not answer"
+}
+
+run_round() {  # mode (off|on) case round
+  local mode=$1 cse=$2 round=$3 out line spans=- sink_stats
+  DATA_DIR=$(mktemp -d /tmp/pynomaly-tracing-bench-data.XXXXXX)
+  local env=(PYNOMALY_BIND=$ADDR PYNOMALY_DATA_DIR=$DATA_DIR LOG_LEVEL=warn)
+  if [ "$mode" = on ]; then
+    sink_stats=$WORK/sink-$cse-$round.json
+    python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$sink_stats" >"$WORK/sink.log" 2>&1 &
+    SINK_PID=$!
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.05; done
+    env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-bench OTEL_TRACES_SAMPLER=$SAMPLER)
+  fi
+  env "${env[@]}" "$BIN" serve >"$WORK/server-$mode.log" 2>&1 </dev/null &
+  SERVER_PID=$!
+  wait_http "http://$ADDR/health/live" "$SERVER_PID" "$WORK/server-$mode.log"
+  for _ in $(seq 40); do [ -s "$DATA_DIR/admin.key" ] && break; sleep 0.1; done
+  local key; key=$(tr -d ' \r\n' <"$DATA_DIR/admin.key")
+  local code
+  code=$(curl -s -o "$WORK/train.json" -w '%{http_code}' -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' --data-binary "@$WORK/bodies/train.json" "http://$ADDR/api/v1/models")
+  [ "$code" = 201 ] || die "training answered $code: $(head -c 300 "$WORK/train.json")"
+  local url=http://$ADDR/api/v1/models/bench/predict body=$WORK/bodies/$cse.json
+  BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$LUA" "$url" >/dev/null 2>&1 || true
+  out=$WORK/wrk-$cse-$mode-$round.txt
+  log "round $round, $cse, traces $mode (load $(cut -d' ' -f1 /proc/loadavg))"
+  BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "$url" >"$out" 2>&1 \
+    || { cat "$out" >&2; die "wrk failed"; }
+  kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
+  if [ "$mode" = on ]; then
+    kill -TERM "$SINK_PID"; wait "$SINK_PID" || true; SINK_PID=
+    spans=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["spans"] if not s["rejected"] else "rejected:%d" % s["rejected"])' "$sink_stats")
+  fi
+  rm -rf "$DATA_DIR"; DATA_DIR=
+  line=$(grep '^BENCH_RESULT' "$out") || { cat "$out" >&2; die "no BENCH_RESULT in $out"; }
+  printf '%s\t%s\t%s\t%s\t%s\n' "$cse" "$round" "$mode" "$spans" "$line" >>"$RESULTS"
+}
+
+for cse in $CASES; do
+  for round in $(seq "$ROUNDS"); do
+    run_round off "$cse" "$round"
+    run_round on "$cse" "$round"
+  done
+done
+
+python3 - "$RESULTS" <<'PY'
+import re, statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+def f(line, key):
+    return float(re.search(rf"\b{key}=([0-9.]+)", line).group(1))
+print("| case | round | traces off: req/s | traces on: req/s | on / off | p99 ms off | p99 ms on | spans exported (on) | requests (on) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+by = {}
+for cse, rnd, mode, spans, line in rows:
+    by.setdefault((cse, rnd), {})[mode] = (f(line, "rps"), f(line, "p99_ms"), spans, int(f(line, "requests")), int(f(line, "non2xx")))
+for (cse, rnd), m in by.items():
+    off, on = m["off"], m["on"]
+    assert off[4] == 0 and on[4] == 0, "non-2xx answers"
+    print(f"| {cse} | {rnd} | {off[0]:.0f} | {on[0]:.0f} | {on[0]/off[0]:.3f} | {off[1]:.2f} | {on[1]:.2f} | {on[2]} | {on[3]} |")
+for cse in sorted({k[0] for k in by}):
+    offs = [m["off"][0] for k, m in by.items() if k[0] == cse]
+    ons = [m["on"][0] for k, m in by.items() if k[0] == cse]
+    print(f"\n{cse}: median req/s off {statistics.median(offs):.0f}, on {statistics.median(ons):.0f}, "
+          f"on/off {statistics.median(ons)/statistics.median(offs):.3f}; "
+          f"per-round ratios {', '.join(f'{m['on'][0]/m['off'][0]:.3f}' for k, m in by.items() if k[0] == cse)}")
+PY

@@ -1,0 +1,290 @@
+//! Operational metrics beyond the seed's, and the `/metrics` exposition that serves both.
+//!
+//! - `pynomaly_build_info{version,role,queue,metadata}` 1 — `role` is `api` or `worker`.
+//! - `pynomaly_job_queue_depth`, `pynomaly_jobs_running`: jobs `queued` / `running` in
+//!   the whole deployment (read from the metadata store at scrape time, so every
+//!   instance and worker reports the same number: aggregate with `max`, not `sum`).
+//! - `pynomaly_job_duration_seconds{kind,status}` (histogram): job runs in this process
+//!   by how they ended (`succeeded`, `failed`, `retrying`, `cancelled`, `interrupted`).
+//! - `pynomaly_workers_active`: job workers alive in the deployment (`/health`'s
+//!   `workers.active`: live `pynomaly worker` processes with Redis, this process's worker
+//!   tasks in process); `pynomaly_worker_slots` and `pynomaly_worker_jobs_in_progress`:
+//!   this process's worker tasks and the jobs they run now.
+//! - `pynomaly_model_cache_hits_total`, `pynomaly_model_cache_misses_total`,
+//!   `pynomaly_model_loads_total` (artifacts read and decoded), `pynomaly_model_cache_bytes`.
+//! - `pynomaly_db_pool_connections{state="idle"|"in_use"}`, `pynomaly_db_pool_max_connections`;
+//!   `pynomaly_redis_pool_connections{pool,state}`, `pynomaly_redis_pool_max_connections{pool}`
+//!   (`pool` is `commands` or `blocking`; absent without Redis).
+//! - `pynomaly_metrics_source_errors_total{source}`: a scrape that could not read the
+//!   metadata store or Redis (the other metrics are still served).
+//!
+//! Values that live elsewhere (the store, Redis, the registry's counters) are read when
+//! Prometheus scrapes, not kept up to date on every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use pynomaly_jobs::{JobQueue, ModelRegistry};
+use pynomaly_store::DynMetadataStore;
+
+use crate::metrics::Metrics;
+
+const JOB_BUCKETS: [f64; 15] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// The metrics of this module (see the module docs for names and meanings).
+#[derive(Debug, Clone)]
+pub(crate) struct OpsMetrics {
+    build_info: IntGaugeVec,
+    queue_depth: IntGauge,
+    jobs_running: IntGauge,
+    job_duration: HistogramVec,
+    workers_active: IntGauge,
+    worker_slots: IntGauge,
+    worker_busy: IntGauge,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    model_loads: IntCounter,
+    cache_bytes: IntGauge,
+    db_pool: IntGaugeVec,
+    db_pool_max: IntGauge,
+    redis_pool: IntGaugeVec,
+    redis_pool_max: IntGaugeVec,
+    source_errors: IntCounterVec,
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric")
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+/// Brings a counter that mirrors a monotonic total kept elsewhere up to `total`.
+fn catch_up(counter: &IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+impl OpsMetrics {
+    /// Registers the metrics in `registry`.
+    ///
+    /// # Panics
+    /// Never in practice: names and labels are constants known to be valid and distinct.
+    pub(crate) fn new(registry: &Registry) -> Self {
+        let m = Self {
+            build_info: gauge_vec(
+                "pynomaly_build_info",
+                "Always 1; the labels say what runs: version, role (api, worker), queue, metadata store",
+                &["version", "role", "queue", "metadata"],
+            ),
+            queue_depth: gauge(
+                "pynomaly_job_queue_depth",
+                "Jobs queued in the deployment, not yet running",
+            ),
+            jobs_running: gauge("pynomaly_jobs_running", "Jobs running in the deployment"),
+            job_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "pynomaly_job_duration_seconds",
+                    "Job runs in this process, by kind and how they ended",
+                )
+                .buckets(JOB_BUCKETS.to_vec()),
+                &["kind", "status"],
+            )
+            .expect("valid metric"),
+            workers_active: gauge(
+                "pynomaly_workers_active",
+                "Job workers alive in the deployment",
+            ),
+            worker_slots: gauge("pynomaly_worker_slots", "Job worker tasks in this process"),
+            worker_busy: gauge(
+                "pynomaly_worker_jobs_in_progress",
+                "Jobs running in this process now",
+            ),
+            cache_hits: counter(
+                "pynomaly_model_cache_hits_total",
+                "Model lookups answered from the in-memory cache",
+            ),
+            cache_misses: counter(
+                "pynomaly_model_cache_misses_total",
+                "Model lookups that did not find the model in memory",
+            ),
+            model_loads: counter(
+                "pynomaly_model_loads_total",
+                "Model artifacts read and decoded into the cache",
+            ),
+            cache_bytes: gauge(
+                "pynomaly_model_cache_bytes",
+                "Serialized bytes of the models in the in-memory cache",
+            ),
+            db_pool: gauge_vec(
+                "pynomaly_db_pool_connections",
+                "Metadata-store pool connections by state (idle, in_use)",
+                &["state"],
+            ),
+            db_pool_max: gauge(
+                "pynomaly_db_pool_max_connections",
+                "Most connections the metadata-store pool opens",
+            ),
+            redis_pool: gauge_vec(
+                "pynomaly_redis_pool_connections",
+                "Redis pool connections by pool and state (idle, in_use)",
+                &["pool", "state"],
+            ),
+            redis_pool_max: gauge_vec(
+                "pynomaly_redis_pool_max_connections",
+                "Most connections each Redis pool opens",
+                &["pool"],
+            ),
+            source_errors: IntCounterVec::new(
+                Opts::new(
+                    "pynomaly_metrics_source_errors_total",
+                    "Scrapes that could not read a source of metrics (metadata, redis)",
+                ),
+                &["source"],
+            )
+            .expect("valid metric"),
+        };
+        for c in [
+            Box::new(m.build_info.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.jobs_running.clone()),
+            Box::new(m.job_duration.clone()),
+            Box::new(m.workers_active.clone()),
+            Box::new(m.worker_slots.clone()),
+            Box::new(m.worker_busy.clone()),
+            Box::new(m.cache_hits.clone()),
+            Box::new(m.cache_misses.clone()),
+            Box::new(m.model_loads.clone()),
+            Box::new(m.cache_bytes.clone()),
+            Box::new(m.db_pool.clone()),
+            Box::new(m.db_pool_max.clone()),
+            Box::new(m.redis_pool.clone()),
+            Box::new(m.redis_pool_max.clone()),
+            Box::new(m.source_errors.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        // Present (at zero) from the first scrape, so rates and alerts have a series.
+        for source in ["metadata", "redis"] {
+            m.source_errors.with_label_values(&[source]);
+        }
+        m
+    }
+
+    /// Sets `pynomaly_build_info` for this process.
+    pub(crate) fn set_build_info(&self, role: &str, queue: &str, metadata: &str) {
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), role, queue, metadata])
+            .set(1);
+    }
+
+    pub(crate) fn observe_job(&self, kind: &str, status: &str, elapsed: Duration) {
+        self.job_duration
+            .with_label_values(&[kind, status])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Reads the values kept elsewhere.
+    async fn refresh(&self, sources: &MetricsSources) {
+        match sources.meta.job_counts().await {
+            Ok((queued, running)) => {
+                self.queue_depth.set(queued);
+                self.jobs_running.set(running);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot count jobs");
+                self.source_errors.with_label_values(&["metadata"]).inc();
+            }
+        }
+        match sources.queue.live_workers().await {
+            Ok(n) => self.workers_active.set(n as i64),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot count live workers");
+                self.source_errors.with_label_values(&["redis"]).inc();
+            }
+        }
+        self.worker_slots.set(sources.queue.workers() as i64);
+        self.worker_busy.set(sources.queue.busy() as i64);
+        let registry = &sources.registry;
+        catch_up(&self.cache_hits, registry.cache_hits());
+        catch_up(&self.cache_misses, registry.cache_misses());
+        catch_up(&self.model_loads, registry.loads());
+        self.cache_bytes
+            .set(i64::try_from(registry.cache().bytes()).unwrap_or(i64::MAX));
+        if let Some(p) = sources.meta.pool_stats() {
+            self.db_pool
+                .with_label_values(&["idle"])
+                .set(i64::from(p.idle));
+            self.db_pool
+                .with_label_values(&["in_use"])
+                .set(i64::from(p.open.saturating_sub(p.idle)));
+            self.db_pool_max.set(i64::from(p.max));
+        }
+        for (pool, p) in sources.queue.pool_stats() {
+            self.redis_pool
+                .with_label_values(&[pool, "idle"])
+                .set(i64::from(p.idle));
+            self.redis_pool
+                .with_label_values(&[pool, "in_use"])
+                .set(i64::from(p.open.saturating_sub(p.idle)));
+            self.redis_pool_max
+                .with_label_values(&[pool])
+                .set(i64::from(p.max));
+        }
+    }
+}
+
+/// What a `/metrics` answer reads: the process's metrics and the parts it reports on.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsSources {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) meta: DynMetadataStore,
+    pub(crate) queue: Arc<dyn JobQueue>,
+    pub(crate) registry: Arc<ModelRegistry>,
+}
+
+/// The Prometheus text exposition of every metric of this process.
+pub(crate) async fn exposition(sources: &MetricsSources) -> String {
+    sources.metrics.ops().refresh(sources).await;
+    sources.metrics.render(sources.registry.cache().len())
+}
+
+/// The `/metrics` response.
+pub(crate) async fn metrics_response(sources: &MetricsSources) -> impl IntoResponse + use<> {
+    let body = exposition(sources).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// A router serving only `GET /metrics`: the metrics port (`PYNOMALY_METRICS_BIND`) of a
+/// worker, or of an instance beside its API port.
+pub(crate) fn metrics_router(sources: MetricsSources) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<MetricsSources>| async move { metrics_response(&s).await }),
+        )
+        .with_state(sources)
+}

@@ -1,0 +1,608 @@
+//! Traces exported over OTLP/HTTP, decoded by a receiver in the test.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus, header};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message as _;
+use pynomaly_store::testing::TestDatabase;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{Proc, call, csv_rows, free_port, pynomaly, wait_job, wait_ready};
+
+/// One span as the receiver decoded it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    kind: i32,
+    status_code: i32,
+    attrs: HashMap<String, Value>,
+}
+
+impl Received {
+    fn attr(&self, key: &str) -> &Value {
+        self.attrs.get(key).unwrap_or(&Value::Null)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Received>>>,
+    /// Bodies that were not `application/x-protobuf` or did not decode.
+    rejected: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    fn spans(&self) -> Vec<Received> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+fn any_to_json(v: Option<&Any>) -> Value {
+    match v {
+        Some(Any::StringValue(s)) => json!(s),
+        Some(Any::IntValue(i)) => json!(i),
+        Some(Any::DoubleValue(f)) => json!(f),
+        Some(Any::BoolValue(b)) => json!(b),
+        other => json!(format!("{other:?}")),
+    }
+}
+
+async fn export(
+    State(rx): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (AxumStatus, [(header::HeaderName, &'static str); 1], Vec<u8>) {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let reply = |status| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            ExportTraceServiceResponse::default().encode_to_vec(),
+        )
+    };
+    if ct != "application/x-protobuf" {
+        rx.rejected
+            .lock()
+            .unwrap()
+            .push(format!("content-type {ct}"));
+        return reply(AxumStatus::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let request = match ExportTraceServiceRequest::decode(body) {
+        Ok(r) => r,
+        Err(e) => {
+            rx.rejected.lock().unwrap().push(e.to_string());
+            return reply(AxumStatus::BAD_REQUEST);
+        }
+    };
+    let mut spans = rx.spans.lock().unwrap();
+    for rs in request.resource_spans {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .map(|kv| any_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref())))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                spans.push(Received {
+                    service: service.clone(),
+                    name: s.name.clone(),
+                    trace_id: hex::encode(&s.trace_id),
+                    span_id: hex::encode(&s.span_id),
+                    parent: hex::encode(&s.parent_span_id),
+                    kind: s.kind,
+                    status_code: s.status.as_ref().map_or(0, |st| st.code),
+                    attrs: s
+                        .attributes
+                        .iter()
+                        .map(|kv| {
+                            (
+                                kv.key.clone(),
+                                any_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                            )
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    reply(AxumStatus::OK)
+}
+
+/// Starts the receiver; its base URL (what `OTEL_EXPORTER_OTLP_ENDPOINT` is set to).
+async fn start_receiver() -> (Receiver, String) {
+    let rx = Receiver::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (rx, format!("http://{addr}"))
+}
+
+fn find<'a>(spans: &'a [Received], what: &str, f: impl Fn(&Received) -> bool) -> &'a Received {
+    let found: Vec<&Received> = spans.iter().filter(|s| f(s)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one span: {what}; received spans:\n{}",
+        spans
+            .iter()
+            .map(|s| format!(
+                "  {} {} trace={} parent={}",
+                s.service, s.name, s.trace_id, s.parent
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    found[0]
+}
+
+fn children<'a>(spans: &'a [Received], parent: &Received) -> Vec<&'a Received> {
+    spans
+        .iter()
+        .filter(|s| s.parent == parent.span_id && s.trace_id == parent.trace_id)
+        .collect()
+}
+
+fn log_lines(proc: &Proc) -> Vec<Value> {
+    proc.log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn base_env(root: &Path, endpoint: &str, service: &str) -> HashMap<String, String> {
+    [
+        (
+            "PYNOMALY_SOURCES_DIR",
+            root.join("sources").display().to_string(),
+        ),
+        (
+            "PYNOMALY_STORAGE_URL",
+            root.join("storage").display().to_string(),
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
+        ("OTEL_SERVICE_NAME", service.to_string()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+        ("LOG_LEVEL", "info".to_string()),
+        ("RAYON_NUM_THREADS", "1".to_string()),
+        ("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn traceparent(trace: &str, parent: &str) -> String {
+    format!("00-{trace}-{parent}-01")
+}
+
+const SERVER: i32 = SpanKind::Server as i32;
+const CONSUMER: i32 = SpanKind::Consumer as i32;
+const STATUS_ERROR: i32 = 2;
+
+/// Waits until the receiver holds spans named `names` (the exporter sends in batches).
+async fn wait_spans(rx: &Receiver, names: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let spans = rx.spans();
+        if names.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)]
+async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
+    let (rx, endpoint) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::write(root.join("sources/data.csv"), csv_rows(1200)).unwrap();
+    let port = free_port();
+    let mut env = base_env(root, &endpoint, "pynomaly-trace-test");
+    env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{port}"));
+    env.insert(
+        "PYNOMALY_DATA_DIR".into(),
+        root.join("data").display().to_string(),
+    );
+    env.insert("WORKER_CONCURRENCY".into(), "1".into());
+    // Parent-based with ratio 0: a request that continues a sampled trace is traced, a
+    // new trace is not.
+    env.insert(
+        "OTEL_TRACES_SAMPLER".into(),
+        "parentbased_traceidratio".into(),
+    );
+    env.insert("OTEL_TRACES_SAMPLER_ARG".into(), "0".into());
+    let mut server = pynomaly("serve", &["serve"], &env, root);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &format!("{base}/health/live"), &server).await;
+    let key = std::fs::read_to_string(root.join("data/admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let (t_train, p_train) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let (t_batch, p_batch) = ("5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8");
+    let (t_job, p_job) = ("6bf92f3577b34da6a3ce929d0e0e4738", "20f067aa0ba902b9");
+    let (t_404, p_404) = ("7bf92f3577b34da6a3ce929d0e0e4739", "30f067aa0ba902ba");
+    let rows: Vec<Vec<f64>> = (0..40)
+        .map(|i| vec![(i as f64 * 0.37).sin(), (i as f64 * 0.48).cos()])
+        .chain([vec![30.0, -30.0]])
+        .collect();
+    let (status, body) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/models"),
+        Some(json!({"model_name": "traced", "data": rows, "random_state": 1})),
+        &[("traceparent", &traceparent(t_train, p_train))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // No traceparent: a new trace, not sampled (ratio 0).
+    let (status, body) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/models/traced/predict"),
+        Some(json!({"data": [[0.1, 0.2], [25.0, -25.0]]})),
+        &[("x-request-id", "unsampled-predict")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/models/nothing-here/predict"),
+        Some(json!({"data": [[0.1, 0.2]]})),
+        &[("traceparent", &traceparent(t_404, p_404))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, batch) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/batch"),
+        Some(json!({"data_source": "data.csv", "model_name": "traced"})),
+        &[("traceparent", &traceparent(t_batch, p_batch))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+    let job = wait_job(&client, &key, &base, batch["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (status, train_job) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/models"),
+        Some(
+            json!({"model_name": "from-file", "training_data": "data.csv", "contamination": 0.02}),
+        ),
+        &[("traceparent", &traceparent(t_job, p_job))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{train_job}");
+    let job2 = wait_job(&client, &key, &base, train_job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job2["status"], "succeeded", "{job2}");
+    wait_spans(&rx, &["job batch", "job train"]).await;
+    // A graceful stop flushes what the batch processor still holds.
+    server.stop(Duration::from_secs(20));
+    assert!(
+        rx.rejected.lock().unwrap().is_empty(),
+        "the receiver rejected exports: {:?}",
+        rx.rejected.lock().unwrap()
+    );
+    let spans = rx.spans();
+    assert!(
+        spans.iter().all(|s| s.service == "pynomaly-trace-test"),
+        "OTEL_SERVICE_NAME names the service: {:?}",
+        spans.iter().map(|s| &s.service).collect::<Vec<_>>()
+    );
+
+    // Inline training: the request span continues the caller's trace; fit and store are
+    // its children with the seed's ml.* attributes.
+    let train = find(&spans, "the inline training request", |s| {
+        s.name == "POST /api/v1/models" && s.trace_id == t_train
+    });
+    assert_eq!(train.parent, p_train, "continues the caller's span");
+    assert_eq!(train.kind, SERVER);
+    assert_eq!(train.attr("http.method"), "POST");
+    assert_eq!(train.attr("http.route"), "/api/v1/models");
+    assert_eq!(train.attr("http.status_code"), 201);
+    let steps: Vec<&str> = children(&spans, train)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        steps.contains(&"fit") && steps.contains(&"store"),
+        "{steps:?}"
+    );
+    let fit = find(&spans, "the inline fit", |s| {
+        s.name == "fit" && s.parent == train.span_id
+    });
+    assert_eq!(fit.attr("ml.algorithm"), "isolation_forest");
+    assert_eq!(fit.attr("ml.data_size"), "small");
+    assert_eq!(fit.attr("ml.data_rows"), 41);
+    assert!(
+        fit.attr("ml.anomalies_detected").as_i64().is_some(),
+        "{fit:?}"
+    );
+
+    // Sampling: the predict that started a new trace was not exported...
+    assert!(
+        !spans
+            .iter()
+            .any(|s| s.name == "POST /api/v1/models/{name}/predict"
+                && s.attr("http.status_code") == 200),
+        "ratio 0 drops new traces"
+    );
+    // ...but its log line still carries a trace id (to find it when sampling keeps it).
+    let logs = log_lines(&server);
+    let unsampled = logs
+        .iter()
+        .find(|l| l["request_id"] == "unsampled-predict")
+        .expect("the predict's access log line");
+    assert_eq!(
+        unsampled["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{unsampled}"
+    );
+
+    // A client error: the span carries the status and the contract's code.
+    let not_found = find(&spans, "the 404 predict", |s| {
+        s.trace_id == t_404 && s.kind == SERVER
+    });
+    assert_eq!(not_found.name, "POST /api/v1/models/{name}/predict");
+    assert_eq!(not_found.attr("http.status_code"), 404);
+    assert_eq!(not_found.attr("error.type"), "not_found");
+    assert!(
+        not_found
+            .attr("error.message")
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing-here"),
+        "{not_found:?}"
+    );
+
+    // The batch job: one trace from the submitting request to the job's steps.
+    let submit = find(&spans, "the batch submission", |s| {
+        s.trace_id == t_batch && s.kind == SERVER
+    });
+    assert_eq!(submit.name, "POST /api/v1/batch");
+    assert_eq!(submit.parent, p_batch);
+    assert_eq!(submit.attr("http.status_code"), 202);
+    let job_span = find(&spans, "the batch job", |s| s.name == "job batch");
+    assert_eq!(
+        job_span.trace_id, t_batch,
+        "the job continues the request's trace"
+    );
+    assert_eq!(
+        job_span.parent, submit.span_id,
+        "the job's parent is the request"
+    );
+    assert_eq!(job_span.kind, CONSUMER);
+    assert_eq!(job_span.attr("job.status"), "succeeded");
+    let steps: Vec<&str> = children(&spans, job_span)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    for step in ["parse", "score", "store"] {
+        assert!(steps.contains(&step), "{step} in {steps:?}");
+    }
+    let score = find(&spans, "the batch's score step", |s| {
+        s.name == "score" && s.parent == job_span.span_id
+    });
+    assert_eq!(score.attr("ml.algorithm"), "isolation_forest");
+    assert_eq!(score.attr("ml.data_rows"), 1200);
+    assert_eq!(score.attr("ml.data_size"), "large");
+    assert_eq!(
+        score.attr("ml.anomalies_detected"),
+        &job["result"]["anomaly_count"],
+        "the span counts what the job reports"
+    );
+
+    // The training job: parse, fit, store.
+    let train_job_span = find(&spans, "the training job", |s| s.name == "job train");
+    assert_eq!(train_job_span.trace_id, t_job);
+    let steps: Vec<&str> = children(&spans, train_job_span)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for step in ["parse", "fit", "store"] {
+        assert!(steps.contains(&step), "{step} in {steps:?}");
+    }
+
+    // Logs lead to traces: the batch request's access line and the job's lines carry
+    // the ids of their spans.
+    let access = logs
+        .iter()
+        .find(|l| l["route"] == "/api/v1/batch" && l["message"] == "request")
+        .expect("the batch access log line");
+    assert_eq!(access["trace_id"], t_batch, "{access}");
+    assert_eq!(access["span_id"], submit.span_id.as_str(), "{access}");
+    let started = logs
+        .iter()
+        .find(|l| l["message"] == "job started" && l["trace_id"] == t_batch)
+        .expect("the batch job's 'job started' line carries the trace id");
+    assert_eq!(started["span_id"], job_span.span_id.as_str(), "{started}");
+    let errors: Vec<&Received> = spans
+        .iter()
+        .filter(|s| s.status_code == STATUS_ERROR)
+        .collect();
+    assert!(errors.is_empty(), "no span failed here: {errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_run_by_a_worker_process_continues_the_submitting_request_trace() {
+    let Ok(redis) = std::env::var("PYNOMALY_TEST_REDIS_URL") else {
+        eprintln!("skipped: PYNOMALY_TEST_REDIS_URL is not set (the worker takes jobs from Redis)");
+        return;
+    };
+    TestDatabase::run("a_job_run_by_a_worker_process_continues", |db| async move {
+        let prefix = format!("pynomaly-otel-{}", uuid::Uuid::new_v4().simple());
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(worker_trace(
+            &db, &redis, &prefix,
+        )))
+        .await;
+        let _ = pynomaly_jobs::RedisQueue::delete_keys(&redis, &prefix).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .await;
+}
+
+async fn worker_trace(db: &str, redis: &str, prefix: &str) {
+    let (rx, endpoint) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::write(root.join("sources/data.csv"), csv_rows(300)).unwrap();
+    let mut env = base_env(root, &endpoint, "");
+    env.remove("OTEL_SERVICE_NAME");
+    env.insert("DATABASE_URL".into(), db.to_string());
+    env.insert("REDIS_URL".into(), redis.to_string());
+    env.insert("PYNOMALY_REDIS_PREFIX".into(), prefix.to_string());
+    env.insert("PYNOMALY_SECRET_KEY".into(), "5a".repeat(32));
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let mut api_env = env.clone();
+    api_env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{api_port}"));
+    // Quiet logs do not quiet traces.
+    api_env.insert("LOG_LEVEL".into(), "warn".into());
+    api_env.insert(
+        "PYNOMALY_DATA_DIR".into(),
+        root.join("api").display().to_string(),
+    );
+    let mut api = pynomaly("api", &["serve"], &api_env, root);
+    let mut worker_env = env.clone();
+    worker_env.insert(
+        "PYNOMALY_DATA_DIR".into(),
+        root.join("worker").display().to_string(),
+    );
+    worker_env.insert(
+        "PYNOMALY_METRICS_BIND".into(),
+        format!("127.0.0.1:{metrics_port}"),
+    );
+    let mut worker = pynomaly(
+        "worker",
+        &["worker", "--concurrency", "1"],
+        &worker_env,
+        root,
+    );
+    let base = format!("http://127.0.0.1:{api_port}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &format!("{base}/health/live"), &api).await;
+    let worker_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    wait_ready(&client, &worker_metrics, &worker).await;
+    let key = std::fs::read_to_string(root.join("api/admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let rows: Vec<Vec<f64>> = (0..50)
+        .map(|i| vec![(i as f64 * 0.37).sin(), (i as f64 * 0.48).cos()])
+        .collect();
+    let (status, body) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/models"),
+        Some(json!({"model_name": "w", "data": rows})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (trace, parent) = ("8bf92f3577b34da6a3ce929d0e0e4730", "40f067aa0ba902bb");
+    let (status, batch) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/batch"),
+        Some(json!({"data_source": "data.csv", "model_name": "w"})),
+        &[("traceparent", &traceparent(trace, parent))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+    let job = wait_job(&client, &key, &base, batch["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", worker.log_tail());
+
+    // The worker's own metrics port counts the job it ran.
+    let text = client
+        .get(&worker_metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("pynomaly_job_duration_seconds_count{kind=\"batch\",status=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("role=\"worker\""), "{text}");
+
+    wait_spans(&rx, &["job batch", "POST /api/v1/batch"]).await;
+    worker.stop(Duration::from_secs(20));
+    api.stop(Duration::from_secs(20));
+    let spans = rx.spans();
+    let submit = find(&spans, "the batch submission", |s| {
+        s.trace_id == trace && s.kind == SERVER
+    });
+    assert_eq!(
+        submit.service, "pynomaly-api",
+        "the default service name of serve"
+    );
+    let job_span = find(&spans, "the batch job", |s| s.name == "job batch");
+    assert_eq!(
+        job_span.service, "pynomaly-worker",
+        "run by the worker process"
+    );
+    assert_eq!(
+        job_span.trace_id, trace,
+        "the worker continues the request's trace"
+    );
+    assert_eq!(job_span.parent, submit.span_id);
+    let steps: Vec<&str> = children(&spans, job_span)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for step in ["parse", "score", "store"] {
+        assert!(steps.contains(&step), "{step} in {steps:?}");
+    }
+    let lines = log_lines(&worker);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "job started" && l["trace_id"] == trace),
+        "the worker's log lines carry the trace id:\n{}",
+        worker.log_tail()
+    );
+}
