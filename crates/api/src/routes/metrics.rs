@@ -13,6 +13,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::routes::drift::export_metrics(&state);
     let body = state.metrics.render(state.registry.cache().len());
     (
         [(

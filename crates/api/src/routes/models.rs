@@ -1,4 +1,7 @@
 //! Models: train (inline or from a data source), list, get, versions, delete, predict.
+//!
+//! Training keeps the training data's reference profile beside the model; predicting adds
+//! the scored rows to the model's drift window (see `routes/drift.rs`).
 
 use std::time::Instant;
 
@@ -7,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use pynomaly_jobs::{Registration, TrainSpec};
+use detect_core::drift::ReferenceProfile;
+use pynomaly_jobs::{Registration, TrainSpec, unix_now};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 
@@ -59,13 +63,17 @@ async fn train(
         (true, None) => {
             let started = Instant::now();
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
-            let fitted =
-                cpu::run(&state, false, move || detect_core::fit(&config, x.view())).await??;
+            let (fitted, reference) = cpu::run(&state, false, move || {
+                let fitted = detect_core::fit(&config, x.view())?;
+                let reference = ReferenceProfile::from_training(x.view(), &fitted.training);
+                Ok::<_, detect_core::DetectError>((fitted, reference))
+            })
+            .await??;
             let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
             let anomaly_count = fitted.training.anomaly_count;
             let loaded = state
                 .registry
-                .register(
+                .register_with_reference(
                     fitted.model,
                     Registration {
                         tenant: caller.tenant,
@@ -74,6 +82,7 @@ async fn train(
                         training_time_ms,
                         job_id: None,
                     },
+                    Some(reference),
                 )
                 .await?;
             state.metrics.set_data_quality(&name, 1.0);
@@ -199,6 +208,7 @@ async fn delete(
     if deleted.is_empty() {
         return Err(model_not_found(&name, None));
     }
+    state.metrics.forget_model(&name);
     Ok(axum::Json(json!({
         "model_name": name,
         "deleted": true,
@@ -228,9 +238,15 @@ async fn predict(
     let x = rows.into_matrix()?;
     let n_rows = x.nrows();
     let model = std::sync::Arc::clone(&loaded.model);
+    let drift = loaded.drift.clone();
     let (detection, inference) = cpu::run(&state, n_rows <= cpu::INLINE_ROWS, move || {
         let t = Instant::now();
-        model.predict(x.view()).map(|d| (d, t.elapsed()))
+        let detection = model.predict(x.view())?;
+        let inference = t.elapsed();
+        if let Some(drift) = drift {
+            drift.observe(x.view(), detection.anomaly_count, unix_now());
+        }
+        Ok::<_, detect_core::DetectError>((detection, inference))
     })
     .await??;
     let meta = &loaded.version;
