@@ -5,7 +5,9 @@
 //!
 //! At training, [`ReferenceProfile::from_matrix`] records per feature the training
 //! distribution as **quantile bins**: up to 99 edges at the training percentiles (fewer when
-//! the feature has ties, as discrete features do), the training count in each bin, and the
+//! the feature has ties, as discrete features do), the training count strictly between two
+//! edges and exactly at each edge (so a tied value, which discrete features are full of,
+//! is a bin of its own and nothing is lost about it), and the
 //! mean, variance, minimum, maximum and missing (non-finite) count. It is small (about
 //! 1 KB per feature, stored with postcard) and serializable, so it is stored beside the model.
 //!
@@ -28,9 +30,12 @@
 //!   memory growing with traffic), while the binned CDFs cost nothing extra per row. The
 //!   price is bounded and reported: the exact `D` between the training rows and the window's
 //!   rows lies in `[ks, ks + ks_max_error]`, where `ks_max_error` is the largest training
-//!   share in one fine bin (about 0.01 for continuous features). Proof: inside a bin
-//!   `(e_i, e_{i+1}]` both CDFs are non-decreasing, so `F_cur(x) − F_ref(x) ≤
-//!   F_cur(e_{i+1}) − F_ref(e_{i+1}) + (F_ref(e_{i+1}) − F_ref(e_i))`, and symmetrically.
+//!   share strictly between two consecutive edges (about 0.01 for continuous features, 0
+//!   for a discrete feature whose values are all edges). Proof: `ks` is evaluated at every
+//!   edge `e` and just below it (`e⁻`); for `x` in an open interval `(e_i, e_{i+1})` both
+//!   CDFs are non-decreasing, so `F_cur(x) − F_ref(x) ≤ F_cur(e_{i+1}⁻) − F_ref(e_i) =
+//!   (F_cur(e_{i+1}⁻) − F_ref(e_{i+1}⁻)) + m_i` and `F_ref(x) − F_cur(x) ≤ F_ref(e_{i+1}⁻) −
+//!   F_cur(e_i) ≤ (F_ref(e_i) − F_cur(e_i)) + m_i`, with `m_i` the training share inside.
 //! - **Anomaly rate** of the window against the share of training rows labelled anomalous
 //!   (the contamination, for a fractional contamination).
 //!
@@ -85,10 +90,11 @@ pub struct ReferenceProfile {
 /// One feature's training distribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureReference {
-    /// Strictly increasing bin edges. Bin `i` holds `(edges[i-1], edges[i]]`; bin 0 is
-    /// everything up to `edges[0]`, the last bin everything above the last edge.
+    /// Strictly increasing bin edges.
     pub edges: Vec<f64>,
-    /// Training values per bin (`edges.len() + 1` bins).
+    /// Training values per bin, `2 · edges.len() + 1` bins: bin `2i` holds the open
+    /// interval below `edges[i]` (above `edges[i-1]`), bin `2i + 1` the value `edges[i]`
+    /// itself, the last bin everything above the last edge.
     pub counts: Vec<u64>,
     /// Finite training values.
     pub n: u64,
@@ -112,10 +118,15 @@ pub fn fine_bins_for(n_features: usize) -> usize {
 }
 
 impl FeatureReference {
-    /// The bin of `x` (finite): the number of edges strictly below it.
+    /// The bin of `x` (finite): a binary search for the first edge at or above it.
     #[inline]
     pub fn bin(&self, x: f64) -> usize {
-        self.edges.partition_point(|&e| e < x)
+        let i = self.edges.partition_point(|&e| e < x);
+        if self.edges.get(i) == Some(&x) {
+            2 * i + 1
+        } else {
+            2 * i
+        }
     }
 
     fn from_values(values: &mut [f64], missing: u64, bins: usize) -> Self {
@@ -143,11 +154,13 @@ impl FeatureReference {
                 edges.push(e);
             }
         }
-        let mut counts = Vec::with_capacity(edges.len() + 1);
+        let mut counts = Vec::with_capacity(2 * edges.len() + 1);
         let mut below = 0usize;
         for &e in &edges {
+            let under = values.partition_point(|&v| v < e);
             let upto = values.partition_point(|&v| v <= e);
-            counts.push((upto - below) as u64);
+            counts.push((under - below) as u64);
+            counts.push((upto - under) as u64);
             below = upto;
         }
         counts.push((n - below) as u64);
@@ -165,13 +178,14 @@ impl FeatureReference {
         }
     }
 
-    /// Largest training share in one bin: the bound on how much the binned KS statistic
-    /// can understate the exact one.
+    /// Largest training share strictly between two edges: the bound on how much the
+    /// binned KS statistic can understate the exact one.
     pub fn ks_max_error(&self) -> f64 {
         if self.n == 0 {
             return 1.0;
         }
-        self.counts.iter().copied().max().unwrap_or(0) as f64 / self.n as f64
+        let inside = self.counts.iter().step_by(2).copied().max().unwrap_or(0);
+        inside as f64 / self.n as f64
     }
 
     /// Groups of consecutive bins with about equal training mass (at most [`PSI_BINS`]):
@@ -276,7 +290,7 @@ impl ReferenceProfile {
             ));
         }
         for (i, f) in self.features.iter().enumerate() {
-            if f.counts.len() != f.edges.len() + 1 {
+            if f.counts.len() != 2 * f.edges.len() + 1 {
                 return Err(format!(
                     "feature {i}: {} counts for {} edges",
                     f.counts.len(),
@@ -703,8 +717,25 @@ mod tests {
         let r = ReferenceProfile::from_matrix(x.view(), 0.1);
         let f = &r.features[0];
         assert_eq!(f.edges.len(), 99);
-        assert_eq!(f.counts.len(), 100);
-        assert!(f.counts.iter().all(|&c| c == 10), "{:?}", f.counts);
+        assert_eq!(f.edges[0], 9.0);
+        assert_eq!(f.counts.len(), 199);
+        // 0..=8 below the first edge, each edge once, 9 values between edges, 990..=999
+        // above the last.
+        assert!(
+            f.counts.iter().skip(1).step_by(2).all(|&c| c == 1),
+            "{:?}",
+            f.counts
+        );
+        assert!(
+            f.counts[..198].iter().step_by(2).all(|&c| c == 9),
+            "{:?}",
+            f.counts
+        );
+        assert_eq!(f.counts[198], 10);
+        assert_eq!(
+            (f.bin(9.0), f.bin(8.5), f.bin(9.5), f.bin(1e9)),
+            (1, 0, 2, 198)
+        );
         assert_eq!((f.min, f.max, f.n), (0.0, 999.0, 1000));
         assert!((f.mean - 499.5).abs() < 1e-9);
         assert!((f.ks_max_error() - 0.01).abs() < 1e-12);
@@ -717,7 +748,9 @@ mod tests {
         let r = ReferenceProfile::from_matrix(x.view(), 0.0);
         let f = &r.features[0];
         assert_eq!(f.edges, vec![0.0, 1.0, 2.0]);
-        assert_eq!(f.counts, vec![300, 300, 300, 0]);
+        assert_eq!(f.counts, vec![0, 300, 0, 300, 0, 300, 0]);
+        // Every value is an edge: the binned KS is the exact one.
+        assert_eq!(f.ks_max_error(), 0.0);
         // The same values again: nothing moved.
         let w = window_of(&r, &x);
         let (psi, ks, _) = psi_and_ks(f, &w.features[0]).unwrap();
@@ -793,6 +826,19 @@ mod tests {
                 "exact {exact} > {ks} + {bound}"
             );
         }
+    }
+
+    #[test]
+    fn binned_ks_is_exact_on_discrete_features() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(16);
+        let train: Vec<f64> = (0..3000).map(|_| rng.random_range(0..10) as f64).collect();
+        let cur: Vec<f64> = (0..2000).map(|_| rng.random_range(1..12) as f64).collect();
+        let x = Array2::from_shape_vec((3000, 1), train.clone()).unwrap();
+        let r = ReferenceProfile::from_matrix(x.view(), 0.0);
+        assert_eq!(r.features[0].ks_max_error(), 0.0);
+        let w = window_of(&r, &Array2::from_shape_vec((2000, 1), cur.clone()).unwrap());
+        let (_, ks, _) = psi_and_ks(&r.features[0], &w.features[0]).unwrap();
+        assert!((ks - exact_ks(&train, &cur)).abs() < 1e-12);
     }
 
     fn exact_ks(a: &[f64], b: &[f64]) -> f64 {

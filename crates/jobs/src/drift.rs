@@ -7,9 +7,10 @@
 //! a restart starts them empty, and several instances each see their own share of the
 //! traffic (Prometheus sums nothing here: each instance reports its own PSI).
 //!
-//! Hot path: a predict adds its rows to one of a few shards, picked by the calling thread,
-//! under that shard's mutex, which no other thread normally wants: no global lock, no
-//! atomic shared by every request. Per row and feature it is a binary search over at most
+//! Hot path: a predict adds its rows to one of several shards under that shard's mutex: it
+//! tries its thread's own shard, then the others, without waiting, and blocks only if every
+//! shard is busy. No global lock, no atomic shared by every request, and a thread that is
+//! preempted while holding a shard (a busy machine) does not hold up the others. Per row and feature it is a binary search over at most
 //! 99 edges and four additions. Reading a window (the drift endpoint, a metrics scrape)
 //! locks each shard in turn and merges.
 //!
@@ -104,8 +105,8 @@ impl ModelDrift {
             _ => (0..n).map(|i| format!("x{i}")).collect(),
         };
         let shards = std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
-            .clamp(1, 8);
+            .map_or(8, |n| 2 * n.get())
+            .clamp(4, 32);
         Self {
             reference,
             feature_names,
@@ -140,8 +141,7 @@ impl ModelDrift {
         if x.ncols() != self.reference.n_features() || x.nrows() == 0 {
             return;
         }
-        let slot = THREAD_SLOT.with(|s| *s) % self.shards.len();
-        let mut shard = self.shard(slot);
+        let mut shard = self.free_shard();
         let stats = self.window_of(&mut shard, now);
         stats.add_rows(&self.reference, x, anomalies);
     }
@@ -151,9 +151,23 @@ impl ModelDrift {
         if stats.features.len() != self.reference.n_features() {
             return;
         }
-        let slot = THREAD_SLOT.with(|s| *s) % self.shards.len();
-        let mut shard = self.shard(slot);
+        let mut shard = self.free_shard();
         self.window_of(&mut shard, now).merge(stats);
+    }
+
+    /// The calling thread's shard if free, else the first free one, else (all busy) wait
+    /// for the thread's own.
+    fn free_shard(&self) -> MutexGuard<'_, Shard> {
+        let n = self.shards.len();
+        let home = THREAD_SLOT.with(|s| *s) % n;
+        for k in 0..n {
+            match self.shards[(home + k) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.shard(home)
     }
 
     fn window_of<'a>(&self, shard: &'a mut Shard, now: u64) -> &'a mut WindowStats {
