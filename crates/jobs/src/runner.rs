@@ -24,12 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use data_source::{LabelColumn, ReadOptions, TableReader};
-use detect_core::{Detection, DetectorConfig, FittedModel};
+use detect_core::drift::{ReferenceProfile, WindowStats};
+use detect_core::{Detection, DetectorConfig};
 use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::cache::LoadedModel;
+use crate::drift::unix_now;
 use crate::registry::{ModelRegistry, Registration};
 use crate::sources::{OpenError, Source, SourceResolver};
 use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
@@ -146,6 +149,11 @@ pub trait BatchObserver: Send + Sync + std::fmt::Debug {
     /// `succeeded`, `failed`, `retrying` (a retryable failure), `cancelled`,
     /// `interrupted` (handed back by a shutdown).
     fn job_finished(&self, _kind: &str, _status: &str, _elapsed: Duration) {}
+
+    /// The data quality of a source scored with a model that has a reference profile:
+    /// the share of its cells that were finite and inside the model's training range
+    /// (see [`detect_core::drift`]).
+    fn source_quality(&self, _dataset: &str, _score: f64) {}
 }
 
 /// The size class of `rows` (the seed's `data_size`): `small` < 100, `medium` < 1000,
@@ -310,7 +318,7 @@ impl JobRunner {
                 let Some(loaded) = loaded else {
                     return Err(Halt::Failed(format!("model '{model_name}' not found")));
                 };
-                Some(loaded.model)
+                Some(loaded)
             }
             Scoring::Fit { .. } => None,
         };
@@ -330,11 +338,20 @@ impl JobRunner {
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
             let progress = |rows: usize| json!({"rows_processed": rows, "sources_done": i, "sources_total": total});
+            let mut quality = None;
             let scored = match &model {
                 Some(model) => {
-                    self.score_stream(job, source, path, spec, model, &mut out, control, |r| {
-                        progress(rows_processed + r)
-                    })
+                    self.score_stream(
+                        job,
+                        source,
+                        path,
+                        spec,
+                        model,
+                        &mut out,
+                        control,
+                        &mut quality,
+                        |r| progress(rows_processed + r),
+                    )
                     .await
                 }
                 None => {
@@ -366,6 +383,9 @@ impl JobRunner {
             anomalies += a;
             if let Some(observer) = &self.observer {
                 observer.source_scored(algorithm, source, n, a);
+                if let Some(quality) = quality {
+                    observer.source_quality(source, quality);
+                }
             }
             outputs.push(json!({
                 "source": source,
@@ -394,11 +414,17 @@ impl JobRunner {
         source: &str,
         path: Source,
         spec: &BatchSpec,
-        model: &Arc<FittedModel>,
+        loaded: &LoadedModel,
         out: &mut OutputWriter,
         control: &JobControl,
+        quality: &mut Option<f64>,
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
+        let model = &loaded.model;
+        // What this source looks like against the model's training data: added to the
+        // model's drift window chunk by chunk, and its data quality reported at the end.
+        let drift = loaded.drift.clone();
+        let mut seen = drift.as_ref().map(|d| WindowStats::new(d.reference()));
         let options = read_options(spec.label_column.as_deref());
         let parse = step_span("parse", model.algorithm(), source);
         let opened = self
@@ -447,10 +473,23 @@ impl JobRunner {
             let model = Arc::clone(model);
             let format = out.format;
             let first = out.rows == 0;
+            let chunk_drift = drift.clone();
             let (back, step) = blocking(move || {
                 let step = match reader.next_chunk(chunk_rows) {
                     Ok(Some(chunk)) => match model.predict(chunk.features.view()) {
-                        Ok(d) => Ok(Some((render(&d, chunk.first_row, format, first), d))),
+                        Ok(d) => {
+                            let stats = chunk_drift.map(|drift| {
+                                let mut stats = WindowStats::new(drift.reference());
+                                stats.add_rows(
+                                    drift.reference(),
+                                    chunk.features.view(),
+                                    d.anomaly_count,
+                                );
+                                drift.merge(&stats, unix_now());
+                                stats
+                            });
+                            Ok(Some((render(&d, chunk.first_row, format, first), d, stats)))
+                        }
                         Err(e) => Err(e.to_string()),
                     },
                     Ok(None) => Ok(None),
@@ -460,11 +499,14 @@ impl JobRunner {
             })
             .await?;
             reader = back;
-            let Some((bytes, detection)) =
+            let Some((bytes, detection, stats)) =
                 step.map_err(|m| Halt::Failed(format!("{source}: {m}")))?
             else {
                 break;
             };
+            if let (Some(seen), Some(stats)) = (seen.as_mut(), stats) {
+                seen.merge(&stats);
+            }
             out.write(&bytes, detection.scores.len())
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
@@ -474,6 +516,7 @@ impl JobRunner {
                 .progress(&job.id, progress(n), self.config.progress_interval, false)
                 .await;
         }
+        *quality = seen.map(|s| s.data_quality());
         Ok((n, anomalies))
     }
 
@@ -566,13 +609,18 @@ impl JobRunner {
         let fit = step_span("fit", algorithm, source);
         record_rows(&fit, n, None);
         let fitted = async {
-            blocking(move || detect_core::fit(&config, table.features.view()))
-                .await?
-                .map_err(|e| Halt::Failed(format!("{source}: {e}")))
+            blocking(move || {
+                let fitted = detect_core::fit(&config, table.features.view())?;
+                let reference =
+                    ReferenceProfile::from_training(table.features.view(), &fitted.training);
+                Ok::<_, detect_core::DetectError>((fitted, reference))
+            })
+            .await?
+            .map_err(|e| Halt::Failed(format!("{source}: {e}")))
         }
         .instrument(fit.clone())
         .await;
-        let fitted = traced(&fit, fitted)?;
+        let (fitted, reference) = traced(&fit, fitted)?;
         fit.record(
             "ml.anomalies_detected",
             fitted.training.anomaly_count as i64,
@@ -583,7 +631,7 @@ impl JobRunner {
         let store = step_span("store", algorithm, source);
         let registered = self
             .registry
-            .register(
+            .register_with_reference(
                 fitted.model,
                 Registration {
                     tenant: job.tenant.clone(),
@@ -592,6 +640,7 @@ impl JobRunner {
                     training_time_ms,
                     job_id: Some(job.id.clone()),
                 },
+                Some(reference),
             )
             .instrument(store.clone())
             .await

@@ -17,6 +17,7 @@ pub mod algorithms;
 pub mod audit;
 pub mod batch;
 pub mod detect;
+pub mod drift;
 pub mod health;
 pub mod jobs;
 pub mod keys;
@@ -32,6 +33,7 @@ pub(crate) fn api_router() -> Router<AppState> {
     Router::new()
         .merge(detect::router())
         .merge(models::router())
+        .merge(drift::router())
         .merge(batch::router())
         .merge(jobs::router())
         .merge(algorithms::router())

@@ -6,6 +6,7 @@ mod batch;
 mod detect;
 mod encryption;
 mod hardening;
+mod drift;
 mod health;
 mod helpers;
 mod jobs;
