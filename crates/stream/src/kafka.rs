@@ -1,0 +1,1 @@
+//! Kafka (rdkafka): added in the next step.
