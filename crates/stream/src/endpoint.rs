@@ -128,7 +128,7 @@ mod tests {
         );
         assert_eq!(
             Endpoint::parse("redis://:pw@h:1/3/s").unwrap().display(),
-            "redis://h:1/s"
+            "redis://h:1/3/s"
         );
     }
 

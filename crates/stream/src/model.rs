@@ -381,9 +381,14 @@ impl OnlineLearner {
         Ok(())
     }
 
+    /// Whether `update_frequency` events arrived since the last refit started.
+    pub fn refit_due(&self) -> bool {
+        self.since_refit >= self.config.update_frequency && !self.warming_up()
+    }
+
     /// Starts a refit on a blocking thread if one is due and none is running.
     pub fn maybe_refit(&mut self) {
-        if self.since_refit < self.config.update_frequency || self.warming_up() {
+        if !self.refit_due() {
             return;
         }
         if self.refitting.swap(true, Ordering::AcqRel) {

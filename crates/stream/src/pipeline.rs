@@ -227,7 +227,22 @@ async fn score_stage(
     metrics: StreamMetrics,
 ) -> Result<(), StreamError> {
     let mut held: Vec<Prepared> = Vec::new();
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // A refit that came due while another ran starts as soon as that one is done,
+        // even when no more events arrive.
+        let due = matches!(&scoring, Scoring::Online(l) if l.refit_due());
+        let batch = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            () = tokio::time::sleep(Duration::from_millis(50)), if due => {
+                if let Scoring::Online(learner) = &mut scoring {
+                    learner.maybe_refit();
+                }
+                continue;
+            }
+        };
         let out = match &mut scoring {
             Scoring::Registry(slot) => {
                 let Some(active) = slot.load_full() else {

@@ -1,0 +1,1 @@
+//! Kafka tests: added with the Kafka source and sink.
