@@ -19,6 +19,10 @@ pub enum StreamError {
     #[cfg(feature = "kafka")]
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A Kafka message whose delivery report never came.
+    #[cfg(feature = "kafka")]
+    #[error("kafka delivery: {0}")]
+    KafkaDelivery(String),
     #[error("model registry")]
     Registry(#[from] pynomaly_jobs::RegistryError),
     #[error("store")]

@@ -24,6 +24,7 @@ use anyhow::Context;
 use pynomaly_api::{init_tracing, open_metadata, shutdown_signal};
 use pynomaly_jobs::ModelRegistry;
 use pynomaly_store::ArtifactStore;
+use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
 use pynomaly_stream::{
     CheckpointStore, Endpoint, Features, OnlineConfig, OnlineLearner, Pipeline, PipelineConfig,
@@ -108,6 +109,10 @@ pub struct StreamArgs {
     /// Redis: take over entries another consumer left unacknowledged this long, in seconds
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub claim_idle: f64,
+    /// Kafka: a librdkafka setting for the consumer and producers, e.g.
+    /// `session.timeout.ms=10000` (repeatable)
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub kafka_config: Vec<(String, String)>,
     /// Redis: trim the alert and dead-letter streams to about N entries
     #[arg(long, value_name = "N")]
     pub sink_max_len: Option<u64>,
@@ -250,8 +255,8 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
             (None, None) => unreachable!("checked above"),
         };
         let src = open_source(&source, args, &consumer, claim_idle).await?;
-        let sink_out = open_sink(&sink, args.sink_max_len)?;
-        let dead_out = open_sink(&dead, args.sink_max_len)?;
+        let sink_out = open_sink(&sink, args)?;
+        let dead_out = open_sink(&dead, args)?;
         let about = json!({
             "source": source.display(), "sink": sink.display(), "dead_letter": dead.display(),
             "group": args.group, "consumer": consumer,
@@ -348,34 +353,51 @@ async fn open_source(
     }
 }
 
-fn open_sink(endpoint: &Endpoint, max_len: Option<u64>) -> anyhow::Result<Arc<dyn Sink>> {
+fn open_sink(endpoint: &Endpoint, args: &StreamArgs) -> anyhow::Result<Arc<dyn Sink>> {
+    let max_len = args.sink_max_len;
     match endpoint {
         Endpoint::Redis { url, stream } => Ok(Arc::new(
             RedisSink::new(url, stream, endpoint.display(), max_len).map_err(input)?,
         )),
-        Endpoint::Kafka { .. } => kafka_sink(endpoint),
+        Endpoint::Kafka { .. } => kafka_sink(endpoint, args),
     }
 }
 
 fn kafka_source(
     endpoint: &Endpoint,
-    _args: &StreamArgs,
-    _consumer: &str,
-    _start: StartFrom,
+    args: &StreamArgs,
+    consumer: &str,
+    start: StartFrom,
 ) -> anyhow::Result<Box<dyn Source>> {
-    Err(InputError(format!(
-        "{}: Kafka is not supported by this build yet",
-        endpoint.display()
-    ))
-    .into())
+    let Endpoint::Kafka { brokers, topic } = endpoint else {
+        unreachable!("called for Kafka endpoints")
+    };
+    let config = KafkaSourceConfig {
+        group: args.group.clone(),
+        client_id: consumer.to_string(),
+        start,
+        poll_wait: Duration::from_millis(500),
+        extra: args.kafka_config.clone(),
+    };
+    let source = KafkaSource::connect(brokers, topic, config).map_err(input)?;
+    Ok(Box::new(source))
 }
 
-fn kafka_sink(endpoint: &Endpoint) -> anyhow::Result<Arc<dyn Sink>> {
-    Err(InputError(format!(
-        "{}: Kafka is not supported by this build yet",
-        endpoint.display()
+fn kafka_sink(endpoint: &Endpoint, args: &StreamArgs) -> anyhow::Result<Arc<dyn Sink>> {
+    let Endpoint::Kafka { brokers, topic } = endpoint else {
+        unreachable!("called for Kafka endpoints")
+    };
+    Ok(Arc::new(
+        KafkaSink::new(brokers, topic, endpoint.display(), &args.kafka_config).map_err(input)?,
     ))
-    .into())
+}
+
+/// `key=value`.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
 }
 
 fn default_consumer() -> String {
