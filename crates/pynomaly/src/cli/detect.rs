@@ -62,7 +62,7 @@ pub struct DetectArgs {
 }
 
 /// `name=value`, the value as JSON when it parses, else as a string.
-fn parse_param(s: &str) -> Result<(String, Value), String> {
+pub(crate) fn parse_param(s: &str) -> Result<(String, Value), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
@@ -81,13 +81,32 @@ fn parse_param(s: &str) -> Result<(String, Value), String> {
 /// # Errors
 /// [`InputError`] or an input [`detect_core::DetectError`].
 pub fn config(args: &DetectArgs) -> anyhow::Result<DetectorConfig> {
+    detector_config(
+        &args.algorithm,
+        &args.contamination,
+        args.random_state,
+        &args.params,
+    )
+}
+
+/// The detector configuration of `--algorithm`, `--contamination`, `--random-state` and
+/// `--param` (shared by `detect` and `stream`).
+///
+/// # Errors
+/// [`InputError`] or an input [`detect_core::DetectError`].
+pub(crate) fn detector_config(
+    algorithm: &str,
+    contamination: &str,
+    random_state: Option<u64>,
+    param_list: &[(String, Value)],
+) -> anyhow::Result<DetectorConfig> {
     let mut params = Map::new();
-    for (name, value) in &args.params {
+    for (name, value) in param_list {
         if params.insert(name.clone(), value.clone()).is_some() {
             return Err(InputError(format!("parameter '{name}' is given twice")).into());
         }
     }
-    if let Some(seed) = args.random_state {
+    if let Some(seed) = random_state {
         if params.contains_key("random_state") {
             return Err(InputError(
                 "random_state is given both as --random-state and as --param".into(),
@@ -96,9 +115,9 @@ pub fn config(args: &DetectArgs) -> anyhow::Result<DetectorConfig> {
         }
         params.insert("random_state".into(), Value::from(seed));
     }
-    let contamination = Value::String(args.contamination.clone());
+    let contamination = Value::String(contamination.to_string());
     Ok(DetectorConfig::from_json(
-        &args.algorithm,
+        algorithm,
         &params,
         &contamination,
     )?)

@@ -17,6 +17,7 @@ pub mod detect;
 pub mod keys;
 pub mod migrate;
 pub mod serve;
+pub mod stream;
 pub mod worker;
 
 /// pynomaly: anomaly detection with scikit-learn's isolation forest and LOF semantics.
@@ -44,6 +45,8 @@ pub enum Command {
     Worker(worker::WorkerArgs),
     /// Apply the Postgres migrations (DATABASE_URL) and exit
     Migrate(migrate::MigrateArgs),
+    /// Score events from a Redis stream or Kafka topic into an alerts stream or topic
+    Stream(Box<stream::StreamArgs>),
 }
 
 /// An error in what the user gave or asked for: exit status 2.
@@ -82,6 +85,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Keys(args) => keys::run(args),
         Command::Worker(args) => worker::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Stream(args) => stream::run(args),
     }
 }
 

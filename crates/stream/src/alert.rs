@@ -1,0 +1,200 @@
+//! Events in, alerts and dead letters out: the message formats.
+//!
+//! An event is a JSON object. Its alert is the seed's output message:
+//!
+//! ```json
+//! {"timestamp": "...", "original_data": {...}, "is_anomaly": true,
+//!  "anomaly_score": 0.71, "confidence": 0.62,
+//!  "metadata": {"algorithm": "isolation_forest", "model_version": 3,
+//!               "processing_time_ms": 1.8}}
+//! ```
+//!
+//! keyed by the event's `id` (a string, or a number written as text; the broker message's
+//! own key when the event has no `id`). `timestamp` is the event's own `timestamp` field
+//! when it has one (the seed copies it), else the time the alert was made (RFC 3339, UTC).
+//! `processing_time_ms` is the time from reading the event off the broker to making its
+//! alert: queueing inside the process included, broker time excluded.
+//!
+//! `confidence` is how far the score lies from the model's threshold, relative to the
+//! threshold: `1 − exp(−4·|score − threshold| / threshold)`, in [0, 1): 0 on the threshold,
+//! about 0.86 half a threshold away (an isolation-forest score of 0.75 against 0.5), near
+//! 1 far from it, on either side.
+//!
+//! A dead letter carries the reason, where the event came from and the payload as text:
+//! `{"reason", "source", "position", "received_at", "payload"}`.
+//!
+//! `original_data` passes through [`original_data`], the one place where fields are to be
+//! masked before they leave the process.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A message to write to a stream or topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutMessage {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+/// What goes into `original_data`. Every alert's copy of the event passes through here,
+/// so that masking configured fields (the privacy module) is one change in one place.
+pub fn original_data(event: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
+    Cow::Borrowed(event)
+}
+
+/// The alert key: the event's `id`, else the broker message's key.
+pub fn event_key(event: &Map<String, Value>, message_key: Option<&str>) -> Option<String> {
+    match event.get("id") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => message_key.map(str::to_string),
+    }
+}
+
+/// `1 − exp(−4·|score − threshold| / threshold)`; see the module docs.
+pub fn confidence(score: f64, threshold: f64) -> f64 {
+    let scale = if threshold > 0.0 { threshold } else { 1.0 };
+    let c = 1.0 - (-4.0 * (score - threshold).abs() / scale).exp();
+    if c.is_finite() {
+        c.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+#[derive(Serialize)]
+struct Alert<'a> {
+    timestamp: &'a Value,
+    original_data: &'a Map<String, Value>,
+    is_anomaly: bool,
+    anomaly_score: f64,
+    confidence: f64,
+    metadata: AlertMetadata<'a>,
+}
+
+#[derive(Serialize)]
+struct AlertMetadata<'a> {
+    algorithm: &'a str,
+    model_version: i64,
+    processing_time_ms: f64,
+}
+
+/// What the model said about one event.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict<'a> {
+    pub score: f64,
+    pub threshold: f64,
+    pub algorithm: &'a str,
+    pub model_version: i64,
+    pub processing_time_ms: f64,
+}
+
+/// The alert for `event`, appended to `out` as JSON.
+pub fn write_alert(
+    event: &Map<String, Value>,
+    verdict: &Verdict<'_>,
+    now: &Value,
+    out: &mut Vec<u8>,
+) {
+    let original = original_data(event);
+    let alert = Alert {
+        timestamp: event.get("timestamp").unwrap_or(now),
+        original_data: &original,
+        is_anomaly: verdict.score > verdict.threshold,
+        anomaly_score: verdict.score,
+        confidence: confidence(verdict.score, verdict.threshold),
+        metadata: AlertMetadata {
+            algorithm: verdict.algorithm,
+            model_version: verdict.model_version,
+            processing_time_ms: verdict.processing_time_ms,
+        },
+    };
+    // Serializing plain maps, strings and finite numbers into a Vec cannot fail.
+    if serde_json::to_writer(out, &alert).is_err() {
+        tracing::error!("alert serialization failed");
+    }
+}
+
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    reason: &'a str,
+    source: &'a str,
+    position: &'a str,
+    received_at: &'a str,
+    payload: Cow<'a, str>,
+}
+
+/// The dead letter for an unusable event.
+pub fn dead_letter(
+    reason: &str,
+    source: &str,
+    position: &str,
+    received_at: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let letter = DeadLetter {
+        reason,
+        source,
+        position,
+        received_at,
+        payload: String::from_utf8_lossy(payload),
+    };
+    serde_json::to_vec(&letter).unwrap_or_default()
+}
+
+/// The current time as the RFC 3339 JSON string used for `timestamp` and `received_at`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_alert_has_the_seeds_fields_and_the_events_timestamp() {
+        let event = json!({"id": 7, "timestamp": "2026-01-01T00:00:00Z", "temp": 99.0});
+        let event = event.as_object().unwrap();
+        let mut out = Vec::new();
+        let verdict = Verdict {
+            score: 0.75,
+            threshold: 0.5,
+            algorithm: "isolation_forest",
+            model_version: 3,
+            processing_time_ms: 1.5,
+        };
+        write_alert(event, &verdict, &json!("now"), &mut out);
+        let alert: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(alert["timestamp"], "2026-01-01T00:00:00Z");
+        assert_eq!(alert["original_data"], json!(event));
+        assert_eq!(alert["is_anomaly"], true);
+        assert_eq!(alert["anomaly_score"], 0.75);
+        assert!((alert["confidence"].as_f64().unwrap() - 0.8647).abs() < 1e-3);
+        assert_eq!(
+            alert["metadata"],
+            json!({"algorithm": "isolation_forest", "model_version": 3, "processing_time_ms": 1.5})
+        );
+        assert_eq!(event_key(event, None).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn confidence_is_zero_on_the_threshold_and_grows_on_both_sides() {
+        assert_eq!(confidence(0.5, 0.5), 0.0);
+        assert!(confidence(0.4, 0.5) > 0.5 && confidence(0.4, 0.5) < confidence(0.3, 0.5));
+        assert!(confidence(0.9, 0.5) > confidence(0.7, 0.5));
+        assert!(confidence(1e308, 0.5) <= 1.0);
+    }
+
+    #[test]
+    fn events_without_an_id_are_keyed_by_the_message_key() {
+        let event = json!({"temp": 1});
+        assert_eq!(
+            event_key(event.as_object().unwrap(), Some("k")).as_deref(),
+            Some("k")
+        );
+        assert_eq!(event_key(event.as_object().unwrap(), None), None);
+    }
+}

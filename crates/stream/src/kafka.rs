@@ -1,0 +1,323 @@
+//! Kafka (rdkafka, bundled librdkafka): a consumer-group [`Source`] and a [`Sink`].
+//!
+//! - **Reading**: one `StreamConsumer` in the group; a batch is the first message that
+//!   comes within the poll wait plus every message already fetched, up to the batch size
+//!   (librdkafka prefetches in the background, so batches fill under load).
+//! - **Committing**: offsets are *stored* (`rd_kafka_offset_store`, highest offset per
+//!   partition of the batch) only once the batch's alerts are delivered, and librdkafka's
+//!   auto-commit writes stored offsets to the group every `auto.commit.interval.ms` and when
+//!   partitions are revoked; at shutdown the stored offsets are committed synchronously.
+//!   `enable.auto.offset.store` is off, so nothing read but not yet written is ever
+//!   committed. After a rebalance, a batch of a partition this process lost cannot be
+//!   stored: the new owner processes it again (at least once).
+//! - **Writing**: a `FutureProducer` (batching with `linger.ms`); a batch is written when
+//!   every message's delivery report has come back, in order per partition of the alerts
+//!   topic (partitioned by the event's `id`).
+//!
+//! `--kafka-config key=value` options pass through to librdkafka (both clients), e.g.
+//! `session.timeout.ms` or security settings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+
+use crate::StreamError;
+use crate::alert::OutMessage;
+use crate::broker::{Committer, Position, Record, Sink, Source};
+use crate::redis::StartFrom;
+
+/// Options of a Kafka consumer.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    pub group: String,
+    /// `client.id`, shown in the group's member list.
+    pub client_id: String,
+    pub start: StartFrom,
+    /// How long one poll waits for the first message of a batch.
+    pub poll_wait: Duration,
+    /// Extra librdkafka settings (`key=value`), applied last.
+    pub extra: Vec<(String, String)>,
+}
+
+/// A consumer in a Kafka consumer group, on one topic.
+pub struct KafkaSource {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    poll_wait: Duration,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes to `topic`.
+    ///
+    /// # Errors
+    /// An invalid setting (the consumer connects lazily: an unreachable broker shows up
+    /// as read errors, retried).
+    pub fn connect(
+        brokers: &str,
+        topic: &str,
+        config: KafkaSourceConfig,
+    ) -> Result<Self, StreamError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("group.id", &config.group)
+            .set("client.id", &config.client_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set(
+                "auto.offset.reset",
+                match config.start {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            .set("queued.min.messages", "20000")
+            .set("fetch.wait.max.ms", "50");
+        for (k, v) in &config.extra {
+            c.set(k, v);
+        }
+        let consumer: StreamConsumer = c.create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            topic: topic.to_string(),
+            poll_wait: config.poll_wait,
+        })
+    }
+}
+
+fn record(m: &rdkafka::message::BorrowedMessage<'_>, received: Instant) -> Record {
+    Record {
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: Ok(m.payload().unwrap_or_default().to_vec()),
+        position: Position::Kafka {
+            partition: m.partition(),
+            offset: m.offset(),
+        },
+        received,
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Record>, StreamError> {
+        let first = match tokio::time::timeout(self.poll_wait, self.consumer.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(m) => m?,
+        };
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(max.min(4096));
+        out.push(record(&first, now));
+        drop(first);
+        while out.len() < max {
+            // Only what librdkafka has already fetched: never wait here.
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => out.push(record(&m, now)),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka read error inside a batch");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn committer(&self) -> Box<dyn Committer> {
+        Box::new(KafkaCommitter {
+            consumer: Arc::clone(&self.consumer),
+            topic: self.topic.clone(),
+        })
+    }
+}
+
+struct KafkaCommitter {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+}
+
+#[async_trait]
+impl Committer for KafkaCommitter {
+    async fn commit(&self, positions: &[Position]) -> Result<(), StreamError> {
+        let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in positions {
+            if let Position::Kafka { partition, offset } = p {
+                let e = highest.entry(*partition).or_insert(*offset);
+                *e = (*e).max(*offset);
+            }
+        }
+        for (partition, offset) in highest {
+            // librdkafka stores offset + 1: the next one to read.
+            match self.consumer.store_offset(&self.topic, partition, offset) {
+                Ok(()) => {}
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::State) => {
+                    tracing::info!(
+                        partition,
+                        offset,
+                        "partition reassigned before its batch was committed; its new owner processes it again"
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn lag(&self) -> Option<u64> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let position = consumer.position().ok()?;
+            let mut lag = 0u64;
+            for e in position.elements_for_topic(&topic) {
+                let (_, high) = consumer
+                    .fetch_watermarks(
+                        &topic,
+                        e.partition(),
+                        Timeout::After(Duration::from_secs(2)),
+                    )
+                    .ok()?;
+                let at = match e.offset() {
+                    rdkafka::Offset::Offset(o) => o,
+                    _ => {
+                        let (low, _) = consumer
+                            .fetch_watermarks(
+                                &topic,
+                                e.partition(),
+                                Timeout::After(Duration::from_secs(2)),
+                            )
+                            .ok()?;
+                        low
+                    }
+                };
+                lag += (high - at).max(0) as u64;
+            }
+            Some(lag)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn close(&self) {
+        let consumer = Arc::clone(&self.consumer);
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await;
+        match committed {
+            Ok(Ok(()))
+            | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot commit the last offsets; they will be processed again")
+            }
+            Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
+        }
+    }
+}
+
+/// Writes messages to a topic and waits for their delivery reports.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    display: String,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// A producer for `topic` (`extra`: librdkafka settings, applied last).
+    ///
+    /// # Errors
+    /// An invalid setting.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        display: String,
+        extra: &[(String, String)],
+    ) -> Result<Self, StreamError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set("message.timeout.ms", "30000");
+        for (k, v) in extra {
+            c.set(k, v);
+        }
+        Ok(Self {
+            producer: c.create()?,
+            topic: topic.to_string(),
+            display,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&self, messages: &[OutMessage]) -> Result<(), StreamError> {
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for m in messages {
+            let mut record: FutureRecord<'_, str, [u8]> =
+                FutureRecord::to(&self.topic).payload(&m.payload);
+            if let Some(k) = &m.key {
+                record = record.key(k.as_str());
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
+                        // The producer's queue is full: let deliveries drain (back-pressure).
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e.into()),
+                Err(_) => {
+                    return Err(StreamError::KafkaDelivery(
+                        "the producer dropped a delivery report".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+}
