@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::auth::{AuthConfig, AuthService, KeyHasher};
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
 use crate::ops_metrics::{MetricsSources, metrics_router};
+use crate::ratelimit::RateLimiter;
 use crate::settings::Settings;
 use crate::state::{AppState, Limits};
 

@@ -367,7 +367,7 @@ impl JobRunner {
                 }
             };
             let algorithm = match (&model, &spec.scoring) {
-                (Some(model), _) => model.algorithm(),
+                (Some(loaded), _) => loaded.model.algorithm(),
                 (None, Scoring::Fit { algorithm, .. }) => algorithm.as_str(),
                 (None, Scoring::Model { .. }) => "unknown",
             };
@@ -421,10 +421,6 @@ impl JobRunner {
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
         let model = &loaded.model;
-        // What this source looks like against the model's training data: added to the
-        // model's drift window chunk by chunk, and its data quality reported at the end.
-        let drift = loaded.drift.clone();
-        let mut seen = drift.as_ref().map(|d| WindowStats::new(d.reference()));
         let options = read_options(spec.label_column.as_deref());
         let parse = step_span("parse", model.algorithm(), source);
         let opened = self
@@ -446,7 +442,7 @@ impl JobRunner {
         // Reading and scoring alternate chunk by chunk: one `score` span covers both.
         let score = step_span("score", model.algorithm(), source);
         let scored = self
-            .score_chunks(job, source, reader, model, out, control, progress)
+            .score_chunks(job, source, reader, loaded, out, control, quality, progress)
             .instrument(score.clone())
             .await;
         if let Ok((n, anomalies)) = &scored {
@@ -461,11 +457,17 @@ impl JobRunner {
         job: &Job,
         source: &str,
         mut reader: TableReader<'static>,
-        model: &Arc<FittedModel>,
+        loaded: &LoadedModel,
         out: &mut OutputWriter,
         control: &JobControl,
+        quality: &mut Option<f64>,
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
+        let model = &loaded.model;
+        // What this source looks like against the model's training data: added to the
+        // model's drift window chunk by chunk, and its data quality reported at the end.
+        let drift = loaded.drift.clone();
+        let mut seen = drift.as_ref().map(|d| WindowStats::new(d.reference()));
         let (mut n, mut anomalies) = (0usize, 0usize);
         let chunk_rows = self.config.chunk_rows;
         loop {

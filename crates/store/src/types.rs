@@ -357,6 +357,8 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     /// Rows before this time.
     pub until: Option<DateTime<Utc>>,
+}
+
 /// A connection pool's use at one moment (database or Redis), for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {

@@ -24,9 +24,9 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod privacy;
 pub mod token;
 pub mod users;
-pub mod privacy;
 
 /// Every route of the service, with the JSON fallbacks.
 pub(crate) fn api_router() -> Router<AppState> {

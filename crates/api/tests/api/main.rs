@@ -4,9 +4,9 @@
 mod auth;
 mod batch;
 mod detect;
+mod drift;
 mod encryption;
 mod hardening;
-mod drift;
 mod health;
 mod helpers;
 mod jobs;
