@@ -14,8 +14,8 @@
 //! - `pynomaly_data_drift_score{model,feature}`: the PSI of the model's current (or just
 //!   ended) drift window against its training data, for at most 20 features per model
 //!   (the highest); refreshed at each scrape, so deleted models and stale windows vanish.
-//!
 //! - `pynomaly_rate_limited_total` (requests answered 429: per-key, per-user and login limits)
+//!
 //! Operational metrics (jobs, workers, model cache, pools, build info) are in
 //! [`crate::ops_metrics`], registered in the same registry.
 //!
