@@ -48,6 +48,14 @@ fn op(
     let mut o = json!({"summary": summary, "responses": responses});
     match scope {
         Some(s) => {
+            // Every authenticated route applies the caller's rate limit.
+            if let (Some(m), Value::Object(more)) =
+                (o["responses"].as_object_mut(), error_responses(&[429]))
+            {
+                for (code, r) in more {
+                    m.entry(code).or_insert(r);
+                }
+            }
             o["security"] = json!([{"bearer": []}]);
             o["description"] = json!(format!("Scope: `{s}`."));
         }

@@ -586,6 +586,36 @@ mod tests {
     }
 
     #[test]
+    fn security_settings_are_read_and_bad_ones_named() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.rate_limit_per_minute, 6000);
+        assert_eq!(s.jwt_ttl, Duration::from_secs(3600));
+        assert!(!s.trust_forwarded_for);
+        let s = from(&[
+            ("PYNOMALY_RATE_LIMIT_PER_MINUTE", "0"),
+            ("PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE", "3"),
+            ("PYNOMALY_LOGIN_IP_RATE_LIMIT_PER_MINUTE", "30"),
+            ("PYNOMALY_JWT_TTL_S", "900"),
+            ("PYNOMALY_TRUST_FORWARDED_FOR", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s.rate_limit_per_minute, 0, "0: no limit");
+        assert_eq!(s.login_rate_limit_per_minute, 3);
+        assert_eq!(s.login_ip_rate_limit_per_minute, 30);
+        assert_eq!(s.jwt_ttl, Duration::from_secs(900));
+        assert!(s.trust_forwarded_for);
+        for (name, bad) in [
+            ("PYNOMALY_RATE_LIMIT_PER_MINUTE", "-1"),
+            ("PYNOMALY_LOGIN_RATE_LIMIT_PER_MINUTE", "0"),
+            ("PYNOMALY_JWT_TTL_S", "0"),
+            ("PYNOMALY_TRUST_FORWARDED_FOR", "maybe"),
+        ] {
+            let e = from(&[(name, bad)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+
+    #[test]
     fn scale_out_urls_are_read_and_never_printed() {
         let s = from(&[
             ("DATABASE_URL", "postgres://u:hunter2@h/db"),
