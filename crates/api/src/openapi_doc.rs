@@ -77,7 +77,7 @@ fn schemas() -> Value {
     let rows = json!({"type": "array", "description": "Rows of finite numbers, all of the same length",
                       "items": {"type": "array", "items": {"type": "number"}}});
     let contamination = json!({"oneOf": [{"type": "string", "enum": ["auto"]},
-                                         {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}],
+                                         {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 0.5}],
                                "default": "auto"});
     let params_note = "Algorithm parameters (see GET /api/v1/algorithms) may be given in `parameters` or flat at the top level.";
     json!({
