@@ -1,6 +1,6 @@
 //! Hardening, tried from outside: security headers on every kind of response, no version
 //! or software name in headers, oversized and malformed bodies, oversized request heads,
-//! a slow client cut off, and path traversal in every field that takes a path or URI.
+//! slow clients (headers or body dribbled) cut off, and path traversal in every field that takes a path or URI.
 
 use std::time::{Duration, Instant};
 
@@ -244,6 +244,44 @@ async fn a_client_sending_its_headers_byte_by_byte_is_cut_off() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_dribbling_its_body_is_answered_at_the_request_timeout() {
+    let app = spawn_app_with(|s| s.request_timeout = Duration::from_secs(1)).await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST /api/v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        app.admin_key
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        // 1000 bytes at 10 a second would take 100 s.
+        for _ in 0..1000 {
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(6), read.read(&mut buf))
+        .await
+        .expect("no answer within 6 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("unavailable"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    writer.abort();
 }
 
 /// What a field that takes a data source says about `uri`.
