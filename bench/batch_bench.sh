@@ -3,6 +3,9 @@
 # (567,498 rows) and one twice that size with a trained 100-tree isolation forest, on the
 # embedded default. Prints rows/s and the server's peak resident memory (VmHWM) after each
 # job: the job streams its source chunk by chunk, so the peak must not grow with the file.
+# Then it downloads the job's output (GET /api/v1/jobs/{id}/result) and times that too.
+# The server inherits the environment: with PYNOMALY_ENCRYPTION_KEY set, outputs are
+# encrypted at rest and decrypted on download (the cost of encryption at rest).
 #   bench/batch_bench.sh [DATASETS_DIR] [PATH_TO_PYNOMALY]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,8 +35,8 @@ with open(sys.argv[1] + "/data/sources/http.csv") as f:
 json.dump({"model_name": "http", "algorithm": "isolation_forest", "random_state": 0, "data": rows}, open(sys.argv[1] + "/train.json", "w"))
 PY
 curl -sf "${H[@]}" -d @"$WORK/train.json" "http://$ADDR/api/v1/models" >/dev/null
-echo "| source | rows | seconds | rows/s | server peak RSS after the job |"
-echo "|---|---:|---:|---:|---:|"
+echo "| source | rows | seconds | rows/s | server peak RSS after the job | output download s (MB) |"
+echo "|---|---:|---:|---:|---:|---:|"
 for src in http.csv http_x2.csv; do
   rows=$(($(wc -l < "$WORK/data/sources/$src") - 1))
   t0=$(date +%s.%N)
@@ -45,5 +48,8 @@ for src in http.csv http_x2.csv; do
   done
   t1=$(date +%s.%N)
   hwm=$(grep VmHWM /proc/$PID/status | awk '{print $2/1024 " MiB"}')
-  python3 -c "r=$rows; s=$t1-$t0; print(f'| {\"$src\"} | {r} | {s:.2f} | {r/s:,.0f} | $hwm |')"
+  t2=$(date +%s.%N)
+  bytes=$(curl -sf "${H[@]}" -o /dev/null -w '%{size_download}' "http://$ADDR/api/v1/jobs/$job/result")
+  t3=$(date +%s.%N)
+  python3 -c "r=$rows; s=$t1-$t0; d=$t3-$t2; print(f'| {\"$src\"} | {r} | {s:.2f} | {r/s:,.0f} | $hwm | {d:.2f} ({$bytes/1e6:.1f}) |')"
 done

@@ -36,7 +36,8 @@ mod users;
 pub use auth::{CreatedKey, create_api_key};
 pub use settings::{Secret, Settings, SettingsError};
 pub use startup::{
-    Application, StartupError, WorkerProcess, migrate, open_metadata, shutdown_signal,
+    Application, StartupError, WorkerProcess, migrate, open_artifacts, open_metadata,
+    shutdown_signal,
 };
 pub use state::AppState;
 pub use telemetry::{

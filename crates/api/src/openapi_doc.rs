@@ -86,7 +86,7 @@ fn schemas() -> Value {
     let rows = json!({"type": "array", "description": "Rows of finite numbers, all of the same length",
                       "items": {"type": "array", "items": {"type": "number"}}});
     let contamination = json!({"oneOf": [{"type": "string", "enum": ["auto"]},
-                                         {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}],
+                                         {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 0.5}],
                                "default": "auto"});
     let params_note = "Algorithm parameters (see GET /api/v1/algorithms) may be given in `parameters` or flat at the top level.";
     let mut all = json!({
@@ -191,7 +191,8 @@ fn schemas() -> Value {
                 "description": "Field names whose whole value is hidden, at any depth (default: PYNOMALY_PII_FIELDS)"},
             "types": {"type": "array", "items": {"type": "string", "enum": ["email", "phone", "ssn", "credit_card"]},
                 "description": "Kinds looked for (default: all)"},
-            "mode": {"type": "string", "enum": ["mask", "hash"], "description": "anonymize: labels, or keyed HMAC tokens (default: PYNOMALY_PII_MODE)"}}},
+            "mode": {"type": "string", "enum": ["mask", "hash"], "description": "anonymize: labels, or keyed HMAC tokens (default: PYNOMALY_PII_MODE)"},
+            "generalize": {"type": "boolean", "default": true, "description": "anonymize: integer `age` becomes `age_group`, `zip_code` keeps 3 characters + XX (the seed's DataPrivacyManager)"}}},
         "PrivacyScan": {"type": "object", "properties": {
             "pii_found": {"type": "boolean"}, "total": {"type": "integer"},
             "summary": {"type": "object", "additionalProperties": {"type": "integer"}},

@@ -118,6 +118,33 @@ pub async fn open_metadata(settings: &Settings) -> Result<DynMetadataStore, Star
     })
 }
 
+/// Opens the artifact store the settings name (`PYNOMALY_STORAGE_URL`), encrypting with
+/// the configured keys (`PYNOMALY_ENCRYPTION_*`), and says once whether artifacts are
+/// encrypted at rest. Every process that reads or writes artifacts (serve, worker, stream)
+/// opens them through this, so they all seal and open alike.
+///
+/// # Errors
+/// The store cannot be opened.
+pub fn open_artifacts(settings: &Settings) -> Result<ArtifactStore, StartupError> {
+    let mut artifacts = ArtifactStore::from_url(&settings.storage_url)?;
+    match &settings.encryption {
+        Some(ring) => {
+            tracing::info!(
+                key_id = ring.current_id().unwrap_or("none: existing objects are only read"),
+                keyring = ?ring,
+                "artifacts are encrypted at rest (AES-256-GCM)"
+            );
+            artifacts = artifacts.with_encryption(ring.clone());
+        }
+        None => tracing::warn!(
+            storage = %settings.storage_url,
+            "artifacts (models, job outputs) are stored unencrypted: set PYNOMALY_ENCRYPTION_KEY \
+             (64 hex digits) to encrypt them at rest"
+        ),
+    }
+    Ok(artifacts)
+}
+
 /// What both the server and a worker process run jobs with.
 struct JobParts {
     meta: DynMetadataStore,
@@ -135,22 +162,7 @@ async fn job_parts(
 ) -> Result<JobParts, StartupError> {
     std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error(&settings.data_dir))?;
     let meta = open_metadata(settings).await?;
-    let mut artifacts = ArtifactStore::from_url(&settings.storage_url)?;
-    match &settings.encryption {
-        Some(ring) => {
-            tracing::info!(
-                key_id = ring.current_id().unwrap_or("none: existing objects are only read"),
-                keyring = ?ring,
-                "artifacts are encrypted at rest (AES-256-GCM)"
-            );
-            artifacts = artifacts.with_encryption(ring.clone());
-        }
-        None => tracing::warn!(
-            storage = %settings.storage_url,
-            "artifacts (models, job outputs) are stored unencrypted: set PYNOMALY_ENCRYPTION_KEY \
-             (64 hex digits) to encrypt them at rest"
-        ),
-    }
+    let artifacts = open_artifacts(settings)?;
     let sources = SourceResolver::new(&settings.sources_dir)
         .map_err(data_dir_error(&settings.sources_dir))?;
     let registry = Arc::new(

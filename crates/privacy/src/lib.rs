@@ -26,6 +26,9 @@
 //! brute force over the key. Values are normalised before hashing (e-mail lower-cased,
 //! numbers reduced to their digits), so `555-123-4567` and `(555) 123 4567` agree.
 //!
+//! With [`Privacy::with_generalization`], the seed's quasi-identifiers are generalised too:
+//! an integer `age` becomes an `age_group`, a `zip_code` keeps three characters.
+//!
 //! Scanning ([`Privacy::scan_json`]) reports where personal data is (JSON Pointer paths),
 //! of which kind and how many times, never the values themselves. Object keys are not
 //! scanned, only values; JSON numbers are checked only as card numbers (a 10-digit
@@ -362,6 +365,7 @@ pub struct Privacy {
     mode: Mode,
     kinds: Vec<PiiKind>,
     key: [u8; 32],
+    generalize: bool,
 }
 
 impl std::fmt::Debug for Privacy {
@@ -370,11 +374,45 @@ impl std::fmt::Debug for Privacy {
             .field("fields", &self.fields)
             .field("mode", &self.mode)
             .field("kinds", &self.kinds)
+            .field("generalize", &self.generalize)
             .finish_non_exhaustive()
     }
 }
 
 const FIELD_LABEL: &str = "REDACTED";
+
+fn age_group(age: i64) -> &'static str {
+    match age {
+        ..18 => "under_18",
+        18..30 => "18_29",
+        30..50 => "30_49",
+        50..65 => "50_64",
+        _ => "65_plus",
+    }
+}
+
+/// The seed's `anonymize_data` generalisations, on one object; returns how many.
+fn generalize_quasi_identifiers(map: &mut serde_json::Map<String, Value>) -> usize {
+    let mut n = 0;
+    if let Some(age) = map.get("age").and_then(Value::as_i64) {
+        map.remove("age");
+        map.insert("age_group".into(), Value::String(age_group(age).into()));
+        n += 1;
+    }
+    if let Some(zip) = map.get_mut("zip_code") {
+        let text = match zip {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(num) => Some(num.to_string()),
+            _ => None,
+        };
+        if let Some(text) = text {
+            let head: String = text.chars().take(3).collect();
+            *zip = Value::String(format!("{head}XX"));
+            n += 1;
+        }
+    }
+    n
+}
 
 impl Privacy {
     /// From a configuration; `fallback_key` is the hash key when the configuration has
@@ -385,7 +423,17 @@ impl Privacy {
             mode: config.mode,
             kinds: PiiKind::ALL.to_vec(),
             key: config.hash_key.unwrap_or(fallback_key),
+            generalize: false,
         }
+    }
+
+    /// The same, also generalising the seed's quasi-identifiers in [`Privacy::mask_json`]:
+    /// an integer `age` becomes `age_group` (`under_18`, `18_29`, `30_49`, `50_64`,
+    /// `65_plus`), a `zip_code` keeps its first three characters (`123XX`).
+    #[must_use]
+    pub fn with_generalization(mut self, yes: bool) -> Self {
+        self.generalize = yes;
+        self
     }
 
     /// The same, hiding these fields instead.
@@ -501,6 +549,9 @@ impl Privacy {
             Value::Array(items) => items.iter_mut().map(|v| self.mask_json(v)).sum(),
             Value::Object(map) => {
                 let mut n = 0;
+                if self.generalize {
+                    n += generalize_quasi_identifiers(map);
+                }
                 for (k, v) in map.iter_mut() {
                     if self.is_field(k) {
                         if !v.is_null() {
@@ -736,6 +787,18 @@ mod tests {
         hashed.mask_json(&mut b);
         assert_eq!(a["name"], b["NAME"]);
         assert!(a["name"].as_str().unwrap().starts_with("[REDACTED:"));
+        let mut person =
+            json!({"age": 34, "zip_code": "12345", "nested": {"age": 70, "zip_code": 90210}});
+        let general = p.clone().with_generalization(true);
+        assert_eq!(general.mask_json(&mut person), 4);
+        assert_eq!(
+            person,
+            json!({"age_group": "30_49", "zip_code": "123XX",
+                   "nested": {"age_group": "65_plus", "zip_code": "902XX"}})
+        );
+        let mut untouched = json!({"age": 34});
+        p.mask_json(&mut untouched);
+        assert_eq!(untouched, json!({"age": 34}), "off unless asked");
         let only_email = p.with_kinds(&[PiiKind::Email]).with_fields::<&str>(&[]);
         let mut doc = json!("a@b.io 123-45-6789");
         only_email.mask_json(&mut doc);

@@ -215,10 +215,11 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// Reads a whole artifact.
+    /// Reads a whole artifact (opened, when it is encrypted).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] when it does not exist, else the store's error.
+    /// [`StoreError::NotFound`] when it does not exist, [`StoreError::Crypto`] when it is
+    /// encrypted and cannot be opened (unknown key id, failed tag), else the store's error.
     pub async fn get(&self, path: &str) -> Result<Bytes, StoreError> {
         let object_path = ObjectPath::from(path);
         match self.inner.get(&object_path).await {
@@ -281,13 +282,16 @@ impl ArtifactStore {
                 Ok((size, first.chain(body).boxed()))
             }
             Envelope::Sealed { header_len, opener } => {
-                let plain_size = plaintext_len(size - header_len as u64, opener.frame_sealed())
-                    .ok_or_else(|| {
-                        StoreError::Crypto(crate::crypto::CryptoError::Malformed {
-                            path: path.to_string(),
-                            reason: format!("{size} bytes is not the size of a sealed object"),
-                        })
-                    })?;
+                let plain_size = plaintext_len(
+                    size.saturating_sub(header_len as u64),
+                    opener.frame_sealed(),
+                )
+                .ok_or_else(|| {
+                    StoreError::Crypto(crate::crypto::CryptoError::Malformed {
+                        path: path.to_string(),
+                        reason: format!("{size} bytes is not the size of a sealed object"),
+                    })
+                })?;
                 let rest = Bytes::from(start).slice(header_len..);
                 let sealed =
                     futures::stream::iter((!rest.is_empty()).then(|| Ok(rest))).chain(body);

@@ -39,6 +39,9 @@ struct PrivacyRequest {
     fields: Option<Vec<String>>,
     types: Option<Vec<String>>,
     mode: Option<String>,
+    /// `age` → `age_group`, `zip_code` → 3 characters + `XX` (anonymize; default true, as
+    /// the seed's `anonymize_data`).
+    generalize: Option<bool>,
 }
 
 fn member<T: DeserializeOwned>(name: &str, value: Value, expected: &str) -> Result<T, ApiError> {
@@ -62,9 +65,12 @@ impl PrivacyRequest {
                 "fields" => req.fields = Some(member(&key, value, "an array of field names")?),
                 "types" => req.types = Some(member(&key, value, "an array of PII types")?),
                 "mode" => req.mode = Some(member(&key, value, "\"mask\" or \"hash\"")?),
+                "generalize" => req.generalize = Some(member(&key, value, "true or false")?),
                 other => {
                     return Err(ApiError::invalid_with(
-                        format!("unknown field '{other}' (accepted: data, fields, types, mode)"),
+                        format!(
+                            "unknown field '{other}' (accepted: data, fields, types, mode, generalize)"
+                        ),
                         json!({"field": other}),
                     ));
                 }
@@ -106,6 +112,7 @@ fn configure(state: &AppState, req: PrivacyRequest) -> Result<(Privacy, Value), 
             .map_err(|e: String| ApiError::invalid_with(e, json!({"field": "mode"})))?;
         privacy = privacy.with_mode(mode);
     }
+    privacy = privacy.with_generalization(req.generalize.unwrap_or(true));
     Ok((privacy, data))
 }
 

@@ -14,5 +14,4 @@ mod limits;
 mod models;
 mod privacy;
 mod scale_out;
-mod security;
 mod seed_client;

@@ -122,6 +122,23 @@ async fn anonymize_masks_values_and_configured_fields() {
             "score": 0.97
         })
     );
+    // The seed's quasi-identifiers are generalised, unless asked not to.
+    let person = json!({"age": 42, "zip_code": "94107", "email": "x@y.io"});
+    let r = app.post(ANON, &json!({"data": person})).await;
+    assert_eq!(
+        r.assert_status(200)["data"],
+        json!({"age_group": "30_49", "zip_code": "941XX", "email": "[EMAIL]"})
+    );
+    let r = app
+        .post(ANON, &json!({"data": person, "generalize": false}))
+        .await;
+    assert_eq!(
+        r.assert_status(200)["data"],
+        json!({"age": 42, "zip_code": "94107", "email": "[EMAIL]"})
+    );
+    app.post(ANON, &json!({"data": person, "generalize": "yes"}))
+        .await
+        .assert_error(422, "invalid_input");
     // A request's own field list replaces the server's.
     let r = app
         .post(
