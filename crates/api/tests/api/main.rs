@@ -14,4 +14,5 @@ mod limits;
 mod models;
 mod privacy;
 mod scale_out;
+mod security;
 mod seed_client;
