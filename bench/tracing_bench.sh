@@ -119,7 +119,7 @@ for (cse, rnd), m in by.items():
 for cse in sorted({k[0] for k in by}):
     offs = [m["off"][0] for k, m in by.items() if k[0] == cse]
     ons = [m["on"][0] for k, m in by.items() if k[0] == cse]
+    ratios = ", ".join("%.3f" % (m["on"][0] / m["off"][0]) for k, m in by.items() if k[0] == cse)
     print(f"\n{cse}: median req/s off {statistics.median(offs):.0f}, on {statistics.median(ons):.0f}, "
-          f"on/off {statistics.median(ons)/statistics.median(offs):.3f}; "
-          f"per-round ratios {', '.join(f'{m['on'][0]/m['off'][0]:.3f}' for k, m in by.items() if k[0] == cse)}")
+          f"on/off {statistics.median(ons)/statistics.median(offs):.3f}; per-round ratios {ratios}")
 PY

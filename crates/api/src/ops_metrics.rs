@@ -5,7 +5,9 @@
 //!   the whole deployment (read from the metadata store at scrape time, so every
 //!   instance and worker reports the same number: aggregate with `max`, not `sum`).
 //! - `pynomaly_job_duration_seconds{kind,status}` (histogram): job runs in this process
-//!   by how they ended (`succeeded`, `failed`, `retrying`, `cancelled`, `interrupted`).
+//!   by how they ended (`succeeded`, `failed`, `retrying` — an attempt that failed for a
+//!   reason around the job, see `pynomaly_jobs::BatchObserver::job_finished` —
+//!   `cancelled`, `interrupted`).
 //! - `pynomaly_workers_active`: job workers alive in the deployment (`/health`'s
 //!   `workers.active`: live `pynomaly worker` processes with Redis, this process's worker
 //!   tasks in process); `pynomaly_worker_slots` and `pynomaly_worker_jobs_in_progress`:
