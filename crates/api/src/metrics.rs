@@ -6,8 +6,14 @@
 //! - `pynomaly_model_inference_seconds{algorithm,data_size}` (histogram; `small` < 100
 //!   rows, `medium` < 1000, `large`)
 //! - `pynomaly_active_models` (models in the in-memory cache, read at scrape time)
-//! - `pynomaly_data_quality_score{dataset}` (share of the rows of the last accepted
-//!   training set that were usable; inline data is all-or-nothing, so 1)
+//! - `pynomaly_data_quality_score{dataset}`, in [0, 1]: the share of cells that were
+//!   usable (finite, and for scored data inside the model's training range; see
+//!   `detect_core::drift`). Set by inline training (all-or-nothing, so 1), by each
+//!   model's drift window at scrape time (`dataset` = model name) and by each batch source
+//!   scored with a model (`dataset` = the source as named).
+//! - `pynomaly_data_drift_score{model,feature}`: the PSI of the model's current (or just
+//!   ended) drift window against its training data, for at most 20 features per model
+//!   (the highest); refreshed at each scrape, so deleted models and stale windows vanish.
 //!
 //! Operational metrics (jobs, workers, model cache, pools, build info) are in
 //! [`crate::ops_metrics`], registered in the same registry.
@@ -15,6 +21,7 @@
 //! `endpoint` is the route template; `dataset` is the model name, or `inline` for
 //! `POST /api/v1/detect`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
@@ -33,6 +40,9 @@ pub(crate) struct Metrics {
     active_models: IntGauge,
     data_quality: GaugeVec,
     ops: crate::ops_metrics::OpsMetrics,
+    data_drift: GaugeVec,
+    /// Datasets whose quality the drift windows set at the last scrape.
+    drift_datasets: Arc<Mutex<Vec<String>>>,
 }
 
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -88,6 +98,14 @@ impl Metrics {
             &["dataset"],
         )
         .expect("valid metric");
+        let data_drift = GaugeVec::new(
+            Opts::new(
+                "pynomaly_data_drift_score",
+                "Population stability index of the latest drift window against training",
+            ),
+            &["model", "feature"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -95,6 +113,7 @@ impl Metrics {
             Box::new(inference_seconds.clone()),
             Box::new(active_models.clone()),
             Box::new(data_quality.clone()),
+            Box::new(data_drift.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -108,6 +127,8 @@ impl Metrics {
             inference_seconds,
             active_models,
             data_quality,
+            data_drift,
+            drift_datasets: Arc::default(),
         }
     }
 
@@ -163,6 +184,37 @@ impl Metrics {
         self.data_quality.with_label_values(&[dataset]).set(score);
     }
 
+    /// Replaces the drift gauges with `models`: (model, [(feature, PSI)], data quality).
+    pub(crate) fn set_drift(
+        &self,
+        models: impl Iterator<Item = (String, Vec<(String, f64)>, f64)>,
+    ) {
+        self.data_drift.reset();
+        let mut datasets = self
+            .drift_datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let before = std::mem::take(&mut *datasets);
+        for (model, features, quality) in models {
+            for (feature, psi) in features {
+                self.data_drift
+                    .with_label_values(&[&model, &feature])
+                    .set(psi);
+            }
+            self.data_quality.with_label_values(&[&model]).set(quality);
+            datasets.push(model);
+        }
+        for gone in before.iter().filter(|d| !datasets.contains(d)) {
+            let _ = self.data_quality.remove_label_values(&[gone]);
+        }
+    }
+
+    /// Drops a deleted model's quality series (its drift series go at the next scrape,
+    /// with its windows).
+    pub(crate) fn forget_model(&self, model: &str) {
+        let _ = self.data_quality.remove_label_values(&[model]);
+    }
+
     /// The Prometheus text exposition, with the model-cache gauge refreshed.
     pub(crate) fn render(&self, active_models: usize) -> String {
         self.active_models.set(active_models as i64);
@@ -179,5 +231,9 @@ impl pynomaly_jobs::BatchObserver for Metrics {
 
     fn job_finished(&self, kind: &str, status: &str, elapsed: Duration) {
         self.ops.observe_job(kind, status, elapsed);
+    }
+
+    fn source_quality(&self, dataset: &str, score: f64) {
+        self.set_data_quality(dataset, score);
     }
 }

@@ -269,9 +269,12 @@ fn build() -> Value {
                     (200, "Deleted", json!({"type": "object"})), &[401, 403, 404])},
             "/api/v1/models/{name}/versions/{version}": {"parameters": [name.clone(), path_param("version", "integer")],
                 "get": op("One model version", Some("read"), None, (200, "The version", r("ModelVersion")), &[401, 403, 404, 422])},
-            "/api/v1/models/{name}/predict": {"parameters": [name],
+            "/api/v1/models/{name}/predict": {"parameters": [name.clone()],
                 "post": op("Score rows with a trained model", Some("read"), Some("PredictRequest"),
                     (200, "Labels and scores, with model_name and model_version", r("Detection")), &[400, 401, 403, 404, 413, 422, 503])},
+            "/api/v1/models/{name}/drift": {"parameters": [name.clone(), {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1},
+                    "description": "A version (default: the production version)"}],
+                "get": drift_op()},
             "/api/v1/batch": {"post": batch},
             "/api/v1/jobs": {"get": list_jobs},
             "/api/v1/jobs/{job_id}": {"parameters": [job_id.clone()],
@@ -292,6 +295,57 @@ fn build() -> Value {
             "/api/v1/openapi.json": {"get": op("This document", None, None, (200, "OpenAPI 3", json!({"type": "object"})), &[])}
         }
     })
+}
+
+/// `GET /api/v1/models/{name}/drift`: what the document says about drift reports.
+fn drift_op() -> Value {
+    let stat = |d: &str| json!({"type": "number", "description": d});
+    let verdict = json!({"type": "string", "enum": ["insufficient_data", "stable", "moderate_drift", "drift"]});
+    let feature = json!({"type": "object", "properties": {
+        "feature": {"type": "string", "description": "column name, or x0, x1, … for unnamed columns"},
+        "index": {"type": "integer"},
+        "psi": stat("population stability index over ~10 bins of equal training mass (empty bins floored at 1e-4)"),
+        "ks": stat("two-sample Kolmogorov-Smirnov D at the training percentiles (a lower bound of the exact D)"),
+        "ks_max_error": stat("the exact D is at most ks + ks_max_error (the largest training share in one bin)"),
+        "reference_mean": stat("training mean"), "reference_std": stat("training standard deviation"),
+        "current_mean": {"type": "number", "nullable": true}, "current_std": {"type": "number", "nullable": true},
+        "reference_missing_rate": stat("share of non-finite training values"),
+        "current_missing_rate": stat("share of non-finite window values"),
+        "out_of_range_rate": stat("share of window values outside the training [min, max]"),
+        "reference_count": {"type": "integer"}, "current_count": {"type": "integer"},
+        "verdict": verdict.clone()}});
+    let body = json!({"type": "object", "required": ["model_name", "model_version", "monitoring", "verdict"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "integer"}, "algorithm": {"type": "string"},
+        "contamination": {"description": "as trained: \"auto\" or a fraction"},
+        "monitoring": {"type": "string", "enum": ["active", "no_reference", "disabled"],
+            "description": "no_reference: the version was trained before reference statistics were kept (retrain it); disabled: PYNOMALY_DRIFT_MONITORING=false"},
+        "message": {"type": "string", "description": "why there is no report (monitoring other than active)"},
+        "verdict": {"type": "string", "nullable": true, "enum": ["insufficient_data", "stable", "moderate_drift", "drift"],
+            "description": "the worst feature verdict; insufficient_data below min_samples rows"},
+        "window": {"type": "object", "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"},
+            "complete": {"type": "boolean"}, "length_seconds": {"type": "integer"}, "n_samples": {"type": "integer"}},
+            "description": "the running window once it has min_samples rows, else the last complete one that has, else the running one"},
+        "reference_n_samples": {"type": "integer"},
+        "anomaly_rate": {"type": "number", "nullable": true}, "training_anomaly_rate": stat("share of training rows labelled -1"),
+        "anomaly_rate_verdict": {"type": "string", "enum": ["insufficient_data", "as_trained", "elevated", "reduced"]},
+        "data_quality": stat("share of window cells that are finite and inside the training range, in [0, 1]"),
+        "features": {"type": "array", "items": feature},
+        "thresholds": {"type": "object"}}});
+    let mut o = op(
+        "Drift of a model version: what this instance scored in the current window against the training data",
+        Some("read"),
+        None,
+        (
+            200,
+            "Per-feature PSI and KS with verdicts, anomaly rate against training, data quality",
+            body,
+        ),
+        &[401, 403, 404, 422],
+    );
+    o["description"] = json!(
+        "Scope: `read`. Windows are in memory, per instance, aligned on multiples of PYNOMALY_DRIFT_WINDOW_SECONDS (default 300). A feature's verdict counts a statistic only when it is large (PSI >= 0.1 moderate, >= 0.25 drift; KS D >= 0.1 moderate, >= 0.2 drift) and significant at the 0.1% level, so large unshifted samples raise no alarm."
+    );
+    o
 }
 
 /// The document, built once.

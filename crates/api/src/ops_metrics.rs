@@ -265,6 +265,9 @@ pub(crate) struct MetricsSources {
 /// The Prometheus text exposition of every metric of this process.
 pub(crate) async fn exposition(sources: &MetricsSources) -> String {
     sources.metrics.ops().refresh(sources).await;
+    // Drift and data quality of the models this process scored (a worker's batch jobs
+    // feed its own windows).
+    crate::routes::drift::export_metrics(&sources.registry, &sources.metrics);
     sources.metrics.render(sources.registry.cache().len())
 }
 

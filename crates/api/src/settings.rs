@@ -96,6 +96,10 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
     /// Traces (the standard `OTEL_*` variables; off unless an OTLP endpoint is set).
     pub traces: crate::telemetry::TraceSettings,
+    /// Drift monitoring (`PYNOMALY_DRIFT_MONITORING`, `true`/`false`, default on),
+    /// its window length (`PYNOMALY_DRIFT_WINDOW_SECONDS`, default 300) and the rows a
+    /// window needs before a verdict (`PYNOMALY_DRIFT_MIN_SAMPLES`, default 200).
+    pub drift: pynomaly_jobs::DriftConfig,
 }
 
 /// A setting that must not be printed (URLs with passwords, secrets).
@@ -147,6 +151,7 @@ impl Settings {
             secret_key: None,
             metrics_bind: None,
             traces: crate::telemetry::TraceSettings::default(),
+            drift: pynomaly_jobs::DriftConfig::default(),
         }
     }
 
@@ -273,6 +278,29 @@ impl Settings {
         if let Some(v) = get("PYNOMALY_BATCH_CHUNK_ROWS") {
             s.batch_chunk_rows = parse_in("PYNOMALY_BATCH_CHUNK_ROWS", &v, 1, 10_000_000)?;
         }
+        if let Some(v) = get("PYNOMALY_DRIFT_MONITORING") {
+            s.drift.enabled = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" | "yes" => true,
+                "false" | "0" | "off" | "no" => false,
+                _ => {
+                    return Err(invalid(
+                        "PYNOMALY_DRIFT_MONITORING",
+                        &v,
+                        "expected true or false",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("PYNOMALY_DRIFT_WINDOW_SECONDS") {
+            s.drift.window =
+                Duration::from_secs(
+                    parse_in("PYNOMALY_DRIFT_WINDOW_SECONDS", &v, 10, 604_800)? as u64
+                );
+        }
+        if let Some(v) = get("PYNOMALY_DRIFT_MIN_SAMPLES") {
+            s.drift.thresholds.min_samples =
+                parse_in("PYNOMALY_DRIFT_MIN_SAMPLES", &v, 30, 1_000_000_000)? as u64;
+        }
         Ok(s)
     }
 }
@@ -324,6 +352,28 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./pynomaly-data"));
         assert_eq!(s.sources_dir, PathBuf::from("./pynomaly-data/sources"));
         assert_eq!(s.max_body_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn drift_settings_are_read_and_checked() {
+        let s = from(&[
+            ("PYNOMALY_DRIFT_MONITORING", "off"),
+            ("PYNOMALY_DRIFT_WINDOW_SECONDS", "60"),
+            ("PYNOMALY_DRIFT_MIN_SAMPLES", "500"),
+        ])
+        .unwrap();
+        assert!(!s.drift.enabled);
+        assert_eq!(s.drift.window, Duration::from_secs(60));
+        assert_eq!(s.drift.thresholds.min_samples, 500);
+        assert!(from(&[]).unwrap().drift.enabled);
+        for (name, bad) in [
+            ("PYNOMALY_DRIFT_MONITORING", "maybe"),
+            ("PYNOMALY_DRIFT_WINDOW_SECONDS", "1"),
+            ("PYNOMALY_DRIFT_MIN_SAMPLES", "5"),
+        ] {
+            let e = from(&[(name, bad)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
     }
 
     #[test]

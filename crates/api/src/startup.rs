@@ -136,11 +136,14 @@ async fn job_parts(
     let artifacts = ArtifactStore::from_url(&settings.storage_url)?;
     let sources = SourceResolver::new(&settings.sources_dir)
         .map_err(data_dir_error(&settings.sources_dir))?;
-    let registry = Arc::new(ModelRegistry::new(
-        Arc::clone(&meta),
-        artifacts.clone(),
-        settings.model_cache_bytes,
-    ));
+    let registry = Arc::new(
+        ModelRegistry::new(
+            Arc::clone(&meta),
+            artifacts.clone(),
+            settings.model_cache_bytes,
+        )
+        .with_drift(settings.drift),
+    );
     let mut runner = JobRunner::new(
         Arc::clone(&registry),
         artifacts.clone(),

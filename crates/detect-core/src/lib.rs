@@ -39,6 +39,7 @@
 //! whose arithmetic does not depend on how rows are split between threads, so the same
 //! seed, data and parameters give the same scores on any machine and thread count.
 
+pub mod drift;
 pub mod error;
 pub mod iforest;
 mod kdtree;

@@ -12,11 +12,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use detect_core::FittedModel;
 use pynomaly_store::ModelVersion;
 
+use crate::drift::ModelDrift;
+
 /// A model ready to score, with its registry record.
 #[derive(Debug, Clone)]
 pub struct LoadedModel {
     pub model: Arc<FittedModel>,
     pub version: Arc<ModelVersion>,
+    /// Its drift windows on this instance; `None` when it has no reference profile
+    /// (trained before they existed) or monitoring is off.
+    pub drift: Option<Arc<ModelDrift>>,
 }
 
 #[derive(Debug)]
@@ -263,6 +268,7 @@ mod tests {
                 created_at: Utc::now(),
                 training_time_ms: 1.0,
             }),
+            drift: None,
         }
     }
 

@@ -14,6 +14,9 @@
 //!   metadata store, served from memory (one load per model however many requests ask at
 //!   once). Shared by the API and the runner. [`ModelEvents`] announces registrations and
 //!   deletions to the other instances (Redis pub/sub) so every instance serves the same.
+//! - [`DriftMonitor`]: per model version, the training reference profile (stored beside the
+//!   artifact) and the time windows of what predicts and batch jobs scored, for drift and
+//!   data-quality reports.
 //! - [`SourceResolver`]: data-source URIs confined to the sources directory, or S3 objects.
 //!
 //! - [`attach_trace_context`]: a job carries its submitter's trace context, so one trace
@@ -23,6 +26,7 @@
 //! a job interrupted by shutdown goes back to `queued` and runs again on the next start.
 
 mod cache;
+mod drift;
 mod model_events;
 mod queue;
 mod redis_queue;
@@ -33,6 +37,7 @@ mod spec;
 mod trace_context;
 
 pub use cache::{LoadedModel, ModelCache};
+pub use drift::{DriftConfig, DriftMonitor, ModelDrift, WindowView, reference_path, unix_now};
 pub use model_events::ModelEvents;
 pub use queue::{ExecutionOutcome, InProcessQueue, JobQueue, QueueError};
 pub use redis_queue::{ClaimedDelivery, Delivery, RedisQueue, RedisQueueConfig};

@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use detect_core::drift::ReferenceProfile;
 use detect_core::{DetectError, FittedModel};
 use pynomaly_store::{ArtifactStore, DynMetadataStore, ModelVersion, NewModelVersion, StoreError};
 use thiserror::Error;
 
 use crate::cache::{LoadedModel, ModelCache};
+use crate::drift::{DriftConfig, DriftMonitor, reference_path};
 use crate::model_events::ModelEvents;
 
 /// An error from registering or loading a model.
@@ -65,6 +67,8 @@ pub struct ModelRegistry {
     misses: AtomicU64,
     /// Where changes are announced to the other instances (Redis pub/sub), when set.
     events: OnceLock<Arc<ModelEvents>>,
+    /// Reference profiles and drift windows of the models served here.
+    drift: DriftMonitor,
 }
 
 impl ModelRegistry {
@@ -79,7 +83,20 @@ impl ModelRegistry {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             events: OnceLock::new(),
+            drift: DriftMonitor::new(DriftConfig::default()),
         }
+    }
+
+    /// Watches drift with these settings (default: on, 5-minute windows).
+    #[must_use]
+    pub fn with_drift(mut self, config: DriftConfig) -> Self {
+        self.drift = DriftMonitor::new(config);
+        self
+    }
+
+    /// The drift windows of the models served here.
+    pub fn drift(&self) -> &DriftMonitor {
+        &self.drift
     }
 
     /// Announces every registration and deletion on `events`, so other instances drop
@@ -115,7 +132,9 @@ impl ModelRegistry {
         &self.cache
     }
 
-    /// Stores the model's artifact, registers the next version and caches it.
+    /// Stores the model's artifact, registers the next version and caches it (with no
+    /// reference profile: its drift cannot be watched; see
+    /// [`ModelRegistry::register_with_reference`]).
     ///
     /// # Errors
     /// The artifact or metadata store failed; no half-registered version is left behind.
@@ -124,10 +143,33 @@ impl ModelRegistry {
         model: FittedModel,
         reg: Registration,
     ) -> Result<LoadedModel, RegistryError> {
+        self.register_with_reference(model, reg, None).await
+    }
+
+    /// [`ModelRegistry::register`], storing the training data's reference profile beside
+    /// the artifact so the model's drift can be watched.
+    ///
+    /// # Errors
+    /// As [`ModelRegistry::register`].
+    pub async fn register_with_reference(
+        &self,
+        model: FittedModel,
+        reg: Registration,
+        reference: Option<ReferenceProfile>,
+    ) -> Result<LoadedModel, RegistryError> {
         let bytes = model.to_bytes();
         let size = bytes.len() as u64;
         let path = format!("models/{}/{}.pnmy", reg.tenant, uuid::Uuid::now_v7());
-        self.artifacts.put(&path, Bytes::from(bytes)).await?;
+        let ref_path = reference_path(&path);
+        if let Some(reference) = &reference {
+            self.artifacts
+                .put(&ref_path, Bytes::from(reference.to_bytes()))
+                .await?;
+        }
+        if let Err(e) = self.artifacts.put(&path, Bytes::from(bytes)).await {
+            self.remove_quietly(&ref_path).await;
+            return Err(e.into());
+        }
         let new = NewModelVersion {
             tenant: reg.tenant,
             model_name: reg.model_name,
@@ -146,18 +188,16 @@ impl ModelRegistry {
         let version = match self.meta.create_model_version(new).await {
             Ok(v) => v,
             Err(e) => {
-                if let Err(cleanup) = self.artifacts.delete(&path).await {
-                    tracing::warn!(error = %cleanup, path, "could not remove orphan artifact");
-                }
+                self.remove_quietly(&path).await;
+                self.remove_quietly(&ref_path).await;
                 return Err(e.into());
             }
         };
         if version.artifact_path != path {
             // This job registered its version on an earlier run (then crashed before
             // finishing): keep that version, drop this run's copy, serve the stored one.
-            if let Err(cleanup) = self.artifacts.delete(&path).await {
-                tracing::warn!(error = %cleanup, path, "could not remove a duplicate artifact");
-            }
+            self.remove_quietly(&path).await;
+            self.remove_quietly(&ref_path).await;
             let (tenant, name, number) = (
                 version.tenant.clone(),
                 version.model_name.clone(),
@@ -176,9 +216,19 @@ impl ModelRegistry {
             self.cache
                 .forget_production(&version.tenant, &version.model_name);
         }
+        let drift = reference.and_then(|r| {
+            self.drift.attach(
+                &version.tenant,
+                &version.model_name,
+                version.version,
+                Arc::new(r),
+                version.feature_names.as_deref(),
+            )
+        });
         let loaded = LoadedModel {
             model: Arc::new(model),
             version: Arc::new(version),
+            drift,
         };
         self.cache.insert(loaded.clone(), size, production);
         self.announce(&loaded.version.tenant, &loaded.version.model_name)
@@ -260,15 +310,63 @@ impl ModelRegistry {
             version: record.version,
             source,
         })?;
+        let drift = self.load_reference(&record).await.and_then(|r| {
+            self.drift.attach(
+                &record.tenant,
+                &record.model_name,
+                record.version,
+                r,
+                record.feature_names.as_deref(),
+            )
+        });
         let loaded = LoadedModel {
             model: Arc::new(model),
             version: Arc::new(record),
+            drift,
         };
         // Not if the name changed meanwhile (deleted or retrained elsewhere): this copy
         // may be stale; the next request loads again.
         self.cache
             .insert_unless_invalidated(generation, loaded.clone(), size, version.is_none());
         Ok(Some(loaded))
+    }
+
+    /// The reference profile stored beside a version's artifact; `None` when it has none
+    /// (trained before profiles existed), monitoring is off, or it cannot be read (logged:
+    /// predicts go on without drift windows).
+    async fn load_reference(&self, record: &ModelVersion) -> Option<Arc<ReferenceProfile>> {
+        if !self.drift.config().enabled {
+            return None;
+        }
+        let path = reference_path(&record.artifact_path);
+        match self.artifacts.get(&path).await {
+            Ok(bytes) => match ReferenceProfile::from_bytes(&bytes) {
+                Ok(r) if r.n_features() as i64 == record.n_features => Some(Arc::new(r)),
+                Ok(r) => {
+                    tracing::warn!(
+                        path,
+                        features = r.n_features(),
+                        "reference profile does not match its model"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, path, "unreadable reference profile");
+                    None
+                }
+            },
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, path, "could not read a reference profile");
+                None
+            }
+        }
+    }
+
+    async fn remove_quietly(&self, path: &str) {
+        if let Err(e) = self.artifacts.delete(path).await {
+            tracing::warn!(error = %e, path, "could not remove an orphan artifact");
+        }
     }
 
     /// Every version of a model (oldest first); empty when it does not exist.
@@ -295,6 +393,7 @@ impl ModelRegistry {
     ) -> Result<Vec<ModelVersion>, RegistryError> {
         let deleted = self.meta.delete_model(tenant, name).await?;
         self.cache.invalidate(tenant, name);
+        self.drift.forget(tenant, name);
         if !deleted.is_empty() {
             self.announce(tenant, name).await;
         }
@@ -302,6 +401,7 @@ impl ModelRegistry {
             if let Err(e) = self.artifacts.delete(&v.artifact_path).await {
                 tracing::warn!(error = %e, path = v.artifact_path, "could not remove model artifact");
             }
+            self.remove_quietly(&reference_path(&v.artifact_path)).await;
         }
         Ok(deleted)
     }

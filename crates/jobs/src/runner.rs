@@ -24,12 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use data_source::{LabelColumn, ReadOptions, TableReader};
-use detect_core::{Detection, DetectorConfig, FittedModel};
+use detect_core::drift::{ReferenceProfile, WindowStats};
+use detect_core::{Detection, DetectorConfig};
 use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::cache::LoadedModel;
+use crate::drift::unix_now;
 use crate::registry::{ModelRegistry, Registration};
 use crate::sources::{OpenError, Source, SourceResolver};
 use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
@@ -141,6 +144,11 @@ pub trait BatchObserver: Send + Sync + std::fmt::Debug {
     /// `dataset` is the source as the job named it; `rows` were scored, `anomalies` of
     /// them labelled `-1`.
     fn source_scored(&self, algorithm: &str, dataset: &str, rows: usize, anomalies: usize);
+
+    /// The data quality of a source scored with a model that has a reference profile:
+    /// the share of its cells that were finite and inside the model's training range
+    /// (see [`detect_core::drift`]).
+    fn source_quality(&self, _dataset: &str, _score: f64) {}
 
     /// A job run ended after `elapsed`: `kind` is `batch` or `train`, `status` one of
     /// `succeeded`, `failed`, `retrying` (a failure around the job — storage, database —
@@ -311,7 +319,7 @@ impl JobRunner {
                 let Some(loaded) = loaded else {
                     return Err(Halt::Failed(format!("model '{model_name}' not found")));
                 };
-                Some(loaded.model)
+                Some(loaded)
             }
             Scoring::Fit { .. } => None,
         };
@@ -331,11 +339,20 @@ impl JobRunner {
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
             let progress = |rows: usize| json!({"rows_processed": rows, "sources_done": i, "sources_total": total});
+            let mut quality = None;
             let scored = match &model {
                 Some(model) => {
-                    self.score_stream(job, source, path, spec, model, &mut out, control, |r| {
-                        progress(rows_processed + r)
-                    })
+                    self.score_stream(
+                        job,
+                        source,
+                        path,
+                        spec,
+                        model,
+                        &mut out,
+                        control,
+                        &mut quality,
+                        |r| progress(rows_processed + r),
+                    )
                     .await
                 }
                 None => {
@@ -351,7 +368,7 @@ impl JobRunner {
                 }
             };
             let algorithm = match (&model, &spec.scoring) {
-                (Some(model), _) => model.algorithm(),
+                (Some(loaded), _) => loaded.model.algorithm(),
                 (None, Scoring::Fit { algorithm, .. }) => algorithm.as_str(),
                 (None, Scoring::Model { .. }) => "unknown",
             };
@@ -367,6 +384,9 @@ impl JobRunner {
             anomalies += a;
             if let Some(observer) = &self.observer {
                 observer.source_scored(algorithm, source, n, a);
+                if let Some(quality) = quality {
+                    observer.source_quality(source, quality);
+                }
             }
             outputs.push(json!({
                 "source": source,
@@ -395,11 +415,13 @@ impl JobRunner {
         source: &str,
         path: Source,
         spec: &BatchSpec,
-        model: &Arc<FittedModel>,
+        loaded: &LoadedModel,
         out: &mut OutputWriter,
         control: &JobControl,
+        quality: &mut Option<f64>,
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
+        let model = &loaded.model;
         let options = read_options(spec.label_column.as_deref());
         let parse = step_span("parse", model.algorithm(), source);
         let opened = self
@@ -421,7 +443,7 @@ impl JobRunner {
         // Reading and scoring alternate chunk by chunk: one `score` span covers both.
         let score = step_span("score", model.algorithm(), source);
         let scored = self
-            .score_chunks(job, source, reader, model, out, control, progress)
+            .score_chunks(job, source, reader, loaded, out, control, quality, progress)
             .instrument(score.clone())
             .await;
         if let Ok((n, anomalies)) = &scored {
@@ -436,11 +458,17 @@ impl JobRunner {
         job: &Job,
         source: &str,
         mut reader: TableReader<'static>,
-        model: &Arc<FittedModel>,
+        loaded: &LoadedModel,
         out: &mut OutputWriter,
         control: &JobControl,
+        quality: &mut Option<f64>,
         progress: impl Fn(usize) -> Value,
     ) -> Result<(usize, usize), Halt> {
+        let model = &loaded.model;
+        // What this source looks like against the model's training data: added to the
+        // model's drift window chunk by chunk, and its data quality reported at the end.
+        let drift = loaded.drift.clone();
+        let mut seen = drift.as_ref().map(|d| WindowStats::new(d.reference()));
         let (mut n, mut anomalies) = (0usize, 0usize);
         let chunk_rows = self.config.chunk_rows;
         loop {
@@ -448,10 +476,23 @@ impl JobRunner {
             let model = Arc::clone(model);
             let format = out.format;
             let first = out.rows == 0;
+            let chunk_drift = drift.clone();
             let (back, step) = blocking(move || {
                 let step = match reader.next_chunk(chunk_rows) {
                     Ok(Some(chunk)) => match model.predict(chunk.features.view()) {
-                        Ok(d) => Ok(Some((render(&d, chunk.first_row, format, first), d))),
+                        Ok(d) => {
+                            let stats = chunk_drift.map(|drift| {
+                                let mut stats = WindowStats::new(drift.reference());
+                                stats.add_rows(
+                                    drift.reference(),
+                                    chunk.features.view(),
+                                    d.anomaly_count,
+                                );
+                                drift.merge(&stats, unix_now());
+                                stats
+                            });
+                            Ok(Some((render(&d, chunk.first_row, format, first), d, stats)))
+                        }
                         Err(e) => Err(e.to_string()),
                     },
                     Ok(None) => Ok(None),
@@ -461,11 +502,14 @@ impl JobRunner {
             })
             .await?;
             reader = back;
-            let Some((bytes, detection)) =
+            let Some((bytes, detection, stats)) =
                 step.map_err(|m| Halt::Failed(format!("{source}: {m}")))?
             else {
                 break;
             };
+            if let (Some(seen), Some(stats)) = (seen.as_mut(), stats) {
+                seen.merge(&stats);
+            }
             out.write(&bytes, detection.scores.len())
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
@@ -475,6 +519,7 @@ impl JobRunner {
                 .progress(&job.id, progress(n), self.config.progress_interval, false)
                 .await;
         }
+        *quality = seen.map(|s| s.data_quality());
         Ok((n, anomalies))
     }
 
@@ -567,13 +612,18 @@ impl JobRunner {
         let fit = step_span("fit", algorithm, source);
         record_rows(&fit, n, None);
         let fitted = async {
-            blocking(move || detect_core::fit(&config, table.features.view()))
-                .await?
-                .map_err(|e| Halt::Failed(format!("{source}: {e}")))
+            blocking(move || {
+                let fitted = detect_core::fit(&config, table.features.view())?;
+                let reference =
+                    ReferenceProfile::from_training(table.features.view(), &fitted.training);
+                Ok::<_, detect_core::DetectError>((fitted, reference))
+            })
+            .await?
+            .map_err(|e| Halt::Failed(format!("{source}: {e}")))
         }
         .instrument(fit.clone())
         .await;
-        let fitted = traced(&fit, fitted)?;
+        let (fitted, reference) = traced(&fit, fitted)?;
         fit.record(
             "ml.anomalies_detected",
             fitted.training.anomaly_count as i64,
@@ -584,7 +634,7 @@ impl JobRunner {
         let store = step_span("store", algorithm, source);
         let registered = self
             .registry
-            .register(
+            .register_with_reference(
                 fitted.model,
                 Registration {
                     tenant: job.tenant.clone(),
@@ -593,6 +643,7 @@ impl JobRunner {
                     training_time_ms,
                     job_id: Some(job.id.clone()),
                 },
+                Some(reference),
             )
             .instrument(store.clone())
             .await

@@ -16,6 +16,7 @@ use crate::state::AppState;
 pub mod algorithms;
 pub mod batch;
 pub mod detect;
+pub mod drift;
 pub mod health;
 pub mod jobs;
 pub mod keys;
@@ -28,6 +29,7 @@ pub(crate) fn api_router() -> Router<AppState> {
     Router::new()
         .merge(detect::router())
         .merge(models::router())
+        .merge(drift::router())
         .merge(batch::router())
         .merge(jobs::router())
         .merge(algorithms::router())

@@ -1,4 +1,7 @@
 //! Models: train (inline or from a data source), list, get, versions, delete, predict.
+//!
+//! Training keeps the training data's reference profile beside the model; predicting adds
+//! the scored rows to the model's drift window (see `routes/drift.rs`).
 
 use std::time::Instant;
 
@@ -7,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use pynomaly_jobs::{Registration, TrainSpec};
+use detect_core::drift::ReferenceProfile;
+use pynomaly_jobs::{Registration, TrainSpec, unix_now};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 
@@ -65,9 +69,13 @@ async fn train(
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
             let algorithm = config.algorithm.name().to_string();
             let fit = ml_span("fit", &algorithm, x.nrows());
-            let fitted = cpu::run(&state, false, move || detect_core::fit(&config, x.view()))
-                .instrument(fit.clone())
-                .await??;
+            let (fitted, reference) = cpu::run(&state, false, move || {
+                let fitted = detect_core::fit(&config, x.view())?;
+                let reference = ReferenceProfile::from_training(x.view(), &fitted.training);
+                Ok::<_, detect_core::DetectError>((fitted, reference))
+            })
+            .instrument(fit.clone())
+            .await??;
             fit.record(
                 "ml.anomalies_detected",
                 fitted.training.anomaly_count as i64,
@@ -77,7 +85,7 @@ async fn train(
             let anomaly_count = fitted.training.anomaly_count;
             let loaded = state
                 .registry
-                .register(
+                .register_with_reference(
                     fitted.model,
                     Registration {
                         tenant: caller.tenant,
@@ -86,6 +94,7 @@ async fn train(
                         training_time_ms,
                         job_id: None,
                     },
+                    Some(reference),
                 )
                 .instrument(store)
                 .await?;
@@ -212,6 +221,7 @@ async fn delete(
     if deleted.is_empty() {
         return Err(model_not_found(&name, None));
     }
+    state.metrics.forget_model(&name);
     Ok(axum::Json(json!({
         "model_name": name,
         "deleted": true,
@@ -242,9 +252,15 @@ async fn predict(
     let n_rows = x.nrows();
     let model = std::sync::Arc::clone(&loaded.model);
     let score = ml_span("score", &loaded.version.algorithm, n_rows);
+    let drift = loaded.drift.clone();
     let (detection, inference) = cpu::run(&state, n_rows <= cpu::INLINE_ROWS, move || {
         let t = Instant::now();
-        model.predict(x.view()).map(|d| (d, t.elapsed()))
+        let detection = model.predict(x.view())?;
+        let inference = t.elapsed();
+        if let Some(drift) = drift {
+            drift.observe(x.view(), detection.anomaly_count, unix_now());
+        }
+        Ok::<_, detect_core::DetectError>((detection, inference))
     })
     .instrument(score.clone())
     .await??;

@@ -4,6 +4,7 @@
 mod auth;
 mod batch;
 mod detect;
+mod drift;
 mod health;
 mod helpers;
 mod jobs;
