@@ -11,6 +11,7 @@
 # Settings: DURATION=15s WARMUP=3s THREADS=2 CONNECTIONS=32 ROUNDS=3 CASES="predict_1"
 #   ADDR=127.0.0.1:18090 SINK_PORT=18091 BENCH_WORK=/tmp/pynomaly-tracing-bench
 #   SAMPLER=parentbased_always_on (OTEL_TRACES_SAMPLER when on; every request is traced)
+#   SAMPLER_ARG= (OTEL_TRACES_SAMPLER_ARG, e.g. SAMPLER=parentbased_traceidratio SAMPLER_ARG=0.1)
 # Needs: curl, python3 with numpy (for the request bodies), wrk.
 set -euo pipefail
 
@@ -26,6 +27,7 @@ CASES=${CASES:-predict_1}
 ADDR=${ADDR:-127.0.0.1:18090}
 SINK_PORT=${SINK_PORT:-18091}
 SAMPLER=${SAMPLER:-parentbased_always_on}
+SAMPLER_ARG=${SAMPLER_ARG:-1.0}
 WORK=${BENCH_WORK:-/tmp/pynomaly-tracing-bench}
 LUA=$ROOT/bench/wrk/post_json.lua
 
@@ -68,7 +70,7 @@ run_round() {  # mode (off|on) case round
     python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$sink_stats" >"$WORK/sink.log" 2>&1 &
     SINK_PID=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.05; done
-    env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-bench OTEL_TRACES_SAMPLER=$SAMPLER)
+    env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-bench OTEL_TRACES_SAMPLER=$SAMPLER OTEL_TRACES_SAMPLER_ARG=$SAMPLER_ARG)
   fi
   env "${env[@]}" "$BIN" serve >"$WORK/server-$mode.log" 2>&1 </dev/null &
   SERVER_PID=$!
@@ -119,7 +121,7 @@ for (cse, rnd), m in by.items():
 for cse in sorted({k[0] for k in by}):
     offs = [m["off"][0] for k, m in by.items() if k[0] == cse]
     ons = [m["on"][0] for k, m in by.items() if k[0] == cse]
+    ratios = ", ".join("%.3f" % (m["on"][0] / m["off"][0]) for k, m in by.items() if k[0] == cse)
     print(f"\n{cse}: median req/s off {statistics.median(offs):.0f}, on {statistics.median(ons):.0f}, "
-          f"on/off {statistics.median(ons)/statistics.median(offs):.3f}; "
-          f"per-round ratios {', '.join(f'{m['on'][0]/m['off'][0]:.3f}' for k, m in by.items() if k[0] == cse)}")
+          f"on/off {statistics.median(ons)/statistics.median(offs):.3f}; per-round ratios {ratios}")
 PY

@@ -66,7 +66,9 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
             error.message = tracing::field::Empty,
             request_id = &*id,
         );
-        let _ = span.set_parent(crate::telemetry::remote_parent(req.headers()));
+        if let Some(parent) = crate::telemetry::remote_parent(req.headers()) {
+            let _ = span.set_parent(parent);
+        }
         span
     } else {
         tracing::Span::none()

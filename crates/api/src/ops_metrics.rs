@@ -5,7 +5,9 @@
 //!   the whole deployment (read from the metadata store at scrape time, so every
 //!   instance and worker reports the same number: aggregate with `max`, not `sum`).
 //! - `pynomaly_job_duration_seconds{kind,status}` (histogram): job runs in this process
-//!   by how they ended (`succeeded`, `failed`, `retrying`, `cancelled`, `interrupted`).
+//!   by how they ended (`succeeded`, `failed`, `retrying` — an attempt that failed for a
+//!   reason around the job, see `pynomaly_jobs::BatchObserver::job_finished` —
+//!   `cancelled`, `interrupted`).
 //! - `pynomaly_workers_active`: job workers alive in the deployment (`/health`'s
 //!   `workers.active`: live `pynomaly worker` processes with Redis, this process's worker
 //!   tasks in process); `pynomaly_worker_slots` and `pynomaly_worker_jobs_in_progress`:
@@ -263,6 +265,9 @@ pub(crate) struct MetricsSources {
 /// The Prometheus text exposition of every metric of this process.
 pub(crate) async fn exposition(sources: &MetricsSources) -> String {
     sources.metrics.ops().refresh(sources).await;
+    // Drift and data quality of the models this process scored (a worker's batch jobs
+    // feed its own windows).
+    crate::routes::drift::export_metrics(&sources.registry, &sources.metrics);
     sources.metrics.render(sources.registry.cache().len())
 }
 

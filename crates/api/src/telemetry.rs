@@ -273,6 +273,11 @@ pub fn init_telemetry(
             .with_threads(false)
             .with_target(false)
             .with_level(false)
+            // Nothing here reads OpenTelemetry's own current context (spans find their
+            // parents through tracing), and busy/idle times are not worth two clock
+            // reads per poll: both off, for the cost per request.
+            .with_context_activation(false)
+            .with_tracked_inactivity(false)
     });
     // One filter for both layers: LOG_LEVEL decides which events are logged (and become
     // span events); with traces on, info spans (requests, jobs, steps) are kept whatever
@@ -305,8 +310,10 @@ pub fn init_tracing(level: &str) {
 
 /// The caller's trace context from W3C `traceparent`/`tracestate` headers (an empty
 /// context, so a new trace, when they are absent or invalid).
-pub(crate) fn remote_parent(headers: &HeaderMap) -> opentelemetry::Context {
-    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderCarrier(headers)))
+pub(crate) fn remote_parent(headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    headers.contains_key("traceparent").then(|| {
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderCarrier(headers)))
+    })
 }
 
 struct HeaderCarrier<'a>(&'a HeaderMap);

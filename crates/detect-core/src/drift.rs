@@ -359,17 +359,27 @@ impl WindowStats {
     /// ignored, missing ones are not counted).
     #[inline]
     pub fn add_row(&mut self, reference: &ReferenceProfile, row: ArrayView1<'_, f64>) {
+        match row.as_slice() {
+            Some(values) => self.add_values(reference, values),
+            None => self.add_values(reference, &row.to_vec()),
+        }
+    }
+
+    /// [`WindowStats::add_row`] on a row's values.
+    #[inline]
+    pub fn add_values(&mut self, reference: &ReferenceProfile, row: &[f64]) {
         self.rows += 1;
         for ((w, r), &x) in self.features.iter_mut().zip(&reference.features).zip(row) {
             if !x.is_finite() {
                 w.missing += 1;
                 continue;
             }
-            w.counts[r.bin(x)] += 1;
-            w.n += 1;
-            if x < r.min || x > r.max {
-                w.out_of_range += 1;
+            let bin = r.bin(x);
+            if let Some(c) = w.counts.get_mut(bin) {
+                *c += 1;
             }
+            w.n += 1;
+            w.out_of_range += u64::from(x < r.min || x > r.max);
             let d = x - r.mean;
             w.sum += d;
             w.sum_sq += d * d;
@@ -383,8 +393,18 @@ impl WindowStats {
         x: ArrayView2<'_, f64>,
         anomalies: usize,
     ) {
-        for row in x.outer_iter() {
-            self.add_row(reference, row);
+        match x.as_slice() {
+            // Row-major rows (what the API and the readers build): plain slices.
+            Some(flat) if x.ncols() > 0 => {
+                for row in flat.chunks_exact(x.ncols()) {
+                    self.add_values(reference, row);
+                }
+            }
+            _ => {
+                for row in x.outer_iter() {
+                    self.add_row(reference, row);
+                }
+            }
         }
         self.anomalies += anomalies as u64;
     }

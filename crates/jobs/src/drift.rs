@@ -85,8 +85,14 @@ pub struct ModelDrift {
     /// The training columns' names, or `x0`, `x1`, … (scikit-learn's default names).
     feature_names: Vec<String>,
     window_secs: u64,
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Padded]>,
 }
+
+/// A shard on cache lines of its own, so threads working on neighbouring shards do not
+/// contend for the same line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
@@ -111,7 +117,9 @@ impl ModelDrift {
             reference,
             feature_names,
             window_secs: window.as_secs().max(1),
-            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..shards)
+                .map(|_| Padded(Mutex::new(Shard::default())))
+                .collect(),
         }
     }
 
@@ -132,7 +140,7 @@ impl ModelDrift {
 
     fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
         // A panic while holding it leaves plain counts: keep counting.
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[i].0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds scored rows (`anomalies` of them labelled `-1`) to the window of `now`.
@@ -161,7 +169,7 @@ impl ModelDrift {
         let n = self.shards.len();
         let home = THREAD_SLOT.with(|s| *s) % n;
         for k in 0..n {
-            match self.shards[(home + k) % n].try_lock() {
+            match self.shards[(home + k) % n].0.try_lock() {
                 Ok(guard) => return guard,
                 Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {}

@@ -146,8 +146,9 @@ pub trait BatchObserver: Send + Sync + std::fmt::Debug {
     fn source_scored(&self, algorithm: &str, dataset: &str, rows: usize, anomalies: usize);
 
     /// A job run ended after `elapsed`: `kind` is `batch` or `train`, `status` one of
-    /// `succeeded`, `failed`, `retrying` (a retryable failure), `cancelled`,
-    /// `interrupted` (handed back by a shutdown).
+    /// `succeeded`, `failed`, `retrying` (a failure around the job — storage, database —
+    /// that the Redis queue retries after a backoff and the in-process queue fails),
+    /// `cancelled`, `interrupted` (handed back by a shutdown).
     fn job_finished(&self, _kind: &str, _status: &str, _elapsed: Duration) {}
 
     /// The data quality of a source scored with a model that has a reference profile:

@@ -134,8 +134,11 @@ fn rfc3339(unix: u64) -> String {
 /// `pynomaly_data_quality_score{dataset=model}` from each model's reported window, for
 /// windows that are running or just ended (older data is not current: not exported).
 /// Several versions (or tenants) of one name: the most recent window wins.
-pub(crate) fn export_metrics(state: &AppState) {
-    let monitor = state.registry.drift();
+pub(crate) fn export_metrics(
+    registry: &pynomaly_jobs::ModelRegistry,
+    metrics: &crate::metrics::Metrics,
+) {
+    let monitor = registry.drift();
     let thresholds = monitor.config().thresholds;
     let now = unix_now();
     let mut best: std::collections::HashMap<String, Exported> = std::collections::HashMap::new();
@@ -171,7 +174,7 @@ pub(crate) fn export_metrics(state: &AppState) {
     let exported = best
         .into_iter()
         .map(|(name, e)| (name, e.scores, e.quality));
-    state.metrics.set_drift(exported);
+    metrics.set_drift(exported);
 }
 
 /// What one model name exports.

@@ -13,7 +13,6 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::routes::drift::export_metrics(&state);
     metrics_response(&MetricsSources {
         metrics: state.metrics,
         meta: state.meta,

@@ -252,19 +252,25 @@ async fn predict(
     let n_rows = x.nrows();
     let model = std::sync::Arc::clone(&loaded.model);
     let score = ml_span("score", &loaded.version.algorithm, n_rows);
-    let drift = loaded.drift.clone();
-    let (detection, inference) = cpu::run(&state, n_rows <= cpu::INLINE_ROWS, move || {
+    let inline = n_rows <= cpu::INLINE_ROWS;
+    // Many rows: their drift accounting runs with the scoring, off the async threads.
+    // A few: after it, in place, without another handle on the windows to count.
+    let drift = if inline { None } else { loaded.drift.clone() };
+    let (detection, inference, x) = cpu::run(&state, inline, move || {
         let t = Instant::now();
         let detection = model.predict(x.view())?;
         let inference = t.elapsed();
         if let Some(drift) = drift {
             drift.observe(x.view(), detection.anomaly_count, unix_now());
         }
-        Ok::<_, detect_core::DetectError>((detection, inference))
+        Ok::<_, detect_core::DetectError>((detection, inference, x))
     })
     .instrument(score.clone())
     .await??;
     score.record("ml.anomalies_detected", detection.anomaly_count as i64);
+    if let (true, Some(drift)) = (inline, &loaded.drift) {
+        drift.observe(x.view(), detection.anomaly_count, unix_now());
+    }
     let meta = &loaded.version;
     state.metrics.observe_inference(
         &meta.algorithm,

@@ -354,6 +354,19 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
         2,
         "a batch and a training job: {succeeded:?}"
     );
+    // The predicts send an outlier in every third row: the model's drift window against
+    // its training data is exported per feature.
+    let drift = query(&client, &prom, "pynomaly_data_drift_score{model=\"prom\"}")
+        .await
+        .unwrap();
+    let features: Vec<&str> = drift
+        .iter()
+        .filter_map(|s| s["metric"]["feature"].as_str())
+        .collect();
+    assert!(
+        !features.is_empty(),
+        "drift scores of model 'prom': {drift:?}"
+    );
     let workers = query(&client, &prom, "max(pynomaly_workers_active)")
         .await
         .unwrap();
@@ -393,6 +406,7 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
         "PynomalyHighLatencyP99",
         "PynomalyJobBacklog",
         "PynomalyNoWorkers",
+        "PynomalyDataDrift",
     ] {
         assert!(names.contains(&alert), "{alert} not loaded: {names:?}");
     }
