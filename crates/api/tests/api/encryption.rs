@@ -31,6 +31,14 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// (drift reference profiles, every other object): each model has its reference beside it.
+fn split_references(
+    fs: Vec<(String, Vec<u8>)>,
+) -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
+    fs.into_iter()
+        .partition(|(path, _)| path.ends_with(".reference"))
+}
+
 async fn predict_ok(app: &TestApp, name: &str) {
     let r = app
         .predict(
@@ -51,8 +59,12 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
     let (_, data_dir, admin) = app.stop().await;
     let storage = data_dir.join("storage");
     let plain = files(&storage);
+    let (references, plain) = split_references(plain);
     assert_eq!(plain.len(), 1);
     assert_eq!(&plain[0].1[..4], b"PNMY");
+    // The model's drift reference lies beside it, in plaintext too.
+    assert_eq!(references.len(), 1);
+    assert_eq!(&references[0].1[..4], b"PNRF");
 
     // 2. Key A: new models and outputs are sealed; the old model still serves.
     let mut settings = test_settings(dir.path());
@@ -88,7 +100,18 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
         csv_text.len().to_string(),
         "Content-Length is the plaintext's"
     );
-    let at_rest = files(&storage);
+    let (references, at_rest) = split_references(files(&storage));
+    // The old model's reference stays as it was; the new model's is sealed.
+    assert_eq!(
+        references
+            .iter()
+            .filter(|(_, b)| b.starts_with(MAGIC))
+            .count(),
+        1,
+        "{:?}",
+        references.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert_eq!(references.len(), 2);
     assert_eq!(
         at_rest.len(),
         4,
@@ -125,11 +148,14 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
     let again = app.get(&format!("/api/v1/jobs/{}/result", jobs[0])).await;
     assert_eq!(again.assert_status(200).as_array().unwrap(), &rows);
     app.train_inline("after").await;
-    let under_b = files(&storage)
-        .into_iter()
-        .filter(|(_, b)| b.starts_with(MAGIC) && b[9..10] == *b"B")
-        .count();
-    assert_eq!(under_b, 1);
+    let (references, models) = split_references(files(&storage));
+    let under_b = |fs: &[(String, Vec<u8>)]| {
+        fs.iter()
+            .filter(|(_, b)| b.starts_with(MAGIC) && b[9..10] == *b"B")
+            .count()
+    };
+    assert_eq!(under_b(&models), 1);
+    assert_eq!(under_b(&references), 1);
     let (_, _, admin) = app.stop().await;
 
     // 4. A dropped: A's objects cannot be opened. The answer is the contract's 500 (the
