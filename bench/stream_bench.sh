@@ -43,7 +43,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-cargo build --release -p pynomaly -p pynomaly-stream --example stream_bench >/dev/null
+cargo build --release -p pynomaly --bin pynomaly >/dev/null
+cargo build --release -p pynomaly-stream --example stream_bench >/dev/null
 say "machine: $(nproc) cores, $(date -u +%FT%TZ), shared with other builds (noisy)"
 
 # --- the registry model: trained through the API, then the server stops -----------------

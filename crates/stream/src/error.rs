@@ -10,6 +10,9 @@ pub enum StreamError {
     Config(String),
     #[error("redis: {0}")]
     Redis(#[from] deadpool_redis::redis::RedisError),
+    /// No Redis connection could be had from the pool (timeout, closed pool).
+    #[error("redis connection: {0}")]
+    RedisPool(String),
     /// A Redis reply of an unexpected shape.
     #[error("unexpected reply from redis to {command}: {detail}")]
     RedisReply {

@@ -297,6 +297,8 @@ impl OnlineLearner {
             for row in c.window.chunks_exact(nf) {
                 learner.push(row);
             }
+            // The restored window was already fitted on: count from zero again.
+            learner.since_refit = 0;
             tracing::info!(
                 version = c.model_version,
                 window = learner.len,

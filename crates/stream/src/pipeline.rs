@@ -511,3 +511,212 @@ fn score_and_render(p: Prepared, active: &ActiveModel, config: &PipelineConfig) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use arc_swap::ArcSwapOption;
+    use async_trait::async_trait;
+    use detect_core::DetectorConfig;
+    use serde_json::json;
+
+    use super::*;
+    use crate::broker::Committer;
+
+    /// Batches handed out in order; then empty batches.
+    struct ListSource {
+        batches: VecDeque<Vec<Record>>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    struct ListCommitter {
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    /// Fails its first `fail` writes, then records every message.
+    struct FlakySink {
+        fail: AtomicUsize,
+        log: Arc<Mutex<Vec<String>>>,
+        name: &'static str,
+    }
+
+    #[async_trait]
+    impl Source for ListSource {
+        async fn next_batch(&mut self, _max: usize) -> Result<Vec<Record>, StreamError> {
+            match self.batches.pop_front() {
+                Some(b) => Ok(b),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Ok(Vec::new())
+                }
+            }
+        }
+
+        fn committer(&self) -> Box<dyn Committer> {
+            Box::new(ListCommitter {
+                log: Arc::clone(&self.log),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Committer for ListCommitter {
+        async fn commit(&self, positions: &[Position]) -> Result<(), StreamError> {
+            let mut log = self.log.lock().unwrap();
+            for p in positions {
+                log.push(format!("commit {p}"));
+            }
+            Ok(())
+        }
+
+        async fn lag(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    #[async_trait]
+    impl Sink for FlakySink {
+        async fn write(&self, messages: &[OutMessage]) -> Result<(), StreamError> {
+            if messages.is_empty() {
+                return Ok(());
+            }
+            if self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StreamError::RedisPool("broker down".into()));
+            }
+            let mut log = self.log.lock().unwrap();
+            for m in messages {
+                log.push(format!(
+                    "{} {}",
+                    self.name,
+                    m.key.clone().unwrap_or_default()
+                ));
+            }
+            Ok(())
+        }
+
+        fn describe(&self) -> String {
+            self.name.into()
+        }
+    }
+
+    fn record(i: usize, payload: &str) -> Record {
+        Record {
+            key: None,
+            payload: Ok(payload.as_bytes().to_vec()),
+            position: Position::Redis(format!("{i}-0")),
+            received: Instant::now(),
+        }
+    }
+
+    fn model() -> ModelSlot {
+        let config = DetectorConfig::from_json(
+            "isolation_forest",
+            json!({"random_state": 1, "n_estimators": 10})
+                .as_object()
+                .unwrap(),
+            &json!("auto"),
+        )
+        .unwrap();
+        let x = ndarray::Array2::from_shape_fn((50, 2), |(i, j)| (i * (j + 1)) as f64 % 7.0);
+        let fitted = detect_core::fit(&config, x.view()).unwrap().model;
+        Arc::new(ArcSwapOption::from_pointee(ActiveModel {
+            model: Arc::new(fitted),
+            version: 4,
+        }))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_committed_in_order_only_after_their_alerts_and_dead_letters_are_written() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut batches = VecDeque::new();
+        for b in 0..3 {
+            batches.push_back(
+                (0..4)
+                    .map(|i| {
+                        let n = b * 4 + i;
+                        if n == 5 {
+                            record(n, "not json")
+                        } else {
+                            record(n, &format!(r#"{{"id":"e{n}","a":{n},"b":{{"c":1}}}}"#))
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        let pipeline = Pipeline {
+            source: Box::new(ListSource {
+                batches,
+                log: Arc::clone(&log),
+            }),
+            sink: Arc::new(FlakySink {
+                fail: AtomicUsize::new(2),
+                log: Arc::clone(&log),
+                name: "alert",
+            }),
+            dead_letters: Arc::new(FlakySink {
+                fail: AtomicUsize::new(1),
+                log: Arc::clone(&log),
+                name: "dead",
+            }),
+            scoring: Scoring::Registry(model()),
+            config: PipelineConfig {
+                features: Features::AllNumeric,
+                only_anomalies: false,
+                batch_size: 4,
+                queue_batches: 1,
+                source_name: "test".into(),
+                drain_timeout: Duration::from_secs(5),
+            },
+            metrics: StreamMetrics::new(),
+        };
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let watched = Arc::clone(&log);
+        tokio::spawn(async move {
+            while watched
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.starts_with("commit"))
+                .count()
+                < 12
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            stop.cancel();
+        });
+        let summary = pipeline.run(shutdown).await.unwrap();
+        assert_eq!(
+            summary,
+            Summary {
+                events: 12,
+                alerts: 11,
+                dead_letters: 1
+            }
+        );
+        let log = log.lock().unwrap().clone();
+        let mut expected = Vec::new();
+        for b in 0..3 {
+            for i in 0..4 {
+                let n = b * 4 + i;
+                if n != 5 {
+                    expected.push(format!("alert e{n}"));
+                }
+            }
+            if b == 1 {
+                expected.push("dead ".to_string());
+            }
+            for i in 0..4 {
+                expected.push(format!("commit entry {}-0", b * 4 + i));
+            }
+        }
+        assert_eq!(log, expected);
+    }
+}

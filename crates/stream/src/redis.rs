@@ -61,7 +61,7 @@ fn pool(
 async fn conn(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, StreamError> {
     pool.get().await.map_err(|e| match e {
         deadpool_redis::PoolError::Backend(e) => StreamError::Redis(e),
-        other => StreamError::Config(format!("redis connection: {other}")),
+        other => StreamError::RedisPool(other.to_string()),
     })
 }
 
