@@ -93,7 +93,7 @@ impl KeyHasher {
 
     /// A key for another purpose, derived from the secret (HMAC-SHA256 of `label`), so
     /// every instance sharing the secret derives the same one.
-    pub(crate) fn derive_key(&self, label: &str) -> [u8; 32] {
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
         mac.update(label.as_bytes());
         mac.finalize().into_bytes().into()

@@ -190,7 +190,9 @@ impl ModelDrift {
             self.full_rows.fetch_add(rows, Ordering::Relaxed);
             return true;
         }
-        self.requests.fetch_add(1, Ordering::Relaxed) % SAMPLE_EVERY == 0
+        self.requests
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SAMPLE_EVERY)
     }
 
     /// Adds a window accumulated elsewhere (a batch chunk) to the window of `now`.

@@ -38,10 +38,32 @@ pub struct OutMessage {
     pub payload: Vec<u8>,
 }
 
-/// What goes into `original_data`. Every alert's copy of the event passes through here,
-/// so that masking configured fields (the privacy module) is one change in one place.
+/// The privacy settings alerts are masked with, installed once at start-up by
+/// [`mask_with`] (the `stream` command does, from the API's `PYNOMALY_PII_*` settings).
+static PRIVACY: std::sync::OnceLock<pynomaly_privacy::Privacy> = std::sync::OnceLock::new();
+
+/// Masks every alert's `original_data` with `privacy` from now on: configured fields
+/// wholly, e-mail addresses, phone numbers, SSNs and card numbers wherever they appear.
+/// Only the first call counts (one process, one configuration).
+pub fn mask_with(privacy: pynomaly_privacy::Privacy) {
+    let _ = PRIVACY.set(privacy);
+}
+
+/// What goes into `original_data`. Every alert's copy of the event passes through here:
+/// with [`mask_with`] installed, personal data is masked (or hashed) first, so an alert
+/// never echoes it; the event is copied only when something was masked.
 pub fn original_data(event: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
-    Cow::Borrowed(event)
+    let Some(privacy) = PRIVACY.get() else {
+        return Cow::Borrowed(event);
+    };
+    let mut copy = Value::Object(event.clone());
+    if privacy.mask_json(&mut copy) == 0 {
+        return Cow::Borrowed(event);
+    }
+    match copy {
+        Value::Object(masked) => Cow::Owned(masked),
+        _ => Cow::Borrowed(event),
+    }
 }
 
 /// The alert key: the event's `id`, else the broker message's key.

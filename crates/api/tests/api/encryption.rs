@@ -31,10 +31,11 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Stored objects: (path, bytes).
+type Objects = Vec<(String, Vec<u8>)>;
+
 /// (drift reference profiles, every other object): each model has its reference beside it.
-fn split_references(
-    fs: Vec<(String, Vec<u8>)>,
-) -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
+fn split_references(fs: Objects) -> (Objects, Objects) {
     fs.into_iter()
         .partition(|(path, _)| path.ends_with(".reference"))
 }

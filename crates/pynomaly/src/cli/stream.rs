@@ -23,7 +23,6 @@ use std::time::Duration;
 use anyhow::Context;
 use pynomaly_api::{init_tracing, open_metadata, shutdown_signal};
 use pynomaly_jobs::ModelRegistry;
-use pynomaly_store::ArtifactStore;
 use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
 use pynomaly_stream::{
@@ -212,9 +211,25 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let metrics = StreamMetrics::new();
         let stop = CancellationToken::new();
-        let artifacts = ArtifactStore::from_url(&settings.storage_url).with_context(|| {
+        // The API's keys: models the server wrote encrypted are read, checkpoints sealed.
+        let artifacts = pynomaly_api::open_artifacts(&settings).with_context(|| {
             format!("cannot open the artifact storage {}", settings.storage_url)
         })?;
+        // Alerts echo their event: personal data in it is masked as the API's privacy
+        // settings say (PYNOMALY_PII_FIELDS, PYNOMALY_PII_MODE, PYNOMALY_PII_HASH_KEY).
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let hasher = pynomaly_api::auth::KeyHasher::for_settings(&settings).context(
+            "cannot read the server secret (PYNOMALY_SECRET_KEY or <data dir>/secret.key)",
+        )?;
+        pynomaly_stream::alert::mask_with(pynomaly_privacy::Privacy::new(
+            &settings.pii,
+            hasher.derive_key("pynomaly-pii-hash-v1"),
+        ));
         let (scoring, refresher, checkpointer) = match (&args.model, online) {
             (Some(name), _) => {
                 let meta = open_metadata(&settings)
