@@ -289,6 +289,9 @@ async fn run_cluster(
         ("PYNOMALY_JOB_LEASE_S", "3".into()),
         ("PYNOMALY_DATABASE_MAX_CONNECTIONS", "8".into()),
         ("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5".into()),
+        // This test is about failover under steady predict traffic (well over the default
+        // 6,000 a minute from one key); rate limits have their own two-instance test.
+        ("PYNOMALY_RATE_LIMIT_PER_MINUTE", "0".into()),
         ("AWS_ENDPOINT_URL", s3.to_string()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
