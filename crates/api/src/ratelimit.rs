@@ -64,12 +64,13 @@ return {granted, 0}
 ";
 
 /// Most requests one Redis round trip may lease for an instance.
-pub(crate) const MAX_LEASE: u32 = 50;
+pub(crate) const MAX_LEASE: u32 = 10_000;
 /// How long leased requests may be admitted locally.
 pub(crate) const LEASE_TTL: Duration = Duration::from_millis(500);
 
 /// Requests to lease per round trip for a limit: half a second's worth, 1 up to 240 a
-/// minute, at most [`MAX_LEASE`].
+/// minute, at most [`MAX_LEASE`] (one key admitted at tens of thousands of requests a
+/// second must not wait for Redis every few dozen).
 fn lease_size(per_minute: u32) -> u32 {
     (per_minute / 120).clamp(1, MAX_LEASE)
 }
@@ -79,6 +80,34 @@ fn lease_size(per_minute: u32) -> u32 {
 struct Lease {
     left: u32,
     until: Instant,
+}
+
+/// One bucket's lease, and the lock that lets one request at a time refill it: without
+/// it, every request in flight when a lease runs out would go to Redis at once.
+#[derive(Debug)]
+struct LeaseSlot {
+    lease: Mutex<Option<Lease>>,
+    refill: tokio::sync::Mutex<()>,
+}
+
+impl LeaseSlot {
+    /// Whether it holds requests still valid (idle slots are dropped when the map is full).
+    fn live(&self) -> bool {
+        let lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+        lease.is_some_and(|l| l.left > 0 && l.until > Instant::now())
+    }
+
+    /// Takes one leased request, if any is left and the lease is still valid.
+    fn take(&self) -> bool {
+        let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+        match lease.as_mut() {
+            Some(l) if l.left > 0 && l.until > Instant::now() => {
+                l.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a check decided.
@@ -109,7 +138,7 @@ enum Backend {
         script: Script,
         prefix: String,
         /// Leased requests per bucket (see the module docs).
-        leases: Mutex<HashMap<String, Lease>>,
+        leases: Mutex<HashMap<String, std::sync::Arc<LeaseSlot>>>,
     },
 }
 
@@ -229,16 +258,34 @@ impl RateLimiter {
                 leases,
             } => {
                 let want = lease_size(per_minute);
-                if want > 1 {
+                let slot = (want > 1).then(|| {
                     let mut leases = leases.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(lease) = leases.get_mut(bucket)
-                        && lease.left > 0
-                        && lease.until > Instant::now()
-                    {
-                        lease.left -= 1;
-                        return Ok(Decision::Allowed);
+                    if leases.len() >= MAX_LOCAL_BUCKETS {
+                        leases.retain(|_, s| std::sync::Arc::strong_count(s) > 1 || s.live());
                     }
+                    std::sync::Arc::clone(leases.entry(bucket.to_string()).or_insert_with(|| {
+                        std::sync::Arc::new(LeaseSlot {
+                            lease: Mutex::new(None),
+                            refill: tokio::sync::Mutex::new(()),
+                        })
+                    }))
+                });
+                if let Some(slot) = &slot
+                    && slot.take()
+                {
+                    return Ok(Decision::Allowed);
                 }
+                // One refill at a time per bucket; whoever waited checks the new lease first.
+                let _refilling = match &slot {
+                    Some(slot) => {
+                        let guard = slot.refill.lock().await;
+                        if slot.take() {
+                            return Ok(Decision::Allowed);
+                        }
+                        Some(guard)
+                    }
+                    None => None,
+                };
                 let run = async {
                     let cached = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let mut conn = match cached {
@@ -265,20 +312,14 @@ impl RateLimiter {
                         LimiterUnavailable(e.to_string())
                     })?;
                     Ok(if granted >= 1 {
-                        if granted > 1 {
-                            let mut leases = leases.lock().unwrap_or_else(|e| e.into_inner());
-                            if leases.len() >= MAX_LOCAL_BUCKETS {
-                                let now = Instant::now();
-                                leases.retain(|_, l| l.left > 0 && l.until > now);
-                            }
-                            leases.insert(
-                                bucket.to_string(),
-                                Lease {
-                                    // This request takes the first.
-                                    left: u32::try_from(granted - 1).unwrap_or(0),
-                                    until: Instant::now() + LEASE_TTL,
-                                },
-                            );
+                        if granted > 1
+                            && let Some(slot) = &slot
+                        {
+                            *slot.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(Lease {
+                                // This request takes the first.
+                                left: u32::try_from(granted - 1).unwrap_or(0),
+                                until: Instant::now() + LEASE_TTL,
+                            });
                         }
                         Decision::Allowed
                     } else {
@@ -358,6 +399,7 @@ mod tests {
         assert_eq!(lease_size(239), 1);
         assert_eq!(lease_size(600), 5);
         assert_eq!(lease_size(6000), 50);
+        assert_eq!(lease_size(1_200_000), MAX_LEASE);
         assert_eq!(lease_size(u32::MAX), MAX_LEASE);
     }
 
