@@ -59,6 +59,7 @@ start() {  # name addr drift(true|false) -> sets KEY_<name>
   fi
   dir=$(mktemp -d /tmp/pynomaly-drift-bench-data.XXXXXX); DIRS+=("$dir")
   PYNOMALY_BIND=$addr PYNOMALY_DATA_DIR=$dir PYNOMALY_DRIFT_MONITORING=$drift LOG_LEVEL=warn \
+    PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0} \
     setsid "$BIN" serve >"$WORK/$name.log" 2>&1 </dev/null &
   PIDS+=($!)
   for i in $(seq 200); do curl -sf -o /dev/null "http://$addr/health" && break; sleep 0.25; done
