@@ -136,6 +136,8 @@ SMALL_MB=$(du -m "$WORK/sources/small.csv" | cut -f1); LARGE_MB=$(du -m "$WORK/s
 export DATABASE_URL REDIS_URL=$REDIS PYNOMALY_REDIS_PREFIX=$PREFIX
 export PYNOMALY_STORAGE_URL=s3://$BUCKET/artifacts PYNOMALY_SOURCES_DIR=$WORK/sources
 export PYNOMALY_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(32))')
+# No rate limit unless asked: wrk would exceed the default per-key limit (issue 5).
+export PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0}
 export AWS_ENDPOINT_URL=$S3 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 export LOG_LEVEL=${LOG_LEVEL:-warn}
 PORT_A=$(free_port) PORT_B=$(free_port) PORT_LB=$(free_port)

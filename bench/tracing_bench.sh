@@ -64,7 +64,9 @@ wait_http() {  # url pid log
 run_round() {  # mode (off|on) case round
   local mode=$1 cse=$2 round=$3 out line spans=- sink_stats
   DATA_DIR=$(mktemp -d /tmp/pynomaly-tracing-bench-data.XXXXXX)
-  local env=(PYNOMALY_BIND=$ADDR PYNOMALY_DATA_DIR=$DATA_DIR LOG_LEVEL=warn)
+  # No rate limit unless asked: wrk would exceed the default per-key limit.
+  local env=(PYNOMALY_BIND=$ADDR PYNOMALY_DATA_DIR=$DATA_DIR LOG_LEVEL=warn
+    PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0})
   if [ "$mode" = on ]; then
     sink_stats=$WORK/sink-$cse-$round.json
     python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$sink_stats" >"$WORK/sink.log" 2>&1 &
