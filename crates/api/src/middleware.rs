@@ -9,8 +9,9 @@
 //! With traces on (see [`crate::telemetry`]) each request runs in a server span named
 //! `METHOD /route/{template}` with `http.method`, `http.route`, `http.status_code` and, on
 //! failure, `error.type` (the contract's code) and `error.message`; it continues the
-//! caller's trace when the request carries a W3C `traceparent`. With traces off no span
-//! is made.
+//! caller's trace when the request carries a W3C `traceparent`. A predict of a few rows
+//! records its `ml.*` attributes on this span instead of a child step span (see
+//! [`crate::telemetry::ml_inline`]). With traces off no span is made.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,6 +66,10 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
             error.type = tracing::field::Empty,
             error.message = tracing::field::Empty,
             request_id = &*id,
+            ml.algorithm = tracing::field::Empty,
+            ml.data_size = tracing::field::Empty,
+            ml.data_rows = tracing::field::Empty,
+            ml.anomalies_detected = tracing::field::Empty,
         );
         if let Some(parent) = crate::telemetry::remote_parent(req.headers()) {
             let _ = span.set_parent(parent);
@@ -102,7 +107,7 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     }
     let _entered = span.enter();
     tracing::info!(
-        target: "pynomaly_api::access",
+        target: crate::telemetry::ACCESS_LOG_TARGET,
         method = method.as_str(),
         route,
         status = status.as_u16(),

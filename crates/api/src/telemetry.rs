@@ -44,6 +44,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::settings::SettingsError;
 
+/// The target of the one access log line per request (`crate::middleware`).
+pub(crate) const ACCESS_LOG_TARGET: &str = "pynomaly_api::access";
+
 /// Whether this process exports traces (set once, by [`init_telemetry`]).
 static TRACES_ON: AtomicBool = AtomicBool::new(false);
 
@@ -278,6 +281,11 @@ pub fn init_telemetry(
             // reads per poll: both off, for the cost per request.
             .with_context_activation(false)
             .with_tracked_inactivity(false)
+            // The access line repeats the request span's own attributes: as a span event
+            // it would only add to every request's export.
+            .with_filter(filter_fn(|meta| {
+                !(meta.is_event() && meta.target() == ACCESS_LOG_TARGET)
+            }))
     });
     // One filter for both layers: LOG_LEVEL decides which events are logged (and become
     // span events); with traces on, info spans (requests, jobs, steps) are kept whatever
@@ -356,6 +364,22 @@ pub(crate) fn ml_span(step: &'static str, algorithm: &str, rows: usize) -> traci
         otel.status_code = tracing::field::Empty,
         error.message = tracing::field::Empty,
     )
+}
+
+/// The span for an ML step too small for its own span — a predict of a few rows, scored
+/// inline in microseconds: the request's span, with the step's `ml.algorithm`,
+/// `ml.data_size` and row count recorded on it. A child span there would double what
+/// tracing costs a small request for a step of no duration worth showing. None when
+/// traces are off.
+pub(crate) fn ml_inline(algorithm: &str, rows: usize) -> tracing::Span {
+    if !traces_on() {
+        return tracing::Span::none();
+    }
+    let span = tracing::Span::current();
+    span.record("ml.algorithm", algorithm);
+    span.record("ml.data_size", pynomaly_jobs::size_class(rows));
+    span.record("ml.data_rows", rows as i64);
+    span
 }
 
 /// The log layer: one JSON object per event, with the trace and span ids of the span it

@@ -251,8 +251,12 @@ async fn predict(
     let x = rows.into_matrix()?;
     let n_rows = x.nrows();
     let model = std::sync::Arc::clone(&loaded.model);
-    let score = ml_span("score", &loaded.version.algorithm, n_rows);
     let inline = n_rows <= cpu::INLINE_ROWS;
+    let score = if inline {
+        crate::telemetry::ml_inline(&loaded.version.algorithm, n_rows)
+    } else {
+        ml_span("score", &loaded.version.algorithm, n_rows)
+    };
     // Many rows: their drift accounting runs with the scoring, off the async threads.
     // A few: after it, in place, without another handle on the windows to count.
     let drift = if inline { None } else { loaded.drift.clone() };

@@ -251,6 +251,7 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     let (t_batch, p_batch) = ("5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8");
     let (t_job, p_job) = ("6bf92f3577b34da6a3ce929d0e0e4738", "20f067aa0ba902b9");
     let (t_404, p_404) = ("7bf92f3577b34da6a3ce929d0e0e4739", "30f067aa0ba902ba");
+    let (t_pred, p_pred) = ("8bf92f3577b34da6a3ce929d0e0e473a", "40f067aa0ba902bb");
     let rows: Vec<Vec<f64>> = (0..40)
         .map(|i| vec![(i as f64 * 0.37).sin(), (i as f64 * 0.48).cos()])
         .chain([vec![30.0, -30.0]])
@@ -276,6 +277,17 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A sampled predict of two rows: scored inline, its ml.* attributes on the request span.
+    let (status, traced_predict) = call(
+        &client,
+        &key,
+        Method::POST,
+        format!("{base}/api/v1/models/traced/predict"),
+        Some(json!({"data": [[0.1, 0.2], [25.0, -25.0]]})),
+        &[("traceparent", &traceparent(t_pred, p_pred))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{traced_predict}");
     let (status, body) = call(
         &client,
         &key,
@@ -361,7 +373,8 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
         !spans
             .iter()
             .any(|s| s.name == "POST /api/v1/models/{name}/predict"
-                && s.attr("http.status_code") == 200),
+                && s.attr("http.status_code") == 200
+                && s.trace_id != t_pred),
         "ratio 0 drops new traces"
     );
     // ...but its log line still carries a trace id (to find it when sampling keeps it).
@@ -374,6 +387,27 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
         unsampled["trace_id"].as_str().map(str::len),
         Some(32),
         "{unsampled}"
+    );
+
+    // The sampled inline predict: one span, carrying the step's ml.* attributes.
+    let predict = find(&spans, "the sampled predict", |s| {
+        s.trace_id == t_pred && s.kind == SERVER
+    });
+    assert_eq!(predict.name, "POST /api/v1/models/{name}/predict");
+    assert_eq!(predict.parent, p_pred);
+    assert_eq!(predict.attr("http.status_code"), 200);
+    assert_eq!(predict.attr("ml.algorithm"), "isolation_forest");
+    assert_eq!(predict.attr("ml.data_size"), "small");
+    assert_eq!(predict.attr("ml.data_rows"), 2);
+    assert_eq!(
+        predict.attr("ml.anomalies_detected"),
+        &traced_predict["anomaly_count"],
+        "{predict:?}"
+    );
+    assert!(
+        children(&spans, predict).is_empty(),
+        "an inline predict makes no step span: {:?}",
+        children(&spans, predict)
     );
 
     // A client error: the span carries the status and the contract's code.
