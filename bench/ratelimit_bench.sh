@@ -4,14 +4,17 @@
 #   bench/ratelimit_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
 # Needs Postgres (createdb/dropdb, 127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379).
 # ROUNDS (4), DURATION (8s). "off" is PYNOMALY_RATE_LIMIT_PER_MINUTE=0, "on" a limit too high
-# ever to refuse (100000000), so only the cost of the check differs.
+# ever to refuse (100000000), so only the cost of the check differs. The order alternates
+# per round.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 B=${1:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pynomaly}
 [ -x "$B" ] || { echo "no pynomaly binary at $B (cargo build --release -p pynomaly)" >&2; exit 1; }
 cd "$ROOT"
 for r in $(seq "${ROUNDS:-4}"); do
-  for rl in 0 100000000; do
+  # Odd rounds run "off" first, even rounds "on" first, so neither always runs second.
+  if (( r % 2 )); then order="0 100000000"; else order="100000000 0"; fi
+  for rl in $order; do
     db=bench_rl_$$_${r}_$rl
     createdb -h 127.0.0.1 -U postgres "$db"
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db REDIS_URL=redis://127.0.0.1:6379 \

@@ -3,8 +3,8 @@
 # (POST /api/v1/models/bench/predict, 1 row x 10 features, 32 connections, wrk on the same
 # machine, auth on) against `pynomaly serve` with traces off and with traces on, every
 # span exported over OTLP/HTTP to a local receiver (bench/otlp_sink.py, which counts the
-# spans it decodes). Off and on alternate ROUNDS times, each with a fresh server, so both
-# see the same machine; the ratio is taken per round and over the medians.
+# spans it decodes). Off and on alternate ROUNDS times (which goes first alternates too),
+# each with a fresh server, so both see the same machine; the ratio is taken per round and over the medians.
 #
 #   bench/tracing_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
 #
@@ -101,8 +101,9 @@ run_round() {  # mode (off|on) case round
 
 for cse in $CASES; do
   for round in $(seq "$ROUNDS"); do
-    run_round off "$cse" "$round"
-    run_round on "$cse" "$round"
+    # Odd rounds run "off" first, even rounds "on" first, so neither always runs second.
+    if (( round % 2 )); then modes="off on"; else modes="on off"; fi
+    for mode in $modes; do run_round "$mode" "$cse" "$round"; done
   done
 done
 

@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::ops_metrics::{MetricsSources, metrics_router};
 use crate::ratelimit::RateLimiter;
 use crate::settings::Settings;
-use crate::state::{AppState, Limits};
+use crate::state::{AppState, Limits, Shared};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -354,7 +354,7 @@ impl Application {
         .await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let state_meta = Arc::clone(&meta);
-        let state = AppState {
+        let state = AppState::new(Shared {
             meta,
             registry,
             queue: queue.as_dyn(),
@@ -371,7 +371,7 @@ impl Application {
             started: Instant::now(),
             heavy: Arc::new(Semaphore::new(cores * 2)),
             privacy,
-        };
+        });
         let router = crate::routes::api_router()
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

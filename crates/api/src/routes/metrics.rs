@@ -14,10 +14,10 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics_response(&MetricsSources {
-        metrics: state.metrics,
-        meta: state.meta,
-        queue: state.queue,
-        registry: state.registry,
+        metrics: std::sync::Arc::clone(&state.metrics),
+        meta: std::sync::Arc::clone(&state.meta),
+        queue: std::sync::Arc::clone(&state.queue),
+        registry: std::sync::Arc::clone(&state.registry),
     })
     .await
 }
