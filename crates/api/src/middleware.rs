@@ -7,11 +7,16 @@
 //! error bodies built anywhere in the handler carry it.
 //!
 //! With traces on (see [`crate::telemetry`]) each request runs in a server span named
-//! `METHOD /route/{template}` with `http.method`, `http.route`, `http.status_code` and, on
-//! failure, `error.type` (the contract's code) and `error.message`; it continues the
-//! caller's trace when the request carries a W3C `traceparent`. A predict of a few rows
-//! records its `ml.*` attributes on this span instead of a child step span (see
-//! [`crate::telemetry::ml_inline`]). With traces off no span is made.
+//! `METHOD /route/{template}` with `http.method`, `http.route`, `request_id`,
+//! `http.status_code` and, on failure, `error.type` (the contract's code) and
+//! `error.message`; it continues the caller's trace when the request carries a W3C
+//! `traceparent`. The span is an OpenTelemetry span made directly with the SDK
+//! ([`crate::telemetry::RequestTrace`]), not a `tracing` span: the handler runs with its
+//! context attached while polled, which is where step spans, errors, job submissions and
+//! log lines find it. A predict of a few rows records its `ml.*` attributes on this span
+//! instead of a child step span (see [`crate::telemetry::ml_inline`]). The access line is
+//! logged with the span's context attached (so it carries its ids) but is not an event of
+//! the span. With traces off no span is made.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,11 +25,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use futures::future::Either;
+use opentelemetry::context::FutureExt as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telemetry::RequestTrace;
 
 tokio::task_local! {
     static REQUEST_ID: Arc<str>;
@@ -53,44 +59,32 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let timeout = state.limits.request_timeout;
-    let span = if crate::telemetry::traces_on() {
-        let template = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        let span = tracing::info_span!(
-            "request",
-            otel.name = %format_args!("{method} {template}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.method = method.as_str(),
-            http.route = template,
-            http.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            error.message = tracing::field::Empty,
-            request_id = &*id,
-            ml.algorithm = tracing::field::Empty,
-            ml.data_size = tracing::field::Empty,
-            ml.data_rows = tracing::field::Empty,
-            ml.anomalies_detected = tracing::field::Empty,
-        );
-        if let Some(parent) = crate::telemetry::remote_parent(req.headers()) {
-            let _ = span.set_parent(parent);
-        }
-        span
-    } else {
-        tracing::Span::none()
+    let template = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    // None when traces are off.
+    let trace = RequestTrace::start(&method, template, &id, req.headers());
+    let handler = match &trace {
+        Some(trace) => Either::Left(next.run(req).with_context(trace.context().clone())),
+        None => Either::Right(next.run(req)),
     };
-    let run = REQUEST_ID.scope(Arc::clone(&id), next.run(req).instrument(span.clone()));
+    let run = REQUEST_ID.scope(Arc::clone(&id), handler);
     let mut response = match tokio::time::timeout(timeout, run).await {
         Ok(response) => response,
-        Err(_) => span.in_scope(|| {
-            ApiError::Unavailable {
-                message: format!(
-                    "the request did not complete within {} s; retry later or send less data",
-                    timeout.as_secs()
-                ),
-                retry_after_s: Some(1),
+        Err(_) => {
+            let unavailable = || {
+                ApiError::Unavailable {
+                    message: format!(
+                        "the request did not complete within {} s; retry later or send less data",
+                        timeout.as_secs()
+                    ),
+                    retry_after_s: Some(1),
+                }
+                .to_response(&id)
+            };
+            match &trace {
+                Some(trace) => trace.in_scope(unavailable),
+                None => unavailable(),
             }
-            .to_response(&id)
-        }),
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
@@ -101,19 +95,23 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     state
         .metrics
         .observe_request(method.as_str(), route, status.as_str(), elapsed);
-    span.record("http.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    let access_line = || {
+        tracing::info!(
+            target: crate::telemetry::ACCESS_LOG_TARGET,
+            method = method.as_str(),
+            route,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            request_id = &*id,
+            "request"
+        );
+    };
+    match trace {
+        Some(trace) => {
+            trace.in_scope(access_line);
+            trace.end(status);
+        }
+        None => access_line(),
     }
-    let _entered = span.enter();
-    tracing::info!(
-        target: crate::telemetry::ACCESS_LOG_TARGET,
-        method = method.as_str(),
-        route,
-        status = status.as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1e3,
-        request_id = &*id,
-        "request"
-    );
     response
 }

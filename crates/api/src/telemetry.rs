@@ -23,16 +23,32 @@
 //! trace context in its stored specification, so the worker that runs it — in this
 //! process or a `pynomaly worker` elsewhere — continues the same trace
 //! (`pynomaly_jobs::attach_trace_context`).
+//!
+//! **Two kinds of span.** A request's server span is made directly with the SDK's tracer
+//! ([`RequestTrace`]), not as a `tracing` span: every request pays for it, and going
+//! through the `tracing` registry and `tracing-opentelemetry` (a span builder kept in the
+//! registry, fields converted to attributes, enter and exit on every poll) was most of
+//! what tracing cost a small request. The middleware runs the handler with the span's
+//! OpenTelemetry context attached while it is polled (`opentelemetry::Context::current()`
+//! is the request's there), and whatever needs the request's span reads it from there:
+//! the step spans below (a `tracing` span with no `tracing` parent takes the current
+//! OpenTelemetry context as its parent), [`record_error`], [`ml_inline`], a job's trace
+//! context, the log lines' ids, and the events logged in the request, which become events
+//! of its span. The spans of a request's steps (`fit`, `score`, `store`, see [`ml_span`])
+//! and of jobs are `tracing` spans, exported by `tracing-opentelemetry`.
 
+use std::borrow::Cow;
 use std::io::Write as _;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, StatusCode};
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
@@ -47,12 +63,12 @@ use crate::settings::SettingsError;
 /// The target of the one access log line per request (`crate::middleware`).
 pub(crate) const ACCESS_LOG_TARGET: &str = "pynomaly_api::access";
 
-/// Whether this process exports traces (set once, by [`init_telemetry`]).
-static TRACES_ON: AtomicBool = AtomicBool::new(false);
+/// The tracer of the request spans, set once by [`init_telemetry`] when it exports traces.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether spans are exported: the middleware makes no request span otherwise.
 pub(crate) fn traces_on() -> bool {
-    TRACES_ON.load(Ordering::Relaxed)
+    TRACER.get().is_some()
 }
 
 /// Which traces are kept (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
@@ -269,16 +285,20 @@ pub fn init_telemetry(
     } else {
         None
     };
-    let otel_layer = provider.as_ref().map(|p| {
+    let traces_on = provider.is_some();
+    let tracer = provider.as_ref().map(|p| p.tracer("pynomaly"));
+    let otel_layer = tracer.as_ref().map(|tracer| {
         tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("pynomaly"))
+            .with_tracer(tracer.clone())
             .with_location(false)
             .with_threads(false)
             .with_target(false)
             .with_level(false)
-            // Nothing here reads OpenTelemetry's own current context (spans find their
-            // parents through tracing), and busy/idle times are not worth two clock
-            // reads per poll: both off, for the cost per request.
+            // A step span finds its parent through tracing, or, with no tracing parent,
+            // in OpenTelemetry's current context (the request's, attached by the
+            // middleware). Nothing reads a step's own context from there, so steps are
+            // not attached to it; and busy/idle times are not worth two clock reads per
+            // poll: both off, for the cost per request.
             .with_context_activation(false)
             .with_tracked_inactivity(false)
             // The access line repeats the request span's own attributes: as a span event
@@ -287,10 +307,12 @@ pub fn init_telemetry(
                 !(meta.is_event() && meta.target() == ACCESS_LOG_TARGET)
             }))
     });
-    // One filter for both layers: LOG_LEVEL decides which events are logged (and become
-    // span events); with traces on, info spans (requests, jobs, steps) are kept whatever
-    // LOG_LEVEL says, so LOG_LEVEL=warn quiets the logs, not the traces.
-    let traces_on = provider.is_some();
+    // Events logged in a request outside any step span: events of the request's span.
+    let request_events = traces_on.then_some(RequestSpanEvents);
+    // One filter for all layers: LOG_LEVEL decides which events are logged (and become
+    // span events); with traces on, info spans (jobs, steps) are kept whatever LOG_LEVEL
+    // says, so LOG_LEVEL=warn quiets the logs, not the traces (request spans are not
+    // `tracing` spans and are always made).
     let filter = filter_fn(move |meta| {
         (traces_on && meta.is_span() && *meta.level() <= tracing::Level::INFO)
             || targets.would_enable(meta.target(), meta.level())
@@ -298,13 +320,14 @@ pub fn init_telemetry(
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(otel_layer)
+        .with(request_events)
         .with(JsonLines::new(traces_on))
         .try_init()
         .is_ok();
-    if installed && let Some(p) = &provider {
+    if installed && let (Some(p), Some(tracer)) = (&provider, tracer) {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.clone());
-        TRACES_ON.store(true, Ordering::Relaxed);
+        let _ = TRACER.set(tracer);
     }
     Ok(TelemetryGuard {
         provider: provider.filter(|_| installed),
@@ -318,7 +341,7 @@ pub fn init_tracing(level: &str) {
 
 /// The caller's trace context from W3C `traceparent`/`tracestate` headers (an empty
 /// context, so a new trace, when they are absent or invalid).
-pub(crate) fn remote_parent(headers: &HeaderMap) -> Option<opentelemetry::Context> {
+pub(crate) fn remote_parent(headers: &HeaderMap) -> Option<OtelContext> {
     headers.contains_key("traceparent").then(|| {
         opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderCarrier(headers)))
     })
@@ -336,19 +359,104 @@ impl Extractor for HeaderCarrier<'_> {
     }
 }
 
-/// Marks the current span (the request's, inside a handler) as failed with `code` and
-/// the message the client gets ("internal error" for a 5xx).
-pub(crate) fn record_error(code: &str, message: &dyn std::fmt::Display) {
+/// The most attributes a request span gets: method, route, request id, status code,
+/// error type and message, and an inline step's four `ml.*` (room for all from the start).
+const REQUEST_ATTRIBUTES: usize = 10;
+
+/// A request's server span, made with the SDK's tracer (see the module docs): named
+/// `METHOD /route/{template}`, with `http.method`, `http.route` and `request_id` from the
+/// start, `http.status_code` at the end, and what the handler records on it
+/// ([`record_error`], [`ml_inline`]). It continues the caller's trace when the request
+/// carries a W3C `traceparent`. When the sampler drops the trace the span records
+/// nothing, but its context still has valid ids, so log lines carry a trace id all the
+/// same.
+pub(crate) struct RequestTrace {
+    cx: OtelContext,
+}
+
+impl RequestTrace {
+    /// The span of a request to `route` (the matched template); none when traces are off.
+    pub(crate) fn start(
+        method: &Method,
+        route: &str,
+        request_id: &Arc<str>,
+        headers: &HeaderMap,
+    ) -> Option<Self> {
+        let tracer = TRACER.get()?;
+        let parent = remote_parent(headers).unwrap_or_default();
+        let mut builder = tracer
+            .span_builder(format!("{method} {route}"))
+            .with_kind(SpanKind::Server);
+        // The samplers here do not read attributes: they are set once the span is known
+        // to record, so an unsampled request builds none.
+        builder.attributes = Some(Vec::with_capacity(REQUEST_ATTRIBUTES));
+        let mut span = builder.start_with_context(tracer, &parent);
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new("http.method", method_name(method)));
+            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+            span.set_attribute(KeyValue::new("request_id", Arc::clone(request_id)));
+        }
+        Some(Self {
+            cx: parent.with_span(span),
+        })
+    }
+
+    /// The span's context: what the handler runs with attached.
+    pub(crate) fn context(&self) -> &OtelContext {
+        &self.cx
+    }
+
+    /// Runs `f` with the span's context attached (logging and errors outside the handler).
+    pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _attached = self.cx.clone().attach();
+        f()
+    }
+
+    /// Records the response's status (a 5xx marks the span failed) and ends the span,
+    /// which the batch processor then exports. Call it with the context detached.
+    pub(crate) fn end(self, status: StatusCode) {
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(
+            "http.status_code",
+            i64::from(status.as_u16()),
+        ));
+        if status.is_server_error() {
+            span.set_status(Status::error(""));
+        }
+        span.end();
+    }
+}
+
+/// The method as an attribute value, without an allocation for the standard ones.
+fn method_name(method: &Method) -> opentelemetry::Value {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method.as_str()) {
+        Some(m) => (*m).into(),
+        None => method.as_str().to_owned().into(),
+    }
+}
+
+/// Marks the request's span as failed with `code` and the message the client gets
+/// ("internal error" for a 5xx). Inside a request only (the span is found in the current
+/// OpenTelemetry context); a no-op elsewhere.
+pub(crate) fn record_error(code: &'static str, message: &dyn std::fmt::Display) {
     if !traces_on() {
         return;
     }
-    let span = tracing::Span::current();
-    span.record("error.type", code);
-    span.record("error.message", tracing::field::display(message));
+    opentelemetry::trace::get_active_span(|span| {
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new("error.type", code));
+            span.set_attribute(KeyValue::new("error.message", message.to_string()));
+        }
+    });
 }
 
 /// A span for an inline ML step of a request (`fit`, `score`, `store`) with the seed's
-/// `ml.algorithm` and `ml.data_size` (and the row count); none when traces are off.
+/// `ml.algorithm` and `ml.data_size` (and the row count); none when traces are off. A
+/// child of the request's span (a `tracing` span without a `tracing` parent takes the
+/// current OpenTelemetry context's span as its parent).
 pub(crate) fn ml_span(step: &'static str, algorithm: &str, rows: usize) -> tracing::Span {
     if !traces_on() {
         return tracing::Span::none();
@@ -367,23 +475,136 @@ pub(crate) fn ml_span(step: &'static str, algorithm: &str, rows: usize) -> traci
 }
 
 /// The span for an ML step too small for its own span — a predict of a few rows, scored
-/// inline in microseconds: the request's span, with the step's `ml.algorithm`,
-/// `ml.data_size` and row count recorded on it. A child span there would double what
-/// tracing costs a small request for a step of no duration worth showing. None when
-/// traces are off.
-pub(crate) fn ml_inline(algorithm: &str, rows: usize) -> tracing::Span {
-    if !traces_on() {
-        return tracing::Span::none();
+/// inline in microseconds: none (`Span::none()`), the step's `ml.algorithm`,
+/// `ml.data_size` and row count being recorded on the request's span instead, as are its
+/// anomalies ([`record_anomalies`]). A child span there would double what tracing costs a
+/// small request for a step of no duration worth showing.
+pub(crate) fn ml_inline(algorithm: &'static str, rows: usize) -> tracing::Span {
+    if traces_on() {
+        opentelemetry::trace::get_active_span(|span| {
+            if span.is_recording() {
+                span.set_attribute(KeyValue::new("ml.algorithm", algorithm));
+                span.set_attribute(KeyValue::new(
+                    "ml.data_size",
+                    pynomaly_jobs::size_class(rows),
+                ));
+                span.set_attribute(KeyValue::new("ml.data_rows", rows as i64));
+            }
+        });
     }
-    let span = tracing::Span::current();
-    span.record("ml.algorithm", algorithm);
-    span.record("ml.data_size", pynomaly_jobs::size_class(rows));
-    span.record("ml.data_rows", rows as i64);
-    span
+    tracing::Span::none()
+}
+
+/// Records the anomalies an ML step found on its span ([`ml_span`]), or, for an inline
+/// step ([`ml_inline`], no span of its own), on the request's.
+pub(crate) fn record_anomalies(step: &tracing::Span, anomalies: usize) {
+    if !traces_on() {
+        return;
+    }
+    if step.is_none() {
+        opentelemetry::trace::get_active_span(|span| {
+            span.set_attribute(KeyValue::new("ml.anomalies_detected", anomalies as i64));
+        });
+    } else {
+        step.record("ml.anomalies_detected", anomalies as i64);
+    }
+}
+
+/// The W3C hex trace and span ids of a context's span, when it has a valid one.
+fn span_ids(cx: &OtelContext) -> Option<(String, String)> {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// Events logged in a request outside any `tracing` span (the request's span is not
+/// one): events of the request's span, as `tracing-opentelemetry` makes them of a
+/// `tracing` span's — named by their message, with their other fields, `level` and
+/// `target` as attributes. The access line is left out (it repeats the span's attributes).
+struct RequestSpanEvents;
+
+impl<S> Layer<S> for RequestSpanEvents
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        // The SDK's own events could come from inside a call holding the span's lock.
+        if meta.target() == ACCESS_LOG_TARGET
+            || meta.target().starts_with("opentelemetry")
+            || ctx.event_span(event).is_some()
+        {
+            return;
+        }
+        OtelContext::map_current(|cx| {
+            let span = cx.span();
+            if !span.is_recording() {
+                return;
+            }
+            let mut fields = EventAttributes {
+                name: None,
+                attributes: vec![
+                    KeyValue::new("level", meta.level().as_str()),
+                    KeyValue::new("target", meta.target()),
+                ],
+            };
+            event.record(&mut fields);
+            let name = fields.name.unwrap_or(Cow::Borrowed(meta.name()));
+            span.add_event(name, fields.attributes);
+        });
+    }
+}
+
+/// An event's fields as span-event attributes, its message as the event's name.
+struct EventAttributes {
+    name: Option<Cow<'static, str>>,
+    attributes: Vec<KeyValue>,
+}
+
+impl EventAttributes {
+    fn push(&mut self, field: &Field, value: opentelemetry::Value) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+}
+
+impl Visit for EventAttributes {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(
+            field,
+            i64::try_from(value).map_or_else(|_| value.to_string().into(), Into::into),
+        );
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.name = Some(Cow::Owned(value.to_owned()));
+        } else {
+            self.push(field, value.to_owned().into());
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.name = Some(Cow::Owned(format!("{value:?}")));
+        } else {
+            self.push(field, format!("{value:?}").into());
+        }
+    }
 }
 
 /// The log layer: one JSON object per event, with the trace and span ids of the span it
-/// happened in when traces are on.
+/// happened in when traces are on (a request's, a step's or a job's).
 struct JsonLines {
     with_trace: bool,
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
@@ -397,17 +618,18 @@ impl JsonLines {
         }
     }
 
+    /// The ids of the event's `tracing` span (a step's, a job's), or, outside any, of the
+    /// current OpenTelemetry context's span (a request's, see [`RequestTrace`]).
     fn trace_ids<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<(String, String)>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let span = ctx.event_span(event)?;
+        let Some(span) = ctx.event_span(event) else {
+            return OtelContext::map_current(span_ids);
+        };
         let dispatch: Dispatch = self.dispatch.get()?.upgrade()?;
         let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
-        let otel_span = cx.span();
-        let sc = otel_span.span_context();
-        sc.is_valid()
-            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+        span_ids(&cx)
     }
 }
 
@@ -473,7 +695,10 @@ impl Visit for FieldsVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
     use std::collections::HashMap;
+    use std::sync::Mutex;
 
     fn from(pairs: &[(&str, &str)]) -> Result<TraceSettings, SettingsError> {
         let map: HashMap<String, String> = pairs
@@ -553,5 +778,55 @@ mod tests {
             let e = from(pairs).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
         }
+    }
+
+    /// Keeps what it is given to export.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Collect {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn events_logged_in_a_request_outside_step_spans_become_events_of_its_span() {
+        let exported = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exported.clone())
+            .build();
+        let tracer = provider.tracer("test");
+        let subscriber = tracing_subscriber::registry().with(RequestSpanEvents);
+        tracing::subscriber::with_default(subscriber, || {
+            let cx = OtelContext::new().with_span(tracer.start("request"));
+            {
+                let _attached = cx.clone().attach();
+                tracing::warn!(rows = 3, source = "a.csv", "model reloaded");
+                tracing::info!(target: ACCESS_LOG_TARGET, status = 200, "request");
+                // A step's own events are tracing-opentelemetry's, on the step's span.
+                let _step = tracing::info_span!("step").entered();
+                tracing::warn!("inside a step");
+            }
+            tracing::warn!("outside any request");
+            cx.span().end();
+        });
+        let spans = exported.0.lock().unwrap();
+        assert_eq!(spans.len(), 1);
+        let events = &spans[0].events.events;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].name, "model reloaded");
+        let attr = |key: &str| {
+            events[0]
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.clone())
+        };
+        assert_eq!(attr("rows"), Some(opentelemetry::Value::I64(3)));
+        assert_eq!(attr("source"), Some("a.csv".into()));
+        assert_eq!(attr("level"), Some("WARN".into()));
+        assert!(attr("message").is_none(), "the message names the event");
     }
 }

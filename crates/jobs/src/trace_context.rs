@@ -1,7 +1,7 @@
 //! A job's trace context: how one trace follows a job from the request that submitted it
 //! to the worker that runs it.
 //!
-//! At submission the API stores the current span's W3C trace context (`traceparent`,
+//! At submission the API stores the request span's W3C trace context (`traceparent`,
 //! and `tracestate` when there is one) in the job's specification under
 //! [`TRACE_CONTEXT_KEY`] — the specification is already stored as JSON with the job, so
 //! this needs no schema change, and it travels wherever the job does (the in-process
@@ -20,11 +20,17 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 pub const TRACE_CONTEXT_KEY: &str = "trace_context";
 
 /// Stores the current span's trace context in `spec` (a JSON object) under
-/// [`TRACE_CONTEXT_KEY`]; does nothing when traces are off or there is no span.
+/// [`TRACE_CONTEXT_KEY`]; does nothing when traces are off or there is no span. The span
+/// is the current `tracing` span when it has a trace context, else the current
+/// OpenTelemetry context's (where the API attaches its request spans, which are made
+/// with the SDK directly, not as `tracing` spans).
 pub fn attach_trace_context(spec: &mut Value) {
-    let cx = tracing::Span::current().context();
+    let mut cx = tracing::Span::current().context();
     if !cx.span().span_context().is_valid() {
-        return;
+        cx = opentelemetry::Context::current();
+        if !cx.span().span_context().is_valid() {
+            return;
+        }
     }
     let mut carrier: HashMap<String, String> = HashMap::new();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));

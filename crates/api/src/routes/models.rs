@@ -253,7 +253,7 @@ async fn predict(
     let model = std::sync::Arc::clone(&loaded.model);
     let inline = n_rows <= cpu::INLINE_ROWS;
     let score = if inline {
-        crate::telemetry::ml_inline(&loaded.version.algorithm, n_rows)
+        crate::telemetry::ml_inline(loaded.model.algorithm(), n_rows)
     } else {
         ml_span("score", &loaded.version.algorithm, n_rows)
     };
@@ -271,7 +271,7 @@ async fn predict(
     })
     .instrument(score.clone())
     .await??;
-    score.record("ml.anomalies_detected", detection.anomaly_count as i64);
+    crate::telemetry::record_anomalies(&score, detection.anomaly_count);
     if let (true, Some(drift)) = (inline, &loaded.drift) {
         drift.observe(x.view(), detection.anomaly_count, unix_now());
     }
