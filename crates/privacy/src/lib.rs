@@ -522,6 +522,40 @@ impl Privacy {
         Value::String(self.token(FIELD_LABEL, &normalized))
     }
 
+    /// Whether [`Self::mask_json`] would change `value`: the same rules, read-only, so a
+    /// caller that echoes documents copies only those that have something to hide.
+    pub fn needs_masking(&self, value: &Value) -> bool {
+        match value {
+            Value::String(s) => !find_pii_kinds(s, &self.kinds).is_empty(),
+            Value::Number(n) => {
+                self.kinds.contains(&PiiKind::CreditCard)
+                    && (n.is_u64() || n.is_i64())
+                    && is_card_number(&n.to_string())
+            }
+            Value::Array(items) => items.iter().any(|v| self.needs_masking(v)),
+            Value::Object(map) => self.object_needs_masking(map),
+            Value::Null | Value::Bool(_) => false,
+        }
+    }
+
+    /// [`Self::needs_masking`] for an object.
+    pub fn object_needs_masking(&self, map: &serde_json::Map<String, Value>) -> bool {
+        let quasi_identifier = || {
+            map.get("age").and_then(Value::as_i64).is_some()
+                || map
+                    .get("zip_code")
+                    .is_some_and(|z| z.is_string() || z.is_number())
+        };
+        (self.generalize && quasi_identifier())
+            || map.iter().any(|(k, v)| {
+                if self.is_field(k) {
+                    !v.is_null()
+                } else {
+                    self.needs_masking(v)
+                }
+            })
+    }
+
     /// Hides personal data in a document, in place: configured fields wholly, matches in
     /// other strings, card numbers given as JSON numbers. Returns how many values or
     /// matches were replaced.
@@ -733,6 +767,45 @@ mod tests {
         assert!(one.starts_with("[EMAIL:") && !one.contains("b.io"), "{one}");
         let other_key = Privacy::new(&PrivacyConfig::default(), [8; 32]).with_mode(Mode::Hash);
         assert_ne!(other_key.mask_text("a@b.io").0, h.mask_text("a@b.io").0);
+    }
+
+    #[test]
+    fn needs_masking_says_exactly_when_mask_json_would_change_a_document() {
+        let config = PrivacyConfig {
+            fields: vec!["Name".into()],
+            mode: Mode::Mask,
+            hash_key: None,
+        };
+        let docs = [
+            json!({"id": "ev-1", "temp": 20.5, "meta": {"rpm": 1200, "ok": true}}),
+            json!({"id": "ev-2", "note": "write to jane@x.org"}),
+            json!({"id": "ev-3", "card": 4111111111111111u64}),
+            json!({"id": "ev-4", "card": 4111111111111112u64}),
+            json!({"id": "ev-5", "meta": {"name": "Jane"}}),
+            json!({"id": "ev-6", "name": null}),
+            json!({"id": "ev-7", "readings": [1.0, 2.0, {"ssn": "123-45-6789"}]}),
+            json!({"id": "ev-8", "age": 41}),
+            json!({"id": "ev-9", "zip_code": "94107"}),
+            json!({"id": "ev-10", "age": "unknown", "zip_code": null}),
+            json!("call 555-867-5309 now"),
+            json!([1, 2, 3]),
+        ];
+        for generalize in [false, true] {
+            let p = Privacy::new(&config, [1; 32]).with_generalization(generalize);
+            let mut changed = 0;
+            for doc in &docs {
+                let mut masked = doc.clone();
+                let n = p.mask_json(&mut masked);
+                assert_eq!(
+                    p.needs_masking(doc),
+                    n > 0,
+                    "{doc} (generalize {generalize})"
+                );
+                assert_eq!(n > 0, masked != *doc, "{doc}");
+                changed += usize::from(n > 0);
+            }
+            assert!(changed >= 5, "the documents exercise both answers");
+        }
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub fn original_data(event: &Map<String, Value>) -> Cow<'_, Map<String, Value>> 
     let Some(privacy) = PRIVACY.get() else {
         return Cow::Borrowed(event);
     };
+    // Checked first without a copy: most events have nothing to hide.
+    if !privacy.object_needs_masking(event) {
+        return Cow::Borrowed(event);
+    }
     let mut copy = Value::Object(event.clone());
     if privacy.mask_json(&mut copy) == 0 {
         return Cow::Borrowed(event);
