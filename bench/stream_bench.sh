@@ -87,6 +87,11 @@ broker_cpu() { # seconds of CPU the broker process has used
 run_case() { # NAME URL_PREFIX BROKER_PID
     local name=$1 base=$2 bpid=$3 tag
     tag=bench-$(date +%s)
+    if [[ $name == kafka ]]; then
+        local t topics=()
+        for t in pt pt.out pt.dlq tp tp.alerts tp.dlq soak soak.alerts soak.dlq; do topics+=("$base/$tag-$t"); done
+        "$TOOL" topics "${topics[@]}"
+    fi
     say ""
     say "== $name (N=$N, batch $BATCH) =="
     # passthrough: the broker's own cost
@@ -149,6 +154,7 @@ for broker in $BROKERS; do
         pids+=("$tpid")
         sleep 2
         N=$KAFKA_N run_case kafka "kafka://127.0.0.1:$KAFKA_PORT" "$tpid"
+        "$TOOL" topics "kafka://127.0.0.1:$KAFKA_PORT/$TAG-seed" "kafka://127.0.0.1:$KAFKA_PORT/$TAG-seed.alerts"
         "$TOOL" produce "kafka://127.0.0.1:$KAFKA_PORT/$TAG-seed" 20000 >/dev/null
         python3 bench/seed_stream_loop.py "kafka://127.0.0.1:$KAFKA_PORT" "$TAG-seed" "$TAG-seed.alerts" "$SEED_SECONDS" | tee -a "$RESULTS"
         kill "$tpid"

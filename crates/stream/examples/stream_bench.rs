@@ -4,6 +4,8 @@
 //! stream_bench produce   URL N [RATE]   events with 10 features (f0..f9), ids ev-0..; RATE/s or as fast as possible
 //! stream_bench passthrough SOURCE SINK N   read → write unchanged → commit, no parsing or scoring (the broker's own cost)
 //! stream_bench latency  EVENTS ALERTS N   per-event added latency from broker timestamps (Redis entry ids, Kafka message times)
+//! stream_bench topics   URL...             creates Kafka topics (4 partitions) that do not exist yet: tansu does not
+//!                                          create topics on first use as Kafka's default configuration does
 //! ```
 //!
 //! URLs are `pynomaly stream`'s (`redis://host:port/stream`, `kafka://host:port/topic`).
@@ -226,6 +228,29 @@ fn latency(events: &str, alerts: &str, n: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Creates the Kafka topics among `urls` (4 partitions each), leaving existing ones.
+async fn create_topics(urls: &[String]) -> Result<(), Error> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    for url in urls {
+        let Endpoint::Kafka { brokers, topic } = Endpoint::parse(url)? else {
+            return Err(format!("{url} is not a kafka:// URL").into());
+        };
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let new = NewTopic::new(&topic, 4, TopicReplication::Fixed(1));
+        for result in admin.create_topics([&new], &AdminOptions::new()).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => return Err(format!("cannot create topic {t}: {e}").into()),
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
@@ -245,6 +270,7 @@ async fn main() -> Result<(), Error> {
         }
         "passthrough" => passthrough(&arg(2)?, &arg(3)?, arg(4)?.parse()?).await,
         "latency" => latency(&arg(2)?, &arg(3)?, arg(4)?.parse()?),
+        "topics" => create_topics(&args[2..]).await,
         other => Err(format!("unknown command {other}").into()),
     }
 }
