@@ -684,19 +684,19 @@ impl DenseForest {
         // into the load's address instead of taking a register (with eight lanes the
         // offsets otherwise spill to the stack).
         match width {
-            1 => self.walk_groups::<1>(grouped_rows, grouped),
-            2 => self.walk_groups::<2>(grouped_rows, grouped),
-            3 => self.walk_groups::<3>(grouped_rows, grouped),
-            4 => self.walk_groups::<4>(grouped_rows, grouped),
-            5 => self.walk_groups::<5>(grouped_rows, grouped),
-            6 => self.walk_groups::<6>(grouped_rows, grouped),
-            7 => self.walk_groups::<7>(grouped_rows, grouped),
-            8 => self.walk_groups::<8>(grouped_rows, grouped),
-            9 => self.walk_groups::<9>(grouped_rows, grouped),
-            10 => self.walk_groups::<10>(grouped_rows, grouped),
-            11 => self.walk_groups::<11>(grouped_rows, grouped),
-            12 => self.walk_groups::<12>(grouped_rows, grouped),
-            _ => self.walk_groups_any(grouped_rows, width, grouped),
+            1 => self.walk_groups::<1>(grouped_rows, width, grouped),
+            2 => self.walk_groups::<2>(grouped_rows, width, grouped),
+            3 => self.walk_groups::<3>(grouped_rows, width, grouped),
+            4 => self.walk_groups::<4>(grouped_rows, width, grouped),
+            5 => self.walk_groups::<5>(grouped_rows, width, grouped),
+            6 => self.walk_groups::<6>(grouped_rows, width, grouped),
+            7 => self.walk_groups::<7>(grouped_rows, width, grouped),
+            8 => self.walk_groups::<8>(grouped_rows, width, grouped),
+            9 => self.walk_groups::<9>(grouped_rows, width, grouped),
+            10 => self.walk_groups::<10>(grouped_rows, width, grouped),
+            11 => self.walk_groups::<11>(grouped_rows, width, grouped),
+            12 => self.walk_groups::<12>(grouped_rows, width, grouped),
+            _ => self.walk_groups::<0>(grouped_rows, width, grouped),
         }
         for (r, o) in rest.iter_mut().enumerate() {
             let row = &flat[(full + r) * width..(full + r + 1) * width];
@@ -725,45 +725,18 @@ impl DenseForest {
     }
 
     /// Adds each row's path length over all trees to `out`, [`LANES`] rows walking each
-    /// tree in lock-step; rows are `W` values wide. Same invariants as
-    /// [`Self::path_length_sums`], and `flat.len() == out.len() * W`, `out.len()` a
+    /// tree in lock-step; rows are `width` values wide, and `W` is that width as a
+    /// constant (0: known only at run time). Same invariants as
+    /// [`Self::path_length_sums`], and `flat.len() == out.len() * width`, `out.len()` a
     /// multiple of [`LANES`].
     #[allow(unsafe_code)]
-    fn walk_groups<const W: usize>(&self, flat: &[f64], out: &mut [f64]) {
+    fn walk_groups<const W: usize>(&self, flat: &[f64], width: usize, out: &mut [f64]) {
+        // A constant for W > 0, so `lane * w` folds into the load's address.
+        let w = if W == 0 { width } else { W };
         assert!(
-            W == self.n_features && flat.len() == out.len() * W && out.len().is_multiple_of(LANES)
-        );
-        let internal = Self::internal(self.depth);
-        let depth = self.depth;
-        for t in 0..self.n_trees() {
-            let (nodes, leaves) = self.tree(t);
-            for (block, chunk) in flat
-                .chunks_exact(LANES * W)
-                .zip(out.chunks_exact_mut(LANES))
-            {
-                let mut idx = [0usize; LANES];
-                for _ in 0..depth {
-                    for (lane, i) in idx.iter_mut().enumerate() {
-                        // SAFETY: see `path_length_sums`; `lane * W + feature < LANES * W`.
-                        let node = unsafe { *nodes.get_unchecked(*i) };
-                        let v = unsafe { *block.get_unchecked(lane * W + node.feature as usize) };
-                        *i = 2 * *i + 1 + usize::from(v > node.threshold);
-                    }
-                }
-                for (o, i) in chunk.iter_mut().zip(idx) {
-                    // SAFETY: after `depth` steps `i` is a leaf: internal <= i < 2 * internal + 1.
-                    *o += unsafe { *leaves.get_unchecked(i - internal) };
-                }
-            }
-        }
-    }
-
-    /// [`Self::walk_groups`] for any row width.
-    #[allow(unsafe_code)]
-    fn walk_groups_any(&self, flat: &[f64], width: usize, out: &mut [f64]) {
-        assert!(
-            width == self.n_features
-                && flat.len() == out.len() * width
+            w == width
+                && w == self.n_features
+                && flat.len() == out.len() * w
                 && out.len().is_multiple_of(LANES)
         );
         let internal = Self::internal(self.depth);
@@ -771,21 +744,20 @@ impl DenseForest {
         for t in 0..self.n_trees() {
             let (nodes, leaves) = self.tree(t);
             for (block, chunk) in flat
-                .chunks_exact(LANES * width)
+                .chunks_exact(LANES * w)
                 .zip(out.chunks_exact_mut(LANES))
             {
                 let mut idx = [0usize; LANES];
                 for _ in 0..depth {
                     for (lane, i) in idx.iter_mut().enumerate() {
-                        // SAFETY: see `path_length_sums`.
+                        // SAFETY: see `path_length_sums`; `lane * w + feature < LANES * w`.
                         let node = unsafe { *nodes.get_unchecked(*i) };
-                        let v =
-                            unsafe { *block.get_unchecked(lane * width + node.feature as usize) };
+                        let v = unsafe { *block.get_unchecked(lane * w + node.feature as usize) };
                         *i = 2 * *i + 1 + usize::from(v > node.threshold);
                     }
                 }
                 for (o, i) in chunk.iter_mut().zip(idx) {
-                    // SAFETY: after `depth` steps `i` is a leaf.
+                    // SAFETY: after `depth` steps `i` is a leaf: internal <= i < 2 * internal + 1.
                     *o += unsafe { *leaves.get_unchecked(i - internal) };
                 }
             }
