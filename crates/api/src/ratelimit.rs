@@ -216,6 +216,11 @@ fn gcra(tat: Option<u64>, now: u64, per_minute: u32) -> (Decision, Option<u64>) 
     }
 }
 
+/// Milliseconds since `epoch` (lease deadlines count from the limiter's creation).
+fn ms_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The lease slot of `bucket`, made on first use. Found under the read lock without
 /// allocating; the write lock is taken only for a bucket seen for the first time.
 fn lease_slot(
@@ -292,88 +297,104 @@ impl RateLimiter {
                 }
                 Ok(decision)
             }
-            Backend::Redis {
-                pool,
-                shared,
-                script,
-                prefix,
-                leases,
-                epoch,
-            } => {
+            Backend::Redis { leases, epoch, .. } => {
                 let want = lease_size(per_minute);
-                let now_ms = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                let slot = (want > 1).then(|| lease_slot(leases, bucket, now_ms()));
+                let slot = (want > 1).then(|| lease_slot(leases, bucket, ms_since(*epoch)));
                 if let Some(slot) = &slot
-                    && slot.take(now_ms())
+                    && slot.take(ms_since(*epoch))
                 {
                     return Ok(Decision::Allowed);
                 }
-                // One refill at a time per bucket; whoever waited checks the new lease first.
-                let _refilling = match &slot {
-                    Some(slot) => {
-                        let guard = slot.refill.lock().await;
-                        if slot.take(now_ms()) {
-                            return Ok(Decision::Allowed);
-                        }
-                        Some(guard)
-                    }
-                    None => None,
-                };
-                let run = async {
-                    let cached = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    let mut conn = match cached {
-                        Some(c) => c,
-                        None => {
-                            let c = Connection::take(
-                                pool.get()
-                                    .await
-                                    .map_err(|e| LimiterUnavailable(e.to_string()))?,
-                            );
-                            *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-                            c
-                        }
-                    };
-                    let answer: Result<(i64, i64), _> = script
-                        .key(format!("{prefix}{bucket}"))
-                        .arg(interval_us(per_minute))
-                        .arg(per_minute)
-                        .arg(want)
-                        .invoke_async(&mut conn)
-                        .await;
-                    let (granted, retry_us) = answer.map_err(|e| {
-                        *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        LimiterUnavailable(e.to_string())
-                    })?;
-                    Ok(if granted >= 1 {
-                        if granted > 1
-                            && let Some(slot) = &slot
-                        {
-                            // This request takes the first.
-                            let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(500);
-                            slot.grant(
-                                u32::try_from(granted - 1).unwrap_or(0),
-                                now_ms().saturating_add(ttl),
-                            );
-                        }
-                        Decision::Allowed
-                    } else {
-                        Decision::Limited {
-                            retry_after_s: retry_after_s(u64::try_from(retry_us).unwrap_or(0)),
-                        }
-                    })
-                };
-                match tokio::time::timeout(REDIS_TIMEOUT, run).await {
-                    Ok(result) => result,
-                    Err(_) => Err({
-                        // A connection that hangs is replaced too.
-                        *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        LimiterUnavailable(format!(
-                            "no answer within {} ms",
-                            REDIS_TIMEOUT.as_millis()
-                        ))
-                    }),
-                }
+                // Boxed: the round trip's state stays out of every request's future, which
+                // takes the fast path above all but once per lease.
+                Box::pin(self.check_in_redis(bucket, per_minute, want, slot)).await
             }
+        }
+    }
+
+    /// The slow path of [`Self::check`] on Redis: one refill of `bucket`'s lease at a time
+    /// (`slot`, for leased limits), or the single request of a small limit.
+    async fn check_in_redis(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        want: u32,
+        slot: Option<Arc<LeaseSlot>>,
+    ) -> Result<Decision, LimiterUnavailable> {
+        let Backend::Redis {
+            pool,
+            shared,
+            script,
+            prefix,
+            epoch,
+            ..
+        } = &self.backend
+        else {
+            // Only `check`'s Redis arm calls this; an in-process limiter has no slow path.
+            return Ok(Decision::Allowed);
+        };
+        let now_ms = || ms_since(*epoch);
+        // One refill at a time per bucket; whoever waited checks the new lease first.
+        let _refilling = match &slot {
+            Some(slot) => {
+                let guard = slot.refill.lock().await;
+                if slot.take(now_ms()) {
+                    return Ok(Decision::Allowed);
+                }
+                Some(guard)
+            }
+            None => None,
+        };
+        let run = async {
+            let cached = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut conn = match cached {
+                Some(c) => c,
+                None => {
+                    let c = Connection::take(
+                        pool.get()
+                            .await
+                            .map_err(|e| LimiterUnavailable(e.to_string()))?,
+                    );
+                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+                    c
+                }
+            };
+            let answer: Result<(i64, i64), _> = script
+                .key(format!("{prefix}{bucket}"))
+                .arg(interval_us(per_minute))
+                .arg(per_minute)
+                .arg(want)
+                .invoke_async(&mut conn)
+                .await;
+            let (granted, retry_us) = answer.map_err(|e| {
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                LimiterUnavailable(e.to_string())
+            })?;
+            Ok(if granted >= 1 {
+                if granted > 1
+                    && let Some(slot) = &slot
+                {
+                    // This request takes the first.
+                    let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(500);
+                    slot.grant(
+                        u32::try_from(granted - 1).unwrap_or(0),
+                        now_ms().saturating_add(ttl),
+                    );
+                }
+                Decision::Allowed
+            } else {
+                Decision::Limited {
+                    retry_after_s: retry_after_s(u64::try_from(retry_us).unwrap_or(0)),
+                }
+            })
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, run).await {
+            Ok(result) => result,
+            Err(_) => Err({
+                // A connection that hangs is replaced too.
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                LimiterUnavailable(format!("no answer within {} ms", REDIS_TIMEOUT.as_millis()))
+            }),
         }
     }
 
