@@ -145,21 +145,108 @@ pub(crate) struct LimiterUnavailable(String);
 /// Where the buckets live.
 enum Backend {
     Local(Mutex<HashMap<String, u64>>),
-    Redis {
-        pool: Pool,
-        /// One multiplexed connection taken from the pool and shared by every request:
-        /// concurrent checks are pipelined on it instead of each holding a pooled
-        /// connection for a round trip (measured: that made predict latency-bound on
-        /// Redis). Dropped on an error, so the next check takes a fresh one.
-        shared: Mutex<Option<MultiplexedConnection>>,
-        script: Script,
-        prefix: String,
-        /// Leased requests per bucket (see the module docs). Looked up under a read lock
-        /// by `&str` (no allocation on the hot path); written only for a new bucket.
-        leases: RwLock<HashMap<Box<str>, Arc<LeaseSlot>>>,
-        /// Lease deadlines count milliseconds from here.
-        epoch: Instant,
-    },
+    Redis(RedisBuckets),
+}
+
+/// Buckets in Redis, shared by every instance.
+struct RedisBuckets {
+    pool: Pool,
+    /// One multiplexed connection taken from the pool and shared by every request:
+    /// concurrent checks are pipelined on it instead of each holding a pooled
+    /// connection for a round trip (measured: that made predict latency-bound on
+    /// Redis). Dropped on an error, so the next check takes a fresh one.
+    shared: Mutex<Option<MultiplexedConnection>>,
+    script: Script,
+    prefix: String,
+    /// Leased requests per bucket (see the module docs). Looked up under a read lock
+    /// by `&str` (no allocation on the hot path); written only for a new bucket.
+    leases: RwLock<HashMap<Box<str>, Arc<LeaseSlot>>>,
+    /// Lease deadlines count milliseconds from here.
+    epoch: Instant,
+}
+
+impl RedisBuckets {
+    /// The slow path of [`RateLimiter::check`] on Redis: one refill of `bucket`'s lease at
+    /// a time (`slot`, for leased limits), or the single request of a small limit.
+    async fn check_slow(
+        &self,
+        bucket: &str,
+        per_minute: u32,
+        want: u32,
+        slot: Option<Arc<LeaseSlot>>,
+    ) -> Result<Decision, LimiterUnavailable> {
+        let Self {
+            pool,
+            shared,
+            script,
+            prefix,
+            epoch,
+            ..
+        } = self;
+        let now_ms = || ms_since(*epoch);
+        // One refill at a time per bucket; whoever waited checks the new lease first.
+        let _refilling = match &slot {
+            Some(slot) => {
+                let guard = slot.refill.lock().await;
+                if slot.take(now_ms()) {
+                    return Ok(Decision::Allowed);
+                }
+                Some(guard)
+            }
+            None => None,
+        };
+        let run = async {
+            let cached = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut conn = match cached {
+                Some(c) => c,
+                None => {
+                    let c = Connection::take(
+                        pool.get()
+                            .await
+                            .map_err(|e| LimiterUnavailable(e.to_string()))?,
+                    );
+                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+                    c
+                }
+            };
+            let answer: Result<(i64, i64), _> = script
+                .key(format!("{prefix}{bucket}"))
+                .arg(interval_us(per_minute))
+                .arg(per_minute)
+                .arg(want)
+                .invoke_async(&mut conn)
+                .await;
+            let (granted, retry_us) = answer.map_err(|e| {
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                LimiterUnavailable(e.to_string())
+            })?;
+            Ok(if granted >= 1 {
+                if granted > 1
+                    && let Some(slot) = &slot
+                {
+                    // This request takes the first.
+                    let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(500);
+                    slot.grant(
+                        u32::try_from(granted - 1).unwrap_or(0),
+                        now_ms().saturating_add(ttl),
+                    );
+                }
+                Decision::Allowed
+            } else {
+                Decision::Limited {
+                    retry_after_s: retry_after_s(u64::try_from(retry_us).unwrap_or(0)),
+                }
+            })
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, run).await {
+            Ok(result) => result,
+            Err(_) => Err({
+                // A connection that hangs is replaced too.
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                LimiterUnavailable(format!("no answer within {} ms", REDIS_TIMEOUT.as_millis()))
+            }),
+        }
+    }
 }
 
 /// GCRA buckets, in this process or in Redis.
@@ -173,7 +260,7 @@ impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.backend {
             Backend::Local(_) => "local",
-            Backend::Redis { .. } => "redis",
+            Backend::Redis(_) => "redis",
         };
         f.debug_struct("RateLimiter")
             .field("backend", &kind)
@@ -254,14 +341,14 @@ impl RateLimiter {
     /// Buckets in Redis, under `<prefix>:ratelimit:`, shared by every instance.
     pub(crate) fn redis(pool: Pool, prefix: &str) -> Self {
         Self {
-            backend: Backend::Redis {
+            backend: Backend::Redis(RedisBuckets {
                 pool,
                 shared: Mutex::new(None),
                 script: Script::new(GCRA_SCRIPT),
                 prefix: format!("{prefix}:ratelimit:"),
                 leases: RwLock::new(HashMap::new()),
                 epoch: Instant::now(),
-            },
+            }),
             last_failure_log: AtomicU64::new(0),
         }
     }
@@ -297,104 +384,19 @@ impl RateLimiter {
                 }
                 Ok(decision)
             }
-            Backend::Redis { leases, epoch, .. } => {
+            Backend::Redis(redis) => {
                 let want = lease_size(per_minute);
-                let slot = (want > 1).then(|| lease_slot(leases, bucket, ms_since(*epoch)));
+                let slot =
+                    (want > 1).then(|| lease_slot(&redis.leases, bucket, ms_since(redis.epoch)));
                 if let Some(slot) = &slot
-                    && slot.take(ms_since(*epoch))
+                    && slot.take(ms_since(redis.epoch))
                 {
                     return Ok(Decision::Allowed);
                 }
                 // Boxed: the round trip's state stays out of every request's future, which
                 // takes the fast path above all but once per lease.
-                Box::pin(self.check_in_redis(bucket, per_minute, want, slot)).await
+                Box::pin(redis.check_slow(bucket, per_minute, want, slot)).await
             }
-        }
-    }
-
-    /// The slow path of [`Self::check`] on Redis: one refill of `bucket`'s lease at a time
-    /// (`slot`, for leased limits), or the single request of a small limit.
-    async fn check_in_redis(
-        &self,
-        bucket: &str,
-        per_minute: u32,
-        want: u32,
-        slot: Option<Arc<LeaseSlot>>,
-    ) -> Result<Decision, LimiterUnavailable> {
-        let Backend::Redis {
-            pool,
-            shared,
-            script,
-            prefix,
-            epoch,
-            ..
-        } = &self.backend
-        else {
-            // Only `check`'s Redis arm calls this; an in-process limiter has no slow path.
-            return Ok(Decision::Allowed);
-        };
-        let now_ms = || ms_since(*epoch);
-        // One refill at a time per bucket; whoever waited checks the new lease first.
-        let _refilling = match &slot {
-            Some(slot) => {
-                let guard = slot.refill.lock().await;
-                if slot.take(now_ms()) {
-                    return Ok(Decision::Allowed);
-                }
-                Some(guard)
-            }
-            None => None,
-        };
-        let run = async {
-            let cached = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let mut conn = match cached {
-                Some(c) => c,
-                None => {
-                    let c = Connection::take(
-                        pool.get()
-                            .await
-                            .map_err(|e| LimiterUnavailable(e.to_string()))?,
-                    );
-                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-                    c
-                }
-            };
-            let answer: Result<(i64, i64), _> = script
-                .key(format!("{prefix}{bucket}"))
-                .arg(interval_us(per_minute))
-                .arg(per_minute)
-                .arg(want)
-                .invoke_async(&mut conn)
-                .await;
-            let (granted, retry_us) = answer.map_err(|e| {
-                *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                LimiterUnavailable(e.to_string())
-            })?;
-            Ok(if granted >= 1 {
-                if granted > 1
-                    && let Some(slot) = &slot
-                {
-                    // This request takes the first.
-                    let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(500);
-                    slot.grant(
-                        u32::try_from(granted - 1).unwrap_or(0),
-                        now_ms().saturating_add(ttl),
-                    );
-                }
-                Decision::Allowed
-            } else {
-                Decision::Limited {
-                    retry_after_s: retry_after_s(u64::try_from(retry_us).unwrap_or(0)),
-                }
-            })
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT, run).await {
-            Ok(result) => result,
-            Err(_) => Err({
-                // A connection that hangs is replaced too.
-                *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                LimiterUnavailable(format!("no answer within {} ms", REDIS_TIMEOUT.as_millis()))
-            }),
         }
     }
 
