@@ -15,8 +15,6 @@
 //! - a step of the walk reads the row's value from a register (`key >> shift`) instead of
 //!   memory, and a node is 4 bytes instead of 16.
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 use rayon::prelude::*;
 
 use super::DenseForest;
@@ -153,8 +151,8 @@ impl<'a> CellForest<'a> {
     ///
     /// The rows are first replaced by their keys (`buf[r]`, by waves: a slot is
     /// overwritten only once every row it overlaps has been coded); then, when keys
-    /// repeat, each key is walked once: beyond the buffer this costs a `u64` per distinct
-    /// key and a hash table of `u32`s.
+    /// repeat, each key is walked once, the distinct keys and their hash table kept in
+    /// the rest of the buffer (see [`distinct_keys`]).
     pub(super) fn score_in_place(
         &self,
         buf: &mut [f64],
@@ -185,26 +183,31 @@ impl<'a> CellForest<'a> {
             start = end;
         }
         drop(coded);
-        let keys = &mut buf[..n];
-        match distinct_keys(keys) {
-            Some(mut distinct) => {
-                // Each slot now holds its key's index into `distinct`.
-                distinct.par_chunks_mut(BLOCK).for_each(|block| {
-                    let mut sums = vec![0.0; block.len()];
-                    self.path_length_sums(block, &mut sums);
-                    normalize(&mut sums);
-                    for (k, s) in block.iter_mut().zip(&sums) {
-                        *k = s.to_bits();
-                    }
-                });
+        // Deduplicate in the rows' own memory where it is large enough (two or more
+        // features); one feature borrows half a column.
+        let (keys, free) = buf.split_at_mut(n);
+        let mut borrowed;
+        let scratch: &mut [f64] = if free.len() >= n / 2 {
+            free
+        } else {
+            borrowed = vec![0.0; n / 2];
+            &mut borrowed
+        };
+        let walk = |block: &mut [f64]| {
+            let own: Vec<u64> = block.iter().map(|s| s.to_bits()).collect();
+            self.path_length_sums(&own, block);
+            normalize(block);
+        };
+        match distinct_keys(keys, scratch) {
+            Some(m) => {
+                // Each slot of `keys` holds its key's index among the distinct keys.
+                let distinct = &mut scratch[..m];
+                distinct.par_chunks_mut(BLOCK).for_each(walk);
+                let scores = &*distinct;
                 keys.par_iter_mut()
-                    .for_each(|s| *s = f64::from_bits(distinct[s.to_bits() as usize]));
+                    .for_each(|s| *s = scores[s.to_bits() as usize]);
             }
-            None => keys.par_chunks_mut(BLOCK).for_each(|block| {
-                let own: Vec<u64> = block.iter().map(|s| s.to_bits()).collect();
-                self.path_length_sums(&own, block);
-                normalize(block);
-            }),
+            None => keys.par_chunks_mut(BLOCK).for_each(walk),
         }
     }
 }
@@ -214,49 +217,68 @@ const PROBE: usize = 8192;
 /// Fewer keys than this are walked as they are.
 const DEDUP_MIN: usize = 1 << 15;
 
-/// splitmix64's finalizer: every key bit reaches the high bits (the table's tags) and
-/// the low ones (its buckets).
+/// splitmix64's finalizer: every key bit reaches the low bits (the table's slots).
 fn mix(k: u64) -> u64 {
     let k = (k ^ (k >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     let k = (k ^ (k >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     k ^ (k >> 31)
 }
 
-/// When keys repeat often enough (at least one in five of the first [`PROBE`] a
-/// repeat), the distinct keys in order of first appearance, each slot of `keys` replaced
-/// by its key's index among them; else `None` and `keys` unchanged.
-fn distinct_keys(keys: &mut [f64]) -> Option<Vec<u64>> {
+/// When keys (as `f64` bits) repeat often enough (at least one in five of the first
+/// [`PROBE`] a repeat), replaces each by its index among the distinct keys, which it
+/// writes to the front of `scratch` in order of first appearance, and returns how many
+/// there are; else `None`, with `keys` as they were.
+///
+/// The hash table lives in `scratch` too: a well-kept table (hashbrown) allocates its
+/// own memory, and the point here is to add none to the matrix being scored. It is open
+/// addressing with linear probing over `u32` slots, two per word, each 0 (empty) or a
+/// distinct key's index + 1, at most 7/8 full; the largest power of two of slots that
+/// fits half of `scratch` is used, the rest holds the distinct keys. When they do not fit,
+/// the keys are restored and `None` returned.
+fn distinct_keys(keys: &mut [f64], scratch: &mut [f64]) -> Option<usize> {
     let n = keys.len();
-    if n < DEDUP_MIN || n > u32::MAX as usize {
+    if n < DEDUP_MIN || n >= u32::MAX as usize || scratch.len() < 2 {
         return None;
     }
     let probe: hashbrown::HashSet<u64> = keys[..PROBE].iter().map(|s| s.to_bits()).collect();
     if probe.len() * 5 > PROBE * 4 {
         return None;
     }
-    let expected = n / PROBE * probe.len() + probe.len();
     drop(probe);
-    let mut table: HashTable<u32> = HashTable::with_capacity(expected);
-    let mut distinct: Vec<u64> = Vec::with_capacity(expected);
-    for slot in keys.iter_mut() {
-        let k = slot.to_bits();
-        let entry = table.entry(
-            mix(k),
-            |&u| distinct[u as usize] == k,
-            |&u| mix(distinct[u as usize]),
-        );
-        let u = match entry {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                let u = distinct.len() as u32;
-                distinct.push(k);
-                e.insert(u);
-                u
+    let words = 1usize << (usize::BITS - 1 - (scratch.len() / 2).leading_zeros());
+    let split = scratch.len() - words;
+    let (distinct, table) = scratch.split_at_mut(split);
+    table.fill(0.0);
+    let slots = 2 * words;
+    let capacity = (slots / 8 * 7).min(distinct.len());
+    let mut m = 0usize;
+    for i in 0..n {
+        let k = keys[i].to_bits();
+        let mut j = (mix(k) as usize) & (slots - 1);
+        let index = loop {
+            let word = table[j / 2].to_bits();
+            let shift = 32 * (j % 2);
+            let entry = (word >> shift) as u32;
+            if entry == 0 {
+                if m == capacity {
+                    for s in &mut keys[..i] {
+                        *s = distinct[s.to_bits() as usize];
+                    }
+                    return None;
+                }
+                distinct[m] = f64::from_bits(k);
+                m += 1;
+                table[j / 2] = f64::from_bits(word | ((m as u64) << shift));
+                break m - 1;
             }
+            if distinct[entry as usize - 1].to_bits() == k {
+                break entry as usize - 1;
+            }
+            j = (j + 1) & (slots - 1);
         };
-        *slot = f64::from_bits(u64::from(u));
+        keys[i] = f64::from_bits(index as u64);
     }
-    Some(distinct)
+    Some(m)
 }
 
 #[cfg(test)]
@@ -361,5 +383,30 @@ mod tests {
         assert_eq!(k(t, 0.0) & 0xFFFF, 3);
         assert_eq!(k(f64::from_bits(t.to_bits() - 1), 0.0) & 0xFFFF, 3);
         assert_eq!(k(f64::from_bits(t.to_bits() + 1), 0.0) & 0xFFFF, 4);
+    }
+
+    #[test]
+    fn keys_are_deduplicated_in_the_scratch_or_left_as_they_were() {
+        // 40k keys: 100 distinct ones repeated, then 4,000 new ones.
+        let keys: Vec<f64> = (0..40_000u64)
+            .map(|i| f64::from_bits(if i < 36_000 { (i * 7) % 100 } else { i << 20 }))
+            .collect();
+        let mut deduplicated = keys.clone();
+        let mut scratch = vec![0.0; 20_000];
+        let m = distinct_keys(&mut deduplicated, &mut scratch).unwrap();
+        assert_eq!(m, 4_100);
+        for (k, index) in keys.iter().zip(&deduplicated) {
+            assert_eq!(scratch[index.to_bits() as usize].to_bits(), k.to_bits());
+        }
+        // Room for 2,000 distinct keys only: given up, keys restored.
+        let mut restored = keys.clone();
+        let mut small = vec![0.0; 4_000];
+        assert_eq!(distinct_keys(&mut restored, &mut small), None);
+        assert!(
+            restored
+                .iter()
+                .zip(&keys)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
     }
 }
