@@ -2,7 +2,8 @@
 # Where the server's CPU goes on the 1-row predict of bench/service_bench.sh: one release
 # `pynomaly serve` under wrk (-t2 -c32, 10 s), `perf record -F 499 -g` on the server for 6 s
 # of it, then the top symbols and the CPU per request. TRACES=on exports every span to
-# bench/otlp_sink.py (as bench/tracing_bench.sh does); TRACES=off (default) makes none.
+# bench/otlp_sink.py (as bench/tracing_bench.sh does; SINK=rust: bench-tools' otlp-sink,
+# SINK_BIN as there); TRACES=off (default) makes none.
 #   TRACES=off bench/profile_predict.sh [PATH_TO_PYNOMALY]
 # Needs perf (linux-perf), wrk, curl, python3 with numpy. Output in $BENCH_WORK (/tmp/pynomaly-profile).
 set -euo pipefail
@@ -15,7 +16,11 @@ python3 "$ROOT/bench/fastapi_peer/bench_data.py" "$W/bodies" >/dev/null
 pids=(); trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 env=(PYNOMALY_BIND=$ADDR PYNOMALY_DATA_DIR=$W/data LOG_LEVEL=warn PYNOMALY_RATE_LIMIT_PER_MINUTE=0)
 if [ "${TRACES:-off}" = on ]; then
-  python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$W/sink.json" >"$W/sink.log" 2>&1 &
+  if [ "${SINK:-python}" = rust ]; then
+    "${SINK_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/otlp-sink}" --port "$SINK_PORT" >"$W/sink.log" 2>&1 &
+  else
+    python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$W/sink.json" >"$W/sink.log" 2>&1 &
+  fi
   pids+=($!); sleep 1
   env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-profile)
 fi

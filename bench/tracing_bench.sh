@@ -3,8 +3,11 @@
 # (POST /api/v1/models/bench/predict, 1 row x 10 features, 32 connections, wrk on the same
 # machine, auth on) against `pynomaly serve` with traces off and with traces on, every
 # span exported over OTLP/HTTP to a local receiver (bench/otlp_sink.py, which counts the
-# spans it decodes). Off and on alternate ROUNDS times (which goes first alternates too),
-# each with a fresh server, so both see the same machine; the ratio is taken per round and over the medians.
+# spans it decodes; SINK=rust: bench-tools' otlp-sink instead). Off and on alternate ROUNDS
+# times (which goes first alternates too), each with a fresh server, so both see the same
+# machine; the ratio is taken per round and over the medians. The server's CPU time per
+# request during the measured run (from /proc, steadier than throughput on a shared
+# machine) is reported too, and with traces on the receiver's.
 #
 #   bench/tracing_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
 #
@@ -12,6 +15,9 @@
 #   ADDR=127.0.0.1:18090 SINK_PORT=18091 BENCH_WORK=/tmp/pynomaly-tracing-bench
 #   SAMPLER=parentbased_always_on (OTEL_TRACES_SAMPLER when on; every request is traced)
 #   SAMPLER_ARG= (OTEL_TRACES_SAMPLER_ARG, e.g. SAMPLER=parentbased_traceidratio SAMPLER_ARG=0.1)
+#   SINK=python (the receiver: python = bench/otlp_sink.py; rust = the otlp-sink binary of
+#   bench-tools, which costs the shared cores less: cargo build --release -p bench-tools --bin otlp-sink)
+#   SINK_BIN=${CARGO_TARGET_DIR:-target}/release/otlp-sink
 # Needs: curl, python3 with numpy (for the request bodies), wrk.
 set -euo pipefail
 
@@ -29,6 +35,9 @@ SINK_PORT=${SINK_PORT:-18091}
 SAMPLER=${SAMPLER:-parentbased_always_on}
 SAMPLER_ARG=${SAMPLER_ARG:-1.0}
 WORK=${BENCH_WORK:-/tmp/pynomaly-tracing-bench}
+SINK=${SINK:-python}
+SINK_BIN=${SINK_BIN:-${CARGO_TARGET_DIR:-target}/release/otlp-sink}
+case $SINK_BIN in /*) ;; *) SINK_BIN=$ROOT/$SINK_BIN ;; esac
 LUA=$ROOT/bench/wrk/post_json.lua
 
 log() { printf '[tracing_bench] %s\n' "$*" >&2; }
@@ -36,6 +45,12 @@ die() { printf '[tracing_bench] ERROR: %s\n' "$*" >&2; exit 1; }
 command -v wrk >/dev/null || die "wrk is needed (apt-get install wrk)"
 command -v curl >/dev/null || die "curl is needed"
 [ -x "$BIN" ] || die "no pynomaly binary at $BIN (cargo build --release -p pynomaly)"
+case $SINK in
+  python) ;;
+  rust) [ -x "$SINK_BIN" ] || die "no otlp-sink at $SINK_BIN (cargo build --release -p bench-tools --bin otlp-sink)" ;;
+  *) die "SINK is python or rust, not $SINK" ;;
+esac
+log "receiver: $SINK"
 
 SERVER_PID= SINK_PID= DATA_DIR=
 cleanup() {
@@ -61,6 +76,11 @@ wait_http() {  # url pid log
   die "$1 did not answer"
 }
 
+cpu_ticks() {  # pid: user + system CPU time so far, in clock ticks
+  local stat; stat=$(<"/proc/$1/stat"); stat=${stat##*) }
+  awk '{print $12 + $13}' <<<"$stat"
+}
+
 run_round() {  # mode (off|on) case round
   local mode=$1 cse=$2 round=$3 out line spans=- sink_stats
   DATA_DIR=$(mktemp -d /tmp/pynomaly-tracing-bench-data.XXXXXX)
@@ -69,7 +89,11 @@ run_round() {  # mode (off|on) case round
     PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0})
   if [ "$mode" = on ]; then
     sink_stats=$WORK/sink-$cse-$round.json
-    python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$sink_stats" >"$WORK/sink.log" 2>&1 &
+    if [ "$SINK" = rust ]; then
+      "$SINK_BIN" --port "$SINK_PORT" >"$WORK/sink.log" 2>&1 &
+    else
+      python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$sink_stats" >"$WORK/sink.log" 2>&1 &
+    fi
     SINK_PID=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.05; done
     env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-bench OTEL_TRACES_SAMPLER=$SAMPLER OTEL_TRACES_SAMPLER_ARG=$SAMPLER_ARG)
@@ -87,16 +111,22 @@ run_round() {  # mode (off|on) case round
   BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$LUA" "$url" >/dev/null 2>&1 || true
   out=$WORK/wrk-$cse-$mode-$round.txt
   log "round $round, $cse, traces $mode (load $(cut -d' ' -f1 /proc/loadavg))"
+  local s0 k0=0 s1 k1=0
+  s0=$(cpu_ticks "$SERVER_PID"); [ "$mode" = off ] || k0=$(cpu_ticks "$SINK_PID")
   BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "$url" >"$out" 2>&1 \
     || { cat "$out" >&2; die "wrk failed"; }
+  s1=$(cpu_ticks "$SERVER_PID"); [ "$mode" = off ] || k1=$(cpu_ticks "$SINK_PID")
   kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
   if [ "$mode" = on ]; then
+    if [ "$SINK" = rust ]; then
+      curl -sf -o "$sink_stats" "http://127.0.0.1:$SINK_PORT/stats" || die "the sink gave no stats"
+    fi
     kill -TERM "$SINK_PID"; wait "$SINK_PID" || true; SINK_PID=
-    spans=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["spans"] if not s["rejected"] else "rejected:%d" % s["rejected"])' "$sink_stats")
+    spans=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); bad=s["rejected"]+s.get("invalid_spans",0); print(s["spans"] if not bad else "rejected:%d" % bad)' "$sink_stats")
   fi
   rm -rf "$DATA_DIR"; DATA_DIR=
   line=$(grep '^BENCH_RESULT' "$out") || { cat "$out" >&2; die "no BENCH_RESULT in $out"; }
-  printf '%s\t%s\t%s\t%s\t%s\n' "$cse" "$round" "$mode" "$spans" "$line" >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cse" "$round" "$mode" "$spans" $((s1 - s0)) $((k1 - k0)) "$line" >>"$RESULTS"
 }
 
 for cse in $CASES; do
@@ -107,24 +137,31 @@ for cse in $CASES; do
   done
 done
 
-python3 - "$RESULTS" <<'PY'
+python3 - "$RESULTS" "$SINK" "$(getconf CLK_TCK)" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 def f(line, key):
     return float(re.search(rf"\b{key}=([0-9.]+)", line).group(1))
-print("| case | round | traces off: req/s | traces on: req/s | on / off | p99 ms off | p99 ms on | spans exported (on) | requests (on) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+tick_us = 1e6 / float(sys.argv[3])
+print("| case | round | traces off: req/s | traces on: req/s | on / off | p99 ms off | p99 ms on "
+      "| server CPU µs/req off | on | receiver CPU µs/req | spans exported (on) | requests (on) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 by = {}
-for cse, rnd, mode, spans, line in rows:
-    by.setdefault((cse, rnd), {})[mode] = (f(line, "rps"), f(line, "p99_ms"), spans, int(f(line, "requests")), int(f(line, "non2xx")))
+for cse, rnd, mode, spans, server_ticks, sink_ticks, line in rows:
+    n = int(f(line, "requests"))
+    by.setdefault((cse, rnd), {})[mode] = dict(
+        rps=f(line, "rps"), p99=f(line, "p99_ms"), spans=spans, n=n, non2xx=int(f(line, "non2xx")),
+        cpu=int(server_ticks) * tick_us / n, sink=int(sink_ticks) * tick_us / n)
 for (cse, rnd), m in by.items():
     off, on = m["off"], m["on"]
-    assert off[4] == 0 and on[4] == 0, "non-2xx answers"
-    print(f"| {cse} | {rnd} | {off[0]:.0f} | {on[0]:.0f} | {on[0]/off[0]:.3f} | {off[1]:.2f} | {on[1]:.2f} | {on[2]} | {on[3]} |")
+    assert off["non2xx"] == 0 and on["non2xx"] == 0, "non-2xx answers"
+    print(f"| {cse} | {rnd} | {off['rps']:.0f} | {on['rps']:.0f} | {on['rps']/off['rps']:.3f} | {off['p99']:.2f} "
+          f"| {on['p99']:.2f} | {off['cpu']:.2f} | {on['cpu']:.2f} | {on['sink']:.2f} | {on['spans']} | {on['n']} |")
 for cse in sorted({k[0] for k in by}):
-    offs = [m["off"][0] for k, m in by.items() if k[0] == cse]
-    ons = [m["on"][0] for k, m in by.items() if k[0] == cse]
-    ratios = ", ".join("%.3f" % (m["on"][0] / m["off"][0]) for k, m in by.items() if k[0] == cse)
-    print(f"\n{cse}: median req/s off {statistics.median(offs):.0f}, on {statistics.median(ons):.0f}, "
-          f"on/off {statistics.median(ons)/statistics.median(offs):.3f}; per-round ratios {ratios}")
+    runs = [m for k, m in by.items() if k[0] == cse]
+    med = lambda mode, key: statistics.median(m[mode][key] for m in runs)
+    ratios = ", ".join("%.3f" % (m["on"]["rps"] / m["off"]["rps"]) for m in runs)
+    print(f"\n{cse} (receiver {sys.argv[2]}): median req/s off {med('off', 'rps'):.0f}, on {med('on', 'rps'):.0f}, "
+          f"on/off {med('on', 'rps')/med('off', 'rps'):.3f}; per-round ratios {ratios}; median server CPU µs/req "
+          f"off {med('off', 'cpu'):.2f}, on {med('on', 'cpu'):.2f}; receiver {med('on', 'sink'):.2f}")
 PY
