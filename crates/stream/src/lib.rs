@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod redis;
+mod scan;
 
 pub use broker::{Committer, Position, Record, Sink, Source};
 pub use endpoint::Endpoint;
