@@ -24,7 +24,10 @@
 //! `{"reason", "source", "position", "received_at", "payload"}`.
 //!
 //! `original_data` passes through [`original_data`], the one place where fields are to be
-//! masked before they leave the process.
+//! masked before they leave the process. An event the pipeline's fast path read
+//! (`scan.rs`: nothing in it that masking could touch) is echoed as the text it came
+//! in (`write_alert_echo`): the same JSON value, in the producer's key order and spelling
+//! rather than serde_json's (sorted keys, `1000.0` for `1e3`).
 
 use std::borrow::Cow;
 

@@ -22,7 +22,7 @@
 //! extract features, score all rows with one call, serialize alerts); refits run on
 //! blocking threads of their own.
 //!
-//! Parsing takes the fast path of [`crate::scan`] where it applies (no `Value` tree, the
+//! Parsing takes the fast path of `scan.rs` where it applies (no `Value` tree, the
 //! alert echoes the event's text), and the `Value` path for everything else: events that
 //! need masking, arrays, malformed JSON, unreadable features. Both give the same features
 //! and the same alert, but for the spelling of `original_data` (same JSON value).
