@@ -247,9 +247,39 @@ fn find_cards(text: &str, out: &mut Vec<Match>) {
     }
 }
 
+/// Whether `text` could hold personal data of any kind, in one pass and without the
+/// regexes: an e-mail address needs an `@`; a card number, an SSN or a phone number is a
+/// stretch of digits, spaces, `.`, `-`, `(`, `)` and `+` holding at least 9 digits. Most
+/// strings (ids, names, ISO timestamps, whose `:` and `T` split the digits) fail it, and
+/// for those [`find_pii_kinds`] finds nothing without running a regex. `\d` in the
+/// patterns is Unicode-aware, so every numeric character counts as a digit here.
+fn could_hold_pii(text: &str) -> bool {
+    let mut digits = 0usize;
+    for c in text.chars() {
+        if c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric()) {
+            digits += 1;
+            if digits >= 9 {
+                return true;
+            }
+        } else if c == '@' {
+            return true;
+        } else if !matches!(c, ' ' | '.' | '-' | '(' | ')' | '+') {
+            digits = 0;
+        }
+    }
+    false
+}
+
 /// Every piece of personal data of the given kinds in `text`, sorted by position and
 /// never overlapping (see the module docs for the rules).
 pub fn find_pii_kinds(text: &str, kinds: &[PiiKind]) -> Vec<Match> {
+    if !could_hold_pii(text) {
+        return Vec::new();
+    }
+    find_pii_kinds_with_regexes(text, kinds)
+}
+
+fn find_pii_kinds_with_regexes(text: &str, kinds: &[PiiKind]) -> Vec<Match> {
     let p = patterns();
     let mut found: Vec<Match> = Vec::new();
     let free =
@@ -381,6 +411,22 @@ impl std::fmt::Debug for Privacy {
 
 const FIELD_LABEL: &str = "REDACTED";
 
+/// The quasi-identifiers [`Privacy::with_generalization`] generalises.
+const AGE: &str = "age";
+const ZIP_CODE: &str = "zip_code";
+
+/// Whether a JSON number is masked as a card number: an integer (never a float) whose
+/// digits are one. Below 13 digits it cannot be, and is not formatted to find out.
+fn number_is_card(n: &serde_json::Number) -> bool {
+    const SMALLEST_13_DIGITS: u64 = 1_000_000_000_000;
+    let long_enough = match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => u >= SMALLEST_13_DIGITS,
+        (None, Some(i)) => i.unsigned_abs() >= SMALLEST_13_DIGITS,
+        (None, None) => return false,
+    };
+    long_enough && is_card_number(&n.to_string())
+}
+
 fn age_group(age: i64) -> &'static str {
     match age {
         ..18 => "under_18",
@@ -394,12 +440,12 @@ fn age_group(age: i64) -> &'static str {
 /// The seed's `anonymize_data` generalisations, on one object; returns how many.
 fn generalize_quasi_identifiers(map: &mut serde_json::Map<String, Value>) -> usize {
     let mut n = 0;
-    if let Some(age) = map.get("age").and_then(Value::as_i64) {
-        map.remove("age");
+    if let Some(age) = map.get(AGE).and_then(Value::as_i64) {
+        map.remove(AGE);
         map.insert("age_group".into(), Value::String(age_group(age).into()));
         n += 1;
     }
-    if let Some(zip) = map.get_mut("zip_code") {
+    if let Some(zip) = map.get_mut(ZIP_CODE) {
         let text = match zip {
             Value::String(s) => Some(s.clone()),
             Value::Number(num) => Some(num.to_string()),
@@ -510,8 +556,44 @@ impl Privacy {
         (out, matches.len())
     }
 
+    /// Whether `key` names a configured field (case-insensitively), whose whole value is
+    /// hidden wherever it appears. ASCII keys are compared without allocating.
+    pub fn key_is_masked_field(&self, key: &str) -> bool {
+        if self.fields.is_empty() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        if key.is_ascii() && key.len() <= buf.len() {
+            let lower = &mut buf[..key.len()];
+            lower.copy_from_slice(key.as_bytes());
+            // For ASCII, `to_lowercase` is `to_ascii_lowercase`, and the bytes stay UTF-8.
+            lower.make_ascii_lowercase();
+            return std::str::from_utf8(lower).is_ok_and(|k| self.fields.contains(k));
+        }
+        self.fields.contains(&key.to_lowercase())
+    }
+
+    /// Whether `key` is a quasi-identifier that [`Self::mask_json`] would generalise if its
+    /// value has the right type (an integer `age`, a string or number `zip_code`): only
+    /// with [`Self::with_generalization`] on. A caller that sees `false` for every key
+    /// needs no generalisation.
+    pub fn key_is_quasi_identifier(&self, key: &str) -> bool {
+        self.generalize && (key == AGE || key == ZIP_CODE)
+    }
+
+    /// Whether [`Self::mask_json`] would change this string value (one match or more).
+    pub fn string_needs_masking(&self, text: &str) -> bool {
+        !find_pii_kinds(text, &self.kinds).is_empty()
+    }
+
+    /// Whether [`Self::mask_json`] would change this number value (an integer that is a
+    /// card number, when card numbers are looked for).
+    pub fn number_needs_masking(&self, n: &serde_json::Number) -> bool {
+        self.kinds.contains(&PiiKind::CreditCard) && number_is_card(n)
+    }
+
     fn is_field(&self, key: &str) -> bool {
-        !self.fields.is_empty() && self.fields.contains(&key.to_lowercase())
+        self.key_is_masked_field(key)
     }
 
     fn hide_field(&self, value: &Value) -> Value {
@@ -524,14 +606,16 @@ impl Privacy {
 
     /// Whether [`Self::mask_json`] would change `value`: the same rules, read-only, so a
     /// caller that echoes documents copies only those that have something to hide.
+    ///
+    /// A document needs none when none of its object keys is a masked field
+    /// ([`Self::key_is_masked_field`]) or a quasi-identifier
+    /// ([`Self::key_is_quasi_identifier`]) and none of its strings or numbers needs masking
+    /// ([`Self::string_needs_masking`], [`Self::number_needs_masking`]): a parser that
+    /// never builds a [`Value`] can decide from those alone.
     pub fn needs_masking(&self, value: &Value) -> bool {
         match value {
-            Value::String(s) => !find_pii_kinds(s, &self.kinds).is_empty(),
-            Value::Number(n) => {
-                self.kinds.contains(&PiiKind::CreditCard)
-                    && (n.is_u64() || n.is_i64())
-                    && is_card_number(&n.to_string())
-            }
+            Value::String(s) => self.string_needs_masking(s),
+            Value::Number(n) => self.number_needs_masking(n),
             Value::Array(items) => items.iter().any(|v| self.needs_masking(v)),
             Value::Object(map) => self.object_needs_masking(map),
             Value::Null | Value::Bool(_) => false,
@@ -541,9 +625,9 @@ impl Privacy {
     /// [`Self::needs_masking`] for an object.
     pub fn object_needs_masking(&self, map: &serde_json::Map<String, Value>) -> bool {
         let quasi_identifier = || {
-            map.get("age").and_then(Value::as_i64).is_some()
+            map.get(AGE).and_then(Value::as_i64).is_some()
                 || map
-                    .get("zip_code")
+                    .get(ZIP_CODE)
                     .is_some_and(|z| z.is_string() || z.is_number())
         };
         (self.generalize && quasi_identifier())
@@ -569,10 +653,7 @@ impl Privacy {
                 n
             }
             Value::Number(n) => {
-                if self.kinds.contains(&PiiKind::CreditCard)
-                    && (n.is_u64() || n.is_i64())
-                    && is_card_number(&n.to_string())
-                {
+                if self.number_needs_masking(n) {
                     let digits = n.to_string();
                     *value = Value::String(self.token(PiiKind::CreditCard.label(), &digits));
                     1
@@ -625,10 +706,7 @@ impl Privacy {
                 }));
             }
             Value::Number(n) => {
-                if self.kinds.contains(&PiiKind::CreditCard)
-                    && (n.is_u64() || n.is_i64())
-                    && is_card_number(&n.to_string())
-                {
+                if self.number_needs_masking(n) {
                     out.push(Finding {
                         path: path.clone(),
                         kind: PiiKind::CreditCard.as_str().into(),
@@ -755,6 +833,95 @@ mod tests {
     }
 
     #[test]
+    fn the_quick_check_lets_through_every_string_the_regexes_match() {
+        let mut texts: Vec<String> = [
+            "card 4111 1111 1111 1111 exp 12/29",
+            "3782-822463-10005",
+            "SSN 123-45-6789, mail Jane.Doe+x@Example.co.uk, tel (555) 123-4567",
+            "+44 555 123 4567",
+            "1-555-123-4567",
+            "5551234567",
+            "(555)123-4567",
+            "555.123.4567",
+            "a@b.io",
+            // Arabic-Indic digits: `\d` is Unicode-aware.
+            "\u{663}\u{663}\u{663}-\u{663}\u{663}-\u{663}\u{663}\u{663}\u{663}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Random strings over the characters the patterns care about, and some they don't.
+        let alphabet: Vec<char> = "0123456789 .-()+@x:T_\u{663}".chars().collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..50_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = 6 + (state % 20) as usize;
+            let mut s = String::new();
+            let mut r = state;
+            for _ in 0..len {
+                r = r.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                // Mostly digits, so that numbers of every shape turn up.
+                let i = (r >> 33) as usize % (alphabet.len() + 12);
+                s.push(if i >= alphabet.len() {
+                    char::from(b'0' + (i - alphabet.len()) as u8 % 10)
+                } else {
+                    alphabet[i]
+                });
+            }
+            texts.push(s);
+        }
+        let mut matched = 0;
+        for text in &texts {
+            let found = find_pii_kinds_with_regexes(text, &PiiKind::ALL);
+            if !found.is_empty() {
+                matched += 1;
+                assert!(could_hold_pii(text), "{text:?}: {found:?}");
+            }
+            assert_eq!(find_pii(text), found, "{text:?}");
+        }
+        assert!(matched > 100, "the random strings hold matches ({matched})");
+        for clean in ["2026-11-26T12:00:00Z", "ev-123456", "plant-3", "12345678"] {
+            assert!(!could_hold_pii(clean), "{clean}");
+        }
+    }
+
+    #[test]
+    fn masked_fields_match_keys_whatever_their_case() {
+        let long = "k".repeat(100);
+        let p = Privacy::new(&PrivacyConfig::default(), [1; 32]).with_fields(&[
+            "Name",
+            "NAMÉ",
+            long.to_uppercase().as_str(),
+        ]);
+        for key in ["name", "NAME", "nAmE", "namé", "NaMÉ", long.as_str()] {
+            assert!(p.key_is_masked_field(key), "{key}");
+        }
+        for key in ["names", "nam", "", "nameé"] {
+            assert!(!p.key_is_masked_field(key), "{key}");
+        }
+        let none = Privacy::new(&PrivacyConfig::default(), [1; 32]);
+        assert!(!none.key_is_masked_field("name"));
+        assert!(!none.key_is_quasi_identifier("age"));
+        assert!(
+            none.clone()
+                .with_generalization(true)
+                .key_is_quasi_identifier("age")
+        );
+        assert!(
+            none.clone()
+                .with_generalization(true)
+                .key_is_quasi_identifier("zip_code")
+        );
+        assert!(
+            !none
+                .with_generalization(true)
+                .key_is_quasi_identifier("Age")
+        );
+    }
+
+    #[test]
     fn masking_and_hashing_text() {
         let p = Privacy::new(&PrivacyConfig::default(), [9; 32]);
         let (masked, n) = p.mask_text("write to a@b.io or call 555-123-4567");
@@ -787,9 +954,23 @@ mod tests {
             json!({"id": "ev-8", "age": 41}),
             json!({"id": "ev-9", "zip_code": "94107"}),
             json!({"id": "ev-10", "age": "unknown", "zip_code": null}),
+            json!({"id": "ev-11", "debit": -4111111111111111i64, "small": 411111111111u64}),
+            json!({"id": "ev-12", "float": 4111111111111111.0, "at": "2026-11-26T12:00:00Z"}),
             json!("call 555-867-5309 now"),
             json!([1, 2, 3]),
         ];
+        // The decision from keys, strings and numbers alone, as a streaming parser makes it.
+        fn by_parts(p: &Privacy, v: &Value) -> bool {
+            match v {
+                Value::String(s) => p.string_needs_masking(s),
+                Value::Number(n) => p.number_needs_masking(n),
+                Value::Array(items) => items.iter().any(|v| by_parts(p, v)),
+                Value::Object(map) => map.iter().any(|(k, v)| {
+                    p.key_is_masked_field(k) || p.key_is_quasi_identifier(k) || by_parts(p, v)
+                }),
+                Value::Null | Value::Bool(_) => false,
+            }
+        }
         for generalize in [false, true] {
             let p = Privacy::new(&config, [1; 32]).with_generalization(generalize);
             let mut changed = 0;
@@ -801,6 +982,9 @@ mod tests {
                     n > 0,
                     "{doc} (generalize {generalize})"
                 );
+                if !by_parts(&p, doc) {
+                    assert_eq!(n, 0, "{doc}: the parts say nothing to mask");
+                }
                 assert_eq!(n > 0, masked != *doc, "{doc}");
                 changed += usize::from(n > 0);
             }

@@ -24,7 +24,10 @@
 //! `{"reason", "source", "position", "received_at", "payload"}`.
 //!
 //! `original_data` passes through [`original_data`], the one place where fields are to be
-//! masked before they leave the process.
+//! masked before they leave the process. An event the pipeline's fast path read
+//! (`scan.rs`: nothing in it that masking could touch) is echoed as the text it came
+//! in (`write_alert_echo`): the same JSON value, in the producer's key order and spelling
+//! rather than serde_json's (sorted keys, `1000.0` for `1e3`).
 
 use std::borrow::Cow;
 
@@ -53,7 +56,20 @@ pub fn mask_with(privacy: pynomaly_privacy::Privacy) {
 /// with [`mask_with`] installed, personal data is masked (or hashed) first, so an alert
 /// never echoes it; the event is copied only when something was masked.
 pub fn original_data(event: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
-    let Some(privacy) = PRIVACY.get() else {
+    original_data_with(installed_privacy(), event)
+}
+
+/// The privacy settings installed by [`mask_with`], if any.
+pub(crate) fn installed_privacy() -> Option<&'static pynomaly_privacy::Privacy> {
+    PRIVACY.get()
+}
+
+/// [`original_data`] with these settings instead of the installed ones.
+pub(crate) fn original_data_with<'e>(
+    privacy: Option<&pynomaly_privacy::Privacy>,
+    event: &'e Map<String, Value>,
+) -> Cow<'e, Map<String, Value>> {
+    let Some(privacy) = privacy else {
         return Cow::Borrowed(event);
     };
     // Checked first without a copy: most events have nothing to hide.
@@ -124,7 +140,18 @@ pub fn write_alert(
     now: &Value,
     out: &mut Vec<u8>,
 ) {
-    let original = original_data(event);
+    write_alert_with(installed_privacy(), event, verdict, now, out);
+}
+
+/// [`write_alert`] masking with these settings instead of the installed ones.
+pub(crate) fn write_alert_with(
+    privacy: Option<&pynomaly_privacy::Privacy>,
+    event: &Map<String, Value>,
+    verdict: &Verdict<'_>,
+    now: &Value,
+    out: &mut Vec<u8>,
+) {
+    let original = original_data_with(privacy, event);
     let alert = Alert {
         timestamp: event.get("timestamp").unwrap_or(now),
         original_data: &original,
@@ -139,6 +166,46 @@ pub fn write_alert(
     };
     // Serializing plain maps, strings and finite numbers into a Vec cannot fail.
     if serde_json::to_writer(out, &alert).is_err() {
+        tracing::error!("alert serialization failed");
+    }
+}
+
+/// The alert of an event that needs no masking, its `original_data` the event's own text
+/// (`event_json`, valid JSON the caller has parsed): the bytes [`write_alert`] writes for
+/// it, except that `original_data` keeps the producer's key order, spacing and number and
+/// string spelling instead of serde_json's (the same JSON value). `timestamp_json` is the
+/// event's `timestamp` field as JSON, or the time now.
+pub(crate) fn write_alert_echo(
+    event_json: &[u8],
+    timestamp_json: &[u8],
+    verdict: &Verdict<'_>,
+    out: &mut Vec<u8>,
+) {
+    // Field for field as `Alert` derives it; scalars through serde_json, so numbers and
+    // strings are spelled as `write_alert` spells them (non-finite scores as null).
+    out.extend_from_slice(b"{\"timestamp\":");
+    out.extend_from_slice(timestamp_json);
+    out.extend_from_slice(b",\"original_data\":");
+    out.extend_from_slice(event_json);
+    out.extend_from_slice(b",\"is_anomaly\":");
+    scalar(out, &(verdict.score > verdict.threshold));
+    out.extend_from_slice(b",\"anomaly_score\":");
+    scalar(out, &verdict.score);
+    out.extend_from_slice(b",\"confidence\":");
+    scalar(out, &confidence(verdict.score, verdict.threshold));
+    out.extend_from_slice(b",\"metadata\":{\"algorithm\":");
+    scalar(out, verdict.algorithm);
+    out.extend_from_slice(b",\"model_version\":");
+    scalar(out, &verdict.model_version);
+    out.extend_from_slice(b",\"processing_time_ms\":");
+    scalar(out, &verdict.processing_time_ms);
+    out.extend_from_slice(b"}}");
+}
+
+/// A boolean, number or string as serde_json writes it.
+fn scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Into a Vec, and non-finite floats written as null: cannot fail.
+    if serde_json::to_writer(out, v).is_err() {
         tracing::error!("alert serialization failed");
     }
 }

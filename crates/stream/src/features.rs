@@ -16,6 +16,8 @@
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::scan::{Entry, Scanned, ScannedEvent};
+
 /// Why a message has no usable feature vector.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum FeatureError {
@@ -96,6 +98,62 @@ impl Features {
             }
         }
         Ok(())
+    }
+}
+
+/// [`Features::extract`] over an event read by the fast path: the same rule, the same
+/// order. `false` when the event has no feature vector under the rule (a path missing or
+/// not a number, no numeric field): the caller then takes the `Value` path, which names
+/// the reason in the dead letter.
+pub(crate) fn extract_scanned(
+    features: &Features,
+    event: &ScannedEvent<'_, '_>,
+    out: &mut Vec<f64>,
+) -> bool {
+    out.clear();
+    match features {
+        Features::AllNumeric => {
+            all_numeric_scanned(event, event.root(), out);
+            !out.is_empty()
+        }
+        Features::Paths(paths) => paths
+            .iter()
+            .all(|path| lookup_scanned(event, path).map(|x| out.push(x)).is_some()),
+    }
+}
+
+/// As [`all_numeric`]: the scanner sorted every object's entries by key already.
+fn all_numeric_scanned(event: &ScannedEvent<'_, '_>, entries: &[Entry<'_>], out: &mut Vec<f64>) {
+    for entry in entries {
+        match entry.value {
+            Scanned::Number(x) => out.push(x),
+            Scanned::Object { start, len } => {
+                all_numeric_scanned(event, event.object(start, len), out);
+            }
+            Scanned::Other => {}
+        }
+    }
+}
+
+/// As [`lookup`], `None` for every error.
+fn lookup_scanned(event: &ScannedEvent<'_, '_>, path: &FeaturePath) -> Option<f64> {
+    let find = |entries: &[Entry<'_>], key: &str| {
+        entries
+            .binary_search_by(|e| e.key.as_ref().cmp(key))
+            .ok()
+            .map(|i| entries[i].value)
+    };
+    let (last, parents) = path.keys.split_last()?;
+    let mut object = event.root();
+    for key in parents {
+        match find(object, key)? {
+            Scanned::Object { start, len } => object = event.object(start, len),
+            Scanned::Number(_) | Scanned::Other => return None,
+        }
+    }
+    match find(object, last)? {
+        Scanned::Number(x) => Some(x),
+        Scanned::Object { .. } | Scanned::Other => None,
     }
 }
 

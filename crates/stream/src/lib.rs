@@ -11,7 +11,9 @@
 //! - [`alert`]: the alert and dead-letter messages.
 //! - [`model`]: a registry model kept at its production version, or online learning
 //!   with a warm-up window, sliding-window refits off the hot path and checkpoints.
-//! - [`pipeline`]: read → score → write → commit, bounded, ordered, drained on shutdown.
+//! - [`pipeline`]: read → score → write → commit, bounded, ordered, drained on shutdown;
+//!   `scan` (private) is its fast path, reading an event's features straight from its
+//!   bytes when nothing in it needs masking.
 //! - [`metrics`]: Prometheus metrics and `/health`.
 //! - [`endpoint`]: `redis://host:6379/stream` and `kafka://host:9092/topic` URLs.
 
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod redis;
+mod scan;
 
 pub use broker::{Committer, Position, Record, Sink, Source};
 pub use endpoint::Endpoint;

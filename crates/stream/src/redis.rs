@@ -232,6 +232,15 @@ fn bad_reply(command: &'static str, detail: &str) -> StreamError {
     }
 }
 
+/// [`bulk_string`] taking the reply's buffer.
+fn into_string(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
 fn bulk_string(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
@@ -254,38 +263,45 @@ fn parse_entries(
     };
     out.reserve(entries.len());
     for entry in entries {
-        let Value::Array(mut entry) = entry else {
+        // Taken apart by value: the id, key and payload keep the buffers the reply was
+        // read into (no copy, no list of pairs per entry).
+        let Value::Array(entry) = entry else {
             return Err(bad_reply(command, "an entry is not [id, fields]"));
         };
-        if entry.len() != 2 {
+        let Ok::<[Value; 2], _>([id, fields]) = entry.try_into() else {
             return Err(bad_reply(command, "an entry is not [id, fields]"));
-        }
-        let fields = entry.pop().unwrap_or(Value::Nil);
-        let id = bulk_string(&entry[0]).ok_or_else(|| bad_reply(command, "entry id"))?;
+        };
+        let id = into_string(id).ok_or_else(|| bad_reply(command, "entry id"))?;
         let mut key = None;
         let mut value = None;
-        let pairs: Vec<(Value, Value)> = match fields {
-            Value::Array(f) => {
-                let mut it = f.into_iter();
-                let mut pairs = Vec::new();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    pairs.push((k, v));
-                }
-                pairs
-            }
-            Value::Map(m) => m,
-            _ => Vec::new(),
-        };
-        let deleted = pairs.is_empty();
-        for (k, v) in pairs {
-            let Value::BulkString(name) = k else { continue };
+        let mut deleted = true;
+        let mut field = |k: Value, v: Value| {
+            deleted = false;
+            let Value::BulkString(name) = k else { return };
             match (name.as_slice(), v) {
                 (b"value", Value::BulkString(b)) => value = Some(b),
                 (b"key", Value::BulkString(b)) => {
-                    key = Some(String::from_utf8_lossy(&b).into_owned())
+                    key =
+                        Some(String::from_utf8(b).unwrap_or_else(|e| {
+                            String::from_utf8_lossy(e.as_bytes()).into_owned()
+                        }));
                 }
                 _ => {}
             }
+        };
+        match fields {
+            Value::Array(f) => {
+                let mut it = f.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    field(k, v);
+                }
+            }
+            Value::Map(m) => {
+                for (k, v) in m {
+                    field(k, v);
+                }
+            }
+            _ => {}
         }
         let payload = match value {
             Some(v) => Ok(v),
