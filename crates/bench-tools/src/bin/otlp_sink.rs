@@ -16,14 +16,19 @@
 //! sink's: during a benchmark the receiver's CPU is only reading the requests, the least a
 //! collector does, and the service under test is charged as little of it as possible.
 //!
-//! The HTTP/1.1 it speaks is what the OTLP exporter's client sends: keep-alive requests
-//! with a `Content-Length` (a chunked body gets 411 and the connection is closed).
+//! HTTP is axum's, on one thread (a current-thread tokio runtime): the receiver stays
+//! as light as the Python one is meant to be.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -39,8 +44,6 @@ struct Args {
 
 /// Largest body accepted (the exporter's batches are far smaller).
 const MAX_BODY: usize = 64 << 20;
-/// Largest request or header line accepted.
-const MAX_LINE: usize = 8 << 10;
 
 #[derive(Debug, Default)]
 struct Received {
@@ -81,161 +84,77 @@ impl Received {
     }
 }
 
-/// A request's head: what the sink needs of it.
-struct Head {
-    method: String,
-    path: String,
-    content_type: Option<String>,
-    content_length: usize,
-    chunked: bool,
-    close: bool,
+type Shared = Arc<Mutex<Received>>;
+
+fn lock(received: &Shared) -> std::sync::MutexGuard<'_, Received> {
+    received.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Reads one line (without its CRLF) of at most [`MAX_LINE`] bytes; `None` at the end of
-/// the stream.
-fn read_line(r: &mut impl BufRead) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    let n = r.take(MAX_LINE as u64).read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(None);
+/// `POST /v1/traces`: kept when it is protobuf, counted as rejected otherwise.
+async fn traces(
+    State(received): State<Shared>,
+    headers: header::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        == Some("application/x-protobuf");
+    {
+        let mut r = lock(&received);
+        r.requests += 1;
+        r.bytes += body.len() as u64;
+        if ok {
+            r.bodies.push(body.to_vec());
+        } else {
+            r.rejected += 1;
+        }
     }
-    if buf.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "line too long or truncated",
-        ));
-    }
-    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-        buf.pop();
-    }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
-    let Some(request_line) = read_line(r)? else {
-        return Ok(None);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
     };
-    let mut parts = request_line.split_ascii_whitespace();
-    let mut head = Head {
-        method: parts.next().unwrap_or_default().to_string(),
-        path: parts.next().unwrap_or_default().to_string(),
-        content_type: None,
-        content_length: 0,
-        chunked: false,
-        close: false,
-    };
-    loop {
-        let Some(line) = read_line(r)? else {
-            return Ok(None);
-        };
-        if line.is_empty() {
-            return Ok(Some(head));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-type" => head.content_type = Some(value.to_string()),
-            "content-length" => {
-                head.content_length = value.parse().map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad Content-Length")
-                })?;
-            }
-            "transfer-encoding" => head.chunked = value.to_ascii_lowercase().contains("chunked"),
-            "connection" => head.close = value.eq_ignore_ascii_case("close"),
-            _ => {}
-        }
-    }
+    (status, [(header::CONTENT_TYPE, "application/x-protobuf")]).into_response()
 }
 
-fn respond(
-    w: &mut impl Write,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-) -> std::io::Result<()> {
-    write!(
-        w,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )?;
-    w.write_all(body)?;
-    w.flush()
+/// `GET /stats`: decodes what was kept and answers the counts.
+async fn stats(State(received): State<Shared>) -> Response {
+    let mut r = lock(&received);
+    r.decode();
+    axum::Json(json!({
+        "requests": r.requests,
+        "bytes": r.bytes,
+        "spans": r.spans,
+        "rejected": r.rejected,
+        "invalid_spans": r.invalid_spans,
+    }))
+    .into_response()
 }
 
-fn serve(stream: TcpStream, received: &Mutex<Received>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(256 << 10, stream);
-    while let Some(head) = read_head(&mut reader)? {
-        if head.chunked {
-            respond(&mut writer, "411 Length Required", "text/plain", b"")?;
-            return Ok(());
-        }
-        if head.content_length > MAX_BODY {
-            respond(&mut writer, "413 Payload Too Large", "text/plain", b"")?;
-            return Ok(());
-        }
-        let mut body = vec![0; head.content_length];
-        reader.read_exact(&mut body)?;
-        match (head.method.as_str(), head.path.as_str()) {
-            ("POST", "/v1/traces") => {
-                let ok = head.content_type.as_deref() == Some("application/x-protobuf");
-                {
-                    let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
-                    r.requests += 1;
-                    r.bytes += body.len() as u64;
-                    if ok {
-                        r.bodies.push(body);
-                    } else {
-                        r.rejected += 1;
-                    }
-                }
-                let status = if ok { "200 OK" } else { "400 Bad Request" };
-                respond(&mut writer, status, "application/x-protobuf", b"")?;
-            }
-            ("GET", "/stats") => {
-                let stats = {
-                    let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
-                    r.decode();
-                    json!({
-                        "requests": r.requests,
-                        "bytes": r.bytes,
-                        "spans": r.spans,
-                        "rejected": r.rejected,
-                        "invalid_spans": r.invalid_spans,
-                    })
-                };
-                respond(
-                    &mut writer,
-                    "200 OK",
-                    "application/json",
-                    stats.to_string().as_bytes(),
-                )?;
-            }
-            _ => {
-                received.lock().unwrap_or_else(|e| e.into_inner()).rejected += 1;
-                respond(&mut writer, "400 Bad Request", "text/plain", b"")?;
-            }
-        }
-        if head.close {
-            return Ok(());
-        }
-    }
+/// Anything else: 400, counted as rejected.
+async fn other(State(received): State<Shared>) -> StatusCode {
+    lock(&received).rejected += 1;
+    StatusCode::BAD_REQUEST
+}
+
+/// Serves `listener` on the calling thread until the process ends.
+fn run(listener: TcpListener, received: Shared) -> Result<()> {
+    let app = Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/stats", get(stats))
+        .fallback(other)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(received);
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        axum::serve(listener, app).await
+    })?;
     Ok(())
-}
-
-/// Serves connections on `listener` (a thread each) until the process ends.
-fn run(listener: TcpListener, received: Arc<Mutex<Received>>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let received = Arc::clone(&received);
-        std::thread::spawn(move || {
-            // A broken connection ends only itself.
-            let _ = serve(stream, &received);
-        });
-    }
 }
 
 fn main() -> Result<()> {
@@ -243,12 +162,14 @@ fn main() -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     println!("otlp sink on http://127.0.0.1:{}/v1/traces", args.port);
-    run(listener, Arc::new(Mutex::new(Received::default())));
-    Ok(())
+    run(listener, Arc::new(Mutex::new(Received::default())))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
     use super::*;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
