@@ -17,7 +17,7 @@
 #                per message) for SEED_SECONDS on a backlog
 # Settings: N=500000 KAFKA_N=100000 RATE=20000 SOAK=120 SEED_SECONDS=30 BATCH=2000
 #   REDIS=redis://127.0.0.1:6379  TANSU=/var/tmp/pynomaly-tools/bin/tansu  KAFKA_PORT=19092
-# Builds the release binaries itself. Results: $BENCH_WORK/results.txt
+# Builds the release binaries itself (or takes BIN=path/pynomaly TOOL=path/stream_bench). Results: $BENCH_WORK/results.txt
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,8 +35,9 @@ KAFKA_PORT=${KAFKA_PORT:-19092}
 BROKERS=${BROKERS:-redis kafka}
 WORK=${BENCH_WORK:-/tmp/pynomaly-stream-bench}
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/pynomaly
-TOOL=$TARGET/release/examples/stream_bench
+# BIN and TOOL name other builds (to compare two versions); unset, this tree's are built.
+BIN=${BIN:-}
+TOOL=${TOOL:-}
 
 rm -rf "$WORK" && mkdir -p "$WORK"
 RESULTS=$WORK/results.txt
@@ -45,8 +46,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-cargo build --release -p pynomaly --bin pynomaly >/dev/null
-cargo build --release -p pynomaly-stream --example stream_bench >/dev/null
+if [ -z "$BIN" ]; then
+  cargo build --release -p pynomaly --bin pynomaly >/dev/null
+  BIN=$TARGET/release/pynomaly
+fi
+if [ -z "$TOOL" ]; then
+  cargo build --release -p pynomaly-stream --example stream_bench >/dev/null
+  TOOL=$TARGET/release/examples/stream_bench
+fi
+say "binaries: $BIN, $TOOL"
 say "machine: $(nproc) cores, $(date -u +%FT%TZ), shared with other builds (noisy)"
 
 # --- the registry model: trained through the API, then the server stops -----------------

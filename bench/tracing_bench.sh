@@ -65,7 +65,8 @@ trap cleanup EXIT
 mkdir -p "$WORK"
 python3 "$ROOT/bench/fastapi_peer/bench_data.py" "$WORK/bodies" >/dev/null || die "cannot write the request bodies"
 RESULTS=$WORK/results.tsv
-: >"$RESULTS"
+THREADS_TSV=$WORK/threads.tsv
+: >"$RESULTS"; : >"$THREADS_TSV"
 
 wait_http() {  # url pid log
   for _ in $(seq 400); do
@@ -79,6 +80,15 @@ wait_http() {  # url pid log
 cpu_ticks() {  # pid: user + system CPU time so far, in clock ticks
   local stat; stat=$(<"/proc/$1/stat"); stat=${stat##*) }
   awk '{print $12 + $13}' <<<"$stat"
+}
+
+thread_ticks() {  # pid: "thread-name ticks" per thread (user + system), names as the kernel keeps them
+  local t stat name
+  for t in /proc/"$1"/task/*; do
+    { read -r stat <"$t/stat"; } 2>/dev/null || continue
+    name=${stat#*(}; name=${name%%) *}; stat=${stat##*) }
+    printf '%s\t%s\n' "${name// /_}" "$(awk '{print $12 + $13}' <<<"$stat")"
+  done
 }
 
 run_round() {  # mode (off|on) case round
@@ -113,9 +123,15 @@ run_round() {  # mode (off|on) case round
   log "round $round, $cse, traces $mode (load $(cut -d' ' -f1 /proc/loadavg))"
   local s0 k0=0 s1 k1=0
   s0=$(cpu_ticks "$SERVER_PID"); [ "$mode" = off ] || k0=$(cpu_ticks "$SINK_PID")
+  thread_ticks "$SERVER_PID" >"$WORK/threads-before.tsv"
   BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "$url" >"$out" 2>&1 \
     || { cat "$out" >&2; die "wrk failed"; }
   s1=$(cpu_ticks "$SERVER_PID"); [ "$mode" = off ] || k1=$(cpu_ticks "$SINK_PID")
+  thread_ticks "$SERVER_PID" >"$WORK/threads-after.tsv"
+  # Per thread name: CPU ticks during the measured run (threads started meanwhile count whole).
+  awk -v c="$cse" -v r="$round" -v m="$mode" 'NR == FNR {b[$1] += $2; next} {a[$1] += $2}
+    END {for (n in a) printf "%s\t%s\t%s\t%s\t%d\n", c, r, m, n, a[n] - b[n]}' \
+    "$WORK/threads-before.tsv" "$WORK/threads-after.tsv" >>"$THREADS_TSV"
   kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
   if [ "$mode" = on ]; then
     if [ "$SINK" = rust ]; then
@@ -137,7 +153,7 @@ for cse in $CASES; do
   done
 done
 
-python3 - "$RESULTS" "$SINK" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$RESULTS" "$SINK" "$(getconf CLK_TCK)" "$THREADS_TSV" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 def f(line, key):
@@ -164,4 +180,14 @@ for cse in sorted({k[0] for k in by}):
     print(f"\n{cse} (receiver {sys.argv[2]}): median req/s off {med('off', 'rps'):.0f}, on {med('on', 'rps'):.0f}, "
           f"on/off {med('on', 'rps')/med('off', 'rps'):.3f}; per-round ratios {ratios}; median server CPU µs/req "
           f"off {med('off', 'cpu'):.2f}, on {med('on', 'cpu'):.2f}; receiver {med('on', 'sink'):.2f}")
+# Where the server's CPU went, by thread name: µs per request, median over rounds.
+threads = {}
+for l in open(sys.argv[4]):
+    cse, rnd, mode, name, ticks = l.rstrip("\n").split("\t")
+    n = by[(cse, rnd)][mode]["n"]
+    threads.setdefault((cse, mode, name), []).append(int(ticks) * tick_us / n)
+print("\n| case | traces | server thread | CPU µs/req (median of rounds) |\n|---|---|---|---:|")
+for (cse, mode, name), v in sorted(threads.items()):
+    if statistics.median(v) >= 0.05:
+        print(f"| {cse} | {mode} | {name} | {statistics.median(v):.2f} |")
 PY

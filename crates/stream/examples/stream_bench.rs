@@ -112,18 +112,40 @@ async fn produce(url: &str, n: u64, rate: Option<f64>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reads, writes unchanged and commits, as the pipeline does but with no parsing or
+/// scoring: a reader task and a writer joined by a bounded channel, the writer taking
+/// every batch that queued while its last write waited for acknowledgements (as the
+/// pipeline's writer does), so the figure is the brokers' and clients' cost, not a
+/// round trip per fetch.
 async fn passthrough(from: &str, to: &str, n: u64) -> Result<(), Error> {
     let mut src = source(&Endpoint::parse(from)?, "passthrough").await?;
     let committer = src.committer();
     let out = sink(&Endpoint::parse(to)?)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<pynomaly_stream::Record>>(4);
+    let reader = tokio::spawn(async move {
+        let mut read = 0u64;
+        while read < n {
+            let batch = src.next_batch(2000).await?;
+            read += batch.len() as u64;
+            if !batch.is_empty() && tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, pynomaly_stream::StreamError>(())
+    });
     let mut done = 0u64;
     let mut started = None;
     while done < n {
-        let batch = src.next_batch(2000).await?;
-        if batch.is_empty() {
-            continue;
-        }
+        let Some(mut batch) = rx.recv().await else {
+            break;
+        };
         started.get_or_insert_with(Instant::now);
+        while batch.len() < 8000 {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let msgs: Vec<OutMessage> = batch
             .iter()
             .map(|r| OutMessage {
@@ -136,8 +158,9 @@ async fn passthrough(from: &str, to: &str, n: u64) -> Result<(), Error> {
         committer.commit(&positions).await?;
         done += positions.len() as u64;
     }
-    committer.close().await;
     let s = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    reader.await??;
+    committer.close().await;
     println!(
         "passthrough: {done} events in {s:.2} s ({:.0}/s), no parsing or scoring",
         done as f64 / s

@@ -9,10 +9,14 @@
 //! - **At least once**: a batch is committed only after all its alerts and dead letters
 //!   are written; a failed write is retried (with back-off) and the batch is never
 //!   committed without it. A crash re-delivers what was not committed.
+//! - **Coalescing**: batches that wait for the writer while a write is in flight are
+//!   written (and committed) together, up to `queue_batches × batch_size` events, so a
+//!   slow acknowledgement costs one round trip for all of them, not one per batch.
 //! - **Back-pressure**: the channels hold `queue_batches` batches each; when the sink is
 //!   slow the writer stops taking, the scorer blocks, the reader stops reading, and the
-//!   broker holds the backlog. Memory is bounded by about `3 × queue_batches × batch_size`
-//!   events (plus the warm-up window in online mode).
+//!   broker holds the backlog. Memory is bounded by about `4 × queue_batches × batch_size`
+//!   events (the writer's coalesced batches among them; plus the warm-up window in online
+//!   mode).
 //! - **Shutdown** (SIGTERM): the reader stops reading, the batches already read are
 //!   scored, written and committed, and the online model is checkpointed; if the sink
 //!   does not come back within the drain timeout, the rest stays uncommitted and is
@@ -106,6 +110,17 @@ struct Processed {
     anomalies: u64,
 }
 
+impl Processed {
+    /// Appends the next batch (in read order): written and committed together.
+    fn absorb(&mut self, next: Processed) {
+        self.alerts.extend(next.alerts);
+        self.dead.extend(next.dead);
+        self.positions.extend(next.positions);
+        self.received.extend(next.received);
+        self.anomalies += next.anomalies;
+    }
+}
+
 impl Pipeline {
     /// Runs until `shutdown`, then drains (see the module docs).
     ///
@@ -174,8 +189,10 @@ impl Pipeline {
             let metrics = metrics.clone();
             let committer = Arc::clone(&committer);
             let abort = abort.clone();
+            let coalesce = config.batch_size.max(1) * cap;
             tokio::spawn(write_stage(
                 out_rx,
+                coalesce,
                 sink,
                 dead_letters,
                 committer,
@@ -331,8 +348,14 @@ async fn score_stage(
     Ok(())
 }
 
+/// Writes and commits scored batches in order. Batches that queued up while the previous
+/// write was waiting for its acknowledgements go out together, up to `coalesce` events:
+/// one wait for the sink (Kafka: `linger.ms` plus the produce round trip) and one commit
+/// for all of them, instead of one per batch. Small batches (a Kafka fetch's worth) would
+/// otherwise cap the rate at one batch per acknowledgement round trip.
 async fn write_stage(
     mut rx: mpsc::Receiver<Processed>,
+    coalesce: usize,
     sink: Arc<dyn Sink>,
     dead_letters: Arc<dyn Sink>,
     committer: Arc<dyn Committer>,
@@ -340,7 +363,13 @@ async fn write_stage(
     abort: CancellationToken,
 ) -> Result<Summary, StreamError> {
     let mut summary = Summary::default();
-    while let Some(p) = rx.recv().await {
+    while let Some(mut p) = rx.recv().await {
+        while p.positions.len() < coalesce {
+            match rx.try_recv() {
+                Ok(next) => p.absorb(next),
+                Err(_) => break,
+            }
+        }
         if !retry("write alerts", &metrics, &abort, || sink.write(&p.alerts)).await
             || !retry("write dead letters", &metrics, &abort, || {
                 dead_letters.write(&p.dead)
@@ -1288,21 +1317,118 @@ mod tests {
             }
         );
         let log = log.lock().unwrap().clone();
-        let mut expected = Vec::new();
-        for b in 0..3 {
-            for i in 0..4 {
-                let n = b * 4 + i;
-                if n != 5 {
-                    expected.push(format!("alert e{n}"));
-                }
-            }
-            if b == 1 {
-                expected.push("dead ".to_string());
-            }
-            for i in 0..4 {
-                expected.push(format!("commit entry {}-0", b * 4 + i));
-            }
+        // Batches that queued behind the failing writes may be written together, so the
+        // log is checked for what must hold whatever was coalesced: alerts and commits in
+        // read order, each once, and every event's alert (or dead letter) before its commit.
+        let at = |line: &str| {
+            let found: Vec<usize> = (0..log.len()).filter(|&i| log[i] == line).collect();
+            assert_eq!(found.len(), 1, "{line:?} once in {log:?}");
+            found[0]
+        };
+        let mut last_alert = None;
+        let mut last_commit = None;
+        for n in 0..12 {
+            let commit = at(&format!("commit entry {n}-0"));
+            let written = if n == 5 {
+                at("dead ")
+            } else {
+                let a = at(&format!("alert e{n}"));
+                assert!(last_alert < Some(a), "alerts out of order: {log:?}");
+                last_alert = Some(a);
+                a
+            };
+            assert!(
+                written < commit,
+                "event {n} committed before written: {log:?}"
+            );
+            assert!(last_commit < Some(commit), "commits out of order: {log:?}");
+            last_commit = Some(commit);
         }
-        assert_eq!(log, expected);
+        assert_eq!(log.len(), 11 + 1 + 12, "{log:?}");
+    }
+
+    /// Records the size of every write; the first one takes a while.
+    struct SlowFirstSink {
+        writes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    #[async_trait]
+    impl Sink for SlowFirstSink {
+        async fn write(&self, messages: &[OutMessage]) -> Result<(), StreamError> {
+            let first = {
+                let mut w = self.writes.lock().unwrap();
+                w.push(messages.len());
+                w.len() == 1
+            };
+            if first {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok(())
+        }
+
+        fn describe(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_queued_behind_a_slow_write_go_out_in_one_write_and_one_commit() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let batches: VecDeque<Vec<Record>> = (0..5)
+            .map(|b| {
+                (0..4)
+                    .map(|i| {
+                        let n = b * 4 + i;
+                        record(n, &format!(r#"{{"id":"e{n}","a":{n},"b":{{"c":1}}}}"#))
+                    })
+                    .collect()
+            })
+            .collect();
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let pipeline = Pipeline {
+            source: Box::new(ListSource {
+                batches,
+                log: Arc::clone(&log),
+            }),
+            sink: Arc::new(SlowFirstSink {
+                writes: Arc::clone(&writes),
+            }),
+            dead_letters: Arc::new(SlowFirstSink {
+                writes: Arc::new(Mutex::new(Vec::new())),
+            }),
+            scoring: Scoring::Registry(model()),
+            config: PipelineConfig {
+                features: Features::AllNumeric,
+                only_anomalies: false,
+                batch_size: 4,
+                queue_batches: 4,
+                source_name: "test".into(),
+                drain_timeout: Duration::from_secs(5),
+            },
+            metrics: StreamMetrics::new(),
+        };
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let watched = Arc::clone(&log);
+        tokio::spawn(async move {
+            while watched.lock().unwrap().len() < 20 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            stop.cancel();
+        });
+        let summary = pipeline.run(shutdown).await.unwrap();
+        assert_eq!(summary.events, 20);
+        let writes = writes.lock().unwrap().clone();
+        // Whatever the first write took, everything read meanwhile (at most 16 events, the
+        // coalescing limit of 4 batches of 4) waited for it and went out in one write.
+        assert_eq!(writes.iter().sum::<usize>(), 20, "{writes:?}");
+        assert!(
+            writes.len() <= 2,
+            "five batches in {} writes: {writes:?}",
+            writes.len()
+        );
+        let commits: Vec<String> = log.lock().unwrap().clone();
+        let expected: Vec<String> = (0..20).map(|n| format!("commit entry {n}-0")).collect();
+        assert_eq!(commits, expected);
     }
 }
