@@ -1281,14 +1281,7 @@ mod tests {
                 name: "dead",
             }),
             scoring: Scoring::Registry(model()),
-            config: PipelineConfig {
-                features: Features::AllNumeric,
-                only_anomalies: false,
-                batch_size: 4,
-                queue_batches: 1,
-                source_name: "test".into(),
-                drain_timeout: Duration::from_secs(5),
-            },
+            config: batches_of_four(1),
             metrics: StreamMetrics::new(),
         };
         let shutdown = CancellationToken::new();
@@ -1347,6 +1340,18 @@ mod tests {
         assert_eq!(log.len(), 11 + 1 + 12, "{log:?}");
     }
 
+    /// Batches of 4 events, `queue_batches` of them between stages.
+    fn batches_of_four(queue_batches: usize) -> PipelineConfig {
+        PipelineConfig {
+            features: Features::AllNumeric,
+            only_anomalies: false,
+            batch_size: 4,
+            queue_batches,
+            source_name: "test".into(),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+
     /// Records the size of every write; the first one takes a while.
     struct SlowFirstSink {
         writes: Arc<Mutex<Vec<usize>>>,
@@ -1397,14 +1402,7 @@ mod tests {
                 writes: Arc::new(Mutex::new(Vec::new())),
             }),
             scoring: Scoring::Registry(model()),
-            config: PipelineConfig {
-                features: Features::AllNumeric,
-                only_anomalies: false,
-                batch_size: 4,
-                queue_batches: 4,
-                source_name: "test".into(),
-                drain_timeout: Duration::from_secs(5),
-            },
+            config: batches_of_four(4),
             metrics: StreamMetrics::new(),
         };
         let shutdown = CancellationToken::new();
