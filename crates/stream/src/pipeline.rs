@@ -1377,7 +1377,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_queued_behind_a_slow_write_go_out_in_one_write_and_one_commit() {
+    async fn batches_queued_behind_a_slow_write_go_out_in_one_write_with_commits_in_order() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let batches: VecDeque<Vec<Record>> = (0..5)
             .map(|b| {
