@@ -17,6 +17,7 @@
 #                per message) for SEED_SECONDS on a backlog
 # Settings: N=500000 KAFKA_N=100000 RATE=20000 SOAK=120 SEED_SECONDS=30 BATCH=2000
 #   REDIS=redis://127.0.0.1:6379  TANSU=/var/tmp/pynomaly-tools/bin/tansu  KAFKA_PORT=19092
+#   STREAM_ARGS= (more `pynomaly stream` flags, e.g. "--kafka-config fetch.wait.max.ms=5")
 # Builds the release binaries itself (or takes BIN=path/pynomaly TOOL=path/stream_bench). Results: $BENCH_WORK/results.txt
 set -euo pipefail
 
@@ -81,7 +82,7 @@ metric() { curl -s "http://$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
 # start_stream SOURCE SINK LOG -> sets STREAM_PID, STREAM_ADDR
 start_stream() {
     "$BIN" stream --source "$1" --sink "$2" --model bench --data-dir "$DATA" \
-        --batch-size "$BATCH" --metrics-bind 127.0.0.1:0 --group bench >"$3" 2>&1 &
+        --batch-size "$BATCH" --metrics-bind 127.0.0.1:0 --group bench ${STREAM_ARGS:-} >"$3" 2>&1 &
     STREAM_PID=$!
     pids+=("$STREAM_PID")
     for _ in $(seq 300); do grep -q "^pynomaly stream:" "$3" && break; sleep 0.1; done
