@@ -287,6 +287,25 @@ impl JobRunner {
         opened.map_err(|e| open_halt(uri, e))
     }
 
+    /// A fitting job's `parse` step: the whole source read under its span, which gets
+    /// the row count or the error.
+    async fn parse_step(
+        &self,
+        algorithm: &str,
+        uri: &str,
+        source: Source,
+        options: ReadOptions,
+    ) -> Result<data_source::Table, Halt> {
+        let parse = step_span("parse", algorithm, uri);
+        let read = self
+            .read_all(uri, source, options)
+            .instrument(parse.clone())
+            .await;
+        let table = traced(&parse, read)?;
+        record_rows(&parse, table.features.nrows(), None);
+        Ok(table)
+    }
+
     /// Reads a whole source (for fitting) on a blocking thread.
     async fn read_all(
         &self,
@@ -542,14 +561,7 @@ impl JobRunner {
         let config = DetectorConfig::from_json(algorithm, parameters, contamination)
             .map_err(|e| Halt::Failed(e.to_string()))?;
         let options = read_options(spec.label_column.as_deref());
-        let parse = step_span("parse", algorithm, source);
-        let read = self
-            .read_all(source, path, options)
-            .instrument(parse.clone())
-            .await;
-        let table = traced(&parse, read)?;
-        record_rows(&parse, table.features.nrows(), None);
-        drop(parse);
+        let table = self.parse_step(algorithm, source, path, options).await?;
         control.check()?;
         let fit = step_span("fit", algorithm, source);
         record_rows(&fit, table.features.nrows(), None);
@@ -597,14 +609,7 @@ impl JobRunner {
         let path = self.resolve(&spec.training_data)?;
         let options = read_options(spec.label_column.as_deref());
         let (algorithm, source) = (spec.algorithm.as_str(), spec.training_data.as_str());
-        let parse = step_span("parse", algorithm, source);
-        let read = self
-            .read_all(source, path, options)
-            .instrument(parse.clone())
-            .await;
-        let table = traced(&parse, read)?;
-        record_rows(&parse, table.features.nrows(), None);
-        drop(parse);
+        let table = self.parse_step(algorithm, source, path, options).await?;
         control.check()?;
         let n = table.features.nrows();
         let feature_names = table.feature_names.clone();

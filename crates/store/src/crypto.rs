@@ -243,7 +243,7 @@ impl Keyring {
             Sealer {
                 encryptor: Some(encryptor),
                 aad,
-                buf: Vec::with_capacity(FRAME_BYTES),
+                frames: Frames::new(FRAME_BYTES),
                 path: path.to_string(),
             },
         ))
@@ -347,8 +347,7 @@ impl Keyring {
             opener: Box::new(Opener {
                 decryptor: Some(decryptor),
                 aad,
-                buf: Vec::new(),
-                frame_sealed: frame + TAG_BYTES,
+                frames: Frames::new(frame + TAG_BYTES),
                 path: path.to_string(),
             }),
         })
@@ -395,8 +394,46 @@ pub fn plaintext_len(body_len: u64, frame_sealed: usize) -> Option<u64> {
 pub struct Sealer {
     encryptor: Option<EncryptorBE32<Aes256Gcm>>,
     aad: Vec<u8>,
-    buf: Vec<u8>,
+    frames: Frames,
     path: String,
+}
+
+/// Bytes gathered a frame at a time: plaintext frames for the [`Sealer`], sealed ones for
+/// the [`Opener`]. A full frame is handed on only once a byte beyond it has arrived, so
+/// the last frame (empty or not) is always left in `buf` for `finish_into`, the one that
+/// is sealed or opened as the last.
+struct Frames {
+    buf: Vec<u8>,
+    size: usize,
+}
+
+impl Frames {
+    /// The buffer grows with the data: an opener's frame size comes from the object's
+    /// header, and nothing is reserved on its word alone.
+    fn new(size: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            size,
+        }
+    }
+
+    /// Adds `data`, calling `full` with every frame that is known not to be the last.
+    fn push(
+        &mut self,
+        mut data: &[u8],
+        mut full: impl FnMut(&[u8]) -> Result<(), CryptoError>,
+    ) -> Result<(), CryptoError> {
+        while !data.is_empty() {
+            if self.buf.len() == self.size {
+                full(&self.buf)?;
+                self.buf.clear();
+            }
+            let take = (self.size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Sealer {
@@ -412,31 +449,16 @@ impl Sealer {
     ///
     /// # Errors
     /// [`CryptoError::TooLarge`] past 2^32 frames.
-    pub fn push_into(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        while !data.is_empty() {
-            if self.buf.len() == FRAME_BYTES {
-                self.seal_frame(out)?;
-            }
-            let take = (FRAME_BYTES - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-        }
-        Ok(())
-    }
-
-    fn seal_frame(&mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn push_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         let encryptor = self.encryptor.as_mut().expect("sealer used after finish");
-        let sealed = encryptor
-            .encrypt_next(Payload {
-                msg: &self.buf,
-                aad: &self.aad,
-            })
-            .map_err(|_| CryptoError::TooLarge {
-                path: self.path.clone(),
-            })?;
-        out.extend_from_slice(&sealed);
-        self.buf.clear();
-        Ok(())
+        let (aad, path) = (&self.aad, &self.path);
+        self.frames.push(data, |msg| {
+            let sealed = encryptor
+                .encrypt_next(Payload { msg, aad })
+                .map_err(|_| CryptoError::TooLarge { path: path.clone() })?;
+            out.extend_from_slice(&sealed);
+            Ok(())
+        })
     }
 
     /// Seals the last frame into `out`.
@@ -447,7 +469,7 @@ impl Sealer {
         let encryptor = self.encryptor.take().expect("sealer finished once");
         let sealed = encryptor
             .encrypt_last(Payload {
-                msg: &self.buf,
+                msg: &self.frames.buf,
                 aad: &self.aad,
             })
             .map_err(|_| CryptoError::TooLarge {
@@ -462,8 +484,7 @@ impl Sealer {
 pub struct Opener {
     decryptor: Option<DecryptorBE32<Aes256Gcm>>,
     aad: Vec<u8>,
-    buf: Vec<u8>,
-    frame_sealed: usize,
+    frames: Frames,
     path: String,
 }
 
@@ -476,7 +497,7 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// Sealed frame size (tag included), for [`plaintext_len`].
     pub fn frame_sealed(&self) -> usize {
-        self.frame_sealed
+        self.frames.size
     }
 
     /// Takes sealed bytes; appends to `out` the plaintext of every frame known not to be
@@ -484,31 +505,16 @@ impl Opener {
     ///
     /// # Errors
     /// [`CryptoError::Authentication`].
-    pub fn push_into(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        while !data.is_empty() {
-            if self.buf.len() == self.frame_sealed {
-                self.open_frame(out)?;
-            }
-            let take = (self.frame_sealed - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-        }
-        Ok(())
-    }
-
-    fn open_frame(&mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn push_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         let decryptor = self.decryptor.as_mut().expect("opener used after finish");
-        let plain = decryptor
-            .decrypt_next(Payload {
-                msg: &self.buf,
-                aad: &self.aad,
-            })
-            .map_err(|_| CryptoError::Authentication {
-                path: self.path.clone(),
-            })?;
-        out.extend_from_slice(&plain);
-        self.buf.clear();
-        Ok(())
+        let (aad, path) = (&self.aad, &self.path);
+        self.frames.push(data, |msg| {
+            let plain = decryptor
+                .decrypt_next(Payload { msg, aad })
+                .map_err(|_| CryptoError::Authentication { path: path.clone() })?;
+            out.extend_from_slice(&plain);
+            Ok(())
+        })
     }
 
     /// Opens the last frame into `out`: an object cut short fails here.
@@ -519,7 +525,7 @@ impl Opener {
         let decryptor = self.decryptor.take().expect("opener finished once");
         let plain = decryptor
             .decrypt_last(Payload {
-                msg: &self.buf,
+                msg: &self.frames.buf,
                 aad: &self.aad,
             })
             .map_err(|_| CryptoError::Authentication {
