@@ -15,9 +15,8 @@
 //! end, also when it fails.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,72 +29,12 @@ use pynomaly_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+#[path = "support/proc.rs"]
+mod proc;
+use proc::{Proc, free_port};
+
 const ROWS_PER_JOB: usize = 300_000;
 const JOBS: usize = 6;
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGKILL: the process gets no chance to clean up.
-    fn kill_hard(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait (graceful stop), SIGKILL after `grace`.
-    fn stop(&mut self, grace: Duration) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop within {grace:?}: killing it", self.name);
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill_hard();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -126,16 +65,13 @@ struct Cluster {
 
 impl Cluster {
     fn pynomaly(&self, name: &str, args: &[&str], extra: &[(&str, String)]) -> Proc {
-        let log = std::fs::File::create(self.root.join(format!("{name}.log"))).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pynomaly"));
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&self.env)
-            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        Proc::spawn(name, &mut cmd)
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Proc::spawn(name, &mut cmd, &self.root.join(format!("{name}.log")))
     }
 
     fn log_tail(&self, name: &str) -> String {
@@ -368,7 +304,6 @@ async fn run_cluster(
     let nginx_dir = root.join("nginx");
     std::fs::create_dir_all(nginx_dir.join("tmp")).unwrap();
     std::fs::write(nginx_dir.join("nginx.conf"), conf).unwrap();
-    let nginx_log = std::fs::File::create(root.join("nginx.log")).unwrap();
     let mut nginx = Proc::spawn(
         "nginx",
         Command::new("nginx")
@@ -376,9 +311,8 @@ async fn run_cluster(
             .arg(&nginx_dir)
             .arg("-c")
             .arg(nginx_dir.join("nginx.conf"))
-            .args(["-e", "stderr", "-g", "daemon off;"])
-            .stdout(nginx_log.try_clone().unwrap())
-            .stderr(nginx_log),
+            .args(["-e", "stderr", "-g", "daemon off;"]),
+        &root.join("nginx.log"),
     );
     let lb = format!("http://127.0.0.1:{port_nginx}");
     wait_ready(&client, &format!("{lb}/health/ready"), "nginx", || {

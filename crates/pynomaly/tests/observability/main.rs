@@ -9,88 +9,20 @@
 //!   the Grafana dashboard and every alerting rule's expression must return data
 //!   (ignored by default: `.ci/run` runs it, as it needs the `prometheus` binary).
 
+#[path = "../support/proc.rs"]
+mod proc;
 mod prometheus;
 mod traces;
 
+pub(crate) use proc::{Proc, free_port};
+
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
-pub(crate) struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    pub(crate) fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
-        let file = std::fs::File::create(log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// SIGTERM and wait (a graceful stop flushes the trace exporter); SIGKILL after
-    /// `grace`.
-    pub(crate) fn stop(&mut self, grace: Duration) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop within {grace:?}: killing it", self.name);
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-
-    pub(crate) fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub(crate) fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// `pynomaly ARGS` with exactly `env` (and PATH) in its environment.
 pub(crate) fn pynomaly(
