@@ -9,7 +9,8 @@
 //! They are switched on by the standard OpenTelemetry variables —
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) — and exported
 //! over OTLP/HTTP with protobuf (Jaeger and the OpenTelemetry Collector take it on port
-//! 4318) by the SDK's batch processor on its own thread, so a slow or absent collector
+//! 4318; `https://` endpoints over rustls, verified against the system's trust store or
+//! `SSL_CERT_FILE`) by the SDK's batch processor on its own thread, so a slow or absent collector
 //! never blocks a request (spans beyond its queue are dropped). The exporter also honours
 //! `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT`, the processor the
 //! `OTEL_BSP_*` variables, the resource `OTEL_RESOURCE_ATTRIBUTES`. [`TraceSettings`]
