@@ -22,6 +22,12 @@
 //!   does not come back within the drain timeout, the rest stays uncommitted and is
 //!   re-delivered to the next consumer.
 //!
+//! - **Traces**: a `stream.batch` span per scored batch (a trace of its own), with a
+//!   `score` child (parse, features, score, render) and a `write` child (sink, dead
+//!   letters, commit; a write of coalesced batches is the first one's child and links the
+//!   others). The batch span ends when its batch is committed. Exported only when the
+//!   process was started with traces on (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+//!
 //! Scoring runs on the scorer task inside `block_in_place` (a batch at a time: parse JSON,
 //! extract features, score all rows with one call, serialize alerts); refits run on
 //! blocking threads of their own.
@@ -39,6 +45,7 @@ use pynomaly_privacy::Privacy;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::StreamError;
 use crate::alert::{self, OutMessage, Verdict};
@@ -108,6 +115,9 @@ struct Processed {
     positions: Vec<Position>,
     received: Vec<Instant>,
     anomalies: u64,
+    /// The `stream.batch` span of each batch in it ([`batch_span`]), in read order: they
+    /// end when the batch is dropped, once written and committed.
+    spans: Vec<tracing::Span>,
 }
 
 impl Processed {
@@ -118,6 +128,7 @@ impl Processed {
         self.positions.extend(next.positions);
         self.received.extend(next.received);
         self.anomalies += next.anomalies;
+        self.spans.extend(next.spans);
     }
 }
 
@@ -370,16 +381,34 @@ async fn write_stage(
                 Err(_) => break,
             }
         }
-        if !retry("write alerts", &metrics, &abort, || sink.write(&p.alerts)).await
-            || !retry("write dead letters", &metrics, &abort, || {
-                dead_letters.write(&p.dead)
-            })
-            .await
-            || !retry("commit", &metrics, &abort, || {
-                committer.commit(&p.positions)
-            })
-            .await
-        {
+        // A child of the first batch's span; the batches written with it are its links.
+        let write = tracing::info_span!(
+            parent: p.spans.first().and_then(tracing::Span::id),
+            "write",
+            otel.name = "write",
+            messaging.batch.message_count = p.alerts.len() as i64,
+            stream.dead_letters = p.dead.len() as i64,
+            stream.batches = p.spans.len() as i64,
+            otel.status_code = tracing::field::Empty,
+        );
+        for other in p.spans.iter().skip(1) {
+            write.follows_from(other);
+        }
+        let written = async {
+            retry("write alerts", &metrics, &abort, || sink.write(&p.alerts)).await
+                && retry("write dead letters", &metrics, &abort, || {
+                    dead_letters.write(&p.dead)
+                })
+                .await
+                && retry("commit", &metrics, &abort, || {
+                    committer.commit(&p.positions)
+                })
+                .await
+        }
+        .instrument(write.clone())
+        .await;
+        if !written {
+            write.record("otel.status_code", "ERROR");
             tracing::warn!(
                 "drain timeout: leaving the remaining events unacknowledged for re-delivery"
             );
@@ -543,7 +572,42 @@ fn score_and_render(
     config: &PipelineConfig,
     privacy: Option<&Privacy>,
 ) -> Processed {
-    score_and_render_at(p, active, config, privacy, alert::now_rfc3339())
+    let batch = batch_span(config, active, p.records.len());
+    let score = tracing::info_span!(
+        parent: &batch,
+        "score",
+        otel.name = "score",
+        ml.algorithm = active.model.algorithm(),
+        ml.data_rows = p.records.len() as i64,
+        ml.anomalies_detected = tracing::field::Empty,
+    );
+    let mut out =
+        score.in_scope(|| score_and_render_at(p, active, config, privacy, alert::now_rfc3339()));
+    let anomalies = i64::try_from(out.anomalies).unwrap_or(i64::MAX);
+    score.record("ml.anomalies_detected", anomalies);
+    batch.record("ml.anomalies_detected", anomalies);
+    batch.record("stream.dead_letters", out.dead.len() as i64);
+    out.spans.push(batch);
+    out
+}
+
+/// The span of one batch, from its scoring to its alerts' write and commit (a trace per
+/// batch: its `score` and `write` steps are children). With traces on (the standard
+/// `OTEL_*` variables) the sampler decides which batches are kept; a batch, not an event,
+/// is the unit, so tracing costs per batch of up to `--batch-size` events.
+fn batch_span(config: &PipelineConfig, active: &ActiveModel, events: usize) -> tracing::Span {
+    tracing::info_span!(
+        "stream.batch",
+        otel.name = "stream.batch",
+        otel.kind = "consumer",
+        messaging.source.name = config.source_name.as_str(),
+        messaging.batch.message_count = events as i64,
+        ml.algorithm = active.model.algorithm(),
+        ml.model_version = active.version,
+        ml.data_size = pynomaly_jobs::size_class(events),
+        ml.anomalies_detected = tracing::field::Empty,
+        stream.dead_letters = tracing::field::Empty,
+    )
 }
 
 /// [`score_and_render`] with `now` (RFC 3339) as the time of the alerts and dead letters.
@@ -572,6 +636,7 @@ fn score_and_render_at(
         positions: Vec::with_capacity(p.records.len()),
         received: Vec::with_capacity(p.records.len()),
         anomalies: 0,
+        spans: Vec::new(),
     };
     let received_at = now.as_str().unwrap_or_default().to_string();
     for (record, prep) in p.records.into_iter().zip(p.preps) {

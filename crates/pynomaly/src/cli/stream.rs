@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pynomaly_api::{init_tracing, open_metadata, shutdown_signal};
+use pynomaly_api::{init_telemetry, open_metadata, shutdown_signal};
 use pynomaly_jobs::ModelRegistry;
 use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
@@ -202,7 +202,9 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
     };
     let consumer = args.consumer.clone().unwrap_or_else(default_consumer);
 
-    init_tracing(&settings.log_level);
+    // Before the runtime, and dropped after it: the exporter flushes the last spans.
+    let _telemetry = init_telemetry(&settings.log_level, &settings.traces, "pynomaly-stream")
+        .context("cannot start telemetry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pynomaly-stream")

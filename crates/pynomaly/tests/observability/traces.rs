@@ -640,3 +640,166 @@ async fn worker_trace(db: &str, redis: &str, prefix: &str) {
         worker.log_tail()
     );
 }
+
+/// `pynomaly stream` exports a trace per batch: `stream.batch` (consumer) with its
+/// `score` and `write` steps, counting events, anomalies and dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)]
+async fn a_stream_process_traces_each_batch_with_its_score_and_write_steps() {
+    use deadpool_redis::redis::{self, Commands as _};
+    let Ok(redis_url) = std::env::var("PYNOMALY_TEST_REDIS_URL") else {
+        eprintln!("skipped: PYNOMALY_TEST_REDIS_URL is not set (the stream reads a Redis stream)");
+        return;
+    };
+    let (rx, endpoint) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let key = format!(
+        "pynomaly-test-stream-traces-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .and_then(|c| c.get_connection())
+        .expect("a Redis connection");
+    let mut pipe = redis::pipe();
+    for i in 0..300 {
+        let (a, b) = (f64::from(i % 17) / 17.0, f64::from(i % 11) / 11.0);
+        let event = json!({"id": format!("e{i}"), "a": a, "meta": {"b": b}});
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("value")
+            .arg(event.to_string())
+            .ignore();
+    }
+    pipe.cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("value")
+        .arg("not json")
+        .ignore();
+    pipe.query::<()>(&mut conn).expect("XADD");
+
+    let base = redis_url.trim_end_matches('/');
+    let mut env = base_env(root, &endpoint, "pynomaly-stream-test");
+    env.insert(
+        "PYNOMALY_DATA_DIR".into(),
+        root.join("data").display().to_string(),
+    );
+    let (source, sink) = (format!("{base}/{key}"), format!("{base}/{key}.alerts"));
+    let mut stream = pynomaly(
+        "stream",
+        &[
+            "stream",
+            "--source",
+            &source,
+            "--sink",
+            &sink,
+            "--algorithm",
+            "isolation_forest",
+            "--contamination",
+            "0.1",
+            "--warm-up",
+            "100",
+            "--window",
+            "200",
+            "--update-frequency",
+            "100000",
+            "--batch-size",
+            "50",
+        ],
+        &env,
+        root,
+    );
+    let dlq = format!("{key}.dlq");
+    let alerts_key = format!("{key}.alerts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alerts: usize = conn.xlen(&alerts_key).unwrap_or(0);
+        let dead: usize = conn.xlen(&dlq).unwrap_or(0);
+        if alerts == 300 && dead == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alerts} alerts and {dead} dead letters after 60 s:\n{}",
+            stream.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A graceful stop flushes the exporter.
+    stream.stop(Duration::from_secs(20));
+    let _: Result<(), _> = redis::cmd("DEL")
+        .arg(&key)
+        .arg(&alerts_key)
+        .arg(&dlq)
+        .query(&mut conn);
+    wait_spans(&rx, &["stream.batch", "score", "write"]).await;
+    let spans = rx.spans();
+    assert!(rx.rejected.lock().unwrap().is_empty());
+    let batches: Vec<&Received> = spans.iter().filter(|s| s.name == "stream.batch").collect();
+    let int = |s: &Received, k: &str| s.attr(k).as_i64().unwrap_or_else(|| panic!("{k} of {s:?}"));
+    assert_eq!(
+        batches
+            .iter()
+            .map(|b| int(b, "messaging.batch.message_count"))
+            .sum::<i64>(),
+        301,
+        "every event read is in one batch's span: {batches:?}"
+    );
+    assert_eq!(
+        batches
+            .iter()
+            .map(|b| int(b, "stream.dead_letters"))
+            .sum::<i64>(),
+        1
+    );
+    let anomalies: i64 = batches
+        .iter()
+        .map(|b| int(b, "ml.anomalies_detected"))
+        .sum();
+    assert!((1..300).contains(&anomalies), "{anomalies} anomalies");
+    for b in &batches {
+        assert_eq!(b.service, "pynomaly-stream-test");
+        assert_eq!(b.kind, CONSUMER);
+        assert_eq!(b.parent, "", "a batch starts its own trace");
+        assert_eq!(b.attr("ml.algorithm"), "isolation_forest");
+        assert_eq!(b.attr("messaging.source.name"), &json!(source));
+        assert!(int(b, "ml.model_version") >= 1);
+        let steps: Vec<&str> = children(&spans, b)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            steps.iter().filter(|s| **s == "score").count(),
+            1,
+            "one score step per batch: {steps:?}"
+        );
+    }
+    // Writes belong to a batch's trace (batches written together: the first's).
+    let writes: Vec<&Received> = spans.iter().filter(|s| s.name == "write").collect();
+    for w in &writes {
+        assert!(
+            batches
+                .iter()
+                .any(|b| b.span_id == w.parent && b.trace_id == w.trace_id),
+            "{w:?} is a child of a batch span"
+        );
+        assert_ne!(w.status_code, STATUS_ERROR);
+    }
+    assert_eq!(
+        writes
+            .iter()
+            .map(|w| int(w, "messaging.batch.message_count"))
+            .sum::<i64>(),
+        300,
+        "every alert written under a write span"
+    );
+    assert_eq!(
+        writes
+            .iter()
+            .map(|w| int(w, "stream.dead_letters"))
+            .sum::<i64>(),
+        1
+    );
+}
