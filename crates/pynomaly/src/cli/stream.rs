@@ -308,6 +308,7 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
                 queue_batches: 2,
                 source_name: source.display(),
                 drain_timeout: drain,
+                traces: settings.traces.enabled,
             },
             metrics,
         };
