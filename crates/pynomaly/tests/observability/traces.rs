@@ -803,3 +803,152 @@ async fn a_stream_process_traces_each_batch_with_its_score_and_write_steps() {
         1
     );
 }
+
+/// Starts the receiver behind TLS with the certificate and key in `dir` (PEM); its base
+/// URL, `https://localhost:PORT`.
+async fn start_tls_receiver(dir: &Path) -> (Receiver, String) {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let rx = Receiver::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (rx, format!("https://localhost:{port}"))
+}
+
+/// A private CA and a `localhost` certificate signed by it, made with the `openssl`
+/// command: `ca.pem`, `leaf.pem`, `leaf.key` in `dir`. False when there is no openssl.
+fn make_certificates(dir: &Path) -> bool {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map(|o| {
+                assert!(
+                    o.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            })
+            .is_ok()
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pynomaly test CA",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ])
+}
+
+/// An `https://` collector endpoint: spans go over TLS, the collector's certificate
+/// checked against the trust store (`SSL_CERT_FILE` naming a private CA here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_trusted_through_ssl_cert_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    if !make_certificates(root) {
+        eprintln!("skipped: no openssl command to make the test certificates");
+        return;
+    }
+    let (rx, endpoint) = start_tls_receiver(root).await;
+    let port = free_port();
+    let mut env = base_env(root, &endpoint, "pynomaly-tls-test");
+    env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{port}"));
+    env.insert(
+        "PYNOMALY_DATA_DIR".into(),
+        root.join("data").display().to_string(),
+    );
+    env.insert(
+        "SSL_CERT_FILE".into(),
+        root.join("ca.pem").display().to_string(),
+    );
+    let mut server = pynomaly("serve", &["serve"], &env, root);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&client, &format!("{base}/health/live"), &server).await;
+    let status = client
+        .get(format!("{base}/api/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop(Duration::from_secs(20));
+    wait_spans(&rx, &["GET /api/v1/models"]).await;
+    let spans = rx.spans();
+    let span = find(&spans, "the request", |s| s.name == "GET /api/v1/models");
+    assert_eq!(span.service, "pynomaly-tls-test");
+    assert_eq!(span.attr("http.status_code"), 401);
+    assert!(rx.rejected.lock().unwrap().is_empty());
+}
