@@ -243,7 +243,7 @@ impl Keyring {
             Sealer {
                 encryptor: Some(encryptor),
                 aad,
-                frames: Frames::new(FRAME_BYTES),
+                frames: Frames::new(FRAME_BYTES, true),
                 path: path.to_string(),
             },
         ))
@@ -347,7 +347,7 @@ impl Keyring {
             opener: Box::new(Opener {
                 decryptor: Some(decryptor),
                 aad,
-                frames: Frames::new(frame + TAG_BYTES),
+                frames: Frames::new(frame + TAG_BYTES, false),
                 path: path.to_string(),
             }),
         })
@@ -408,11 +408,12 @@ struct Frames {
 }
 
 impl Frames {
-    /// The buffer grows with the data: an opener's frame size comes from the object's
-    /// header, and nothing is reserved on its word alone.
-    fn new(size: usize) -> Self {
+    /// Frames of `size` bytes; `reserve`: allocate a frame's room at once (the sealer,
+    /// whose size is ours), else grow with the data (an opener's size comes from the
+    /// object's header, and nothing is reserved on its word alone).
+    fn new(size: usize, reserve: bool) -> Self {
         Self {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(if reserve { size } else { 0 }),
             size,
         }
     }

@@ -129,12 +129,18 @@ async fn export(
     reply(AxumStatus::OK)
 }
 
-/// Starts the receiver; its base URL (what `OTEL_EXPORTER_OTLP_ENDPOINT` is set to).
-async fn start_receiver() -> (Receiver, String) {
+/// A receiver and the OTLP/HTTP app that fills it.
+fn receiver_app() -> (Receiver, axum::Router) {
     let rx = Receiver::default();
     let app = axum::Router::new()
         .route("/v1/traces", post(export))
         .with_state(rx.clone());
+    (rx, app)
+}
+
+/// Starts the receiver; its base URL (what `OTEL_EXPORTER_OTLP_ENDPOINT` is set to).
+async fn start_receiver() -> (Receiver, String) {
+    let (rx, app) = receiver_app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -739,25 +745,14 @@ async fn a_stream_process_traces_each_batch_with_its_score_and_write_steps() {
     assert!(rx.rejected.lock().unwrap().is_empty());
     let batches: Vec<&Received> = spans.iter().filter(|s| s.name == "stream.batch").collect();
     let int = |s: &Received, k: &str| s.attr(k).as_i64().unwrap_or_else(|| panic!("{k} of {s:?}"));
+    let sum = |spans: &[&Received], k: &str| spans.iter().map(|s| int(s, k)).sum::<i64>();
     assert_eq!(
-        batches
-            .iter()
-            .map(|b| int(b, "messaging.batch.message_count"))
-            .sum::<i64>(),
+        sum(&batches, "messaging.batch.message_count"),
         301,
         "every event read is in one batch's span: {batches:?}"
     );
-    assert_eq!(
-        batches
-            .iter()
-            .map(|b| int(b, "stream.dead_letters"))
-            .sum::<i64>(),
-        1
-    );
-    let anomalies: i64 = batches
-        .iter()
-        .map(|b| int(b, "ml.anomalies_detected"))
-        .sum();
+    assert_eq!(sum(&batches, "stream.dead_letters"), 1);
+    let anomalies = sum(&batches, "ml.anomalies_detected");
     assert!((1..300).contains(&anomalies), "{anomalies} anomalies");
     for b in &batches {
         assert_eq!(b.service, "pynomaly-stream-test");
@@ -788,20 +783,11 @@ async fn a_stream_process_traces_each_batch_with_its_score_and_write_steps() {
         assert_ne!(w.status_code, STATUS_ERROR);
     }
     assert_eq!(
-        writes
-            .iter()
-            .map(|w| int(w, "messaging.batch.message_count"))
-            .sum::<i64>(),
+        sum(&writes, "messaging.batch.message_count"),
         300,
         "every alert written under a write span"
     );
-    assert_eq!(
-        writes
-            .iter()
-            .map(|w| int(w, "stream.dead_letters"))
-            .sum::<i64>(),
-        1
-    );
+    assert_eq!(sum(&writes, "stream.dead_letters"), 1);
 }
 
 /// Starts the receiver behind TLS with the certificate and key in `dir` (PEM); its base
@@ -822,10 +808,7 @@ async fn start_tls_receiver(dir: &Path) -> (Receiver, String) {
     .with_single_cert(certs, key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let rx = Receiver::default();
-    let app = axum::Router::new()
-        .route("/v1/traces", post(export))
-        .with_state(rx.clone());
+    let (rx, app) = receiver_app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
