@@ -3,14 +3,17 @@
 //! Applied with `Router::layer` after the routes and the fallback are added, so it wraps
 //! each route and sees the matched route template (`/api/v1/models/{name}/predict`), which
 //! is what metrics and logs name, never the raw path. The request id (the client's
-//! `x-request-id` when it sent a sane one, else a new UUID) is put in a task-local so that
-//! error bodies built anywhere in the handler carry it.
+//! `x-request-id` when it sent a sane one, else, with traces on, one from the request's
+//! span, else a new UUID) is put in a task-local so that error bodies built anywhere in
+//! the handler carry it.
 //!
 //! With traces on (see [`crate::telemetry`]) each request runs in a server span named
-//! `METHOD /route/{template}` with `http.method`, `http.route`, `request_id`,
-//! `http.status_code` and, on failure, `error.type` (the contract's code) and
-//! `error.message`; it continues the caller's trace when the request carries a W3C
-//! `traceparent`. The span is an OpenTelemetry span made directly with the SDK
+//! `METHOD /route/{template}` with `http.method`, `http.route`, `http.status_code` and, on
+//! failure, `error.type` (the contract's code) and `error.message`; it continues the
+//! caller's trace when the request carries a W3C `traceparent`. A request without its own
+//! `x-request-id` then gets the span's trace id as its id (`<trace id>-<span id>` when it
+//! continues a caller's trace), so the id in a response or a log line is what Jaeger finds
+//! the trace by; a client's own id is kept and recorded on the span as `request_id`. The span is an OpenTelemetry span made directly with the SDK
 //! ([`crate::telemetry::RequestTrace`]), not a `tracing` span: the handler runs with its
 //! context attached while polled, which is where step spans, errors, job submissions and
 //! log lines find it. A predict of a few rows records its `ml.*` attributes on this span
@@ -55,13 +58,18 @@ fn incoming_id(req: &Request) -> Option<Arc<str>> {
 /// Request id, timeout, metrics and one JSON log line per request.
 pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let id = incoming_id(&req).unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
+    let client_id = incoming_id(&req);
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let timeout = state.limits.request_timeout;
     let template = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     // None when traces are off.
-    let trace = RequestTrace::start(&method, template, &id, req.headers());
+    let trace = RequestTrace::start(&method, template, client_id.as_ref(), req.headers());
+    let id = match (client_id, &trace) {
+        (Some(id), _) => id,
+        (None, Some(trace)) => trace.request_id(),
+        (None, None) => Arc::from(uuid::Uuid::new_v4().to_string()),
+    };
     let handler = match &trace {
         Some(trace) => Either::Left(next.run(req).with_context(trace.context().clone())),
         None => Either::Right(next.run(req)),

@@ -39,6 +39,8 @@
 //! and of jobs are `tracing` spans, exported by `tracing-opentelemetry`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -360,46 +362,77 @@ impl Extractor for HeaderCarrier<'_> {
     }
 }
 
-/// The most attributes a request span gets: method, route, request id, status code,
-/// error type and message, and an inline step's four `ml.*` (room for all from the start).
-const REQUEST_ATTRIBUTES: usize = 10;
+/// The most attributes a request span gets: method, route, the client's request id,
+/// status code, error type and message, and an inline step's three `ml.*` (room for all
+/// from the start).
+const REQUEST_ATTRIBUTES: usize = 9;
 
 /// A request's server span, made with the SDK's tracer (see the module docs): named
-/// `METHOD /route/{template}`, with `http.method`, `http.route` and `request_id` from the
-/// start, `http.status_code` at the end, and what the handler records on it
-/// ([`record_error`], [`ml_inline`]). It continues the caller's trace when the request
-/// carries a W3C `traceparent`. When the sampler drops the trace the span records
-/// nothing, but its context still has valid ids, so log lines carry a trace id all the
-/// same.
+/// `METHOD /route/{template}`, with `http.method`, `http.route` (and `request_id` when the
+/// client sent its own `x-request-id`) from the start, `http.status_code` at the end, and
+/// what the handler records on it ([`record_error`], [`ml_inline`]). It continues the
+/// caller's trace when the request carries a W3C `traceparent`. When the sampler drops
+/// the trace the span records nothing, but its context still has valid ids, so log lines
+/// carry a trace id all the same.
+///
+/// A request without its own `x-request-id` takes its id from the span
+/// ([`RequestTrace::request_id`]), so the id a client sees leads straight to the trace,
+/// and the span needs no attribute to repeat it.
 pub(crate) struct RequestTrace {
     cx: OtelContext,
+    /// The span started a new trace (the request carried no valid `traceparent`).
+    new_trace: bool,
 }
 
 impl RequestTrace {
     /// The span of a request to `route` (the matched template); none when traces are off.
+    /// `client_id` is the request's own `x-request-id`, when it sent a usable one.
     pub(crate) fn start(
         method: &Method,
         route: &str,
-        request_id: &Arc<str>,
+        client_id: Option<&Arc<str>>,
         headers: &HeaderMap,
     ) -> Option<Self> {
         let tracer = TRACER.get()?;
         let parent = remote_parent(headers).unwrap_or_default();
-        let mut builder = tracer
-            .span_builder(format!("{method} {route}"))
-            .with_kind(SpanKind::Server);
+        let new_trace = !parent.span().span_context().is_valid();
+        let names = RequestNames::of(method, route);
+        let mut builder = tracer.span_builder(names.name).with_kind(SpanKind::Server);
         // The samplers here do not read attributes: they are set once the span is known
         // to record, so an unsampled request builds none.
         builder.attributes = Some(Vec::with_capacity(REQUEST_ATTRIBUTES));
         let mut span = builder.start_with_context(tracer, &parent);
         if span.is_recording() {
-            span.set_attribute(KeyValue::new("http.method", method_name(method)));
-            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
-            span.set_attribute(KeyValue::new("request_id", Arc::clone(request_id)));
+            let method = KeyValue::new("http.method", names.method);
+            let route = KeyValue::new("http.route", names.route);
+            match client_id {
+                Some(id) => span.set_attributes([
+                    method,
+                    route,
+                    KeyValue::new("request_id", Arc::clone(id)),
+                ]),
+                None => span.set_attributes([method, route]),
+            }
         }
         Some(Self {
             cx: parent.with_span(span),
+            new_trace,
         })
+    }
+
+    /// The id of a request that did not send its own: the span's trace id (32 hex
+    /// digits) when the span started the trace, else — a request continuing a caller's
+    /// trace, which other requests may share — `<trace id>-<span id>`. Unique either way,
+    /// and what Jaeger or Tempo finds the trace by.
+    pub(crate) fn request_id(&self) -> Arc<str> {
+        let span = self.cx.span();
+        let sc = span.span_context();
+        let id = if self.new_trace {
+            sc.trace_id().to_string()
+        } else {
+            format!("{}-{}", sc.trace_id(), sc.span_id())
+        };
+        Arc::from(id)
     }
 
     /// The span's context: what the handler runs with attached.
@@ -428,15 +461,65 @@ impl RequestTrace {
     }
 }
 
-/// The method as an attribute value, without an allocation for the standard ones.
-fn method_name(method: &Method) -> opentelemetry::Value {
-    const STANDARD: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
-    ];
-    match STANDARD.iter().find(|m| **m == method.as_str()) {
-        Some(m) => (*m).into(),
-        None => method.as_str().to_owned().into(),
+/// The methods whose request spans get names made once ([`RequestNames`]).
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// A request span's name (`METHOD /route`), `http.method` and `http.route`.
+///
+/// For the standard methods these are `&'static str`s made once per route template and
+/// thread, so a request allocates none of them. That matters beyond the allocation: a
+/// span's data is freed on the exporter's thread, and glibc returns memory freed on
+/// another thread to the allocating thread's arena under its lock, where the request
+/// threads' own allocations then contend with it and find their caches empty. The
+/// templates are the router's (or `unmatched`) and the methods nine, so what is made
+/// once is bounded; another method's names are made per request.
+struct RequestNames {
+    name: Cow<'static, str>,
+    method: opentelemetry::Value,
+    route: opentelemetry::Value,
+}
+
+/// Per route template: the template, and the span name per standard method.
+type NameCache = HashMap<Box<str>, (&'static str, [Option<&'static str>; 9])>;
+
+thread_local! {
+    static REQUEST_NAMES: RefCell<NameCache> = RefCell::new(HashMap::new());
+}
+
+impl RequestNames {
+    fn of(method: &Method, route: &str) -> Self {
+        let Some(m) = STANDARD_METHODS.iter().position(|m| *m == method.as_str()) else {
+            return Self {
+                name: Cow::Owned(format!("{method} {route}")),
+                method: method.as_str().to_owned().into(),
+                route: route.to_owned().into(),
+            };
+        };
+        let (name, route) = REQUEST_NAMES.with_borrow_mut(|cache| {
+            let (route_static, names) = match cache.get_mut(route) {
+                Some(entry) => entry,
+                None => cache
+                    .entry(route.into())
+                    .or_insert_with(|| (leak(route.to_owned()), [None; 9])),
+            };
+            let route_static: &'static str = route_static;
+            let name = *names[m]
+                .get_or_insert_with(|| leak(format!("{} {route_static}", STANDARD_METHODS[m])));
+            (name, route_static)
+        });
+        Self {
+            name: Cow::Borrowed(name),
+            method: STANDARD_METHODS[m].into(),
+            route: route.into(),
+        }
     }
+}
+
+/// A string kept for the life of the process (bounded uses only: see [`RequestNames`]).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 /// Marks the request's span as failed with `code` and the message the client gets
@@ -476,20 +559,21 @@ pub(crate) fn ml_span(step: &'static str, algorithm: &str, rows: usize) -> traci
 }
 
 /// The span for an ML step too small for its own span — a predict of a few rows, scored
-/// inline in microseconds: none (`Span::none()`), the step's `ml.algorithm`,
-/// `ml.data_size` and row count being recorded on the request's span instead, as are its
-/// anomalies ([`record_anomalies`]). A child span there would double what tracing costs a
-/// small request for a step of no duration worth showing.
+/// inline in microseconds: none (`Span::none()`), the step's `ml.algorithm` and
+/// `ml.data_size` being recorded on the request's span instead, as are its anomalies
+/// ([`record_anomalies`]). A child span there would double what tracing costs a small
+/// request for a step of no duration worth showing. The exact row count (`ml.data_rows`
+/// of step spans) is left out: an inline step has at most [`crate::cpu::INLINE_ROWS`]
+/// rows, which `ml.data_size` (`small`) already says, and each attribute is work for the
+/// exporter on every traced request.
 pub(crate) fn ml_inline(algorithm: &'static str, rows: usize) -> tracing::Span {
     if traces_on() {
         opentelemetry::trace::get_active_span(|span| {
             if span.is_recording() {
-                span.set_attribute(KeyValue::new("ml.algorithm", algorithm));
-                span.set_attribute(KeyValue::new(
-                    "ml.data_size",
-                    pynomaly_jobs::size_class(rows),
-                ));
-                span.set_attribute(KeyValue::new("ml.data_rows", rows as i64));
+                span.set_attributes([
+                    KeyValue::new("ml.algorithm", algorithm),
+                    KeyValue::new("ml.data_size", pynomaly_jobs::size_class(rows)),
+                ]);
             }
         });
     }
@@ -779,6 +863,28 @@ mod tests {
             let e = from(pairs).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
         }
+    }
+
+    #[test]
+    fn request_span_names_are_made_once_per_route_and_standard_method() {
+        let route = "/api/v1/models/{name}/predict";
+        let a = RequestNames::of(&Method::POST, route);
+        // The same template in another string (as each request's `MatchedPath` is).
+        let again = String::from(route);
+        let b = RequestNames::of(&Method::POST, again.as_str());
+        assert_eq!(a.name, "POST /api/v1/models/{name}/predict");
+        assert!(
+            matches!((&a.name, &b.name), (Cow::Borrowed(x), Cow::Borrowed(y)) if std::ptr::eq(*x, *y))
+        );
+        assert_eq!(a.method, "POST".into());
+        assert_eq!(a.route, route.into());
+        let get = RequestNames::of(&Method::GET, route);
+        assert_eq!(get.name, "GET /api/v1/models/{name}/predict");
+        // A method of the client's own making is not kept.
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        let c = RequestNames::of(&custom, route);
+        assert!(matches!(&c.name, Cow::Owned(n) if n == "PURGE /api/v1/models/{name}/predict"));
+        assert_eq!(c.method, "PURGE".into());
     }
 
     /// Keeps what it is given to export.

@@ -283,6 +283,23 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Neither an id nor a traceparent: the request's id is its new trace's id.
+    let fresh = client
+        .post(format!("{base}/api/v1/models/traced/predict"))
+        .bearer_auth(&key)
+        .json(&json!({"data": [[0.1, 0.2]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let fresh_id = fresh.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fresh_id.len() == 32 && fresh_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a trace id: {fresh_id}"
+    );
     // A sampled predict of two rows: scored inline, its ml.* attributes on the request span.
     let (status, traced_predict) = call(
         &client,
@@ -300,10 +317,14 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
         Method::POST,
         format!("{base}/api/v1/models/nothing-here/predict"),
         Some(json!({"data": [[0.1, 0.2]]})),
-        &[("traceparent", &traceparent(t_404, p_404))],
+        &[
+            ("traceparent", &traceparent(t_404, p_404)),
+            ("x-request-id", "traced-404"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["request_id"], "traced-404", "{body}");
     let (status, batch) = call(
         &client,
         &key,
@@ -394,6 +415,11 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
         Some(32),
         "{unsampled}"
     );
+    let fresh_line = logs
+        .iter()
+        .find(|l| l["request_id"] == fresh_id.as_str())
+        .expect("the id-less predict's access log line");
+    assert_eq!(fresh_line["trace_id"], fresh_id.as_str(), "{fresh_line}");
 
     // The sampled inline predict: one span, carrying the step's ml.* attributes.
     let predict = find(&spans, "the sampled predict", |s| {
@@ -404,7 +430,19 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     assert_eq!(predict.attr("http.status_code"), 200);
     assert_eq!(predict.attr("ml.algorithm"), "isolation_forest");
     assert_eq!(predict.attr("ml.data_size"), "small");
-    assert_eq!(predict.attr("ml.data_rows"), 2);
+    // An inline step's row count is its size class's (at most 32 rows: "small").
+    assert_eq!(predict.attr("ml.data_rows"), &Value::Null, "{predict:?}");
+    // No id of its own: the request's id is made of the span's ids, not repeated on it.
+    assert_eq!(predict.attr("request_id"), &Value::Null, "{predict:?}");
+    let predict_line = logs
+        .iter()
+        .find(|l| l["message"] == "request" && l["trace_id"] == t_pred)
+        .expect("the sampled predict's access log line");
+    assert_eq!(
+        predict_line["request_id"],
+        format!("{t_pred}-{}", predict.span_id),
+        "{predict_line}"
+    );
     assert_eq!(
         predict.attr("ml.anomalies_detected"),
         &traced_predict["anomaly_count"],
@@ -423,6 +461,11 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     assert_eq!(not_found.name, "POST /api/v1/models/{name}/predict");
     assert_eq!(not_found.attr("http.status_code"), 404);
     assert_eq!(not_found.attr("error.type"), "not_found");
+    assert_eq!(
+        not_found.attr("request_id"),
+        "traced-404",
+        "the client's own id"
+    );
     assert!(
         not_found
             .attr("error.message")
