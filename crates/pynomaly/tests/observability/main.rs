@@ -48,6 +48,11 @@ pub(crate) async fn wait_ready(client: &reqwest::Client, url: &str, proc: &Proc)
             return;
         }
         assert!(
+            !proc.exited(),
+            "the process exited before {url} answered:\n{}",
+            proc.log_tail()
+        );
+        assert!(
             Instant::now() < deadline,
             "{url} did not answer:\n{}",
             proc.log_tail()

@@ -37,6 +37,19 @@ impl Proc {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Whether it has exited (a child not yet waited for stays a zombie, state `Z` in
+    /// `/proc`); false once stopped through this handle.
+    pub fn exited(&self) -> bool {
+        let Some(c) = &self.child else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{}/stat", c.id())).map_or(true, |stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        })
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill_hard(&mut self) {
         if let Some(mut c) = self.child.take() {
