@@ -13,7 +13,8 @@
 //! caller's trace when the request carries a W3C `traceparent`. A request without its own
 //! `x-request-id` then gets the span's trace id as its id (`<trace id>-<span id>` when it
 //! continues a caller's trace), so the id in a response or a log line is what Jaeger finds
-//! the trace by; a client's own id is kept and recorded on the span as `request_id`. The span is an OpenTelemetry span made directly with the SDK
+//! the trace by; a client's own id is kept and recorded on the span as `request_id`. The
+//! span is an OpenTelemetry span made directly with the SDK
 //! ([`crate::telemetry::RequestTrace`]), not a `tracing` span: the handler runs with its
 //! context attached while polled, which is where step spans, errors, job submissions and
 //! log lines find it. A predict of a few rows records its `ml.*` attributes on this span

@@ -482,7 +482,7 @@ struct RequestNames {
 }
 
 /// Per route template: the template, and the span name per standard method.
-type NameCache = HashMap<Box<str>, (&'static str, [Option<&'static str>; 9])>;
+type NameCache = HashMap<Box<str>, (&'static str, [Option<&'static str>; STANDARD_METHODS.len()])>;
 
 thread_local! {
     static REQUEST_NAMES: RefCell<NameCache> = RefCell::new(HashMap::new());
@@ -502,7 +502,7 @@ impl RequestNames {
                 Some(entry) => entry,
                 None => cache
                     .entry(route.into())
-                    .or_insert_with(|| (leak(route.to_owned()), [None; 9])),
+                    .or_insert_with(|| (leak(route.to_owned()), [None; STANDARD_METHODS.len()])),
             };
             let route_static: &'static str = route_static;
             let name = *names[m]
