@@ -73,21 +73,10 @@ impl Cluster {
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         Proc::spawn(name, &mut cmd, &self.root.join(format!("{name}.log")))
     }
-
-    fn log_tail(&self, name: &str) -> String {
-        let text =
-            std::fs::read_to_string(self.root.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
 }
 
-async fn wait_ready(
-    client: &reqwest::Client,
-    url: &str,
-    what: &str,
-    proc_log: impl Fn() -> String,
-) {
+/// Waits for `url` to answer 200; fails at once if `proc` exits first, and after 60 s.
+async fn wait_ready(client: &reqwest::Client, url: &str, what: &str, proc: &Proc) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = client.get(url).send().await
@@ -96,9 +85,14 @@ async fn wait_ready(
             return;
         }
         assert!(
+            !proc.exited(),
+            "{what} exited before it became ready:\n{}",
+            proc.log_tail()
+        );
+        assert!(
             Instant::now() < deadline,
             "{what} did not become ready:\n{}",
-            proc_log()
+            proc.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -254,10 +248,7 @@ async fn run_cluster(
         ],
     );
     let a = format!("http://127.0.0.1:{port_a}");
-    wait_ready(&client, &format!("{a}/health/ready"), "instance A", || {
-        cluster.log_tail("api-a")
-    })
-    .await;
+    wait_ready(&client, &format!("{a}/health/ready"), "instance A", &api_a).await;
     let key = std::fs::read_to_string(root.join("a/admin.key"))
         .expect("admin key")
         .trim()
@@ -271,10 +262,7 @@ async fn run_cluster(
         ],
     );
     let b = format!("http://127.0.0.1:{port_b}");
-    wait_ready(&client, &format!("{b}/health/ready"), "instance B", || {
-        cluster.log_tail("api-b")
-    })
-    .await;
+    wait_ready(&client, &format!("{b}/health/ready"), "instance B", &api_b).await;
     let mut workers: Vec<Proc> = (1..=2)
         .map(|i| {
             cluster.pynomaly(
@@ -315,10 +303,7 @@ async fn run_cluster(
         &root.join("nginx.log"),
     );
     let lb = format!("http://127.0.0.1:{port_nginx}");
-    wait_ready(&client, &format!("{lb}/health/ready"), "nginx", || {
-        cluster.log_tail("nginx")
-    })
-    .await;
+    wait_ready(&client, &format!("{lb}/health/ready"), "nginx", &nginx).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, health) = call(&client, &key, Method::GET, format!("{lb}/health"), None).await;
@@ -329,7 +314,7 @@ async fn run_cluster(
         assert!(
             Instant::now() < deadline,
             "two live workers expected: {health}\n{}",
-            cluster.log_tail("worker-1")
+            workers[0].log_tail()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -454,7 +439,7 @@ async fn run_cluster(
         assert!(
             Instant::now() < deadline,
             "jobs did not start:\n{}",
-            cluster.log_tail("worker-1")
+            workers[0].log_tail()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -485,7 +470,7 @@ async fn run_cluster(
         assert!(
             Instant::now() < deadline,
             "jobs did not finish: {all:?}\n{}",
-            cluster.log_tail("worker-2")
+            workers[1].log_tail()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
