@@ -201,6 +201,17 @@ fn base_env(root: &Path, endpoint: &str, service: &str) -> HashMap<String, Strin
     .collect()
 }
 
+/// [`base_env`] for a `serve` on `port`, its data under `root/data`.
+fn serve_env(root: &Path, endpoint: &str, service: &str, port: u16) -> HashMap<String, String> {
+    let mut env = base_env(root, endpoint, service);
+    env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{port}"));
+    env.insert(
+        "PYNOMALY_DATA_DIR".into(),
+        root.join("data").display().to_string(),
+    );
+    env
+}
+
 fn traceparent(trace: &str, parent: &str) -> String {
     format!("00-{trace}-{parent}-01")
 }
@@ -230,12 +241,7 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     std::fs::create_dir_all(root.join("sources")).unwrap();
     std::fs::write(root.join("sources/data.csv"), csv_rows(1200)).unwrap();
     let port = free_port();
-    let mut env = base_env(root, &endpoint, "pynomaly-trace-test");
-    env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{port}"));
-    env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("data").display().to_string(),
-    );
+    let mut env = serve_env(root, &endpoint, "pynomaly-trace-test", port);
     env.insert("WORKER_CONCURRENCY".into(), "1".into());
     // Parent-based with ratio 0: a request that continues a sampled trace is traced, a
     // new trace is not.
@@ -949,12 +955,7 @@ async fn spans_reach_an_https_collector_trusted_through_ssl_cert_file() {
     }
     let (rx, endpoint) = start_tls_receiver(root).await;
     let port = free_port();
-    let mut env = base_env(root, &endpoint, "pynomaly-tls-test");
-    env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{port}"));
-    env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("data").display().to_string(),
-    );
+    let mut env = serve_env(root, &endpoint, "pynomaly-tls-test", port);
     env.insert(
         "SSL_CERT_FILE".into(),
         root.join("ca.pem").display().to_string(),
