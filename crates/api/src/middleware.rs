@@ -14,13 +14,12 @@
 //! `x-request-id` then gets the span's trace id as its id (`<trace id>-<span id>` when it
 //! continues a caller's trace), so the id in a response or a log line is what Jaeger finds
 //! the trace by; a client's own id is kept and recorded on the span as `request_id`. The
-//! span is an OpenTelemetry span made directly with the SDK
-//! ([`crate::telemetry::RequestTrace`]), not a `tracing` span: the handler runs with its
-//! context attached while polled, which is where step spans, errors, job submissions and
-//! log lines find it. A predict of a few rows records its `ml.*` attributes on this span
+//! span is an OpenTelemetry span made by [`crate::telemetry::RequestTrace`], not a `tracing`
+//! span: the handler runs with its context attached while polled, which is where step
+//! spans, errors, job submissions and log lines find it. A predict of a few rows records its `ml.*` attributes on this span
 //! instead of a child step span (see [`crate::telemetry::ml_inline`]). The access line is
-//! logged with the span's context attached (so it carries its ids) but is not an event of
-//! the span. With traces off no span is made.
+//! logged with the span's context attached (so it carries its ids; when `LOG_LEVEL` logs
+//! it) but is not an event of the span. With traces off no span is made.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -117,7 +116,12 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
     };
     match trace {
         Some(trace) => {
-            trace.in_scope(access_line);
+            // Attaching the span's context for a line that is not logged (LOG_LEVEL=warn)
+            // would be work for nothing on every request.
+            if tracing::enabled!(target: crate::telemetry::ACCESS_LOG_TARGET, tracing::Level::INFO)
+            {
+                trace.in_scope(access_line);
+            }
             trace.end(status);
         }
         None => access_line(),

@@ -25,11 +25,14 @@
 //! process or a `pynomaly worker` elsewhere — continues the same trace
 //! (`pynomaly_jobs::attach_trace_context`).
 //!
-//! **Two kinds of span.** A request's server span is made directly with the SDK's tracer
-//! ([`RequestTrace`]), not as a `tracing` span: every request pays for it, and going
-//! through the `tracing` registry and `tracing-opentelemetry` (a span builder kept in the
-//! registry, fields converted to attributes, enter and exit on every poll) was most of
-//! what tracing cost a small request. The middleware runs the handler with the span's
+//! **Two kinds of span.** A request's server span is not a `tracing` span
+//! ([`RequestTrace`]): every request pays for it, and going through the `tracing`
+//! registry and `tracing-opentelemetry` (a span builder kept in the registry, fields
+//! converted to attributes, enter and exit on every poll) was most of what tracing cost a
+//! small request. Nor is it the SDK's `Span`: it is made by [`request_span`] with the
+//! provider's sampler, ids, limits and scope and handed to the provider's batch processor
+//! as the SDK's span data, without the SDK span's per-span costs on the request threads
+//! (see that module). The middleware runs the handler with the span's
 //! OpenTelemetry context attached while it is polled (`opentelemetry::Context::current()`
 //! is the request's there), and whatever needs the request's span reads it from there:
 //! the step spans below (a `tracing` span with no `tracing` parent takes the current
@@ -46,12 +49,12 @@ use std::sync::{Arc, OnceLock};
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{
-    Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
-};
-use opentelemetry::{Context as OtelContext, KeyValue};
+use opentelemetry::trace::{Span as _, Status, TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{Context as OtelContext, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanProcessor as _,
+};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
@@ -63,15 +66,22 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::settings::SettingsError;
 
+mod request_span;
+
+use request_span::{AttributePool, Recycling, RequestSpans, SharedProcessor};
+
 /// The target of the one access log line per request (`crate::middleware`).
 pub(crate) const ACCESS_LOG_TARGET: &str = "pynomaly_api::access";
 
-/// The tracer of the request spans, set once by [`init_telemetry`] when it exports traces.
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+/// What request spans are made with, set once by [`init_telemetry`] when it exports traces.
+static REQUEST_SPANS: OnceLock<RequestSpans> = OnceLock::new();
+
+/// The instrumentation scope of every span the service makes.
+const TRACER_NAME: &str = "pynomaly";
 
 /// Whether spans are exported: the middleware makes no request span otherwise.
 pub(crate) fn traces_on() -> bool {
-    TRACER.get().is_some()
+    REQUEST_SPANS.get().is_some()
 }
 
 /// Which traces are kept (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
@@ -262,6 +272,7 @@ pub fn init_telemetry(
     let targets: Targets = level
         .parse()
         .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    let mut request_spans = None;
     let provider = if traces.enabled {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -278,18 +289,32 @@ pub fn init_telemetry(
                 env!("CARGO_PKG_VERSION"),
             ))
             .build();
-        Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_sampler(traces.sampler.to_sdk())
-                .with_resource(resource)
-                .build(),
-        )
+        // One batch processor (the `OTEL_BSP_*` variables) for the provider's spans and
+        // the request spans, which reach it directly (see `request_span`).
+        let pool = Arc::new(AttributePool::default());
+        let mut processor =
+            BatchSpanProcessor::builder(Recycling::new(exporter, Arc::clone(&pool))).build();
+        processor.set_resource(&resource);
+        let processor = Arc::new(processor);
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(SharedProcessor(Arc::clone(&processor)))
+            .with_sampler(traces.sampler.to_sdk())
+            .with_resource(resource)
+            .build();
+        request_spans = Some(RequestSpans::new(
+            processor,
+            traces.sampler.to_sdk(),
+            // The provider's limits: the defaults, or the `OTEL_SPAN_*` variables.
+            opentelemetry_sdk::trace::Config::default().span_limits,
+            InstrumentationScope::builder(TRACER_NAME).build(),
+            pool,
+        ));
+        Some(provider)
     } else {
         None
     };
     let traces_on = provider.is_some();
-    let tracer = provider.as_ref().map(|p| p.tracer("pynomaly"));
+    let tracer = provider.as_ref().map(|p| p.tracer(TRACER_NAME));
     let otel_layer = tracer.as_ref().map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer.clone())
@@ -327,10 +352,10 @@ pub fn init_telemetry(
         .with(JsonLines::new(traces_on))
         .try_init()
         .is_ok();
-    if installed && let (Some(p), Some(tracer)) = (&provider, tracer) {
+    if installed && let (Some(p), Some(spans)) = (&provider, request_spans) {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(p.clone());
-        let _ = TRACER.set(tracer);
+        let _ = REQUEST_SPANS.set(spans);
     }
     Ok(TelemetryGuard {
         provider: provider.filter(|_| installed),
@@ -362,12 +387,7 @@ impl Extractor for HeaderCarrier<'_> {
     }
 }
 
-/// The most attributes a request span gets: method, route, the client's request id,
-/// status code, error type and message, and an inline step's three `ml.*` (room for all
-/// from the start).
-const REQUEST_ATTRIBUTES: usize = 9;
-
-/// A request's server span, made with the SDK's tracer (see the module docs): named
+/// A request's server span ([`request_span::RequestSpan`], see the module docs): named
 /// `METHOD /route/{template}`, with `http.method`, `http.route` (and `request_id` when the
 /// client sent its own `x-request-id`) from the start, `http.status_code` at the end, and
 /// what the handler records on it ([`record_error`], [`ml_inline`]). It continues the
@@ -393,25 +413,18 @@ impl RequestTrace {
         client_id: Option<&Arc<str>>,
         headers: &HeaderMap,
     ) -> Option<Self> {
-        let tracer = TRACER.get()?;
+        let spans = REQUEST_SPANS.get()?;
         let parent = remote_parent(headers).unwrap_or_default();
         let new_trace = !parent.span().span_context().is_valid();
         let names = RequestNames::of(method, route);
-        let mut builder = tracer.span_builder(names.name).with_kind(SpanKind::Server);
         // The samplers here do not read attributes: they are set once the span is known
         // to record, so an unsampled request builds none.
-        builder.attributes = Some(Vec::with_capacity(REQUEST_ATTRIBUTES));
-        let mut span = builder.start_with_context(tracer, &parent);
+        let mut span = spans.start(names.name, &parent);
         if span.is_recording() {
-            let method = KeyValue::new("http.method", names.method);
-            let route = KeyValue::new("http.route", names.route);
-            match client_id {
-                Some(id) => span.set_attributes([
-                    method,
-                    route,
-                    KeyValue::new("request_id", Arc::clone(id)),
-                ]),
-                None => span.set_attributes([method, route]),
+            span.set_attribute(KeyValue::new("http.method", names.method));
+            span.set_attribute(KeyValue::new("http.route", names.route));
+            if let Some(id) = client_id {
+                span.set_attribute(KeyValue::new("request_id", Arc::clone(id)));
             }
         }
         Some(Self {
@@ -427,12 +440,18 @@ impl RequestTrace {
     pub(crate) fn request_id(&self) -> Arc<str> {
         let span = self.cx.span();
         let sc = span.span_context();
-        let id = if self.new_trace {
-            sc.trace_id().to_string()
+        // 32 hex digits, a dash and 16 more, written in place (one allocation, the id's).
+        let mut id = [0_u8; 49];
+        let (trace, rest) = id.split_at_mut(32);
+        let _ = hex::encode_to_slice(sc.trace_id().to_bytes(), trace);
+        let len = if self.new_trace {
+            32
         } else {
-            format!("{}-{}", sc.trace_id(), sc.span_id())
+            rest[0] = b'-';
+            let _ = hex::encode_to_slice(sc.span_id().to_bytes(), &mut rest[1..]);
+            49
         };
-        Arc::from(id)
+        Arc::from(std::str::from_utf8(&id[..len]).unwrap_or_default())
     }
 
     /// The span's context: what the handler runs with attached.
@@ -780,6 +799,7 @@ impl Visit for FieldsVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::Tracer as _;
     use opentelemetry_sdk::error::OTelSdkResult;
     use opentelemetry_sdk::trace::{SpanData, SpanExporter};
     use std::collections::HashMap;
