@@ -5,14 +5,20 @@
 # span exported over OTLP/HTTP to a local receiver (bench/otlp_sink.py, which counts the
 # spans it decodes; SINK=rust: bench-tools' otlp-sink instead). Off and on alternate ROUNDS
 # times (which goes first alternates too), each with a fresh server, so both see the same
-# machine; the ratio is taken per round and over the medians. The server's CPU time per
+# machine; the ratio is taken per round and over the medians. KEEP=1 (SINK=rust only)
+# starts the two servers and the receiver once and alternates the wrk runs between them:
+# no start-up and training between runs, so off and on runs follow each other within
+# seconds and a VM whose speed drifts over minutes weighs on both alike; after each "on"
+# run it waits FLUSH_WAIT=6 s (the batch processor's 5 s schedule) so that the spans of the
+# run are counted, and sent, before the next. The server's CPU time per
 # request during the measured run (from /proc, steadier than throughput on a shared
 # machine) is reported too, and with traces on the receiver's.
 #
 #   bench/tracing_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
 #
 # Settings: DURATION=15s WARMUP=3s THREADS=2 CONNECTIONS=32 ROUNDS=3 CASES="predict_1"
-#   ADDR=127.0.0.1:18090 SINK_PORT=18091 BENCH_WORK=/tmp/pynomaly-tracing-bench
+#   ADDR=127.0.0.1:18090 ON_ADDR=127.0.0.1:18092 (KEEP=1's traced server) SINK_PORT=18091
+#   BENCH_WORK=/tmp/pynomaly-tracing-bench KEEP=0 FLUSH_WAIT=6
 #   SAMPLER=parentbased_always_on (OTEL_TRACES_SAMPLER when on; every request is traced)
 #   SAMPLER_ARG= (OTEL_TRACES_SAMPLER_ARG, e.g. SAMPLER=parentbased_traceidratio SAMPLER_ARG=0.1)
 #   SINK=python (the receiver: python = bench/otlp_sink.py; rust = the otlp-sink binary of
@@ -31,6 +37,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-3}
 CASES=${CASES:-predict_1}
 ADDR=${ADDR:-127.0.0.1:18090}
+ON_ADDR=${ON_ADDR:-127.0.0.1:18092}
+KEEP=${KEEP:-0}
 SINK_PORT=${SINK_PORT:-18091}
 SAMPLER=${SAMPLER:-parentbased_always_on}
 SAMPLER_ARG=${SAMPLER_ARG:-1.0}
@@ -50,14 +58,15 @@ case $SINK in
   rust) [ -x "$SINK_BIN" ] || die "no otlp-sink at $SINK_BIN (cargo build --release -p bench-tools --bin otlp-sink)" ;;
   *) die "SINK is python or rust, not $SINK" ;;
 esac
+[ "$KEEP" = 0 ] || [ "$SINK" = rust ] || die "KEEP=1 needs SINK=rust (the Python receiver reports its counts only when it stops)"
 log "receiver: $SINK"
 
-SERVER_PID= SINK_PID= DATA_DIR=
+SINK_PID=
+declare -A PID_OF KEY_OF DIR_OF ADDR_OF
 cleanup() {
-  local rc=$?
-  [ -z "$SERVER_PID" ] || kill -TERM "$SERVER_PID" 2>/dev/null || true
-  [ -z "$SINK_PID" ] || kill -TERM "$SINK_PID" 2>/dev/null || true
-  [ -z "$DATA_DIR" ] || rm -rf "$DATA_DIR"
+  local rc=$? p d
+  for p in $SINK_PID "${PID_OF[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for d in "${DIR_OF[@]}"; do rm -rf "$d"; done
   exit "$rc"
 }
 trap cleanup EXIT
@@ -91,66 +100,117 @@ thread_ticks() {  # pid: "thread-name ticks" per thread (user + system), names a
   done
 }
 
-run_round() {  # mode (off|on) case round
-  local mode=$1 cse=$2 round=$3 out line spans=- sink_stats
-  DATA_DIR=$(mktemp -d /tmp/pynomaly-tracing-bench-data.XXXXXX)
+start_sink() {  # stats_file (python sink)
+  if [ "$SINK" = rust ]; then
+    "$SINK_BIN" --port "$SINK_PORT" >"$WORK/sink.log" 2>&1 &
+  else
+    python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$1" >"$WORK/sink.log" 2>&1 &
+  fi
+  SINK_PID=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.05; done
+}
+
+sink_spans() {  # stats_file -> the spans the receiver has decoded so far, or rejected:N
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); bad=s["rejected"]+s.get("invalid_spans",0); print(s["spans"] if not bad else "rejected:%d" % bad)' "$1"
+}
+
+start_server() {  # mode addr: a server with traces off or on (the sink must run), trained
+  local mode=$1 addr=$2 dir
+  dir=$(mktemp -d /tmp/pynomaly-tracing-bench-data.XXXXXX)
+  DIR_OF[$mode]=$dir ADDR_OF[$mode]=$addr
   # No rate limit unless asked: wrk would exceed the default per-key limit.
-  local env=(PYNOMALY_BIND=$ADDR PYNOMALY_DATA_DIR=$DATA_DIR LOG_LEVEL=warn
+  local env=(PYNOMALY_BIND=$addr PYNOMALY_DATA_DIR=$dir LOG_LEVEL=warn
     PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0})
   if [ "$mode" = on ]; then
-    sink_stats=$WORK/sink-$cse-$round.json
-    if [ "$SINK" = rust ]; then
-      "$SINK_BIN" --port "$SINK_PORT" >"$WORK/sink.log" 2>&1 &
-    else
-      python3 "$ROOT/bench/otlp_sink.py" --port "$SINK_PORT" --stats "$sink_stats" >"$WORK/sink.log" 2>&1 &
-    fi
-    SINK_PID=$!
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.05; done
     env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-bench OTEL_TRACES_SAMPLER=$SAMPLER OTEL_TRACES_SAMPLER_ARG=$SAMPLER_ARG)
   fi
   env "${env[@]}" "$BIN" serve >"$WORK/server-$mode.log" 2>&1 </dev/null &
-  SERVER_PID=$!
-  wait_http "http://$ADDR/health/live" "$SERVER_PID" "$WORK/server-$mode.log"
-  for _ in $(seq 40); do [ -s "$DATA_DIR/admin.key" ] && break; sleep 0.1; done
-  local key; key=$(tr -d ' \r\n' <"$DATA_DIR/admin.key")
+  PID_OF[$mode]=$!
+  wait_http "http://$addr/health/live" "${PID_OF[$mode]}" "$WORK/server-$mode.log"
+  for _ in $(seq 40); do [ -s "$dir/admin.key" ] && break; sleep 0.1; done
+  KEY_OF[$mode]=$(tr -d ' \r\n' <"$dir/admin.key")
   local code
-  code=$(curl -s -o "$WORK/train.json" -w '%{http_code}' -H "Authorization: Bearer $key" \
-    -H 'Content-Type: application/json' --data-binary "@$WORK/bodies/train.json" "http://$ADDR/api/v1/models")
+  code=$(curl -s -o "$WORK/train.json" -w '%{http_code}' -H "Authorization: Bearer ${KEY_OF[$mode]}" \
+    -H 'Content-Type: application/json' --data-binary "@$WORK/bodies/train.json" "http://$addr/api/v1/models")
   [ "$code" = 201 ] || die "training answered $code: $(head -c 300 "$WORK/train.json")"
-  local url=http://$ADDR/api/v1/models/bench/predict body=$WORK/bodies/$cse.json
+}
+
+stop_server() {  # mode
+  kill -TERM "${PID_OF[$1]}"; wait "${PID_OF[$1]}" || true
+  rm -rf "${DIR_OF[$1]}"
+  unset "PID_OF[$1]" "DIR_OF[$1]"
+}
+
+measure() {  # mode case round: wrk against the running server of `mode`, CPU read around it
+  local mode=$1 cse=$2 round=$3 out line s0 k0=0 s1 k1=0
+  local pid=${PID_OF[$mode]} key=${KEY_OF[$mode]}
+  local url=http://${ADDR_OF[$mode]}/api/v1/models/bench/predict body=$WORK/bodies/$cse.json
   BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$LUA" "$url" >/dev/null 2>&1 || true
   out=$WORK/wrk-$cse-$mode-$round.txt
   log "round $round, $cse, traces $mode (load $(cut -d' ' -f1 /proc/loadavg))"
-  local s0 k0=0 s1 k1=0
-  s0=$(cpu_ticks "$SERVER_PID"); [ "$mode" = off ] || k0=$(cpu_ticks "$SINK_PID")
-  thread_ticks "$SERVER_PID" >"$WORK/threads-before.tsv"
+  s0=$(cpu_ticks "$pid"); [ "$mode" = off ] || k0=$(cpu_ticks "$SINK_PID")
+  thread_ticks "$pid" >"$WORK/threads-before.tsv"
   BODY_FILE=$body BENCH_TOKEN=$key wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "$url" >"$out" 2>&1 \
     || { cat "$out" >&2; die "wrk failed"; }
-  s1=$(cpu_ticks "$SERVER_PID"); [ "$mode" = off ] || k1=$(cpu_ticks "$SINK_PID")
-  thread_ticks "$SERVER_PID" >"$WORK/threads-after.tsv"
+  s1=$(cpu_ticks "$pid"); [ "$mode" = off ] || k1=$(cpu_ticks "$SINK_PID")
+  thread_ticks "$pid" >"$WORK/threads-after.tsv"
   # Per thread name: CPU ticks during the measured run (threads started meanwhile count whole).
   awk -v c="$cse" -v r="$round" -v m="$mode" 'NR == FNR {b[$1] += $2; next} {a[$1] += $2}
     END {for (n in a) printf "%s\t%s\t%s\t%s\t%d\n", c, r, m, n, a[n] - b[n]}' \
     "$WORK/threads-before.tsv" "$WORK/threads-after.tsv" >>"$THREADS_TSV"
-  kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
+  line=$(grep '^BENCH_RESULT' "$out") || { cat "$out" >&2; die "no BENCH_RESULT in $out"; }
+  MEASURED="$((s1 - s0))"$'\t'"$((k1 - k0))"$'\t'"$line"
+}
+
+run_round() {  # mode case round: fresh server (and receiver), measure, stop
+  local mode=$1 cse=$2 round=$3 spans=- sink_stats=$WORK/sink-$2-$3.json
+  [ "$mode" = off ] || start_sink "$sink_stats"
+  start_server "$mode" "$ADDR"
+  measure "$mode" "$cse" "$round"
+  stop_server "$mode"
   if [ "$mode" = on ]; then
     if [ "$SINK" = rust ]; then
       curl -sf -o "$sink_stats" "http://127.0.0.1:$SINK_PORT/stats" || die "the sink gave no stats"
     fi
     kill -TERM "$SINK_PID"; wait "$SINK_PID" || true; SINK_PID=
-    spans=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); bad=s["rejected"]+s.get("invalid_spans",0); print(s["spans"] if not bad else "rejected:%d" % bad)' "$sink_stats")
+    spans=$(sink_spans "$sink_stats")
   fi
-  rm -rf "$DATA_DIR"; DATA_DIR=
-  line=$(grep '^BENCH_RESULT' "$out") || { cat "$out" >&2; die "no BENCH_RESULT in $out"; }
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cse" "$round" "$mode" "$spans" $((s1 - s0)) $((k1 - k0)) "$line" >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$cse" "$round" "$mode" "$spans" "$MEASURED" >>"$RESULTS"
+}
+
+kept_round() {  # mode case round: measure the kept server; spans = what the receiver got since the last look
+  local mode=$1 cse=$2 round=$3 spans=- now
+  measure "$mode" "$cse" "$round"
+  if [ "$mode" = on ]; then
+    # Let the batch processor send what it holds (OTEL_BSP_SCHEDULE_DELAY, 5 s by default).
+    sleep "${FLUSH_WAIT:-6}"
+    curl -sf -o "$WORK/sink-now.json" "http://127.0.0.1:$SINK_PORT/stats" || die "the sink gave no stats"
+    now=$(sink_spans "$WORK/sink-now.json")
+    case $now in rejected:*) spans=$now ;; *) spans=$((now - SPANS_SEEN)); SPANS_SEEN=$now ;; esac
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$cse" "$round" "$mode" "$spans" "$MEASURED" >>"$RESULTS"
 }
 
 for cse in $CASES; do
+  if [ "$KEEP" = 1 ]; then
+    start_sink "$WORK/sink-kept.json"
+    start_server off "$ADDR"
+    start_server on "$ON_ADDR"
+    sleep "${FLUSH_WAIT:-6}"
+    curl -sf -o "$WORK/sink-now.json" "http://127.0.0.1:$SINK_PORT/stats" || die "the sink gave no stats"
+    SPANS_SEEN=$(sink_spans "$WORK/sink-now.json")
+  fi
   for round in $(seq "$ROUNDS"); do
     # Odd rounds run "off" first, even rounds "on" first, so neither always runs second.
     if (( round % 2 )); then modes="off on"; else modes="on off"; fi
-    for mode in $modes; do run_round "$mode" "$cse" "$round"; done
+    for mode in $modes; do
+      if [ "$KEEP" = 1 ]; then kept_round "$mode" "$cse" "$round"; else run_round "$mode" "$cse" "$round"; fi
+    done
   done
+  if [ "$KEEP" = 1 ]; then
+    stop_server off; stop_server on
+    kill -TERM "$SINK_PID"; wait "$SINK_PID" || true; SINK_PID=
+  fi
 done
 
 python3 - "$RESULTS" "$SINK" "$(getconf CLK_TCK)" "$THREADS_TSV" <<'PY'

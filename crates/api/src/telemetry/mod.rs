@@ -909,7 +909,7 @@ mod tests {
 
     /// Keeps what it is given to export.
     #[derive(Debug, Clone, Default)]
-    struct Collect(Arc<Mutex<Vec<SpanData>>>);
+    pub(super) struct Collect(pub(super) Arc<Mutex<Vec<SpanData>>>);
 
     impl SpanExporter for Collect {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {

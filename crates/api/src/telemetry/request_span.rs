@@ -414,21 +414,11 @@ impl Drop for RequestSpan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::tests::Collect;
     use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::{Span as _, TraceId, TraceState};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use std::collections::HashMap;
-
-    /// Keeps what it is given to export.
-    #[derive(Debug, Clone, Default)]
-    struct Collect(Arc<Mutex<Vec<SpanData>>>);
-
-    impl SpanExporter for Collect {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.0.lock().unwrap().extend(batch);
-            Ok(())
-        }
-    }
 
     /// Request spans over a batch processor exporting to `Collect` through `Recycling`,
     /// as `init_telemetry` sets them up; kept for the test process (spans hold a
