@@ -10,7 +10,10 @@
 # no start-up and training between runs, so off and on runs follow each other within
 # seconds and a VM whose speed drifts over minutes weighs on both alike; after each "on"
 # run it waits FLUSH_WAIT=6 s (the batch processor's 5 s schedule) so that the spans of the
-# run are counted, and sent, before the next. The server's CPU time per
+# run are counted, and sent, before the next. With KEEP=1, ALT_BIN=OTHER_PYNOMALY adds a
+# third server, "alt": OTHER_PYNOMALY with traces on, measured in the same rounds (the
+# order rotating), so two builds' tracing costs are compared against one traces-off
+# server in the same minutes (the traces-off path being the same in both). The server's CPU time per
 # request during the measured run (from /proc, steadier than throughput on a shared
 # machine) is reported too, and with traces on the receiver's.
 #
@@ -18,7 +21,7 @@
 #
 # Settings: DURATION=15s WARMUP=3s THREADS=2 CONNECTIONS=32 ROUNDS=3 CASES="predict_1"
 #   ADDR=127.0.0.1:18090 ON_ADDR=127.0.0.1:18092 (KEEP=1's traced server) SINK_PORT=18091
-#   BENCH_WORK=/tmp/pynomaly-tracing-bench KEEP=0 FLUSH_WAIT=6
+#   BENCH_WORK=/tmp/pynomaly-tracing-bench KEEP=0 FLUSH_WAIT=6 ALT_BIN= ALT_ADDR=127.0.0.1:18093
 #   SAMPLER=parentbased_always_on (OTEL_TRACES_SAMPLER when on; every request is traced)
 #   SAMPLER_ARG= (OTEL_TRACES_SAMPLER_ARG, e.g. SAMPLER=parentbased_traceidratio SAMPLER_ARG=0.1)
 #   SINK=python (the receiver: python = bench/otlp_sink.py; rust = the otlp-sink binary of
@@ -39,6 +42,8 @@ CASES=${CASES:-predict_1}
 ADDR=${ADDR:-127.0.0.1:18090}
 ON_ADDR=${ON_ADDR:-127.0.0.1:18092}
 KEEP=${KEEP:-0}
+ALT_BIN=${ALT_BIN:-}
+ALT_ADDR=${ALT_ADDR:-127.0.0.1:18093}
 SINK_PORT=${SINK_PORT:-18091}
 SAMPLER=${SAMPLER:-parentbased_always_on}
 SAMPLER_ARG=${SAMPLER_ARG:-1.0}
@@ -59,6 +64,11 @@ case $SINK in
   *) die "SINK is python or rust, not $SINK" ;;
 esac
 [ "$KEEP" = 0 ] || [ "$SINK" = rust ] || die "KEEP=1 needs SINK=rust (the Python receiver reports its counts only when it stops)"
+if [ -n "$ALT_BIN" ]; then
+  [ "$KEEP" = 1 ] || die "ALT_BIN needs KEEP=1"
+  case $ALT_BIN in /*) ;; *) ALT_BIN=$ROOT/$ALT_BIN ;; esac
+  [ -x "$ALT_BIN" ] || die "no pynomaly binary at ALT_BIN=$ALT_BIN"
+fi
 log "receiver: $SINK"
 
 SINK_PID=
@@ -114,17 +124,17 @@ sink_spans() {  # stats_file -> the spans the receiver has decoded so far, or re
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); bad=s["rejected"]+s.get("invalid_spans",0); print(s["spans"] if not bad else "rejected:%d" % bad)' "$1"
 }
 
-start_server() {  # mode addr: a server with traces off or on (the sink must run), trained
-  local mode=$1 addr=$2 dir
+start_server() {  # mode addr [binary]: a server with traces off or on/alt (the sink must run), trained
+  local mode=$1 addr=$2 bin=${3:-$BIN} dir
   dir=$(mktemp -d /tmp/pynomaly-tracing-bench-data.XXXXXX)
   DIR_OF[$mode]=$dir ADDR_OF[$mode]=$addr
   # No rate limit unless asked: wrk would exceed the default per-key limit.
   local env=(PYNOMALY_BIND=$addr PYNOMALY_DATA_DIR=$dir LOG_LEVEL=warn
     PYNOMALY_RATE_LIMIT_PER_MINUTE=${PYNOMALY_RATE_LIMIT_PER_MINUTE:-0})
-  if [ "$mode" = on ]; then
+  if [ "$mode" != off ]; then
     env+=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=pynomaly-bench OTEL_TRACES_SAMPLER=$SAMPLER OTEL_TRACES_SAMPLER_ARG=$SAMPLER_ARG)
   fi
-  env "${env[@]}" "$BIN" serve >"$WORK/server-$mode.log" 2>&1 </dev/null &
+  env "${env[@]}" "$bin" serve >"$WORK/server-$mode.log" 2>&1 </dev/null &
   PID_OF[$mode]=$!
   wait_http "http://$addr/health/live" "${PID_OF[$mode]}" "$WORK/server-$mode.log"
   for _ in $(seq 40); do [ -s "$dir/admin.key" ] && break; sleep 0.1; done
@@ -181,7 +191,7 @@ run_round() {  # mode case round: fresh server (and receiver), measure, stop
 kept_round() {  # mode case round: measure the kept server; spans = what the receiver got since the last look
   local mode=$1 cse=$2 round=$3 spans=- now
   measure "$mode" "$cse" "$round"
-  if [ "$mode" = on ]; then
+  if [ "$mode" != off ]; then
     # Let the batch processor send what it holds (OTEL_BSP_SCHEDULE_DELAY, 5 s by default).
     sleep "${FLUSH_WAIT:-6}"
     curl -sf -o "$WORK/sink-now.json" "http://127.0.0.1:$SINK_PORT/stats" || die "the sink gave no stats"
@@ -196,19 +206,23 @@ for cse in $CASES; do
     start_sink "$WORK/sink-kept.json"
     start_server off "$ADDR"
     start_server on "$ON_ADDR"
+    [ -z "$ALT_BIN" ] || start_server alt "$ALT_ADDR" "$ALT_BIN"
     sleep "${FLUSH_WAIT:-6}"
     curl -sf -o "$WORK/sink-now.json" "http://127.0.0.1:$SINK_PORT/stats" || die "the sink gave no stats"
     SPANS_SEEN=$(sink_spans "$WORK/sink-now.json")
   fi
   for round in $(seq "$ROUNDS"); do
     # Odd rounds run "off" first, even rounds "on" first, so neither always runs second.
-    if (( round % 2 )); then modes="off on"; else modes="on off"; fi
+    if [ -n "$ALT_BIN" ]; then
+      modes=$(printf '%s\n' off on alt off on | sed -n "$((round % 3 + 1)),+2p" | tr '\n' ' ')
+    elif (( round % 2 )); then modes="off on"; else modes="on off"; fi
     for mode in $modes; do
       if [ "$KEEP" = 1 ]; then kept_round "$mode" "$cse" "$round"; else run_round "$mode" "$cse" "$round"; fi
     done
   done
   if [ "$KEEP" = 1 ]; then
     stop_server off; stop_server on
+    [ -z "$ALT_BIN" ] || stop_server alt
     kill -TERM "$SINK_PID"; wait "$SINK_PID" || true; SINK_PID=
   fi
 done
@@ -240,6 +254,23 @@ for cse in sorted({k[0] for k in by}):
     print(f"\n{cse} (receiver {sys.argv[2]}): median req/s off {med('off', 'rps'):.0f}, on {med('on', 'rps'):.0f}, "
           f"on/off {med('on', 'rps')/med('off', 'rps'):.3f}; per-round ratios {ratios}; median server CPU µs/req "
           f"off {med('off', 'cpu'):.2f}, on {med('on', 'cpu'):.2f}; receiver {med('on', 'sink'):.2f}")
+    if all("alt" in m for m in runs):
+        # ALT_BIN: the other build's traced server against the same traces-off runs. "Steady"
+        # rounds: the machine's speed did not visibly change within the round (each traced
+        # server's CPU a request at least the round's traces-off run's and at most 25% above).
+        for m in runs:
+            assert m["alt"]["non2xx"] == 0, "non-2xx answers"
+        steady = [m for m in runs if m["off"]["cpu"] <= min(m["on"]["cpu"], m["alt"]["cpu"])
+                  and max(m["on"]["cpu"], m["alt"]["cpu"]) <= 1.25 * m["off"]["cpu"]]
+        alt = ", ".join("%.3f" % (m["alt"]["rps"] / m["off"]["rps"]) for m in runs)
+        print(f"alt (ALT_BIN) per-round on/off {alt}; median of rounds: on "
+              f"{statistics.median(m['on']['rps'] / m['off']['rps'] for m in runs):.3f}, alt "
+              f"{statistics.median(m['alt']['rps'] / m['off']['rps'] for m in runs):.3f}")
+        if steady:
+            st = lambda mode: statistics.median(m[mode]["rps"] / m["off"]["rps"] for m in steady)
+            sc = lambda mode: statistics.median(m[mode]["cpu"] - m["off"]["cpu"] for m in steady)
+            print(f"steady rounds ({len(steady)} of {len(runs)}): median on/off {st('on'):.3f}, alt/off "
+                  f"{st('alt'):.3f}; server CPU µs/req over the traces-off run: on {sc('on'):.2f}, alt {sc('alt'):.2f}")
 # Where the server's CPU went, by thread name: µs per request, median over rounds.
 threads = {}
 for l in open(sys.argv[4]):
