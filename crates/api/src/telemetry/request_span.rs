@@ -300,6 +300,13 @@ impl RequestSpan {
     }
 }
 
+/// Keeps the first `limit` of an event's or link's attributes; how many were dropped.
+fn truncate(attributes: &mut Vec<KeyValue>, limit: u32) -> u32 {
+    let dropped = attributes.len().saturating_sub(limit as usize);
+    attributes.truncate(limit as usize);
+    u32::try_from(dropped).unwrap_or(u32::MAX)
+}
+
 impl opentelemetry::trace::Span for RequestSpan {
     fn add_event_with_timestamp<T>(
         &mut self,
@@ -313,15 +320,10 @@ impl opentelemetry::trace::Span for RequestSpan {
             return;
         };
         if r.events.events.len() < r.spans.limits.max_events_per_span as usize {
-            let limit = r.spans.limits.max_attributes_per_event as usize;
-            let dropped = attributes.len().saturating_sub(limit);
-            attributes.truncate(limit);
-            r.events.events.push(Event::new(
-                name,
-                timestamp,
-                attributes,
-                u32::try_from(dropped).unwrap_or(u32::MAX),
-            ));
+            let dropped = truncate(&mut attributes, r.spans.limits.max_attributes_per_event);
+            r.events
+                .events
+                .push(Event::new(name, timestamp, attributes, dropped));
         } else {
             r.events.dropped_count += 1;
         }
@@ -369,14 +371,10 @@ impl opentelemetry::trace::Span for RequestSpan {
             return;
         };
         if r.links.links.len() < r.spans.limits.max_links_per_span as usize {
-            let limit = r.spans.limits.max_attributes_per_link as usize;
-            let dropped = attributes.len().saturating_sub(limit);
-            attributes.truncate(limit);
-            r.links.links.push(Link::new(
-                span_context,
-                attributes,
-                u32::try_from(dropped).unwrap_or(u32::MAX),
-            ));
+            let dropped = truncate(&mut attributes, r.spans.limits.max_attributes_per_link);
+            r.links
+                .links
+                .push(Link::new(span_context, attributes, dropped));
         } else {
             r.links.dropped_count += 1;
         }
@@ -541,7 +539,8 @@ mod tests {
             max_attributes_per_span: 2,
             max_events_per_span: 1,
             max_attributes_per_event: 1,
-            ..SpanLimits::default()
+            max_links_per_span: 1,
+            max_attributes_per_link: 1,
         };
         let (spans, exported) = request_spans(Sampler::AlwaysOn, limits);
         let mut span = spans.start("GET /x".into(), &OtelContext::new());
@@ -553,6 +552,18 @@ mod tests {
             vec![KeyValue::new("a", 1_i64), KeyValue::new("b", 2_i64)],
         );
         span.add_event("second", vec![]);
+        let linked = SpanContext::new(
+            TraceId::from(7),
+            SpanId::from(9),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        span.add_link(
+            linked.clone(),
+            vec![KeyValue::new("a", 1_i64), KeyValue::new("b", 2_i64)],
+        );
+        span.add_link(linked.clone(), vec![]);
         span.end();
         spans.processor.force_flush().unwrap();
         let out = exported.0.lock().unwrap();
@@ -563,6 +574,11 @@ mod tests {
         assert_eq!(s.events.dropped_count, 1);
         assert_eq!(s.events.events[0].attributes.len(), 1);
         assert_eq!(s.events.events[0].dropped_attributes_count, 1);
+        assert_eq!(s.links.links.len(), 1);
+        assert_eq!(s.links.dropped_count, 1);
+        assert_eq!(s.links.links[0].span_context, linked);
+        assert_eq!(s.links.links[0].attributes.len(), 1);
+        assert_eq!(s.links.links[0].dropped_attributes_count, 1);
     }
 
     #[test]
