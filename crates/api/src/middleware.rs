@@ -16,8 +16,9 @@
 //! the trace by; a client's own id is kept and recorded on the span as `request_id`. The
 //! span is an OpenTelemetry span made by [`crate::telemetry::RequestTrace`], not a `tracing`
 //! span: the handler runs with its context attached while polled, which is where step
-//! spans, errors, job submissions and log lines find it. A predict of a few rows records its `ml.*` attributes on this span
-//! instead of a child step span (see [`crate::telemetry::ml_inline`]). The access line is
+//! spans, errors, job submissions and log lines find it. A predict of a few rows records
+//! its `ml.*` attributes on this span instead of a child step span (see
+//! [`crate::telemetry::ml_inline`]). The access line is
 //! logged with the span's context attached (so it carries its ids; when `LOG_LEVEL` logs
 //! it) but is not an event of the span. With traces off no span is made.
 
