@@ -50,11 +50,9 @@ use std::sync::{Arc, OnceLock};
 use axum::http::{HeaderMap, Method, StatusCode};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{Span as _, Status, TraceContextExt as _, TracerProvider as _};
-use opentelemetry::{Context as OtelContext, InstrumentationScope, KeyValue};
+use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanProcessor as _,
-};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
@@ -68,7 +66,7 @@ use crate::settings::SettingsError;
 
 mod request_span;
 
-use request_span::{AttributePool, Recycling, RequestSpans, SharedProcessor};
+use request_span::RequestSpans;
 
 /// The target of the one access log line per request (`crate::middleware`).
 pub(crate) const ACCESS_LOG_TARGET: &str = "pynomaly_api::access";
@@ -289,26 +287,22 @@ pub fn init_telemetry(
                 env!("CARGO_PKG_VERSION"),
             ))
             .build();
-        // One batch processor (the `OTEL_BSP_*` variables) for the provider's spans and
-        // the request spans, which reach it directly (see `request_span`).
-        let pool = Arc::new(AttributePool::default());
-        let mut processor =
-            BatchSpanProcessor::builder(Recycling::new(exporter, Arc::clone(&pool))).build();
-        processor.set_resource(&resource);
-        let processor = Arc::new(processor);
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(SharedProcessor(Arc::clone(&processor)))
-            .with_sampler(traces.sampler.to_sdk())
-            .with_resource(resource)
-            .build();
-        request_spans = Some(RequestSpans::new(
-            processor,
+        // One batch processor for the provider's spans and the request spans, which
+        // reach it directly (see `request_span`).
+        let (processor, spans) = RequestSpans::with_exporter(
+            exporter,
+            &resource,
             traces.sampler.to_sdk(),
             // The provider's limits: the defaults, or the `OTEL_SPAN_*` variables.
             opentelemetry_sdk::trace::Config::default().span_limits,
-            InstrumentationScope::builder(TRACER_NAME).build(),
-            pool,
-        ));
+            TRACER_NAME,
+        );
+        request_spans = Some(spans);
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(traces.sampler.to_sdk())
+            .with_resource(resource)
+            .build();
         Some(provider)
     } else {
         None

@@ -36,7 +36,7 @@ use opentelemetry_sdk::trace::{
 /// The capacity of a request span's attribute vector: method, route, the client's request
 /// id, status code, error type and message, and an inline step's three `ml.*` — room for
 /// all from the start, so a vector from the pool is never grown.
-pub(crate) const REQUEST_ATTRIBUTES: usize = 9;
+const REQUEST_ATTRIBUTES: usize = 9;
 
 /// Vectors the pool keeps at most (beyond the batch processor's queue and batch, which
 /// hold the rest of those in circulation).
@@ -53,7 +53,7 @@ thread_local! {
 /// Empty attribute vectors of capacity [`REQUEST_ATTRIBUTES`], given back by the
 /// exporter's side ([`Recycling`]) and taken by the request threads a few at a time.
 #[derive(Debug, Default)]
-pub(crate) struct AttributePool {
+struct AttributePool {
     free: Mutex<Vec<Vec<KeyValue>>>,
 }
 
@@ -97,15 +97,9 @@ fn poolable(attributes: &Vec<KeyValue>) -> bool {
 /// request span's attributes move into a vector made on this (the exporter's) thread, and
 /// the pool's vector, emptied, goes back to the pool.
 #[derive(Debug)]
-pub(crate) struct Recycling<E> {
+struct Recycling<E> {
     inner: E,
     pool: Arc<AttributePool>,
-}
-
-impl<E> Recycling<E> {
-    pub(crate) fn new(inner: E, pool: Arc<AttributePool>) -> Self {
-        Self { inner, pool }
-    }
 }
 
 impl<E: SpanExporter> SpanExporter for Recycling<E> {
@@ -138,7 +132,7 @@ impl<E: SpanExporter> SpanExporter for Recycling<E> {
 /// The batch processor shared by the tracer provider (step and job spans) and the request
 /// spans. The provider owns this handle and forwards shutdown and flushes through it.
 #[derive(Debug)]
-pub(crate) struct SharedProcessor(pub(crate) Arc<BatchSpanProcessor>);
+pub(crate) struct SharedProcessor(Arc<BatchSpanProcessor>);
 
 impl SpanProcessor for SharedProcessor {
     fn on_start(&self, span: &mut SdkSpan, cx: &OtelContext) {
@@ -157,8 +151,8 @@ impl SpanProcessor for SharedProcessor {
         self.0.shutdown_with_timeout(timeout)
     }
 
-    // `set_resource` is left out: the processor is shared, so `init_telemetry` gives it
-    // the provider's resource before sharing it.
+    // `set_resource` is left out: the processor is shared, so
+    // `RequestSpans::with_exporter` gives it the provider's resource before sharing it.
 }
 
 /// What request spans are made with: the provider's sampler, id generator, span limits
@@ -174,24 +168,34 @@ pub(crate) struct RequestSpans {
 }
 
 impl RequestSpans {
-    /// `processor` must be the provider's (through [`SharedProcessor`]), `sampler` and
-    /// `limits` the provider's, `scope` its tracer's, and `pool` the one its exporter
-    /// gives vectors back to ([`Recycling`]).
-    pub(crate) fn new(
-        processor: Arc<BatchSpanProcessor>,
+    /// A batch processor (the `OTEL_BSP_*` variables) over `exporter`, for spans of
+    /// `resource`: the handle the tracer provider is built with, and the request spans
+    /// made with the provider's `sampler` and `limits` and the scope of its tracer
+    /// `scope`, which end into the same processor.
+    pub(crate) fn with_exporter<E: SpanExporter + 'static>(
+        exporter: E,
+        resource: &Resource,
         sampler: Sampler,
         limits: SpanLimits,
-        scope: InstrumentationScope,
-        pool: Arc<AttributePool>,
-    ) -> Self {
-        Self {
-            processor,
+        scope: &'static str,
+    ) -> (SharedProcessor, Self) {
+        let pool = Arc::new(AttributePool::default());
+        let mut processor = BatchSpanProcessor::builder(Recycling {
+            inner: exporter,
+            pool: Arc::clone(&pool),
+        })
+        .build();
+        processor.set_resource(resource);
+        let processor = Arc::new(processor);
+        let spans = Self {
+            processor: Arc::clone(&processor),
             sampler,
             ids: RandomIdGenerator::default(),
             limits,
-            scope,
+            scope: InstrumentationScope::builder(scope).build(),
             pool,
-        }
+        };
+        (SharedProcessor(processor), spans)
     }
 
     /// A server span named `name`, a child of `parent`'s span when that is valid (a
@@ -419,18 +423,13 @@ mod tests {
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use std::collections::HashMap;
 
-    /// Request spans over a batch processor exporting to `Collect` through `Recycling`,
-    /// as `init_telemetry` sets them up; kept for the test process (spans hold a
-    /// `&'static`).
+    /// Request spans exporting to `Collect`, set up as `init_telemetry` sets them up;
+    /// kept for the test process (spans hold a `&'static`).
     fn request_spans(sampler: Sampler, limits: SpanLimits) -> (&'static RequestSpans, Collect) {
         let exported = Collect::default();
-        let pool = Arc::new(AttributePool::default());
-        let processor = Arc::new(
-            BatchSpanProcessor::builder(Recycling::new(exported.clone(), Arc::clone(&pool)))
-                .build(),
-        );
-        let scope = InstrumentationScope::builder("pynomaly").build();
-        let spans = RequestSpans::new(processor, sampler, limits, scope, pool);
+        let resource = Resource::builder_empty().build();
+        let (_provider_handle, spans) =
+            RequestSpans::with_exporter(exported.clone(), &resource, sampler, limits, "pynomaly");
         (Box::leak(Box::new(spans)), exported)
     }
 
