@@ -24,118 +24,15 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use pynomaly_store::{ApiKey, DynMetadataStore, NewApiKey, NewUser, Scope, StoreError, User};
-use rand::RngCore;
+use pynomaly_store::{ApiKey, DynMetadataStore, NewUser, Scope, StoreError, User};
 use serde::Serialize;
-use sha2::Sha256;
 
 use crate::audit::AuditSlot;
 use crate::error::ApiError;
 use crate::ratelimit::{Decision, RateLimiter};
-use crate::settings::Settings;
 use crate::state::AppState;
 use crate::users::{Passwords, Tokens};
-
-/// The server secret that keys are hashed with. Never printed.
-pub struct KeyHasher {
-    secret: [u8; 32],
-}
-
-impl std::fmt::Debug for KeyHasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyHasher(<secret>)")
-    }
-}
-
-impl KeyHasher {
-    /// Reads `<data dir>/secret.key`, creating it (mode 0600) on first start.
-    ///
-    /// # Errors
-    /// The file cannot be read or written, or does not hold 32 bytes in hex.
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join("secret.key");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(std::io::Error::other)?;
-                let secret: [u8; 32] = bytes.try_into().map_err(|_| {
-                    std::io::Error::other(format!("{} must hold 32 bytes in hex", path.display()))
-                })?;
-                Ok(Self { secret })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut secret = [0u8; 32];
-                rand::rng().fill_bytes(&mut secret);
-                write_private(&path, &hex::encode(secret))?;
-                Ok(Self { secret })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The secret `PYNOMALY_SECRET_KEY` gives (shared by every instance of a deployment),
-    /// else `<data dir>/secret.key` as [`KeyHasher::load_or_create`].
-    ///
-    /// # Errors
-    /// As [`KeyHasher::load_or_create`]; the setting was validated at start-up.
-    pub fn for_settings(settings: &Settings) -> std::io::Result<Self> {
-        match &settings.secret_key {
-            Some(hex_key) => {
-                let bytes = hex::decode(hex_key.expose()).map_err(std::io::Error::other)?;
-                let secret: [u8; 32] = bytes.try_into().map_err(|_| {
-                    std::io::Error::other("PYNOMALY_SECRET_KEY must hold 32 bytes in hex")
-                })?;
-                Ok(Self { secret })
-            }
-            None => Self::load_or_create(&settings.data_dir),
-        }
-    }
-
-    /// A key for another purpose, derived from the secret (HMAC-SHA256 of `label`), so
-    /// every instance sharing the secret derives the same one.
-    pub fn derive_key(&self, label: &str) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
-        mac.update(label.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The stored form of a key: HMAC-SHA256 under the secret, hex.
-    pub fn hash(&self, key: &str) -> String {
-        // HMAC accepts keys of any length.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
-        mac.update(key.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-/// Writes a file readable by its owner only.
-pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut f = options.open(path)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(contents.as_bytes())?;
-        f.write_all(b"\n")?;
-    }
-    #[cfg(not(unix))]
-    {
-        let mut f = options.open(path)?;
-        f.write_all(contents.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// A new key: `pk_` + 64 hex digits.
-pub fn generate_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("pk_{}", hex::encode(bytes))
-}
+use pynomaly_runtime::{KeyHasher, write_private};
 
 /// Whether `caller` may create keys or users in `tenant`: in its own tenant, or anywhere
 /// when it is an admin of the operator tenant ([`pynomaly_store::DEFAULT_TENANT`], where the
@@ -222,7 +119,7 @@ pub(crate) struct AuthConfig {
 }
 
 impl AuthConfig {
-    pub(crate) fn from_settings(s: &Settings) -> Self {
+    pub(crate) fn from_settings(s: &pynomaly_runtime::SecuritySettings) -> Self {
         Self {
             default_rate_limit_per_minute: s.rate_limit_per_minute,
             login_per_username_per_minute: s.login_rate_limit_per_minute,
@@ -251,23 +148,13 @@ pub struct AuthService {
 const MAX_TOKEN_BYTES: usize = 4096;
 
 impl AuthService {
-    pub(crate) fn new(meta: DynMetadataStore, hasher: KeyHasher) -> Self {
-        let settings = Settings::with_data_dir(".");
-        Self::with(
-            meta,
-            hasher,
-            AuthConfig::from_settings(&settings),
-            RateLimiter::local(),
-        )
-    }
-
     pub(crate) fn with(
         meta: DynMetadataStore,
         hasher: KeyHasher,
         config: AuthConfig,
         limiter: RateLimiter,
     ) -> Self {
-        let tokens = Tokens::new(&hasher.secret, config.jwt_ttl_s);
+        let tokens = Tokens::new(hasher.token_signing_key(), config.jwt_ttl_s);
         Self {
             meta,
             hasher,
@@ -589,18 +476,16 @@ impl AuthService {
         rate_limit_per_minute: Option<i64>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<CreatedKey, StoreError> {
-        let key = generate_key();
-        let stored = self
-            .meta
-            .create_api_key(NewApiKey {
-                tenant: tenant.to_string(),
-                name: name.to_string(),
-                key_hash: self.hasher.hash(&key),
-                scopes,
-                rate_limit_per_minute,
-                expires_at,
-            })
-            .await?;
+        let (stored, key) = pynomaly_runtime::create_api_key(
+            self.meta.as_ref(),
+            &self.hasher,
+            tenant,
+            name,
+            scopes,
+            rate_limit_per_minute,
+            expires_at,
+        )
+        .await?;
         Ok(CreatedKey {
             id: stored.id,
             key,
@@ -707,27 +592,6 @@ scoped_access!(
     "A caller holding the `admin` scope."
 );
 
-/// `pynomaly keys create`: creates a key in the metadata store of `settings` (Postgres
-/// with `DATABASE_URL`, else the data directory's SQLite) and returns it (the only time it
-/// is shown).
-///
-/// # Errors
-/// The data directory, secret or database cannot be opened, or the store failed.
-pub async fn create_api_key(
-    settings: &Settings,
-    name: &str,
-    scopes: Vec<Scope>,
-    tenant: &str,
-) -> Result<CreatedKey, Box<dyn std::error::Error + Send + Sync>> {
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let store = crate::startup::open_metadata(settings).await?;
-    let hasher = KeyHasher::for_settings(settings)?;
-    let auth = AuthService::new(std::sync::Arc::clone(&store), hasher);
-    let created = auth.create_key(tenant, name, scopes, None, None).await;
-    store.close().await;
-    Ok(created?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,7 +613,7 @@ mod tests {
             login_per_ip_per_minute: 1,
             jwt_ttl_s: 60,
         };
-        AuthService::with(meta, KeyHasher { secret: [3; 32] }, config, limiter)
+        AuthService::with(meta, KeyHasher::from_secret([3; 32]), config, limiter)
     }
 
     fn parts(bearer: &str) -> Parts {

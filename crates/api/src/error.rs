@@ -10,7 +10,8 @@ use std::error::Error as StdError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use detect_core::DetectError;
-use pynomaly_jobs::{QueueError, RegistryError, SourceError};
+use pynomaly_jobs::{QueueError, SourceError};
+use pynomaly_models::RegistryError;
 use pynomaly_store::StoreError;
 use serde_json::{Value, json};
 
@@ -226,9 +227,9 @@ impl From<RegistryError> for ApiError {
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
-            // Redis down or the pool exhausted: tell the client to come back, not that we
-            // broke.
-            QueueError::Redis(_) | QueueError::Pool(_) => {
+            // The backend down or its pool exhausted: tell the client to come back, not
+            // that we broke.
+            QueueError::Unavailable { .. } => {
                 tracing::error!(error = %e, error.chain = ?e, "job queue unavailable");
                 ApiError::Unavailable {
                     message: "the job queue is unavailable; retry shortly".into(),

@@ -32,7 +32,7 @@ use prometheus::{
 
 /// The service's metrics and their registry.
 #[derive(Debug, Clone)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     registry: Registry,
     requests_total: IntCounterVec,
     request_duration: HistogramVec,
@@ -52,12 +52,18 @@ const LATENCY_BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     /// Registers every metric in a fresh registry.
     ///
     /// # Panics
     /// Never in practice: names and labels are constants known to be valid and distinct.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let registry = Registry::new();
         let requests_total = IntCounterVec::new(
             Opts::new("pynomaly_requests_total", "Total number of requests"),

@@ -34,7 +34,8 @@ use axum::routing::get;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-use pynomaly_jobs::{JobQueue, ModelRegistry};
+use pynomaly_jobs::JobQueue;
+use pynomaly_models::ModelRegistry;
 use pynomaly_store::DynMetadataStore;
 
 use crate::metrics::Metrics;

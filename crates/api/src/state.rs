@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pynomaly_jobs::{JobQueue, ModelRegistry, SourceResolver};
+use pynomaly_jobs::{JobQueue, SourceResolver};
+use pynomaly_models::ModelRegistry;
 use pynomaly_store::{ArtifactStore, DynMetadataStore};
 use tokio::sync::Semaphore;
 

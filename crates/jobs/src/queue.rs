@@ -25,12 +25,14 @@ use crate::runner::{JobControl, JobRunner, RunOutcome};
 pub enum QueueError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Redis answered with an error or could not be reached.
-    #[error("job queue (Redis) error")]
-    Redis(#[from] deadpool_redis::redis::RedisError),
-    /// No Redis connection could be had from the pool.
-    #[error("job queue (Redis) connection pool error")]
-    Pool(#[from] deadpool_redis::PoolError),
+    /// The queue's backend answered with an error or could not be reached (worth
+    /// retrying shortly).
+    #[error("job queue backend ({backend}) unavailable")]
+    Unavailable {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The queue's backend could not be set up.
     #[error("job queue backend: {0}")]
     Backend(String),
@@ -76,6 +78,14 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     fn pool_stats(&self) -> Vec<(&'static str, pynomaly_store::PoolStats)> {
         Vec::new()
     }
+    /// Starts `n` worker tasks in this process (and whatever the backend needs beside
+    /// them, such as a heartbeat); each runs jobs until [`JobQueue::shutdown`].
+    fn start_workers(self: Arc<Self>, n: usize) -> Vec<JoinHandle<()>>;
+    /// Stops this process's workers: running jobs stop at their next chunk and go back
+    /// to the queue (to another worker, or to the next start).
+    fn shutdown(&self);
+    /// This process's worker id (in logs, and in the jobs it runs).
+    fn worker_id(&self) -> &str;
 }
 
 /// A job claimed by this process, not yet run.
@@ -108,7 +118,7 @@ pub struct InProcessQueue {
 
 impl InProcessQueue {
     /// A queue over `meta`, running jobs with `runner`. No worker runs until
-    /// [`InProcessQueue::start_workers`]; tests drive it with
+    /// [`JobQueue::start_workers`]; tests drive it with
     /// [`JobQueue::try_execute_job`].
     pub fn new(meta: DynMetadataStore, runner: Arc<JobRunner>) -> Arc<Self> {
         Arc::new(Self {
@@ -139,16 +149,6 @@ impl InProcessQueue {
         Ok(n)
     }
 
-    /// Starts `n` worker tasks; each runs jobs until [`InProcessQueue::shutdown`].
-    pub fn start_workers(self: &Arc<Self>, n: usize) -> Vec<JoinHandle<()>> {
-        (0..n)
-            .map(|i| {
-                let queue = Arc::clone(self);
-                tokio::spawn(async move { queue.worker_loop(i).await })
-            })
-            .collect()
-    }
-
     async fn worker_loop(self: Arc<Self>, index: usize) {
         self.workers.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(worker = index, "job worker started");
@@ -172,12 +172,6 @@ impl InProcessQueue {
             }
         }
         self.workers.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Stops the workers: running jobs stop at their next chunk and go back to `queued`,
-    /// to resume on the next start.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
     }
 
     /// Claims the oldest queued job for this process without running it (tests use this
@@ -284,5 +278,22 @@ impl JobQueue for InProcessQueue {
 
     fn busy(&self) -> usize {
         self.busy.load(Ordering::Relaxed)
+    }
+
+    fn start_workers(self: Arc<Self>, n: usize) -> Vec<JoinHandle<()>> {
+        (0..n)
+            .map(|i| {
+                let queue = Arc::clone(&self);
+                tokio::spawn(async move { queue.worker_loop(i).await })
+            })
+            .collect()
+    }
+
+    fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 }

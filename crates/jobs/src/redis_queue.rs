@@ -239,11 +239,6 @@ impl RedisQueue {
         &self.pool
     }
 
-    /// This process's name as a consumer and in the jobs it runs.
-    pub fn worker_id(&self) -> &str {
-        &self.worker_id
-    }
-
     /// The configuration.
     pub fn config(&self) -> &RedisQueueConfig {
         &self.config
@@ -647,22 +642,6 @@ impl RedisQueue {
         }
     }
 
-    /// Starts `n` worker tasks and this process's heartbeat (what `/health` counts); each
-    /// runs jobs until [`RedisQueue::shutdown`].
-    pub fn start_workers(self: &Arc<Self>, n: usize) -> Vec<JoinHandle<()>> {
-        let mut handles: Vec<JoinHandle<()>> = (0..n)
-            .map(|i| {
-                let queue = Arc::clone(self);
-                tokio::spawn(async move { queue.worker_loop(i).await })
-            })
-            .collect();
-        if n > 0 {
-            let queue = Arc::clone(self);
-            handles.push(tokio::spawn(async move { queue.heartbeat_loop().await }));
-        }
-        handles
-    }
-
     async fn worker_loop(self: Arc<Self>, index: usize) {
         self.workers.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(worker = index, "job worker started");
@@ -755,12 +734,6 @@ impl RedisQueue {
         }
     }
 
-    /// Stops the workers: running jobs stop at their next chunk and are handed back to the
-    /// queue for another worker.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
     /// Deletes every key under this queue's prefix (tests clean up with it).
     ///
     /// # Errors
@@ -791,6 +764,24 @@ impl RedisQueue {
             .query_async(&mut *conn)
             .await?;
         Ok(())
+    }
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        QueueError::Unavailable {
+            backend: "redis",
+            source: Box::new(e),
+        }
+    }
+}
+
+impl From<deadpool_redis::PoolError> for QueueError {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        QueueError::Unavailable {
+            backend: "redis",
+            source: Box::new(e),
+        }
     }
 }
 
@@ -845,6 +836,28 @@ impl JobQueue for RedisQueue {
             ("commands", stats(&self.pool)),
             ("blocking", stats(&self.blocking)),
         ]
+    }
+
+    /// Also starts this process's heartbeat (what `/health` counts as a live worker).
+    fn start_workers(self: Arc<Self>, n: usize) -> Vec<JoinHandle<()>> {
+        let mut handles: Vec<JoinHandle<()>> = (0..n)
+            .map(|i| {
+                let queue = Arc::clone(&self);
+                tokio::spawn(async move { queue.worker_loop(i).await })
+            })
+            .collect();
+        if n > 0 {
+            handles.push(tokio::spawn(async move { self.heartbeat_loop().await }));
+        }
+        handles
+    }
+
+    fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

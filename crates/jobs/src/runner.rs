@@ -31,11 +31,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::cache::LoadedModel;
-use crate::drift::unix_now;
-use crate::registry::{ModelRegistry, Registration};
 use crate::sources::{OpenError, Source, SourceResolver};
 use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
+use pynomaly_models::{LoadedModel, ModelRegistry, Registration, unix_now};
 
 /// Tuning of the job runner.
 #[derive(Debug, Clone)]

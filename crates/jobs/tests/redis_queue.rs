@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pynomaly_jobs::{
-    BatchSpec, ExecutionOutcome, JobQueue, JobRunner, ModelRegistry, OutputFormat, RedisQueue,
-    RedisQueueConfig, RunnerConfig, Scoring, SourceResolver,
+    BatchSpec, ExecutionOutcome, JobQueue, JobRunner, OutputFormat, RedisQueue, RedisQueueConfig,
+    RunnerConfig, Scoring, SourceResolver,
 };
+use pynomaly_models::ModelRegistry;
 use pynomaly_store::testing::TestDatabase;
 use pynomaly_store::{
     ArtifactStore, CancelOutcome, DEFAULT_TENANT, DynMetadataStore, Job, JobKind, JobStatus,

@@ -9,9 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use pynomaly_jobs::{
-    BatchSpec, ExecutionOutcome, InProcessQueue, JobQueue, JobRunner, ModelRegistry, OutputFormat,
-    RunnerConfig, Scoring, SourceResolver,
+    BatchSpec, ExecutionOutcome, InProcessQueue, JobQueue, JobRunner, OutputFormat, RunnerConfig,
+    Scoring, SourceResolver,
 };
+use pynomaly_models::ModelRegistry;
 use pynomaly_store::{
     ArtifactStore, DEFAULT_TENANT, DynMetadataStore, JobKind, JobStatus, NewJob, SqliteStore,
 };

@@ -27,7 +27,7 @@ pub enum StreamError {
     #[error("kafka delivery: {0}")]
     KafkaDelivery(String),
     #[error("model registry")]
-    Registry(#[from] pynomaly_jobs::RegistryError),
+    Registry(#[from] pynomaly_models::RegistryError),
     #[error("store")]
     Store(#[from] pynomaly_store::StoreError),
     #[error("model")]

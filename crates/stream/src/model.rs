@@ -4,10 +4,10 @@
 //! (one atomic read, no lock), and whoever has a newer model stores it there.
 //!
 //! - **Registry** ([`RegistryModel`]): the production version of a named model, from the
-//!   same registry as the API (`ModelRegistry`: metadata store plus artifact store). A
-//!   background task asks the metadata store for the production version every `refresh`
-//!   interval; when it changes (a promotion, or a retrain of a model that had none), the
-//!   new version is loaded through the registry's cache and swapped in, without a restart.
+//!   same registry as the API (`ModelRegistry`: metadata store plus artifact store), which
+//!   checks the production version every `refresh` interval; when it changes (a
+//!   promotion, or a retrain of a model that had none), the new version is loaded through
+//!   the registry's cache and swapped in, without a restart.
 //!   `model_version` in alerts is the registry's version number.
 //! - **Online** ([`OnlineLearner`]): the first `warm_up` events are held (not yet
 //!   acknowledged) until they fill the window; the first model is fitted on them and scores
@@ -27,8 +27,8 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use detect_core::{DetectorConfig, FittedModel};
 use ndarray::Array2;
-use pynomaly_jobs::ModelRegistry;
-use pynomaly_store::{ArtifactStore, DynMetadataStore, StoreError};
+use pynomaly_models::{LoadedModel, ModelRegistry};
+use pynomaly_store::{ArtifactStore, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,7 +51,6 @@ pub type ModelSlot = Arc<ArcSwapOption<ActiveModel>>;
 #[derive(Debug)]
 pub struct RegistryModel {
     pub registry: Arc<ModelRegistry>,
-    pub meta: DynMetadataStore,
     pub tenant: String,
     pub name: String,
     /// How often the production version is checked.
@@ -59,7 +58,8 @@ pub struct RegistryModel {
 }
 
 impl RegistryModel {
-    /// Loads the production version into a new slot and keeps it current until `stop`.
+    /// Loads the production version into a new slot and keeps it current until `stop`
+    /// ([`ModelRegistry::watch_production`]).
     ///
     /// # Errors
     /// The model does not exist, or the stores fail.
@@ -68,87 +68,32 @@ impl RegistryModel {
         metrics: StreamMetrics,
         stop: CancellationToken,
     ) -> Result<(ModelSlot, JoinHandle<()>), StreamError> {
-        let slot: ModelSlot = Arc::new(ArcSwapOption::empty());
-        let (first, mut held) = self.current().await?;
-        metrics.model_version.set(first.version);
-        slot.store(Some(Arc::new(first)));
-        let watched = Arc::clone(&slot);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(self.refresh) => {}
-                    () = stop.cancelled() => return,
-                }
-                // A version is identified by its artifact too: a model deleted and trained
-                // again starts over at version 1.
-                let production = match self.meta.production_version(&self.tenant, &self.name).await
-                {
-                    Ok(Some(v)) => (v.version, v.artifact_path),
-                    Ok(None) => {
-                        tracing::warn!(
-                            model = self.name,
-                            "the model was deleted from the registry; still scoring with the last version"
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot check the model's production version");
-                        continue;
-                    }
-                };
-                if production == held {
-                    continue;
-                }
-                match self
-                    .registry
-                    .load(&self.tenant, &self.name, Some(production.0))
-                    .await
-                {
-                    Ok(Some(loaded)) if loaded.version.artifact_path == production.1 => {
-                        tracing::info!(
-                            model = self.name,
-                            from = held.0,
-                            to = production.0,
-                            "new production version: swapped in"
-                        );
-                        metrics.model_version.set(production.0);
-                        watched.store(Some(Arc::new(ActiveModel {
-                            model: loaded.model,
-                            version: production.0,
-                        })));
-                        held = production;
-                    }
-                    Ok(Some(_)) => {
-                        // A stale cached copy of a re-created version: drop it, load next time.
-                        self.registry.cache().invalidate(&self.tenant, &self.name);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, version = production.0, "cannot load the new production version")
-                    }
-                }
-            }
-        });
-        Ok((slot, task))
-    }
-
-    async fn current(&self) -> Result<(ActiveModel, (i64, String)), StreamError> {
-        let loaded = self
+        let watch = self
             .registry
-            .load(&self.tenant, &self.name, None)
+            .watch_production(&self.tenant, &self.name, self.refresh, stop.clone())
             .await?
             .ok_or_else(|| StreamError::NoSuchModel {
                 tenant: self.tenant.clone(),
                 name: self.name.clone(),
             })?;
-        let id = (loaded.version.version, loaded.version.artifact_path.clone());
-        Ok((
-            ActiveModel {
+        let mut current = watch.current;
+        let active = move |loaded: &LoadedModel| {
+            metrics.model_version.set(loaded.version.version);
+            Some(Arc::new(ActiveModel {
+                model: Arc::clone(&loaded.model),
                 version: loaded.version.version,
-                model: loaded.model,
-            },
-            id,
-        ))
+            }))
+        };
+        let slot: ModelSlot = Arc::new(ArcSwapOption::from(active(&current.borrow_and_update())));
+        let watched = Arc::clone(&slot);
+        let task = tokio::spawn(async move {
+            // The watch's own task ends at `stop`, and with it this loop.
+            while current.changed().await.is_ok() {
+                watched.store(active(&current.borrow_and_update()));
+            }
+            let _ = watch.task.await;
+        });
+        Ok((slot, task))
     }
 }
 

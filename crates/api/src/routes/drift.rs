@@ -3,14 +3,14 @@
 //! gauges exported at each scrape.
 //!
 //! The comparison itself is [`detect_core::drift`]; the windows are
-//! [`pynomaly_jobs::ModelDrift`]. A version trained before reference profiles existed has
+//! [`pynomaly_models::ModelDrift`]. A version trained before reference profiles existed has
 //! none: the answer says so (`"monitoring": "no_reference"`), it is not an error.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use detect_core::drift::{DriftReport, compare};
-use pynomaly_jobs::{ModelDrift, WindowView, unix_now};
+use pynomaly_models::{ModelDrift, WindowView, unix_now};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -135,7 +135,7 @@ fn rfc3339(unix: u64) -> String {
 /// windows that are running or just ended (older data is not current: not exported).
 /// Several versions (or tenants) of one name: the most recent window wins.
 pub(crate) fn export_metrics(
-    registry: &pynomaly_jobs::ModelRegistry,
+    registry: &pynomaly_models::ModelRegistry,
     metrics: &crate::metrics::Metrics,
 ) {
     let monitor = registry.drift();

@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use detect_core::drift::ReferenceProfile;
-use pynomaly_jobs::{Registration, TrainSpec, unix_now};
+use pynomaly_jobs::TrainSpec;
+use pynomaly_models::{Registration, unix_now};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 

@@ -230,7 +230,7 @@ async fn a_model_trained_before_reference_profiles_reports_no_reference() {
         }
     }
     assert_eq!(removed, 1, "one reference profile beside the artifact");
-    settings.data_dir = data_dir;
+    settings.storage.data_dir = data_dir;
     let app = start(settings, Some(key)).await;
     app.predict("old", &json!({"data": gaussian_rows(5, 10, 0.0)}))
         .await

@@ -69,7 +69,7 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
 
     // 2. Key A: new models and outputs are sealed; the old model still serves.
     let mut settings = test_settings(dir.path());
-    settings.encryption = Some(Keyring::new("A", key("a1")).unwrap());
+    settings.storage.encryption = Some(Keyring::new("A", key("a1")).unwrap());
     let app = start(settings, Some(admin.clone())).await;
     predict_ok(&app, "before").await;
     app.train(
@@ -137,7 +137,7 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
     // 3. Rotation: B is current, A kept for reading. Everything still reads; new objects
     // are sealed under B.
     let mut settings = test_settings(dir.path());
-    settings.encryption = Some(
+    settings.storage.encryption = Some(
         Keyring::new("B", key("b2"))
             .unwrap()
             .with_old_key("A", key("a1"))
@@ -162,7 +162,7 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
     // 4. A dropped: A's objects cannot be opened. The answer is the contract's 500 (the
     // cause, naming the key id, goes to the log), never ciphertext; the rest still works.
     let mut settings = test_settings(dir.path());
-    settings.encryption = Some(Keyring::new("B", key("b2")).unwrap());
+    settings.storage.encryption = Some(Keyring::new("B", key("b2")).unwrap());
     let app = start(settings, Some(admin.clone())).await;
     let r = app.predict("m", &json!({"data": [[0.1, 0.2, 0.3]]})).await;
     r.assert_error(500, "internal");

@@ -36,7 +36,7 @@ fn assert_security_headers(r: &Reply, what: &str) {
 
 #[tokio::test]
 async fn every_kind_of_response_carries_the_security_headers() {
-    let app = spawn_app_with(|s| s.max_body_bytes = 4096).await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 4096).await;
     let health = app.request(Method::GET, "/health", None, None).await;
     assert_security_headers(&health, "health");
     // The contract's /health reports the version; it is the crate's, not a build string
@@ -76,7 +76,7 @@ async fn every_kind_of_response_carries_the_security_headers() {
 
 #[tokio::test]
 async fn malformed_and_oversized_bodies_get_the_error_shape_on_every_json_route() {
-    let app = spawn_app_with(|s| s.max_body_bytes = 32 * 1024).await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 32 * 1024).await;
     app.train_inline("m").await;
     let routes = [
         "/api/v1/detect",
@@ -164,7 +164,7 @@ async fn raw_exchange(app: &TestApp, request: &[u8], timeout: Duration) -> Strin
 
 #[tokio::test]
 async fn oversized_request_heads_are_refused_and_normal_ones_served() {
-    let app = spawn_app_with(|s| s.max_header_bytes = 16 * 1024).await;
+    let app = spawn_app_with(|s| s.server.max_header_bytes = 16 * 1024).await;
     // One huge header.
     let big = format!(
         "GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
@@ -203,7 +203,7 @@ async fn oversized_request_heads_are_refused_and_normal_ones_served() {
 
 #[tokio::test]
 async fn a_client_sending_its_headers_byte_by_byte_is_cut_off() {
-    let app = spawn_app_with(|s| s.header_read_timeout = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| s.server.header_read_timeout = Duration::from_secs(1)).await;
     let addr = app.address.trim_start_matches("http://").to_string();
     let stream = TcpStream::connect(&addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
@@ -248,7 +248,7 @@ async fn a_client_sending_its_headers_byte_by_byte_is_cut_off() {
 
 #[tokio::test]
 async fn a_client_dribbling_its_body_is_answered_at_the_request_timeout() {
-    let app = spawn_app_with(|s| s.request_timeout = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| s.server.request_timeout = Duration::from_secs(1)).await;
     let addr = app.address.trim_start_matches("http://").to_string();
     let stream = TcpStream::connect(&addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();

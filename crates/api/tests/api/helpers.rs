@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pynomaly_api::{Application, Settings};
+use pynomaly_api::Application;
 use pynomaly_jobs::{ExecutionOutcome, InProcessQueue, JobQueue};
+use pynomaly_runtime::Settings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -64,9 +65,9 @@ impl Reply {
 /// Settings for a test: port 0, no background workers (tests drain jobs step by step).
 pub fn test_settings(dir: &Path) -> Settings {
     let mut s = Settings::with_data_dir(dir.join("data"));
-    s.bind = "127.0.0.1:0".parse().unwrap();
-    s.worker_concurrency = 0;
-    s.batch_chunk_rows = 1000;
+    s.server.bind = "127.0.0.1:0".parse().unwrap();
+    s.queue.worker_concurrency = 0;
+    s.queue.batch_chunk_rows = 1000;
     s
 }
 
@@ -85,7 +86,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts a server on `settings`; `admin_key` for a restart (the key file exists then).
 pub async fn start(settings: Settings, admin_key: Option<String>) -> TestApp {
-    let data_dir = settings.data_dir.clone();
+    let data_dir = settings.storage.data_dir.clone();
     let app = Application::build(settings)
         .await
         .expect("application builds");

@@ -62,7 +62,7 @@ async fn a_job_queued_before_a_restart_runs_after_it() {
 
     let dir = dir.unwrap();
     let mut settings = test_settings(dir.path());
-    settings.data_dir = data_dir;
+    settings.storage.data_dir = data_dir;
     let app = start(settings, Some(key)).await;
     for id in [&queued, &interrupted] {
         assert_eq!(app.job(id).await.body["status"], "queued");

@@ -6,7 +6,7 @@ use crate::helpers::{spawn_app_with, training_rows};
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_payload_too_large() {
-    let app = spawn_app_with(|s| s.max_body_bytes = 4096).await;
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 4096).await;
     let r = app.detect(&json!({"data": training_rows(1000, 3)})).await;
     let e = r.assert_error(413, "payload_too_large");
     assert_eq!(e["details"]["limit_bytes"], 4096);
@@ -14,7 +14,7 @@ async fn a_body_over_the_limit_is_payload_too_large() {
 
 #[tokio::test]
 async fn too_many_cells_is_invalid_input_naming_the_limit() {
-    let app = spawn_app_with(|s| s.max_cells = 100).await;
+    let app = spawn_app_with(|s| s.server.max_cells = 100).await;
     let r = app.detect(&json!({"data": training_rows(50, 3)})).await;
     let e = r.assert_error(422, "invalid_input");
     assert_eq!(e["details"]["limit"], 100);
@@ -23,7 +23,7 @@ async fn too_many_cells_is_invalid_input_naming_the_limit() {
 
 #[tokio::test]
 async fn a_request_over_the_timeout_is_unavailable_with_retry_after() {
-    let app = spawn_app_with(|s| s.request_timeout = Duration::from_millis(1)).await;
+    let app = spawn_app_with(|s| s.server.request_timeout = Duration::from_millis(1)).await;
     let r = app
         .detect(&json!({"data": training_rows(20_000, 8), "n_estimators": 300}))
         .await;

@@ -96,7 +96,8 @@ async fn luhn_decides_what_is_a_card_number() {
 
 #[tokio::test]
 async fn anonymize_masks_values_and_configured_fields() {
-    let app = spawn_app_with(|s| s.pii.fields = vec!["name".into(), "address".into()]).await;
+    let app =
+        spawn_app_with(|s| s.security.pii.fields = vec!["name".into(), "address".into()]).await;
     let doc = json!({
         "Name": "Jane Doe",
         "address": {"street": "1 Main St", "zip": "12345"},

@@ -1,13 +1,14 @@
 //! The scale-out deployment in one test process: two API instances on one Postgres
-//! database and one Redis prefix, and a worker process (`WorkerProcess`, as
-//! `pynomaly worker` runs it). Skipped, with the reason printed, without
+//! database and one Redis prefix, and a worker (the job parts `pynomaly worker` opens,
+//! running jobs and serving nothing). Skipped, with the reason printed, without
 //! `PYNOMALY_TEST_DATABASE_URL` and `PYNOMALY_TEST_REDIS_URL`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pynomaly_api::{Application, Secret, Settings, WorkerProcess};
+use pynomaly_api::Application;
 use pynomaly_jobs::RedisQueue;
+use pynomaly_runtime::{Secret, Settings, open_jobs};
 use pynomaly_store::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -51,18 +52,18 @@ impl Instance {
 
 pub(crate) fn settings(root: &Path, name: &str, db: &str, redis: &str, prefix: &str) -> Settings {
     let mut s = Settings::with_data_dir(root.join(name));
-    s.bind = "127.0.0.1:0".parse().unwrap();
+    s.server.bind = "127.0.0.1:0".parse().unwrap();
+    s.server.shutdown_timeout = Duration::from_secs(5);
     // Shared by the deployment: sources and storage (a directory here, S3 in production).
-    s.sources_dir = root.join("sources");
-    s.storage_url = root.join("storage").display().to_string();
-    s.database_url = Some(Secret::new(db));
-    s.database_max_connections = 4;
-    s.redis_url = Some(Secret::new(redis));
-    s.redis_prefix = prefix.to_string();
-    s.secret_key = Some(Secret::new("11".repeat(32)));
-    s.job_lease = Duration::from_secs(5);
-    s.shutdown_timeout = Duration::from_secs(5);
-    s.batch_chunk_rows = 100;
+    s.storage.sources_dir = root.join("sources");
+    s.storage.artifacts_url = root.join("storage").display().to_string();
+    s.database.url = Some(Secret::new(db));
+    s.database.max_connections = 4;
+    s.queue.redis_url = Some(Secret::new(redis));
+    s.queue.redis_prefix = prefix.to_string();
+    s.queue.job_lease = Duration::from_secs(5);
+    s.queue.batch_chunk_rows = 100;
+    s.security.secret_key = Some(Secret::new("11".repeat(32)));
     s
 }
 
@@ -169,13 +170,10 @@ async fn two_instances_and_a_worker_share_models_and_jobs() {
         let (_, job) = call(&client, &key, Method::GET, format!("{}/api/v1/jobs/{job_id}", b.address), None, None).await;
         assert_eq!(job["status"], "queued", "{job}");
 
-        let worker = WorkerProcess::build(&settings(root, "w", &db, &redis, &prefix), 2)
+        let worker = open_jobs(&settings(root, "w", &db, &redis, &prefix), None)
             .await
             .expect("worker builds");
-        let (stop_worker, rx) = oneshot::channel::<()>();
-        let worker = tokio::spawn(worker.run_until(async {
-            let _ = rx.await;
-        }));
+        let running = std::sync::Arc::clone(&worker.queue).start_workers(2);
         let deadline = Instant::now() + Duration::from_secs(60);
         let job = loop {
             let (_, job) = call(&client, &key, Method::GET, format!("{}/api/v1/jobs/{job_id}", b.address), None, None).await;
@@ -191,8 +189,12 @@ async fn two_instances_and_a_worker_share_models_and_jobs() {
         assert_eq!(health["checks"]["queue"]["kind"], "redis", "{health}");
         assert_eq!(health["checks"]["workers"]["active"], 1, "{health}");
 
-        let _ = stop_worker.send(());
-        worker.await.unwrap();
+        worker.queue.shutdown();
+        for task in running {
+            task.await.unwrap();
+        }
+        worker.background.cancel();
+        worker.meta.close().await;
         a.shut().await;
         b.shut().await;
         RedisQueue::delete_keys(&redis, &prefix).await.unwrap();

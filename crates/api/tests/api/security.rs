@@ -279,7 +279,7 @@ fn claims_of(token: &str) -> Value {
 
 #[tokio::test]
 async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
-    let app = spawn_app_with(|s| s.jwt_ttl = Duration::from_secs(2)).await;
+    let app = spawn_app_with(|s| s.security.jwt_ttl = Duration::from_secs(2)).await;
     create_user(&app, &app.admin_key, "alice", &["read"]).await;
     let good = token(&app, "alice").await;
     let claims = claims_of(&good);
@@ -446,8 +446,8 @@ async fn users_need_a_valid_name_a_long_enough_password_and_a_free_username() {
 #[tokio::test]
 async fn login_brute_force_is_limited_per_username_then_per_address() {
     let app = spawn_app_with(|s| {
-        s.login_rate_limit_per_minute = 5;
-        s.login_ip_rate_limit_per_minute = 8;
+        s.security.login_rate_limit_per_minute = 5;
+        s.security.login_ip_rate_limit_per_minute = 8;
     })
     .await;
     create_user(&app, &app.admin_key, "dave", &["read"]).await;
@@ -504,8 +504,8 @@ async fn an_unknown_username_costs_about_what_a_wrong_password_costs() {
     // Timing, but with a factor-of-three margin: without the dummy hash an unknown
     // username answers in well under a millisecond, a wrong password in tens of them.
     let app = spawn_app_with(|s| {
-        s.login_rate_limit_per_minute = 1000;
-        s.login_ip_rate_limit_per_minute = 1000;
+        s.security.login_rate_limit_per_minute = 1000;
+        s.security.login_ip_rate_limit_per_minute = 1000;
     })
     .await;
     create_user(&app, &app.admin_key, "ivan", &["read"]).await;
@@ -538,7 +538,7 @@ async fn an_unknown_username_costs_about_what_a_wrong_password_costs() {
 #[tokio::test]
 async fn a_key_over_its_limit_gets_429_with_retry_after_and_a_limit_of_zero_is_none() {
     // The default applies to the admin key too: it makes 3 calls below.
-    let app = spawn_app_with(|s| s.rate_limit_per_minute = 4).await;
+    let app = spawn_app_with(|s| s.security.rate_limit_per_minute = 4).await;
     let (limited, _) = key_in(&app, "default", &["read"], Some(3)).await;
     for _ in 0..3 {
         app.request(Method::GET, "/api/v1/algorithms", Some(&limited), None)
@@ -570,7 +570,7 @@ async fn a_key_over_its_limit_gets_429_with_retry_after_and_a_limit_of_zero_is_n
         .assert_error(429, "rate_limited");
 
     // Default 0: a key created without a limit has none.
-    let unlimited = spawn_app_with(|s| s.rate_limit_per_minute = 0).await;
+    let unlimited = spawn_app_with(|s| s.security.rate_limit_per_minute = 0).await;
     for _ in 0..100 {
         unlimited
             .request(

@@ -61,7 +61,7 @@ async fn the_seed_python_client_works_against_the_server_unchanged() {
         return;
     }
     // Real workers this time: the client polls job status as a user would.
-    let app = spawn_app_with(|s| s.worker_concurrency = 2).await;
+    let app = spawn_app_with(|s| s.queue.worker_concurrency = 2).await;
     let mut csv = String::from("a,b,c\n");
     // Uniform in the unit cube, from a fixed linear congruential generator.
     let mut state: u64 = 42;

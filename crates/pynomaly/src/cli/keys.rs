@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use pynomaly_store::Scope;
+use pynomaly_runtime::{KeyHasher, Settings, create_api_key, open_metadata};
+use pynomaly_store::{ApiKey, Scope};
 
 use crate::cli::InputError;
 
@@ -65,14 +66,8 @@ fn create_key(args: &CreateKeyArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let created = runtime
-        .block_on(pynomaly_api::create_api_key(
-            &settings,
-            &args.name,
-            scopes,
-            &args.tenant,
-        ))
-        .map_err(|e| anyhow::anyhow!(e))
+    let (created, key) = runtime
+        .block_on(create(&settings, &args.name, scopes, &args.tenant))
         .context("cannot create the key")?;
     let scopes: Vec<&str> = created.scopes.iter().map(|s| s.as_str()).collect();
     eprintln!(
@@ -82,6 +77,22 @@ fn create_key(args: &CreateKeyArgs) -> anyhow::Result<()> {
         created.tenant,
         scopes.join(",")
     );
-    println!("{}", created.key);
+    println!("{key}");
     Ok(())
+}
+
+/// Creates the key in the metadata store the settings name (Postgres with
+/// `DATABASE_URL`, else the data directory's SQLite), hashed with the server secret.
+async fn create(
+    settings: &Settings,
+    name: &str,
+    scopes: Vec<Scope>,
+    tenant: &str,
+) -> anyhow::Result<(ApiKey, String)> {
+    let store = open_metadata(settings).await?;
+    let hasher = KeyHasher::for_settings(settings)
+        .context("cannot read the server secret (PYNOMALY_SECRET_KEY or <data dir>/secret.key)")?;
+    let created = create_api_key(store.as_ref(), &hasher, tenant, name, scopes, None, None).await;
+    store.close().await;
+    Ok(created?)
 }

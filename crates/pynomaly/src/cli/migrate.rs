@@ -14,7 +14,7 @@ pub struct MigrateArgs {}
 /// `DATABASE_URL` unset or invalid (exit status 2), or the database refuses.
 pub fn run(_args: &MigrateArgs) -> anyhow::Result<()> {
     let settings = crate::cli::serve::settings(None)?;
-    if settings.database_url.is_none() {
+    if settings.database.url.is_none() {
         return Err(crate::cli::InputError(
             "DATABASE_URL is not set: migrations apply to the Postgres store (the embedded \
              SQLite store migrates itself at start-up)"
@@ -27,7 +27,7 @@ pub fn run(_args: &MigrateArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let applied = runtime
-        .block_on(pynomaly_api::migrate(&settings))
+        .block_on(pynomaly_runtime::migrate(&settings))
         .context("cannot migrate the database")?;
     println!("applied {applied} migration(s); the database is up to date");
     Ok(())

@@ -1,5 +1,5 @@
 //! `pynomaly serve`: the HTTP service, configured from the environment (see
-//! `pynomaly_api::Settings`), until SIGTERM or Ctrl-C: the embedded default (SQLite
+//! `pynomaly_runtime::Settings`), until SIGTERM or Ctrl-C: the embedded default (SQLite
 //! metadata, local artifacts, in-process job workers), or with `DATABASE_URL` and
 //! `REDIS_URL` one of several stateless instances (Postgres, Redis-delivered jobs run by
 //! `pynomaly worker`).
@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use pynomaly_api::{Application, Settings, init_telemetry, shutdown_signal};
+use pynomaly_api::Application;
+use pynomaly_runtime::{Settings, init_telemetry, shutdown_signal};
 
 use crate::cli::InputError;
 
@@ -45,23 +46,27 @@ pub(crate) fn settings(data_dir: Option<&PathBuf>) -> anyhow::Result<Settings> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let mut settings = settings(args.data_dir.as_ref())?;
     if let Some(bind) = args.bind {
-        settings.bind = bind;
+        settings.server.bind = bind;
     }
     if let Some(n) = args.workers {
-        settings.worker_concurrency = n;
+        settings.queue.worker_concurrency = n;
         // With Redis, jobs run in `pynomaly worker` processes unless asked here too.
-        settings.serve_runs_jobs = true;
+        settings.queue.serve_runs_jobs = true;
     }
     // Before the runtime, and dropped after it: the exporter flushes the last spans.
-    let _telemetry = init_telemetry(&settings.log_level, &settings.traces, "pynomaly-api")
-        .context("cannot start telemetry")?;
+    let _telemetry = init_telemetry(
+        &settings.telemetry.log_level,
+        &settings.telemetry.traces,
+        "pynomaly-api",
+    )
+    .context("cannot start telemetry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pynomaly-async")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let data_dir = settings.data_dir.clone();
+        let data_dir = settings.storage.data_dir.clone();
         let app = Application::build(settings)
             .await
             .context("cannot start the service")?;

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pynomaly_api::{init_telemetry, open_metadata, shutdown_signal};
-use pynomaly_jobs::ModelRegistry;
+use pynomaly_runtime::{
+    KeyHasher, init_telemetry, open_artifacts, open_metadata, open_registry, shutdown_signal,
+};
 use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
 use pynomaly_stream::{
@@ -203,8 +204,12 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
     let consumer = args.consumer.clone().unwrap_or_else(default_consumer);
 
     // Before the runtime, and dropped after it: the exporter flushes the last spans.
-    let _telemetry = init_telemetry(&settings.log_level, &settings.traces, "pynomaly-stream")
-        .context("cannot start telemetry")?;
+    let _telemetry = init_telemetry(
+        &settings.telemetry.log_level,
+        &settings.telemetry.traces,
+        "pynomaly-stream",
+    )
+    .context("cannot start telemetry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pynomaly-stream")
@@ -214,22 +219,22 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
         let metrics = StreamMetrics::new();
         let stop = CancellationToken::new();
         // The API's keys: models the server wrote encrypted are read, checkpoints sealed.
-        let artifacts = pynomaly_api::open_artifacts(&settings).with_context(|| {
-            format!("cannot open the artifact storage {}", settings.storage_url)
+        let artifacts = open_artifacts(&settings).with_context(|| {
+            format!(
+                "cannot open the artifact storage {}",
+                settings.storage.artifacts_url
+            )
         })?;
         // Alerts echo their event: personal data in it is masked as the API's privacy
         // settings say (PYNOMALY_PII_FIELDS, PYNOMALY_PII_MODE, PYNOMALY_PII_HASH_KEY).
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                settings.data_dir.display()
-            )
-        })?;
-        let hasher = pynomaly_api::auth::KeyHasher::for_settings(&settings).context(
+        let data_dir = &settings.storage.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let hasher = KeyHasher::for_settings(&settings).context(
             "cannot read the server secret (PYNOMALY_SECRET_KEY or <data dir>/secret.key)",
         )?;
         pynomaly_stream::alert::mask_with(pynomaly_privacy::Privacy::new(
-            &settings.pii,
+            &settings.security.pii,
             hasher.derive_key("pynomaly-pii-hash-v1"),
         ));
         let (scoring, refresher, checkpointer) = match (&args.model, online) {
@@ -237,14 +242,11 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
                 let meta = open_metadata(&settings)
                     .await
                     .context("cannot open the model registry")?;
-                let registry = Arc::new(ModelRegistry::new(
-                    Arc::clone(&meta),
-                    artifacts,
-                    settings.model_cache_bytes,
-                ));
+                let registry = open_registry(&settings, &meta, &artifacts, &stop)
+                    .await
+                    .context("cannot open the model registry")?;
                 let (slot, task) = RegistryModel {
                     registry,
-                    meta,
                     tenant: args.tenant.clone(),
                     name: name.clone(),
                     refresh,
@@ -308,7 +310,7 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
                 queue_batches: 2,
                 source_name: source.display(),
                 drain_timeout: drain,
-                traces: settings.traces.enabled,
+                traces: settings.telemetry.traces.enabled,
             },
             metrics,
         };

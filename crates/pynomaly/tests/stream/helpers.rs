@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pynomaly_jobs::{ModelRegistry, Registration};
+use pynomaly_models::{ModelRegistry, Registration};
 use pynomaly_store::{ArtifactStore, SqliteStore};
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
-use pynomaly_jobs::{ModelRegistry, Registration};
+use pynomaly_models::{ModelRegistry, Registration};
 use pynomaly_store::{ArtifactStore, DynMetadataStore, SqliteStore};
 use serde_json::json;
 

@@ -7,16 +7,20 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use detect_core::drift::ReferenceProfile;
 use detect_core::{DetectError, FittedModel};
 use pynomaly_store::{ArtifactStore, DynMetadataStore, ModelVersion, NewModelVersion, StoreError};
 use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::{LoadedModel, ModelCache};
 use crate::drift::{DriftConfig, DriftMonitor, reference_path};
-use crate::model_events::ModelEvents;
+use crate::model_events::{ModelChangeSink, ModelEvents};
 
 /// An error from registering or loading a model.
 #[derive(Debug, Error)]
@@ -103,6 +107,20 @@ impl ModelRegistry {
     /// their cached copies. Set once, at start-up.
     pub fn announce_changes(&self, events: Arc<ModelEvents>) {
         let _ = self.events.set(events);
+    }
+
+    /// Shares model changes with the other instances through `events`: announces this
+    /// registry's changes there, and drops from the cache what the others announce, until
+    /// `stop`. Returns once subscribed.
+    pub async fn follow_changes(
+        self: &Arc<Self>,
+        events: Arc<ModelEvents>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        self.announce_changes(Arc::clone(&events));
+        events
+            .subscribe(Arc::clone(self) as Arc<dyn ModelChangeSink>, stop)
+            .await
     }
 
     /// Artifacts read and decoded since start (cache misses that loaded).
@@ -381,6 +399,92 @@ impl ModelRegistry {
         Ok(self.meta.model_versions(tenant, name).await?)
     }
 
+    /// Keeps up with a model's production version: loads it now (`None` when the model
+    /// does not exist), then checks the metadata store every `every` until `stop`, and
+    /// publishes each new production version (a promotion, or a model deleted and trained
+    /// again, which starts over at version 1) on the returned channel once it is loaded.
+    ///
+    /// # Errors
+    /// The stores failed, or the artifact cannot be decoded.
+    pub async fn watch_production(
+        self: &Arc<Self>,
+        tenant: &str,
+        name: &str,
+        every: Duration,
+        stop: CancellationToken,
+    ) -> Result<Option<ProductionWatch>, RegistryError> {
+        let Some(first) = self.load(tenant, name, None).await? else {
+            return Ok(None);
+        };
+        let (tx, rx) = watch::channel(first);
+        let registry = Arc::clone(self);
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = stop.cancelled() => return,
+                }
+                let held = tx.borrow().clone();
+                if let Some(next) = registry.newer_production(&tenant, &name, &held).await {
+                    tracing::info!(
+                        model = name,
+                        from = held.version.version,
+                        to = next.version.version,
+                        "new production version"
+                    );
+                    tx.send_replace(next);
+                }
+            }
+        });
+        Ok(Some(ProductionWatch { current: rx, task }))
+    }
+
+    /// The production version when it is not `held` (a version is identified by its
+    /// artifact too), loaded; `None` when it is the same, gone, or cannot be loaded now
+    /// (logged: the caller keeps what it has and asks again).
+    async fn newer_production(
+        &self,
+        tenant: &str,
+        name: &str,
+        held: &LoadedModel,
+    ) -> Option<LoadedModel> {
+        let production = match self.meta.production_version(tenant, name).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                tracing::warn!(
+                    model = name,
+                    "the model was deleted from the registry; keeping its last version"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, model = name, "cannot check the model's production version");
+                return None;
+            }
+        };
+        if production.version == held.version.version
+            && production.artifact_path == held.version.artifact_path
+        {
+            return None;
+        }
+        match self.load(tenant, name, Some(production.version)).await {
+            Ok(Some(loaded)) if loaded.version.artifact_path == production.artifact_path => {
+                Some(loaded)
+            }
+            Ok(Some(_)) => {
+                // A stale cached copy of a re-created version: drop it, load next time.
+                self.cache.invalidate(tenant, name);
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, model = name, version = production.version, "cannot load the new production version");
+                None
+            }
+        }
+    }
+
     /// Deletes a model: its versions, its artifacts and its cache entries. Returns the
     /// deleted versions (empty: there was no such model).
     ///
@@ -405,4 +509,23 @@ impl ModelRegistry {
         }
         Ok(deleted)
     }
+}
+
+impl ModelChangeSink for ModelRegistry {
+    fn changed(&self, tenant: &str, name: &str) {
+        self.cache.invalidate(tenant, name);
+    }
+
+    fn missed_changes(&self) {
+        self.cache.clear();
+    }
+}
+
+/// A model's production version, kept current by [`ModelRegistry::watch_production`].
+#[derive(Debug)]
+pub struct ProductionWatch {
+    /// The loaded production version; changes when a new one is loaded.
+    pub current: watch::Receiver<LoadedModel>,
+    /// The task checking for new versions (ends at `stop`).
+    pub task: JoinHandle<()>,
 }

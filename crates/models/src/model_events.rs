@@ -8,6 +8,9 @@
 //! registry's deduplicated loads). Pub/sub delivers at most once: when the subscription
 //! drops, the instance clears its whole cache once it is back, since it may have missed
 //! announcements.
+//!
+//! What a received change does is the [`ModelChangeSink`]'s business (the registry is
+//! one), so this module knows Redis and the message, not the registry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,24 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::QueueError;
-use crate::registry::ModelRegistry;
+/// Redis could not be reached or refused a command.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelEventsError {
+    #[error("model events (Redis) error")]
+    Redis(#[from] redis::RedisError),
+    #[error("model events (Redis) connection pool error")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("cannot set up the model events' Redis pool: {0}")]
+    Setup(String),
+}
+
+/// What receives the changes announced by other instances.
+pub trait ModelChangeSink: Send + Sync + 'static {
+    /// Another instance changed the model `name` of `tenant`.
+    fn changed(&self, tenant: &str, name: &str);
+    /// The subscription was away: announcements may have been missed.
+    fn missed_changes(&self);
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Change {
@@ -51,7 +70,7 @@ impl ModelEvents {
     ///
     /// # Errors
     /// The URL is invalid.
-    pub fn new(url: &str, prefix: &str) -> Result<Arc<Self>, QueueError> {
+    pub fn new(url: &str, prefix: &str) -> Result<Arc<Self>, ModelEventsError> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)));
@@ -62,7 +81,7 @@ impl ModelEvents {
             .wait_timeout(Some(Duration::from_secs(5)))
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
-            .map_err(|e| QueueError::Backend(format!("cannot build the Redis pool: {e}")))?;
+            .map_err(|e| ModelEventsError::Setup(e.to_string()))?;
         Ok(Arc::new(Self {
             client: redis::Client::open(url)?,
             pool,
@@ -85,7 +104,7 @@ impl ModelEvents {
                 return;
             }
         };
-        let published: Result<i64, QueueError> = async {
+        let published: Result<i64, ModelEventsError> = async {
             let mut conn = self.pool.get().await?;
             Ok(redis::cmd("PUBLISH")
                 .arg(&self.channel)
@@ -99,12 +118,12 @@ impl ModelEvents {
         }
     }
 
-    /// Listens for other instances' changes and drops them from `registry`'s cache, until
-    /// `shutdown`. Reconnects (clearing the cache) when the subscription drops. Returns
-    /// once subscribed, so a change announced after this returns is seen.
+    /// Listens for other instances' changes and hands them to `sink`, until `shutdown`.
+    /// Reconnects when the subscription drops (telling the sink it may have missed
+    /// changes). Returns once subscribed, so a change announced after this returns is seen.
     pub async fn subscribe(
         self: Arc<Self>,
-        registry: Arc<ModelRegistry>,
+        sink: Arc<dyn ModelChangeSink>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
         let first = self.connect().await;
@@ -123,8 +142,7 @@ impl ModelEvents {
                         }
                         match self.connect().await {
                             Ok(p) => {
-                                // Announcements may have been missed while away.
-                                registry.cache().clear();
+                                sink.missed_changes();
                                 p
                             }
                             Err(e) => {
@@ -146,11 +164,11 @@ impl ModelEvents {
                     };
                     match serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
                         Ok(change) if change.origin != self.origin => {
-                            registry.cache().invalidate(&change.tenant, &change.name);
+                            sink.changed(&change.tenant, &change.name);
                             tracing::debug!(
                                 tenant = change.tenant,
                                 name = change.name,
-                                "model changed elsewhere: cache entry dropped"
+                                "model changed elsewhere"
                             );
                         }
                         Ok(_) => {}
@@ -161,7 +179,7 @@ impl ModelEvents {
         })
     }
 
-    async fn connect(&self) -> Result<redis::aio::PubSub, QueueError> {
+    async fn connect(&self) -> Result<redis::aio::PubSub, ModelEventsError> {
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         Ok(pubsub)

@@ -13,8 +13,8 @@
 //! [`SpanData`] for the shared [`BatchSpanProcessor`]. Its attribute vector comes from an
 //! [`AttributePool`] that the exporter's side ([`Recycling`]) refills with the vectors of
 //! the spans it has exported, so attribute memory circulates instead of being allocated on
-//! one thread and freed on another. (Those costs were found in profiles on an Intel VM; on
-//! an AMD VM this path and the SDK's cost the same — BENCHMARKS.md, tracing, ninth session.)
+//! one thread and freed on another. Where the allocator does not contend this way, this
+//! path and the SDK's cost the same (BENCHMARKS.md, tracing).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -158,7 +158,7 @@ impl SpanProcessor for SharedProcessor {
 /// What request spans are made with: the provider's sampler, id generator, span limits
 /// and instrumentation scope, and its batch processor.
 #[derive(Debug)]
-pub(crate) struct RequestSpans {
+pub struct RequestSpans {
     processor: Arc<BatchSpanProcessor>,
     sampler: Sampler,
     ids: RandomIdGenerator,
@@ -202,11 +202,7 @@ impl RequestSpans {
     /// caller's, from its `traceparent`), else the root of a new trace. As the SDK's
     /// tracer does: the sampler decides whether it records; a span that does not still
     /// has valid ids (unsampled), so that logs and responses can name its trace.
-    pub(crate) fn start(
-        &'static self,
-        name: Cow<'static, str>,
-        parent: &OtelContext,
-    ) -> RequestSpan {
+    pub fn start(&'static self, name: Cow<'static, str>, parent: &OtelContext) -> RequestSpan {
         if parent.is_telemetry_suppressed() {
             return RequestSpan::not_recording(SpanContext::empty_context());
         }
@@ -275,7 +271,7 @@ impl RequestSpans {
 /// A request's span (see the module docs): what it records until it ends, when it is
 /// handed to the batch processor. Ended when dropped, as the SDK's spans are.
 #[derive(Debug)]
-pub(crate) struct RequestSpan {
+pub struct RequestSpan {
     context: SpanContext,
     /// `None` when the span does not record, or once it has ended.
     recording: Option<Recording>,
@@ -417,7 +413,7 @@ impl Drop for RequestSpan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::tests::Collect;
+    use crate::telemetry::logs::tests::Collect;
     use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::{Span as _, TraceId, TraceState};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
