@@ -98,3 +98,56 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_watch_follows_a_model_trained_again_and_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: DynMetadataStore = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let artifacts = ArtifactStore::from_url(&dir.path().display().to_string()).unwrap();
+    let registry = Arc::new(ModelRegistry::new(Arc::clone(&meta), artifacts, 1 << 20));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let every = std::time::Duration::from_millis(20);
+    assert!(
+        registry
+            .watch_production("t", "m", every, stop.clone())
+            .await
+            .unwrap()
+            .is_none(),
+        "no model, nothing to watch"
+    );
+    let reg = Registration {
+        tenant: "t".into(),
+        model_name: "m".into(),
+        feature_names: None,
+        training_time_ms: 1.0,
+        job_id: None,
+    };
+    let first = registry.register(fitted(), reg.clone()).await.unwrap();
+    let mut watch = registry
+        .watch_production("t", "m", every, stop.clone())
+        .await
+        .unwrap()
+        .expect("the model exists");
+    assert_eq!(
+        watch.current.borrow_and_update().version.artifact_path,
+        first.version.artifact_path
+    );
+    // Deleted and trained again: version 1 once more, but another artifact.
+    registry.delete("t", "m").await.unwrap();
+    let second = registry.register(fitted(), reg).await.unwrap();
+    assert_eq!(second.version.version, 1);
+    assert_ne!(second.version.artifact_path, first.version.artifact_path);
+    tokio::time::timeout(std::time::Duration::from_secs(10), watch.current.changed())
+        .await
+        .expect("the new production version is published")
+        .unwrap();
+    assert_eq!(
+        watch.current.borrow().version.artifact_path,
+        second.version.artifact_path
+    );
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), watch.task)
+        .await
+        .expect("the watch stops when asked")
+        .unwrap();
+}
