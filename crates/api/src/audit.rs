@@ -29,15 +29,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use pynomaly_store::{DEFAULT_TENANT, DynMetadataStore, NewAuditEntry};
 use tokio::sync::mpsc;
 
-use crate::middleware::current_request_id;
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::request_id::current_request_id;
 
 /// Rows waiting for the writer before new ones are dropped.
 pub(crate) const QUEUE_CAPACITY: usize = 65_536;
@@ -149,10 +149,11 @@ pub(crate) fn client_ip(
     peer.map(|p| p.ip())
 }
 
-/// The middleware: gives the request its [`AuditSlot`], and records the outcome when the
+/// What the audit middleware does: gives the request its [`AuditSlot`], and records the outcome when the
 /// request is one to record (see the module docs).
 pub(crate) async fn record(
-    State(state): State<AppState>,
+    log: &AuditLog,
+    metrics: &Metrics,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -160,7 +161,7 @@ pub(crate) async fn record(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let client = client_ip(req.headers(), peer, state.audit.trust_forwarded_for);
+    let client = client_ip(req.headers(), peer, log.trust_forwarded_for);
     let slot = AuditSlot {
         noted: Arc::default(),
         client,
@@ -173,12 +174,12 @@ pub(crate) async fn record(
     let response = next.run(req).await;
     let status = response.status().as_u16();
     if status == 429 {
-        state.metrics.count_rate_limited();
+        metrics.count_rate_limited();
     }
     let noted = std::mem::take(&mut *slot.noted.lock().unwrap_or_else(|e| e.into_inner()));
     if noted.record || matches!(status, 401 | 403 | 429) {
         let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        state.audit.push(NewAuditEntry {
+        log.push(NewAuditEntry {
             tenant: noted.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string()),
             actor: noted.actor.unwrap_or_else(|| "anonymous".into()),
             action: format!("{method} {route}"),

@@ -10,8 +10,8 @@
 //!
 //! A bearer credential is an API key (`pk_…`) or a JWT from `POST /api/v1/auth/token`
 //! (see [`crate::users`]); a [`Principal`] says which ([`Actor`]). Scopes are checked by
-//! extractors in each handler's signature ([`ReadAccess`], [`WriteAccess`],
-//! [`AdminAccess`]), so a handler cannot forget them; `admin` implies `read` and `write`.
+//! extractors in each handler's signature (`crate::access`), so a handler cannot forget
+//! them; `admin` implies `read` and `write`.
 //! The same extractors apply the caller's rate limit (per key, per user: see
 //! [`crate::ratelimit`]) and tell the audit log who called.
 
@@ -20,7 +20,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
@@ -30,7 +29,6 @@ use serde::Serialize;
 use crate::audit::AuditSlot;
 use crate::error::ApiError;
 use crate::ratelimit::{Decision, RateLimiter};
-use crate::state::AppState;
 use crate::users::{Passwords, Tokens};
 use pynomaly_runtime::{KeyHasher, write_private};
 
@@ -535,62 +533,6 @@ impl AuthService {
 fn invalid_key() -> ApiError {
     ApiError::Unauthorized("invalid, revoked or expired API key".into())
 }
-
-macro_rules! scoped_access {
-    ($name:ident, $scope:expr, $doc:literal) => {
-        #[doc = $doc]
-        #[derive(Debug, Clone)]
-        pub struct $name(pub Principal);
-
-        impl FromRequestParts<AppState> for $name {
-            type Rejection = ApiError;
-
-            async fn from_request_parts(
-                parts: &mut Parts,
-                state: &AppState,
-            ) -> Result<Self, Self::Rejection> {
-                let principal = state.auth.authenticate(parts).await?;
-                if let Some(slot) = parts.extensions.get::<AuditSlot>() {
-                    slot.identify(&principal.tenant, principal.label());
-                    // Changes and admin actions are audited whatever their outcome.
-                    if $scope != Scope::Read {
-                        slot.mark();
-                    }
-                }
-                // Before the scope check: a caller hammering 403s is limited too.
-                state.auth.enforce_rate_limit(&principal).await?;
-                if principal.has($scope) {
-                    Ok($name(principal))
-                } else {
-                    let who = match principal.actor {
-                        Actor::Key { .. } => "API key",
-                        Actor::User { .. } => "user",
-                    };
-                    Err(ApiError::Forbidden(format!(
-                        "this {who} lacks the '{}' scope",
-                        $scope.as_str()
-                    )))
-                }
-            }
-        }
-    };
-}
-
-scoped_access!(
-    ReadAccess,
-    Scope::Read,
-    "A caller holding the `read` scope."
-);
-scoped_access!(
-    WriteAccess,
-    Scope::Write,
-    "A caller holding the `write` scope."
-);
-scoped_access!(
-    AdminAccess,
-    Scope::Admin,
-    "A caller holding the `admin` scope."
-);
 
 #[cfg(test)]
 mod tests {

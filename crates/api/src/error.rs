@@ -15,7 +15,7 @@ use pynomaly_models::RegistryError;
 use pynomaly_store::StoreError;
 use serde_json::{Value, json};
 
-use crate::middleware::current_request_id;
+use crate::request_id::current_request_id;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]

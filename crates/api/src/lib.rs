@@ -15,16 +15,19 @@
 //! [`MetricsPort`] serves `/metrics` alone, for `pynomaly worker` too. This crate holds
 //! HTTP only: no process setup, no SQL.
 
+mod access;
 mod audit;
 pub mod auth;
 mod cpu;
 pub mod error;
+mod exposition;
 mod extract;
 mod metrics;
 mod middleware;
 mod openapi_doc;
 mod ops_metrics;
 mod ratelimit;
+mod request_id;
 pub mod routes;
 mod security_headers;
 mod server;

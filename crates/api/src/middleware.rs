@@ -33,22 +33,9 @@ use futures::future::Either;
 use opentelemetry::context::FutureExt as _;
 
 use crate::error::ApiError;
+use crate::request_id::{REQUEST_ID_HEADER, with_request_id};
 use crate::state::AppState;
 use crate::telemetry::RequestTrace;
-
-tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
-}
-
-/// The header carrying the request id, both ways.
-pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// The current request's id (inside a request), or `"unknown"`.
-pub(crate) fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(|id| id.to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
 
 fn incoming_id(req: &Request) -> Option<Arc<str>> {
     let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
@@ -75,7 +62,7 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         Some(trace) => Either::Left(next.run(req).with_context(trace.context().clone())),
         None => Either::Right(next.run(req)),
     };
-    let run = REQUEST_ID.scope(Arc::clone(&id), handler);
+    let run = with_request_id(Arc::clone(&id), handler);
     let mut response = match tokio::time::timeout(timeout, run).await {
         Ok(response) => response,
         Err(_) => {
@@ -128,4 +115,9 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         None => access_line(),
     }
     response
+}
+
+/// The audit middleware (see [`crate::audit::record`]).
+pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    crate::audit::record(&state.audit, &state.metrics, req, next).await
 }

@@ -1,4 +1,5 @@
-//! Operational metrics beyond the seed's, and the `/metrics` exposition that serves both.
+//! Operational metrics beyond the request and model metrics of [`crate::metrics`] (served
+//! with them by [`crate::exposition`]).
 //!
 //! - `pynomaly_build_info{version,role,queue,metadata}` 1 — `role` is `api` or `worker`.
 //! - `pynomaly_job_queue_depth`, `pynomaly_jobs_running`: jobs `queued` / `running` in
@@ -23,22 +24,14 @@
 //! Values that live elsewhere (the store, Redis, the registry's counters) are read when
 //! Prometheus scrapes, not kept up to date on every request.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use pynomaly_jobs::JobQueue;
 use pynomaly_models::ModelRegistry;
 use pynomaly_store::DynMetadataStore;
-
-use crate::metrics::Metrics;
 
 const JOB_BUCKETS: [f64; 15] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
@@ -205,8 +198,15 @@ impl OpsMetrics {
     }
 
     /// Reads the values kept elsewhere.
-    async fn refresh(&self, sources: &MetricsSources) {
-        match sources.meta.job_counts().await {
+    /// Reads what lives elsewhere: job counts and pool sizes from the metadata store,
+    /// workers from the queue, the registry's cache counters.
+    pub(crate) async fn refresh(
+        &self,
+        meta: &DynMetadataStore,
+        queue: &dyn JobQueue,
+        registry: &ModelRegistry,
+    ) {
+        match meta.job_counts().await {
             Ok((queued, running)) => {
                 self.queue_depth.set(queued);
                 self.jobs_running.set(running);
@@ -216,22 +216,21 @@ impl OpsMetrics {
                 self.source_errors.with_label_values(&["metadata"]).inc();
             }
         }
-        match sources.queue.live_workers().await {
+        match queue.live_workers().await {
             Ok(n) => self.workers_active.set(n as i64),
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: cannot count live workers");
                 self.source_errors.with_label_values(&["redis"]).inc();
             }
         }
-        self.worker_slots.set(sources.queue.workers() as i64);
-        self.worker_busy.set(sources.queue.busy() as i64);
-        let registry = &sources.registry;
+        self.worker_slots.set(queue.workers() as i64);
+        self.worker_busy.set(queue.busy() as i64);
         catch_up(&self.cache_hits, registry.cache_hits());
         catch_up(&self.cache_misses, registry.cache_misses());
         catch_up(&self.model_loads, registry.loads());
         self.cache_bytes
             .set(i64::try_from(registry.cache().bytes()).unwrap_or(i64::MAX));
-        if let Some(p) = sources.meta.pool_stats() {
+        if let Some(p) = meta.pool_stats() {
             self.db_pool
                 .with_label_values(&["idle"])
                 .set(i64::from(p.idle));
@@ -240,7 +239,7 @@ impl OpsMetrics {
                 .set(i64::from(p.open.saturating_sub(p.idle)));
             self.db_pool_max.set(i64::from(p.max));
         }
-        for (pool, p) in sources.queue.pool_stats() {
+        for (pool, p) in queue.pool_stats() {
             self.redis_pool
                 .with_label_values(&[pool, "idle"])
                 .set(i64::from(p.idle));
@@ -252,45 +251,4 @@ impl OpsMetrics {
                 .set(i64::from(p.max));
         }
     }
-}
-
-/// What a `/metrics` answer reads: the process's metrics and the parts it reports on.
-#[derive(Debug, Clone)]
-pub(crate) struct MetricsSources {
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) meta: DynMetadataStore,
-    pub(crate) queue: Arc<dyn JobQueue>,
-    pub(crate) registry: Arc<ModelRegistry>,
-}
-
-/// The Prometheus text exposition of every metric of this process.
-pub(crate) async fn exposition(sources: &MetricsSources) -> String {
-    sources.metrics.ops().refresh(sources).await;
-    // Drift and data quality of the models this process scored (a worker's batch jobs
-    // feed its own windows).
-    crate::routes::drift::export_metrics(&sources.registry, &sources.metrics);
-    sources.metrics.render(sources.registry.cache().len())
-}
-
-/// The `/metrics` response.
-pub(crate) async fn metrics_response(sources: &MetricsSources) -> impl IntoResponse + use<> {
-    let body = exposition(sources).await;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-}
-
-/// A router serving only `GET /metrics`: the metrics port (`PYNOMALY_METRICS_BIND`) of a
-/// worker, or of an instance beside its API port.
-pub(crate) fn metrics_router(sources: MetricsSources) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<MetricsSources>| async move { metrics_response(&s).await }),
-        )
-        .with_state(sources)
 }

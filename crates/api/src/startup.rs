@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::auth::{AuthConfig, AuthService};
+use crate::exposition::{MetricsSources, metrics_router};
 use crate::metrics::Metrics;
-use crate::ops_metrics::{MetricsSources, metrics_router};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Limits, Shared};
 
@@ -186,7 +186,7 @@ impl Application {
         let router = crate::routes::api_router()
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::audit::record,
+                crate::middleware::audit,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

@@ -27,8 +27,6 @@ pub use open::{
 };
 pub use settings::{
     DatabaseSettings, Problem, QueueSettings, Secret, SecuritySettings, ServerSettings, Settings,
-    SettingsError, StorageSettings, TelemetrySettings,
+    SettingsError, StorageSettings, TelemetrySettings, TraceSampler, TraceSettings,
 };
-pub use telemetry::{
-    TelemetryError, TelemetryGuard, TraceSampler, TraceSettings, init_telemetry, init_tracing,
-};
+pub use telemetry::{TelemetryError, TelemetryGuard, init_telemetry, init_tracing};

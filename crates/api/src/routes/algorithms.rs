@@ -5,7 +5,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::auth::ReadAccess;
+use crate::access::ReadAccess;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {

@@ -9,7 +9,7 @@ use pynomaly_store::AuditFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::AdminAccess;
+use crate::access::AdminAccess;
 use crate::error::ApiError;
 use crate::routes::{ApiQuery, PageQuery};
 use crate::state::AppState;

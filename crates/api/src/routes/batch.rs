@@ -12,7 +12,7 @@ use pynomaly_jobs::{BatchSpec, OutputFormat, Scoring};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 
-use crate::auth::WriteAccess;
+use crate::access::WriteAccess;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::detector_config;

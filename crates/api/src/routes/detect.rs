@@ -11,7 +11,7 @@ use ndarray::Array2;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::auth::ReadAccess;
+use crate::access::ReadAccess;
 use crate::cpu;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};

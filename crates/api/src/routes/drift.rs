@@ -14,7 +14,7 @@ use pynomaly_models::{ModelDrift, WindowView, unix_now};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::ReadAccess;
+use crate::access::ReadAccess;
 use crate::error::ApiError;
 use crate::routes::ApiQuery;
 use crate::state::AppState;

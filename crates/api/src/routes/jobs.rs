@@ -11,7 +11,7 @@ use pynomaly_store::{CancelOutcome, Job, JobKind, JobStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{ReadAccess, WriteAccess};
+use crate::access::{ReadAccess, WriteAccess};
 use crate::error::ApiError;
 use crate::routes::{ApiQuery, PageQuery};
 use crate::state::AppState;

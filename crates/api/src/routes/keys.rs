@@ -9,7 +9,7 @@ use pynomaly_store::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::AdminAccess;
+use crate::access::AdminAccess;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::ops_metrics::{MetricsSources, metrics_response};
+use crate::exposition::{MetricsSources, metrics_response};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {

@@ -16,7 +16,7 @@ use pynomaly_models::{Registration, unix_now};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 
-use crate::auth::{ReadAccess, WriteAccess};
+use crate::access::{ReadAccess, WriteAccess};
 use crate::cpu;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};

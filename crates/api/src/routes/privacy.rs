@@ -16,7 +16,7 @@ use pynomaly_privacy::{Mode, PiiKind, Privacy};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::auth::ReadAccess;
+use crate::access::ReadAccess;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;

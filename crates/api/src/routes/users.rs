@@ -12,7 +12,7 @@ use pynomaly_store::User;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::AdminAccess;
+use crate::access::AdminAccess;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::routes::keys::parse_scopes;

@@ -12,6 +12,7 @@
 mod env;
 mod secret;
 mod security;
+mod traces;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,8 +23,7 @@ use pynomaly_models::DriftConfig;
 pub(crate) use env::Env;
 pub use env::{Problem, SettingsError};
 pub use secret::Secret;
-
-use crate::telemetry::TraceSettings;
+pub use traces::{TraceSampler, TraceSettings};
 
 /// Everything a pynomaly process is configured with.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use pynomaly_store::crypto::{Keyring, MasterKey};
 
-use super::Env;
+use super::env::Env;
 
 pub(super) const RANDOM_32_BYTES: &str =
     "expected 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`)";

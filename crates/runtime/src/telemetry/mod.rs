@@ -39,11 +39,10 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod logs;
 mod request_span;
-mod settings;
 
+use crate::settings::TraceSettings;
 use logs::{JsonLines, RequestSpanEvents};
 pub use request_span::{RequestSpan, RequestSpans};
-pub use settings::{TraceSampler, TraceSettings};
 
 /// The target of the one access log line per request (written by the HTTP layer).
 pub const ACCESS_LOG_TARGET: &str = "pynomaly_api::access";

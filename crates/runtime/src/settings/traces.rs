@@ -7,7 +7,7 @@
 
 use opentelemetry_sdk::trace::Sampler;
 
-use crate::settings::{Env, SettingsError};
+use super::env::{Env, SettingsError};
 
 /// Which traces are kept (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
 #[derive(Debug, Clone, PartialEq)]
