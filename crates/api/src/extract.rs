@@ -9,7 +9,7 @@
 //! [`RequestBody`] is the shape of every scoring and training request: `data` parsed
 //! straight into one flat `Vec<f64>` (no vector per row, no intermediate `Value`), every
 //! other field kept as JSON for the handler to take what it accepts. Parameters may come
-//! nested in `"parameters"` or flat at the top level (the seed's clients send `**kwargs`
+//! nested in `"parameters"` or flat at the top level (the guide's clients send `**kwargs`
 //! flat); [`RequestBody::take_parameters`] merges both.
 
 use std::fmt;

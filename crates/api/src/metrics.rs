@@ -1,4 +1,4 @@
-//! Prometheus metrics with the seed's names and labels (see the contract).
+//! Prometheus metrics with the names and labels ML engineers' dashboards use (`docs/api.md`).
 //!
 //! - `pynomaly_requests_total{method,endpoint,status}`
 //! - `pynomaly_request_duration_seconds{method,endpoint}` (histogram)

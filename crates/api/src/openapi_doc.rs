@@ -192,7 +192,7 @@ fn schemas() -> Value {
             "types": {"type": "array", "items": {"type": "string", "enum": ["email", "phone", "ssn", "credit_card"]},
                 "description": "Kinds looked for (default: all)"},
             "mode": {"type": "string", "enum": ["mask", "hash"], "description": "anonymize: labels, or keyed HMAC tokens (default: PYNOMALY_PII_MODE)"},
-            "generalize": {"type": "boolean", "default": true, "description": "anonymize: integer `age` becomes `age_group`, `zip_code` keeps 3 characters + XX (the seed's DataPrivacyManager)"}}},
+            "generalize": {"type": "boolean", "default": true, "description": "anonymize: integer `age` becomes `age_group`, `zip_code` keeps 3 characters + XX (as the guide's DataPrivacyManager does)"}}},
         "PrivacyScan": {"type": "object", "properties": {
             "pii_found": {"type": "boolean"}, "total": {"type": "integer"},
             "summary": {"type": "object", "additionalProperties": {"type": "integer"}},

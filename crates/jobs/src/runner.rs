@@ -16,7 +16,7 @@
 //! Each job runs in a `job` span (see [`crate::trace_context`]); its steps run in child
 //! spans named `parse` (opening or reading a source), `fit`, `score` and `store` (writing
 //! an output, registering a model) with `ml.algorithm`, `ml.data_size` (`small` < 100
-//! rows, `medium` < 1000, `large`, as the seed's metric), `ml.data_rows` and
+//! rows, `medium` < 1000, `large`, as the guide's metric), `ml.data_rows` and
 //! `ml.anomalies_detected`; a step that fails is marked `ERROR` with its message.
 
 use std::fmt::Write as _;
@@ -155,7 +155,7 @@ pub trait BatchObserver: Send + Sync + std::fmt::Debug {
     fn source_quality(&self, _dataset: &str, _score: f64) {}
 }
 
-/// The size class of `rows` (the seed's `data_size`): `small` < 100, `medium` < 1000,
+/// The size class of `rows` (the guide's `data_size`): `small` < 100, `medium` < 1000,
 /// `large`.
 pub fn size_class(rows: usize) -> &'static str {
     match rows {

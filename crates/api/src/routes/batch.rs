@@ -107,7 +107,7 @@ async fn submit(
                     None => format!("model '{name}' not found"),
                 }));
             };
-            // The seed's client always sends an algorithm; it must agree with the model's.
+            // The guide's client always sends an algorithm; it must agree with the model's.
             if let Some(algorithm) = body.take_str("algorithm")?
                 && algorithm != model.version.algorithm
             {

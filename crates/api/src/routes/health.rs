@@ -1,4 +1,4 @@
-//! Health: `/health` (what the seed's `HealthCheck().check_dependencies()` reports),
+//! Health: `/health` (what the guide's `HealthCheck().check_dependencies()` reports),
 //! `/health/live` (the process answers) and `/health/ready` (dependencies reachable).
 //! No auth: load balancers and probes call these.
 

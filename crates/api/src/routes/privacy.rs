@@ -1,5 +1,5 @@
 //! `POST /api/v1/privacy/scan` and `POST /api/v1/privacy/anonymize` (scope `read`): the
-//! seed's `DataPrivacyManager` as a service, over [`pynomaly_privacy`].
+//! ML-engineer guide's `DataPrivacyManager` as a service, over [`pynomaly_privacy`].
 //!
 //! Both take any JSON document in `data`. `scan` reports where personal data is (JSON
 //! Pointer paths, kind, count), never the values. `anonymize` returns the document with
@@ -40,7 +40,7 @@ struct PrivacyRequest {
     types: Option<Vec<String>>,
     mode: Option<String>,
     /// `age` → `age_group`, `zip_code` → 3 characters + `XX` (anonymize; default true, as
-    /// the seed's `anonymize_data`).
+    /// the guide's `anonymize_data`).
     generalize: Option<bool>,
 }
 

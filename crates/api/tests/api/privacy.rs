@@ -123,7 +123,7 @@ async fn anonymize_masks_values_and_configured_fields() {
             "score": 0.97
         })
     );
-    // The seed's quasi-identifiers are generalised, unless asked not to.
+    // The guide's quasi-identifiers are generalised, unless asked not to.
     let person = json!({"age": 42, "zip_code": "94107", "email": "x@y.io"});
     let r = app.post(ANON, &json!({"data": person})).await;
     assert_eq!(
