@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::DetectError;
 
 mod cells;
-use crate::params::{IsolationForestParams, MaxFeatures, MaxSamples};
+use crate::params::{Checked, IsolationForestParams, MaxFeatures, MaxSamples};
 
 /// Trees up to this depth use the perfect, branch-free layout (2^depth leaves).
 pub const DENSE_MAX_DEPTH: u32 = 12;
@@ -135,7 +135,7 @@ impl IsolationForest {
     /// # Errors
     /// [`DetectError::InvalidParameter`] when `max_features` exceeds the number of columns.
     pub(crate) fn fit(
-        params: &IsolationForestParams,
+        params: &Checked<IsolationForestParams>,
         seed: u64,
         x: ArrayView2<'_, f64>,
         warnings: &mut Vec<String>,
@@ -163,12 +163,6 @@ impl IsolationForest {
                 reason: format!(
                     "got {n_features} features but the data has {d}; accepted: 1..={d} or a fraction in (0, 1]"
                 ),
-            });
-        }
-        if params.n_estimators == 0 {
-            return Err(DetectError::InvalidParameter {
-                name: "n_estimators".into(),
-                reason: "must be at least 1".into(),
             });
         }
         let max_depth = (max_samples.max(2) as f64).log2().ceil() as u32;
@@ -787,7 +781,12 @@ impl DenseForest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::ParamGuard;
     use ndarray::Array2;
+
+    fn defaults() -> Checked<IsolationForestParams> {
+        IsolationForestParams::default().check().unwrap()
+    }
 
     #[test]
     fn average_path_length_matches_the_closed_form() {
@@ -805,9 +804,8 @@ mod tests {
     #[test]
     fn dense_and_sparse_layouts_give_the_same_scores() {
         let x = grid(500);
-        let p = IsolationForestParams::default();
         let mut w = Vec::new();
-        let forest = IsolationForest::fit(&p, 3, x.view(), &mut w).unwrap();
+        let forest = IsolationForest::fit(&defaults(), 3, x.view(), &mut w).unwrap();
         let Trees::Dense(_) = &forest.trees else {
             panic!("default forest should be dense")
         };
@@ -833,9 +831,7 @@ mod tests {
                 ((i * 7 + j * 13 + i * j) % 97) as f64 / 9.7
             });
             let mut w = Vec::new();
-            let forest =
-                IsolationForest::fit(&IsolationForestParams::default(), 11, x.view(), &mut w)
-                    .unwrap();
+            let forest = IsolationForest::fit(&defaults(), 11, x.view(), &mut w).unwrap();
             let Trees::Dense(_) = &forest.trees else {
                 panic!("default forest should be dense")
             };
@@ -863,8 +859,7 @@ mod tests {
         let x = Array2::from_shape_fn((40_000, 3), |(i, j)| distinct[[(i * 31) % 500, j]]);
         assert!(distinct_rows(x.view()).is_some());
         let mut w = Vec::new();
-        let forest =
-            IsolationForest::fit(&IsolationForestParams::default(), 5, x.view(), &mut w).unwrap();
+        let forest = IsolationForest::fit(&defaults(), 5, x.view(), &mut w).unwrap();
         assert_eq!(forest.score(x.view()), forest.score_rows(x.view(), None));
     }
 
@@ -882,8 +877,7 @@ mod tests {
             Array2::from_shape_fn((500, width), |(i, j)| ((i * 7 + j * 13) % 97) as f64 / 9.7);
         let x = Array2::from_shape_fn((90_000, width), |(i, j)| distinct[[(i * 31) % 500, j]]);
         let mut w = Vec::new();
-        let forest =
-            IsolationForest::fit(&IsolationForestParams::default(), 5, x.view(), &mut w).unwrap();
+        let forest = IsolationForest::fit(&defaults(), 5, x.view(), &mut w).unwrap();
         let expected = forest.score(x.view());
         assert_eq!(forest.score_owned_in_waves(x.clone(), 40_000), expected);
         let small = x.slice(ndarray::s![..1000, ..]).to_owned();
@@ -911,8 +905,7 @@ mod tests {
     fn constant_data_scores_one_half_everywhere_it_cannot_split() {
         let x = Array2::from_elem((50, 2), 1.0);
         let mut w = Vec::new();
-        let forest =
-            IsolationForest::fit(&IsolationForestParams::default(), 0, x.view(), &mut w).unwrap();
+        let forest = IsolationForest::fit(&defaults(), 0, x.view(), &mut w).unwrap();
         // Every tree is a single leaf of 50 rows: h = c(50), so score = 2^-(c(50)/c(50)).
         for s in forest.score(x.view()) {
             assert!((s - 0.5).abs() < 1e-12);

@@ -52,5 +52,6 @@ pub mod validate;
 pub use error::DetectError;
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_owned};
 pub use params::{
-    AlgorithmParams, Contamination, DetectorConfig, IsolationForestParams, LofParams, Metric,
+    AlgorithmParams, Checked, Contamination, DetectorConfig, IsolationForestParams, LofParams,
+    Metric, ParamError, ParamGuard,
 };

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::kdtree::{NeighborIndex, Neighbors};
-use crate::params::LofParams;
+use crate::params::{Checked, LofParams};
 
 /// scikit-learn's guard against zero reachability distances (duplicates).
 const LRD_EPSILON: f64 = 1e-10;
@@ -56,7 +56,7 @@ impl Lof {
     /// # Errors
     /// None today for validated input; the `Result` keeps the signature uniform.
     pub(crate) fn fit(
-        params: &LofParams,
+        params: &Checked<LofParams>,
         x: ArrayView2<'_, f64>,
         warnings: &mut Vec<String>,
     ) -> Result<(Self, Vec<f64>), DetectError> {
@@ -202,7 +202,7 @@ fn outlier_factor(own_lrd: f64, pos: &[u32], lrd: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::Metric;
+    use crate::params::{Metric, ParamGuard};
     use ndarray::array;
 
     #[test]
@@ -218,7 +218,9 @@ mod tests {
         let p = LofParams {
             n_neighbors: 3,
             metric: Metric::Euclidean,
-        };
+        }
+        .check()
+        .unwrap();
         let mut w = Vec::new();
         let (_, scores) = Lof::fit(&p, x.view(), &mut w).unwrap();
         assert!(w.is_empty());
@@ -230,7 +232,7 @@ mod tests {
     fn too_many_neighbours_are_clamped_with_a_warning() {
         let x = array![[0.0], [1.0], [3.0]];
         let mut w = Vec::new();
-        let (lof, _) = Lof::fit(&LofParams::default(), x.view(), &mut w).unwrap();
+        let (lof, _) = Lof::fit(&LofParams::default().check().unwrap(), x.view(), &mut w).unwrap();
         assert_eq!(lof.n_neighbors(), 2);
         assert_eq!(w.len(), 1);
     }

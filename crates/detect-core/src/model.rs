@@ -125,9 +125,7 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
         AlgorithmParams::IsolationForest(p) => {
             // Drawn in scikit-learn's range for `random_state` (32 bits), which every JSON
             // client reads back exactly.
-            let seed = *p
-                .random_state
-                .get_or_insert_with(|| u64::from(rand::random::<u32>()));
+            let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
             let forest = IsolationForest::fit(p, seed, x, &mut warnings)?;
             let scores = match input {
                 Input::View(v) => forest.score(v),
@@ -140,11 +138,8 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             (Detector::Lof(lof), scores)
         }
     };
-    let threshold = match config.contamination {
-        Contamination::Auto => match detector {
-            Detector::IsolationForest(_) => 0.5,
-            Detector::Lof(_) => 1.5,
-        },
+    let threshold = match *config.contamination {
+        Contamination::Auto => config.algorithm.spec().auto_threshold,
         Contamination::Fraction(c) => quantile_threshold(&scores, c),
     };
     let model = FittedModel {

@@ -287,11 +287,17 @@ mod tests {
 
     use super::super::{IsolationForest, Trees};
     use super::*;
-    use crate::params::IsolationForestParams;
+    use crate::params::{IsolationForestParams, ParamGuard};
 
     fn fit(x: &Array2<f64>, seed: u64) -> IsolationForest {
         let mut w = Vec::new();
-        IsolationForest::fit(&IsolationForestParams::default(), seed, x.view(), &mut w).unwrap()
+        IsolationForest::fit(
+            &IsolationForestParams::default().check().unwrap(),
+            seed,
+            x.view(),
+            &mut w,
+        )
+        .unwrap()
     }
 
     fn dense(forest: &IsolationForest) -> &DenseForest {

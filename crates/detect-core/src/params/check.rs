@@ -1,0 +1,210 @@
+//! The checks: [`ParamGuard::check`] turns parameters into [`Checked`] parameters, the only
+//! form the fit functions take, or into a [`ParamError`] naming the rule that failed.
+
+use std::fmt;
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::table::{
+    CONTAMINATION, MAX_FEATURES, MAX_SAMPLES, N_ESTIMATORS, N_NEIGHBORS, P, ParamSpec,
+};
+use super::{Contamination, IsolationForestParams, LofParams, MaxFeatures, MaxSamples, Metric};
+use crate::DetectError;
+
+/// One broken range rule, naming the parameter and the value it got. The rules and their
+/// bounds are the parameter tables' ([`super::ISOLATION_FOREST`], [`super::LOF`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamError {
+    /// `n_estimators` outside its range.
+    NEstimators(usize),
+    /// `max_samples` given as a count below 1.
+    MaxSamplesCount(usize),
+    /// `max_samples` given as a fraction outside (0, 1].
+    MaxSamplesFraction(f64),
+    /// `max_features` given as a count below 1.
+    MaxFeaturesCount(usize),
+    /// `max_features` given as a fraction outside (0, 1].
+    MaxFeaturesFraction(f64),
+    /// `n_neighbors` outside its range.
+    NNeighbors(usize),
+    /// The minkowski exponent `p` below its minimum, or not finite.
+    MinkowskiP(f64),
+    /// `contamination` outside (0, 0.5].
+    Contamination(f64),
+}
+
+impl ParamError {
+    /// The table entry of the parameter whose rule failed.
+    pub fn spec(&self) -> &'static ParamSpec {
+        match self {
+            ParamError::NEstimators(_) => &N_ESTIMATORS,
+            ParamError::MaxSamplesCount(_) | ParamError::MaxSamplesFraction(_) => &MAX_SAMPLES,
+            ParamError::MaxFeaturesCount(_) | ParamError::MaxFeaturesFraction(_) => &MAX_FEATURES,
+            ParamError::NNeighbors(_) => &N_NEIGHBORS,
+            ParamError::MinkowskiP(_) => &P,
+            ParamError::Contamination(_) => &CONTAMINATION,
+        }
+    }
+
+    /// The parameter's name.
+    pub fn parameter(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// What was wrong: the value and what the parameter accepts.
+    pub fn reason(&self) -> String {
+        let got = match *self {
+            ParamError::NEstimators(i)
+            | ParamError::MaxSamplesCount(i)
+            | ParamError::MaxFeaturesCount(i)
+            | ParamError::NNeighbors(i) => i.to_string(),
+            ParamError::MaxSamplesFraction(f)
+            | ParamError::MaxFeaturesFraction(f)
+            | ParamError::MinkowskiP(f)
+            | ParamError::Contamination(f) => f.to_string(),
+        };
+        format!("got {got}; accepted: {}", self.spec().domain.accepted())
+    }
+}
+
+/// The message of [`DetectError::InvalidParameter`], which this error converts into.
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value for '{}': {}",
+            self.parameter(),
+            self.reason()
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+impl From<ParamError> for DetectError {
+    fn from(e: ParamError) -> Self {
+        DetectError::InvalidParameter {
+            name: e.parameter().into(),
+            reason: e.reason(),
+        }
+    }
+}
+
+/// Parameters with range rules (the pattern of linfa's `ParamGuard`): [`check`] is the
+/// only way to a [`Checked`] value.
+///
+/// [`check`]: ParamGuard::check
+pub trait ParamGuard: Sized {
+    /// The first rule the parameters break, in table order.
+    ///
+    /// # Errors
+    /// The broken rule.
+    fn rules(&self) -> Result<(), ParamError>;
+
+    /// The parameters, checked.
+    ///
+    /// # Errors
+    /// The first rule they break.
+    fn check(self) -> Result<Checked<Self>, ParamError> {
+        self.rules()?;
+        Ok(Checked(self))
+    }
+}
+
+/// Parameters that passed [`ParamGuard::check`]. They read like the parameters themselves
+/// (through `Deref`) but cannot be changed, so whoever holds one holds values in range.
+/// Serialized they are the parameters; deserializing checks them again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Checked<P>(P);
+
+impl<P> Checked<P> {
+    /// The parameters, to change and check again.
+    pub fn into_inner(self) -> P {
+        self.0
+    }
+}
+
+impl<P> Deref for Checked<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        &self.0
+    }
+}
+
+impl Checked<IsolationForestParams> {
+    /// The seed to fit with: `random_state`, or one from `draw`, stored as `random_state`
+    /// so the model records it. Every seed is in range, so the parameters stay checked.
+    pub(crate) fn random_state_or_insert_with(&mut self, draw: impl FnOnce() -> u64) -> u64 {
+        *self.0.random_state.get_or_insert_with(draw)
+    }
+}
+
+impl<P: Serialize> Serialize for Checked<P> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, P: ParamGuard + Deserialize<'de>> Deserialize<'de> for Checked<P> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        P::deserialize(deserializer)?
+            .check()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl ParamGuard for IsolationForestParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if !N_ESTIMATORS.domain.admits_integer(self.n_estimators as u64) {
+            return Err(ParamError::NEstimators(self.n_estimators));
+        }
+        let domain = MAX_SAMPLES.domain;
+        match self.max_samples {
+            MaxSamples::Auto => {}
+            MaxSamples::Count(c) if !domain.admits_integer(c as u64) => {
+                return Err(ParamError::MaxSamplesCount(c));
+            }
+            MaxSamples::Fraction(f) if !domain.admits_number(f) => {
+                return Err(ParamError::MaxSamplesFraction(f));
+            }
+            MaxSamples::Count(_) | MaxSamples::Fraction(_) => {}
+        }
+        let domain = MAX_FEATURES.domain;
+        match self.max_features {
+            MaxFeatures::Count(c) if !domain.admits_integer(c as u64) => {
+                return Err(ParamError::MaxFeaturesCount(c));
+            }
+            MaxFeatures::Fraction(f) if !domain.admits_number(f) => {
+                return Err(ParamError::MaxFeaturesFraction(f));
+            }
+            MaxFeatures::Count(_) | MaxFeatures::Fraction(_) => {}
+        }
+        // `bootstrap` and `random_state` take every value of their types.
+        Ok(())
+    }
+}
+
+impl ParamGuard for LofParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if !N_NEIGHBORS.domain.admits_integer(self.n_neighbors as u64) {
+            return Err(ParamError::NNeighbors(self.n_neighbors));
+        }
+        match self.metric {
+            Metric::Minkowski(p) if !P.domain.admits_number(p) => Err(ParamError::MinkowskiP(p)),
+            Metric::Euclidean | Metric::Manhattan | Metric::Minkowski(_) => Ok(()),
+        }
+    }
+}
+
+impl ParamGuard for Contamination {
+    fn rules(&self) -> Result<(), ParamError> {
+        match *self {
+            Contamination::Fraction(f) if !CONTAMINATION.domain.admits_number(f) => {
+                Err(ParamError::Contamination(f))
+            }
+            Contamination::Auto | Contamination::Fraction(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The parameter tables: every algorithm's parameters with their JSON types, defaults and
+//! ranges, written once.
+//!
+//! Parsing (`super::json`), the checks ([`super::ParamGuard`]) and the description
+//! [`algorithms`] serves all read these tables, so what the API describes is what it
+//! accepts.
+
+use serde_json::{Value, json};
+
+/// The values a parameter accepts: its JSON type and its range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Domain {
+    /// An integer in `[min, max]`; a `max` of `u64::MAX` is no upper bound. Integral
+    /// numbers (`100.0`) and numeric strings are accepted.
+    Integer { min: u64, max: u64 },
+    /// A count (an integer >= 1) or a fraction in (0, 1]; with `auto`, also `"auto"`.
+    CountOrFraction { auto: bool },
+    /// `true` or `false` (or those words as strings).
+    Boolean,
+    /// One of these names.
+    OneOf(&'static [&'static str]),
+    /// A finite number at least this (numeric strings are accepted).
+    NumberAtLeast(f64),
+    /// `"auto"` or a number in (0, max] (numeric strings are accepted).
+    AutoOrFractionUpTo(f64),
+}
+
+impl Domain {
+    /// The JSON type, as [`algorithms`] spells it.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Domain::Integer { .. } => "integer",
+            Domain::CountOrFraction { auto: true } => "\"auto\" | integer | number",
+            Domain::CountOrFraction { auto: false } => "integer | number",
+            Domain::Boolean => "boolean",
+            Domain::OneOf(_) => "string",
+            Domain::NumberAtLeast(_) => "number",
+            Domain::AutoOrFractionUpTo(_) => "\"auto\" | number",
+        }
+    }
+
+    /// What is accepted, as error messages and [`algorithms`] word it.
+    pub fn accepted(self) -> String {
+        match self {
+            Domain::Integer { min, max: u64::MAX } => format!("an integer >= {min}"),
+            Domain::Integer { min, max } => format!("an integer in [{min}, {max}]"),
+            Domain::CountOrFraction { auto: true } => {
+                "\"auto\", an integer >= 1, or a fraction in (0, 1]".into()
+            }
+            Domain::CountOrFraction { auto: false } => {
+                "an integer >= 1 or a fraction in (0, 1]".into()
+            }
+            Domain::Boolean => "true or false".into(),
+            Domain::OneOf(names) => names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Domain::NumberAtLeast(min) => format!("a number >= {min}"),
+            Domain::AutoOrFractionUpTo(max) => format!("\"auto\" or a number in (0, {max}]"),
+        }
+    }
+
+    /// Whether the integer `i` is in range (for a count: whether it is a valid count).
+    pub fn admits_integer(self, i: u64) -> bool {
+        match self {
+            Domain::Integer { min, max } => (min..=max).contains(&i),
+            Domain::CountOrFraction { .. } => i >= 1,
+            _ => false,
+        }
+    }
+
+    /// Whether the number `f` is in range (for a count or fraction: whether it is a valid
+    /// fraction).
+    pub fn admits_number(self, f: f64) -> bool {
+        match self {
+            Domain::CountOrFraction { .. } => f > 0.0 && f <= 1.0,
+            Domain::NumberAtLeast(min) => f.is_finite() && f >= min,
+            Domain::AutoOrFractionUpTo(max) => f > 0.0 && f <= max,
+            _ => false,
+        }
+    }
+}
+
+/// A default value, as JSON spells it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Literal {
+    Integer(u64),
+    Number(f64),
+    Bool(bool),
+    Str(&'static str),
+    /// No value: the parameter is optional (for `random_state`, a seed is drawn).
+    Null,
+}
+
+impl Literal {
+    /// The value as JSON.
+    pub fn to_json(self) -> Value {
+        match self {
+            Literal::Integer(i) => json!(i),
+            Literal::Number(f) => json!(f),
+            Literal::Bool(b) => json!(b),
+            Literal::Str(s) => json!(s),
+            Literal::Null => Value::Null,
+        }
+    }
+}
+
+/// One parameter: its name, what it accepts and its default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamSpec {
+    /// The name, as JSON objects and `--param` spell it (scikit-learn's).
+    pub name: &'static str,
+    pub domain: Domain,
+    pub default: Literal,
+    /// What the default or a special value means, added to the description.
+    pub note: Option<&'static str>,
+}
+
+impl ParamSpec {
+    /// The parameter's entry in [`algorithms`]: name, type, default, and its range (an
+    /// `[min, max]` pair for bounded integers, the accepted names for a choice, else words).
+    pub fn describe(&self) -> Value {
+        let type_name = match self.default {
+            Literal::Null => format!("{} | null", self.domain.type_name()),
+            _ => self.domain.type_name().to_string(),
+        };
+        let mut entry = json!({
+            "name": self.name,
+            "type": type_name,
+            "default": self.default.to_json(),
+        });
+        match self.domain {
+            Domain::Integer { min, max } if max != u64::MAX => entry["range"] = json!([min, max]),
+            Domain::Boolean => {}
+            Domain::OneOf(names) => entry["accepted"] = json!(names),
+            domain => {
+                let accepted = domain.accepted();
+                entry["range"] = json!(match self.note {
+                    Some(note) => format!("{accepted}; {note}"),
+                    None => accepted,
+                });
+            }
+        }
+        entry
+    }
+}
+
+/// One algorithm: its name, its parameters and how `contamination = "auto"` thresholds it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlgorithmSpec {
+    /// The name, as the API and `--algorithm` spell it.
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Whether a fitted model scores new rows.
+    pub supports_novelty: bool,
+    /// The threshold with `contamination = "auto"` (scikit-learn's fixed offset).
+    pub auto_threshold: f64,
+    /// Every parameter the algorithm accepts, in the order they are described.
+    pub params: &'static [ParamSpec],
+}
+
+impl AlgorithmSpec {
+    /// The names of the parameters, in table order.
+    pub fn parameter_names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.params.iter().map(|p| p.name)
+    }
+
+    /// The algorithm's entry in [`algorithms`].
+    pub fn describe(&self) -> Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "supports_novelty": self.supports_novelty,
+            "contamination": {
+                "default": CONTAMINATION.default.to_json(),
+                "accepted": format!(
+                    "\"auto\" (threshold {}) or a number in (0, {CONTAMINATION_MAX}]",
+                    self.auto_threshold
+                ),
+            },
+            "parameters": self.params.iter().map(ParamSpec::describe).collect::<Vec<_>>(),
+        })
+    }
+}
+
+pub(super) const N_ESTIMATORS: ParamSpec = ParamSpec {
+    name: "n_estimators",
+    domain: Domain::Integer {
+        min: 1,
+        max: 100_000,
+    },
+    default: Literal::Integer(100),
+    note: None,
+};
+pub(super) const MAX_SAMPLES: ParamSpec = ParamSpec {
+    name: "max_samples",
+    domain: Domain::CountOrFraction { auto: true },
+    default: Literal::Str("auto"),
+    note: Some("\"auto\" = min(256, n)"),
+};
+pub(super) const MAX_FEATURES: ParamSpec = ParamSpec {
+    name: "max_features",
+    domain: Domain::CountOrFraction { auto: false },
+    default: Literal::Number(1.0),
+    note: None,
+};
+pub(super) const BOOTSTRAP: ParamSpec = ParamSpec {
+    name: "bootstrap",
+    domain: Domain::Boolean,
+    default: Literal::Bool(false),
+    note: None,
+};
+pub(super) const RANDOM_STATE: ParamSpec = ParamSpec {
+    name: "random_state",
+    domain: Domain::Integer {
+        min: 0,
+        max: u64::MAX,
+    },
+    default: Literal::Null,
+    note: Some("null draws a seed that is stored with the model"),
+};
+
+pub(super) const N_NEIGHBORS: ParamSpec = ParamSpec {
+    name: "n_neighbors",
+    domain: Domain::Integer {
+        min: 1,
+        max: 10_000,
+    },
+    default: Literal::Integer(20),
+    note: None,
+};
+/// The metric names; `euclidean` is scikit-learn's default `minkowski` with `p = 2`.
+pub(super) const METRIC: ParamSpec = ParamSpec {
+    name: "metric",
+    domain: Domain::OneOf(&["euclidean", "manhattan", "minkowski"]),
+    default: Literal::Str("euclidean"),
+    note: None,
+};
+pub(super) const P: ParamSpec = ParamSpec {
+    name: "p",
+    domain: Domain::NumberAtLeast(1.0),
+    default: Literal::Number(2.0),
+    note: Some("only with metric \"minkowski\""),
+};
+
+/// The largest contamination: at most half the training rows are anomalies.
+const CONTAMINATION_MAX: f64 = 0.5;
+/// `contamination`, which every algorithm takes beside its own parameters.
+pub(super) const CONTAMINATION: ParamSpec = ParamSpec {
+    name: "contamination",
+    domain: Domain::AutoOrFractionUpTo(CONTAMINATION_MAX),
+    default: Literal::Str("auto"),
+    note: None,
+};
+
+/// Isolation forest: scikit-learn's `IsolationForest` parameters.
+pub const ISOLATION_FOREST: AlgorithmSpec = AlgorithmSpec {
+    name: "isolation_forest",
+    description: "Isolation forest (Liu, Ting & Zhou 2008), scikit-learn's IsolationForest semantics",
+    supports_novelty: true,
+    auto_threshold: 0.5,
+    params: &[
+        N_ESTIMATORS,
+        MAX_SAMPLES,
+        MAX_FEATURES,
+        BOOTSTRAP,
+        RANDOM_STATE,
+    ],
+};
+
+/// Local outlier factor: scikit-learn's `LocalOutlierFactor` parameters.
+pub const LOF: AlgorithmSpec = AlgorithmSpec {
+    name: "lof",
+    description: "Local outlier factor (Breunig et al. 2000), scikit-learn's LocalOutlierFactor semantics; predict scores new rows as novelty",
+    supports_novelty: true,
+    auto_threshold: 1.5,
+    params: &[N_NEIGHBORS, METRIC, P],
+};
+
+/// Every algorithm, in the order they are described.
+pub const ALGORITHMS: &[AlgorithmSpec] = &[ISOLATION_FOREST, LOF];
+
+/// The algorithm names accepted everywhere.
+pub const ALGORITHM_NAMES: [&str; 2] = [ISOLATION_FOREST.name, LOF.name];
+
+/// The table of the algorithm called `name`.
+pub fn algorithm(name: &str) -> Option<&'static AlgorithmSpec> {
+    ALGORITHMS.iter().find(|a| a.name == name)
+}
+
+/// Describes every algorithm, its parameters, types, defaults and ranges (the body of
+/// `GET /api/v1/algorithms`).
+pub fn algorithms() -> Value {
+    Value::Array(ALGORITHMS.iter().map(AlgorithmSpec::describe).collect())
+}
