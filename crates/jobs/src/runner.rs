@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use data_source::{LabelColumn, ReadOptions, TableReader};
+use detect_core::Detection;
 use detect_core::drift::{ReferenceProfile, WindowStats};
-use detect_core::{Detection, DetectorConfig};
 use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -338,7 +338,7 @@ impl JobRunner {
                 };
                 Some(loaded)
             }
-            Scoring::Fit { .. } => None,
+            Scoring::Fit(_) => None,
         };
         let total = spec.sources.len();
         let mut outputs = Vec::with_capacity(total);
@@ -386,7 +386,7 @@ impl JobRunner {
             };
             let algorithm = match (&model, &spec.scoring) {
                 (Some(loaded), _) => loaded.model.algorithm(),
-                (None, Scoring::Fit { algorithm, .. }) => algorithm.as_str(),
+                (None, Scoring::Fit(config)) => config.algorithm.name(),
                 (None, Scoring::Model { .. }) => "unknown",
             };
             let store = step_span("store", algorithm, source);
@@ -548,16 +548,11 @@ impl JobRunner {
         out: &mut OutputWriter,
         control: &JobControl,
     ) -> Result<(usize, usize), Halt> {
-        let Scoring::Fit {
-            algorithm,
-            parameters,
-            contamination,
-        } = &spec.scoring
-        else {
+        let Scoring::Fit(config) = &spec.scoring else {
             return Err(Halt::Failed("no model and no algorithm".into()));
         };
-        let config = DetectorConfig::from_json(algorithm, parameters, contamination)
-            .map_err(|e| Halt::Failed(e.to_string()))?;
+        let algorithm = config.algorithm.name();
+        let config = config.clone();
         let options = read_options(spec.label_column.as_deref());
         let table = self.parse_step(algorithm, source, path, options).await?;
         control.check()?;
@@ -601,12 +596,10 @@ impl JobRunner {
         spec: &TrainSpec,
         control: &JobControl,
     ) -> Result<Value, Halt> {
-        let config =
-            DetectorConfig::from_json(&spec.algorithm, &spec.parameters, &spec.contamination)
-                .map_err(|e| Halt::Failed(e.to_string()))?;
+        let config = spec.detector.clone();
         let path = self.resolve(&spec.training_data)?;
         let options = read_options(spec.label_column.as_deref());
-        let (algorithm, source) = (spec.algorithm.as_str(), spec.training_data.as_str());
+        let (algorithm, source) = (spec.detector.algorithm.name(), spec.training_data.as_str());
         let table = self.parse_step(algorithm, source, path, options).await?;
         control.check()?;
         let n = table.features.nrows();

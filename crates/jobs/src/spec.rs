@@ -1,5 +1,8 @@
-//! What a job is asked to do: the validated request, stored with the job as JSON.
+//! What a job is asked to do: the request validated once at the edge and carried typed
+//! (the detector's configuration is a checked [`DetectorConfig`]), stored with the job as
+//! JSON. Reading a stored specification checks it again.
 
+use detect_core::DetectorConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -50,12 +53,9 @@ pub enum Scoring {
         model_name: String,
         version: Option<i64>,
     },
-    /// Fit a detector on each source and label its rows.
-    Fit {
-        algorithm: String,
-        parameters: Map<String, Value>,
-        contamination: Value,
-    },
+    /// Fit a detector on each source and label its rows (stored as `algorithm`,
+    /// `parameters` and `contamination` beside the `mode`).
+    Fit(DetectorConfig),
 }
 
 /// A batch job.
@@ -69,11 +69,111 @@ pub struct BatchSpec {
 
 /// A training job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredTrainSpec", into = "StoredTrainSpec")]
 pub struct TrainSpec {
     pub model_name: String,
     pub training_data: String,
-    pub algorithm: String,
-    pub parameters: Map<String, Value>,
-    pub contamination: Value,
+    /// Stored as `algorithm`, `parameters` and `contamination` beside the other fields.
+    pub detector: DetectorConfig,
     pub label_column: Option<String>,
+}
+
+/// A [`TrainSpec`] as stored: the detector's fields flat among the job's.
+#[derive(Serialize, Deserialize)]
+struct StoredTrainSpec {
+    model_name: String,
+    training_data: String,
+    algorithm: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    contamination: Value,
+    label_column: Option<String>,
+}
+
+impl TryFrom<StoredTrainSpec> for TrainSpec {
+    type Error = detect_core::DetectError;
+
+    fn try_from(s: StoredTrainSpec) -> Result<Self, Self::Error> {
+        Ok(Self {
+            detector: DetectorConfig::from_json(&s.algorithm, &s.parameters, &s.contamination)?,
+            model_name: s.model_name,
+            training_data: s.training_data,
+            label_column: s.label_column,
+        })
+    }
+}
+
+impl From<TrainSpec> for StoredTrainSpec {
+    fn from(t: TrainSpec) -> Self {
+        Self {
+            algorithm: t.detector.algorithm.name().to_string(),
+            parameters: t.detector.algorithm.parameters(),
+            contamination: t.detector.contamination.to_json(),
+            model_name: t.model_name,
+            training_data: t.training_data,
+            label_column: t.label_column,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn detector() -> DetectorConfig {
+        DetectorConfig::from_json(
+            "lof",
+            json!({"n_neighbors": 7}).as_object().unwrap(),
+            &json!(0.1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_spec_keeps_its_stored_form_and_reads_back_typed() {
+        let spec = BatchSpec {
+            sources: vec!["a.csv".into()],
+            scoring: Scoring::Fit(detector()),
+            output_format: OutputFormat::Csv,
+            label_column: None,
+        };
+        let mut stored = serde_json::to_value(&spec).unwrap();
+        assert_eq!(stored["scoring"]["mode"], "fit");
+        assert_eq!(stored["scoring"]["algorithm"], "lof");
+        assert_eq!(stored["scoring"]["parameters"]["n_neighbors"], 7);
+        assert_eq!(stored["scoring"]["contamination"], 0.1);
+        // The submitter's trace context rides along at the top level.
+        stored["trace_context"] = json!({"traceparent": "00-x"});
+        assert_eq!(serde_json::from_value::<BatchSpec>(stored).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_train_spec_keeps_its_flat_stored_form_and_reads_back_typed() {
+        let spec = TrainSpec {
+            model_name: "m".into(),
+            training_data: "a.csv".into(),
+            detector: detector(),
+            label_column: Some("label".into()),
+        };
+        let mut stored = serde_json::to_value(&spec).unwrap();
+        assert_eq!(stored["algorithm"], "lof");
+        assert_eq!(stored["parameters"]["n_neighbors"], 7);
+        stored["trace_context"] = json!({"traceparent": "00-x"});
+        assert_eq!(serde_json::from_value::<TrainSpec>(stored).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_stored_spec_out_of_range_is_refused_when_read() {
+        let stored = json!({
+            "sources": ["a.csv"],
+            "scoring": {"mode": "fit", "algorithm": "lof", "parameters": {"n_neighbors": 0},
+                        "contamination": "auto"},
+            "output_format": "csv",
+            "label_column": null,
+        });
+        let e = serde_json::from_value::<BatchSpec>(stored).unwrap_err();
+        assert!(e.to_string().contains("n_neighbors"), "{e}");
+    }
 }

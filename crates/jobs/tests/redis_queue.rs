@@ -20,7 +20,7 @@ use pynomaly_store::{
     ArtifactStore, CancelOutcome, DEFAULT_TENANT, DynMetadataStore, Job, JobKind, JobStatus,
     NewJob, NewModelVersion, PostgresStore,
 };
-use serde_json::{Map, json};
+use serde_json::json;
 
 const REDIS_VAR: &str = "PYNOMALY_TEST_REDIS_URL";
 
@@ -82,14 +82,16 @@ fn rows_csv(n: usize) -> String {
 fn batch(sources: &[&str], key: Option<&str>) -> NewJob {
     let spec = BatchSpec {
         sources: sources.iter().map(|s| s.to_string()).collect(),
-        scoring: Scoring::Fit {
-            algorithm: "isolation_forest".into(),
-            parameters: json!({"n_estimators": 10, "random_state": 1})
-                .as_object()
-                .cloned()
-                .unwrap_or_else(Map::new),
-            contamination: json!("auto"),
-        },
+        scoring: Scoring::Fit(
+            detect_core::DetectorConfig::from_json(
+                "isolation_forest",
+                json!({"n_estimators": 10, "random_state": 1})
+                    .as_object()
+                    .unwrap(),
+                &json!("auto"),
+            )
+            .unwrap(),
+        ),
         output_format: OutputFormat::Csv,
         label_column: None,
     };

@@ -32,14 +32,16 @@ fn rows_csv(n: usize) -> String {
 fn batch(sources: &[String]) -> NewJob {
     let spec = BatchSpec {
         sources: sources.to_vec(),
-        scoring: Scoring::Fit {
-            algorithm: "isolation_forest".into(),
-            parameters: json!({"n_estimators": 10, "random_state": 1})
-                .as_object()
-                .cloned()
-                .unwrap(),
-            contamination: json!(0.1),
-        },
+        scoring: Scoring::Fit(
+            detect_core::DetectorConfig::from_json(
+                "isolation_forest",
+                json!({"n_estimators": 10, "random_state": 1})
+                    .as_object()
+                    .unwrap(),
+                &json!(0.1),
+            )
+            .unwrap(),
+        ),
         output_format: OutputFormat::Csv,
         label_column: None,
     };

@@ -133,19 +133,7 @@ async fn submit(
                 version,
             }
         }
-        None => {
-            let config = detector_config(&mut body)?;
-            Scoring::Fit {
-                algorithm: config.algorithm.name().to_string(),
-                parameters: config
-                    .algorithm
-                    .to_json()
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                contamination: config.contamination.to_json(),
-            }
-        }
+        None => Scoring::Fit(detector_config(&mut body)?),
     };
     let total = sources.len();
     let spec = BatchSpec {

@@ -122,14 +122,7 @@ async fn train_from_source(
     let spec = TrainSpec {
         model_name: name.clone(),
         training_data: uri,
-        algorithm: config.algorithm.name().to_string(),
-        parameters: config
-            .algorithm
-            .to_json()
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        contamination: config.contamination.to_json(),
+        detector: config,
         label_column,
     };
     let (job, _created) = state

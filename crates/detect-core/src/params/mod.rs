@@ -195,7 +195,8 @@ impl AlgorithmParams {
         Value::Object(self.parameters())
     }
 
-    fn parameters(&self) -> Map<String, Value> {
+    /// [`AlgorithmParams::to_json`]'s object itself.
+    pub fn parameters(&self) -> Map<String, Value> {
         let mut m = Map::new();
         match self {
             AlgorithmParams::IsolationForest(p) => {
