@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 use pynomaly_store::testing::TestDatabase;
-use pynomaly_store::{MetadataStore, PostgresStore};
+use pynomaly_store::{KeyStore, MetadataStore, PostgresStore};
 
 fn pynomaly(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();

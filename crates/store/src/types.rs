@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The tenant of everything until the security issue manages tenants.
+/// The tenant of everything until tenants are managed.
 pub const DEFAULT_TENANT: &str = "default";
 
 /// What an API key may do.

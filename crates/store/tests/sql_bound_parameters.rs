@@ -5,16 +5,29 @@
 //! SQL cannot slip in unnoticed. `testing.rs` is exempt: it creates and drops throw-away
 //! test databases whose names are generated UUIDs (identifiers cannot be bound).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The `.rs` files under `dir`, in every subdirectory.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
 
 #[test]
 fn sql_is_built_only_from_literals_and_named_constants() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.ends_with(".rs") || name == "testing.rs" {
+    for path in sources(&src) {
+        let name = path.strip_prefix(&src).unwrap().display().to_string();
+        if name == "testing.rs" {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();

@@ -1,0 +1,253 @@
+//! Model versions: the [`ModelStore`] trait, and its one implementation for both SQL
+//! dialects. Registering a version is what differs ([`ModelDialect`]: how numbering is made
+//! atomic against concurrent trainings), in `sqlite.rs` and `postgres.rs` beside this file,
+//! both with the statements shared here.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{Executor, Pool};
+
+use crate::StoreError;
+use crate::sql::{
+    Arg, Count, Dialect, Reads, Record, SqlStore, fetch, required_json, required_timestamp,
+};
+use crate::types::{ModelSummary, ModelVersion, NewModelVersion, Page};
+
+mod postgres;
+mod sqlite;
+
+/// Models and their versions, scoped by tenant.
+#[async_trait]
+pub trait ModelStore: Send + Sync {
+    /// Registers the next version of a model: numbered `max + 1` for its (tenant, name),
+    /// `production` when it is the first. With a `job_id` that already registered a
+    /// version, returns that version unchanged (its `artifact_path` tells the caller that
+    /// its own artifact is not the one registered).
+    async fn create_model_version(
+        &self,
+        version: NewModelVersion,
+    ) -> Result<ModelVersion, StoreError>;
+    /// The tenant's models, by name, with their total count.
+    async fn list_models(
+        &self,
+        tenant: &str,
+        page: Page,
+    ) -> Result<(Vec<ModelSummary>, i64), StoreError>;
+    /// Every version of a model, oldest first (empty: no such model).
+    async fn model_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<ModelVersion>, StoreError>;
+    /// One version of a model.
+    async fn model_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<ModelVersion>, StoreError>;
+    /// The version in `production` (else the latest).
+    async fn production_version(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ModelVersion>, StoreError>;
+    /// Deletes every version of a model and returns them, oldest first (so their artifacts
+    /// can go too).
+    async fn delete_model(&self, tenant: &str, name: &str)
+    -> Result<Vec<ModelVersion>, StoreError>;
+}
+
+/// How a dialect registers a version.
+pub trait ModelDialect: Dialect {
+    /// [`ModelStore::create_model_version`], with [`version_of_job`] and
+    /// [`insert_version`].
+    fn create_model_version(
+        pool: &Pool<Self>,
+        version: NewModelVersion,
+    ) -> impl Future<Output = Result<ModelVersion, StoreError>> + Send;
+}
+
+impl Record for ModelVersion {
+    fn from_row<DB: Dialect>(row: &DB::Row) -> Result<Self, StoreError> {
+        let feature_names = DB::read_json(row, "model_versions.feature_names")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                column: "model_versions.feature_names",
+                reason: e.to_string(),
+            })?;
+        Ok(ModelVersion {
+            tenant: row.read("tenant")?,
+            model_name: row.read("model_name")?,
+            version: row.read("version")?,
+            algorithm: row.read("algorithm")?,
+            parameters: required_json::<DB>(row, "model_versions.parameters")?,
+            contamination: required_json::<DB>(row, "model_versions.contamination")?,
+            threshold: row.read("threshold")?,
+            n_features: row.read("n_features")?,
+            n_samples: row.read("n_samples")?,
+            feature_names,
+            stage: row.read("stage")?,
+            artifact_path: row.read("artifact_path")?,
+            artifact_bytes: row.read("artifact_bytes")?,
+            created_at: required_timestamp::<DB>(row, "model_versions.created_at")?,
+            training_time_ms: row.read("training_time_ms")?,
+        })
+    }
+}
+
+impl Record for ModelSummary {
+    fn from_row<DB: Dialect>(row: &DB::Row) -> Result<Self, StoreError> {
+        Ok(ModelSummary {
+            model_name: row.read("model_name")?,
+            algorithm: row.read("algorithm")?,
+            latest_version: row.read("latest_version")?,
+            production_version: row.read("production_version")?,
+            version_count: row.read("version_count")?,
+            created_at: required_timestamp::<DB>(row, "model_versions.created_at")?,
+            updated_at: required_timestamp::<DB>(row, "model_versions.updated_at")?,
+        })
+    }
+}
+
+/// The version a training job registered, if it did (a job re-run after a crash finds it
+/// instead of adding a second one).
+pub async fn version_of_job<'c, DB: Dialect>(
+    db: impl Executor<'c, Database = DB>,
+    tenant: &str,
+    job_id: &str,
+) -> Result<Option<ModelVersion>, StoreError> {
+    let statement = sqlx::query("SELECT * FROM model_versions WHERE tenant = $1 AND job_id = $2")
+        .arg(tenant)
+        .arg(job_id);
+    fetch(db, statement).await
+}
+
+/// Inserts the next version of a model in one statement: numbered `max + 1` for its
+/// (tenant, name), `production` when it is the first.
+pub async fn insert_version<'c, DB: Dialect>(
+    db: impl Executor<'c, Database = DB>,
+    v: &NewModelVersion,
+) -> Result<ModelVersion, StoreError> {
+    let feature_names = v.feature_names.as_ref().map(|f| Value::from(f.clone()));
+    let statement = sqlx::query(
+        "INSERT INTO model_versions (tenant, model_name, version, algorithm, parameters, \
+         contamination, threshold, n_features, n_samples, feature_names, stage, \
+         artifact_path, artifact_bytes, created_at, training_time_ms, job_id) \
+         SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, \
+         CASE WHEN COUNT(*) = 0 THEN 'production' ELSE 'staging' END, $10, $11, $12, $13, $14 \
+         FROM model_versions WHERE tenant = $1 AND model_name = $2 \
+         RETURNING *",
+    )
+    .arg(v.tenant.as_str())
+    .arg(v.model_name.as_str())
+    .arg(v.algorithm.as_str())
+    .arg(DB::json(Some(&v.parameters)))
+    .arg(DB::json(Some(&v.contamination)))
+    .arg(v.threshold)
+    .arg(v.n_features)
+    .arg(v.n_samples)
+    .arg(DB::json(feature_names.as_ref()))
+    .arg(v.artifact_path.as_str())
+    .arg(v.artifact_bytes)
+    .arg(DB::now())
+    .arg(v.training_time_ms)
+    .arg(v.job_id.as_deref());
+    fetch(db, statement).await
+}
+
+#[async_trait]
+impl<S: SqlStore> ModelStore for S {
+    async fn create_model_version(&self, v: NewModelVersion) -> Result<ModelVersion, StoreError> {
+        S::Db::create_model_version(self.pool(), v).await
+    }
+
+    async fn list_models(
+        &self,
+        tenant: &str,
+        page: Page,
+    ) -> Result<(Vec<ModelSummary>, i64), StoreError> {
+        let statement = sqlx::query(
+            "SELECT model_name, \
+               (SELECT algorithm FROM model_versions l WHERE l.tenant = m.tenant \
+                  AND l.model_name = m.model_name ORDER BY version DESC LIMIT 1) AS algorithm, \
+               MAX(version) AS latest_version, \
+               MIN(CASE WHEN stage = 'production' THEN version END) AS production_version, \
+               COUNT(*) AS version_count, MIN(created_at) AS created_at, \
+               MAX(created_at) AS updated_at \
+             FROM model_versions m WHERE tenant = $1 GROUP BY tenant, model_name \
+             ORDER BY model_name LIMIT $2 OFFSET $3",
+        )
+        .arg(tenant)
+        .arg(i64::from(page.limit))
+        .arg(i64::from(page.offset));
+        let models = fetch(self.db(), statement).await?;
+        let count = sqlx::query(
+            "SELECT COUNT(DISTINCT model_name) AS n FROM model_versions WHERE tenant = $1",
+        )
+        .arg(tenant);
+        let Count(total) = fetch(self.db(), count).await?;
+        Ok((models, total))
+    }
+
+    async fn model_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<ModelVersion>, StoreError> {
+        let statement = sqlx::query(
+            "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 ORDER BY version",
+        )
+        .arg(tenant)
+        .arg(name);
+        fetch(self.db(), statement).await
+    }
+
+    async fn model_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<ModelVersion>, StoreError> {
+        let statement = sqlx::query(
+            "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 AND version = $3",
+        )
+        .arg(tenant)
+        .arg(name)
+        .arg(version);
+        fetch(self.db(), statement).await
+    }
+
+    async fn production_version(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ModelVersion>, StoreError> {
+        let statement = sqlx::query(
+            "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 \
+             ORDER BY (stage = 'production') DESC, version DESC LIMIT 1",
+        )
+        .arg(tenant)
+        .arg(name);
+        fetch(self.db(), statement).await
+    }
+
+    async fn delete_model(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<ModelVersion>, StoreError> {
+        let statement = sqlx::query(
+            "DELETE FROM model_versions WHERE tenant = $1 AND model_name = $2 RETURNING *",
+        )
+        .arg(tenant)
+        .arg(name);
+        // The order of `RETURNING` rows is unspecified.
+        let mut versions: Vec<ModelVersion> = fetch(self.db(), statement).await?;
+        versions.sort_by_key(|v| v.version);
+        Ok(versions)
+    }
+}
