@@ -7,10 +7,10 @@
 # one with it on (the default), each trained with service_bench.sh's model `bench`
 # (IsolationForest, 100 trees, the seeded 10,000 x 10 matrix) and loaded with the same
 # wrk run: 1-row predicts (`predict_1.json`), $CONNECTIONS connections. The runs alternate
-# (off, on, on, off, off, on, ...) for $ROUNDS rounds so slow drifts of the shared machine's
-# load hit both sides alike; only one server is under load at a time. Printed: one line
+# (off, on, on, off, off, on, ...) for $ROUNDS rounds so slow drifts of the host's load
+# hit both sides alike; only one server is under load at a time. Printed: one line
 # per run, then the median requests/s, p50/p99 and server CPU time per request (from
-# /proc/PID/stat: steadier than throughput on a shared machine, where throughput mostly
+# /proc/PID/stat: steadier than throughput on a busy host, where throughput mostly
 # says how much CPU the server was given) of each side, and the ratios on/off.
 # At the end the drift endpoint of the "on" server must report the rows it saw: proof the
 # accounting really ran.

@@ -1,9 +1,9 @@
-"""The seed guide's streaming loop ("Streaming Integration"), one message at a time as the
-seed writes it: read a message, json.loads, extract every numeric field (nested objects
-flattened), score it with an IsolationForest, write the alert (and acknowledge). On Redis
-Streams with redis-py; on Kafka with confluent-kafka, as the guide's KafkaAnomalyDetector
-does it (poll, process, produce, producer.poll(0); offsets auto-committed). Used by
-bench/stream_bench.sh for comparison.
+"""The streaming loop ML engineers write in Python, one message at a time: read a message,
+json.loads, extract every numeric field (nested objects flattened), score it with an
+IsolationForest, write the alert (and acknowledge). On Redis Streams with redis-py; on
+Kafka with confluent-kafka, the way a Kafka consumer class of that loop does it (poll,
+process, produce, producer.poll(0); offsets auto-committed). Used by bench/stream_bench.sh
+for comparison.
 
     python3 bench/seed_stream_loop.py REDIS_URL STREAM ALERTS SECONDS
     python3 bench/seed_stream_loop.py kafka://HOST:PORT TOPIC ALERTS SECONDS

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP service benchmark (issue 3, "Speed"): `pynomaly serve` against the FastAPI +
-# scikit-learn peer a user of the seed guide would run (bench/fastapi_peer/app.py), both
+# scikit-learn peer an ML engineer would run (bench/fastapi_peer/app.py), both
 # with auth on, the load generator (wrk) on the same machine.
 #
 #   bench/service_bench.sh [PATH_TO_PYNOMALY]     # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
@@ -298,7 +298,7 @@ report() {
   fi
   echo
   echo "Cores: average CPU cores used during the run (of $(nproc)) by the server measured, by wrk, and by"
-  echo "every other process on the machine (other sessions' builds and tests): with other procs' cores"
+  echo "every other process on the machine (other builds and tests): with other procs' cores"
   echo "well above 0 the numbers are lower than on a quiet machine. Load before: the 1-minute load"
   echo "average just before the run (it still counts the previous run's wrk and server threads)."
   echo

@@ -11,7 +11,7 @@ counted (our figure, `pynomaly detect`, does include it):
     http.csv.gz, for random_state 0..4;
   - LocalOutlierFactor(n_neighbors=20) fit (which scores the training rows,
     negative_outlier_factor_) on shuttle.csv and http.csv.gz.
-Run it in the same session as the pynomaly commands so both sides see the same machine.
+Run it right after the pynomaly commands, on the same host, so both sides see the same load.
 """
 import gzip
 import io

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Streaming benchmark (issue 7, "Speed"): `pynomaly stream` end to end, produce → score →
-# alert, through Redis Streams and through Kafka (tansu), the broker on this machine.
+# alert, through Redis Streams and through Kafka (tansu), the broker running locally.
 #
 #   bench/stream_bench.sh            # both brokers; BROKERS=redis or BROKERS=kafka for one
 #
@@ -13,8 +13,8 @@
 #   soak         a producer paced at RATE events/s for SOAK seconds while the stream runs:
 #                per-event added latency (broker time of the alert minus broker time of
 #                the event) and the stream process's RSS sampled every 5 s
-#   seed         the seed guide's loop in Python (redis-py or confluent-kafka + scikit-learn,
-#                per message) for SEED_SECONDS on a backlog
+#   seed         the Python streaming loop of bench/seed_stream_loop.py (redis-py or
+#                confluent-kafka + scikit-learn, per message) for SEED_SECONDS on a backlog
 # Settings: N=500000 KAFKA_N=100000 RATE=20000 SOAK=120 SEED_SECONDS=30 BATCH=2000
 #   REDIS=redis://127.0.0.1:6379  TANSU=/var/tmp/pynomaly-tools/bin/tansu  KAFKA_PORT=19092
 #   STREAM_ARGS= (more `pynomaly stream` flags, e.g. "--kafka-config fetch.wait.max.ms=5")

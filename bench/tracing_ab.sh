@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tracing overhead of two builds, compared in the same minutes: PAIRS times, one round of
 # bench/tracing_bench.sh (traces off, then on, fresh servers) for each build, the order
-# alternating, so that a shared machine's drift falls on both. Prints one line per run
+# alternating, so that the host's drift falls on both. Prints one line per run
 # (on/off ratio, server CPU µs per request off and on, the request threads' and the
 # SDK's batch thread's µs with traces on) and the medians per build.
 #

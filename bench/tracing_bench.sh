@@ -8,14 +8,14 @@
 # machine; the ratio is taken per round and over the medians. KEEP=1 (SINK=rust only)
 # starts the two servers and the receiver once and alternates the wrk runs between them:
 # no start-up and training between runs, so off and on runs follow each other within
-# seconds and a VM whose speed drifts over minutes weighs on both alike; after each "on"
+# seconds and a host whose speed drifts over minutes weighs on both alike; after each "on"
 # run it waits FLUSH_WAIT=6 s (the batch processor's 5 s schedule) so that the spans of the
 # run are counted, and sent, before the next. With KEEP=1, ALT_BIN=OTHER_PYNOMALY adds a
 # third server, "alt": OTHER_PYNOMALY with traces on, measured in the same rounds (the
 # order rotating), so two builds' tracing costs are compared against one traces-off
 # server in the same minutes (the traces-off path being the same in both). The server's CPU time per
-# request during the measured run (from /proc, steadier than throughput on a shared
-# machine) is reported too, and with traces on the receiver's.
+# request during the measured run (from /proc, steadier than throughput on a busy
+# host) is reported too, and with traces on the receiver's.
 #
 #   bench/tracing_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
 #

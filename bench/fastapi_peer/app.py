@@ -1,7 +1,7 @@
-"""The FastAPI + scikit-learn service a user of the seed guide would write: the peer that
+"""The FastAPI + scikit-learn service an ML engineer would write for this API: the peer that
 bench/service_bench.sh measures pynomaly against (issue 3, "Speed").
 
-Same routes and JSON shapes as ../../shared/api-contract.md for the parts benchmarked:
+Same routes and JSON shapes as ../../docs/api.md for the parts benchmarked:
 
     POST /api/v1/detect                    fit IsolationForest or LOF on the rows, label them
     POST /api/v1/models                    train on inline `data`, keep it in memory (versions 1, 2, ...)
@@ -14,7 +14,7 @@ outlier factor for LOF), `threshold` = -offset_ (0.5 / 1.5 for contamination "au
 row is -1 exactly when its score > threshold. Scores are computed once per request and the
 predictions derived from them (no second pass through `predict`): the peer's best case.
 
-Auth is on, as in the seed (`HTTPBearer`): `Authorization: Bearer <PEER_API_KEY>`, compared
+Auth is on (FastAPI's `HTTPBearer`): `Authorization: Bearer <PEER_API_KEY>`, compared
 in constant time (hmac.compare_digest). Errors use the contract's shape.
 
 Run (from the repository root):
@@ -160,7 +160,7 @@ def require_key(creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer))
         raise ApiError(401, "invalid API key")
 
 
-# --- request bodies (extra fields allowed: the seed's clients send parameters flat) -------
+# --- request bodies (extra fields allowed: clients may send the parameters flat) ----------
 class DetectRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     data: list[list[float]]

@@ -2,7 +2,7 @@
 //!
 //! Every variant names what was wrong precisely enough to be shown to an end user
 //! (row and column numbers are 0-based in the fields and 0-based in the messages, the
-//! convention of the HTTP contract, whose rows are JSON array indices).
+//! convention of the HTTP API, `docs/api.md`, whose rows are JSON array indices).
 
 use thiserror::Error;
 

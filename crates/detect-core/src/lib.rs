@@ -9,6 +9,12 @@
 //! - [`lof`]: local outlier factor (`sklearn.neighbors.LocalOutlierFactor`), with novelty
 //!   scoring of new rows, over an exact k-d tree or blocked brute-force neighbour search.
 //!
+//! Beside them: [`params`], one table per algorithm of parameter names, types, defaults and
+//! ranges, which parsing, the API's description of the algorithms and [`ParamGuard::check`]
+//! all read; [`drift`], a reference profile kept with a model and compared with windows of
+//! scored rows (PSI, KS); [`metrics`], ROC-AUC and average precision as scikit-learn
+//! computes them.
+//!
 //! The flow: build a [`DetectorConfig`] (usually from JSON with
 //! [`DetectorConfig::from_json`], which rejects unknown and out-of-range parameters),
 //! [`fit`] it on a matrix, then score new rows with [`FittedModel::predict`].

@@ -6,7 +6,7 @@
 //! ([`FittedModel::to_bytes`]): the magic bytes `PNMY`, a little-endian `u16` format
 //! version, then the model in postcard. Loading a model gives bit-identical scores.
 //!
-//! Score convention (the API contract): higher = more anomalous; a row is an anomaly
+//! Score convention (the API's, `docs/api.md`): higher = more anomalous; a row is an anomaly
 //! (`-1`) exactly when its score is greater than the threshold.
 
 use ndarray::{Array2, ArrayView2};

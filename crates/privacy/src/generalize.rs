@@ -17,7 +17,8 @@ fn age_group(age: i64) -> &'static str {
     }
 }
 
-/// The seed's `anonymize_data` generalisations, on one object; returns how many.
+/// Generalises the quasi-identifiers of one object (an integer `age` into `age_group`, a
+/// `zip_code` to its first three characters); returns how many.
 pub(crate) fn generalize_quasi_identifiers(map: &mut serde_json::Map<String, Value>) -> usize {
     let mut n = 0;
     if let Some(age) = map.get(AGE).and_then(Value::as_i64) {

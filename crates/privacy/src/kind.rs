@@ -23,8 +23,7 @@ impl PiiKind {
         PiiKind::Phone,
     ];
 
-    /// The name used in requests and reports (the seed's: `email`, `phone`, `ssn`,
-    /// `credit_card`).
+    /// The name used in requests and reports: `email`, `phone`, `ssn`, `credit_card`.
     pub fn as_str(self) -> &'static str {
         match self {
             PiiKind::Email => "email",

@@ -1,10 +1,12 @@
 //! # pynomaly-privacy: finding and hiding personal data
 //!
 //! A pure module (no I/O, no async) behind the `/api/v1/privacy/*` endpoints and whatever
-//! output echoes user-supplied fields: the seed's `DataPrivacyManager`, made precise.
+//! output echoes user-supplied fields: what the `DataPrivacyManager` of a Python anomaly
+//! service does (patterns, masking, hashing, generalisation), with precise rules.
 //!
 //! **Finding** ([`find_pii`]) recognises four kinds of personal data in text:
-//! - e-mail addresses (the seed's pattern);
+//! - e-mail addresses: letters, digits and `._%+-`, an `@`, a domain, and a top-level
+//!   domain of two letters or more;
 //! - card numbers: 13 to 19 digits, in groups separated by single spaces or hyphens, that
 //!   pass the Luhn check (so a 16-digit number with a wrong check digit is *not* a card)
 //!   and are not one digit repeated;
@@ -26,7 +28,7 @@
 //! brute force over the key. Values are normalised before hashing (e-mail lower-cased,
 //! numbers reduced to their digits), so `555-123-4567` and `(555) 123 4567` agree.
 //!
-//! With [`Privacy::with_generalization`], the seed's quasi-identifiers are generalised too:
+//! With [`Privacy::with_generalization`], two quasi-identifiers are generalised too:
 //! an integer `age` becomes an `age_group`, a `zip_code` keeps three characters.
 //!
 //! Scanning ([`Privacy::scan_json`]) reports where personal data is (JSON Pointer paths),

@@ -47,7 +47,7 @@ impl Privacy {
         }
     }
 
-    /// The same, also generalising the seed's quasi-identifiers in [`Privacy::mask_json`]:
+    /// The same, also generalising two quasi-identifiers in [`Privacy::mask_json`]:
     /// an integer `age` becomes `age_group` (`under_18`, `18_29`, `30_49`, `50_64`,
     /// `65_plus`), a `zip_code` keeps its first three characters (`123XX`).
     #[must_use]

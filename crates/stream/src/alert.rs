@@ -1,6 +1,7 @@
 //! Events in, alerts and dead letters out: the message formats.
 //!
-//! An event is a JSON object. Its alert is the seed's output message:
+//! An event is a JSON object. Its alert is the message the Python streaming loop ML
+//! engineers use writes (`bench/seed_stream_loop.py` reproduces that loop):
 //!
 //! ```json
 //! {"timestamp": "...", "original_data": {...}, "is_anomaly": true,
@@ -11,7 +12,8 @@
 //!
 //! keyed by the event's `id` (a string, or a number written as text; the broker message's
 //! own key when the event has no `id`). `timestamp` is the event's own `timestamp` field
-//! when it has one (the seed copies it), else the time the alert was made (RFC 3339, UTC).
+//! when it has one (the Python loop copies it), else the time the alert was made (RFC 3339,
+//! UTC).
 //! `processing_time_ms` is the time from reading the event off the broker to making its
 //! alert: queueing inside the process included, broker time excluded.
 //!
@@ -248,7 +250,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn an_alert_has_the_seeds_fields_and_the_events_timestamp() {
+    fn an_alert_has_the_python_loops_fields_and_the_events_timestamp() {
         let event = json!({"id": 7, "timestamp": "2026-01-01T00:00:00Z", "temp": 99.0});
         let event = event.as_object().unwrap();
         let mut out = Vec::new();

@@ -1,12 +1,13 @@
 //! Feature vectors from JSON events.
 //!
 //! Two rules:
-//! - [`Features::AllNumeric`], the seed's rule: every numeric field of the object, nested
-//!   objects flattened depth first. Keys are visited in sorted order at every level, so
-//!   the order is stable whatever order the producer wrote them in (the seed's Python
-//!   relied on dict insertion order, which differs between producers). Booleans, strings,
-//!   arrays and nulls are not features. Messages whose shape varies give vectors of
-//!   varying width, which the model then refuses: use explicit paths for such streams.
+//! - [`Features::AllNumeric`], the Python streaming loop's rule: every numeric field of the
+//!   object, nested objects flattened depth first. Keys are visited in sorted order at
+//!   every level, so the order is stable whatever order the producer wrote them in (the
+//!   Python loop relies on dict insertion order, which differs between producers).
+//!   Booleans, strings, arrays and nulls are not features. Messages whose shape varies
+//!   give vectors of varying width, which the model then refuses: use explicit paths for
+//!   such streams.
 //! - [`Features::Paths`]: an explicit list of dotted JSON paths (`temp,meta.rpm`), each of
 //!   which must name a number in every message.
 //!

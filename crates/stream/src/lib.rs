@@ -2,12 +2,12 @@
 //!
 //! `pynomaly stream` reads JSON events from a Redis stream or a Kafka topic through a
 //! consumer group, scores each with an anomaly detector and writes one alert per event
-//! (the seed's "Streaming Integration" message) to another stream or topic, at least
-//! once and in order per partition.
+//! (the message of the Python streaming loop ML engineers use, see [`alert`]) to another
+//! stream or topic, at least once and in order per partition.
 //!
 //! - [`broker`]: the [`Source`]/[`Committer`]/[`Sink`] traits; [`redis`] and `kafka`
 //!   (feature `kafka`) implement them.
-//! - [`features`]: JSON event → feature vector (the seed's all-numeric rule, or paths).
+//! - [`features`]: JSON event → feature vector (every numeric field, or explicit paths).
 //! - [`alert`]: the alert and dead-letter messages.
 //! - [`model`]: a registry model kept at its production version, or online learning
 //!   with a warm-up window, sliding-window refits off the hot path and checkpoints.

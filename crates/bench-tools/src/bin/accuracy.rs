@@ -6,9 +6,10 @@
 //!
 //! For each file in `DATASETS_DIR/MANIFEST.csv` (default: `../shared/datasets` beside the
 //! repository): isolation forest with scikit-learn's defaults for `random_state` 0..4 (mean
-//! ROC-AUC; `--seeds N` for 0..N-1) and LOF with `n_neighbors` = 20, fitted and scored on all rows, as Part A of
-//! `sklearn_baseline.txt`. Prints a Markdown table (or JSON with `--json`) on stdout and
-//! progress on stderr, and exits with status 1 when a rule of `bench_tools` is broken.
+//! ROC-AUC; `--seeds N` for 0..N-1) and LOF with `n_neighbors` = 20, fitted and scored on
+//! all rows, as Part A of `sklearn_baseline.txt`. Prints a Markdown table (or JSON with
+//! `--json`) on stdout and progress on stderr, and exits with status 1 when a rule of
+//! `bench_tools` is broken.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

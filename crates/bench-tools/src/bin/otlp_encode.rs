@@ -1,11 +1,14 @@
 //! What the OTLP exporter spends on one request span on its own thread: the
 //! `opentelemetry-proto` conversion of the SDK's `SpanData` (the one `opentelemetry-otlp`
 //! runs) and the protobuf encoding, per span, in batches of 512 (the batch processor's
-//! default), for a traced 1-row predict's span as exported now (six attributes, the name
-//! and route `&'static str`s) and as exported before the eighth session (eight: also
-//! `request_id` and `ml.data_rows`, the name and route formatted per request).
+//! default), for a traced 1-row predict's span in two shapes: "now", as the service exports
+//! it (six attributes, the name and route `&'static str`s), and "before", the heavier shape
+//! it replaced, kept for comparison (eight: also `request_id` and `ml.data_rows`, the name
+//! and route formatted per request).
 //!
-//!   cargo run --release -p bench-tools --bin otlp-encode [ROUNDS]
+//! ```text
+//! cargo run --release -p bench-tools --bin otlp-encode [ROUNDS]
+//! ```
 //!
 //! The spans are made outside the timed part; timing is of the conversion, encoding and
 //! freeing only, all on one thread (in the service the span data is made on the request
@@ -28,9 +31,12 @@ const BATCH: usize = 512;
 const BATCHES: usize = 400;
 const ROUTE: &str = "/api/v1/models/{name}/predict";
 
+/// The span's attributes and name (see the module docs).
 #[derive(Clone, Copy)]
 enum Shape {
+    /// As the service exports it: six attributes, static name and route.
     Now,
+    /// Eight attributes, the name and route formatted per request.
     Before,
 }
 
