@@ -126,10 +126,7 @@ impl Application {
         let data_dir = &settings.storage.data_dir;
         let hasher =
             KeyHasher::for_settings(&settings).map_err(StartupError::data_dir(data_dir))?;
-        let privacy = Arc::new(pynomaly_privacy::Privacy::new(
-            &settings.security.pii,
-            hasher.derive_key("pynomaly-pii-hash-v1"),
-        ));
+        let privacy = Arc::new(pynomaly_runtime::privacy(&settings, &hasher));
         // Rate limits shared through Redis when the deployment has it, else in process.
         let limiter = match &settings.queue.redis_url {
             Some(url) => RateLimiter::redis(

@@ -154,3 +154,13 @@ pub async fn create_api_key(
         .await?;
     Ok((stored, key))
 }
+
+/// PII masking as the settings configure it (`PYNOMALY_PII_*`), hashing with a key derived
+/// from the server secret unless `PYNOMALY_PII_HASH_KEY` names one, so every instance and
+/// stream sharing the secret hashes alike.
+pub fn privacy(settings: &Settings, hasher: &KeyHasher) -> pynomaly_privacy::Privacy {
+    pynomaly_privacy::Privacy::new(
+        &settings.security.pii,
+        hasher.derive_key("pynomaly-pii-hash-v1"),
+    )
+}

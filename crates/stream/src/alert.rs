@@ -43,31 +43,11 @@ pub struct OutMessage {
     pub payload: Vec<u8>,
 }
 
-/// The privacy settings alerts are masked with, installed once at start-up by
-/// [`mask_with`] (the `stream` command does, from the API's `PYNOMALY_PII_*` settings).
-static PRIVACY: std::sync::OnceLock<pynomaly_privacy::Privacy> = std::sync::OnceLock::new();
-
-/// Masks every alert's `original_data` with `privacy` from now on: configured fields
-/// wholly, e-mail addresses, phone numbers, SSNs and card numbers wherever they appear.
-/// Only the first call counts (one process, one configuration).
-pub fn mask_with(privacy: pynomaly_privacy::Privacy) {
-    let _ = PRIVACY.set(privacy);
-}
-
 /// What goes into `original_data`. Every alert's copy of the event passes through here:
-/// with [`mask_with`] installed, personal data is masked (or hashed) first, so an alert
-/// never echoes it; the event is copied only when something was masked.
-pub fn original_data(event: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
-    original_data_with(installed_privacy(), event)
-}
-
-/// The privacy settings installed by [`mask_with`], if any.
-pub(crate) fn installed_privacy() -> Option<&'static pynomaly_privacy::Privacy> {
-    PRIVACY.get()
-}
-
-/// [`original_data`] with these settings instead of the installed ones.
-pub(crate) fn original_data_with<'e>(
+/// with `privacy` (the pipeline's, from the `PYNOMALY_PII_*` settings), personal data is
+/// masked (or hashed) first, so an alert never echoes it; the event is copied only when
+/// something was masked.
+pub fn original_data<'e>(
     privacy: Option<&pynomaly_privacy::Privacy>,
     event: &'e Map<String, Value>,
 ) -> Cow<'e, Map<String, Value>> {
@@ -135,25 +115,16 @@ pub struct Verdict<'a> {
     pub processing_time_ms: f64,
 }
 
-/// The alert for `event`, appended to `out` as JSON.
+/// The alert for `event`, appended to `out` as JSON, its `original_data` masked with
+/// `privacy` ([`original_data`]).
 pub fn write_alert(
-    event: &Map<String, Value>,
-    verdict: &Verdict<'_>,
-    now: &Value,
-    out: &mut Vec<u8>,
-) {
-    write_alert_with(installed_privacy(), event, verdict, now, out);
-}
-
-/// [`write_alert`] masking with these settings instead of the installed ones.
-pub(crate) fn write_alert_with(
     privacy: Option<&pynomaly_privacy::Privacy>,
     event: &Map<String, Value>,
     verdict: &Verdict<'_>,
     now: &Value,
     out: &mut Vec<u8>,
 ) {
-    let original = original_data_with(privacy, event);
+    let original = original_data(privacy, event);
     let alert = Alert {
         timestamp: event.get("timestamp").unwrap_or(now),
         original_data: &original,
@@ -247,6 +218,7 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pynomaly_privacy::{Privacy, PrivacyConfig};
     use serde_json::json;
 
     #[test]
@@ -261,7 +233,7 @@ mod tests {
             model_version: 3,
             processing_time_ms: 1.5,
         };
-        write_alert(event, &verdict, &json!("now"), &mut out);
+        write_alert(None, event, &verdict, &json!("now"), &mut out);
         let alert: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(alert["timestamp"], "2026-01-01T00:00:00Z");
         assert_eq!(alert["original_data"], json!(event));
@@ -291,5 +263,52 @@ mod tests {
             Some("k")
         );
         assert_eq!(event_key(event.as_object().unwrap(), None), None);
+    }
+
+    #[test]
+    fn alerts_mask_configured_fields_and_detected_personal_data() {
+        let config = PrivacyConfig {
+            fields: vec!["owner".into()],
+            ..PrivacyConfig::default()
+        };
+        let privacy = Privacy::new(&config, [7; 32]);
+        let privacy = Some(&privacy);
+        let event = json!({
+            "id": "e1", "temp": 21.5, "owner": "Jane Roe",
+            "meta": {"contact": "jane@example.com", "note": "card 4111 1111 1111 1111"}
+        });
+        let event = event.as_object().unwrap();
+        let masked = original_data(privacy, event);
+        let text = serde_json::to_string(&*masked).unwrap();
+        for secret in ["Jane Roe", "jane@example.com", "4111 1111 1111 1111"] {
+            assert!(!text.contains(secret), "{secret} echoed in {text}");
+        }
+        assert_eq!(masked["temp"], json!(21.5));
+        assert_eq!(masked["id"], json!("e1"));
+        // The whole alert, as written to the sink.
+        let verdict = Verdict {
+            score: 0.7,
+            threshold: 0.5,
+            algorithm: "isolation_forest",
+            model_version: 1,
+            processing_time_ms: 0.1,
+        };
+        let mut out = Vec::new();
+        write_alert(
+            privacy,
+            event,
+            &verdict,
+            &json!("2026-11-26T00:00:00Z"),
+            &mut out,
+        );
+        let alert: Value = serde_json::from_slice(&out).unwrap();
+        assert!(!alert.to_string().contains("jane@example.com"), "{alert}");
+        assert_eq!(alert["original_data"]["temp"], json!(21.5));
+        // An event without personal data is passed through as it is.
+        let clean = json!({"id": "e2", "temp": 1.0});
+        assert_eq!(
+            *original_data(privacy, clean.as_object().unwrap()),
+            *clean.as_object().unwrap()
+        );
     }
 }

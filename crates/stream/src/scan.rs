@@ -16,7 +16,7 @@
 //!   dead letter with its own error text);
 //! - an array anywhere;
 //! - a key written twice in one object (a `Map` keeps the last; an echo would keep both);
-//! - with masking installed, anything [`original_data`](crate::alert::original_data)
+//! - with masking configured, anything [`original_data`](crate::alert::original_data)
 //!   might mask: a key that is a masked field or a quasi-identifier, a string or an
 //!   integer the privacy rules match (decided by the privacy crate's own functions);
 //! - a `timestamp` that is an object (the alert copies it).

@@ -233,10 +233,7 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
         let hasher = KeyHasher::for_settings(&settings).context(
             "cannot read the server secret (PYNOMALY_SECRET_KEY or <data dir>/secret.key)",
         )?;
-        pynomaly_stream::alert::mask_with(pynomaly_privacy::Privacy::new(
-            &settings.security.pii,
-            hasher.derive_key("pynomaly-pii-hash-v1"),
-        ));
+        let privacy = Arc::new(pynomaly_runtime::privacy(&settings, &hasher));
         let (scoring, refresher, checkpointer) = match (&args.model, online) {
             (Some(name), _) => {
                 let meta = open_metadata(&settings)
@@ -311,6 +308,7 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
                 source_name: source.display(),
                 drain_timeout: drain,
                 traces: settings.telemetry.traces.enabled,
+                privacy: Some(privacy),
             },
             metrics,
         };

@@ -83,6 +83,9 @@ pub struct PipelineConfig {
     /// Make the per-batch spans (`stream.batch`, `score`, `write`): on when the process
     /// exports traces, off otherwise, when nothing would read them.
     pub traces: bool,
+    /// Personal data in alerts' `original_data` is masked (or hashed) with these settings
+    /// (the `stream` command's, from `PYNOMALY_PII_*`); `None`: echoed as it came.
+    pub privacy: Option<Arc<pynomaly_privacy::Privacy>>,
 }
 
 /// The model side of the pipeline.

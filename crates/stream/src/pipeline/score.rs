@@ -10,7 +10,6 @@ use super::render::score_and_render;
 use super::write::Processed;
 use super::{PipelineConfig, Scoring};
 use crate::StreamError;
-use crate::alert;
 use crate::broker::Record;
 use crate::metrics::StreamMetrics;
 
@@ -22,7 +21,8 @@ pub(super) async fn score_stage(
     metrics: StreamMetrics,
 ) -> Result<(), StreamError> {
     let mut held: Vec<Prepared> = Vec::new();
-    let privacy = alert::installed_privacy();
+    let privacy = config.privacy.clone();
+    let privacy = privacy.as_deref();
     loop {
         // A refit that came due while another ran starts as soon as that one is done,
         // even when no more events arrive.

@@ -57,6 +57,7 @@ fn config_with(features: Features) -> PipelineConfig {
         source_name: "redis://test/events".into(),
         drain_timeout: Duration::from_secs(1),
         traces: false,
+        privacy: None,
     }
 }
 

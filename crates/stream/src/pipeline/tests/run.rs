@@ -229,6 +229,7 @@ fn batches_of_four(queue_batches: usize) -> PipelineConfig {
         source_name: "test".into(),
         drain_timeout: Duration::from_secs(5),
         traces: false,
+        privacy: None,
     }
 }
 
