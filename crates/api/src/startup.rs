@@ -152,22 +152,14 @@ impl Application {
         let metrics_port =
             MetricsPort::bind(&settings, "api", Arc::clone(&metrics), &parts).await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let JobParts {
-            meta,
-            artifacts,
-            sources,
-            registry,
-            queue,
-            in_process,
-            background,
-        } = parts;
+        let (meta, queue) = (Arc::clone(&parts.meta), Arc::clone(&parts.queue));
         let server = &settings.server;
         let state = AppState::new(Shared {
             meta: Arc::clone(&meta),
-            registry,
+            registry: parts.registry,
             queue: Arc::clone(&queue),
-            artifacts,
-            sources: Arc::new(sources),
+            artifacts: parts.artifacts,
+            sources: Arc::new(parts.sources),
             auth,
             audit,
             metrics,
@@ -206,11 +198,11 @@ impl Application {
             metrics_port,
             router,
             queue,
-            in_process,
+            in_process: parts.in_process,
             meta,
             settings,
             admin_key,
-            background,
+            background: parts.background,
         })
     }
 

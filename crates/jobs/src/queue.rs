@@ -88,6 +88,39 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     fn worker_id(&self) -> &str;
 }
 
+/// The jobs running in this process, by id, with the tokens that stop them: a
+/// cancellation asked through this process stops its job at once (others notice the
+/// stored request between chunks).
+#[derive(Debug, Default)]
+pub(crate) struct RunningJobs(Mutex<HashMap<String, CancellationToken>>);
+
+impl RunningJobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, id: &str, cancel: &CancellationToken) {
+        self.lock().insert(id.to_string(), cancel.clone());
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// Stops the job a cancellation was just requested for, when it runs here.
+    pub(crate) fn cancel_requested(&self, outcome: &CancelOutcome) {
+        if let CancelOutcome::Requested(job) = outcome
+            && let Some(token) = self.lock().get(&job.id)
+        {
+            token.cancel();
+        }
+    }
+}
+
 /// A job claimed by this process, not yet run.
 #[derive(Debug)]
 pub struct ClaimedJob {
@@ -108,7 +141,7 @@ pub struct InProcessQueue {
     meta: DynMetadataStore,
     runner: Arc<JobRunner>,
     wake: Notify,
-    running: Mutex<HashMap<String, CancellationToken>>,
+    running: RunningJobs,
     shutdown: CancellationToken,
     worker_id: String,
     workers: AtomicUsize,
@@ -125,7 +158,7 @@ impl InProcessQueue {
             meta,
             runner,
             wake: Notify::new(),
-            running: Mutex::new(HashMap::new()),
+            running: RunningJobs::default(),
             shutdown: CancellationToken::new(),
             worker_id: format!("inproc-{}", uuid::Uuid::new_v4()),
             workers: AtomicUsize::new(0),
@@ -187,7 +220,7 @@ impl InProcessQueue {
         if job.cancel_requested {
             cancel.cancel();
         }
-        self.lock_running().insert(job.id.clone(), cancel.clone());
+        self.running.insert(&job.id, &cancel);
         Ok(Some(ClaimedJob { job, cancel }))
     }
 
@@ -206,7 +239,7 @@ impl InProcessQueue {
             drop(_entered);
             tracing::Instrument::instrument(self.runner.run(&job, &control), span.clone()).await
         };
-        self.lock_running().remove(&job.id);
+        self.running.remove(&job.id);
         self.busy.fetch_sub(1, Ordering::Relaxed);
         let status = match outcome {
             RunOutcome::Succeeded(result) => {
@@ -239,10 +272,6 @@ impl InProcessQueue {
             status,
         })
     }
-
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 #[async_trait]
@@ -257,11 +286,7 @@ impl JobQueue for InProcessQueue {
 
     async fn cancel(&self, tenant: &str, id: &str) -> Result<CancelOutcome, QueueError> {
         let outcome = self.meta.request_job_cancel(tenant, id).await?;
-        if let CancelOutcome::Requested(job) = &outcome
-            && let Some(token) = self.lock_running().get(&job.id)
-        {
-            token.cancel();
-        }
+        self.running.cancel_requested(&outcome);
         Ok(outcome)
     }
 

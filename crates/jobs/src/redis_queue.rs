@@ -39,9 +39,8 @@
 //! timeout, and blocking reads (`XREADGROUP … BLOCK`) their own pool whose timeout exceeds
 //! the block.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -52,7 +51,7 @@ use pynomaly_store::{CancelOutcome, DynMetadataStore, Job, JobStatus, NewJob};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{ExecutionOutcome, JobQueue, QueueError};
+use crate::queue::{ExecutionOutcome, JobQueue, QueueError, RunningJobs};
 use crate::runner::{JobControl, JobRunner, RunOutcome};
 
 const GROUP: &str = "workers";
@@ -143,7 +142,7 @@ pub struct RedisQueue {
     worker_id: String,
     promote: Script,
     renew: Script,
-    running: Mutex<HashMap<String, CancellationToken>>,
+    running: RunningJobs,
     shutdown: CancellationToken,
     workers: AtomicUsize,
     busy: AtomicUsize,
@@ -210,7 +209,7 @@ impl RedisQueue {
             ),
             promote: Script::new(PROMOTE),
             renew: Script::new(RENEW),
-            running: Mutex::new(HashMap::new()),
+            running: RunningJobs::default(),
             shutdown: CancellationToken::new(),
             workers: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
@@ -242,10 +241,6 @@ impl RedisQueue {
     /// The configuration.
     pub fn config(&self) -> &RedisQueueConfig {
         &self.config
-    }
-
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn send(&self, job_id: &str) -> Result<(), QueueError> {
@@ -336,10 +331,7 @@ impl RedisQueue {
         let mut sent = 0;
         for (id, worker) in self.meta.running_jobs(500).await? {
             let Some(worker) = worker else { continue };
-            if worker == self.worker_id
-                || live.contains(&worker)
-                || self.lock_running().contains_key(&id)
-            {
+            if worker == self.worker_id || live.contains(&worker) || self.running.contains(&id) {
                 continue;
             }
             let reason = format!("its worker {worker} stopped; the job was sent again");
@@ -441,7 +433,7 @@ impl RedisQueue {
     /// # Errors
     /// The store or Redis failed.
     pub async fn claim(&self, d: Delivery) -> Result<Option<ClaimedDelivery>, QueueError> {
-        if self.lock_running().contains_key(&d.job_id) {
+        if self.running.contains(&d.job_id) {
             // Our own entry came back to us after a slow renewal: it is still running here.
             return Ok(None);
         }
@@ -545,7 +537,7 @@ impl RedisQueue {
         {
             cancel.cancel();
         }
-        self.lock_running().insert(job.id.clone(), cancel.clone());
+        self.running.insert(&job.id, &cancel);
         self.busy.fetch_add(1, Ordering::Relaxed);
         let control = JobControl::new(cancel.clone(), lost.clone(), Arc::clone(&self.meta));
         let span = crate::trace_context::job_span(&job, &self.worker_id);
@@ -557,7 +549,7 @@ impl RedisQueue {
         };
         self.busy.fetch_sub(1, Ordering::Relaxed);
         let recorded = self.record(&d, &job, outcome, &lost).await;
-        self.lock_running().remove(&job.id);
+        self.running.remove(&job.id);
         let status = recorded?;
         span.in_scope(|| tracing::info!(status = status.as_str(), "job finished"));
         Ok(ExecutionOutcome::JobDone {
@@ -798,11 +790,7 @@ impl JobQueue for RedisQueue {
 
     async fn cancel(&self, tenant: &str, id: &str) -> Result<CancelOutcome, QueueError> {
         let outcome = self.meta.request_job_cancel(tenant, id).await?;
-        if let CancelOutcome::Requested(job) = &outcome
-            && let Some(token) = self.lock_running().get(&job.id)
-        {
-            token.cancel();
-        }
+        self.running.cancel_requested(&outcome);
         Ok(outcome)
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::access::AdminAccess;
 use crate::error::ApiError;
-use crate::routes::{ApiQuery, PageQuery};
+use crate::routes::{ApiQuery, PageQuery, page_json};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -59,7 +59,6 @@ async fn list(
         until: q.until,
     };
     let (entries, total) = state.meta.list_audit(&caller.tenant, &filter, page).await?;
-    Ok(axum::Json(json!({
-        "entries": entries, "total": total, "limit": page.limit, "offset": page.offset,
-    })))
+    let list = serde_json::to_value(entries).map_err(ApiError::internal)?;
+    Ok(axum::Json(page_json("entries", list, total, page)))
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::access::{ReadAccess, WriteAccess};
 use crate::error::ApiError;
-use crate::routes::{ApiQuery, PageQuery};
+use crate::routes::{ApiQuery, PageQuery, page_json};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -73,12 +73,8 @@ async fn list(
 ) -> Result<axum::Json<Value>, ApiError> {
     let page = q.page()?;
     let (jobs, total) = state.meta.list_jobs(&caller.tenant, page).await?;
-    Ok(axum::Json(json!({
-        "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    })))
+    let list = jobs.iter().map(job_json).collect();
+    Ok(axum::Json(page_json("jobs", list, total, page)))
 }
 
 async fn status(

@@ -7,7 +7,7 @@ use axum::http::{Method, Uri};
 use pynomaly_store::Page;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::extract::Rows;
@@ -97,20 +97,31 @@ impl PageQuery {
     }
 }
 
-/// Model names: 1 to 128 characters of letters, digits, `_`, `-`, `.`.
-pub(crate) fn check_model_name(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=128).contains(&name.len())
+/// Whether `name` has 1 to `max` characters, each an ASCII letter or digit or one of `extra`.
+pub(crate) fn is_identifier(name: &str, max: usize, extra: &[u8]) -> bool {
+    (1..=max).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_with(
-            format!("invalid model name '{name}': use 1 to 128 letters, digits, '_', '-' or '.'"),
-            json!({"field": "model_name"}),
-        ))
-    }
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+/// Model names: 1 to 128 characters of letters, digits, `_`, `-`, `.`.
+pub(crate) fn check_model_name(name: &str) -> Result<(), ApiError> {
+    is_identifier(name, 128, b"_-.")
+        .then_some(())
+        .ok_or_else(|| {
+            ApiError::invalid_with(
+                format!(
+                    "invalid model name '{name}': use 1 to 128 letters, digits, '_', '-' or '.'"
+                ),
+                json!({"field": "model_name"}),
+            )
+        })
+}
+
+/// A page of a listing: `{"<items>": [...], "total", "limit", "offset"}`.
+pub(crate) fn page_json(items: &'static str, list: Value, total: i64, page: Page) -> Value {
+    json!({items: list, "total": total, "limit": page.limit, "offset": page.offset})
 }
 
 /// A job's specification as stored, with the current request's trace context, so the

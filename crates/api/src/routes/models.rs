@@ -22,7 +22,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::{DetectionResponse, detector_config, fit_input};
 use crate::routes::{
-    ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key, traced_spec,
+    ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key, page_json,
+    traced_spec,
 };
 use crate::state::AppState;
 use crate::telemetry::ml_span;
@@ -154,12 +155,8 @@ async fn list(
 ) -> Result<axum::Json<Value>, ApiError> {
     let page = q.page()?;
     let (models, total) = state.meta.list_models(&caller.tenant, page).await?;
-    Ok(axum::Json(json!({
-        "models": models,
-        "total": total,
-        "limit": page.limit,
-        "offset": page.offset,
-    })))
+    let list = serde_json::to_value(models).map_err(ApiError::internal)?;
+    Ok(axum::Json(page_json("models", list, total, page)))
 }
 
 async fn versions(

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::access::AdminAccess;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::routes::is_identifier;
 use crate::routes::keys::parse_scopes;
 use crate::state::AppState;
 use crate::users::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
@@ -36,18 +37,14 @@ struct CreateUser {
 
 /// Usernames: 1 to 64 letters, digits, `_`, `-`, `.`, `@`.
 pub(crate) fn check_username(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_with(
-            "'username' must have 1 to 64 letters, digits, '_', '-', '.' or '@'",
-            json!({"field": "username"}),
-        ))
-    }
+    is_identifier(name, 64, b"_-.@")
+        .then_some(())
+        .ok_or_else(|| {
+            ApiError::invalid_with(
+                "'username' must have 1 to 64 letters, digits, '_', '-', '.' or '@'",
+                json!({"field": "username"}),
+            )
+        })
 }
 
 fn check_password(password: &str) -> Result<(), ApiError> {
@@ -65,18 +62,14 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&tenant.len())
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_with(
-            "'tenant' must have 1 to 64 letters, digits, '_', '-' or '.'",
-            json!({"field": "tenant"}),
-        ))
-    }
+    is_identifier(tenant, 64, b"_-.")
+        .then_some(())
+        .ok_or_else(|| {
+            ApiError::invalid_with(
+                "'tenant' must have 1 to 64 letters, digits, '_', '-' or '.'",
+                json!({"field": "tenant"}),
+            )
+        })
 }
 
 fn shown(u: &User) -> Value {

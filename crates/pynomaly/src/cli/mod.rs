@@ -101,6 +101,33 @@ pub fn exit_status(e: &anyhow::Error) -> u8 {
     if is_input { 2 } else { 1 }
 }
 
+/// What a long-running command (`serve`, `worker`, `stream`) runs in: telemetry, set up
+/// before the async runtime and to be dropped after it (the exporter then flushes the last
+/// spans), naming the process `service` when `OTEL_SERVICE_NAME` does not; and a
+/// multi-threaded async runtime whose threads are named `threads`.
+///
+/// # Errors
+/// The trace exporter or the runtime cannot be set up.
+pub(crate) fn start_process(
+    settings: &pynomaly_runtime::Settings,
+    service: &str,
+    threads: &str,
+) -> anyhow::Result<(pynomaly_runtime::TelemetryGuard, tokio::runtime::Runtime)> {
+    use anyhow::Context as _;
+    let telemetry = pynomaly_runtime::init_telemetry(
+        &settings.telemetry.log_level,
+        &settings.telemetry.traces,
+        service,
+    )
+    .context("cannot start telemetry")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(threads)
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok((telemetry, runtime))
+}
+
 /// The global rayon pool, with `threads` workers or (by default) one per core.
 fn init_thread_pool(threads: Option<usize>) -> anyhow::Result<()> {
     if threads == Some(0) {

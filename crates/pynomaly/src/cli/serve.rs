@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use pynomaly_api::Application;
-use pynomaly_runtime::{Settings, init_telemetry, shutdown_signal};
+use pynomaly_runtime::{Settings, shutdown_signal};
 
 use crate::cli::InputError;
 
@@ -53,18 +53,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         // With Redis, jobs run in `pynomaly worker` processes unless asked here too.
         settings.queue.serve_runs_jobs = true;
     }
-    // Before the runtime, and dropped after it: the exporter flushes the last spans.
-    let _telemetry = init_telemetry(
-        &settings.telemetry.log_level,
-        &settings.telemetry.traces,
-        "pynomaly-api",
-    )
-    .context("cannot start telemetry")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("pynomaly-async")
-        .build()
-        .context("cannot start the async runtime")?;
+    // Dropped after the runtime: the exporter flushes the last spans.
+    let (_telemetry, runtime) =
+        crate::cli::start_process(&settings, "pynomaly-api", "pynomaly-async")?;
     runtime.block_on(async {
         let data_dir = settings.storage.data_dir.clone();
         let app = Application::build(settings)

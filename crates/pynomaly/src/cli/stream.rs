@@ -21,9 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pynomaly_runtime::{
-    KeyHasher, init_telemetry, open_artifacts, open_metadata, open_registry, shutdown_signal,
-};
+use pynomaly_runtime::{KeyHasher, open_artifacts, open_metadata, open_registry, shutdown_signal};
 use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
 use pynomaly_stream::{
@@ -203,18 +201,9 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
     };
     let consumer = args.consumer.clone().unwrap_or_else(default_consumer);
 
-    // Before the runtime, and dropped after it: the exporter flushes the last spans.
-    let _telemetry = init_telemetry(
-        &settings.telemetry.log_level,
-        &settings.telemetry.traces,
-        "pynomaly-stream",
-    )
-    .context("cannot start telemetry")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("pynomaly-stream")
-        .build()
-        .context("cannot start the async runtime")?;
+    // Dropped after the runtime: the exporter flushes the last spans.
+    let (_telemetry, runtime) =
+        crate::cli::start_process(&settings, "pynomaly-stream", "pynomaly-stream")?;
     runtime.block_on(async {
         let metrics = StreamMetrics::new();
         let stop = CancellationToken::new();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pynomaly_api::{Metrics, MetricsPort};
 use pynomaly_jobs::{BatchObserver, JobQueue};
-use pynomaly_runtime::{Settings, StartupError, init_telemetry, open_jobs, shutdown_signal};
+use pynomaly_runtime::{Settings, StartupError, open_jobs, shutdown_signal};
 use pynomaly_store::DynMetadataStore;
 use tokio_util::sync::CancellationToken;
 
@@ -48,18 +48,9 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         .concurrency
         .unwrap_or(settings.queue.worker_concurrency)
         .max(1);
-    // Before the runtime, and dropped after it: the exporter flushes the last spans.
-    let _telemetry = init_telemetry(
-        &settings.telemetry.log_level,
-        &settings.telemetry.traces,
-        "pynomaly-worker",
-    )
-    .context("cannot start telemetry")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("pynomaly-worker-async")
-        .build()
-        .context("cannot start the async runtime")?;
+    // Dropped after the runtime: the exporter flushes the last spans.
+    let (_telemetry, runtime) =
+        crate::cli::start_process(&settings, "pynomaly-worker", "pynomaly-worker-async")?;
     runtime.block_on(async {
         let worker = WorkerProcess::build(&settings, concurrency)
             .await

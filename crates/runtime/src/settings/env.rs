@@ -153,3 +153,26 @@ impl<'a> Env<'a> {
         }
     }
 }
+
+/// A lookup over fixed pairs, as tests give variables.
+#[cfg(test)]
+pub(crate) fn pairs<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// Asserts that each `(variable, value)` alone fails reading with an error naming it.
+#[cfg(test)]
+pub(crate) fn assert_each_refused<T: fmt::Debug>(
+    read: impl Fn(&[(&str, &str)]) -> Result<T, SettingsError>,
+    cases: &[(&str, &str)],
+) {
+    for &(name, bad) in cases {
+        let e = read(&[(name, bad)]).unwrap_err().to_string();
+        assert!(e.contains(name), "{name}={bad:?}: {e}");
+    }
+}

@@ -155,14 +155,10 @@ impl TraceSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::settings::env::{assert_each_refused, pairs};
 
-    fn from(pairs: &[(&str, &str)]) -> Result<TraceSettings, SettingsError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        TraceSettings::from_lookup(&|k: &str| map.get(k).cloned())
+    fn from(vars: &[(&str, &str)]) -> Result<TraceSettings, SettingsError> {
+        TraceSettings::from_lookup(&pairs(vars))
     }
 
     #[test]
@@ -209,31 +205,15 @@ mod tests {
 
     #[test]
     fn unusable_otel_settings_fail_with_their_name() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
-            (
-                &[("OTEL_TRACES_SAMPLER", "sometimes")],
-                "OTEL_TRACES_SAMPLER",
-            ),
-            (
-                &[("OTEL_TRACES_SAMPLER_ARG", "1.5")],
-                "OTEL_TRACES_SAMPLER_ARG",
-            ),
-            (
-                &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-            ),
-            (
-                &[("OTEL_TRACES_EXPORTER", "jaeger")],
-                "OTEL_TRACES_EXPORTER",
-            ),
-            (
-                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318")],
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ),
-        ];
-        for (pairs, name) in cases {
-            let e = from(pairs).unwrap_err().to_string();
-            assert!(e.contains(name), "{e}");
-        }
+        assert_each_refused(
+            from,
+            &[
+                ("OTEL_TRACES_SAMPLER", "sometimes"),
+                ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_TRACES_EXPORTER", "jaeger"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318"),
+            ],
+        );
     }
 }
