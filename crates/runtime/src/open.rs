@@ -47,8 +47,6 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("server error")]
-    Serve(#[source] std::io::Error),
     #[error("REDIS_URL is not set: worker processes take their jobs from the Redis queue")]
     NeedsRedis,
     #[error("DATABASE_URL is not set: migrations apply to the Postgres store")]
