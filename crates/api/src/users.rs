@@ -45,18 +45,12 @@ pub(crate) const ISSUER: &str = "pynomaly";
 const DUMMY_FALLBACK: &str = "$argon2id$v=19$m=19456,t=2,p=1$7HJvQ1bTfk0PN2oWcyLjHw$1tBdlSc6kKAqYyoNdOaIrb16Bz5LP9hnYhqK9QyH8kM";
 
 /// argon2id at fixed parameters, and a dummy hash for unknown usernames.
+#[derive(derive_more::Debug)]
 pub(crate) struct Passwords {
     params: Params,
     /// Made at the first login for an unknown user (not at start-up: it costs a hash).
+    #[debug(skip)]
     dummy_hash: std::sync::OnceLock<String>,
-}
-
-impl std::fmt::Debug for Passwords {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Passwords")
-            .field("params", &self.params)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Hashing failed (the OS random source failed, or a stored hash is not a PHC string).
@@ -123,19 +117,15 @@ pub(crate) struct Claims {
 }
 
 /// Issues and checks HS256 tokens under a key derived from the server secret.
+#[derive(derive_more::Debug)]
 pub(crate) struct Tokens {
+    #[debug(skip)]
     encoding: EncodingKey,
+    #[debug(skip)]
     decoding: DecodingKey,
+    #[debug(skip)]
     validation: Validation,
     ttl_s: i64,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("ttl_s", &self.ttl_s)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Tokens {

@@ -49,20 +49,14 @@ struct Change {
 }
 
 /// Publishes and receives model changes on one Redis channel.
+#[derive(derive_more::Debug)]
 pub struct ModelEvents {
+    #[debug(skip)]
     client: redis::Client,
+    #[debug(skip)]
     pool: deadpool_redis::Pool,
     channel: String,
     origin: String,
-}
-
-impl std::fmt::Debug for ModelEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelEvents")
-            .field("channel", &self.channel)
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ModelEvents {

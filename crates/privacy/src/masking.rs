@@ -12,24 +12,14 @@ use crate::kind::PiiKind;
 use crate::token;
 
 /// Finds and hides personal data in strings and JSON documents.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct Privacy {
     fields: HashSet<String>,
     mode: Mode,
     kinds: Vec<PiiKind>,
+    #[debug(skip)]
     key: [u8; 32],
     generalize: bool,
-}
-
-impl std::fmt::Debug for Privacy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Privacy")
-            .field("fields", &self.fields)
-            .field("mode", &self.mode)
-            .field("kinds", &self.kinds)
-            .field("generalize", &self.generalize)
-            .finish_non_exhaustive()
-    }
 }
 
 const FIELD_LABEL: &str = "REDACTED";
@@ -200,6 +190,18 @@ mod tests {
                 .with_generalization(true)
                 .key_is_quasi_identifier("Age")
         );
+    }
+
+    #[test]
+    fn debug_leaves_the_hash_key_out() {
+        let p = Privacy::new(&PrivacyConfig::default(), [0xab; 32]);
+        let shown = format!("{p:?}");
+        assert!(
+            shown.starts_with("Privacy { fields: {}, mode: Mask, kinds: ["),
+            "{shown}"
+        );
+        assert!(shown.ends_with("generalize: false, .. }"), "{shown}");
+        assert!(!shown.contains("171"), "{shown}");
     }
 
     #[test]

@@ -391,9 +391,13 @@ pub fn plaintext_len(body_len: u64, frame_sealed: usize) -> Option<u64> {
 }
 
 /// Seals an object frame by frame (see [`Keyring::sealer`]).
+#[derive(derive_more::Debug)]
 pub struct Sealer {
+    #[debug(skip)]
     encryptor: Option<EncryptorBE32<Aes256Gcm>>,
+    #[debug(skip)]
     aad: Vec<u8>,
+    #[debug(skip)]
     frames: Frames,
     path: String,
 }
@@ -437,12 +441,6 @@ impl Frames {
     }
 }
 
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").field("path", &self.path).finish()
-    }
-}
-
 impl Sealer {
     /// Takes plaintext; appends to `out` the frames it completes. A frame is sealed only
     /// once a byte beyond it has arrived, so that [`Sealer::finish_into`] always has a last
@@ -482,17 +480,15 @@ impl Sealer {
 }
 
 /// Opens an object frame by frame (see [`Keyring::opener`]).
+#[derive(derive_more::Debug)]
 pub struct Opener {
+    #[debug(skip)]
     decryptor: Option<DecryptorBE32<Aes256Gcm>>,
+    #[debug(skip)]
     aad: Vec<u8>,
+    #[debug(skip)]
     frames: Frames,
     path: String,
-}
-
-impl std::fmt::Debug for Opener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opener").field("path", &self.path).finish()
-    }
 }
 
 impl Opener {

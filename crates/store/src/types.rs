@@ -264,30 +264,20 @@ impl Default for Page {
 
 /// A person who logs in with a password (`POST /api/v1/auth/token`) and calls the API with
 /// the JWT it gets. Only the argon2id hash of the password is stored.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, derive_more::Debug)]
 pub struct User {
     pub id: String,
     pub tenant: String,
     /// Unique across tenants (login names no tenant).
     pub username: String,
     /// argon2id PHC string.
+    #[debug(skip)]
     pub password_hash: String,
     pub scopes: Vec<Scope>,
+    #[debug(skip)]
     pub created_at: DateTime<Utc>,
     /// Set when an admin disabled the user: its tokens stop working at once.
     pub disabled_at: Option<DateTime<Utc>>,
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("tenant", &self.tenant)
-            .field("username", &self.username)
-            .field("scopes", &self.scopes)
-            .field("disabled_at", &self.disabled_at)
-            .finish_non_exhaustive()
-    }
 }
 
 impl User {
@@ -298,22 +288,15 @@ impl User {
 }
 
 /// A user to store.
-#[derive(Clone)]
+#[derive(Clone, derive_more::Debug)]
 pub struct NewUser {
     pub tenant: String,
     pub username: String,
     /// argon2id PHC string.
+    #[debug(skip)]
     pub password_hash: String,
+    #[debug(skip)]
     pub scopes: Vec<Scope>,
-}
-
-impl std::fmt::Debug for NewUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser")
-            .field("tenant", &self.tenant)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One row of the audit log: who did what, to which resource, with what outcome.
@@ -368,4 +351,39 @@ pub struct PoolStats {
     pub idle: u32,
     /// Most connections the pool opens.
     pub max: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_debug_leaves_the_password_hash_out() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        let new = NewUser {
+            tenant: "t".into(),
+            username: "ann".into(),
+            password_hash: hash.into(),
+            scopes: vec![Scope::Read],
+        };
+        assert_eq!(
+            format!("{new:?}"),
+            r#"NewUser { tenant: "t", username: "ann", .. }"#
+        );
+        let user = User {
+            id: "u1".into(),
+            tenant: "t".into(),
+            username: "ann".into(),
+            password_hash: hash.into(),
+            scopes: vec![Scope::Read],
+            created_at: Utc::now(),
+            disabled_at: None,
+        };
+        let shown = format!("{user:?}");
+        assert_eq!(
+            shown,
+            r#"User { id: "u1", tenant: "t", username: "ann", scopes: [Read], disabled_at: None, .. }"#
+        );
+        assert!(!format!("{user:#?}").contains("argon2id"));
+    }
 }

@@ -49,18 +49,13 @@ pub struct KafkaSourceConfig {
 }
 
 /// A consumer in a Kafka consumer group, on one topic.
+#[derive(derive_more::Debug)]
 pub struct KafkaSource {
+    #[debug(skip)]
     consumer: Arc<StreamConsumer>,
     topic: String,
+    #[debug(skip)]
     poll_wait: Duration,
-}
-
-impl std::fmt::Debug for KafkaSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSource")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
 }
 
 impl KafkaSource {
@@ -241,18 +236,13 @@ impl Committer for KafkaCommitter {
 }
 
 /// Writes messages to a topic and waits for their delivery reports.
+#[derive(derive_more::Debug)]
 pub struct KafkaSink {
+    #[debug(skip)]
     producer: FutureProducer,
+    #[debug(skip)]
     topic: String,
     display: String,
-}
-
-impl std::fmt::Debug for KafkaSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSink")
-            .field("topic", &self.display)
-            .finish_non_exhaustive()
-    }
 }
 
 impl KafkaSink {

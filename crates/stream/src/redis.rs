@@ -72,24 +72,20 @@ enum Phase {
 }
 
 /// A consumer in a Redis consumer group.
+#[derive(derive_more::Debug)]
 pub struct RedisSource {
+    #[debug(skip)]
     pool: deadpool_redis::Pool,
+    #[debug(skip)]
     ack_pool: deadpool_redis::Pool,
     stream: String,
     config: RedisSourceConfig,
+    #[debug(skip)]
     phase: Phase,
+    #[debug(skip)]
     claim_cursor: String,
+    #[debug(skip)]
     next_claim: Instant,
-}
-
-impl std::fmt::Debug for RedisSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSource")
-            .field("stream", &self.stream)
-            .field("group", &self.config.group)
-            .field("consumer", &self.config.consumer)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RedisSource {
@@ -429,19 +425,15 @@ impl Committer for RedisCommitter {
 }
 
 /// Writes messages to a stream with pipelined XADDs.
+#[derive(derive_more::Debug)]
 pub struct RedisSink {
+    #[debug(skip)]
     pool: deadpool_redis::Pool,
+    #[debug(skip)]
     stream: String,
     display: String,
+    #[debug(skip)]
     max_len: Option<u64>,
-}
-
-impl std::fmt::Debug for RedisSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSink")
-            .field("stream", &self.display)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RedisSink {
