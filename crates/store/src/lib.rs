@@ -25,7 +25,6 @@ mod error;
 mod metadata;
 mod postgres;
 mod sqlite;
-pub mod testing;
 mod types;
 
 pub use artifacts::{ArtifactStore, ArtifactWriter, S3Options, s3_bucket, s3_bucket_with};

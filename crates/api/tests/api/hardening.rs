@@ -217,6 +217,7 @@ async fn a_client_sending_its_headers_byte_by_byte_is_cut_off() {
             if write.write_all(&[b]).await.is_err() {
                 return false;
             }
+            // The slowness is the test: ten bytes a second.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         true
@@ -265,6 +266,7 @@ async fn a_client_dribbling_its_body_is_answered_at_the_request_timeout() {
             if write.write_all(b" ").await.is_err() {
                 return;
             }
+            // The slowness is the test: ten bytes a second.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use pynomaly_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::{Api, eventually, with_postgres_and_redis};
 
 use crate::helpers::{Reply, TestApp, csv_source, spawn_app, spawn_app_with, training_rows};
-use crate::scale_out::{instance, settings};
+use crate::scale_out::two_instances;
 
 const PASSWORD: &str = "a long enough passphrase";
 
@@ -366,7 +366,7 @@ async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
     app.request(Method::GET, "/api/v1/auth/keys", Some(&good), None)
         .await
         .assert_error(403, "forbidden");
-    // Expired (no leeway).
+    // Expired (no leeway): the token's lifetime is time that has to pass.
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let r = app
         .request(Method::GET, "/api/v1/models", Some(&good), None)
@@ -584,25 +584,21 @@ async fn a_key_over_its_limit_gets_429_with_retry_after_and_a_limit_of_zero_is_n
     }
 }
 
-/// Polls the audit log (as `key`) until `query` matches at least `n` rows.
+/// Polls the audit log (as `key`) until `query` matches at least `n` rows (rows are
+/// written in batches, after the response).
 async fn wait_for_audit(app: &TestApp, key: &str, query: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = app
-            .request(
-                Method::GET,
-                &format!("/api/v1/audit?{query}&limit=500"),
-                Some(key),
-                None,
-            )
-            .await;
+    let what = format!("the audit log has {n} rows for {query}");
+    eventually(&what, Duration::from_secs(5), async || {
+        let path = format!("/api/v1/audit?{query}&limit=500");
+        let r = app.request(Method::GET, &path, Some(key), None).await;
         let rows = r.assert_status(200)["entries"].as_array().unwrap().clone();
-        if rows.len() >= n || Instant::now() > deadline {
-            assert!(rows.len() >= n, "audit rows for {query}: {rows:?}");
-            return rows;
+        if rows.len() >= n {
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -715,142 +711,99 @@ fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
-/// Two instances on one Postgres and one Redis (unique prefix); skipped without them.
-async fn two_instances<F, Fut>(test: &'static str, body: F)
-where
-    F: FnOnce(String, String, String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Ok(redis) = std::env::var("PYNOMALY_TEST_REDIS_URL") else {
-        eprintln!("SKIPPED {test}: PYNOMALY_TEST_REDIS_URL is unset");
-        return;
-    };
-    TestDatabase::run(test, |db| async move {
+/// Two instances on one Postgres and one Redis (unique prefix), and calls to each with
+/// the admin key; skipped without Postgres and Redis.
+async fn with_two_instances(test: impl AsyncFnOnce(Api, Api)) {
+    with_postgres_and_redis(async |env| {
         let dir = tempfile::tempdir().unwrap();
-        let prefix = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
-        let (a, key) = instance(settings(dir.path(), "a", &db, &redis, &prefix)).await;
-        let (b, _) = instance(settings(dir.path(), "b", &db, &redis, &prefix)).await;
-        body(
-            a.address.clone(),
-            b.address.clone(),
-            key.expect("admin key"),
-        )
-        .await;
+        let (a, b, key) = two_instances(dir.path(), &env).await;
+        let api_a = Api::new(&a.address, key);
+        let api_b = api_a.at(&b.address);
+        test(api_a, api_b).await;
         a.shut().await;
         b.shut().await;
     })
     .await;
 }
 
-async fn call(
-    method: Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut req = reqwest::Client::new().request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_limit_holds_across_two_instances_sharing_redis() {
-    two_instances(
-        "a_key_limit_holds_across_two_instances_sharing_redis",
-        |a, b, admin| async move {
-            let (s, _, created) = call(
-                Method::POST,
-                format!("{a}/api/v1/auth/keys"),
-                &admin,
-                Some(json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4})),
+    with_two_instances(async |a, b| {
+        let created = a
+            .post(
+                "/api/v1/auth/keys",
+                &json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4}),
             )
             .await;
-            assert_eq!(s, StatusCode::CREATED, "{created}");
-            let key = created["key"].as_str().unwrap().to_string();
-            let mut statuses = Vec::new();
-            for i in 0..6 {
-                let host = if i % 2 == 0 { &a } else { &b };
-                let (s, h, _) =
-                    call(Method::GET, format!("{host}/api/v1/algorithms"), &key, None).await;
-                if s == StatusCode::TOO_MANY_REQUESTS {
-                    assert!(h.contains_key("retry-after"));
-                }
-                statuses.push(s.as_u16());
+        let key = created.assert_status(201)["key"].as_str().unwrap();
+        let (a, b) = (a.key(key), b.key(key));
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            let host = if i % 2 == 0 { &a } else { &b };
+            let r = host.get("/api/v1/algorithms").await;
+            if r.status == StatusCode::TOO_MANY_REQUESTS {
+                assert!(r.headers.contains_key("retry-after"));
             }
-            // 4 per minute in all, not 4 per instance.
-            assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
-        },
-    )
+            statuses.push(r.status.as_u16());
+        }
+        // 4 per minute in all, not 4 per instance.
+        assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_or_disabling_a_user_takes_effect_on_every_instance_within_a_second() {
-    two_instances(
-        "revoking_a_key_or_disabling_a_user_takes_effect_on_every_instance_within_a_second",
-        |a, b, admin| async move {
-            let (_, _, created) = call(
-                Method::POST,
-                format!("{a}/api/v1/auth/keys"),
-                &admin,
-                Some(json!({"name": "soon-revoked", "scopes": ["read"]})),
+    with_two_instances(async |a, b| {
+        let created = a
+            .post(
+                "/api/v1/auth/keys",
+                &json!({"name": "soon-revoked", "scopes": ["read"]}),
             )
             .await;
-            let key = created["key"].as_str().unwrap().to_string();
-            let (_, _, user) = call(
-                Method::POST,
-                format!("{a}/api/v1/users"),
-                &admin,
-                Some(
-                    json!({"username": "soon-disabled", "password": PASSWORD, "scopes": ["read"]}),
-                ),
+        let key = created.body["key"].as_str().unwrap().to_string();
+        let user = a
+            .post(
+                "/api/v1/users",
+                &json!({"username": "soon-disabled", "password": PASSWORD, "scopes": ["read"]}),
             )
             .await;
-            let resp = reqwest::Client::new()
-                .post(format!("{b}/api/v1/auth/token"))
-                .json(&json!({"username": "soon-disabled", "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), StatusCode::OK);
-            let token = resp.json::<Value>().await.unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            // B has both cached now.
-            for cred in [&key, &token] {
-                let (s, _, _) = call(Method::GET, format!("{b}/api/v1/models"), cred, None).await;
-                assert_eq!(s, StatusCode::OK);
-            }
-            let revoke = (
-                format!("{a}/api/v1/auth/keys/{}", created["id"].as_str().unwrap()),
-                format!("{a}/api/v1/users/{}", user["id"].as_str().unwrap()),
-            );
-            for (url, cred) in [(revoke.0, &key), (revoke.1, &token)] {
-                let (s, _, _) = call(Method::DELETE, url, &admin, None).await;
-                assert_eq!(s, StatusCode::OK);
-                let t0 = Instant::now();
-                loop {
-                    let (s, _, _) =
-                        call(Method::GET, format!("{b}/api/v1/models"), cred, None).await;
-                    if s == StatusCode::UNAUTHORIZED {
-                        break;
+        let login = Api::with_client(b.client().clone(), b.base())
+            .post(
+                "/api/v1/auth/token",
+                &json!({"username": "soon-disabled", "password": PASSWORD}),
+            )
+            .await;
+        let token = login.assert_status(200)["access_token"].as_str().unwrap();
+        // B has both cached now.
+        for cred in [key.as_str(), token] {
+            b.key(cred).get("/api/v1/models").await.assert_status(200);
+        }
+        let revoke = [
+            (
+                format!("/api/v1/auth/keys/{}", created.body["id"].as_str().unwrap()),
+                key.as_str(),
+            ),
+            (
+                format!("/api/v1/users/{}", user.body["id"].as_str().unwrap()),
+                token,
+            ),
+        ];
+        for (path, cred) in revoke {
+            a.delete(&path).await.assert_status(200);
+            let on_b = b.key(cred);
+            testkit::wait::wait("B refuses the credential", Duration::from_millis(1500))
+                .every(Duration::from_millis(50))
+                .until(async || {
+                    let r = on_b.get("/api/v1/models").await;
+                    if r.status == StatusCode::UNAUTHORIZED {
+                        return Ok(());
                     }
-                    assert_eq!(s, StatusCode::OK);
-                    assert!(
-                        t0.elapsed() < Duration::from_millis(1500),
-                        "still accepted after {:?}",
-                        t0.elapsed()
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        },
-    )
+                    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                    Err("still accepted".to_string())
+                })
+                .await;
+        }
+    })
     .await;
 }

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use testkit::data::{csv, wave};
 
 fn pynomaly(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pynomaly"))
@@ -24,31 +25,32 @@ fn stdout(out: &Output) -> String {
 }
 
 /// 40 rows in a tight cluster plus two far outliers (rows 40 and 41), with labels.
-fn clustered_rows() -> Vec<(f64, f64, u8)> {
-    let mut rows: Vec<(f64, f64, u8)> = (0..40)
+fn clustered_rows() -> Vec<[f64; 3]> {
+    let mut rows: Vec<[f64; 3]> = (0..40)
         .map(|i| {
-            let t = f64::from(i);
-            ((t * 0.37).sin(), (t * 0.73).cos(), 0)
+            let [x, y] = wave(i);
+            [x, y, 0.0]
         })
         .collect();
-    rows.push((25.0, -30.0, 1));
-    rows.push((-40.0, 22.0, 1));
+    rows.push([25.0, -30.0, 1.0]);
+    rows.push([-40.0, 22.0, 1.0]);
     rows
 }
 
 fn csv_text(header: bool, label: bool) -> String {
-    let mut text = String::new();
+    let columns: &[&str] = if label {
+        &["x", "y", "label"]
+    } else {
+        &["x", "y"]
+    };
+    let width = columns.len();
+    let text = csv(columns, clustered_rows().iter().map(|r| &r[..width]));
     if header {
-        text.push_str(if label { "x,y,label\n" } else { "x,y\n" });
+        text
+    } else {
+        text.split_once('\n')
+            .map_or(text.clone(), |(_, rows)| rows.to_string())
     }
-    for (x, y, l) in clustered_rows() {
-        if label {
-            text.push_str(&format!("{x},{y},{l}\n"));
-        } else {
-            text.push_str(&format!("{x},{y}\n"));
-        }
-    }
-    text
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -139,7 +141,7 @@ fn same_seed_gives_the_same_output_for_csv_gzip_and_json_lines() {
     let packed = write(dir.path(), "data.bin", &gz.finish().unwrap());
     let jsonl: String = clustered_rows()
         .iter()
-        .map(|(x, y, l)| format!("{{\"x\": {x}, \"y\": {y}, \"label\": {l}}}\n"))
+        .map(|[x, y, l]| format!("{{\"x\": {x}, \"y\": {y}, \"label\": {l}}}\n"))
         .collect();
     let json = write(dir.path(), "data.jsonl", jsonl.as_bytes());
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,11 +15,14 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
-use pynomaly_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::{Api, Proc, ScaleOut, eventually, free_port, wait_ready};
 
-use crate::{Proc, call, csv_rows, free_port, pynomaly, wait_job, wait_ready};
+use super::csv_with_outliers;
+use crate::stream::Broker as _;
+use crate::stream::redis::RedisStreams;
+use crate::{Env, pynomaly};
 
 /// One span as the receiver decoded it.
 #[derive(Debug, Clone)]
@@ -179,37 +182,33 @@ fn log_lines(proc: &Proc) -> Vec<Value> {
         .collect()
 }
 
-fn base_env(root: &Path, endpoint: &str, service: &str) -> HashMap<String, String> {
-    [
-        (
-            "PYNOMALY_SOURCES_DIR",
-            root.join("sources").display().to_string(),
-        ),
-        (
-            "PYNOMALY_STORAGE_URL",
-            root.join("storage").display().to_string(),
-        ),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
-        ("OTEL_SERVICE_NAME", service.to_string()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
-        ("LOG_LEVEL", "info".to_string()),
-        ("RAYON_NUM_THREADS", "1".to_string()),
-        ("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+fn base_env(root: &Path, endpoint: &str) -> Env {
+    Env::default()
+        .set("PYNOMALY_SOURCES_DIR", root.join("sources"))
+        .set("PYNOMALY_STORAGE_URL", root.join("storage"))
+        .set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .set("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .set("LOG_LEVEL", "info")
+        .set("RAYON_NUM_THREADS", "1")
+        .set("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5")
 }
 
-/// [`base_env`] for a `serve` on `port`, its data under `root/data`.
-fn serve_env(root: &Path, endpoint: &str, service: &str, port: u16) -> HashMap<String, String> {
-    let mut env = base_env(root, endpoint, service);
-    env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{port}"));
-    env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("data").display().to_string(),
-    );
-    env
+/// [`base_env`] for a `serve` named `service` on `port`, its data under `root/data`.
+fn serve_env(root: &Path, endpoint: &str, service: &str, port: u16) -> Env {
+    base_env(root, endpoint)
+        .set("OTEL_SERVICE_NAME", service)
+        .set("PYNOMALY_BIND", format!("127.0.0.1:{port}"))
+        .set("PYNOMALY_DATA_DIR", root.join("data"))
+}
+
+/// Starts `pynomaly serve` on `env` and waits until it is live; the process and calls to
+/// it with the admin key it wrote under `root/data`.
+async fn serve(root: &Path, env: &Env, port: u16) -> (Proc, Api) {
+    let server = pynomaly("serve", &["serve"], env, root);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{base}/health/live"), &server).await;
+    let key = std::fs::read_to_string(root.join("data/admin.key")).unwrap();
+    (server, Api::new(base, key.trim()))
 }
 
 fn traceparent(trace: &str, parent: &str) -> String {
@@ -222,14 +221,19 @@ const STATUS_ERROR: i32 = 2;
 
 /// Waits until the receiver holds spans named `names` (the exporter sends in batches).
 async fn wait_spans(rx: &Receiver, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
+    let what = format!("the receiver holds spans {names:?}");
+    eventually(&what, Duration::from_secs(20), async || {
         let spans = rx.spans();
         if names.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            ))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,123 +243,91 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("sources")).unwrap();
-    std::fs::write(root.join("sources/data.csv"), csv_rows(1200)).unwrap();
+    std::fs::write(root.join("sources/data.csv"), csv_with_outliers(1200)).unwrap();
     let port = free_port();
-    let mut env = serve_env(root, &endpoint, "pynomaly-trace-test", port);
-    env.insert("WORKER_CONCURRENCY".into(), "1".into());
-    // Parent-based with ratio 0: a request that continues a sampled trace is traced, a
-    // new trace is not.
-    env.insert(
-        "OTEL_TRACES_SAMPLER".into(),
-        "parentbased_traceidratio".into(),
-    );
-    env.insert("OTEL_TRACES_SAMPLER_ARG".into(), "0".into());
-    let mut server = pynomaly("serve", &["serve"], &env, root);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_ready(&client, &format!("{base}/health/live"), &server).await;
-    let key = std::fs::read_to_string(root.join("data/admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let env = serve_env(root, &endpoint, "pynomaly-trace-test", port)
+        .set("WORKER_CONCURRENCY", "1")
+        // Parent-based with ratio 0: a request that continues a sampled trace is traced, a
+        // new trace is not.
+        .set("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+        .set("OTEL_TRACES_SAMPLER_ARG", "0");
+    let (mut server, api) = serve(root, &env, port).await;
 
     let (t_train, p_train) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let (t_batch, p_batch) = ("5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8");
     let (t_job, p_job) = ("6bf92f3577b34da6a3ce929d0e0e4738", "20f067aa0ba902b9");
     let (t_404, p_404) = ("7bf92f3577b34da6a3ce929d0e0e4739", "30f067aa0ba902ba");
     let (t_pred, p_pred) = ("8bf92f3577b34da6a3ce929d0e0e473a", "40f067aa0ba902bb");
-    let rows: Vec<Vec<f64>> = (0..40)
-        .map(|i| vec![(i as f64 * 0.37).sin(), (i as f64 * 0.48).cos()])
-        .chain([vec![30.0, -30.0]])
-        .collect();
-    let (status, body) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models"),
-        Some(json!({"model_name": "traced", "data": rows, "random_state": 1})),
+    let mut rows = testkit::data::wave_rows(40);
+    rows.push(vec![30.0, -30.0]);
+    let post = async |path: &str, body: Value, headers: &[(&str, &str)]| {
+        api.call(Method::POST, path, Some(&body), headers).await
+    };
+    let train = json!({"model_name": "traced", "data": rows, "random_state": 1});
+    let trained = post(
+        "/api/v1/models",
+        train,
         &[("traceparent", &traceparent(t_train, p_train))],
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    trained.assert_status(201);
     // No traceparent: a new trace, not sampled (ratio 0).
-    let (status, body) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models/traced/predict"),
-        Some(json!({"data": [[0.1, 0.2], [25.0, -25.0]]})),
+    let predict = "/api/v1/models/traced/predict";
+    let two_rows = json!({"data": [[0.1, 0.2], [25.0, -25.0]]});
+    let unsampled = post(
+        predict,
+        two_rows.clone(),
         &[("x-request-id", "unsampled-predict")],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    unsampled.assert_status(200);
     // Neither an id nor a traceparent: the request's id is its new trace's id.
-    let fresh = client
-        .post(format!("{base}/api/v1/models/traced/predict"))
-        .bearer_auth(&key)
-        .json(&json!({"data": [[0.1, 0.2]]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fresh.status(), StatusCode::OK);
-    let fresh_id = fresh.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let fresh = post(predict, json!({"data": [[0.1, 0.2]]}), &[]).await;
+    fresh.assert_status(200);
+    let fresh_id = fresh.headers["x-request-id"].to_str().unwrap().to_string();
     assert!(
         fresh_id.len() == 32 && fresh_id.bytes().all(|b| b.is_ascii_hexdigit()),
         "a trace id: {fresh_id}"
     );
     // A sampled predict of two rows: scored inline, its ml.* attributes on the request span.
-    let (status, traced_predict) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models/traced/predict"),
-        Some(json!({"data": [[0.1, 0.2], [25.0, -25.0]]})),
+    let traced_predict = post(
+        predict,
+        two_rows,
         &[("traceparent", &traceparent(t_pred, p_pred))],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{traced_predict}");
-    let (status, body) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models/nothing-here/predict"),
-        Some(json!({"data": [[0.1, 0.2]]})),
+    let traced_predict = traced_predict.assert_status(200);
+    let not_found = post(
+        "/api/v1/models/nothing-here/predict",
+        json!({"data": [[0.1, 0.2]]}),
         &[
             ("traceparent", &traceparent(t_404, p_404)),
             ("x-request-id", "traced-404"),
         ],
     )
     .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let body = not_found.assert_status(404);
     assert_eq!(body["request_id"], "traced-404", "{body}");
-    let (status, batch) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/batch"),
-        Some(json!({"data_source": "data.csv", "model_name": "traced"})),
+    let batch = json!({"data_source": "data.csv", "model_name": "traced"});
+    let batch = post(
+        "/api/v1/batch",
+        batch,
         &[("traceparent", &traceparent(t_batch, p_batch))],
     )
     .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
-    let job = wait_job(&client, &key, &base, batch["job_id"].as_str().unwrap()).await;
+    let batch_id = batch.assert_status(202)["job_id"].as_str().unwrap();
+    let job = api.wait_job(batch_id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let (status, train_job) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models"),
-        Some(
-            json!({"model_name": "from-file", "training_data": "data.csv", "contamination": 0.02}),
-        ),
+    let train =
+        json!({"model_name": "from-file", "training_data": "data.csv", "contamination": 0.02});
+    let train_job = post(
+        "/api/v1/models",
+        train,
         &[("traceparent", &traceparent(t_job, p_job))],
     )
     .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{train_job}");
-    let job2 = wait_job(&client, &key, &base, train_job["job_id"].as_str().unwrap()).await;
+    let train_id = train_job.assert_status(202)["job_id"].as_str().unwrap();
+    let job2 = api.wait_job(train_id, Duration::from_secs(60)).await;
     assert_eq!(job2["status"], "succeeded", "{job2}");
     wait_spans(&rx, &["job batch", "job train"]).await;
     // A graceful stop flushes what the batch processor still holds.
@@ -552,106 +524,61 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_run_by_a_worker_process_continues_the_submitting_request_trace() {
-    let Ok(redis) = std::env::var("PYNOMALY_TEST_REDIS_URL") else {
-        eprintln!("skipped: PYNOMALY_TEST_REDIS_URL is not set (the worker takes jobs from Redis)");
-        return;
-    };
-    TestDatabase::run("a_job_run_by_a_worker_process_continues", |db| async move {
-        let prefix = format!("pynomaly-otel-{}", uuid::Uuid::new_v4().simple());
-        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(worker_trace(
-            &db, &redis, &prefix,
-        )))
-        .await;
-        let _ = pynomaly_jobs::RedisQueue::delete_keys(&redis, &prefix).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
-    })
-    .await;
+    // The worker takes jobs from Redis; skipped without it and Postgres.
+    testkit::with_postgres_and_redis(worker_trace).await;
 }
 
-async fn worker_trace(db: &str, redis: &str, prefix: &str) {
+async fn worker_trace(scale_out: ScaleOut) {
     let (rx, endpoint) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("sources")).unwrap();
-    std::fs::write(root.join("sources/data.csv"), csv_rows(300)).unwrap();
-    let mut env = base_env(root, &endpoint, "");
-    env.remove("OTEL_SERVICE_NAME");
-    env.insert("DATABASE_URL".into(), db.to_string());
-    env.insert("REDIS_URL".into(), redis.to_string());
-    env.insert("PYNOMALY_REDIS_PREFIX".into(), prefix.to_string());
-    env.insert("PYNOMALY_SECRET_KEY".into(), "5a".repeat(32));
+    std::fs::write(root.join("sources/data.csv"), csv_with_outliers(300)).unwrap();
+    let env = base_env(root, &endpoint)
+        .set("DATABASE_URL", &scale_out.database_url)
+        .set("REDIS_URL", &scale_out.redis_url)
+        .set("PYNOMALY_REDIS_PREFIX", &scale_out.redis_prefix)
+        .set("PYNOMALY_SECRET_KEY", "5a".repeat(32));
     let (api_port, metrics_port) = (free_port(), free_port());
-    let mut api_env = env.clone();
-    api_env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{api_port}"));
-    // Quiet logs do not quiet traces.
-    api_env.insert("LOG_LEVEL".into(), "warn".into());
-    api_env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("api").display().to_string(),
-    );
-    let mut api = pynomaly("api", &["serve"], &api_env, root);
-    let mut worker_env = env.clone();
-    worker_env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("worker").display().to_string(),
-    );
-    worker_env.insert(
-        "PYNOMALY_METRICS_BIND".into(),
-        format!("127.0.0.1:{metrics_port}"),
-    );
-    let mut worker = pynomaly(
-        "worker",
-        &["worker", "--concurrency", "1"],
-        &worker_env,
-        root,
-    );
+    let api_env = env
+        .clone()
+        .set("PYNOMALY_BIND", format!("127.0.0.1:{api_port}"))
+        // Quiet logs do not quiet traces.
+        .set("LOG_LEVEL", "warn")
+        .set("PYNOMALY_DATA_DIR", root.join("api"));
+    let mut api_proc = pynomaly("api", &["serve"], &api_env, root);
+    let worker_env = env
+        .set("PYNOMALY_DATA_DIR", root.join("worker"))
+        .set("PYNOMALY_METRICS_BIND", format!("127.0.0.1:{metrics_port}"));
+    let worker_args = ["worker", "--concurrency", "1"];
+    let mut worker = pynomaly("worker", &worker_args, &worker_env, root);
     let base = format!("http://127.0.0.1:{api_port}");
-    let client = reqwest::Client::new();
-    wait_ready(&client, &format!("{base}/health/live"), &api).await;
+    wait_ready(&format!("{base}/health/live"), &api_proc).await;
     let worker_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
-    wait_ready(&client, &worker_metrics, &worker).await;
-    let key = std::fs::read_to_string(root.join("api/admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let rows: Vec<Vec<f64>> = (0..50)
-        .map(|i| vec![(i as f64 * 0.37).sin(), (i as f64 * 0.48).cos()])
-        .collect();
-    let (status, body) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models"),
-        Some(json!({"model_name": "w", "data": rows})),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_ready(&worker_metrics, &worker).await;
+    let key = std::fs::read_to_string(root.join("api/admin.key")).unwrap();
+    let api = Api::new(base, key.trim());
+    let rows = testkit::data::wave_rows(50);
+    let trained = api
+        .post("/api/v1/models", &json!({"model_name": "w", "data": rows}))
+        .await;
+    trained.assert_status(201);
     let (trace, parent) = ("8bf92f3577b34da6a3ce929d0e0e4730", "40f067aa0ba902bb");
-    let (status, batch) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/batch"),
-        Some(json!({"data_source": "data.csv", "model_name": "w"})),
-        &[("traceparent", &traceparent(trace, parent))],
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
-    let job = wait_job(&client, &key, &base, batch["job_id"].as_str().unwrap()).await;
+    let batch = api
+        .call(
+            Method::POST,
+            "/api/v1/batch",
+            Some(&json!({"data_source": "data.csv", "model_name": "w"})),
+            &[("traceparent", &traceparent(trace, parent))],
+        )
+        .await;
+    let batch_id = batch.assert_status(202)["job_id"].as_str().unwrap();
+    let job = api.wait_job(batch_id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "succeeded", "{job}\n{}", worker.log_tail());
 
     // The worker's own metrics port counts the job it ran.
-    let text = client
-        .get(&worker_metrics)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.client().get(&worker_metrics).send().await.unwrap();
+    let text = text.text().await.unwrap();
     assert!(
         text.contains("pynomaly_job_duration_seconds_count{kind=\"batch\",status=\"succeeded\"} 1"),
         "{text}"
@@ -660,7 +587,7 @@ async fn worker_trace(db: &str, redis: &str, prefix: &str) {
 
     wait_spans(&rx, &["job batch", "POST /api/v1/batch"]).await;
     worker.stop(Duration::from_secs(20));
-    api.stop(Duration::from_secs(20));
+    api_proc.stop(Duration::from_secs(20));
     let spans = rx.spans();
     let submit = find(&spans, "the batch submission", |s| {
         s.trace_id == trace && s.kind == SERVER
@@ -701,94 +628,64 @@ async fn worker_trace(db: &str, redis: &str, prefix: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)]
 async fn a_stream_process_traces_each_batch_with_its_score_and_write_steps() {
-    use deadpool_redis::redis::{self, Commands as _};
-    let Ok(redis_url) = std::env::var("PYNOMALY_TEST_REDIS_URL") else {
-        eprintln!("skipped: PYNOMALY_TEST_REDIS_URL is not set (the stream reads a Redis stream)");
+    // The stream reads a Redis stream.
+    let Some(streams) = RedisStreams::open("traces", &[]) else {
         return;
     };
     let (rx, endpoint) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let key = format!(
-        "pynomaly-test-stream-traces-{}",
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut conn = redis::Client::open(redis_url.as_str())
-        .and_then(|c| c.get_connection())
-        .expect("a Redis connection");
-    let mut pipe = redis::pipe();
-    for i in 0..300 {
-        let (a, b) = (f64::from(i % 17) / 17.0, f64::from(i % 11) / 11.0);
-        let event = json!({"id": format!("e{i}"), "a": a, "meta": {"b": b}});
-        pipe.cmd("XADD")
-            .arg(&key)
-            .arg("*")
-            .arg("value")
-            .arg(event.to_string())
-            .ignore();
-    }
-    pipe.cmd("XADD")
-        .arg(&key)
-        .arg("*")
-        .arg("value")
-        .arg("not json")
-        .ignore();
-    pipe.query::<()>(&mut conn).expect("XADD");
+    let events: Vec<Value> = (0..300)
+        .map(|i| {
+            let (a, b) = (f64::from(i % 17) / 17.0, f64::from(i % 11) / 11.0);
+            json!({"id": format!("e{i}"), "a": a, "meta": {"b": b}})
+        })
+        .collect();
+    streams.produce("events", &events);
+    streams.produce_raw("events", "bad", "not json");
 
-    let base = redis_url.trim_end_matches('/');
-    let mut env = base_env(root, &endpoint, "pynomaly-stream-test");
-    env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("data").display().to_string(),
-    );
-    let (source, sink) = (format!("{base}/{key}"), format!("{base}/{key}.alerts"));
-    let mut stream = pynomaly(
+    let env = base_env(root, &endpoint)
+        .set("OTEL_SERVICE_NAME", "pynomaly-stream-test")
+        .set("PYNOMALY_DATA_DIR", root.join("data"));
+    let source = streams.url("events");
+    let args = [
         "stream",
-        &[
-            "stream",
-            "--source",
-            &source,
-            "--sink",
-            &sink,
-            "--algorithm",
-            "isolation_forest",
-            "--contamination",
-            "0.1",
-            "--warm-up",
-            "100",
-            "--window",
-            "200",
-            "--update-frequency",
-            "100000",
-            "--batch-size",
-            "50",
-        ],
-        &env,
-        root,
-    );
-    let dlq = format!("{key}.dlq");
-    let alerts_key = format!("{key}.alerts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let alerts: usize = conn.xlen(&alerts_key).unwrap_or(0);
-        let dead: usize = conn.xlen(&dlq).unwrap_or(0);
-        if alerts == 300 && dead == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{alerts} alerts and {dead} dead letters after 60 s:\n{}",
-            stream.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        "--source",
+        &source,
+        "--sink",
+        &streams.url("alerts"),
+        "--algorithm",
+        "isolation_forest",
+        "--contamination",
+        "0.1",
+        "--warm-up",
+        "100",
+        "--window",
+        "200",
+        "--update-frequency",
+        "100000",
+        "--batch-size",
+        "50",
+    ];
+    let mut stream = pynomaly("stream", &args, &env, root);
+    eventually(
+        "300 alerts and 1 dead letter",
+        Duration::from_secs(60),
+        async || {
+            let (alerts, dead) = (streams.len("alerts"), streams.len("events.dlq"));
+            if alerts == 300 && dead == 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{alerts} alerts and {dead} dead letters:\n{}",
+                    stream.log_tail()
+                ))
+            }
+        },
+    )
+    .await;
     // A graceful stop flushes the exporter.
     stream.stop(Duration::from_secs(20));
-    let _: Result<(), _> = redis::cmd("DEL")
-        .arg(&key)
-        .arg(&alerts_key)
-        .arg(&dlq)
-        .query(&mut conn);
     wait_spans(&rx, &["stream.batch", "score", "write"]).await;
     let spans = rx.spans();
     assert!(rx.rejected.lock().unwrap().is_empty());
@@ -955,21 +852,11 @@ async fn spans_reach_an_https_collector_trusted_through_ssl_cert_file() {
     }
     let (rx, endpoint) = start_tls_receiver(root).await;
     let port = free_port();
-    let mut env = serve_env(root, &endpoint, "pynomaly-tls-test", port);
-    env.insert(
-        "SSL_CERT_FILE".into(),
-        root.join("ca.pem").display().to_string(),
-    );
-    let mut server = pynomaly("serve", &["serve"], &env, root);
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&client, &format!("{base}/health/live"), &server).await;
-    let status = client
-        .get(format!("{base}/api/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let env = serve_env(root, &endpoint, "pynomaly-tls-test", port)
+        .set("SSL_CERT_FILE", root.join("ca.pem"));
+    let (mut server, api) = serve(root, &env, port).await;
+    let anonymous = Api::with_client(api.client().clone(), api.base());
+    let status = anonymous.get("/api/v1/models").await.status;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     server.stop(Duration::from_secs(20));
     wait_spans(&rx, &["GET /api/v1/models"]).await;

@@ -11,8 +11,10 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use pynomaly_store::crypto::{CryptoError, Keyring, MAGIC, MasterKey};
-use pynomaly_store::testing::{drop_test_bucket, test_bucket};
 use pynomaly_store::{ArtifactStore, StoreError};
+use testkit::TestBucket;
+
+use crate::s3_options;
 
 fn key_a() -> MasterKey {
     MasterKey::from_hex(&"a1".repeat(32)).unwrap()
@@ -258,11 +260,9 @@ async fn encryption_at_rest_on_local_files_rotates_and_detects_tampering() {
 
 #[tokio::test]
 async fn encryption_at_rest_on_s3_rotates_and_detects_tampering() {
-    let test = "encryption_at_rest_on_s3_rotates_and_detects_tampering";
-    let Some((options, name)) = test_bucket(test).await else {
-        return;
-    };
-    let raw = pynomaly_store::s3_bucket_with(&name, &options).unwrap();
-    encryption_holds_on(raw).await;
-    drop_test_bucket(&options, &name).await;
+    TestBucket::run(async |bucket| {
+        let raw = pynomaly_store::s3_bucket_with(bucket.name(), &s3_options(bucket)).unwrap();
+        encryption_holds_on(raw).await;
+    })
+    .await;
 }

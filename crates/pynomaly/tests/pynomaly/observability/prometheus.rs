@@ -5,22 +5,20 @@
 //!
 //! Ignored by default (needs the `prometheus` binary — Debian's `prometheus` package, or
 //! `PYNOMALY_PROMETHEUS=/path/to/prometheus` — Postgres and Redis); `.ci/run` runs it with
-//! `cargo test -p pynomaly --test observability -- --ignored`.
+//! `cargo test -p pynomaly --test pynomaly -- --ignored observability::`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pynomaly_store::testing::TestDatabase;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::env::{DATABASE_URL_VAR, REDIS_URL_VAR, require};
+use testkit::wait::wait;
+use testkit::{Api, Proc, ScaleOut, eventually, free_port, repo_root, wait_ready};
 
-use crate::{Proc, call, csv_rows, free_port, pynomaly, wait_job, wait_ready};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use super::csv_with_outliers;
+use crate::{Env, pynomaly};
 
 /// Every `(dashboard, panel title, expr)` of the repository's dashboards.
 fn dashboard_queries() -> Vec<(String, String, String)> {
@@ -87,27 +85,9 @@ async fn prometheus_scrapes_the_service_and_every_dashboard_query_returns_data()
         "`{prometheus} --version` failed: install Debian's prometheus package or set \
          PYNOMALY_PROMETHEUS"
     );
-    let redis = std::env::var("PYNOMALY_TEST_REDIS_URL")
-        .expect("PYNOMALY_TEST_REDIS_URL (the worker takes jobs from Redis)");
-    assert!(
-        std::env::var("PYNOMALY_TEST_DATABASE_URL").is_ok(),
-        "PYNOMALY_TEST_DATABASE_URL is needed"
-    );
-    TestDatabase::run("prometheus_scrapes_the_service", |db| async move {
-        let prefix = format!("pynomaly-prom-{}", uuid::Uuid::new_v4().simple());
-        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run(
-            &prometheus,
-            &db,
-            &redis,
-            &prefix,
-        )))
-        .await;
-        let _ = pynomaly_jobs::RedisQueue::delete_keys(&redis, &prefix).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
-    })
-    .await;
+    // The worker takes jobs from Redis.
+    require(&[DATABASE_URL_VAR, REDIS_URL_VAR]);
+    testkit::with_postgres_and_redis(async |env| run(&prometheus, &env).await).await;
 }
 
 fn prometheus_config(root: &Path, api: u16, api_metrics: u16, worker: u16) -> PathBuf {
@@ -127,71 +107,41 @@ fn prometheus_config(root: &Path, api: u16, api_metrics: u16, worker: u16) -> Pa
 }
 
 #[allow(clippy::too_many_lines)]
-async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
+async fn run(prometheus: &str, scale_out: &ScaleOut) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("sources")).unwrap();
-    std::fs::write(root.join("sources/data.csv"), csv_rows(2000)).unwrap();
-    let env: HashMap<String, String> = [
-        ("DATABASE_URL", db.to_string()),
-        ("REDIS_URL", redis.to_string()),
-        ("PYNOMALY_REDIS_PREFIX", prefix.to_string()),
-        ("PYNOMALY_SECRET_KEY", "5a".repeat(32)),
-        (
-            "PYNOMALY_SOURCES_DIR",
-            root.join("sources").display().to_string(),
-        ),
-        (
-            "PYNOMALY_STORAGE_URL",
-            root.join("storage").display().to_string(),
-        ),
-        ("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5".into()),
-        ("LOG_LEVEL", "warn".into()),
-        ("RAYON_NUM_THREADS", "1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    std::fs::write(root.join("sources/data.csv"), csv_with_outliers(2000)).unwrap();
+    let env = Env::default()
+        .set("DATABASE_URL", &scale_out.database_url)
+        .set("REDIS_URL", &scale_out.redis_url)
+        .set("PYNOMALY_REDIS_PREFIX", &scale_out.redis_prefix)
+        .set("PYNOMALY_SECRET_KEY", "5a".repeat(32))
+        .set("PYNOMALY_SOURCES_DIR", root.join("sources"))
+        .set("PYNOMALY_STORAGE_URL", root.join("storage"))
+        .set("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5")
+        .set("LOG_LEVEL", "warn")
+        .set("RAYON_NUM_THREADS", "1");
     let (api_port, api_metrics, worker_metrics, prom_port) =
         (free_port(), free_port(), free_port(), free_port());
-    let mut api_env = env.clone();
-    api_env.insert("PYNOMALY_BIND".into(), format!("127.0.0.1:{api_port}"));
-    api_env.insert(
-        "PYNOMALY_METRICS_BIND".into(),
-        format!("127.0.0.1:{api_metrics}"),
-    );
-    api_env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("api").display().to_string(),
-    );
-    let mut api = pynomaly("api", &["serve"], &api_env, root);
-    let mut worker_env = env.clone();
-    worker_env.insert(
-        "PYNOMALY_METRICS_BIND".into(),
-        format!("127.0.0.1:{worker_metrics}"),
-    );
-    worker_env.insert(
-        "PYNOMALY_DATA_DIR".into(),
-        root.join("worker").display().to_string(),
-    );
-    let mut worker = pynomaly(
-        "worker",
-        &["worker", "--concurrency", "2"],
-        &worker_env,
-        root,
-    );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let api_env = env
+        .clone()
+        .set("PYNOMALY_BIND", format!("127.0.0.1:{api_port}"))
+        .set("PYNOMALY_METRICS_BIND", format!("127.0.0.1:{api_metrics}"))
+        .set("PYNOMALY_DATA_DIR", root.join("api"));
+    let mut api_proc = pynomaly("api", &["serve"], &api_env, root);
+    let worker_env = env
+        .set(
+            "PYNOMALY_METRICS_BIND",
+            format!("127.0.0.1:{worker_metrics}"),
+        )
+        .set("PYNOMALY_DATA_DIR", root.join("worker"));
+    let worker_args = ["worker", "--concurrency", "2"];
+    let mut worker = pynomaly("worker", &worker_args, &worker_env, root);
     let base = format!("http://127.0.0.1:{api_port}");
-    wait_ready(&client, &format!("{base}/health/ready"), &api).await;
-    wait_ready(
-        &client,
-        &format!("http://127.0.0.1:{worker_metrics}/metrics"),
-        &worker,
-    )
-    .await;
+    wait_ready(&format!("{base}/health/ready"), &api_proc).await;
+    let worker_url = format!("http://127.0.0.1:{worker_metrics}/metrics");
+    wait_ready(&worker_url, &worker).await;
     let config = prometheus_config(root, api_port, api_metrics, worker_metrics);
     let mut cmd = Command::new(prometheus);
     cmd.arg(format!("--config.file={}", config.display()))
@@ -202,80 +152,76 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
     let mut prom_proc = Proc::spawn("prometheus", &mut cmd, &root.join("prometheus.log"));
     let prom = format!("http://127.0.0.1:{prom_port}");
-    wait_ready(&client, &format!("{prom}/-/ready"), &prom_proc).await;
+    wait_ready(&format!("{prom}/-/ready"), &prom_proc).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
 
     // Traffic: the seed's flow (train, predict with anomalies, an error, a batch job, a
     // training job), over a few scrapes so that rates have two samples.
-    let key = std::fs::read_to_string(root.join("api/admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let rows: Vec<Vec<f64>> = (0..200)
-        .map(|i| vec![(i as f64 * 0.37).sin(), (i as f64 * 0.48).cos()])
-        .collect();
-    let (status, body) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models"),
-        Some(json!({"model_name": "prom", "data": rows, "random_state": 0})),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, batch) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/batch"),
-        Some(json!({"data_source": "data.csv", "model_name": "prom"})),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
-    let (status, train) = call(
-        &client,
-        &key,
-        Method::POST,
-        format!("{base}/api/v1/models"),
-        Some(json!({"model_name": "prom-file", "training_data": "data.csv"})),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{train}");
+    let key = std::fs::read_to_string(root.join("api/admin.key")).unwrap();
+    let api = Api::with_client(client.clone(), &base).key(key.trim());
+    let rows = testkit::data::wave_rows(200);
+    let trained = api
+        .post(
+            "/api/v1/models",
+            &json!({"model_name": "prom", "data": rows, "random_state": 0}),
+        )
+        .await;
+    trained.assert_status(201);
+    let batch = api
+        .post(
+            "/api/v1/batch",
+            &json!({"data_source": "data.csv", "model_name": "prom"}),
+        )
+        .await;
+    let train = api
+        .post(
+            "/api/v1/models",
+            &json!({"model_name": "prom-file", "training_data": "data.csv"}),
+        )
+        .await;
+    let jobs = [batch.assert_status(202), train.assert_status(202)];
     let traffic_until = Instant::now() + Duration::from_secs(8);
     let mut predicts = 0;
+    let outliers = json!({"data": [[0.1, 0.2], [0.5, 0.4], [30.0, -30.0]]});
     while Instant::now() < traffic_until {
-        let (status, body) = call(
-            &client,
-            &key,
-            Method::POST,
-            format!("{base}/api/v1/models/prom/predict"),
-            Some(json!({"data": [[0.1, 0.2], [0.5, 0.4], [30.0, -30.0]]})),
-            &[],
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, _) = call(
-            &client,
-            &key,
-            Method::POST,
-            format!("{base}/api/v1/models/missing/predict"),
-            Some(json!({"data": [[0.1, 0.2]]})),
-            &[],
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
+        let r = api.post("/api/v1/models/prom/predict", &outliers).await;
+        r.assert_status(200);
+        let missing = json!({"data": [[0.1, 0.2]]});
+        let r = api.post("/api/v1/models/missing/predict", &missing).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
         predicts += 1;
+        // A steady rate over several scrapes is the point: the loop is paced, not polling.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(predicts > 10);
-    for id in [&batch["job_id"], &train["job_id"]] {
-        let job = wait_job(&client, &key, &base, id.as_str().unwrap()).await;
+    for job in jobs {
+        let id = job["job_id"].as_str().unwrap();
+        let job = api.wait_job(id, Duration::from_secs(60)).await;
         assert_eq!(job["status"], "succeeded", "{job}\n{}", worker.log_tail());
     }
-    // A few more scrapes after the jobs, so their counters have moved inside the window.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Both jobs' counters scraped (the worker counts them by kind).
+    let succeeded = eventually(
+        "Prometheus has scraped both jobs",
+        Duration::from_secs(30),
+        async || {
+            let kinds = query(
+                &client,
+                &prom,
+                "sum by (kind) (pynomaly_job_duration_seconds_count{job=\"pynomaly-worker\",status=\"succeeded\"})",
+            )
+            .await?;
+            if kinds.len() == 2 { Ok(kinds) } else { Err(format!("{kinds:?}")) }
+        },
+    )
+    .await;
+    assert_eq!(
+        succeeded.len(),
+        2,
+        "a batch and a training job: {succeeded:?}"
+    );
 
     // Every target is up.
     let up = query(&client, &prom, "up").await.unwrap();
@@ -289,28 +235,40 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
         );
     }
 
-    // Every dashboard query parses and returns data.
+    // Every dashboard query parses and returns data, once a rate's window holds two
+    // samples of every counter the traffic moved.
     let queries = dashboard_queries();
     assert!(
         queries.len() >= 20,
         "the dashboards' queries: {}",
         queries.len()
     );
-    let mut failures = Vec::new();
-    for (dash, panel, expr) in &queries {
-        match query(&client, &prom, &substitute(expr)).await {
-            Ok(result) if result.is_empty() => {
-                failures.push(format!("{dash} / {panel}: no data for `{expr}`"));
+    wait(
+        "every dashboard query returns data",
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_secs(1))
+    .until(async || {
+        let mut failures = Vec::new();
+        for (dash, panel, expr) in &queries {
+            match query(&client, &prom, &substitute(expr)).await {
+                Ok(result) if result.is_empty() => {
+                    failures.push(format!("{dash} / {panel}: no data for `{expr}`"));
+                }
+                Ok(_) => {}
+                Err(e) => failures.push(format!("{dash} / {panel}: `{expr}` failed: {e}")),
             }
-            Ok(_) => {}
-            Err(e) => failures.push(format!("{dash} / {panel}: `{expr}` failed: {e}")),
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "dashboard queries without data:\n{}",
-        failures.join("\n")
-    );
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "dashboard queries without data:\n{}",
+                failures.join("\n")
+            ))
+        }
+    })
+    .await;
     // The seed's five panels are there.
     for title in [
         "Request Rate",
@@ -342,18 +300,6 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
             > 0.0,
         "the worker counts the batch job's anomalies: {anomalies:?}"
     );
-    let succeeded = query(
-        &client,
-        &prom,
-        "sum by (kind) (pynomaly_job_duration_seconds_count{job=\"pynomaly-worker\",status=\"succeeded\"})",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        succeeded.len(),
-        2,
-        "a batch and a training job: {succeeded:?}"
-    );
     // The predicts send an outlier in every third row: the model's drift window against
     // its training data is exported per feature.
     let drift = query(&client, &prom, "pynomaly_data_drift_score{model=\"prom\"}")
@@ -373,33 +319,32 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
     assert_eq!(workers[0]["value"][1], "1", "one worker process alive");
 
     // The alerting rules are loaded and evaluate without error (none needs to fire).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rules = loop {
-        let body: Value = client
-            .get(format!("{prom}/api/v1/rules"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let rules: Vec<Value> = body["data"]["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-            .collect();
-        let evaluated = !rules.is_empty()
-            && rules.iter().all(|r| {
-                r["lastEvaluation"]
-                    .as_str()
-                    .is_some_and(|t| !t.starts_with("0001"))
-            });
-        if evaluated || Instant::now() > deadline {
-            break rules;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let rules = wait("every rule has been evaluated", Duration::from_secs(10))
+        .every(Duration::from_millis(200))
+        .until(async || {
+            let body = Api::with_client(client.clone(), &prom)
+                .get("/api/v1/rules")
+                .await
+                .body;
+            let rules: Vec<Value> = body["data"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let evaluated = !rules.is_empty()
+                && rules.iter().all(|r| {
+                    r["lastEvaluation"]
+                        .as_str()
+                        .is_some_and(|t| !t.starts_with("0001"))
+                });
+            if evaluated {
+                Ok(rules)
+            } else {
+                Err(format!("{rules:?}"))
+            }
+        })
+        .await;
     let names: Vec<&str> = rules.iter().filter_map(|r| r["name"].as_str()).collect();
     for alert in [
         "PynomalyHighErrorRate",
@@ -425,5 +370,5 @@ async fn run(prometheus: &str, db: &str, redis: &str, prefix: &str) {
 
     prom_proc.stop(Duration::from_secs(10));
     worker.stop(Duration::from_secs(15));
-    api.stop(Duration::from_secs(15));
+    api_proc.stop(Duration::from_secs(15));
 }

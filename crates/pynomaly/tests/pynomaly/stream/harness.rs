@@ -1,129 +1,78 @@
-//! Processes, models and events shared by the stream tests.
+//! The stream tests' process, models and events, whatever the broker.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pynomaly_models::{ModelRegistry, Registration};
 use pynomaly_store::{ArtifactStore, SqliteStore};
 use serde_json::{Value, json};
+use testkit::Proc;
+use testkit::wait::wait;
+
+use crate::{Env, pynomaly};
 
 /// A running `pynomaly stream`; SIGKILLed when dropped so a failing test leaves nothing.
 pub struct StreamProcess {
-    child: Option<Child>,
-    pub metrics_addr: Option<String>,
-    pub log: PathBuf,
-    /// Everything it printed on stdout (its logs go there too).
-    stdout: Arc<std::sync::Mutex<String>>,
+    proc: Proc,
+    metrics_addr: String,
 }
 
 impl StreamProcess {
     /// Starts `pynomaly stream ARGS` with its data directory at `data_dir`, and waits
     /// until it reports that it is consuming.
     pub fn start(data_dir: &Path, args: &[&str]) -> StreamProcess {
-        let log = data_dir.join(format!("stream-{}.log", uuid::Uuid::new_v4()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pynomaly"))
-            .arg("stream")
-            .args(args)
-            .args(["--metrics-bind", "127.0.0.1:0"])
-            .env("PYNOMALY_DATA_DIR", data_dir)
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("PYNOMALY_STORAGE_URL")
-            .env("LOG_LEVEL", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start pynomaly stream");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let printed = Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = Arc::clone(&printed);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&line);
-                    s.push('\n');
+        let name = format!("stream-{}", uuid::Uuid::new_v4().simple());
+        let env = Env::default()
+            .set("PYNOMALY_DATA_DIR", data_dir)
+            .set("LOG_LEVEL", "info");
+        let args: Vec<&str> = ["stream"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .chain(["--metrics-bind", "127.0.0.1:0"])
+            .collect();
+        let proc = pynomaly(&name, &args, &env, data_dir);
+        // It prints where its metrics are, then that it consumes.
+        let metrics_addr = wait("pynomaly stream starts consuming", Duration::from_secs(60))
+            .until_blocking(|| {
+                proc.assert_running("it to start consuming");
+                let log = proc.log_text();
+                let addr = log.lines().find_map(|l| {
+                    let rest = l.strip_prefix("metrics on http://")?;
+                    rest.split('/').next().map(str::to_string)
+                });
+                match addr {
+                    Some(addr) if log.lines().any(|l| l.starts_with("pynomaly stream:")) => {
+                        Ok(addr)
+                    }
+                    _ => Err(proc.log_tail()),
                 }
-                let _ = tx.send(line);
-            }
-        });
-        let mut process = StreamProcess {
-            child: Some(child),
-            metrics_addr: None,
-            log,
-            stdout: printed,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("metrics on http://") => {
-                    let addr = line["metrics on http://".len()..]
-                        .split('/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    process.metrics_addr = Some(addr);
-                }
-                Ok(line) if line.starts_with("pynomaly stream:") => return process,
-                Ok(_) => {}
-                Err(_) => panic!("pynomaly stream did not start:\n{}", process.log_text()),
-            }
-        }
+            });
+        StreamProcess { proc, metrics_addr }
     }
 
-    #[allow(dead_code)]
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// What it printed: stdout (logs included), then stderr.
+    /// What it has printed (its logs included).
     pub fn log_text(&self) -> String {
-        let out = self.stdout.lock().map(|s| s.clone()).unwrap_or_default();
-        out + &std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log_text()
     }
 
     /// SIGKILL: no drain, no checkpoint, no commit.
     pub fn kill_hard(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill_hard();
     }
 
     /// SIGTERM, and the exit status once it has drained.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let sent = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!(
-                    "pynomaly stream did not stop on SIGTERM:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.proc.terminate(Duration::from_secs(30))
     }
 
     /// `GET path` on the metrics port: (status code, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        let addr = self.metrics_addr.as_deref().expect("metrics address");
+        let addr = &self.metrics_addr;
         let mut s = TcpStream::connect(addr).expect("connect to the metrics port");
         write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
         let mut text = String::new();
@@ -150,19 +99,10 @@ impl StreamProcess {
     }
 }
 
-impl Drop for StreamProcess {
-    fn drop(&mut self) {
-        self.kill_hard();
-    }
-}
-
-/// Polls `check` until it holds, or panics with `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Starts a stream process with `args` given as owned strings.
+pub fn start(data_dir: &Path, args: &[String]) -> StreamProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    StreamProcess::start(data_dir, &args)
 }
 
 /// A small deterministic generator (xorshift) for test data.
@@ -199,6 +139,11 @@ pub fn sensor_event(id: &str, rng: &mut Rng) -> Value {
         "site": "plant-3",
         "meta": {"rpm": rng.around(1000.0, 10.0), "a": rng.around(1.0, 0.1), "tags": [1, 2]},
     })
+}
+
+/// Normal sensor events with the ids `ev-{i}` for `i` in `ids`.
+pub fn sensor_events(ids: std::ops::Range<usize>, rng: &mut Rng) -> Vec<Value> {
+    ids.map(|i| sensor_event(&format!("ev-{i}"), rng)).collect()
 }
 
 /// An event far from the normal ones.

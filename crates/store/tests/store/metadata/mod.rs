@@ -13,20 +13,20 @@ macro_rules! suite {
                 #[tokio::test]
                 async fn $case() {
                     let store = SqliteStore::in_memory().await.expect("in-memory SQLite opens");
-                    crate::cases::$case(&store).await;
+                    super::cases::$case(&store).await;
                 }
             )*
         }
 
         mod postgres {
-            use pynomaly_store::testing::TestDatabase;
             use pynomaly_store::{MetadataStore, PostgresStore};
+            use testkit::TestDatabase;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    TestDatabase::run(concat!("postgres::", stringify!($case)), |url| async move {
+                    TestDatabase::run(async |url| {
                         let store = PostgresStore::connect(&url, 4).await.expect("Postgres store opens");
-                        crate::cases::$case(&store).await;
+                        super::cases::$case(&store).await;
                         store.close().await;
                     })
                     .await;
@@ -61,42 +61,39 @@ suite!(
 
 mod postgres_only {
     use futures::future::join_all;
-    use pynomaly_store::testing::TestDatabase;
     use pynomaly_store::{MetadataStore, PostgresStore};
+    use testkit::TestDatabase;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn instances_starting_together_apply_each_migration_once() {
-        TestDatabase::run(
-            "instances_starting_together_apply_each_migration_once",
-            |url| async move {
-                let mut instances = Vec::new();
-                for _ in 0..4 {
-                    instances.push(
-                        PostgresStore::connect_without_migrating(&url, 2)
-                            .await
-                            .unwrap(),
-                    );
-                }
-                let applied = join_all(instances.iter().map(PostgresStore::migrate)).await;
-                let applied: Vec<usize> = applied.into_iter().map(Result::unwrap).collect();
-                let migrations = std::fs::read_dir(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../migrations/postgres"
-                ))
-                .unwrap()
-                .count();
-                assert_eq!(applied.iter().sum::<usize>(), migrations, "{applied:?}");
-                assert_eq!(
-                    instances[0].migrate().await.unwrap(),
-                    0,
-                    "nothing left to apply"
+        TestDatabase::run(async |url| {
+            let mut instances = Vec::new();
+            for _ in 0..4 {
+                instances.push(
+                    PostgresStore::connect_without_migrating(&url, 2)
+                        .await
+                        .unwrap(),
                 );
-                assert!(instances[1].ping().await.is_ok());
-                for i in &instances {
-                    i.close().await;
-                }
-            },
-        )
+            }
+            let applied = join_all(instances.iter().map(PostgresStore::migrate)).await;
+            let applied: Vec<usize> = applied.into_iter().map(Result::unwrap).collect();
+            let migrations = std::fs::read_dir(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../migrations/postgres"
+            ))
+            .unwrap()
+            .count();
+            assert_eq!(applied.iter().sum::<usize>(), migrations, "{applied:?}");
+            assert_eq!(
+                instances[0].migrate().await.unwrap(),
+                0,
+                "nothing left to apply"
+            );
+            assert!(instances[1].ping().await.is_ok());
+            for i in &instances {
+                i.close().await;
+            }
+        })
         .await;
     }
 }
