@@ -76,58 +76,30 @@ impl Api {
         &self.client
     }
 
-    /// `METHOD base+path` with the key, `body` as JSON and the extra `headers`; `Err` only
-    /// when no answer came (refused, reset, timed out).
-    pub async fn try_call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<Reply, reqwest::Error> {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            req = req.bearer_auth(key);
+    /// A call `METHOD base+path` with the key; add a body or headers, then send it.
+    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
+        Call {
+            api: self,
+            method,
+            path: path.to_string(),
+            body: None,
+            headers: Vec::new(),
         }
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        Reply::read(req.send().await?).await
-    }
-
-    /// [`Api::try_call`] for a server that must answer.
-    ///
-    /// # Panics
-    /// No answer came.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let url = format!("{}{path}", self.base);
-        self.try_call(method.clone(), path, body, headers)
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: no answer: {e}"))
     }
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Reply {
-        self.call(Method::GET, path, None, &[]).await
+        self.call(Method::GET, path).send().await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.call(Method::POST, path, Some(body), &[]).await
+        self.call(Method::POST, path).json(body).send().await
     }
 
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Reply {
-        self.call(Method::DELETE, path, None, &[]).await
+        self.call(Method::DELETE, path).send().await
     }
 
     /// Polls the job `id` until it has ended (succeeded, failed or cancelled); its final
@@ -150,6 +122,60 @@ impl Api {
                 }
             })
             .await
+    }
+}
+
+/// One call being put together by [`Api::call`].
+#[derive(Debug)]
+#[must_use = "a call does nothing until sent"]
+pub struct Call<'a> {
+    api: &'a Api,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    headers: Vec<(String, String)>,
+}
+
+impl Call<'_> {
+    /// Sends `body` as JSON.
+    pub fn json(mut self, body: &Value) -> Self {
+        self.body = Some(body.clone());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sends the call; `Err` only when no answer came (refused, reset, timed out).
+    pub async fn try_send(self) -> Result<Reply, reqwest::Error> {
+        let api = self.api;
+        let mut req = api
+            .client
+            .request(self.method, format!("{}{}", api.base, self.path));
+        if let Some(key) = &api.key {
+            req = req.bearer_auth(key);
+        }
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
+        }
+        if let Some(b) = &self.body {
+            req = req.json(b);
+        }
+        Reply::read(req.send().await?).await
+    }
+
+    /// Sends the call to a server that must answer.
+    ///
+    /// # Panics
+    /// No answer came.
+    pub async fn send(self) -> Reply {
+        let what = format!("{} {}{}", self.method, self.api.base, self.path);
+        self.try_send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"))
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`redis`]: a Postgres database and a Redis key prefix together ([`with_postgres_and_redis`]).
 //! - [`process`]: a child process with its output in a log file, killed when dropped
 //!   ([`Proc`]), free ports, and [`wait_ready`].
-//! - [`http`]: JSON calls with a bearer key ([`Api::call`]) and [`Api::wait_job`].
+//! - [`http`]: JSON calls with a bearer key ([`Api::call`], [`Api::post`], …) and
+//!   [`Api::wait_job`].
 //! - [`wait`]: polling with a deadline ([`eventually`]) instead of fixed sleeps.
 //! - [`data`]: seeded, deterministic rows and CSV text.
 //!
@@ -30,7 +31,7 @@ use std::path::PathBuf;
 
 use futures::FutureExt;
 
-pub use http::{Api, Reply};
+pub use http::{Api, Call, Reply};
 pub use postgres::TestDatabase;
 pub use process::{Proc, free_port, wait_ready};
 pub use redis::{ScaleOut, with_postgres_and_redis};

@@ -150,7 +150,16 @@ impl TestApp {
             Some(k) => self.anonymous.key(k),
             None => self.anonymous.clone(),
         };
-        api.call(method, path, body, &[]).await
+        match body {
+            Some(b) => api.call(method, path).json(b).send().await,
+            None => api.call(method, path).send().await,
+        }
+    }
+
+    /// `GET path` without a key, with one more header.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> Reply {
+        let call = self.anonymous.call(Method::GET, path);
+        call.header(name, value).send().await
     }
 
     /// A raw body (for malformed JSON), as the admin.
@@ -204,16 +213,42 @@ impl TestApp {
         self.get(&format!("/api/v1/jobs/{id}")).await
     }
 
+    /// Submits a batch, asserting that it is accepted; its job id.
+    pub async fn submit_batch(&self, body: &Value) -> String {
+        let r = self.batch(body).await;
+        r.assert_status(202)["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Submits a batch and runs the queued jobs; the batch's job id and its final state.
+    pub async fn run_batch(&self, body: &Value) -> (String, Reply) {
+        let id = self.submit_batch(body).await;
+        self.drain_jobs().await;
+        let job = self.job(&id).await;
+        (id, job)
+    }
+
+    /// Asserts that each `(method, path, status, code)`, called as the admin without a
+    /// body, is answered with that error.
+    pub async fn assert_errors(&self, calls: &[(Method, &str, u16, &str)]) {
+        for (method, path, status, code) in calls {
+            let r = self.request(method.clone(), path, Some(&self.admin_key), None);
+            r.await.assert_error(*status, code);
+        }
+    }
+
     /// Creates a key with these scopes, as the admin.
     pub async fn create_key(&self, scopes: &[&str]) -> String {
-        let r = self
-            .post(
-                "/api/v1/auth/keys",
-                &json!({"name": "test", "scopes": scopes}),
-            )
+        let created = self
+            .create_key_with(&json!({"name": "test", "scopes": scopes}))
             .await;
-        r.assert_status(201);
-        r.body["key"].as_str().unwrap().to_string()
+        created["key"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a key as the admin from this request, asserting that it is created; the
+    /// answer (`key`, `id`, …).
+    pub async fn create_key_with(&self, body: &Value) -> Value {
+        let r = self.post("/api/v1/auth/keys", body).await;
+        r.assert_status(201).clone()
     }
 
     /// Trains `name` inline on [`training_rows`] and returns the version.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pynomaly_runtime::{Secret, Settings, open_jobs};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use testkit::{Api, ScaleOut, eventually, with_postgres_and_redis};
 
@@ -91,10 +91,10 @@ async fn two_instances_and_a_worker_share_models_and_jobs() {
 
         // A batch submitted twice (through both instances) with one key is one job.
         let batch = json!({"data_source": "data.csv", "algorithm": "isolation_forest", "random_state": 1});
-        let once = [("Idempotency-Key", "batch-1")];
-        let submitted = api_a.call(reqwest::Method::POST, "/api/v1/batch", Some(&batch), &once).await;
+        let submit = async |api: &Api| api.call(Method::POST, "/api/v1/batch").json(&batch).header("Idempotency-Key", "batch-1").send().await;
+        let submitted = submit(&api_a).await;
         let submitted = submitted.assert_status(202);
-        let again = api_b.call(reqwest::Method::POST, "/api/v1/batch", Some(&batch), &once).await;
+        let again = submit(&api_b).await;
         assert_eq!(again.body["job_id"], submitted["job_id"]);
         let job_id = submitted["job_id"].as_str().unwrap().to_string();
 

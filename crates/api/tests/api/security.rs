@@ -57,13 +57,11 @@ async fn key_in(
     scopes: &[&str],
     limit: Option<i64>,
 ) -> (String, String) {
-    let r = app
-        .post(
-            "/api/v1/auth/keys",
+    let b = app
+        .create_key_with(
             &json!({"name": "t", "scopes": scopes, "tenant": tenant, "rate_limit_per_minute": limit}),
         )
         .await;
-    let b = r.assert_status(201);
     (
         b["key"].as_str().unwrap().to_string(),
         b["id"].as_str().unwrap().to_string(),
@@ -236,13 +234,12 @@ async fn another_tenants_models_jobs_keys_users_and_audit_rows_are_not_found() {
 #[tokio::test]
 async fn revoked_and_expired_keys_are_unauthorized() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/api/v1/auth/keys",
+    let expired = app
+        .create_key_with(
             &json!({"name": "old", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"}),
         )
         .await;
-    let expired = r.assert_status(201)["key"].as_str().unwrap().to_string();
+    let expired = expired["key"].as_str().unwrap().to_string();
     app.request(Method::GET, "/api/v1/models", Some(&expired), None)
         .await
         .assert_error(401, "unauthorized");
@@ -298,6 +295,12 @@ async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
     let mut escalated = claims.clone();
     escalated["scopes"] = json!(["read", "write", "admin"]);
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+    // The escalated claims signed with `algorithm` and a key that is not the server's.
+    let signed_by_a_guess = |algorithm| {
+        let key = jsonwebtoken::EncodingKey::from_secret(b"guessed secret");
+        let header = jsonwebtoken::Header::new(algorithm);
+        jsonwebtoken::encode(&header, &escalated, &key).unwrap()
+    };
     let forged: Vec<(&str, String)> = vec![
         // Payload changed, signature kept.
         (
@@ -318,25 +321,12 @@ async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
             format!("{}.{}.", b64(&json!({"alg": "None"})), b64(&escalated)),
         ),
         // Signed, but by someone without our key.
-        ("wrong key", {
-            let key = jsonwebtoken::EncodingKey::from_secret(b"guessed secret");
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-                &escalated,
-                &key,
-            )
-            .unwrap()
-        }),
+        (
+            "wrong key",
+            signed_by_a_guess(jsonwebtoken::Algorithm::HS256),
+        ),
         // Another algorithm of the family.
-        ("HS512", {
-            let key = jsonwebtoken::EncodingKey::from_secret(b"guessed secret");
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
-                &escalated,
-                &key,
-            )
-            .unwrap()
-        }),
+        ("HS512", signed_by_a_guess(jsonwebtoken::Algorithm::HS512)),
         (
             "header swapped",
             format!(
@@ -675,12 +665,16 @@ async fn writes_admin_actions_and_failures_are_audited_and_the_log_cannot_be_cha
     assert_eq!(r.assert_status(200)["total"], 0);
     let r = app.get("/api/v1/audit?limit=1&offset=1").await;
     assert_eq!(r.body["entries"].as_array().unwrap().len(), 1);
-    app.get("/api/v1/audit?outcome=abc")
-        .await
-        .assert_error(422, "invalid_input");
-    app.get("/api/v1/audit?limit=0")
-        .await
-        .assert_error(422, "invalid_input");
+    app.assert_errors(&[
+        (
+            Method::GET,
+            "/api/v1/audit?outcome=abc",
+            422,
+            "invalid_input",
+        ),
+        (Method::GET, "/api/v1/audit?limit=0", 422, "invalid_input"),
+    ])
+    .await;
 
     // Append-only for the API.
     for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
@@ -729,12 +723,8 @@ async fn with_two_instances(test: impl AsyncFnOnce(Api, Api)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_limit_holds_across_two_instances_sharing_redis() {
     with_two_instances(async |a, b| {
-        let created = a
-            .post(
-                "/api/v1/auth/keys",
-                &json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4}),
-            )
-            .await;
+        let limited = json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4});
+        let created = a.post("/api/v1/auth/keys", &limited).await;
         let key = created.assert_status(201)["key"].as_str().unwrap();
         let (a, b) = (a.key(key), b.key(key));
         let mut statuses = Vec::new();
@@ -755,12 +745,8 @@ async fn a_key_limit_holds_across_two_instances_sharing_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_or_disabling_a_user_takes_effect_on_every_instance_within_a_second() {
     with_two_instances(async |a, b| {
-        let created = a
-            .post(
-                "/api/v1/auth/keys",
-                &json!({"name": "soon-revoked", "scopes": ["read"]}),
-            )
-            .await;
+        let revocable = json!({"name": "soon-revoked", "scopes": ["read"]});
+        let created = a.post("/api/v1/auth/keys", &revocable).await;
         let key = created.body["key"].as_str().unwrap().to_string();
         let user = a
             .post(

@@ -32,6 +32,14 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad fixture {}: {e}", path.display()))
 }
 
+/// The entries of a fixture's array, each with its `name`.
+fn named(entries: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    let entries = entries.as_array().expect("an array of named entries");
+    entries
+        .iter()
+        .map(|e| (e["name"].as_str().expect("name"), e))
+}
+
 fn matrix(v: &Value) -> Array2<f64> {
     let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).expect("a matrix of numbers");
     let width = rows[0].len();
@@ -150,8 +158,7 @@ fn lof_scores_thresholds_and_predictions_match_scikit_learn() {
 fn lof_clamps_n_neighbors_to_n_minus_one_and_warns_where_scikit_learn_does() {
     let fx = fixture("lof.json");
     let mut clamped_with_warning = 0;
-    for case in fx["cases"].as_array().expect("cases") {
-        let name = case["name"].as_str().expect("name");
+    for (name, case) in named(&fx["cases"]) {
         let x = matrix(&fx["datasets"][case["dataset"].as_str().expect("dataset")]["x"]);
         let asked = case["params"]["n_neighbors"].as_u64().expect("n_neighbors") as usize;
         let effective = case["n_neighbors_effective"].as_u64().expect("effective") as usize;
@@ -196,8 +203,7 @@ fn average_path_length_matches_scikit_learn_bit_for_bit() {
 fn contamination_thresholds_match_numpy_percentile_bit_for_bit() {
     let fx = fixture("iforest.json");
     let mut checked = 0;
-    for set in fx["thresholds"].as_array().expect("threshold sets") {
-        let name = set["name"].as_str().expect("name");
+    for (name, set) in named(&fx["thresholds"]) {
         let scores: Vec<f64> = set["scores_bits"]
             .as_array()
             .expect("scores")

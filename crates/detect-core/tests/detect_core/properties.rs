@@ -67,6 +67,26 @@ fn fit_with_threads(threads: usize, config: &DetectorConfig, x: &Array2<f64>) ->
         .expect("fit")
 }
 
+/// The fit on one thread, and the fits on 2 and 4 (with their thread counts), each
+/// checked to have the one-thread fit's training scores and threshold, bit for bit.
+fn fits_on_more_threads(
+    config: &DetectorConfig,
+    x: &Array2<f64>,
+) -> Result<(Fit, Vec<(usize, Fit)>), TestCaseError> {
+    let one = fit_with_threads(1, config, x);
+    let mut others = Vec::new();
+    for threads in [2, 4] {
+        let many = fit_with_threads(threads, config, x);
+        prop_assert_eq!(bits(&many.training.scores), bits(&one.training.scores));
+        prop_assert_eq!(
+            many.training.threshold.to_bits(),
+            one.training.threshold.to_bits()
+        );
+        others.push((threads, many));
+    }
+    Ok((one, others))
+}
+
 fn bits(v: &[f64]) -> Vec<u64> {
     v.iter().map(|s| s.to_bits()).collect()
 }
@@ -116,11 +136,8 @@ proptest! {
         params in lof_params(),
     ) {
         let config = config("lof", &params, json!(0.1));
-        let one = fit_with_threads(1, &config, &x);
-        for threads in [2, 4] {
-            let many = fit_with_threads(threads, &config, &x);
-            prop_assert_eq!(bits(&many.training.scores), bits(&one.training.scores));
-            prop_assert_eq!(many.training.threshold.to_bits(), one.training.threshold.to_bits());
+        let (one, others) = fits_on_more_threads(&config, &x)?;
+        for (threads, many) in others {
             let a = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool")
                 .install(|| many.model.predict(x.view())).expect("predict");
             let b = one.model.predict(x.view()).expect("predict");
@@ -134,11 +151,8 @@ proptest! {
         params in iforest_params(),
     ) {
         let config = config("isolation_forest", &params, json!(0.1));
-        let one = fit_with_threads(1, &config, &x);
-        for threads in [2, 4] {
-            let many = fit_with_threads(threads, &config, &x);
-            prop_assert_eq!(bits(&many.training.scores), bits(&one.training.scores));
-            prop_assert_eq!(many.training.threshold.to_bits(), one.training.threshold.to_bits());
+        let (one, others) = fits_on_more_threads(&config, &x)?;
+        for (_, many) in others {
             prop_assert_eq!(&many.training.predictions, &one.training.predictions);
         }
     }
@@ -319,37 +333,33 @@ fn both_algorithms() -> [DetectorConfig; 2] {
     ]
 }
 
+/// Asserts that fitting `x` fails with both algorithms, with an error that `expected`
+/// accepts.
+fn assert_fit_fails(x: &Array2<f64>, expected: impl Fn(&DetectError) -> bool) {
+    for config in both_algorithms() {
+        match fit(&config, x.view()) {
+            Ok(_) => panic!("{config:?} fitted {x:?}"),
+            Err(e) => assert!(expected(&e), "{config:?}: {e:?}"),
+        }
+    }
+}
+
 #[test]
 fn fitting_no_rows_is_an_empty_input_error() {
-    for config in both_algorithms() {
-        let x = Array2::<f64>::zeros((0, 3));
-        assert!(matches!(
-            fit(&config, x.view()),
-            Err(DetectError::EmptyInput(_))
-        ));
-    }
+    let x = Array2::<f64>::zeros((0, 3));
+    assert_fit_fails(&x, |e| matches!(e, DetectError::EmptyInput(_)));
 }
 
 #[test]
 fn fitting_rows_without_columns_is_an_empty_input_error() {
-    for config in both_algorithms() {
-        let x = Array2::<f64>::zeros((5, 0));
-        assert!(matches!(
-            fit(&config, x.view()),
-            Err(DetectError::EmptyInput(_))
-        ));
-    }
+    let x = Array2::<f64>::zeros((5, 0));
+    assert_fit_fails(&x, |e| matches!(e, DetectError::EmptyInput(_)));
 }
 
 #[test]
 fn fitting_a_single_row_needs_at_least_two() {
-    for config in both_algorithms() {
-        let x = Array2::from_shape_vec((1, 3), vec![1.0, 2.0, 3.0]).expect("1 x 3");
-        assert!(matches!(
-            fit(&config, x.view()),
-            Err(DetectError::TooFewRows { n_rows: 1 })
-        ));
-    }
+    let x = Array2::from_shape_vec((1, 3), vec![1.0, 2.0, 3.0]).expect("1 x 3");
+    assert_fit_fails(&x, |e| matches!(e, DetectError::TooFewRows { n_rows: 1 }));
 }
 
 #[test]

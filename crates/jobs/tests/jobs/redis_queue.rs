@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pynomaly_jobs::{
-    BatchSpec, ExecutionOutcome, JobQueue, JobRunner, OutputFormat, RedisQueue, RedisQueueConfig,
-    RunnerConfig, Scoring, SourceResolver,
+    ExecutionOutcome, JobQueue, JobRunner, QueueError, RedisQueue, RedisQueueConfig, SourceResolver,
 };
-use pynomaly_models::ModelRegistry;
 use pynomaly_store::{
-    ArtifactStore, CancelOutcome, DEFAULT_TENANT, DynMetadataStore, Job, JobKind, JobStatus,
-    NewJob, NewModelVersion, PostgresStore,
+    ArtifactStore, CancelOutcome, DEFAULT_TENANT, DynMetadataStore, Job, JobStatus, NewJob,
+    NewModelVersion, PostgresStore,
 };
-use serde_json::{Map, json};
+use serde_json::json;
 use testkit::{ScaleOut, with_postgres_and_redis};
+use tokio::task::JoinHandle;
+
+use crate::{fit_batch, runner};
 
 /// What each test gets: stores, a runner, and a way to start queue instances (an API
 /// instance or a worker process each) on this test's prefix.
@@ -70,10 +71,34 @@ impl Harness {
         name.to_string()
     }
 
-    /// Gives a job being executed time to get into its run. A fitting batch job reports
-    /// no progress before its source is done, so there is nothing to poll for.
-    async fn let_the_run_begin(&self) {
+    /// A new queue instance (an API instance), and the batch over `a.csv` submitted
+    /// through it.
+    async fn submitted(&self) -> (Arc<RedisQueue>, Job) {
+        let api = self.queue().await;
+        let (job, created) = api.submit(batch(&["a.csv"], None)).await.unwrap();
+        assert!(created);
+        (api, job)
+    }
+
+    /// Submits a job through `api` over a source of 400,000 rows, long enough that its
+    /// run is still going when the test acts on it, and starts running it on `worker`.
+    async fn start_a_long_job(
+        &self,
+        api: &RedisQueue,
+        worker: &Arc<RedisQueue>,
+    ) -> (Job, JoinHandle<Result<ExecutionOutcome, QueueError>>) {
+        let big = self.sources_file("big.csv", 400_000);
+        let (job, _) = api.submit(batch(&[&big], None)).await.unwrap();
+        let d = worker.receive(None).await.unwrap().unwrap();
+        let claimed = worker.claim(d).await.unwrap().unwrap();
+        let running = tokio::spawn({
+            let worker = Arc::clone(worker);
+            async move { worker.execute(claimed).await }
+        });
+        // The run is given time to begin: a fitting batch job reports no progress before
+        // its source is done, so there is nothing to poll for.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        (job, running)
     }
 
     /// Waits out the lease of a claimed job: time has to pass for it to expire.
@@ -82,27 +107,9 @@ impl Harness {
     }
 }
 
+/// A batch over `sources`, its contamination left to the algorithm.
 fn batch(sources: &[&str], key: Option<&str>) -> NewJob {
-    let spec = BatchSpec {
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        scoring: Scoring::Fit {
-            algorithm: "isolation_forest".into(),
-            parameters: json!({"n_estimators": 10, "random_state": 1})
-                .as_object()
-                .cloned()
-                .unwrap_or_else(Map::new),
-            contamination: json!("auto"),
-        },
-        output_format: OutputFormat::Csv,
-        label_column: None,
-    };
-    NewJob {
-        tenant: DEFAULT_TENANT.into(),
-        kind: JobKind::Batch,
-        spec: serde_json::to_value(&spec).unwrap(),
-        progress: json!({"rows_processed": 0, "sources_done": 0, "sources_total": sources.len()}),
-        idempotency_key: key.map(str::to_string),
-    }
+    fit_batch(sources, json!("auto"), key)
 }
 
 /// Runs `test` with a fresh database, a fresh key prefix and a sources directory holding
@@ -115,20 +122,7 @@ async fn with_harness(test: impl AsyncFnOnce(Arc<Harness>)) {
         let artifacts =
             ArtifactStore::from_url(&dir.path().join("storage").display().to_string()).unwrap();
         let sources = SourceResolver::new(&dir.path().join("sources")).unwrap();
-        let registry = Arc::new(ModelRegistry::new(
-            Arc::clone(&meta),
-            artifacts.clone(),
-            1 << 20,
-        ));
-        let runner = Arc::new(JobRunner::new(
-            registry,
-            artifacts.clone(),
-            sources,
-            RunnerConfig {
-                chunk_rows: 50,
-                progress_interval: Duration::from_millis(0),
-            },
-        ));
+        let runner = runner(&meta, &artifacts, sources, 50);
         let harness = Arc::new(Harness {
             dir,
             meta: Arc::clone(&meta),
@@ -140,6 +134,12 @@ async fn with_harness(test: impl AsyncFnOnce(Arc<Harness>)) {
         testkit::with_cleanup(test(harness), meta.close()).await;
     })
     .await;
+}
+
+/// Asserts that `queue` finds no job to run (`why` says why there should be none).
+async fn assert_nothing_to_run(queue: &RedisQueue, why: &str) {
+    let outcome = queue.try_execute_job().await.unwrap();
+    assert_eq!(outcome, ExecutionOutcome::QueueEmpty, "{why}");
 }
 
 fn done(outcome: ExecutionOutcome) -> (String, JobStatus) {
@@ -165,10 +165,7 @@ async fn a_submitted_job_runs_once_and_leaves_nothing_pending() {
         assert_eq!(finished.attempts, 1);
         let result = finished.result.unwrap();
         assert_eq!(result["n_samples"], 200);
-        assert_eq!(
-            worker.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty
-        );
+        assert_nothing_to_run(&worker, "the job ran once").await;
         let path = result["outputs"][0]["path"].as_str().unwrap().to_string();
         let output = h.artifacts.get(&path).await.unwrap();
         assert_eq!(output.iter().filter(|&&b| b == b'\n').count(), 201);
@@ -187,11 +184,7 @@ async fn an_idempotency_key_dedups_submissions_across_instances() {
         assert_eq!(first.id, again.id);
         let worker = h.queue().await;
         done(worker.try_execute_job().await.unwrap());
-        assert_eq!(
-            worker.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty,
-            "one delivery for one job"
-        );
+        assert_nothing_to_run(&worker, "one delivery for one job").await;
     })
     .await;
 }
@@ -199,8 +192,7 @@ async fn an_idempotency_key_dedups_submissions_across_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_died_is_taken_over_and_reported_once() {
     with_harness(async |h| {
-        let api = h.queue().await;
-        let (job, _) = api.submit(batch(&["a.csv"], None)).await.unwrap();
+        let (_api, job) = h.submitted().await;
         // Worker 1 takes the delivery and claims the job, then dies (never runs it, never
         // renews its lease).
         let dead = h.queue().await;
@@ -208,11 +200,7 @@ async fn a_job_whose_worker_died_is_taken_over_and_reported_once() {
         let claimed = dead.claim(delivery).await.unwrap().expect("claimed");
         assert_eq!(claimed.job().attempts, 1);
         let survivor = h.queue().await;
-        assert_eq!(
-            survivor.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty,
-            "not taken over while the lease runs"
-        );
+        assert_nothing_to_run(&survivor, "not taken over while the lease runs").await;
         h.let_the_lease_expire().await;
         let (id, status) = done(survivor.try_execute_job().await.unwrap());
         assert_eq!(
@@ -230,10 +218,7 @@ async fn a_job_whose_worker_died_is_taken_over_and_reported_once() {
             "reported done once"
         );
         assert_eq!(after.result, finished.result);
-        assert_eq!(
-            survivor.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty
-        );
+        assert_nothing_to_run(&survivor, "the job ran once more, and only once").await;
     })
     .await;
 }
@@ -241,8 +226,7 @@ async fn a_job_whose_worker_died_is_taken_over_and_reported_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_workers_keep_dying_fails_after_its_attempts() {
     with_harness(async |h| {
-        let api = h.queue().await;
-        let (job, _) = api.submit(batch(&["a.csv"], None)).await.unwrap();
+        let (_api, job) = h.submitted().await;
         for attempt in 1..=2 {
             let dying = h.queue().await;
             if attempt > 1 {
@@ -270,10 +254,7 @@ async fn a_job_whose_workers_keep_dying_fails_after_its_attempts() {
             "{:?}",
             failed.error
         );
-        assert_eq!(
-            last.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty
-        );
+        assert_nothing_to_run(&last, "the job is failed, not run again").await;
     })
     .await;
 }
@@ -318,11 +299,7 @@ async fn a_failing_attempt_is_retried_after_a_backoff_then_failed_with_the_reaso
                 .unwrap()
                 .contains("loading the model")
         );
-        assert_eq!(
-            q.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty,
-            "not before the backoff"
-        );
+        assert_nothing_to_run(&q, "not before the backoff").await;
         // The backoff is a span of time: it has to pass.
         tokio::time::sleep(h.config().backoff + Duration::from_millis(300)).await;
         let (_, status) = done(q.try_execute_job().await.unwrap());
@@ -355,17 +332,13 @@ async fn a_bad_source_fails_at_once_without_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_queued_job_means_it_never_runs() {
     with_harness(async |h| {
-        let api = h.queue().await;
-        let (job, _) = api.submit(batch(&["a.csv"], None)).await.unwrap();
+        let (api, job) = h.submitted().await;
         assert!(matches!(
             api.cancel(DEFAULT_TENANT, &job.id).await.unwrap(),
             CancelOutcome::Cancelled(_)
         ));
         let worker = h.queue().await;
-        assert_eq!(
-            worker.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty
-        );
+        assert_nothing_to_run(&worker, "a cancelled job is not delivered").await;
         let cancelled = h.job(&job.id).await;
         assert_eq!(
             (cancelled.status, cancelled.attempts),
@@ -378,18 +351,9 @@ async fn cancelling_a_queued_job_means_it_never_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_running_job_through_another_instance_stops_it() {
     with_harness(async |h| {
-        // Enough rows that the run is still going when the cancel lands.
-        let big = h.sources_file("big.csv", 400_000);
         let api = h.queue().await;
         let worker = h.queue().await;
-        let (job, _) = api.submit(batch(&[&big], None)).await.unwrap();
-        let d = worker.receive(None).await.unwrap().unwrap();
-        let claimed = worker.claim(d).await.unwrap().unwrap();
-        let running = tokio::spawn({
-            let worker = Arc::clone(&worker);
-            async move { worker.execute(claimed).await }
-        });
-        h.let_the_run_begin().await;
+        let (job, running) = h.start_a_long_job(&api, &worker).await;
         assert!(matches!(
             api.cancel(DEFAULT_TENANT, &job.id).await.unwrap(),
             CancelOutcome::Requested(_)
@@ -408,17 +372,9 @@ async fn cancelling_a_running_job_through_another_instance_stops_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutting_down_worker_hands_its_job_to_another() {
     with_harness(async |h| {
-        let big = h.sources_file("big.csv", 400_000);
         let api = h.queue().await;
         let leaving = h.queue().await;
-        let (job, _) = api.submit(batch(&[&big], None)).await.unwrap();
-        let d = leaving.receive(None).await.unwrap().unwrap();
-        let claimed = leaving.claim(d).await.unwrap().unwrap();
-        let running = tokio::spawn({
-            let leaving = Arc::clone(&leaving);
-            async move { leaving.execute(claimed).await }
-        });
-        h.let_the_run_begin().await;
+        let (job, running) = h.start_a_long_job(&api, &leaving).await;
         leaving.shutdown();
         let outcome = running.await.unwrap().unwrap();
         assert_eq!(done(outcome).1, JobStatus::Queued);
@@ -447,10 +403,7 @@ async fn a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat(
                 ..h.config()
             })
             .await;
-        assert_eq!(
-            q.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty
-        );
+        assert_nothing_to_run(&q, "the job was never sent").await;
         assert_eq!(q.redeliver_overdue().await.unwrap(), 1);
         let (id, status) = done(q.try_execute_job().await.unwrap());
         assert_eq!((id, status), (job.id, JobStatus::Succeeded));
@@ -493,10 +446,11 @@ async fn a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it() {
         let finished = h.job(&lost.id).await;
         assert_eq!((finished.attempts, finished.error), (2, None));
         assert_eq!(h.job(&busy.id).await.status, JobStatus::Running);
-        assert_eq!(
-            q.try_execute_job().await.unwrap(),
-            ExecutionOutcome::QueueEmpty
-        );
+        assert_nothing_to_run(
+            &q,
+            "the recovered job ran once; the busy one stays with its worker",
+        )
+        .await;
     })
     .await;
 }

@@ -4,22 +4,21 @@
 //! `PYNOMALY_TEST_S3_ENDPOINT` is unset.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
-use pynomaly_jobs::{
-    BatchSpec, ExecutionOutcome, InProcessQueue, JobQueue, JobRunner, OutputFormat, RunnerConfig,
-    Scoring, SourceResolver,
-};
-use pynomaly_models::ModelRegistry;
-use pynomaly_store::{
-    ArtifactStore, DEFAULT_TENANT, DynMetadataStore, JobKind, JobStatus, NewJob, S3Options,
-    SqliteStore,
-};
+use pynomaly_jobs::{ExecutionOutcome, InProcessQueue, JobQueue, SourceResolver};
+use pynomaly_store::{ArtifactStore, DynMetadataStore, JobStatus, NewJob, S3Options, SqliteStore};
 use serde_json::json;
 use testkit::TestBucket;
 use testkit::data::{csv, wave};
+
+use crate::{fit_batch, runner};
+
+/// A batch over `sources`, with a tenth of the rows taken for anomalies.
+fn batch(sources: &[&str]) -> NewJob {
+    fit_batch(sources, json!(0.1), None)
+}
 
 /// `n` rows `x,y,label`, every label 0.
 fn rows_csv(n: usize) -> String {
@@ -27,29 +26,6 @@ fn rows_csv(n: usize) -> String {
         &["x", "y", "label"],
         (0..n).map(|i| [wave(i)[0], wave(i)[1], 0.0]),
     )
-}
-
-fn batch(sources: &[String]) -> NewJob {
-    let spec = BatchSpec {
-        sources: sources.to_vec(),
-        scoring: Scoring::Fit {
-            algorithm: "isolation_forest".into(),
-            parameters: json!({"n_estimators": 10, "random_state": 1})
-                .as_object()
-                .cloned()
-                .unwrap(),
-            contamination: json!(0.1),
-        },
-        output_format: OutputFormat::Csv,
-        label_column: None,
-    };
-    NewJob {
-        tenant: DEFAULT_TENANT.into(),
-        kind: JobKind::Batch,
-        spec: serde_json::to_value(&spec).unwrap(),
-        progress: json!({}),
-        idempotency_key: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,25 +65,12 @@ async fn a_batch_reads_s3_sources_and_writes_its_outputs_to_s3() {
         let sources = SourceResolver::new(dir.path())
             .unwrap()
             .with_s3(options.clone());
-        let registry = Arc::new(ModelRegistry::new(
-            Arc::clone(&meta),
-            artifacts.clone(),
-            1 << 20,
-        ));
-        let runner = Arc::new(JobRunner::new(
-            registry,
-            artifacts.clone(),
-            sources,
-            RunnerConfig {
-                chunk_rows: 256,
-                progress_interval: Duration::from_millis(0),
-            },
-        ));
+        let runner = runner(&meta, &artifacts, sources, 256);
         let queue = InProcessQueue::new(Arc::clone(&meta), runner);
         let (job, _) = queue
             .submit(batch(&[
-                format!("s3://{name}/data/plain.csv"),
-                format!("s3://{name}/data/small.csv.gz"),
+                &bucket.uri("data/plain.csv"),
+                &bucket.uri("data/small.csv.gz"),
             ]))
             .await
             .unwrap();
@@ -140,7 +103,7 @@ async fn a_batch_reads_s3_sources_and_writes_its_outputs_to_s3() {
 
         // A missing object fails the job with its name, at once.
         let (missing, _) = queue
-            .submit(batch(&[format!("s3://{name}/data/nope.csv")]))
+            .submit(batch(&[&bucket.uri("data/nope.csv")]))
             .await
             .unwrap();
         queue.try_execute_job().await.unwrap();

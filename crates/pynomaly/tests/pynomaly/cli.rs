@@ -59,6 +59,23 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// `pynomaly detect INPUT ARGS`.
+fn detect(input: &Path, args: &[&str]) -> Output {
+    pynomaly(&[&["detect", input.to_str().unwrap()], args].concat())
+}
+
+/// Asserts that `out` succeeded, and returns its stderr (the report).
+fn report(out: &Output) -> String {
+    assert!(out.status.success(), "{}", stderr(out));
+    stderr(out)
+}
+
+/// Asserts that the command was refused (exit status 2), saying `message` on stderr.
+fn assert_refused(out: &Output, message: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+    assert!(stderr(out).contains(message), "{}", stderr(out));
+}
+
 /// Parses `row,prediction,score` output, checking the header and row order.
 fn parse_output(text: &str) -> Vec<(i8, f64)> {
     let mut lines = text.lines();
@@ -85,17 +102,9 @@ fn assert_outliers_found(rows: &[(i8, f64)]) {
 fn csv_with_header_and_labels_reports_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "data.csv", csv_text(true, true).as_bytes());
-    let out = pynomaly(&[
-        "detect",
-        input.to_str().unwrap(),
-        "--random-state",
-        "3",
-        "--contamination",
-        "0.05",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = detect(&input, &["--random-state", "3", "--contamination", "0.05"]);
+    let err = report(&out);
     assert_outliers_found(&parse_output(&stdout(&out)));
-    let err = stderr(&out);
     for expected in [
         "rows           42",
         "features       2 (x, y)",
@@ -112,20 +121,21 @@ fn csv_without_header_is_all_features() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "data.csv", csv_text(false, false).as_bytes());
     let output = dir.path().join("scores.csv");
-    let out = pynomaly(&[
-        "detect",
-        input.to_str().unwrap(),
-        "--random-state",
-        "1",
-        "--contamination",
-        "0.05",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let output_arg = output.to_str().unwrap();
+    let out = detect(
+        &input,
+        &[
+            "--random-state",
+            "1",
+            "--contamination",
+            "0.05",
+            "--output",
+            output_arg,
+        ],
+    );
+    let err = report(&out);
     assert!(stdout(&out).is_empty());
     assert_outliers_found(&parse_output(&std::fs::read_to_string(&output).unwrap()));
-    let err = stderr(&out);
     assert!(err.contains("features       2\n"), "{err}");
     assert!(!err.contains("ROC-AUC"), "{err}");
 }
@@ -146,9 +156,8 @@ fn same_seed_gives_the_same_output_for_csv_gzip_and_json_lines() {
     let json = write(dir.path(), "data.jsonl", jsonl.as_bytes());
 
     let run = |path: &Path| {
-        let out = pynomaly(&["detect", path.to_str().unwrap(), "--random-state", "42"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert!(stderr(&out).contains("ROC-AUC"), "{}", stderr(&out));
+        let out = detect(path, &["--random-state", "42"]);
+        assert!(report(&out).contains("ROC-AUC"), "{}", stderr(&out));
         stdout(&out)
     };
     let reference = run(&plain);
@@ -162,49 +171,24 @@ fn a_named_label_column_is_left_out_of_the_features() {
     let dir = tempfile::tempdir().unwrap();
     let text = csv_text(true, true).replace("x,y,label", "x,y,truth");
     let input = write(dir.path(), "data.csv", text.as_bytes());
-    let out = pynomaly(&[
-        "detect",
-        input.to_str().unwrap(),
-        "--label-column",
-        "truth",
-        "--random-state",
-        "0",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    let out = detect(&input, &["--label-column", "truth", "--random-state", "0"]);
+    let err = report(&out);
     assert!(err.contains("features       2 (x, y)"), "{err}");
     assert!(err.contains("labelled       2 outliers"), "{err}");
 
-    let out = pynomaly(&["detect", input.to_str().unwrap(), "--label-column", "nope"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("label column 'nope' not found"),
-        "{}",
-        stderr(&out)
-    );
+    let out = detect(&input, &["--label-column", "nope"]);
+    assert_refused(&out, "label column 'nope' not found");
 }
 
 #[test]
 fn lof_runs_with_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "data.csv", csv_text(true, true).as_bytes());
-    let out = pynomaly(&[
-        "detect",
-        input.to_str().unwrap(),
-        "--algorithm",
-        "lof",
-        "--param",
-        "n_neighbors=10",
-        "--param",
-        "metric=manhattan",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let params = ["--param", "n_neighbors=10", "--param", "metric=manhattan"];
+    let out = detect(&input, &[&["--algorithm", "lof"][..], &params].concat());
+    let err = report(&out);
     assert_outliers_found(&parse_output(&stdout(&out)));
-    assert!(
-        stderr(&out).contains("\"n_neighbors\":10"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(err.contains("\"n_neighbors\":10"), "{err}");
 }
 
 #[test]
@@ -213,89 +197,51 @@ fn a_bad_line_is_reported_with_its_number_and_exit_status_2() {
     let mut text = csv_text(true, false);
     text.push_str("1.0,oops\n");
     let input = write(dir.path(), "data.csv", text.as_bytes());
-    let out = pynomaly(&["detect", input.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let out = detect(&input, &[]);
     // Header on line 1, 42 rows on lines 2..=43, the bad row on line 44.
-    assert!(
-        err.contains("line 44, column 2 (\"y\"): \"oops\" is not a number"),
-        "{err}"
-    );
+    assert_refused(&out, "line 44, column 2 (\"y\"): \"oops\" is not a number");
     assert!(stdout(&out).is_empty());
 
     let ragged = write(dir.path(), "ragged.csv", b"a,b\n1,2\n3\n");
-    let out = pynomaly(&["detect", ragged.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("line 3 has 1 values, expected 2"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&detect(&ragged, &[]), "line 3 has 1 values, expected 2");
 
     let nan = write(dir.path(), "nan.csv", b"a,b\n1,2\n3,NaN\n");
-    let out = pynomaly(&["detect", nan.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("line 3, column 2"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&detect(&nan, &[]), "line 3, column 2");
 }
 
 #[test]
 fn empty_and_missing_files_exit_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let empty = write(dir.path(), "empty.csv", b"");
-    let out = pynomaly(&["detect", empty.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no data rows"), "{}", stderr(&out));
+    assert_refused(&detect(&empty, &[]), "no data rows");
 
     let missing = dir.path().join("missing.csv");
-    let out = pynomaly(&["detect", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("missing.csv"), "{}", stderr(&out));
+    assert_refused(&detect(&missing, &[]), "missing.csv");
 
     // One row cannot be fitted.
     let one = write(dir.path(), "one.csv", b"a,b\n1,2\n");
-    let out = pynomaly(&["detect", one.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(detect(&one, &[]).status.code(), Some(2));
 }
 
 #[test]
 fn unknown_or_invalid_parameters_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "data.csv", csv_text(true, true).as_bytes());
-    let path = input.to_str().unwrap();
 
-    let out = pynomaly(&["detect", path, "--param", "n_trees=10"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("n_trees") && err.contains("n_estimators"),
-        "{err}"
-    );
+    let out = detect(&input, &["--param", "n_trees=10"]);
+    assert_refused(&out, "n_trees");
+    assert!(stderr(&out).contains("n_estimators"), "{}", stderr(&out));
 
-    let out = pynomaly(&["detect", path, "--param", "n_estimators=0"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-
-    let out = pynomaly(&["detect", path, "--contamination", "0.9"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-
-    let out = pynomaly(&["detect", path, "--algorithm", "svm"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-
-    let out = pynomaly(&["detect", path, "--param", "no-equals-sign"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-
-    let out = pynomaly(&[
-        "detect",
-        path,
-        "--random-state",
-        "1",
-        "--param",
-        "random_state=2",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for args in [
+        &["--param", "n_estimators=0"][..],
+        &["--contamination", "0.9"],
+        &["--algorithm", "svm"],
+        &["--param", "no-equals-sign"],
+        &["--random-state", "1", "--param", "random_state=2"],
+    ] {
+        let out = detect(&input, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
 }
 
 #[test]
@@ -303,11 +249,6 @@ fn an_unwritable_output_is_a_plain_failure() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "data.csv", csv_text(true, false).as_bytes());
     let output = dir.path().join("no/such/dir/out.csv");
-    let out = pynomaly(&[
-        "detect",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let out = detect(&input, &["--output", output.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }

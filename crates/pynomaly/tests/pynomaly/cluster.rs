@@ -281,7 +281,7 @@ async fn run_cluster(root: &Path, scale_out: &ScaleOut, bucket: &TestBucket) {
                 let rows = json!({"data": [[0.5, 0.5], [9.0, -9.0]]});
                 while Instant::now() < stop_at {
                     let path = "/api/v1/models/cluster/predict";
-                    match api.try_call(Method::POST, path, Some(&rows), &[]).await {
+                    match api.call(Method::POST, path).json(&rows).try_send().await {
                         Ok(r) if r.status == 200 => {
                             done.fetch_add(1, Ordering::Relaxed);
                         }

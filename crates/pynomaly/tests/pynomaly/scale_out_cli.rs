@@ -44,27 +44,16 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn worker_and_migrate_explain_what_they_need() {
-    let out = pynomaly(&["worker"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("REDIS_URL is not set"),
-        "{}",
-        text(&out)
-    );
-    let out = pynomaly(&["migrate"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("DATABASE_URL is not set"),
-        "{}",
-        text(&out)
-    );
-    let out = pynomaly(&["worker"], &[("REDIS_URL", "redis://127.0.0.1:1")]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("set DATABASE_URL too"),
-        "{}",
-        text(&out)
-    );
+    let redis = [("REDIS_URL", "redis://127.0.0.1:1")];
+    for (args, env, message) in [
+        (&["worker"], &[][..], "REDIS_URL is not set"),
+        (&["migrate"], &[], "DATABASE_URL is not set"),
+        (&["worker"], &redis, "set DATABASE_URL too"),
+    ] {
+        let out = pynomaly(args, env);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(message), "{}", text(&out));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,16 @@ fn crypto_err<T: std::fmt::Debug>(r: Result<T, StoreError>) -> CryptoError {
     }
 }
 
+/// Asserts that `path` reads back, whole, as `expected`.
+async fn assert_reads(store: &ArtifactStore, path: &str, expected: &[u8]) {
+    assert_eq!(&store.get(path).await.unwrap()[..], expected, "{path}");
+}
+
+/// The error of opening `path` as a stream (before any byte is read).
+async fn stream_err(store: &ArtifactStore, path: &str) -> CryptoError {
+    crypto_err(store.get_stream(path).await.map(|(size, _)| size))
+}
+
 async fn read_stream(store: &ArtifactStore, path: &str) -> Result<(u64, Vec<u8>), StoreError> {
     let (size, stream) = store.get_stream(path).await?;
     let parts: Vec<Bytes> = stream.try_collect().await?;
@@ -97,14 +107,8 @@ async fn encryption_holds_on(raw: Arc<dyn ObjectStore>) {
     assert!(!at_rest.windows(12).any(|w| w == b"\n100000,1,0."));
 
     // The old plaintext still reads under a key; so do A's objects, whole and streamed.
-    assert_eq!(
-        &under_a.get("models/t/old.pnmy").await.unwrap()[..],
-        &model[..]
-    );
-    assert_eq!(
-        &under_a.get("models/t/a.pnmy").await.unwrap()[..],
-        &model[..]
-    );
+    assert_reads(&under_a, "models/t/old.pnmy", &model).await;
+    assert_reads(&under_a, "models/t/a.pnmy", &model).await;
     let (size, streamed) = read_stream(&under_a, "jobs/t/j/output-0.csv")
         .await
         .unwrap();
@@ -125,14 +129,8 @@ async fn encryption_holds_on(raw: Arc<dyn ObjectStore>) {
         .put("models/t/b.pnmy", Bytes::from(model.clone()))
         .await
         .unwrap();
-    assert_eq!(
-        &rotated.get("models/t/a.pnmy").await.unwrap()[..],
-        &model[..]
-    );
-    assert_eq!(
-        &rotated.get("models/t/b.pnmy").await.unwrap()[..],
-        &model[..]
-    );
+    assert_reads(&rotated, "models/t/a.pnmy", &model).await;
+    assert_reads(&rotated, "models/t/b.pnmy", &model).await;
     assert_eq!(
         read_stream(&rotated, "jobs/t/j/output-0.csv")
             .await
@@ -158,12 +156,7 @@ async fn encryption_holds_on(raw: Arc<dyn ObjectStore>) {
         }
     );
     assert!(matches!(
-        crypto_err(
-            only_b
-                .get_stream("jobs/t/j/output-0.csv")
-                .await
-                .map(|(size, _)| size)
-        ),
+        stream_err(&only_b, "jobs/t/j/output-0.csv").await,
         CryptoError::UnknownKey { .. }
     ));
     assert!(matches!(
@@ -209,12 +202,7 @@ async fn encryption_holds_on(raw: Arc<dyn ObjectStore>) {
         CryptoError::Malformed { .. }
     ));
     assert!(matches!(
-        crypto_err(
-            rotated
-                .get_stream("models/t/cut.pnmy")
-                .await
-                .map(|(size, _)| size)
-        ),
+        stream_err(&rotated, "models/t/cut.pnmy").await,
         CryptoError::Malformed { .. }
     ));
 

@@ -17,8 +17,8 @@ use testkit::env::{DATABASE_URL_VAR, REDIS_URL_VAR, require};
 use testkit::wait::wait;
 use testkit::{Api, Proc, ScaleOut, eventually, free_port, repo_root, wait_ready};
 
-use super::csv_with_outliers;
-use crate::{Env, pynomaly};
+use super::{Deployment, csv_with_outliers, deploy};
+use crate::Env;
 
 /// Every `(dashboard, panel title, expr)` of the repository's dashboards.
 fn dashboard_queries() -> Vec<(String, String, String)> {
@@ -122,26 +122,17 @@ async fn run(prometheus: &str, scale_out: &ScaleOut) {
         .set("PYNOMALY_SHUTDOWN_TIMEOUT_S", "5")
         .set("LOG_LEVEL", "warn")
         .set("RAYON_NUM_THREADS", "1");
-    let (api_port, api_metrics, worker_metrics, prom_port) =
-        (free_port(), free_port(), free_port(), free_port());
+    let (api_metrics, prom_port) = (free_port(), free_port());
     let api_env = env
         .clone()
-        .set("PYNOMALY_BIND", format!("127.0.0.1:{api_port}"))
-        .set("PYNOMALY_METRICS_BIND", format!("127.0.0.1:{api_metrics}"))
-        .set("PYNOMALY_DATA_DIR", root.join("api"));
-    let mut api_proc = pynomaly("api", &["serve"], &api_env, root);
-    let worker_env = env
-        .set(
-            "PYNOMALY_METRICS_BIND",
-            format!("127.0.0.1:{worker_metrics}"),
-        )
-        .set("PYNOMALY_DATA_DIR", root.join("worker"));
-    let worker_args = ["worker", "--concurrency", "2"];
-    let mut worker = pynomaly("worker", &worker_args, &worker_env, root);
-    let base = format!("http://127.0.0.1:{api_port}");
-    wait_ready(&format!("{base}/health/ready"), &api_proc).await;
-    let worker_url = format!("http://127.0.0.1:{worker_metrics}/metrics");
-    wait_ready(&worker_url, &worker).await;
+        .set("PYNOMALY_METRICS_BIND", format!("127.0.0.1:{api_metrics}"));
+    let Deployment {
+        mut api_proc,
+        mut worker,
+        api,
+        api_port,
+        worker_metrics_port: worker_metrics,
+    } = deploy(root, &env, api_env, "2").await;
     let config = prometheus_config(root, api_port, api_metrics, worker_metrics);
     let mut cmd = Command::new(prometheus);
     cmd.arg(format!("--config.file={}", config.display()))
@@ -160,8 +151,6 @@ async fn run(prometheus: &str, scale_out: &ScaleOut) {
 
     // Traffic: the seed's flow (train, predict with anomalies, an error, a batch job, a
     // training job), over a few scrapes so that rates have two samples.
-    let key = std::fs::read_to_string(root.join("api/admin.key")).unwrap();
-    let api = Api::with_client(client.clone(), &base).key(key.trim());
     let rows = testkit::data::wave_rows(200);
     let trained = api
         .post(

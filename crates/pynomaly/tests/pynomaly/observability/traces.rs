@@ -17,9 +17,9 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{Api, Proc, ScaleOut, eventually, free_port, wait_ready};
+use testkit::{Api, Proc, Reply, ScaleOut, eventually, free_port, wait_ready};
 
-use super::csv_with_outliers;
+use super::{Deployment, csv_with_outliers, deploy};
 use crate::stream::Broker as _;
 use crate::stream::redis::RedisStreams;
 use crate::{Env, pynomaly};
@@ -175,6 +175,14 @@ fn children<'a>(spans: &'a [Received], parent: &Received) -> Vec<&'a Received> {
         .collect()
 }
 
+/// The names of the direct children of `parent`.
+fn child_names<'a>(spans: &'a [Received], parent: &Received) -> Vec<&'a str> {
+    children(spans, parent)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
 fn log_lines(proc: &Proc) -> Vec<Value> {
     proc.log_text()
         .lines()
@@ -213,6 +221,21 @@ async fn serve(root: &Path, env: &Env, port: u16) -> (Proc, Api) {
 
 fn traceparent(trace: &str, parent: &str) -> String {
     format!("00-{trace}-{parent}-01")
+}
+
+/// `POST path` with `body`, continuing the sampled trace `trace` from its span `parent`.
+async fn traced(api: &Api, path: &str, body: &Value, (trace, parent): (&str, &str)) -> Reply {
+    let call = api.call(Method::POST, path).json(body);
+    call.header("traceparent", &traceparent(trace, parent))
+        .send()
+        .await
+}
+
+/// Submits a job with [`traced`] and waits for it to end; its final JSON.
+async fn run_traced_job(api: &Api, path: &str, body: &Value, span: (&str, &str)) -> Value {
+    let submitted = traced(api, path, body, span).await;
+    let id = submitted.assert_status(202)["job_id"].as_str().unwrap();
+    api.wait_job(id, Duration::from_secs(60)).await
 }
 
 const SERVER: i32 = SpanKind::Server as i32;
@@ -260,29 +283,17 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     let (t_pred, p_pred) = ("8bf92f3577b34da6a3ce929d0e0e473a", "40f067aa0ba902bb");
     let mut rows = testkit::data::wave_rows(40);
     rows.push(vec![30.0, -30.0]);
-    let post = async |path: &str, body: Value, headers: &[(&str, &str)]| {
-        api.call(Method::POST, path, Some(&body), headers).await
-    };
     let train = json!({"model_name": "traced", "data": rows, "random_state": 1});
-    let trained = post(
-        "/api/v1/models",
-        train,
-        &[("traceparent", &traceparent(t_train, p_train))],
-    )
-    .await;
+    let trained = traced(&api, "/api/v1/models", &train, (t_train, p_train)).await;
     trained.assert_status(201);
     // No traceparent: a new trace, not sampled (ratio 0).
     let predict = "/api/v1/models/traced/predict";
     let two_rows = json!({"data": [[0.1, 0.2], [25.0, -25.0]]});
-    let unsampled = post(
-        predict,
-        two_rows.clone(),
-        &[("x-request-id", "unsampled-predict")],
-    )
-    .await;
-    unsampled.assert_status(200);
+    let unsampled = api.call(Method::POST, predict).json(&two_rows);
+    let unsampled = unsampled.header("x-request-id", "unsampled-predict");
+    unsampled.send().await.assert_status(200);
     // Neither an id nor a traceparent: the request's id is its new trace's id.
-    let fresh = post(predict, json!({"data": [[0.1, 0.2]]}), &[]).await;
+    let fresh = api.post(predict, &json!({"data": [[0.1, 0.2]]})).await;
     fresh.assert_status(200);
     let fresh_id = fresh.headers["x-request-id"].to_str().unwrap().to_string();
     assert!(
@@ -290,44 +301,23 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
         "a trace id: {fresh_id}"
     );
     // A sampled predict of two rows: scored inline, its ml.* attributes on the request span.
-    let traced_predict = post(
-        predict,
-        two_rows,
-        &[("traceparent", &traceparent(t_pred, p_pred))],
-    )
-    .await;
+    let traced_predict = traced(&api, predict, &two_rows, (t_pred, p_pred)).await;
     let traced_predict = traced_predict.assert_status(200);
-    let not_found = post(
-        "/api/v1/models/nothing-here/predict",
-        json!({"data": [[0.1, 0.2]]}),
-        &[
-            ("traceparent", &traceparent(t_404, p_404)),
-            ("x-request-id", "traced-404"),
-        ],
-    )
-    .await;
+    let not_found = api
+        .call(Method::POST, "/api/v1/models/nothing-here/predict")
+        .json(&json!({"data": [[0.1, 0.2]]}))
+        .header("traceparent", &traceparent(t_404, p_404))
+        .header("x-request-id", "traced-404")
+        .send()
+        .await;
     let body = not_found.assert_status(404);
     assert_eq!(body["request_id"], "traced-404", "{body}");
     let batch = json!({"data_source": "data.csv", "model_name": "traced"});
-    let batch = post(
-        "/api/v1/batch",
-        batch,
-        &[("traceparent", &traceparent(t_batch, p_batch))],
-    )
-    .await;
-    let batch_id = batch.assert_status(202)["job_id"].as_str().unwrap();
-    let job = api.wait_job(batch_id, Duration::from_secs(60)).await;
+    let job = run_traced_job(&api, "/api/v1/batch", &batch, (t_batch, p_batch)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let train =
         json!({"model_name": "from-file", "training_data": "data.csv", "contamination": 0.02});
-    let train_job = post(
-        "/api/v1/models",
-        train,
-        &[("traceparent", &traceparent(t_job, p_job))],
-    )
-    .await;
-    let train_id = train_job.assert_status(202)["job_id"].as_str().unwrap();
-    let job2 = api.wait_job(train_id, Duration::from_secs(60)).await;
+    let job2 = run_traced_job(&api, "/api/v1/models", &train, (t_job, p_job)).await;
     assert_eq!(job2["status"], "succeeded", "{job2}");
     wait_spans(&rx, &["job batch", "job train"]).await;
     // A graceful stop flushes what the batch processor still holds.
@@ -354,10 +344,7 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     assert_eq!(train.attr("http.method"), "POST");
     assert_eq!(train.attr("http.route"), "/api/v1/models");
     assert_eq!(train.attr("http.status_code"), 201);
-    let steps: Vec<&str> = children(&spans, train)
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let steps = child_names(&spans, train);
     assert!(
         steps.contains(&"fit") && steps.contains(&"store"),
         "{steps:?}"
@@ -471,10 +458,7 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     );
     assert_eq!(job_span.kind, CONSUMER);
     assert_eq!(job_span.attr("job.status"), "succeeded");
-    let steps: Vec<&str> = children(&spans, job_span)
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let steps = child_names(&spans, job_span);
     assert_eq!(steps.len(), 3, "{steps:?}");
     for step in ["parse", "score", "store"] {
         assert!(steps.contains(&step), "{step} in {steps:?}");
@@ -494,10 +478,7 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     // The training job: parse, fit, store.
     let train_job_span = find(&spans, "the training job", |s| s.name == "job train");
     assert_eq!(train_job_span.trace_id, t_job);
-    let steps: Vec<&str> = children(&spans, train_job_span)
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let steps = child_names(&spans, train_job_span);
     for step in ["parse", "fit", "store"] {
         assert!(steps.contains(&step), "{step} in {steps:?}");
     }
@@ -539,41 +520,24 @@ async fn worker_trace(scale_out: ScaleOut) {
         .set("REDIS_URL", &scale_out.redis_url)
         .set("PYNOMALY_REDIS_PREFIX", &scale_out.redis_prefix)
         .set("PYNOMALY_SECRET_KEY", "5a".repeat(32));
-    let (api_port, metrics_port) = (free_port(), free_port());
-    let api_env = env
-        .clone()
-        .set("PYNOMALY_BIND", format!("127.0.0.1:{api_port}"))
-        // Quiet logs do not quiet traces.
-        .set("LOG_LEVEL", "warn")
-        .set("PYNOMALY_DATA_DIR", root.join("api"));
-    let mut api_proc = pynomaly("api", &["serve"], &api_env, root);
-    let worker_env = env
-        .set("PYNOMALY_DATA_DIR", root.join("worker"))
-        .set("PYNOMALY_METRICS_BIND", format!("127.0.0.1:{metrics_port}"));
-    let worker_args = ["worker", "--concurrency", "1"];
-    let mut worker = pynomaly("worker", &worker_args, &worker_env, root);
-    let base = format!("http://127.0.0.1:{api_port}");
-    wait_ready(&format!("{base}/health/live"), &api_proc).await;
-    let worker_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
-    wait_ready(&worker_metrics, &worker).await;
-    let key = std::fs::read_to_string(root.join("api/admin.key")).unwrap();
-    let api = Api::new(base, key.trim());
+    // Quiet logs do not quiet traces.
+    let api_env = env.clone().set("LOG_LEVEL", "warn");
+    let Deployment {
+        mut api_proc,
+        mut worker,
+        api,
+        worker_metrics_port,
+        ..
+    } = deploy(root, &env, api_env, "1").await;
+    let worker_metrics = format!("http://127.0.0.1:{worker_metrics_port}/metrics");
     let rows = testkit::data::wave_rows(50);
     let trained = api
         .post("/api/v1/models", &json!({"model_name": "w", "data": rows}))
         .await;
     trained.assert_status(201);
     let (trace, parent) = ("8bf92f3577b34da6a3ce929d0e0e4730", "40f067aa0ba902bb");
-    let batch = api
-        .call(
-            Method::POST,
-            "/api/v1/batch",
-            Some(&json!({"data_source": "data.csv", "model_name": "w"})),
-            &[("traceparent", &traceparent(trace, parent))],
-        )
-        .await;
-    let batch_id = batch.assert_status(202)["job_id"].as_str().unwrap();
-    let job = api.wait_job(batch_id, Duration::from_secs(60)).await;
+    let batch = json!({"data_source": "data.csv", "model_name": "w"});
+    let job = run_traced_job(&api, "/api/v1/batch", &batch, (trace, parent)).await;
     assert_eq!(job["status"], "succeeded", "{job}\n{}", worker.log_tail());
 
     // The worker's own metrics port counts the job it ran.
@@ -606,10 +570,7 @@ async fn worker_trace(scale_out: ScaleOut) {
         "the worker continues the request's trace"
     );
     assert_eq!(job_span.parent, submit.span_id);
-    let steps: Vec<&str> = children(&spans, job_span)
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let steps = child_names(&spans, job_span);
     for step in ["parse", "score", "store"] {
         assert!(steps.contains(&step), "{step} in {steps:?}");
     }
@@ -707,10 +668,7 @@ async fn a_stream_process_traces_each_batch_with_its_score_and_write_steps() {
         assert_eq!(b.attr("ml.algorithm"), "isolation_forest");
         assert_eq!(b.attr("messaging.source.name"), &json!(source));
         assert!(int(b, "ml.model_version") >= 1);
-        let steps: Vec<&str> = children(&spans, b)
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
+        let steps = child_names(&spans, b);
         assert_eq!(
             steps.iter().filter(|s| **s == "score").count(),
             1,

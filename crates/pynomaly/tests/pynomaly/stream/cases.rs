@@ -2,12 +2,14 @@
 //! [`Broker`]; `suite!` runs each on Redis and on Kafka.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use tempfile::TempDir;
 use testkit::wait_until;
 
-use super::harness::{Rng, by_id, outlier_event, register_model, sensor_events};
+use super::harness::{Rng, StreamProcess, by_id, outlier_event, register_model, sensor_events};
 use super::{Broker, WAIT};
 
 /// The malformed messages every broker carries: key, payload, and the start of the
@@ -26,6 +28,50 @@ const MALFORMED: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// Events over four partitions (where the broker has them), their alerts likewise.
+const PARTITIONED: [(&str, i32); 3] = [("events", 4), ("alerts", 4), ("events.dlq", 1)];
+
+/// The broker's `topics` for the test `test`, a data directory whose registry holds the
+/// model `sensors` (trained from `seed`), and that model's version; `None` when the
+/// broker is not configured.
+fn open_with_model<B: Broker>(
+    test: &str,
+    topics: &[(&str, i32)],
+    seed: u64,
+) -> Option<(B, TempDir, i64)> {
+    let b = B::open(test, topics)?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let version = rt.block_on(register_model(dir.path(), "sensors", seed, 1.0));
+    Some((b, dir, version))
+}
+
+/// A member `consumer` of `group`, scoring `events` into `alerts` with the registry's
+/// model `sensors`, given `extra` arguments too.
+fn member<B: Broker>(
+    b: &B,
+    dir: &Path,
+    group: &str,
+    consumer: &str,
+    extra: &[&str],
+) -> StreamProcess {
+    let (events, alerts) = (b.url("events"), b.url("alerts"));
+    let mut args = vec![
+        "--source",
+        &events,
+        "--sink",
+        &alerts,
+        "--model",
+        "sensors",
+        "--group",
+        group,
+        "--consumer",
+        consumer,
+    ];
+    args.extend(extra);
+    b.start(dir, &args)
+}
+
 #[allow(clippy::too_many_lines)]
 pub fn nested_events_are_scored_by_a_registry_model_and_malformed_ones_go_to_the_dead_letters<
     B: Broker,
@@ -37,12 +83,9 @@ pub fn nested_events_are_scored_by_a_registry_model_and_malformed_ones_go_to_the
         ("anomalies", 1),
         ("dlq2", 1),
     ];
-    let Some(b) = B::open("nested", &topics) else {
+    let Some((b, dir, version)) = open_with_model::<B>("nested", &topics, 7) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let version = rt.block_on(register_model(dir.path(), "sensors", 7, 1.0));
 
     let mut events = sensor_events(0..200, &mut Rng::new(1));
     events.push(outlier_event("ev-outlier"));
@@ -58,19 +101,7 @@ pub fn nested_events_are_scored_by_a_registry_model_and_malformed_ones_go_to_the
     let (n_events, n_dead) = (events.len(), reasons.len());
 
     let (source, group) = (b.url("events"), b.group());
-    let mut all = b.start(
-        dir.path(),
-        &[
-            "--source",
-            &source,
-            "--sink",
-            &b.url("alerts"),
-            "--model",
-            "sensors",
-            "--group",
-            &group,
-        ],
-    );
+    let mut all = member(&b, dir.path(), &group, "c1", &[]);
     // A second group reads the same events and writes anomalies only.
     let only_group = format!("{group}-anomalies");
     let mut anomalies_only = b.start(
@@ -201,36 +232,16 @@ pub fn nested_events_are_scored_by_a_registry_model_and_malformed_ones_go_to_the
 }
 
 pub fn a_process_killed_mid_stream_and_restarted_loses_no_event<B: Broker>() {
-    let topics = [("events", 4), ("alerts", 4), ("events.dlq", 1)];
-    let Some(b) = B::open("sigkill", &topics) else {
+    let Some((b, dir, _)) = open_with_model::<B>("sigkill", &PARTITIONED, 3) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(register_model(dir.path(), "sensors", 3, 1.0));
     const N: usize = 20_000;
     b.produce("events", &sensor_events(0..N, &mut Rng::new(3)));
-    let (events_url, alerts_url, group) = (b.url("events"), b.url("alerts"), b.group());
-    let start = |consumer: &str| {
-        let mut args = vec![
-            "--source",
-            &events_url,
-            "--sink",
-            &alerts_url,
-            "--model",
-            "sensors",
-            "--group",
-            &group,
-            "--consumer",
-            consumer,
-            "--batch-size",
-            "200",
-        ];
-        args.extend(B::TAKEOVER_ARGS);
-        b.start(dir.path(), &args)
-    };
+    let group = b.group();
+    let args = [&["--batch-size", "200"], B::TAKEOVER_ARGS].concat();
+    let start = |consumer: &str| member(&b, dir.path(), &group, consumer, &args);
     let a_third_scored =
-        |p: &super::StreamProcess| p.metric("pynomaly_stream_alerts_out_total") >= (N / 3) as f64;
+        |p: &StreamProcess| p.metric("pynomaly_stream_alerts_out_total") >= (N / 3) as f64;
     // Killed twice mid-stream: once restarted under the same name (it reads again what it
     // had not acknowledged), then replaced by another consumer (which takes over what the
     // dead one had not).
@@ -282,31 +293,11 @@ pub fn a_process_killed_mid_stream_and_restarted_loses_no_event<B: Broker>() {
 }
 
 pub fn two_processes_in_one_group_split_the_events<B: Broker>() {
-    let topics = [("events", 4), ("alerts", 4), ("events.dlq", 1)];
-    let Some(b) = B::open("group", &topics) else {
+    let Some((b, dir, _)) = open_with_model::<B>("group", &PARTITIONED, 4) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(register_model(dir.path(), "sensors", 4, 1.0));
-    let (events_url, alerts_url, group) = (b.url("events"), b.url("alerts"), b.group());
-    let start = |consumer: &str| {
-        let args = [
-            "--source",
-            &events_url,
-            "--sink",
-            &alerts_url,
-            "--model",
-            "sensors",
-            "--group",
-            &group,
-            "--consumer",
-            consumer,
-            "--batch-size",
-            "50",
-        ];
-        b.start(dir.path(), &args)
-    };
+    let group = b.group();
+    let start = |consumer: &str| member(&b, dir.path(), &group, consumer, &["--batch-size", "50"]);
     let mut one = start("one");
     let mut two = start("two");
     b.settle_group();
@@ -318,7 +309,7 @@ pub fn two_processes_in_one_group_split_the_events<B: Broker>() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let alerts = b.read_all("alerts", N);
-    let events_in = |p: &super::StreamProcess| p.metric("pynomaly_stream_events_in_total");
+    let events_in = |p: &StreamProcess| p.metric("pynomaly_stream_events_in_total");
     wait_until("the group has consumed every event", WAIT, || {
         events_in(&one) + events_in(&two) >= N as f64
             && b.pending("events", &group).unwrap_or(0) == 0

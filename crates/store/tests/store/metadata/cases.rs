@@ -379,27 +379,17 @@ pub async fn writes_of_a_worker_that_lost_its_job_are_refused(s: &dyn MetadataSt
 pub async fn a_released_job_waits_for_its_backoff_and_keeps_the_reason(s: &dyn MetadataStore) {
     let (j, _) = s.create_job(job(None)).await.unwrap();
     let now = Utc::now();
+    let queued_at = async |at| s.queued_job_ids(at, 10).await.unwrap();
+    let just_j = vec![j.id.clone()];
+    let seconds = Duration::seconds;
     assert!(
-        s.queued_job_ids(now - Duration::seconds(60), 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        queued_at(now - seconds(60)).await.is_empty(),
         "not yet overdue"
     );
-    assert_eq!(
-        s.queued_job_ids(now + Duration::seconds(1), 10)
-            .await
-            .unwrap(),
-        vec![j.id.clone()]
-    );
+    assert_eq!(queued_at(now + seconds(1)).await, just_j);
     s.claim_job(&j.id, "w1", false).await.unwrap().unwrap();
-    assert!(
-        s.queued_job_ids(now + Duration::seconds(1), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let later = now + Duration::seconds(30);
+    assert!(queued_at(now + seconds(1)).await.is_empty());
+    let later = now + seconds(30);
     let released = s
         .release_claimed_job(&j.id, "w1", Some("storage unreachable"), later)
         .await
@@ -408,18 +398,10 @@ pub async fn a_released_job_waits_for_its_backoff_and_keeps_the_reason(s: &dyn M
     assert_eq!(released.status, JobStatus::Queued);
     assert_eq!(released.error.as_deref(), Some("storage unreachable"));
     assert!(
-        s.queued_job_ids(now + Duration::seconds(10), 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        queued_at(now + seconds(10)).await.is_empty(),
         "still backing off"
     );
-    assert_eq!(
-        s.queued_job_ids(later + Duration::seconds(1), 10)
-            .await
-            .unwrap(),
-        vec![j.id.clone()]
-    );
+    assert_eq!(queued_at(later + seconds(1)).await, just_j);
     let again = s.claim_job(&j.id, "w2", false).await.unwrap().unwrap();
     assert_eq!(again.attempts, 2);
 }
