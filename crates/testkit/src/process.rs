@@ -94,7 +94,7 @@ impl Proc {
             if let Ok(Some(status)) = c.try_wait() {
                 return Some(status);
             }
-            // The child cannot be waited for asynchronously without a runtime of ours.
+            // The standard library has no wait with a timeout: poll until the grace ends.
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!("{} did not stop within {grace:?}: killing it", self.name);
