@@ -730,38 +730,6 @@ impl RedisQueue {
             }
         }
     }
-
-    /// Deletes every key under this queue's prefix (tests clean up with it).
-    ///
-    /// # Errors
-    /// Redis failed.
-    pub async fn destroy(&self) -> Result<(), QueueError> {
-        let mut conn = self.pool.get().await?;
-        let _: i64 = redis::cmd("DEL")
-            .arg(&self.stream)
-            .arg(&self.delayed)
-            .arg(&self.workers_key)
-            .query_async(&mut *conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Deletes every key the queue keeps under `prefix` on the Redis at `url`, without a
-    /// queue instance (tests clean up with it).
-    ///
-    /// # Errors
-    /// Redis cannot be reached.
-    pub async fn delete_keys(url: &str, prefix: &str) -> Result<(), QueueError> {
-        let pool = pool(url, Duration::from_secs(5), 1)?;
-        let mut conn = pool.get().await?;
-        let _: i64 = redis::cmd("DEL")
-            .arg(format!("{prefix}:jobs"))
-            .arg(format!("{prefix}:delayed"))
-            .arg(format!("{prefix}:workers"))
-            .query_async(&mut *conn)
-            .await?;
-        Ok(())
-    }
 }
 
 impl From<redis::RedisError> for QueueError {

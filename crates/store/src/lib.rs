@@ -38,7 +38,6 @@ mod models;
 mod postgres;
 mod sql;
 mod sqlite;
-pub mod testing;
 mod types;
 mod users;
 

@@ -30,36 +30,30 @@ async fn a_key_without_the_needed_scope_is_forbidden() {
     let reader = app.create_key(&["read"]).await;
     let writer = app.create_key(&["write"]).await;
     let train = json!({"model_name": "m", "data": training_rows(20, 2)});
-    app.request(Method::POST, "/api/v1/models", Some(&reader), Some(&train))
-        .await
-        .assert_error(403, "forbidden");
-    app.request(Method::POST, "/api/v1/models", Some(&writer), Some(&train))
-        .await
-        .assert_status(201);
-    app.request(Method::GET, "/api/v1/models", Some(&writer), None)
-        .await
-        .assert_error(403, "forbidden");
-    app.request(Method::GET, "/api/v1/models", Some(&reader), None)
-        .await
-        .assert_status(200);
-    app.request(Method::GET, "/api/v1/auth/keys", Some(&reader), None)
-        .await
-        .assert_error(403, "forbidden");
-    app.request(Method::DELETE, "/api/v1/models/m", Some(&reader), None)
-        .await
-        .assert_error(403, "forbidden");
+    // In order: the model the writer trains is the one the reader may not delete.
+    for (method, path, key, body, expected) in [
+        (Method::POST, "/api/v1/models", &reader, Some(&train), 403),
+        (Method::POST, "/api/v1/models", &writer, Some(&train), 201),
+        (Method::GET, "/api/v1/models", &writer, None, 403),
+        (Method::GET, "/api/v1/models", &reader, None, 200),
+        (Method::GET, "/api/v1/auth/keys", &reader, None, 403),
+        (Method::DELETE, "/api/v1/models/m", &reader, None, 403),
+    ] {
+        let r = app.request(method, path, Some(key), body).await;
+        if expected == 403 {
+            r.assert_error(403, "forbidden");
+        } else {
+            r.assert_status(expected);
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_revoked_key_stops_working_at_once() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/api/v1/auth/keys",
-            &json!({"name": "ci", "scopes": ["read"]}),
-        )
+    let body = app
+        .create_key_with(&json!({"name": "ci", "scopes": ["read"]}))
         .await;
-    let body = r.assert_status(201).clone();
     assert!(body["key"].as_str().unwrap().starts_with("pk_"));
     let key = body["key"].as_str().unwrap();
     app.request(Method::GET, "/api/v1/models", Some(key), None)

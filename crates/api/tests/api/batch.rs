@@ -38,15 +38,12 @@ async fn batch_fitting_on_each_source_writes_csv_outputs() {
     let app = spawn_app().await;
     app.write_source("a.csv", &csv_source(300, 2));
     app.write_source("b.csv", &csv_source(200, 2));
-    let r = app
-        .batch(
+    let (id, job) = app
+        .run_batch(
             &json!({"data_sources": ["a.csv", "b.csv"], "algorithm": "lof",
                        "n_neighbors": 10, "contamination": 0.1, "output_format": "csv"}),
         )
         .await;
-    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
-    app.drain_jobs().await;
-    let job = app.job(&id).await;
     assert_eq!(job.body["status"], "succeeded", "{}", job.body);
     assert_eq!(job.body["result"]["n_samples"], 500);
     let out = app.get(&format!("/api/v1/jobs/{id}/result?output=1")).await;
@@ -119,12 +116,9 @@ async fn a_batch_over_a_file_with_a_bad_value_fails_naming_the_line() {
         .await
         .assert_status(201);
     app.write_source("bad.csv", "a,b\n1,2\n3,oops\n");
-    let r = app
-        .batch(&json!({"data_source": "bad.csv", "model_name": "two"}))
+    let (_, job) = app
+        .run_batch(&json!({"data_source": "bad.csv", "model_name": "two"}))
         .await;
-    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
-    app.drain_jobs().await;
-    let job = app.job(&id).await;
     assert_eq!(job.body["status"], "failed");
     assert!(
         job.body["error"].as_str().unwrap().contains("line 3"),
@@ -138,12 +132,9 @@ async fn batch_jobs_count_their_anomalies_in_the_metrics_per_source() {
     let app = spawn_app().await;
     // 17 distinct rows repeated, and one far away: LOF flags that one.
     app.write_source("a.csv", &(csv_source(300, 2) + "50,50\n"));
-    let r = app
-        .batch(&json!({"data_source": "a.csv", "algorithm": "lof"}))
+    let (_, job) = app
+        .run_batch(&json!({"data_source": "a.csv", "algorithm": "lof"}))
         .await;
-    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
-    app.drain_jobs().await;
-    let job = app.job(&id).await;
     assert_eq!(job.body["status"], "succeeded", "{}", job.body);
     let anomalies = job.body["result"]["outputs"][0]["anomaly_count"]
         .as_u64()

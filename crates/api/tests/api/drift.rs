@@ -1,6 +1,7 @@
 //! Drift and data quality from outside: train on synthetic data, score an unshifted and a
 //! shifted sample, read `GET /api/v1/models/{name}/drift` and `/metrics`.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, start, test_settings};
@@ -52,6 +53,14 @@ fn verdicts(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Scores `rows` with the model `name`, then reads its drift report.
+async fn drift_after_scoring(app: &TestApp, name: &str, rows: Vec<Vec<f64>>) -> Value {
+    let r = app.predict(name, &json!({"data": rows})).await;
+    r.assert_status(200);
+    let r = app.get(&format!("/api/v1/models/{name}/drift")).await;
+    r.assert_status(200).clone()
+}
+
 #[tokio::test]
 async fn drift_is_flagged_on_the_shifted_feature_only_and_never_on_a_large_unshifted_sample() {
     let app = spawn_app().await;
@@ -59,20 +68,16 @@ async fn drift_is_flagged_on_the_shifted_feature_only_and_never_on_a_large_unshi
     train(&app, "sensors").await;
     // Version 1 scores fresh rows from the training distribution, version 2 a copy
     // whose feature 1 moved by 1.5 standard deviations.
-    let steady = app
-        .predict(
-            "sensors",
-            &json!({"version": 1, "data": gaussian_rows(2, 5000, 0.0)}),
-        )
-        .await;
-    steady.assert_status(200);
-    let shifted = app
-        .predict(
-            "sensors",
-            &json!({"version": 2, "data": gaussian_rows(3, 2000, 1.5)}),
-        )
-        .await;
-    shifted.assert_status(200);
+    let samples = [
+        (1, gaussian_rows(2, 5000, 0.0)),
+        (2, gaussian_rows(3, 2000, 1.5)),
+    ];
+    for (version, rows) in samples {
+        let r = app
+            .predict("sensors", &json!({"version": version, "data": rows}))
+            .await;
+        r.assert_status(200);
+    }
 
     let r = app.get("/api/v1/models/sensors/drift?version=1").await;
     let body = r.assert_status(200);
@@ -155,11 +160,7 @@ async fn drift_is_flagged_on_the_shifted_feature_only_and_never_on_a_large_unshi
 async fn a_few_rows_give_statistics_but_no_verdict() {
     let app = spawn_app().await;
     train(&app, "m").await;
-    app.predict("m", &json!({"data": gaussian_rows(4, 20, 3.0)}))
-        .await
-        .assert_status(200);
-    let r = app.get("/api/v1/models/m/drift").await;
-    let body = r.assert_status(200);
+    let body = drift_after_scoring(&app, "m", gaussian_rows(4, 20, 3.0)).await;
     assert_eq!(body["verdict"], "insufficient_data", "{body}");
     assert_eq!(body["window"]["n_samples"], 20);
     assert_eq!(body["window"]["complete"], false);
@@ -174,25 +175,37 @@ async fn a_few_rows_give_statistics_but_no_verdict() {
 async fn drift_of_an_unknown_or_another_tenants_model_is_not_found() {
     let app = spawn_app().await;
     train(&app, "mine").await;
-    app.get("/api/v1/models/nothing/drift")
-        .await
-        .assert_error(404, "not_found");
-    app.get("/api/v1/models/mine/drift?version=9")
-        .await
-        .assert_error(404, "not_found");
-    app.get("/api/v1/models/mine/drift?version=zero")
-        .await
-        .assert_error(422, "invalid_input");
-    app.get("/api/v1/models/mine/drift?versoin=1")
-        .await
-        .assert_error(422, "invalid_input");
-    let r = app
-        .post(
-            "/api/v1/auth/keys",
-            &json!({"name": "other", "scopes": ["read"], "tenant": "other"}),
-        )
+    app.assert_errors(&[
+        (
+            Method::GET,
+            "/api/v1/models/nothing/drift",
+            404,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/models/mine/drift?version=9",
+            404,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/models/mine/drift?version=zero",
+            422,
+            "invalid_input",
+        ),
+        (
+            Method::GET,
+            "/api/v1/models/mine/drift?versoin=1",
+            422,
+            "invalid_input",
+        ),
+    ])
+    .await;
+    let other = app
+        .create_key_with(&json!({"name": "other", "scopes": ["read"], "tenant": "other"}))
         .await;
-    let other = r.assert_status(201)["key"].as_str().unwrap().to_string();
+    let other = other["key"].as_str().unwrap().to_string();
     app.request(
         reqwest::Method::GET,
         "/api/v1/models/mine/drift",
@@ -232,11 +245,7 @@ async fn a_model_trained_before_reference_profiles_reports_no_reference() {
     assert_eq!(removed, 1, "one reference profile beside the artifact");
     settings.storage.data_dir = data_dir;
     let app = start(settings, Some(key)).await;
-    app.predict("old", &json!({"data": gaussian_rows(5, 10, 0.0)}))
-        .await
-        .assert_status(200);
-    let r = app.get("/api/v1/models/old/drift").await;
-    let body = r.assert_status(200);
+    let body = drift_after_scoring(&app, "old", gaussian_rows(5, 10, 0.0)).await;
     assert_eq!(body["monitoring"], "no_reference", "{body}");
     assert!(body["verdict"].is_null());
     assert!(body["message"].as_str().unwrap().contains("train it again"));
@@ -254,12 +263,10 @@ async fn batch_scoring_with_a_model_feeds_its_window_and_the_sources_quality() {
         csv.push('\n');
     }
     app.write_source("moved.csv", &csv);
-    let r = app
-        .batch(&json!({"data_source": "moved.csv", "model_name": "b"}))
+    let (_, job) = app
+        .run_batch(&json!({"data_source": "moved.csv", "model_name": "b"}))
         .await;
-    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
-    app.drain_jobs().await;
-    assert_eq!(app.job(&id).await.body["status"], "succeeded");
+    assert_eq!(job.body["status"], "succeeded");
     let r = app.get("/api/v1/models/b/drift").await;
     let body = r.assert_status(200);
     assert_eq!(body["window"]["n_samples"], 1500, "{body}");

@@ -81,10 +81,8 @@ async fn models_and_batch_outputs_are_encrypted_at_rest_and_keys_rotate() {
     app.write_source("data.csv", &csv_source(3000, 3));
     let mut jobs = Vec::new();
     for format in ["json", "csv"] {
-        let r = app
-            .batch(&json!({"data_source": "data.csv", "model_name": "m", "output_format": format}))
-            .await;
-        jobs.push(r.assert_status(202)["job_id"].as_str().unwrap().to_string());
+        let batch = json!({"data_source": "data.csv", "model_name": "m", "output_format": format});
+        jobs.push(app.submit_batch(&batch).await);
     }
     assert_eq!(app.drain_jobs().await, 2);
     let json_out = app.get(&format!("/api/v1/jobs/{}/result", jobs[0])).await;

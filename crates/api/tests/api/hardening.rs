@@ -62,14 +62,10 @@ async fn every_kind_of_response_carries_the_security_headers() {
     assert_security_headers(&metrics, "metrics");
     // Behind a TLS-terminating proxy, HSTS.
     let r = app
-        .client
-        .get(format!("{}/health/live", app.address))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/health/live", "x-forwarded-proto", "https")
+        .await;
     assert_eq!(
-        r.headers()["strict-transport-security"],
+        r.headers["strict-transport-security"],
         "max-age=31536000; includeSubDomains"
     );
 }
@@ -192,13 +188,9 @@ async fn oversized_request_heads_are_refused_and_normal_ones_served() {
     assert_eq!(r.status(), 431);
     // The server still serves well-formed requests, with a few KiB of headers.
     let r = app
-        .client
-        .get(format!("{}/health/live", app.address))
-        .header("x-fine", "b".repeat(4096))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .get_with_header("/health/live", "x-fine", &"b".repeat(4096))
+        .await;
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test]
@@ -217,6 +209,7 @@ async fn a_client_sending_its_headers_byte_by_byte_is_cut_off() {
             if write.write_all(&[b]).await.is_err() {
                 return false;
             }
+            // The slowness is the test: ten bytes a second.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         true
@@ -265,6 +258,7 @@ async fn a_client_dribbling_its_body_is_answered_at_the_request_timeout() {
             if write.write_all(b" ").await.is_err() {
                 return;
             }
+            // The slowness is the test: ten bytes a second.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -394,10 +388,9 @@ async fn a_source_swapped_for_a_symlink_after_submission_fails_the_job() {
     let path = app.write_source("later.csv", &csv_source(50, 3));
     let outside = app.data_dir.join("secret.csv");
     std::fs::write(&outside, csv_source(50, 3)).unwrap();
-    let r = app
-        .batch(&json!({"data_source": "later.csv", "algorithm": "isolation_forest"}))
+    let id = app
+        .submit_batch(&json!({"data_source": "later.csv", "algorithm": "isolation_forest"}))
         .await;
-    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
     // Between the request's check and the job's run, the file becomes a link outside.
     std::fs::remove_file(&path).unwrap();
     #[cfg(unix)]

@@ -28,16 +28,11 @@ async fn every_response_carries_a_request_id_and_echoes_the_clients() {
     let r = app.request(Method::GET, "/health/live", None, None).await;
     assert!(r.headers.contains_key("x-request-id"));
     let echoed = app
-        .client
-        .get(format!("{}/api/v1/models", app.address))
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(echoed.status(), 401);
-    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
-    let body: serde_json::Value = echoed.json().await.unwrap();
-    assert_eq!(body["request_id"], "trace-me-42");
+        .get_with_header("/api/v1/models", "x-request-id", "trace-me-42")
+        .await;
+    assert_eq!(echoed.status, 401);
+    assert_eq!(echoed.headers["x-request-id"], "trace-me-42");
+    assert_eq!(echoed.body["request_id"], "trace-me-42");
 }
 
 #[tokio::test]

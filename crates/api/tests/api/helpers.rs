@@ -6,11 +6,59 @@ use std::sync::Arc;
 use pynomaly_api::Application;
 use pynomaly_jobs::{ExecutionOutcome, InProcessQueue, JobQueue};
 use pynomaly_runtime::Settings;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use testkit::Api;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use testkit::Reply;
+
+/// An application built from settings and serving on its own task until [`Instance::shut`].
+pub struct Instance {
+    pub address: String,
+    /// The deployment's admin key, when this instance created it (the first to start on
+    /// a fresh store does; the key is then also in its data directory's `admin.key`).
+    pub created_admin_key: Option<String>,
+    /// The job queue when it runs in this process (the default; not in a Redis deployment).
+    pub queue: Option<Arc<InProcessQueue>>,
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+/// Builds the application from `settings` and serves it.
+pub async fn instance(settings: Settings) -> Instance {
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let created_admin_key = app.admin_key().map(str::to_string);
+    let address = format!("http://{}", app.local_addr());
+    let queue = app.in_process_queue();
+    let (stop, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    Instance {
+        address,
+        created_admin_key,
+        queue,
+        stop,
+        handle,
+    }
+}
+
+impl Instance {
+    /// Stops the server gracefully and waits for it.
+    pub async fn shut(self) {
+        let _ = self.stop.send(());
+        self.handle.await.expect("server task");
+    }
+}
 
 /// A running server on a random port, with its own data directory.
 pub struct TestApp {
@@ -19,47 +67,10 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     pub queue: Arc<InProcessQueue>,
     pub client: reqwest::Client,
+    /// Calls to this server, with no key.
+    anonymous: Api,
     dir: Option<TempDir>,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-/// A response: status, headers and the body as JSON (or `Value::String` for non-JSON).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    /// Asserts the contract's error shape with this status and code.
-    #[track_caller]
-    pub fn assert_error(&self, status: u16, code: &str) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        assert_eq!(self.body["error"]["code"], code, "body: {}", self.body);
-        assert!(
-            self.body["error"]["message"].is_string(),
-            "body: {}",
-            self.body
-        );
-        assert!(self.body["request_id"].is_string(), "body: {}", self.body);
-        &self.body["error"]
-    }
-
-    /// The error message.
-    pub fn message(&self) -> String {
-        self.body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    #[track_caller]
-    pub fn assert_status(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        &self.body
-    }
+    instance: Option<Instance>,
 }
 
 /// Settings for a test: port 0, no background workers (tests drain jobs step by step).
@@ -87,12 +98,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 /// Starts a server on `settings`; `admin_key` for a restart (the key file exists then).
 pub async fn start(settings: Settings, admin_key: Option<String>) -> TestApp {
     let data_dir = settings.storage.data_dir.clone();
-    let app = Application::build(settings)
-        .await
-        .expect("application builds");
-    let admin_key = app
-        .admin_key()
-        .map(str::to_string)
+    let mut server = instance(settings).await;
+    let admin_key = server
+        .created_admin_key
+        .clone()
         .or(admin_key)
         .unwrap_or_else(|| {
             std::fs::read_to_string(data_dir.join("admin.key"))
@@ -100,38 +109,28 @@ pub async fn start(settings: Settings, admin_key: Option<String>) -> TestApp {
                 .trim()
                 .to_string()
         });
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let queue = app
-        .in_process_queue()
+    let queue = server
+        .queue
+        .take()
         .expect("tests run on the in-process queue");
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        app.run_until(async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server runs");
-    });
+    let client = reqwest::Client::new();
     TestApp {
-        address,
+        address: server.address.clone(),
         admin_key,
         data_dir,
         queue,
-        client: reqwest::Client::new(),
+        anonymous: Api::with_client(client.clone(), server.address.clone()),
+        client,
         dir: None,
-        shutdown: Some(tx),
-        handle: Some(handle),
+        instance: Some(server),
     }
 }
 
 impl TestApp {
     /// Stops the server gracefully and waits for it; keeps the data directory.
     pub async fn stop(mut self) -> (Option<TempDir>, PathBuf, String) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("server task");
+        if let Some(server) = self.instance.take() {
+            server.shut().await;
         }
         (
             self.dir.take(),
@@ -147,27 +146,35 @@ impl TestApp {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.address));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
+        let api = match key {
+            Some(k) => self.anonymous.key(k),
+            None => self.anonymous.clone(),
+        };
+        match body {
+            Some(b) => api.call(method, path).json(b).send().await,
+            None => api.call(method, path).send().await,
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        into_reply(req.send().await.expect("request sent")).await
+    }
+
+    /// `GET path` without a key, with one more header.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> Reply {
+        let call = self.anonymous.call(Method::GET, path);
+        call.header(name, value).send().await
     }
 
     /// A raw body (for malformed JSON), as the admin.
     pub async fn post_raw(&self, path: &str, body: &str) -> Reply {
-        let req = self
+        let resp = self
             .client
             .post(format!("{}{path}", self.address))
             .bearer_auth(&self.admin_key)
             .header("content-type", "application/json")
-            .body(body.to_string());
-        into_reply(req.send().await.expect("request sent")).await
+            .body(body.to_string())
+            .send()
+            .await;
+        Reply::read(resp.expect("request sent"))
+            .await
+            .expect("body")
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
@@ -206,16 +213,42 @@ impl TestApp {
         self.get(&format!("/api/v1/jobs/{id}")).await
     }
 
+    /// Submits a batch, asserting that it is accepted; its job id.
+    pub async fn submit_batch(&self, body: &Value) -> String {
+        let r = self.batch(body).await;
+        r.assert_status(202)["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Submits a batch and runs the queued jobs; the batch's job id and its final state.
+    pub async fn run_batch(&self, body: &Value) -> (String, Reply) {
+        let id = self.submit_batch(body).await;
+        self.drain_jobs().await;
+        let job = self.job(&id).await;
+        (id, job)
+    }
+
+    /// Asserts that each `(method, path, status, code)`, called as the admin without a
+    /// body, is answered with that error.
+    pub async fn assert_errors(&self, calls: &[(Method, &str, u16, &str)]) {
+        for (method, path, status, code) in calls {
+            let r = self.request(method.clone(), path, Some(&self.admin_key), None);
+            r.await.assert_error(*status, code);
+        }
+    }
+
     /// Creates a key with these scopes, as the admin.
     pub async fn create_key(&self, scopes: &[&str]) -> String {
-        let r = self
-            .post(
-                "/api/v1/auth/keys",
-                &json!({"name": "test", "scopes": scopes}),
-            )
+        let created = self
+            .create_key_with(&json!({"name": "test", "scopes": scopes}))
             .await;
-        r.assert_status(201);
-        r.body["key"].as_str().unwrap().to_string()
+        created["key"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a key as the admin from this request, asserting that it is created; the
+    /// answer (`key`, `id`, …).
+    pub async fn create_key_with(&self, body: &Value) -> Value {
+        let r = self.post("/api/v1/auth/keys", body).await;
+        r.assert_status(201).clone()
     }
 
     /// Trains `name` inline on [`training_rows`] and returns the version.
@@ -247,18 +280,6 @@ impl TestApp {
             n += 1;
         }
         n
-    }
-}
-
-async fn into_reply(r: reqwest::Response) -> Reply {
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply {
-        status,
-        headers,
-        body,
     }
 }
 

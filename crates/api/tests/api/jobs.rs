@@ -1,3 +1,4 @@
+use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::{csv_source, spawn_app, start, test_settings};
@@ -7,10 +8,9 @@ async fn a_job_cancelled_while_running_stops_and_is_reported_cancelled() {
     let app = spawn_app().await;
     app.train_inline("m").await;
     app.write_source("big.csv", &csv_source(20_000, 3));
-    let r = app
-        .batch(&json!({"data_source": "big.csv", "model_name": "m"}))
+    let id = app
+        .submit_batch(&json!({"data_source": "big.csv", "model_name": "m"}))
         .await;
-    let id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
 
     let claimed = app.queue.claim_next().await.unwrap().expect("a queued job");
     assert_eq!(app.job(&id).await.body["status"], "running");
@@ -21,22 +21,22 @@ async fn a_job_cancelled_while_running_stops_and_is_reported_cancelled() {
     let job = app.job(&id).await;
     assert_eq!(job.body["status"], "cancelled", "{}", job.body);
     assert!(job.body["finished_at"].is_string());
-    app.get(&format!("/api/v1/jobs/{id}/result"))
-        .await
-        .assert_error(409, "conflict");
-    app.delete(&format!("/api/v1/jobs/{id}"))
-        .await
-        .assert_error(409, "conflict");
+    let (result, job) = (
+        format!("/api/v1/jobs/{id}/result"),
+        format!("/api/v1/jobs/{id}"),
+    );
+    app.assert_errors(&[
+        (Method::GET, &result, 409, "conflict"),
+        (Method::DELETE, &job, 409, "conflict"),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn a_queued_job_cancelled_never_runs() {
     let app = spawn_app().await;
     app.write_source("d.csv", &csv_source(10, 2));
-    let id = app.batch(&json!({"data_source": "d.csv"})).await.body["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.submit_batch(&json!({"data_source": "d.csv"})).await;
     let r = app.delete(&format!("/api/v1/jobs/{id}")).await;
     assert_eq!(r.assert_status(200)["status"], "cancelled");
     assert_eq!(app.drain_jobs().await, 0);
@@ -46,14 +46,9 @@ async fn a_queued_job_cancelled_never_runs() {
 async fn a_job_queued_before_a_restart_runs_after_it() {
     let app = spawn_app().await;
     app.write_source("d.csv", &csv_source(50, 2));
-    let queued = app.batch(&json!({"data_source": "d.csv"})).await.body["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let interrupted = app.batch(&json!({"data_source": "d.csv"})).await.body["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let batch = json!({"data_source": "d.csv"});
+    let queued = app.submit_batch(&batch).await;
+    let interrupted = app.submit_batch(&batch).await;
     // One job is claimed (running) when the server stops, one is still queued.
     let claimed = app.queue.claim_next().await.unwrap().unwrap();
     assert_eq!(claimed.id(), queued);
@@ -86,11 +81,10 @@ async fn jobs_are_listed_and_unknown_jobs_are_not_found() {
     let list = app.get("/api/v1/jobs").await;
     assert_eq!(list.assert_status(200)["total"], 1);
     assert_eq!(list.body["jobs"][0]["kind"], "batch");
-    app.job("no-such-job").await.assert_error(404, "not_found");
-    app.delete("/api/v1/jobs/no-such-job")
-        .await
-        .assert_error(404, "not_found");
-    app.get("/api/v1/jobs?limit=0")
-        .await
-        .assert_error(422, "invalid_input");
+    app.assert_errors(&[
+        (Method::GET, "/api/v1/jobs/no-such-job", 404, "not_found"),
+        (Method::DELETE, "/api/v1/jobs/no-such-job", 404, "not_found"),
+        (Method::GET, "/api/v1/jobs?limit=0", 422, "invalid_input"),
+    ])
+    .await;
 }

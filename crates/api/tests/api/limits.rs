@@ -48,7 +48,8 @@ async fn liveness_answers_while_a_large_detect_runs() {
             .unwrap()
             .status()
     });
-    // While the fit runs on the blocking pool, the async threads answer at once.
+    // While the fit runs on the blocking pool, the async threads answer at once. The fit
+    // cannot be seen starting from outside: the request is given time to reach it.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
     let r = app

@@ -1,3 +1,4 @@
+use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::{csv_source, spawn_app, training_rows};
@@ -72,12 +73,11 @@ async fn predict_on_an_unknown_model_or_version_is_not_found() {
     app.predict("m", &json!({"data": [[1.0, 2.0, 3.0]], "version": 9}))
         .await
         .assert_error(404, "not_found");
-    app.get("/api/v1/models/nope")
-        .await
-        .assert_error(404, "not_found");
-    app.get("/api/v1/models/m/versions/7")
-        .await
-        .assert_error(404, "not_found");
+    app.assert_errors(&[
+        (Method::GET, "/api/v1/models/nope", 404, "not_found"),
+        (Method::GET, "/api/v1/models/m/versions/7", 404, "not_found"),
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -88,9 +88,8 @@ async fn deleting_a_model_removes_every_version() {
     app.predict("gone", &json!({"data": [[1.0, 2.0, 3.0]]}))
         .await
         .assert_error(404, "not_found");
-    app.delete("/api/v1/models/gone")
-        .await
-        .assert_error(404, "not_found");
+    let gone = [(Method::DELETE, "/api/v1/models/gone", 404, "not_found")];
+    app.assert_errors(&gone).await;
 }
 
 #[tokio::test]

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use pynomaly_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use testkit::{Api, eventually, with_postgres_and_redis};
 
 use crate::helpers::{Reply, TestApp, csv_source, spawn_app, spawn_app_with, training_rows};
-use crate::scale_out::{instance, settings};
+use crate::scale_out::two_instances;
 
 const PASSWORD: &str = "a long enough passphrase";
 
@@ -57,13 +57,11 @@ async fn key_in(
     scopes: &[&str],
     limit: Option<i64>,
 ) -> (String, String) {
-    let r = app
-        .post(
-            "/api/v1/auth/keys",
+    let b = app
+        .create_key_with(
             &json!({"name": "t", "scopes": scopes, "tenant": tenant, "rate_limit_per_minute": limit}),
         )
         .await;
-    let b = r.assert_status(201);
     (
         b["key"].as_str().unwrap().to_string(),
         b["id"].as_str().unwrap().to_string(),
@@ -236,13 +234,12 @@ async fn another_tenants_models_jobs_keys_users_and_audit_rows_are_not_found() {
 #[tokio::test]
 async fn revoked_and_expired_keys_are_unauthorized() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/api/v1/auth/keys",
+    let expired = app
+        .create_key_with(
             &json!({"name": "old", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"}),
         )
         .await;
-    let expired = r.assert_status(201)["key"].as_str().unwrap().to_string();
+    let expired = expired["key"].as_str().unwrap().to_string();
     app.request(Method::GET, "/api/v1/models", Some(&expired), None)
         .await
         .assert_error(401, "unauthorized");
@@ -298,6 +295,12 @@ async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
     let mut escalated = claims.clone();
     escalated["scopes"] = json!(["read", "write", "admin"]);
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+    // The escalated claims signed with `algorithm` and a key that is not the server's.
+    let signed_by_a_guess = |algorithm| {
+        let key = jsonwebtoken::EncodingKey::from_secret(b"guessed secret");
+        let header = jsonwebtoken::Header::new(algorithm);
+        jsonwebtoken::encode(&header, &escalated, &key).unwrap()
+    };
     let forged: Vec<(&str, String)> = vec![
         // Payload changed, signature kept.
         (
@@ -318,25 +321,12 @@ async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
             format!("{}.{}.", b64(&json!({"alg": "None"})), b64(&escalated)),
         ),
         // Signed, but by someone without our key.
-        ("wrong key", {
-            let key = jsonwebtoken::EncodingKey::from_secret(b"guessed secret");
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-                &escalated,
-                &key,
-            )
-            .unwrap()
-        }),
+        (
+            "wrong key",
+            signed_by_a_guess(jsonwebtoken::Algorithm::HS256),
+        ),
         // Another algorithm of the family.
-        ("HS512", {
-            let key = jsonwebtoken::EncodingKey::from_secret(b"guessed secret");
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
-                &escalated,
-                &key,
-            )
-            .unwrap()
-        }),
+        ("HS512", signed_by_a_guess(jsonwebtoken::Algorithm::HS512)),
         (
             "header swapped",
             format!(
@@ -366,7 +356,7 @@ async fn forged_tampered_unsigned_and_expired_tokens_are_unauthorized() {
     app.request(Method::GET, "/api/v1/auth/keys", Some(&good), None)
         .await
         .assert_error(403, "forbidden");
-    // Expired (no leeway).
+    // Expired (no leeway): the token's lifetime is time that has to pass.
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let r = app
         .request(Method::GET, "/api/v1/models", Some(&good), None)
@@ -584,25 +574,21 @@ async fn a_key_over_its_limit_gets_429_with_retry_after_and_a_limit_of_zero_is_n
     }
 }
 
-/// Polls the audit log (as `key`) until `query` matches at least `n` rows.
+/// Polls the audit log (as `key`) until `query` matches at least `n` rows (rows are
+/// written in batches, after the response).
 async fn wait_for_audit(app: &TestApp, key: &str, query: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = app
-            .request(
-                Method::GET,
-                &format!("/api/v1/audit?{query}&limit=500"),
-                Some(key),
-                None,
-            )
-            .await;
+    let what = format!("the audit log has {n} rows for {query}");
+    eventually(&what, Duration::from_secs(5), async || {
+        let path = format!("/api/v1/audit?{query}&limit=500");
+        let r = app.request(Method::GET, &path, Some(key), None).await;
         let rows = r.assert_status(200)["entries"].as_array().unwrap().clone();
-        if rows.len() >= n || Instant::now() > deadline {
-            assert!(rows.len() >= n, "audit rows for {query}: {rows:?}");
-            return rows;
+        if rows.len() >= n {
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -679,12 +665,16 @@ async fn writes_admin_actions_and_failures_are_audited_and_the_log_cannot_be_cha
     assert_eq!(r.assert_status(200)["total"], 0);
     let r = app.get("/api/v1/audit?limit=1&offset=1").await;
     assert_eq!(r.body["entries"].as_array().unwrap().len(), 1);
-    app.get("/api/v1/audit?outcome=abc")
-        .await
-        .assert_error(422, "invalid_input");
-    app.get("/api/v1/audit?limit=0")
-        .await
-        .assert_error(422, "invalid_input");
+    app.assert_errors(&[
+        (
+            Method::GET,
+            "/api/v1/audit?outcome=abc",
+            422,
+            "invalid_input",
+        ),
+        (Method::GET, "/api/v1/audit?limit=0", 422, "invalid_input"),
+    ])
+    .await;
 
     // Append-only for the API.
     for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
@@ -715,142 +705,91 @@ fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
-/// Two instances on one Postgres and one Redis (unique prefix); skipped without them.
-async fn two_instances<F, Fut>(test: &'static str, body: F)
-where
-    F: FnOnce(String, String, String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Ok(redis) = std::env::var("PYNOMALY_TEST_REDIS_URL") else {
-        eprintln!("SKIPPED {test}: PYNOMALY_TEST_REDIS_URL is unset");
-        return;
-    };
-    TestDatabase::run(test, |db| async move {
+/// Two instances on one Postgres and one Redis (unique prefix), and calls to each with
+/// the admin key; skipped without Postgres and Redis.
+async fn with_two_instances(test: impl AsyncFnOnce(Api, Api)) {
+    with_postgres_and_redis(async |env| {
         let dir = tempfile::tempdir().unwrap();
-        let prefix = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
-        let (a, key) = instance(settings(dir.path(), "a", &db, &redis, &prefix)).await;
-        let (b, _) = instance(settings(dir.path(), "b", &db, &redis, &prefix)).await;
-        body(
-            a.address.clone(),
-            b.address.clone(),
-            key.expect("admin key"),
-        )
-        .await;
+        let (a, b, key) = two_instances(dir.path(), &env).await;
+        let api_a = Api::new(&a.address, key);
+        let api_b = api_a.at(&b.address);
+        test(api_a, api_b).await;
         a.shut().await;
         b.shut().await;
     })
     .await;
 }
 
-async fn call(
-    method: Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut req = reqwest::Client::new().request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_limit_holds_across_two_instances_sharing_redis() {
-    two_instances(
-        "a_key_limit_holds_across_two_instances_sharing_redis",
-        |a, b, admin| async move {
-            let (s, _, created) = call(
-                Method::POST,
-                format!("{a}/api/v1/auth/keys"),
-                &admin,
-                Some(json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4})),
-            )
-            .await;
-            assert_eq!(s, StatusCode::CREATED, "{created}");
-            let key = created["key"].as_str().unwrap().to_string();
-            let mut statuses = Vec::new();
-            for i in 0..6 {
-                let host = if i % 2 == 0 { &a } else { &b };
-                let (s, h, _) =
-                    call(Method::GET, format!("{host}/api/v1/algorithms"), &key, None).await;
-                if s == StatusCode::TOO_MANY_REQUESTS {
-                    assert!(h.contains_key("retry-after"));
-                }
-                statuses.push(s.as_u16());
+    with_two_instances(async |a, b| {
+        let limited = json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4});
+        let created = a.post("/api/v1/auth/keys", &limited).await;
+        let key = created.assert_status(201)["key"].as_str().unwrap();
+        let (a, b) = (a.key(key), b.key(key));
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            let host = if i % 2 == 0 { &a } else { &b };
+            let r = host.get("/api/v1/algorithms").await;
+            if r.status == StatusCode::TOO_MANY_REQUESTS {
+                assert!(r.headers.contains_key("retry-after"));
             }
-            // 4 per minute in all, not 4 per instance.
-            assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
-        },
-    )
+            statuses.push(r.status.as_u16());
+        }
+        // 4 per minute in all, not 4 per instance.
+        assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_or_disabling_a_user_takes_effect_on_every_instance_within_a_second() {
-    two_instances(
-        "revoking_a_key_or_disabling_a_user_takes_effect_on_every_instance_within_a_second",
-        |a, b, admin| async move {
-            let (_, _, created) = call(
-                Method::POST,
-                format!("{a}/api/v1/auth/keys"),
-                &admin,
-                Some(json!({"name": "soon-revoked", "scopes": ["read"]})),
+    with_two_instances(async |a, b| {
+        let revocable = json!({"name": "soon-revoked", "scopes": ["read"]});
+        let created = a.post("/api/v1/auth/keys", &revocable).await;
+        let key = created.body["key"].as_str().unwrap().to_string();
+        let user = a
+            .post(
+                "/api/v1/users",
+                &json!({"username": "soon-disabled", "password": PASSWORD, "scopes": ["read"]}),
             )
             .await;
-            let key = created["key"].as_str().unwrap().to_string();
-            let (_, _, user) = call(
-                Method::POST,
-                format!("{a}/api/v1/users"),
-                &admin,
-                Some(
-                    json!({"username": "soon-disabled", "password": PASSWORD, "scopes": ["read"]}),
-                ),
+        let login = Api::with_client(b.client().clone(), b.base())
+            .post(
+                "/api/v1/auth/token",
+                &json!({"username": "soon-disabled", "password": PASSWORD}),
             )
             .await;
-            let resp = reqwest::Client::new()
-                .post(format!("{b}/api/v1/auth/token"))
-                .json(&json!({"username": "soon-disabled", "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), StatusCode::OK);
-            let token = resp.json::<Value>().await.unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            // B has both cached now.
-            for cred in [&key, &token] {
-                let (s, _, _) = call(Method::GET, format!("{b}/api/v1/models"), cred, None).await;
-                assert_eq!(s, StatusCode::OK);
-            }
-            let revoke = (
-                format!("{a}/api/v1/auth/keys/{}", created["id"].as_str().unwrap()),
-                format!("{a}/api/v1/users/{}", user["id"].as_str().unwrap()),
-            );
-            for (url, cred) in [(revoke.0, &key), (revoke.1, &token)] {
-                let (s, _, _) = call(Method::DELETE, url, &admin, None).await;
-                assert_eq!(s, StatusCode::OK);
-                let t0 = Instant::now();
-                loop {
-                    let (s, _, _) =
-                        call(Method::GET, format!("{b}/api/v1/models"), cred, None).await;
-                    if s == StatusCode::UNAUTHORIZED {
-                        break;
+        let token = login.assert_status(200)["access_token"].as_str().unwrap();
+        // B has both cached now.
+        for cred in [key.as_str(), token] {
+            b.key(cred).get("/api/v1/models").await.assert_status(200);
+        }
+        let revoke = [
+            (
+                format!("/api/v1/auth/keys/{}", created.body["id"].as_str().unwrap()),
+                key.as_str(),
+            ),
+            (
+                format!("/api/v1/users/{}", user.body["id"].as_str().unwrap()),
+                token,
+            ),
+        ];
+        for (path, cred) in revoke {
+            a.delete(&path).await.assert_status(200);
+            let on_b = b.key(cred);
+            testkit::wait::wait("B refuses the credential", Duration::from_millis(1500))
+                .every(Duration::from_millis(50))
+                .until(async || {
+                    let r = on_b.get("/api/v1/models").await;
+                    if r.status == StatusCode::UNAUTHORIZED {
+                        return Ok(());
                     }
-                    assert_eq!(s, StatusCode::OK);
-                    assert!(
-                        t0.elapsed() < Duration::from_millis(1500),
-                        "still accepted after {:?}",
-                        t0.elapsed()
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        },
-    )
+                    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                    Err("still accepted".to_string())
+                })
+                .await;
+        }
+    })
     .await;
 }

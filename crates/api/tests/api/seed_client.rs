@@ -4,14 +4,12 @@
 //! Skipped (with the reason printed) when python3, httpx or pydantic is missing, unless
 //! `PYNOMALY_REQUIRE_SEED_CLIENT=1`, which CI sets so a missing interpreter fails loudly.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use crate::helpers::spawn_app_with;
+use testkit::data::{csv, uniform_rows};
+use testkit::{assert_seed_client_flow_succeeds, repo_root};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::helpers::spawn_app_with;
 
 fn python_ready() -> Result<(), String> {
     let out = Command::new("python3")
@@ -62,42 +60,11 @@ async fn the_seed_python_client_works_against_the_server_unchanged() {
     }
     // Real workers this time: the client polls job status as a user would.
     let app = spawn_app_with(|s| s.queue.worker_concurrency = 2).await;
-    let mut csv = String::from("a,b,c\n");
-    // Uniform in the unit cube, from a fixed linear congruential generator.
-    let mut state: u64 = 42;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    for _ in 0..1000 {
-        let (a, b, c) = (next(), next(), next());
-        csv.push_str(&format!("{a},{b},{c}\n"));
-    }
-    app.write_source("seed.csv", &csv);
+    // Uniform in the unit cube, from a fixed generator.
+    app.write_source(
+        "seed.csv",
+        &csv(&["a", "b", "c"], uniform_rows(1000, 3, 42)),
+    );
     let key = app.create_key(&["read", "write"]).await;
-    let script = repo_root().join("tests/seed_client/seed_client_flow.py");
-    let address = app.address.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .env("PYNOMALY_URL", address)
-            .env("PYNOMALY_API_KEY", key)
-            .env("PYNOMALY_SOURCE", "seed.csv")
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "seed client failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("seed client flow: ok"),
-        "{stdout}\n{stderr}"
-    );
+    assert_seed_client_flow_succeeds(&app.address, &key, "seed.csv", "against the server").await;
 }

@@ -1,0 +1,8 @@
+//! detect-core's integration tests, one binary:
+//!
+//! - `golden`: against scikit-learn's answers, committed under `tests/fixtures/` at the
+//!   repository root;
+//! - `properties`: invariants that hold for any data (proptest).
+
+mod golden;
+mod properties;

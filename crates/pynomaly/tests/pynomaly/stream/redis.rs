@@ -1,0 +1,330 @@
+//! `pynomaly stream` on Redis Streams (`PYNOMALY_TEST_REDIS_URL`): the shared suite, and
+//! what is tested on Redis only.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, Commands};
+use serde_json::Value;
+use testkit::wait_until;
+
+use super::harness::{Message, Rng, StreamProcess, register_model, sensor_event, sensor_events};
+use super::{Broker, WAIT};
+
+suite!(RedisStreams);
+
+/// Unique stream names for one test; deleted when dropped.
+pub(crate) struct RedisStreams {
+    url: String,
+    conn: RefCell<redis::Connection>,
+    prefix: String,
+}
+
+impl RedisStreams {
+    /// The stream's key.
+    fn key(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// The number of entries in the stream.
+    pub(crate) fn len(&self, name: &str) -> usize {
+        self.conn.borrow_mut().xlen(self.key(name)).expect("XLEN")
+    }
+
+    /// Adds one entry with these fields.
+    fn add(&self, name: &str, fields: &[(&str, &str)]) {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.key(name)).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd.query::<String>(&mut self.conn.borrow_mut())
+            .expect("XADD");
+    }
+}
+
+impl Broker for RedisStreams {
+    const POSITION: &'static str = "entry ";
+    // Entries a dead consumer left unacknowledged for a second are claimed by another.
+    const TAKEOVER_ARGS: &'static [&'static str] = &["--claim-idle", "1"];
+    const REBALANCE_REDELIVERS: bool = false;
+
+    fn open(test: &str, _topics: &[(&str, i32)]) -> Option<Self> {
+        let url = testkit::env::redis_url()?;
+        let client = redis::Client::open(url.as_str()).expect("redis url");
+        let conn = client.get_connection().expect("redis connection");
+        Some(Self {
+            url,
+            conn: RefCell::new(conn),
+            prefix: format!(
+                "pynomaly-test-stream-{test}-{}",
+                uuid::Uuid::new_v4().simple()
+            ),
+        })
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), self.key(name))
+    }
+
+    fn group(&self) -> String {
+        format!("{}-group", self.prefix)
+    }
+
+    fn process_args(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn produce(&self, name: &str, events: &[Value]) {
+        let key = self.key(name);
+        for chunk in events.chunks(500) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.cmd("XADD")
+                    .arg(&key)
+                    .arg("*")
+                    .arg("value")
+                    .arg(e.to_string())
+                    .ignore();
+            }
+            pipe.query::<()>(&mut self.conn.borrow_mut()).expect("XADD");
+        }
+    }
+
+    fn produce_raw(&self, name: &str, key: &str, payload: &str) {
+        self.add(name, &[("key", key), ("value", payload)]);
+    }
+
+    fn produce_broker_malformed(&self, name: &str) -> Vec<(&'static str, &'static str)> {
+        // An entry without the field that holds the event.
+        self.add(name, &[("key", "bad-no-value"), ("payload", "{}")]);
+        vec![("bad-no-value", "the entry has no `value` field")]
+    }
+
+    fn read_all(&self, name: &str, at_least: usize) -> Vec<Message> {
+        wait_until(&format!("{name} has {at_least} entries"), WAIT, || {
+            self.len(name) >= at_least
+        });
+        let reply: redis::streams::StreamRangeReply = self
+            .conn
+            .borrow_mut()
+            .xrange_all(self.key(name))
+            .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .map(|entry| {
+                let key: Option<String> = entry.get("key");
+                let value: String = entry.get("value").expect("value field");
+                (key, serde_json::from_str(&value).expect("JSON message"))
+            })
+            .collect()
+    }
+
+    fn pending(&self, name: &str, group: &str) -> Option<usize> {
+        let reply: redis::streams::StreamPendingReply = self
+            .conn
+            .borrow_mut()
+            .xpending(self.key(name), group)
+            .expect("XPENDING");
+        Some(reply.count())
+    }
+
+    fn settle_group(&self) {
+        // A Redis group hands out entries to whichever member reads: nothing to settle.
+    }
+}
+
+impl Drop for RedisStreams {
+    fn drop(&mut self) {
+        let conn = self.conn.get_mut();
+        let keys: Vec<String> = conn.keys(format!("{}-*", self.prefix)).unwrap_or_default();
+        for k in keys {
+            let _: Result<(), _> = conn.del(k);
+        }
+    }
+}
+
+#[test]
+fn a_newly_promoted_registry_version_is_used_without_a_restart() {
+    let Some(s) = RedisStreams::open("promote", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    assert_eq!(
+        rt.block_on(register_model(dir.path(), "sensors", 1, 1.0)),
+        1
+    );
+    let mut p = StreamProcess::start(
+        dir.path(),
+        &[
+            "--source",
+            &s.url("events"),
+            "--sink",
+            &s.url("alerts"),
+            "--model",
+            "sensors",
+            "--model-refresh",
+            "0.2",
+        ],
+    );
+    let mut rng = Rng::new(2);
+    s.produce("events", &[sensor_event("before", &mut rng)]);
+    wait_until("the first alert", WAIT, || s.len("alerts") == 1);
+    // Version 2 is registered as staging: still version 1.
+    assert_eq!(
+        rt.block_on(register_model(dir.path(), "sensors", 2, 3.0)),
+        2
+    );
+    // The process looks at the registry every 0.2 s: a few looks have to pass for the
+    // staged version's absence to show.
+    std::thread::sleep(Duration::from_millis(600));
+    s.produce("events", &[sensor_event("staged", &mut rng)]);
+    wait_until("the second alert", WAIT, || s.len("alerts") == 2);
+    // Promote version 2 in the registry's database, as a promotion does.
+    rt.block_on(async {
+        let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("metadata.db").display()))
+            .await
+            .expect("sqlite");
+        sqlx::query("UPDATE model_versions SET stage = CASE version WHEN 2 THEN 'production' ELSE 'staging' END WHERE model_name = 'sensors'")
+            .execute(&db)
+            .await
+            .expect("promote");
+        db.close().await;
+    });
+    wait_until("the process reports version 2", WAIT, || {
+        p.metric("pynomaly_stream_model_version") == 2.0
+    });
+    s.produce("events", &[sensor_event("promoted", &mut rng)]);
+    wait_until("the third alert", WAIT, || s.len("alerts") == 3);
+    let versions: Vec<(String, i64)> = s
+        .read_all("alerts", 3)
+        .iter()
+        .map(|(k, a)| {
+            (
+                k.clone().unwrap(),
+                a["metadata"]["model_version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            ("before".into(), 1),
+            ("staged".into(), 1),
+            ("promoted".into(), 2)
+        ]
+    );
+    assert!(p.terminate().success());
+}
+
+#[test]
+fn online_refits_at_the_update_frequency_advance_the_model_version_and_resume_after_restart() {
+    let Some(s) = RedisStreams::open("online", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "--source".to_string(),
+        s.url("events"),
+        "--sink".into(),
+        s.url("alerts"),
+        "--algorithm".into(),
+        "isolation_forest".into(),
+        "--random-state".into(),
+        "5".into(),
+        "--param".into(),
+        "n_estimators=50".into(),
+        "--window".into(),
+        "300".into(),
+        "--update-frequency".into(),
+        "100".into(),
+        "--warm-up".into(),
+        "100".into(),
+        "--batch-size".into(),
+        "40".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = StreamProcess::start(dir.path(), &args);
+    let mut rng = Rng::new(5);
+    let mut produced = 0;
+    let chunk = |rng: &mut Rng, produced: &mut usize| {
+        s.produce("events", &sensor_events(*produced..*produced + 100, rng));
+        *produced += 100;
+    };
+    // Chunk 0 is the warm-up (the first model, version 1, scores it); each later chunk of
+    // 100 is scored by the current model and then triggers one refit.
+    for k in 0..6 {
+        chunk(&mut rng, &mut produced);
+        let refitted = (k + 1) as f64;
+        testkit::wait::wait(&format!("chunk {k} is scored and refitted on"), WAIT).until_blocking(
+            || {
+                let (alerts, refits) = (s.len("alerts"), p.metric("pynomaly_stream_refits_total"));
+                if alerts >= produced && refits >= refitted {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{alerts} alerts, {refits} refits, metrics:\n{}\nlog:\n{}",
+                        p.http_get("/metrics").1,
+                        p.log_text()
+                    ))
+                }
+            },
+        );
+        let refits = p.metric("pynomaly_stream_refits_total");
+        assert_eq!(
+            (s.len("alerts"), refits),
+            (produced, (k + 1) as f64),
+            "chunk {k}:\n{}",
+            p.log_text()
+        );
+    }
+    let version_of = |alerts: &[Message], i: usize| -> i64 {
+        let id = format!("ev-{i}");
+        let found = alerts
+            .iter()
+            .find(|(k, _)| k.as_deref() == Some(id.as_str()))
+            .expect("alert");
+        found.1["metadata"]["model_version"]
+            .as_i64()
+            .expect("version")
+    };
+    let alerts = s.read_all("alerts", produced);
+    for i in 0..600 {
+        let expected = (i / 100).max(1) as i64;
+        assert_eq!(version_of(&alerts, i), expected, "event {i}");
+    }
+    assert_eq!(p.metric("pynomaly_stream_model_version"), 6.0);
+    assert!(p.terminate().success(), "{}", p.log_text());
+    assert!(
+        std::fs::read_dir(
+            dir.path()
+                .join("storage/stream-checkpoints/pynomaly-stream")
+        )
+        .expect("checkpoint dir")
+        .count()
+            == 1
+    );
+
+    // Restarted: the checkpointed model (version 6) scores at once, no warm-up.
+    let mut p = StreamProcess::start(dir.path(), &args);
+    chunk(&mut rng, &mut produced);
+    wait_until("alerts after the restart", WAIT, || {
+        s.len("alerts") == produced
+    });
+    let alerts = s.read_all("alerts", produced);
+    for i in 600..700 {
+        assert_eq!(version_of(&alerts, i), 6, "event {i} after restart");
+    }
+    wait_until("a refit after the restart", WAIT, || {
+        p.metric("pynomaly_stream_refits_total") == 1.0
+    });
+    assert_eq!(p.metric("pynomaly_stream_model_version"), 7.0);
+    let log = p.log_text();
+    assert!(
+        log.contains("resumed online learning from the checkpoint"),
+        "{log}"
+    );
+    assert!(p.terminate().success());
+}

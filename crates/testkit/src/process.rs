@@ -1,0 +1,169 @@
+//! A child process of an integration test, its output in a log file, killed when dropped
+//! so that a failing test leaves nothing running.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::wait::wait;
+
+/// How long a process gets to answer [`wait_ready`].
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running child process.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with no stdin and its stdout and stderr in the file `log`.
+    ///
+    /// # Panics
+    /// The log file cannot be created or the command cannot be started.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("a second handle on the log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// The name it was started under, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id (0 once it has been stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether it has exited (a child not yet waited for stays a zombie, state `Z` in
+    /// `/proc`); false once stopped through this handle.
+    pub fn exited(&self) -> bool {
+        let Some(c) = &self.child else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{}/stat", c.id())).map_or(true, |stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        })
+    }
+
+    /// Panics, with the log's tail, if the process has exited: for a wait that would
+    /// otherwise run to its deadline for nothing.
+    pub fn assert_running(&self, waiting_for: &str) {
+        assert!(
+            !self.exited(),
+            "{} exited while waiting for {waiting_for}:\n{}",
+            self.name,
+            self.log_tail()
+        );
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then its exit status once it has stopped (a graceful stop: drains,
+    /// flushes); `None` if it was SIGKILLed after `grace` instead, or already stopped.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            // The standard library has no wait with a timeout: poll until the grace ends.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop within {grace:?}: killing it", self.name);
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// [`Proc::stop`] for a process that must stop by itself on SIGTERM.
+    ///
+    /// # Panics
+    /// It did not stop within `grace` (the log's tail is in the message).
+    pub fn terminate(&mut self, grace: Duration) -> ExitStatus {
+        let status = self.stop(grace);
+        status.unwrap_or_else(|| {
+            panic!(
+                "{} did not stop on SIGTERM within {grace:?}:\n{}",
+                self.name,
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Everything it has written so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its last 40 lines, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// A port free on 127.0.0.1 at the time of asking.
+///
+/// # Panics
+/// No port can be bound.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits for `url` to answer 200; fails at once, with the log's tail, if `proc` exits
+/// first, and after [`READY_TIMEOUT`].
+pub async fn wait_ready(url: &str, proc: &Proc) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
+    let what = format!("{} answers 200 at {url}", proc.name());
+    wait(&what, READY_TIMEOUT)
+        .until(async || {
+            proc.assert_running(url);
+            match client.get(url).send().await {
+                Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
+                Ok(r) => Err(format!("{}\n{}", r.status(), proc.log_tail())),
+                Err(e) => Err(format!("{e}\n{}", proc.log_tail())),
+            }
+        })
+        .await;
+}
