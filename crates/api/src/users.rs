@@ -220,22 +220,14 @@ mod tests {
         assert_eq!(c.exp - c.iat, 60);
         let other = Tokens::new(&[8; 32], 60);
         assert!(other.verify(&token).is_err());
-        let expired = Tokens::new(&[7; 32], 60);
-        let mut claims = c.clone();
-        claims.exp = claims.iat - 1;
-        let old = jsonwebtoken::encode(
-            &Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &expired.encoding,
-        )
-        .unwrap();
+        let sign = |algorithm, claims: &Claims| {
+            jsonwebtoken::encode(&Header::new(algorithm), claims, &t.encoding).unwrap()
+        };
+        let mut expired = c.clone();
+        expired.exp = expired.iat - 1;
+        let old = sign(jsonwebtoken::Algorithm::HS256, &expired);
         assert!(t.verify(&old).is_err(), "expired");
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(jsonwebtoken::Algorithm::HS512),
-            &c,
-            &t.encoding,
-        )
-        .unwrap();
+        let hs512 = sign(jsonwebtoken::Algorithm::HS512, &c);
         assert!(t.verify(&hs512).is_err(), "only HS256 is accepted");
     }
 }

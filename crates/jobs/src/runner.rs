@@ -356,26 +356,24 @@ impl JobRunner {
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
             let progress = |rows: usize| json!({"rows_processed": rows, "sources_done": i, "sources_total": total});
+            let mut run = SourceRun {
+                job,
+                source,
+                out: &mut out,
+                control,
+                progress: |r| progress(rows_processed + r),
+            };
             let mut quality = None;
             let scored = match &model {
                 Some(model) => {
-                    self.score_stream(
-                        job,
-                        source,
-                        path,
-                        spec,
-                        model,
-                        &mut out,
-                        control,
-                        &mut quality,
-                        |r| progress(rows_processed + r),
-                    )
-                    .await
-                }
-                None => {
-                    self.fit_and_label(source, path, spec, &mut out, control)
+                    self.score_stream(&mut run, path, spec, model)
                         .await
+                        .map(|(n, a, q)| {
+                            quality = q;
+                            (n, a)
+                        })
                 }
+                None => self.fit_and_label(&mut run, path, spec).await,
             };
             let (n, a) = match scored {
                 Ok(counts) => counts,
@@ -425,19 +423,16 @@ impl JobRunner {
         Ok(json!({"n_samples": rows_processed, "anomaly_count": anomalies, "outputs": outputs}))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Scores a source with a trained model: its rows, its anomalies and its data quality
+    /// against the model's training data (when the model has a reference profile).
     async fn score_stream(
         &self,
-        job: &Job,
-        source: &str,
+        run: &mut SourceRun<'_, impl Fn(usize) -> Value>,
         path: Source,
         spec: &BatchSpec,
         loaded: &LoadedModel,
-        out: &mut OutputWriter,
-        control: &JobControl,
-        quality: &mut Option<f64>,
-        progress: impl Fn(usize) -> Value,
-    ) -> Result<(usize, usize), Halt> {
+    ) -> Result<(usize, usize, Option<f64>), Halt> {
+        let source = run.source;
         let model = &loaded.model;
         let options = read_options(spec.label_column.as_deref());
         let parse = step_span("parse", model.algorithm(), source);
@@ -460,27 +455,22 @@ impl JobRunner {
         // Reading and scoring alternate chunk by chunk: one `score` span covers both.
         let score = step_span("score", model.algorithm(), source);
         let scored = self
-            .score_chunks(job, source, reader, loaded, out, control, quality, progress)
+            .score_chunks(run, reader, loaded)
             .instrument(score.clone())
             .await;
-        if let Ok((n, anomalies)) = &scored {
+        if let Ok((n, anomalies, _)) = &scored {
             record_rows(&score, *n, Some(*anomalies));
         }
         traced(&score, scored)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn score_chunks(
         &self,
-        job: &Job,
-        source: &str,
+        run: &mut SourceRun<'_, impl Fn(usize) -> Value>,
         mut reader: TableReader<'static>,
         loaded: &LoadedModel,
-        out: &mut OutputWriter,
-        control: &JobControl,
-        quality: &mut Option<f64>,
-        progress: impl Fn(usize) -> Value,
-    ) -> Result<(usize, usize), Halt> {
+    ) -> Result<(usize, usize, Option<f64>), Halt> {
+        let (source, control) = (run.source, run.control);
         let model = &loaded.model;
         // What this source looks like against the model's training data: added to the
         // model's drift window chunk by chunk, and its data quality reported at the end.
@@ -491,8 +481,8 @@ impl JobRunner {
         loop {
             control.check()?;
             let model = Arc::clone(model);
-            let format = out.format;
-            let first = out.rows == 0;
+            let format = run.out.format;
+            let first = run.out.rows == 0;
             let chunk_drift = drift.clone();
             let (back, step) = blocking(move || {
                 let step = match reader.next_chunk(chunk_rows) {
@@ -527,27 +517,31 @@ impl JobRunner {
             if let (Some(seen), Some(stats)) = (seen.as_mut(), stats) {
                 seen.merge(&stats);
             }
-            out.write(&bytes, detection.scores.len())
+            run.out
+                .write(&bytes, detection.scores.len())
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
             n += detection.scores.len();
             anomalies += detection.anomaly_count;
             control
-                .progress(&job.id, progress(n), self.config.progress_interval, false)
+                .progress(
+                    &run.job.id,
+                    (run.progress)(n),
+                    self.config.progress_interval,
+                    false,
+                )
                 .await;
         }
-        *quality = seen.map(|s| s.data_quality());
-        Ok((n, anomalies))
+        Ok((n, anomalies, seen.map(|s| s.data_quality())))
     }
 
     async fn fit_and_label(
         &self,
-        source: &str,
+        run: &mut SourceRun<'_, impl Fn(usize) -> Value>,
         path: Source,
         spec: &BatchSpec,
-        out: &mut OutputWriter,
-        control: &JobControl,
     ) -> Result<(usize, usize), Halt> {
+        let (source, control) = (run.source, run.control);
         let Scoring::Fit(config) = &spec.scoring else {
             return Err(Halt::Failed("no model and no algorithm".into()));
         };
@@ -582,8 +576,9 @@ impl JobRunner {
                 threshold: d.threshold,
                 anomaly_count: 0,
             };
-            let bytes = render(&part, start, out.format, start == 0);
-            out.write(&bytes, end - start)
+            let bytes = render(&part, start, run.out.format, start == 0);
+            run.out
+                .write(&bytes, end - start)
                 .await
                 .map_err(|e| Halt::internal("writing the job's output", &e))?;
         }
@@ -706,6 +701,16 @@ fn render(d: &Detection, first_row: usize, format: OutputFormat, first: bool) ->
         }
     }
     s.into_bytes()
+}
+
+/// One source of a batch job being scored: the job, the source's name, where its rows go,
+/// the job's control (cancellation, progress) and what progress to report after `n` rows.
+struct SourceRun<'a, P> {
+    job: &'a Job,
+    source: &'a str,
+    out: &'a mut OutputWriter,
+    control: &'a JobControl,
+    progress: P,
 }
 
 /// A job output being written: header, rows, footer.

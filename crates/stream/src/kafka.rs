@@ -190,25 +190,17 @@ impl Committer for KafkaCommitter {
             let position = consumer.position().ok()?;
             let mut lag = 0u64;
             for e in position.elements_for_topic(&topic) {
-                let (_, high) = consumer
+                let (low, high) = consumer
                     .fetch_watermarks(
                         &topic,
                         e.partition(),
                         Timeout::After(Duration::from_secs(2)),
                     )
                     .ok()?;
+                // No committed position yet: the group starts at the oldest message.
                 let at = match e.offset() {
                     rdkafka::Offset::Offset(o) => o,
-                    _ => {
-                        let (low, _) = consumer
-                            .fetch_watermarks(
-                                &topic,
-                                e.partition(),
-                                Timeout::After(Duration::from_secs(2)),
-                            )
-                            .ok()?;
-                        low
-                    }
+                    _ => low,
                 };
                 lag += (high - at).max(0) as u64;
             }

@@ -98,25 +98,33 @@ impl PageQuery {
 }
 
 /// Whether `name` has 1 to `max` characters, each an ASCII letter or digit or one of `extra`.
-pub(crate) fn is_identifier(name: &str, max: usize, extra: &[u8]) -> bool {
+fn is_identifier(name: &str, max: usize, extra: &[u8]) -> bool {
     (1..=max).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
+/// `value` as [`is_identifier`] accepts it, or 422 with `message`, naming `field`.
+pub(crate) fn check_identifier(
+    value: &str,
+    field: &'static str,
+    max: usize,
+    extra: &[u8],
+    message: impl FnOnce() -> String,
+) -> Result<(), ApiError> {
+    if is_identifier(value, max, extra) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_with(message(), json!({"field": field})))
+    }
+}
+
 /// Model names: 1 to 128 characters of letters, digits, `_`, `-`, `.`.
 pub(crate) fn check_model_name(name: &str) -> Result<(), ApiError> {
-    is_identifier(name, 128, b"_-.")
-        .then_some(())
-        .ok_or_else(|| {
-            ApiError::invalid_with(
-                format!(
-                    "invalid model name '{name}': use 1 to 128 letters, digits, '_', '-' or '.'"
-                ),
-                json!({"field": "model_name"}),
-            )
-        })
+    check_identifier(name, "model_name", 128, b"_-.", || {
+        format!("invalid model name '{name}': use 1 to 128 letters, digits, '_', '-' or '.'")
+    })
 }
 
 /// A page of a listing: `{"<items>": [...], "total", "limit", "offset"}`.

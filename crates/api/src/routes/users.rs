@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::access::AdminAccess;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::routes::is_identifier;
+use crate::routes::check_identifier;
 use crate::routes::keys::parse_scopes;
 use crate::state::AppState;
 use crate::users::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
@@ -37,14 +37,9 @@ struct CreateUser {
 
 /// Usernames: 1 to 64 letters, digits, `_`, `-`, `.`, `@`.
 pub(crate) fn check_username(name: &str) -> Result<(), ApiError> {
-    is_identifier(name, 64, b"_-.@")
-        .then_some(())
-        .ok_or_else(|| {
-            ApiError::invalid_with(
-                "'username' must have 1 to 64 letters, digits, '_', '-', '.' or '@'",
-                json!({"field": "username"}),
-            )
-        })
+    check_identifier(name, "username", 64, b"_-.@", || {
+        "'username' must have 1 to 64 letters, digits, '_', '-', '.' or '@'".into()
+    })
 }
 
 fn check_password(password: &str) -> Result<(), ApiError> {
@@ -62,14 +57,9 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    is_identifier(tenant, 64, b"_-.")
-        .then_some(())
-        .ok_or_else(|| {
-            ApiError::invalid_with(
-                "'tenant' must have 1 to 64 letters, digits, '_', '-' or '.'",
-                json!({"field": "tenant"}),
-            )
-        })
+    check_identifier(tenant, "tenant", 64, b"_-.", || {
+        "'tenant' must have 1 to 64 letters, digits, '_', '-' or '.'".into()
+    })
 }
 
 fn shown(u: &User) -> Value {

@@ -1,12 +1,10 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{csv_source, spawn_app};
+use crate::helpers::{csv_source, spawn_app, spawn_app_with_model_and_source};
 
 #[tokio::test]
 async fn batch_with_a_model_writes_one_json_row_per_input_row() {
-    let app = spawn_app().await;
-    app.train_inline("m").await;
-    app.write_source("data.csv", &csv_source(2500, 3));
+    let app = spawn_app_with_model_and_source("data.csv", 2500).await;
     let r = app
         .batch(
             &json!({"data_source": "data.csv", "model_name": "m", "algorithm": "isolation_forest"}),

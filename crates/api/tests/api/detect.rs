@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{spawn_app, training_rows};
+use crate::helpers::{Reply, spawn_app, training_rows};
 
 #[tokio::test]
 async fn detect_labels_the_far_away_row_as_an_anomaly() {
@@ -54,12 +54,14 @@ async fn detect_accepts_parameters_nested_or_flat() {
     assert_eq!(nested.body["scores"], flat.assert_status(200)["scores"]);
 }
 
+/// A fresh server's answer to `body`, sent as is to `POST /api/v1/detect`.
+async fn detect_raw(body: &str) -> Reply {
+    spawn_app().await.post_raw("/api/v1/detect", body).await
+}
+
 #[tokio::test]
 async fn detect_rejects_malformed_json_with_the_contract_body() {
-    let app = spawn_app().await;
-    let r = app
-        .post_raw("/api/v1/detect", r#"{"data": [[1, 2], "#)
-        .await;
+    let r = detect_raw(r#"{"data": [[1, 2], "#).await;
     r.assert_error(400, "malformed_json");
 }
 
@@ -77,10 +79,7 @@ async fn detect_rejects_nan_as_a_string_naming_row_and_column() {
 
 #[tokio::test]
 async fn detect_rejects_a_bare_nan_literal_as_invalid_input() {
-    let app = spawn_app().await;
-    let r = app
-        .post_raw("/api/v1/detect", r#"{"data": [[1.0, NaN], [2, 3]]}"#)
-        .await;
+    let r = detect_raw(r#"{"data": [[1.0, NaN], [2, 3]]}"#).await;
     r.assert_error(422, "invalid_input");
     assert!(r.message().contains("NaN"));
 }

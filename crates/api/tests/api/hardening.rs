@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Reply, TestApp, csv_source, spawn_app, spawn_app_with, training_rows};
+use crate::helpers::{
+    Reply, TestApp, csv_source, spawn_app, spawn_app_with, spawn_app_with_model_and_source,
+    training_rows,
+};
 
 #[track_caller]
 fn assert_security_headers(r: &Reply, what: &str) {
@@ -299,9 +302,7 @@ async fn refused(app: &TestApp, field: &str, uri: &str) -> Reply {
 
 #[tokio::test]
 async fn path_traversal_is_refused_in_every_field_that_takes_a_data_source() {
-    let app = spawn_app().await;
-    app.train_inline("m").await;
-    app.write_source("ok.csv", &csv_source(50, 3));
+    let app = spawn_app_with_model_and_source("ok.csv", 50).await;
     let sources = app.data_dir.join("sources");
     let outside = app.data_dir.join("secret.csv");
     std::fs::write(&outside, csv_source(50, 3)).unwrap();

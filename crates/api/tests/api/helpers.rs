@@ -86,6 +86,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// A server with the model `m` trained ([`TestApp::train_inline`]) and a CSV data source
+/// `file` of `rows` rows of three features ([`csv_source`]).
+pub async fn spawn_app_with_model_and_source(file: &str, rows: usize) -> TestApp {
+    let app = spawn_app().await;
+    app.train_inline("m").await;
+    app.write_source(file, &csv_source(rows, 3));
+    app
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());

@@ -1,13 +1,13 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{csv_source, spawn_app, start, test_settings};
+use crate::helpers::{
+    csv_source, spawn_app, spawn_app_with_model_and_source, start, test_settings,
+};
 
 #[tokio::test]
 async fn a_job_cancelled_while_running_stops_and_is_reported_cancelled() {
-    let app = spawn_app().await;
-    app.train_inline("m").await;
-    app.write_source("big.csv", &csv_source(20_000, 3));
+    let app = spawn_app_with_model_and_source("big.csv", 20_000).await;
     let id = app
         .submit_batch(&json!({"data_source": "big.csv", "model_name": "m"}))
         .await;
