@@ -1,4 +1,4 @@
-"""Drives a running pynomaly server with the seed's PynomalyAPIClient, unchanged.
+"""Drives a running pynomaly server with the ML-engineer guide's PynomalyAPIClient, unchanged.
 
 The flow a user of the ML engineer guide runs: health, train a model from a data source,
 wait for its job, predict with it, detect on inline rows, submit a batch over a data

@@ -70,7 +70,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs the seed's `PynomalyAPIClient` flow (`tests/seed_client/seed_client_flow.py`,
+/// Runs the ML-engineer guide's `PynomalyAPIClient` flow (`tests/seed_client/seed_client_flow.py`,
 /// python3) against the service at `url` with `key`, training on the data source
 /// `source`, and asserts that it reports success. `context` says where it ran, for the
 /// failure message.
@@ -86,7 +86,7 @@ pub async fn assert_seed_client_flow_succeeds(url: &str, key: &str, source: &str
             .expect("python3 runs")
     })
     .await
-    .expect("the seed client's thread");
+    .expect("the guide's client's thread");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("seed client flow: ok"),

@@ -1,4 +1,4 @@
-//! The seed's `PynomalyAPIClient`, unchanged, against a real server: runs
+//! The ML-engineer guide's `PynomalyAPIClient`, unchanged, against a real server: runs
 //! `tests/seed_client/seed_client_flow.py` with python3.
 //!
 //! Skipped (with the reason printed) when python3, httpx or pydantic is missing, unless
@@ -55,7 +55,7 @@ async fn the_seed_python_client_works_against_the_server_unchanged() {
         if std::env::var("PYNOMALY_REQUIRE_SEED_CLIENT").as_deref() == Ok("1") {
             panic!("seed client test required but cannot run: {reason}");
         }
-        eprintln!("skipped the seed client test: {reason}");
+        eprintln!("skipped the guide's client test: {reason}");
         return;
     }
     // Real workers this time: the client polls job status as a user would.

@@ -2,7 +2,7 @@
 //! `pynomaly worker` processes and nginx (the repository's `nginx.conf`), on Postgres, Redis
 //! and an S3-compatible server; then, through nginx:
 //!
-//! 1. the seed's `PynomalyAPIClient` flow (train, predict, batch, job status);
+//! 1. the ML-engineer guide's `PynomalyAPIClient` flow (train, predict, batch, job status);
 //! 2. a model trained through one instance is served by both;
 //! 3. six batch jobs of 300,000 rows each read from S3, with one worker killed (SIGKILL)
 //!    mid-job: every job succeeds, every row is counted once;
@@ -159,7 +159,7 @@ async fn run_cluster(root: &Path, scale_out: &ScaleOut, bucket: &TestBucket) {
         workers[1].pid()
     );
 
-    // 1. The seed's client, unchanged, through nginx.
+    // 1. The guide's client, unchanged, through nginx.
     testkit::assert_seed_client_flow_succeeds(&lb, &key, "seed.csv", "through nginx").await;
     eprintln!("1. seed client flow through nginx: ok");
 

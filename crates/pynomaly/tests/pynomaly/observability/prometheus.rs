@@ -149,7 +149,7 @@ async fn run(prometheus: &str, scale_out: &ScaleOut) {
         .build()
         .unwrap();
 
-    // Traffic: the seed's flow (train, predict with anomalies, an error, a batch job, a
+    // Traffic: the guide's flow (train, predict with anomalies, an error, a batch job, a
     // training job), over a few scrapes so that rates have two samples.
     let rows = testkit::data::wave_rows(200);
     let trained = api
@@ -258,7 +258,7 @@ async fn run(prometheus: &str, scale_out: &ScaleOut) {
         }
     })
     .await;
-    // The seed's five panels are there.
+    // The guide's five panels are there.
     for title in [
         "Request Rate",
         "Response Time Percentiles",
@@ -268,7 +268,7 @@ async fn run(prometheus: &str, scale_out: &ScaleOut) {
     ] {
         assert!(
             queries.iter().any(|(_, p, _)| p == title),
-            "the seed's panel '{title}' is missing"
+            "the guide's panel '{title}' is missing"
         );
     }
 

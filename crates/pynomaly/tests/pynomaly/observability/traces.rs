@@ -335,7 +335,7 @@ async fn requests_and_jobs_are_traced_over_otlp_and_logs_carry_their_ids() {
     );
 
     // Inline training: the request span continues the caller's trace; fit and store are
-    // its children with the seed's ml.* attributes.
+    // its children with the guide's ml.* attributes.
     let train = find(&spans, "the inline training request", |s| {
         s.name == "POST /api/v1/models" && s.trace_id == t_train
     });
