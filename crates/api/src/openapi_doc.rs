@@ -181,6 +181,7 @@ fn schemas() -> Value {
         "KeyList": {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "object"}}}},
         "Health": {"type": "object", "properties": {
             "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+            "reasons": {"type": "array", "items": {"type": "string"}, "description": "What is wrong, in words (empty when healthy)"},
             "version": {"type": "string"}, "uptime_s": {"type": "number"},
             "checks": {"type": "object", "properties": {"database": {"type": "object"}, "queue": {"type": "object"},
                 "artifact_store": {"type": "object"}, "workers": {"type": "object"}}}}},

@@ -56,15 +56,16 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
     })
     .await
     .unwrap_or_else(|_| Err("timeout".into()));
-    let (queue_up, queue) = match counted {
+    let (queue_up, queued, queue) = match counted {
         Ok((queued, running)) => (
             true,
+            queued,
             json!({"status": "up", "latency_ms": ms(start.elapsed()), "kind": kind,
                    "queued": queued, "running": running}),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "queue health probe failed");
-            (false, json!({"status": "down", "kind": kind}))
+            (false, 0, json!({"status": "down", "kind": kind}))
         }
     };
     // In-process: this server's worker tasks; Redis: worker processes with a recent
@@ -77,12 +78,29 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
         }
         Err(_) => 0,
     };
+    let mut reasons = Vec::new();
+    if !db_up {
+        reasons.push("the metadata database is unreachable".to_string());
+    }
+    if !artifacts_up {
+        reasons.push("the artifact store is unreachable".to_string());
+    }
+    if !queue_up {
+        reasons.push("the job queue is unreachable".to_string());
+    }
+    // Jobs delivered through Redis run only in `pynomaly worker` processes: with none
+    // alive, queued jobs wait. (The in-process queue's workers are this server's own.)
+    if kind == "redis" && workers == 0 && queued > 0 {
+        reasons.push(format!(
+            "no live worker: {queued} queued job(s) wait for a `pynomaly worker`"
+        ));
+    }
     let status = if !db_up {
         "unhealthy"
-    } else if !artifacts_up || !queue_up {
-        "degraded"
-    } else {
+    } else if reasons.is_empty() {
         "healthy"
+    } else {
+        "degraded"
     };
     let code = if status == "unhealthy" {
         StatusCode::SERVICE_UNAVAILABLE
@@ -93,6 +111,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
         code,
         axum::Json(json!({
             "status": status,
+            "reasons": reasons,
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "checks": {

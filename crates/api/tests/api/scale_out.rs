@@ -103,6 +103,14 @@ async fn two_instances_and_a_worker_share_models_and_jobs() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let job = api_b.get(&format!("/api/v1/jobs/{job_id}")).await;
         assert_eq!(job.body["status"], "queued", "{}", job.body);
+        // Queued jobs and no worker to run them: degraded, saying why; still ready to serve.
+        let health = api_a.get("/health").await;
+        let health = health.assert_status(200);
+        assert_eq!(health["status"], "degraded", "{health}");
+        assert_eq!(health["checks"]["workers"]["status"], "none", "{health}");
+        let reasons = health["reasons"].to_string();
+        assert!(reasons.contains("no live worker"), "{health}");
+        api_a.get("/health/ready").await.assert_status(200);
 
         let worker = open_jobs(&settings(root, "w", &env), None)
             .await
@@ -115,6 +123,8 @@ async fn two_instances_and_a_worker_share_models_and_jobs() {
         let health = health.assert_status(200);
         assert_eq!(health["checks"]["queue"]["kind"], "redis", "{health}");
         assert_eq!(health["checks"]["workers"]["active"], 1, "{health}");
+        assert_eq!(health["status"], "healthy", "{health}");
+        assert_eq!(health["reasons"], serde_json::json!([]), "{health}");
 
         worker.queue.shutdown();
         for task in running {
