@@ -598,6 +598,15 @@ impl JobRunner {
         let table = self.parse_step(algorithm, source, path, options).await?;
         control.check()?;
         let n = table.features.nrows();
+        // The whole source is read before the fit: report its rows as processed.
+        control
+            .progress(
+                &job.id,
+                json!({"rows_processed": n, "sources_done": 1, "sources_total": 1}),
+                self.config.progress_interval,
+                true,
+            )
+            .await;
         let feature_names = table.feature_names.clone();
         let started = Instant::now();
         let fit = step_span("fit", algorithm, source);

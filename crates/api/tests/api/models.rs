@@ -129,6 +129,8 @@ async fn training_from_a_data_source_runs_as_a_job_and_keeps_the_csv_header() {
         job.body
     );
     assert_eq!(job.body["kind"], "train");
+    assert_eq!(job.body["progress"]["rows_processed"], 300, "{}", job.body);
+    assert_eq!(job.body["progress"]["sources_done"], 1, "{}", job.body);
     let v = app.get("/api/v1/models/from_csv/versions/1").await;
     assert_eq!(
         v.assert_status(200)["feature_names"],
