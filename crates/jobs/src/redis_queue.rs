@@ -130,36 +130,32 @@ impl ClaimedDelivery {
 }
 
 /// Jobs delivered through Redis, state in the metadata store.
-#[derive(derive_more::Debug)]
 pub struct RedisQueue {
-    #[debug(skip)]
     meta: DynMetadataStore,
-    #[debug(skip)]
     runner: Arc<JobRunner>,
-    #[debug(skip)]
     pool: Pool,
-    #[debug(skip)]
     blocking: Pool,
     config: RedisQueueConfig,
-    #[debug(skip)]
     stream: String,
-    #[debug(skip)]
     delayed: String,
-    #[debug(skip)]
     workers_key: String,
     worker_id: String,
-    #[debug(skip)]
     promote: Script,
-    #[debug(skip)]
     renew: Script,
-    #[debug(skip)]
     running: RunningJobs,
-    #[debug(skip)]
     shutdown: CancellationToken,
-    #[debug(skip)]
     workers: AtomicUsize,
-    #[debug(skip)]
     busy: AtomicUsize,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pools and scripts say nothing useful, and the pools know the Redis URL.
+        f.debug_struct("RedisQueue")
+            .field("config", &self.config)
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn pool(url: &str, response_timeout: Duration, max: usize) -> Result<Pool, QueueError> {
