@@ -6,14 +6,15 @@
 //! trait in scope (`use pynomaly_store::JobStore;`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::audit::AuditStore;
-use crate::jobs::{JobDeliveryStore, JobStore};
+use crate::audit::{AuditDialect, AuditStore};
+use crate::jobs::{JobDeliveryStore, JobDialect, JobStore};
 use crate::keys::KeyStore;
-use crate::models::ModelStore;
+use crate::models::{ModelDialect, ModelStore};
+use crate::sql::SqlStore;
 use crate::users::UserStore;
 use crate::{PoolStats, StoreError};
 
@@ -46,5 +47,32 @@ pub trait MetadataStore:
     /// The connection pool's use now, for metrics (`None`: no pool).
     fn pool_stats(&self) -> Option<PoolStats> {
         None
+    }
+}
+
+/// Both SQL stores, through what they share ([`SqlStore`]).
+#[async_trait]
+impl<S> MetadataStore for S
+where
+    S: SqlStore,
+    S::Db: AuditDialect + ModelDialect + JobDialect,
+{
+    async fn ping(&self) -> Result<Duration, StoreError> {
+        let start = Instant::now();
+        sqlx::query::<S::Db>("SELECT 1").execute(self.db()).await?;
+        Ok(start.elapsed())
+    }
+
+    async fn close(&self) {
+        self.pool().close().await;
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        let pool = self.pool();
+        Some(PoolStats {
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! What the SQLite and Postgres stores share: the [`Dialect`] abstraction, the helpers that
 //! run a statement and read its rows back, and [`SqlStore`], through which every aggregate
-//! store trait (and [`MetadataStore`]) is implemented once for both backends.
+//! store trait (and `MetadataStore`) is implemented once for both backends.
 //!
 //! The dialects store text, integers, reals and flags alike; they differ in how they store a
 //! timestamp (RFC 3339 text, `TIMESTAMPTZ`), a JSON document (text, `JSONB`) and a list of
@@ -13,20 +13,14 @@
 //! needs no `where` clause of its own.
 
 use std::fmt::Debug;
-use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::query::Query;
 use sqlx::query_builder::Separated;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use crate::audit::AuditDialect;
-use crate::jobs::JobDialect;
-use crate::metadata::MetadataStore;
-use crate::models::ModelDialect;
-use crate::{PoolStats, Scope, StoreError};
+use crate::{Scope, StoreError};
 
 /// A statement with the values bound so far.
 pub type Statement<'q, DB> = Query<'q, DB, <DB as Database>::Arguments>;
@@ -301,8 +295,9 @@ pub fn conflict_if_unique(e: StoreError, message: impl FnOnce() -> String) -> St
 /// A store over a pool of one [`Dialect`] ([`crate::SqliteStore`], [`crate::PostgresStore`]):
 /// every aggregate store trait is implemented once for all of them.
 pub trait SqlStore: Send + Sync + Debug {
-    /// The database, with the statements that differ per aggregate.
-    type Db: Dialect + AuditDialect + ModelDialect + JobDialect;
+    /// The database. The aggregates whose statements differ per database ask for their
+    /// own dialect trait of it (`AuditDialect`, `ModelDialect`, `JobDialect`).
+    type Db: Dialect;
 
     /// The connection pool.
     fn pool(&self) -> &Pool<Self::Db>;
@@ -310,27 +305,5 @@ pub trait SqlStore: Send + Sync + Debug {
     /// The pool, to run statements on.
     fn db(&self) -> impl Executor<'_, Database = Self::Db> + Copy {
         Self::Db::executor(self.pool())
-    }
-}
-
-#[async_trait]
-impl<S: SqlStore> MetadataStore for S {
-    async fn ping(&self) -> Result<Duration, StoreError> {
-        let start = Instant::now();
-        sqlx::query::<S::Db>("SELECT 1").execute(self.db()).await?;
-        Ok(start.elapsed())
-    }
-
-    async fn close(&self) {
-        self.pool().close().await;
-    }
-
-    fn pool_stats(&self) -> Option<PoolStats> {
-        let pool = self.pool();
-        Some(PoolStats {
-            open: pool.size(),
-            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-            max: pool.options().get_max_connections(),
-        })
     }
 }

@@ -74,7 +74,11 @@ fn filtered<'q, DB: Dialect>(
 }
 
 #[async_trait]
-impl<S: SqlStore> AuditStore for S {
+impl<S> AuditStore for S
+where
+    S: SqlStore,
+    S::Db: AuditDialect,
+{
     async fn append_audit(&self, entries: &[NewAuditEntry]) -> Result<(), StoreError> {
         for chunk in entries.chunks(S::Db::ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::<S::Db>::new(

@@ -215,7 +215,11 @@ pub async fn job_by_idempotency_key<'c, DB: Dialect>(
 }
 
 #[async_trait]
-impl<S: SqlStore> JobStore for S {
+impl<S> JobStore for S
+where
+    S: SqlStore,
+    S::Db: JobDialect,
+{
     async fn create_job(&self, job: NewJob) -> Result<(Job, bool), StoreError> {
         S::Db::create_job(self.pool(), job).await
     }
@@ -338,7 +342,11 @@ impl<S: SqlStore> JobStore for S {
 }
 
 #[async_trait]
-impl<S: SqlStore> JobDeliveryStore for S {
+impl<S> JobDeliveryStore for S
+where
+    S: SqlStore,
+    S::Db: JobDialect,
+{
     async fn claim_job(
         &self,
         id: &str,

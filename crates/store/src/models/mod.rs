@@ -160,7 +160,11 @@ pub async fn insert_version<'c, DB: Dialect>(
 }
 
 #[async_trait]
-impl<S: SqlStore> ModelStore for S {
+impl<S> ModelStore for S
+where
+    S: SqlStore,
+    S::Db: ModelDialect,
+{
     async fn create_model_version(&self, v: NewModelVersion) -> Result<ModelVersion, StoreError> {
         S::Db::create_model_version(self.pool(), v).await
     }
