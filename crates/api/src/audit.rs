@@ -67,6 +67,12 @@ impl AuditSlot {
         n.actor = Some(actor);
     }
 
+    /// The request acts in `tenant` (an operator's action in another tenant): its entry
+    /// goes to that tenant's log, where the tenant's admins and the operator see it.
+    pub(crate) fn act_in(&self, tenant: &str) {
+        self.noted.lock().unwrap_or_else(|e| e.into_inner()).tenant = Some(tenant.to_string());
+    }
+
     /// This request is recorded whatever its outcome.
     pub(crate) fn mark(&self) {
         self.noted.lock().unwrap_or_else(|e| e.into_inner()).record = true;

@@ -40,7 +40,7 @@ use pynomaly_runtime::{KeyHasher, write_private};
 /// # Errors
 /// 403 naming the rule.
 pub(crate) fn may_administer(caller: &Principal, tenant: &str) -> Result<(), ApiError> {
-    if tenant == caller.tenant || caller.tenant == pynomaly_store::DEFAULT_TENANT {
+    if tenant == caller.tenant || caller.is_operator() {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
@@ -48,6 +48,20 @@ pub(crate) fn may_administer(caller: &Principal, tenant: &str) -> Result<(), Api
             pynomaly_store::DEFAULT_TENANT
         )))
     }
+}
+
+/// The tenant an admin's listing is about: `asked` (`?tenant=NAME`) when the caller may
+/// administer it ([`may_administer`]), else the caller's own.
+///
+/// # Errors
+/// 403 when the caller names a tenant it may not administer.
+pub(crate) fn tenant_to_list(
+    caller: &Principal,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
+    let tenant = asked.unwrap_or_else(|| caller.tenant.clone());
+    may_administer(caller, &tenant)?;
+    Ok(tenant)
 }
 
 /// Who a caller is: an API key, or a user holding a token.
@@ -68,6 +82,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the caller belongs to the operator tenant ([`pynomaly_store::DEFAULT_TENANT`],
+    /// where the first-start admin key lives), whose admins act in every tenant.
+    pub(crate) fn is_operator(&self) -> bool {
+        self.tenant == pynomaly_store::DEFAULT_TENANT
+    }
+
     /// Whether the caller holds `scope` (`admin` holds every scope).
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)

@@ -75,6 +75,12 @@ fn path_param(name: &str, kind: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
 }
 
+/// `?tenant=NAME`: another tenant's rows, for the operator tenant's admins (403 for others).
+fn tenant_param() -> Value {
+    json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
+           "description": "Another tenant (admins of the 'default' tenant only; default: the caller's)"})
+}
+
 fn page_params() -> Value {
     json!([
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
@@ -311,6 +317,7 @@ fn build() -> Value {
         &[401, 403, 422, 429],
     );
     audit["parameters"] = json!([
+        tenant_param(),
         {"name": "actor", "in": "query", "schema": {"type": "string"}, "description": "key:<id>, user:<username> or anonymous"},
         {"name": "action", "in": "query", "schema": {"type": "string"}, "description": "e.g. POST /api/v1/models"},
         {"name": "outcome", "in": "query", "schema": {"type": "integer"}, "description": "HTTP status"},
@@ -319,6 +326,14 @@ fn build() -> Value {
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
     ]);
+    let mut list_keys = op(
+        "List a tenant's keys (never the keys themselves)",
+        Some("admin"),
+        None,
+        (200, "Keys", r("KeyList")),
+        &[401, 403, 422],
+    );
+    list_keys["parameters"] = json!([tenant_param()]);
     let mut metrics = op(
         "Prometheus metrics",
         None,
@@ -363,9 +378,12 @@ fn build() -> Value {
                 (200, "Algorithms", r("Algorithms")), &[401, 403])},
             "/api/v1/auth/keys": {
                 "post": op("Create an API key (shown once)", Some("admin"), Some("KeyCreate"), (201, "The key", r("KeyCreated")), &[400, 401, 403, 422]),
-                "get": op("List the tenant's keys (never the keys themselves)", Some("admin"), None, (200, "Keys", r("KeyList")), &[401, 403])},
+                "get": list_keys},
             "/api/v1/auth/keys/{id}": {"parameters": [path_param("id", "string")],
-                "delete": op("Revoke a key", Some("admin"), None, (200, "Revoked", json!({"type": "object"})), &[401, 403, 404])},
+                "delete": op("Revoke a key (the 'default' tenant's admins: in any tenant)", Some("admin"), None,
+                    (200, "Revoked, naming the key's tenant", json!({"type": "object", "properties": {
+                        "id": {"type": "string"}, "revoked": {"type": "boolean"}, "tenant": {"type": "string"}}})),
+                    &[401, 403, 404])},
             "/api/v1/privacy/scan": {"post": op("Find personal data (e-mail, phone, SSN, Luhn-valid card numbers, configured fields) in a JSON document; values are never echoed",
                 Some("read"), Some("PrivacyRequest"), (200, "Where personal data is", r("PrivacyScan")), &[400, 401, 403, 413, 422])},
             "/api/v1/privacy/anonymize": {"post": op("Mask or hash personal data in a JSON document",

@@ -1,5 +1,6 @@
-//! `GET /api/v1/audit` (scope `admin`): the caller's tenant's audit rows, newest first,
-//! filtered by actor, action, outcome and time. Read-only: no route changes a row.
+//! `GET /api/v1/audit` (scope `admin`): the caller's tenant's audit rows (or, for the
+//! operator tenant's admins, those of `?tenant=NAME`), newest first, filtered by actor,
+//! action, outcome and time. Read-only: no route changes a row.
 
 use axum::Router;
 use axum::extract::State;
@@ -21,6 +22,8 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// Whose log (the operator tenant's admins only; default the caller's tenant).
+    tenant: Option<String>,
     /// `key:<id>`, `user:<username>` or `anonymous`.
     actor: Option<String>,
     /// `METHOD /route/template`, e.g. `POST /api/v1/models`.
@@ -58,7 +61,8 @@ async fn list(
         since: q.since,
         until: q.until,
     };
-    let (entries, total) = state.meta.list_audit(&caller.tenant, &filter, page).await?;
+    let tenant = crate::auth::tenant_to_list(&caller, q.tenant)?;
+    let (entries, total) = state.meta.list_audit(&tenant, &filter, page).await?;
     let list = serde_json::to_value(entries).map_err(ApiError::internal)?;
     Ok(axum::Json(page_json("entries", list, total, page)))
 }

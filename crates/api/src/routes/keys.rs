@@ -1,5 +1,9 @@
-//! API keys (scope `admin`): create, list, revoke.
+//! API keys (scope `admin`): create, list, revoke. A tenant's admins manage their tenant's
+//! keys; the operator tenant's admins manage every tenant's (`?tenant=NAME` on the list,
+//! revocation by id wherever the key is), and their actions in a tenant are audited in
+//! that tenant's log.
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,8 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access::AdminAccess;
+use crate::audit::AuditSlot;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::routes::ApiQuery;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -53,9 +59,27 @@ pub(crate) fn parse_scopes(names: &[String]) -> Result<Vec<Scope>, ApiError> {
     Ok(scopes)
 }
 
+/// `?tenant=NAME`: whose keys to list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantQuery {
+    pub(crate) tenant: Option<String>,
+}
+
+/// Notes, for the audit log, that the request acts in `tenant` when that is not the
+/// caller's own.
+fn audit_in(slot: Option<&Extension<AuditSlot>>, caller_tenant: &str, tenant: &str) {
+    if let Some(Extension(slot)) = slot
+        && tenant != caller_tenant
+    {
+        slot.act_in(tenant);
+    }
+}
+
 async fn create(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
+    slot: Option<Extension<AuditSlot>>,
     ApiJson(req): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let scopes = parse_scopes(&req.scopes)?;
@@ -73,6 +97,7 @@ async fn create(
     }
     let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
     crate::auth::may_administer(&caller, &tenant)?;
+    audit_in(slot.as_ref(), &caller.tenant, &tenant);
     let created = state
         .auth
         .create_key(
@@ -92,8 +117,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
+    ApiQuery(q): ApiQuery<TenantQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let keys = state.meta.list_api_keys(&caller.tenant).await?;
+    let tenant = crate::auth::tenant_to_list(&caller, q.tenant)?;
+    let keys = state.meta.list_api_keys(&tenant).await?;
     let keys: Vec<Value> = keys
         .iter()
         .map(|k| {
@@ -111,11 +138,24 @@ async fn list(
 async fn revoke(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
+    slot: Option<Extension<AuditSlot>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !state.meta.revoke_api_key(&caller.tenant, &id).await? {
-        return Err(ApiError::NotFound(format!("API key '{id}' not found")));
+    let not_found = || ApiError::NotFound(format!("API key '{id}' not found"));
+    // The operator's admins revoke a key wherever it is; a tenant's admins find only their
+    // tenant's keys (another tenant's ids stay unknown to them, as everywhere else).
+    let tenant = if caller.is_operator() {
+        let key = state.meta.find_api_key_by_id(&id).await?;
+        key.ok_or_else(not_found)?.tenant
+    } else {
+        caller.tenant.clone()
+    };
+    if !state.meta.revoke_api_key(&tenant, &id).await? {
+        return Err(not_found());
     }
+    audit_in(slot.as_ref(), &caller.tenant, &tenant);
     state.auth.forget(&id);
-    Ok(axum::Json(json!({"id": id, "revoked": true})))
+    Ok(axum::Json(
+        json!({"id": id, "revoked": true, "tenant": tenant}),
+    ))
 }

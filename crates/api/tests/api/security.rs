@@ -176,7 +176,6 @@ async fn another_tenants_models_jobs_keys_users_and_audit_rows_are_not_found() {
         (Method::GET, format!("/api/v1/jobs/{job_id}")),
         (Method::GET, format!("/api/v1/jobs/{job_id}/result")),
         (Method::DELETE, format!("/api/v1/jobs/{job_id}")),
-        (Method::DELETE, format!("/api/v1/auth/keys/{acme_key_id}")),
         (Method::DELETE, format!("/api/v1/users/{acme_user}")),
     ] {
         let body = json!({"data": [[1.0, 2.0, 3.0]]});
@@ -229,6 +228,81 @@ async fn another_tenants_models_jobs_keys_users_and_audit_rows_are_not_found() {
         .await
         .assert_status(200);
     token(&app, "acme-ops").await;
+}
+
+#[tokio::test]
+async fn the_operator_lists_revokes_and_audits_keys_of_other_tenants_while_tenant_admins_stay_home()
+{
+    let app = spawn_app().await;
+    let (b_admin, _) = key_in(&app, "tenant-b", &["admin"], None).await;
+    let (b_reader, b_reader_id) = key_in(&app, "tenant-b", &["read"], None).await;
+    let (_, default_reader_id) = key_in(&app, "default", &["read"], None).await;
+
+    // The operator lists the tenant's keys by name.
+    let listed = app.get("/api/v1/auth/keys?tenant=tenant-b").await;
+    let keys = listed.assert_status(200)["keys"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k["tenant"] == "tenant-b"), "{keys:?}");
+    assert!(keys.iter().any(|k| k["id"] == b_reader_id.as_str()));
+
+    // ... revokes one by its id, and the response names the tenant.
+    let models = |key: &str| {
+        let key = key.to_string();
+        let app = &app;
+        async move {
+            app.request(Method::GET, "/api/v1/models", Some(&key), None)
+                .await
+        }
+    };
+    models(&b_reader).await.assert_status(200);
+    let revoked = app
+        .delete(&format!("/api/v1/auth/keys/{b_reader_id}"))
+        .await;
+    let revoked = revoked.assert_status(200);
+    assert_eq!(revoked["tenant"], "tenant-b", "{revoked}");
+    assert_eq!(revoked["revoked"], true);
+    models(&b_reader).await.assert_error(401, "unauthorized");
+
+    // ... and finds the revocation in the tenant's audit log, as the tenant's admins do.
+    let action = "action=DELETE%20/api/v1/auth/keys/%7Bid%7D";
+    for (key, query) in [
+        (app.admin_key.as_str(), format!("tenant=tenant-b&{action}")),
+        (b_admin.as_str(), action.to_string()),
+    ] {
+        let rows = wait_for_audit(&app, key, &query, 1).await;
+        assert_eq!(rows[0]["tenant"], "tenant-b", "{rows:?}");
+        assert_eq!(rows[0]["outcome"], 200, "{rows:?}");
+    }
+
+    // A tenant's admins stay in their tenant: naming another is forbidden, and another
+    // tenant's key is not found (nor revoked).
+    for path in [
+        "/api/v1/auth/keys?tenant=default",
+        "/api/v1/audit?tenant=default",
+    ] {
+        app.request(Method::GET, path, Some(&b_admin), None)
+            .await
+            .assert_error(403, "forbidden");
+    }
+    let path = format!("/api/v1/auth/keys/{default_reader_id}");
+    app.request(Method::DELETE, &path, Some(&b_admin), None)
+        .await
+        .assert_error(404, "not_found");
+    let own = app
+        .request(Method::GET, "/api/v1/auth/keys", Some(&b_admin), None)
+        .await;
+    let own = own.assert_status(200)["keys"].as_array().unwrap().clone();
+    assert!(own.iter().all(|k| k["tenant"] == "tenant-b"), "{own:?}");
+    let defaults = app.get("/api/v1/auth/keys").await;
+    let defaults = defaults.assert_status(200)["keys"].to_string();
+    assert!(defaults.contains(&default_reader_id) && !defaults.contains("tenant-b"));
+    // An unknown operator-side id is not found either.
+    app.delete("/api/v1/auth/keys/no-such-key")
+        .await
+        .assert_error(404, "not_found");
 }
 
 #[tokio::test]

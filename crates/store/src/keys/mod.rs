@@ -19,6 +19,8 @@ pub trait KeyStore: Send + Sync {
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
     /// The key with this hash, active or not.
     async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// The key with this id in any tenant, active or not (the operator's revocations).
+    async fn find_api_key_by_id(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
     /// The tenant's keys, newest first.
     async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError>;
     /// Revokes a key; `false` when the tenant has no such key.
@@ -73,6 +75,14 @@ impl<S: SqlStore> KeyStore for S {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
         )))
         .arg(key_hash);
+        fetch(self.db(), statement).await
+    }
+
+    async fn find_api_key_by_id(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        let statement = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        )))
+        .arg(id);
         fetch(self.db(), statement).await
     }
 

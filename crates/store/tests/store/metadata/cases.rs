@@ -63,6 +63,9 @@ pub async fn api_keys_are_found_by_hash_listed_per_tenant_and_revoked(s: &dyn Me
     assert_eq!(found.rate_limit_per_minute, Some(600));
     assert!(found.is_active(Utc::now()));
     assert!(s.find_api_key_by_hash("nope").await.unwrap().is_none());
+    let by_id = s.find_api_key_by_id(&b.id).await.unwrap().unwrap();
+    assert_eq!((by_id.tenant.as_str(), by_id.name.as_str()), ("t1", "ops"));
+    assert!(s.find_api_key_by_id("nope").await.unwrap().is_none());
     let listed: Vec<String> = s
         .list_api_keys("t1")
         .await
