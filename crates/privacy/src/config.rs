@@ -27,6 +27,10 @@ impl FromStr for Mode {
     }
 }
 
+/// The fields hidden wholly unless configured otherwise: those the ML-engineer guide's
+/// `DataPrivacyManager` hides by default (the service's default `PYNOMALY_PII_FIELDS`).
+pub const DEFAULT_FIELDS: [&str; 5] = ["name", "email", "phone", "address", "ssn"];
+
 /// What a [`Privacy`] is configured with (the server's settings; requests may override
 /// fields, mode and kinds).
 ///

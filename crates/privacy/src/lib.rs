@@ -50,7 +50,7 @@ mod luhn;
 mod masking;
 mod token;
 
-pub use config::{Mode, PrivacyConfig};
+pub use config::{DEFAULT_FIELDS, Mode, PrivacyConfig};
 pub use find::{find_pii, find_pii_kinds};
 pub use json::Finding;
 pub use kind::{Match, PiiKind};

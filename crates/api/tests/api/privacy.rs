@@ -33,7 +33,8 @@ fn f(path: &str, kind: &str, count: u64) -> (String, String, u64) {
 
 #[tokio::test]
 async fn scan_reports_paths_types_and_counts_without_echoing_values() {
-    let app = spawn_app().await;
+    // Detection by content alone: no field is hidden by name here.
+    let app = spawn_app_with(|s| s.security.pii.fields.clear()).await;
     let doc = json!({
         "users": [
             {"email": "jane.doe@example.com", "phone": "(555) 123-4567",
@@ -92,6 +93,29 @@ async fn luhn_decides_what_is_a_card_number() {
             f("/visa_13", "credit_card", 1),
         ]
     );
+}
+
+#[tokio::test]
+async fn the_guides_example_record_is_anonymized_by_the_default_fields() {
+    let app = spawn_app().await;
+    let record = json!({"name": "John Doe", "email": "john@example.com", "age": 32,
+                        "zip_code": "12345", "address": "1 Main St", "phone": "555-0100",
+                        "ssn": "078-05-1120", "city": "Paris"});
+    let r = app.post(ANON, &json!({"data": record})).await;
+    let data = &r.assert_status(200)["data"];
+    for field in ["name", "email", "address", "phone", "ssn"] {
+        assert_eq!(data[field], "[REDACTED]", "{field}: {data}");
+    }
+    assert_eq!(data["age_group"], "30_49", "{data}");
+    assert_eq!(data["zip_code"], "123XX", "{data}");
+    assert_eq!(data["city"], "Paris", "not a default field: {data}");
+    // Hashed, as the guide does, when asked: one token per value, never the value.
+    let r = app
+        .post(ANON, &json!({"data": record, "mode": "hash"}))
+        .await;
+    let hashed = r.assert_status(200)["data"]["name"].to_string();
+    assert!(!hashed.contains("John"), "{hashed}");
+    assert_ne!(hashed, "\"[REDACTED]\"");
 }
 
 #[tokio::test]

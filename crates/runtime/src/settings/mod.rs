@@ -152,7 +152,7 @@ pub struct SecuritySettings {
     /// `nginx.conf` does; otherwise any client could pick its address.
     pub trust_forwarded_for: bool,
     /// PII masking of outputs and the privacy endpoints' defaults (`PYNOMALY_PII_FIELDS`,
-    /// `PYNOMALY_PII_MODE`, `PYNOMALY_PII_HASH_KEY`).
+    /// default `name,email,phone,address,ssn`; `PYNOMALY_PII_MODE`; `PYNOMALY_PII_HASH_KEY`).
     pub pii: pynomaly_privacy::PrivacyConfig,
 }
 
@@ -207,7 +207,7 @@ impl Settings {
                 login_ip_rate_limit_per_minute: 60,
                 jwt_ttl: Duration::from_secs(3600),
                 trust_forwarded_for: false,
-                pii: pynomaly_privacy::PrivacyConfig::default(),
+                pii: security::default_pii(),
             },
             telemetry: TelemetrySettings {
                 log_level: "info".into(),
@@ -455,6 +455,25 @@ mod tests {
                 ("PYNOMALY_DRIFT_MIN_SAMPLES", "5"),
             ],
         );
+    }
+
+    #[test]
+    fn the_default_pii_fields_are_the_guides_and_can_be_replaced_or_emptied() {
+        let fields = |vars: &[(&str, &str)]| from(vars).unwrap().security.pii.fields;
+        assert_eq!(
+            fields(&[]),
+            ["name", "email", "phone", "address", "ssn"],
+            "as with no settings at all"
+        );
+        assert_eq!(
+            Settings::with_data_dir(".").security.pii.fields,
+            fields(&[])
+        );
+        assert_eq!(
+            fields(&[("PYNOMALY_PII_FIELDS", "owner, iban")]),
+            ["owner", "iban"]
+        );
+        assert!(fields(&[("PYNOMALY_PII_FIELDS", "none")]).is_empty());
     }
 
     #[test]

@@ -91,19 +91,32 @@ pub(super) fn encryption(env: &mut Env<'_>) -> Option<Keyring> {
     Some(ring.require_encrypted(required))
 }
 
+/// The PII settings with nothing set: the default fields
+/// ([`pynomaly_privacy::DEFAULT_FIELDS`]), masked.
+pub(super) fn default_pii() -> pynomaly_privacy::PrivacyConfig {
+    pynomaly_privacy::PrivacyConfig {
+        fields: pynomaly_privacy::DEFAULT_FIELDS.map(String::from).to_vec(),
+        ..pynomaly_privacy::PrivacyConfig::default()
+    }
+}
+
 /// `PYNOMALY_PII_FIELDS` (comma-separated field names masked or hashed wherever they
-/// appear), `PYNOMALY_PII_MODE` (`mask`, the default, or `hash`), and the hash key
-/// `PYNOMALY_PII_HASH_KEY` (64 hex digits; unset: derived from the server secret at
-/// start-up, so every instance sharing `PYNOMALY_SECRET_KEY` hashes alike).
+/// appear; default `name,email,phone,address,ssn`, `none` for no field), `PYNOMALY_PII_MODE`
+/// (`mask`, the default, or `hash`), and the hash key `PYNOMALY_PII_HASH_KEY` (64 hex
+/// digits; unset: derived from the server secret at start-up, so every instance sharing
+/// `PYNOMALY_SECRET_KEY` hashes alike).
 pub(super) fn pii(env: &mut Env<'_>) -> pynomaly_privacy::PrivacyConfig {
-    let mut config = pynomaly_privacy::PrivacyConfig::default();
+    let mut config = default_pii();
     if let Some(v) = env.get("PYNOMALY_PII_FIELDS") {
-        config.fields = v
-            .split(',')
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .map(str::to_string)
-            .collect();
+        config.fields = if v.trim().eq_ignore_ascii_case("none") {
+            Vec::new()
+        } else {
+            v.split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
     }
     if let Some(mode) = env.parsed("PYNOMALY_PII_MODE") {
         config.mode = mode;
