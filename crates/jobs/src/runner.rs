@@ -77,16 +77,31 @@ enum Halt {
 }
 
 impl Halt {
+    /// Something of the server's failed: logged with its causes, reported without them.
     fn internal(what: &str, e: &(dyn std::error::Error + 'static)) -> Halt {
-        let mut chain = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            let _ = write!(chain, ": {s}");
-            source = s.source();
-        }
-        tracing::error!(error = %chain, "{what}");
+        tracing::error!(error = %chain(e), "{what}");
         Halt::Retryable(format!("internal error while {what}"))
     }
+
+    /// The object store failed to give a data source the job names. The store is the one
+    /// the user's `s3://` source points at, so the job's error says why (no credentials,
+    /// access denied, unreachable), with its causes; another attempt may pass.
+    fn object_store(uri: &str, e: &(dyn std::error::Error + 'static)) -> Halt {
+        let chain = chain(e);
+        tracing::warn!(error = %chain, uri, "cannot read a data source from the object store");
+        Halt::Retryable(format!("{uri}: the object store failed: {chain}"))
+    }
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let _ = write!(chain, ": {s}");
+        source = s.source();
+    }
+    chain
 }
 
 /// The signals a running job checks between chunks, and where it reports progress.
@@ -660,13 +675,13 @@ impl JobRunner {
 }
 
 /// A source that cannot be opened: the data's fault (or a missing object) fails the job;
-/// the object store's may pass on another attempt.
+/// the object store's may pass on another attempt, and says why either way.
 fn open_halt(uri: &str, e: OpenError) -> Halt {
     match e {
         OpenError::Data(e) => Halt::Failed(format!("{uri}: {e}")),
         OpenError::NotFound { .. } => Halt::Failed(format!("{uri}: {e}")),
         OpenError::Config(e) => Halt::Failed(format!("{uri}: {e}")),
-        OpenError::Store(e) => Halt::internal("reading a data source from the object store", &e),
+        OpenError::Store(e) => Halt::object_store(uri, &e),
     }
 }
 

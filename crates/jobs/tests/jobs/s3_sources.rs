@@ -113,3 +113,64 @@ async fn a_batch_reads_s3_sources_and_writes_its_outputs_to_s3() {
     })
     .await;
 }
+
+/// An S3 endpoint on loopback that refuses every request the way S3 refuses unknown
+/// credentials (403, `InvalidAccessKeyId`); its address.
+async fn refusing_s3() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 16 * 1024];
+                let _ = conn.read(&mut request).await;
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+                            <Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id \
+                            you provided does not exist in our records.</Message></Error>";
+                let reply = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_the_object_store_refuses_fails_the_job_saying_why() {
+    let addr = refusing_s3().await;
+    let options = S3Options {
+        endpoint: Some(format!("http://{addr}")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("unknown".into()),
+        secret_access_key: Some("wrong".into()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let meta: DynMetadataStore = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let artifacts = ArtifactStore::from_url(&dir.path().join("out").display().to_string()).unwrap();
+    let sources = SourceResolver::new(&dir.path().join("sources"))
+        .unwrap()
+        .with_s3(options);
+    let queue = InProcessQueue::new(Arc::clone(&meta), runner(&meta, &artifacts, sources, 256));
+    let (job, _) = queue.submit(batch(&["s3://data/rows.csv"])).await.unwrap();
+    queue.try_execute_job().await.unwrap();
+    let job = pynomaly_store::JobStore::job(meta.as_ref(), "default", &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(
+        error.starts_with("s3://data/rows.csv: the object store failed"),
+        "{error}"
+    );
+    assert!(
+        error.contains("403"),
+        "the cause is in the job's error: {error}"
+    );
+    assert!(!error.contains("wrong"), "no secret in the error: {error}");
+}
