@@ -411,17 +411,26 @@ impl WindowStats {
 
     /// Adds another window of the same reference.
     pub fn merge(&mut self, other: &WindowStats) {
-        self.rows += other.rows;
-        self.anomalies += other.anomalies;
+        self.merge_weighted(other, 1);
+    }
+
+    /// Adds another window of the same reference as if each of its rows had been seen
+    /// `weight` times: a sample standing for `weight` times its size (every count, sum and
+    /// sum of squares scaled), so that bins, means, variances, the KS CDFs and the anomaly
+    /// rate estimate the traffic it was sampled from without bias.
+    pub fn merge_weighted(&mut self, other: &WindowStats, weight: u64) {
+        let w = weight as f64;
+        self.rows += other.rows * weight;
+        self.anomalies += other.anomalies * weight;
         for (a, b) in self.features.iter_mut().zip(&other.features) {
             for (x, y) in a.counts.iter_mut().zip(&b.counts) {
-                *x += y;
+                *x += y * weight;
             }
-            a.n += b.n;
-            a.missing += b.missing;
-            a.out_of_range += b.out_of_range;
-            a.sum += b.sum;
-            a.sum_sq += b.sum_sq;
+            a.n += b.n * weight;
+            a.missing += b.missing * weight;
+            a.out_of_range += b.out_of_range * weight;
+            a.sum += b.sum * w;
+            a.sum_sq += b.sum_sq * w;
         }
     }
 
@@ -814,6 +823,26 @@ mod tests {
         for (x, y) in wa.features.iter().zip(&wall.features) {
             assert_eq!(x.counts, y.counts);
             assert!((x.sum - y.sum).abs() < 1e-9 && (x.sum_sq - y.sum_sq).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn a_window_merged_with_weight_k_equals_it_merged_k_times() {
+        let r = ReferenceProfile::from_matrix(sample(3, 1000, 2, &[]).view(), 0.1);
+        let part = window_of(&r, &sample(8, 250, 2, &[1.0]));
+        let mut weighted = WindowStats::new(&r);
+        weighted.merge_weighted(&part, 3);
+        let mut repeated = WindowStats::new(&r);
+        for _ in 0..3 {
+            repeated.merge(&part);
+        }
+        assert_eq!(
+            (weighted.rows, weighted.anomalies),
+            (750, repeated.anomalies)
+        );
+        for (x, y) in weighted.features.iter().zip(&repeated.features) {
+            assert_eq!((&x.counts, x.n, x.missing), (&y.counts, y.n, y.missing));
+            assert!((x.sum - y.sum).abs() < 1e-9 && (x.sum_sq - y.sum_sq).abs() < 1e-6);
         }
     }
 

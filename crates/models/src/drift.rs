@@ -160,26 +160,37 @@ impl ModelDrift {
     /// Rows of the wrong width are not counted (the model refused them anyway).
     ///
     /// A window takes every request until it holds [`FULL_ROWS_PER_WINDOW`] rows, then one
-    /// request in [`SAMPLE_EVERY`]: a busy model's statistics come from tens of thousands of
-    /// rows either way (a systematic sample of whole requests, so the anomaly rate stays
-    /// unbiased), while the per-request cost on the predict path drops by that factor. A
-    /// quiet model has every row counted.
+    /// request in [`SAMPLE_EVERY`], counted [`SAMPLE_EVERY`] times: a busy model's
+    /// statistics come from tens of thousands of rows either way, the per-request cost on
+    /// the predict path drops by that factor, and the window still weighs its later traffic
+    /// as much as its first (a shift that starts mid-window is not diluted). A quiet model
+    /// has every row counted once.
     pub fn observe(&self, x: ArrayView2<'_, f64>, anomalies: usize, now: u64) {
         if x.ncols() != self.reference.n_features() || x.nrows() == 0 {
             return;
         }
-        if !self.sampled(x.nrows() as u64, now) {
+        let Some(weight) = self.sampled(x.nrows() as u64, now) else {
             return;
+        };
+        if weight == 1 {
+            let mut shard = self.free_shard();
+            let stats = self.window_of(&mut shard, now);
+            stats.add_rows(&self.reference, x, anomalies);
+        } else {
+            let mut sample = WindowStats::new(&self.reference);
+            sample.add_rows(&self.reference, x, anomalies);
+            let mut shard = self.free_shard();
+            self.window_of(&mut shard, now)
+                .merge_weighted(&sample, weight);
         }
-        let mut shard = self.free_shard();
-        let stats = self.window_of(&mut shard, now);
-        stats.add_rows(&self.reference, x, anomalies);
     }
 
-    /// Whether a request of `rows` rows at `now` is counted (see [`ModelDrift::observe`]).
-    /// The counters are approximate across threads (a reset may race with an increment),
-    /// which only moves where sampling starts by a request or two.
-    fn sampled(&self, rows: u64, now: u64) -> bool {
+    /// How many times a request of `rows` rows at `now` counts (see
+    /// [`ModelDrift::observe`]): 1 while the window fills, then [`SAMPLE_EVERY`] for one
+    /// request in [`SAMPLE_EVERY`], `None` for the others. The counters are approximate
+    /// across threads (a reset may race with an increment), which only moves where
+    /// sampling starts by a request or two.
+    fn sampled(&self, rows: u64, now: u64) -> Option<u64> {
         let index = now / self.window_secs;
         if self.sampled_window.load(Ordering::Relaxed) != index {
             self.sampled_window.store(index, Ordering::Relaxed);
@@ -188,11 +199,12 @@ impl ModelDrift {
         }
         if self.full_rows.load(Ordering::Relaxed) < FULL_ROWS_PER_WINDOW {
             self.full_rows.fetch_add(rows, Ordering::Relaxed);
-            return true;
+            return Some(1);
         }
         self.requests
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(SAMPLE_EVERY)
+            .then_some(SAMPLE_EVERY)
     }
 
     /// Adds a window accumulated elsewhere (a batch chunk) to the window of `now`.
@@ -401,17 +413,62 @@ mod tests {
             drift.observe(block.view(), 10, 600);
         }
         assert_eq!(drift.windows(600).0.stats.rows, FULL_ROWS_PER_WINDOW);
-        // ...then 80 more count 10 of them.
+        // ...then 80 more are sampled, 10 of them...
         let row = Array2::from_elem((1, 2), 5.0);
         for _ in 0..80 {
             drift.observe(row.view(), 1, 600);
         }
+        // ...each counted SAMPLE_EVERY times: the window estimates all 80.
         let stats = drift.windows(600).0.stats;
-        assert_eq!(stats.rows, FULL_ROWS_PER_WINDOW + 80 / SAMPLE_EVERY);
-        assert_eq!(stats.anomalies, 200 + 80 / SAMPLE_EVERY);
+        assert_eq!(stats.rows, FULL_ROWS_PER_WINDOW + 80);
+        assert_eq!(stats.anomalies, 200 + 80);
         // A new window starts in full again.
         drift.observe(row.view(), 0, 660);
         assert_eq!(drift.windows(660).0.stats.rows, 1);
+    }
+
+    /// `rows` × 3 roughly normal values (sums of four uniforms from a fixed linear
+    /// congruential generator), the stream `seed` picks.
+    fn normal_rows(rows: usize, seed: u64) -> Array2<f64> {
+        let mut state = seed;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        Array2::from_shape_fn((rows, 3), |_| (0..4).map(|_| uniform()).sum::<f64>() - 2.0)
+    }
+
+    #[test]
+    fn a_shift_that_starts_mid_window_is_reported_as_drift_on_its_feature_alone() {
+        use detect_core::drift::{Verdict, compare};
+        let reference = Arc::new(ReferenceProfile::from_matrix(
+            normal_rows(10_000, 1).view(),
+            0.1,
+        ));
+        let drift = ModelDrift::new(Arc::clone(&reference), None, Duration::from_secs(300));
+        // 20 requests of 1,000 rows as in training, then 20 with x2 shifted (x*3+2), all
+        // in one window: past the window's full rows, only one request in eight is counted.
+        for i in 0..20 {
+            drift.observe(normal_rows(1000, 100 + i).view(), 0, 600);
+        }
+        for i in 0..20 {
+            let mut shifted = normal_rows(1000, 200 + i);
+            shifted.column_mut(1).mapv_inplace(|x| x * 3.0 + 2.0);
+            drift.observe(shifted.view(), 0, 600);
+        }
+        let window = drift.windows(600).0.stats;
+        // 20,000 rows counted once, then the 1st, 9th and 17th shifted requests eight times
+        // each: the shifted traffic weighs about what it was (24,000 for 20,000).
+        assert_eq!(window.rows, 20_000 + 3 * 8 * 1000);
+        let report = compare(&reference, &window, &DriftThresholds::default());
+        let verdicts: Vec<Verdict> = report.features.iter().map(|f| f.verdict).collect();
+        assert_eq!(
+            verdicts,
+            [Verdict::Stable, Verdict::Drift, Verdict::Stable],
+            "{report:?}"
+        );
     }
 
     #[test]
