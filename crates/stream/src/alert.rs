@@ -36,6 +36,31 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// The event fields that are an alert's metadata, not features: the one whose value keys
+/// the alert (`id` unless `--id-field` says otherwise) and the one copied as its
+/// `timestamp` (`timestamp` unless `--timestamp-field`). Top-level fields only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFields {
+    pub id: String,
+    pub timestamp: String,
+}
+
+impl Default for EventFields {
+    fn default() -> Self {
+        Self {
+            id: "id".into(),
+            timestamp: "timestamp".into(),
+        }
+    }
+}
+
+impl EventFields {
+    /// Whether the top-level field `name` is one of them.
+    pub fn contains(&self, name: &str) -> bool {
+        name == self.id || name == self.timestamp
+    }
+}
+
 /// A message to write to a stream or topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutMessage {
@@ -68,9 +93,13 @@ pub fn original_data<'e>(
     }
 }
 
-/// The alert key: the event's `id`, else the broker message's key.
-pub fn event_key(event: &Map<String, Value>, message_key: Option<&str>) -> Option<String> {
-    match event.get("id") {
+/// The alert key: the event's id field, else the broker message's key.
+pub fn event_key(
+    event: &Map<String, Value>,
+    fields: &EventFields,
+    message_key: Option<&str>,
+) -> Option<String> {
+    match event.get(&fields.id) {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => message_key.map(str::to_string),
@@ -119,6 +148,7 @@ pub struct Verdict<'a> {
 /// `privacy` ([`original_data`]).
 pub fn write_alert(
     privacy: Option<&pynomaly_privacy::Privacy>,
+    fields: &EventFields,
     event: &Map<String, Value>,
     verdict: &Verdict<'_>,
     now: &Value,
@@ -126,7 +156,7 @@ pub fn write_alert(
 ) {
     let original = original_data(privacy, event);
     let alert = Alert {
-        timestamp: event.get("timestamp").unwrap_or(now),
+        timestamp: event.get(&fields.timestamp).unwrap_or(now),
         original_data: &original,
         is_anomaly: verdict.score > verdict.threshold,
         anomaly_score: verdict.score,
@@ -233,7 +263,14 @@ mod tests {
             model_version: 3,
             processing_time_ms: 1.5,
         };
-        write_alert(None, event, &verdict, &json!("now"), &mut out);
+        write_alert(
+            None,
+            &EventFields::default(),
+            event,
+            &verdict,
+            &json!("now"),
+            &mut out,
+        );
         let alert: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(alert["timestamp"], "2026-01-01T00:00:00Z");
         assert_eq!(alert["original_data"], json!(event));
@@ -244,7 +281,10 @@ mod tests {
             alert["metadata"],
             json!({"algorithm": "isolation_forest", "model_version": 3, "processing_time_ms": 1.5})
         );
-        assert_eq!(event_key(event, None).as_deref(), Some("7"));
+        assert_eq!(
+            event_key(event, &EventFields::default(), None).as_deref(),
+            Some("7")
+        );
     }
 
     #[test]
@@ -259,10 +299,18 @@ mod tests {
     fn events_without_an_id_are_keyed_by_the_message_key() {
         let event = json!({"temp": 1});
         assert_eq!(
-            event_key(event.as_object().unwrap(), Some("k")).as_deref(),
+            event_key(
+                event.as_object().unwrap(),
+                &EventFields::default(),
+                Some("k")
+            )
+            .as_deref(),
             Some("k")
         );
-        assert_eq!(event_key(event.as_object().unwrap(), None), None);
+        assert_eq!(
+            event_key(event.as_object().unwrap(), &EventFields::default(), None),
+            None
+        );
     }
 
     #[test]
@@ -296,6 +344,7 @@ mod tests {
         let mut out = Vec::new();
         write_alert(
             privacy,
+            &EventFields::default(),
             event,
             &verdict,
             &json!("2026-11-26T00:00:00Z"),

@@ -2,7 +2,8 @@
 //!
 //! Two rules:
 //! - [`Features::AllNumeric`], the Python streaming loop's rule: every numeric field of the
-//!   object, nested objects flattened depth first. Keys are visited in sorted order at
+//!   object but the alert's id and timestamp fields ([`EventFields`]), nested objects
+//!   flattened depth first. Keys are visited in sorted order at
 //!   every level, so the order is stable whatever order the producer wrote them in (the
 //!   Python loop relies on dict insertion order, which differs between producers).
 //!   Booleans, strings, arrays and nulls are not features. Messages whose shape varies
@@ -17,6 +18,7 @@
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::alert::EventFields;
 use crate::scan::{Entry, Scanned, ScannedEvent};
 
 /// Why a message has no usable feature vector.
@@ -39,7 +41,8 @@ pub enum FeatureError {
 /// Which fields of an event are its features.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Features {
-    /// Every numeric field, nested objects flattened, keys in sorted order.
+    /// Every numeric field but the event's id and timestamp, nested objects flattened,
+    /// keys in sorted order.
     AllNumeric,
     /// These dotted paths, in this order.
     Paths(Vec<FeaturePath>),
@@ -58,21 +61,27 @@ impl Features {
     /// # Errors
     /// An empty list or an empty path segment (`a..b`, `a,,b`).
     pub fn parse_paths(list: &str) -> Result<Self, String> {
+        Self::from_names(list.split(',')).ok_or_else(|| {
+            format!("invalid --features {list:?}: empty field name (expected a,b,meta.rpm)")
+        })
+    }
+
+    /// These dotted names (`temp`, `meta.rpm`), in this order: a model's `feature_names`.
+    /// `None` for no name, or an empty name or path segment.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let mut paths = Vec::new();
-        for text in list.split(',') {
+        for text in names {
             let text = text.trim();
             let keys: Vec<String> = text.split('.').map(str::to_string).collect();
             if text.is_empty() || keys.iter().any(String::is_empty) {
-                return Err(format!(
-                    "invalid --features {list:?}: empty field name (expected a,b,meta.rpm)"
-                ));
+                return None;
             }
             paths.push(FeaturePath {
                 text: text.to_string(),
                 keys,
             });
         }
-        Ok(Self::Paths(paths))
+        (!paths.is_empty()).then_some(Self::Paths(paths))
     }
 
     /// The feature vector of one event object, appended to `out` (cleared first).
@@ -82,12 +91,13 @@ impl Features {
     pub fn extract(
         &self,
         event: &Map<String, Value>,
+        fields: &EventFields,
         out: &mut Vec<f64>,
     ) -> Result<(), FeatureError> {
         out.clear();
         match self {
             Self::AllNumeric => {
-                all_numeric(event, out);
+                all_numeric(event, Some(fields), out);
                 if out.is_empty() {
                     return Err(FeatureError::NoNumericField);
                 }
@@ -108,13 +118,14 @@ impl Features {
 /// the reason in the dead letter.
 pub(crate) fn extract_scanned(
     features: &Features,
+    fields: &EventFields,
     event: &ScannedEvent<'_, '_>,
     out: &mut Vec<f64>,
 ) -> bool {
     out.clear();
     match features {
         Features::AllNumeric => {
-            all_numeric_scanned(event, event.root(), out);
+            all_numeric_scanned(event, event.root(), Some(fields), out);
             !out.is_empty()
         }
         Features::Paths(paths) => paths
@@ -124,12 +135,20 @@ pub(crate) fn extract_scanned(
 }
 
 /// As [`all_numeric`]: the scanner sorted every object's entries by key already.
-fn all_numeric_scanned(event: &ScannedEvent<'_, '_>, entries: &[Entry<'_>], out: &mut Vec<f64>) {
+fn all_numeric_scanned(
+    event: &ScannedEvent<'_, '_>,
+    entries: &[Entry<'_>],
+    skip: Option<&EventFields>,
+    out: &mut Vec<f64>,
+) {
     for entry in entries {
+        if skip.is_some_and(|f| f.contains(&entry.key)) {
+            continue;
+        }
         match entry.value {
             Scanned::Number(x) => out.push(x),
             Scanned::Object { start, len } => {
-                all_numeric_scanned(event, event.object(start, len), out);
+                all_numeric_scanned(event, event.object(start, len), None, out);
             }
             Scanned::Other => {}
         }
@@ -158,8 +177,13 @@ fn lookup_scanned(event: &ScannedEvent<'_, '_>, path: &FeaturePath) -> Option<f6
     }
 }
 
-fn all_numeric(object: &Map<String, Value>, out: &mut Vec<f64>) {
-    let mut entries: Vec<(&String, &Value)> = object.iter().collect();
+/// The numeric fields of `object`, nested objects flattened; `skip`: the top level's
+/// event fields, which are not features.
+fn all_numeric(object: &Map<String, Value>, skip: Option<&EventFields>, out: &mut Vec<f64>) {
+    let mut entries: Vec<(&String, &Value)> = object
+        .iter()
+        .filter(|(k, _)| !skip.is_some_and(|f| f.contains(k)))
+        .collect();
     // Already sorted with serde_json's default map; kept explicit so enabling its
     // `preserve_order` feature elsewhere in the build cannot change feature order.
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -170,7 +194,7 @@ fn all_numeric(object: &Map<String, Value>, out: &mut Vec<f64>) {
                     out.push(x);
                 }
             }
-            Value::Object(inner) => all_numeric(inner, out),
+            Value::Object(inner) => all_numeric(inner, None, out),
             _ => {}
         }
     }
@@ -226,6 +250,29 @@ mod tests {
     }
 
     #[test]
+    fn the_id_and_timestamp_fields_are_not_features_at_the_top_level_only() {
+        let e = obj(
+            json!({"id": 17, "timestamp": 1_700_000_017, "temp": 20.1, "site": "a",
+                           "meta": {"pressure": 1.2, "rpm": 900, "id": 5}}),
+        );
+        let mut out = Vec::new();
+        Features::AllNumeric
+            .extract(&e, &EventFields::default(), &mut out)
+            .unwrap();
+        // meta.id, meta.pressure, meta.rpm, temp
+        assert_eq!(out, vec![5.0, 1.2, 900.0, 20.1]);
+        let renamed = EventFields {
+            id: "temp".into(),
+            timestamp: "ts".into(),
+        };
+        Features::AllNumeric
+            .extract(&e, &renamed, &mut out)
+            .unwrap();
+        // id, meta.id, meta.pressure, meta.rpm, timestamp
+        assert_eq!(out, vec![17.0, 5.0, 1.2, 900.0, 1_700_000_017.0]);
+    }
+
+    #[test]
     fn all_numeric_flattens_nested_objects_in_sorted_key_order() {
         let e = obj(json!({
             "temp": 21.5, "id": "a-1", "ok": true,
@@ -233,7 +280,9 @@ mod tests {
             "pressure": 1013
         }));
         let mut out = Vec::new();
-        Features::AllNumeric.extract(&e, &mut out).unwrap();
+        Features::AllNumeric
+            .extract(&e, &EventFields::default(), &mut out)
+            .unwrap();
         // meta.a, meta.rpm, meta.z.deep, pressure, temp
         assert_eq!(out, vec![3.0, 1200.0, -1.0, 1013.0, 21.5]);
     }
@@ -245,8 +294,12 @@ mod tests {
         let b: Map<String, Value> =
             serde_json::from_str(r#"{"c":{"x":4,"y":3},"a":2,"b":1}"#).unwrap();
         let (mut fa, mut fb) = (Vec::new(), Vec::new());
-        Features::AllNumeric.extract(&a, &mut fa).unwrap();
-        Features::AllNumeric.extract(&b, &mut fb).unwrap();
+        Features::AllNumeric
+            .extract(&a, &EventFields::default(), &mut fa)
+            .unwrap();
+        Features::AllNumeric
+            .extract(&b, &EventFields::default(), &mut fb)
+            .unwrap();
         assert_eq!(fa, fb);
         assert_eq!(fa, vec![2.0, 1.0, 4.0, 3.0]);
     }
@@ -257,6 +310,7 @@ mod tests {
         let mut out = Vec::new();
         f.extract(
             &obj(json!({"temp": 1, "meta": {"rpm": 2.5}, "x": 9})),
+            &EventFields::default(),
             &mut out,
         )
         .unwrap();
@@ -268,20 +322,28 @@ mod tests {
         let f = Features::parse_paths("temp,meta.rpm").unwrap();
         let mut out = Vec::new();
         assert_eq!(
-            f.extract(&obj(json!({"temp": 1})), &mut out)
+            f.extract(&obj(json!({"temp": 1})), &EventFields::default(), &mut out)
                 .unwrap_err()
                 .to_string(),
             "feature \"meta.rpm\" is missing"
         );
         assert_eq!(
-            f.extract(&obj(json!({"temp": "hot", "meta": {"rpm": 1}})), &mut out)
-                .unwrap_err()
-                .to_string(),
+            f.extract(
+                &obj(json!({"temp": "hot", "meta": {"rpm": 1}})),
+                &EventFields::default(),
+                &mut out
+            )
+            .unwrap_err()
+            .to_string(),
             "feature \"temp\" is a string, not a number"
         );
         assert_eq!(
-            f.extract(&obj(json!({"temp": 1, "meta": 5})), &mut out)
-                .unwrap_err(),
+            f.extract(
+                &obj(json!({"temp": 1, "meta": 5})),
+                &EventFields::default(),
+                &mut out
+            )
+            .unwrap_err(),
             FeatureError::NotAnObject {
                 path: "meta.rpm".into(),
                 key: "meta".into(),
@@ -290,7 +352,7 @@ mod tests {
         );
         assert_eq!(
             Features::AllNumeric
-                .extract(&obj(json!({"a": "x"})), &mut out)
+                .extract(&obj(json!({"a": "x"})), &EventFields::default(), &mut out)
                 .unwrap_err(),
             FeatureError::NoNumericField
         );

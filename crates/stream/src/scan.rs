@@ -33,6 +33,8 @@ use std::ops::Range;
 use pynomaly_privacy::Privacy;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 
+use crate::alert::EventFields;
+
 /// A value of a scanned event, as far as features need it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Scanned {
@@ -88,6 +90,7 @@ pub(crate) struct EchoParts {
 #[derive(Debug)]
 pub(crate) struct Scanner<'p, 'de> {
     privacy: Option<&'p Privacy>,
+    fields: &'p EventFields,
     /// Entries of the objects still open, innermost last.
     open: Vec<Entry<'de>>,
     /// Entries of the finished objects of the current event, one block per object.
@@ -106,10 +109,12 @@ fn give_up<E: de::Error>() -> E {
 }
 
 impl<'p, 'de> Scanner<'p, 'de> {
-    /// A scanner that leaves to the `Value` path every event `privacy` might mask.
-    pub(crate) fn new(privacy: Option<&'p Privacy>) -> Self {
+    /// A scanner that leaves to the `Value` path every event `privacy` might mask, reading
+    /// alert keys and timestamps from `fields`.
+    pub(crate) fn new(privacy: Option<&'p Privacy>, fields: &'p EventFields) -> Self {
         Self {
             privacy,
+            fields,
             open: Vec::new(),
             entries: Vec::new(),
             keys: String::new(),
@@ -176,9 +181,9 @@ impl<'p, 'de> Scanner<'p, 'de> {
             {
                 return Err(give_up());
             }
-            let role = match (top, key.as_ref()) {
-                (true, "id") => Role::Id,
-                (true, "timestamp") => Role::Timestamp,
+            let role = match top {
+                true if *key == *self.fields.id => Role::Id,
+                true if *key == *self.fields.timestamp => Role::Timestamp,
                 _ => Role::Plain,
             };
             let value = map.next_value_seed(ValueSeed {

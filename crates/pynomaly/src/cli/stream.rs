@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pynomaly_runtime::{KeyHasher, open_artifacts, open_metadata, open_registry, shutdown_signal};
+use pynomaly_stream::alert::EventFields;
 use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
 use pynomaly_stream::{
@@ -94,10 +95,17 @@ pub struct StreamArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub update_frequency: usize,
 
-    /// Feature paths, e.g. `temp,pressure,meta.rpm` [default: every numeric field, nested
-    /// objects flattened, keys in sorted order]
+    /// Feature paths, e.g. `temp,pressure,meta.rpm` [default: with --model, the model's
+    /// feature names when it has them; else every numeric field but the id and timestamp
+    /// fields, nested objects flattened, keys in sorted order]
     #[arg(long, value_name = "PATHS")]
     pub features: Option<String>,
+    /// The event field that keys an alert (never a feature)
+    #[arg(long, default_value = "id", value_name = "FIELD")]
+    pub id_field: String,
+    /// The event field copied as an alert's timestamp (never a feature)
+    #[arg(long, default_value = "timestamp", value_name = "FIELD")]
+    pub timestamp_field: String,
     /// Write alerts for anomalies only
     #[arg(long)]
     pub only_anomalies: bool,
@@ -175,9 +183,13 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let features = match &args.features {
+    let mut features = match &args.features {
         Some(list) => Features::parse_paths(list).map_err(InputError)?,
         None => Features::AllNumeric,
+    };
+    let fields = EventFields {
+        id: args.id_field.clone(),
+        timestamp: args.timestamp_field.clone(),
     };
     let settings = crate::cli::serve::settings(args.data_dir.as_ref())?;
     let claim_idle = seconds("claim-idle", args.claim_idle)?;
@@ -231,6 +243,9 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
                 let registry = open_registry(&settings, &meta, &artifacts, &stop)
                     .await
                     .context("cannot open the model registry")?;
+                if args.features.is_none() {
+                    features = model_features(&registry, &args.tenant, name).await?;
+                }
                 let (slot, task) = RegistryModel {
                     registry,
                     tenant: args.tenant.clone(),
@@ -291,6 +306,7 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
             scoring,
             config: PipelineConfig {
                 features,
+                fields,
                 only_anomalies: args.only_anomalies,
                 batch_size: args.batch_size,
                 queue_batches: 2,
@@ -428,4 +444,28 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The features of events scored with the model `name`: its production version's feature
+/// names looked up in each event (dotted names nested), when it has them; else every
+/// numeric field but the id and timestamp.
+async fn model_features(
+    registry: &pynomaly_models::ModelRegistry,
+    tenant: &str,
+    name: &str,
+) -> anyhow::Result<Features> {
+    let loaded = registry
+        .load(tenant, name, None)
+        .await
+        .context("cannot read the model")?;
+    let names = loaded.and_then(|l| l.version.feature_names.clone());
+    Ok(match names {
+        Some(names) => Features::from_names(names.iter().map(String::as_str)).ok_or_else(|| {
+            InputError(format!(
+                "model '{name}' has feature names that are not field paths: {names:?}; \
+                 name the features with --features"
+            ))
+        })?,
+        None => Features::AllNumeric,
+    })
 }

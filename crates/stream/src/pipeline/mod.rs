@@ -58,6 +58,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::StreamError;
+use crate::alert::EventFields;
 use crate::broker::{Committer, Record, Sink, Source};
 use crate::features::Features;
 use crate::metrics::StreamMetrics;
@@ -70,6 +71,8 @@ use write::{Processed, write_stage};
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     pub features: Features,
+    /// The event fields that key an alert and give its timestamp (never features).
+    pub fields: EventFields,
     /// Write alerts for anomalies only (dead letters are always written).
     pub only_anomalies: bool,
     /// Events read (and scored) at once.

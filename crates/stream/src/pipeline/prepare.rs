@@ -60,7 +60,7 @@ pub(super) fn prepare(
     let mut nf = expected;
     let mut n_rows = 0;
     let mut buf = Vec::new();
-    let mut scanner = Scanner::new(privacy);
+    let mut scanner = Scanner::new(privacy, &config.fields);
     // The event's width against the model's (or the batch's first event's).
     let mut accept = |features: &[f64], rows: &mut Vec<f64>| -> Result<usize, String> {
         let width = *nf.get_or_insert(features.len());
@@ -84,7 +84,7 @@ pub(super) fn prepare(
         };
         if parse == Parse::Fast
             && let Some((event, parts)) = scanner.scan(payload)
-            && features::extract_scanned(&config.features, &event, &mut buf)
+            && features::extract_scanned(&config.features, &config.fields, &event, &mut buf)
         {
             preps.push(match accept(&buf, &mut rows) {
                 Ok(row) => Prep::Echo { parts, row },
@@ -99,7 +99,7 @@ pub(super) fn prepare(
                 continue;
             }
         };
-        if let Err(e) = config.features.extract(&event, &mut buf) {
+        if let Err(e) = config.features.extract(&event, &config.fields, &mut buf) {
             preps.push(Prep::Dead(e.to_string()));
             continue;
         }

@@ -145,9 +145,16 @@ pub(super) fn score_and_render_at(
                         }
                         Prep::Event { event, .. } => {
                             let mut payload = Vec::with_capacity(256);
-                            alert::write_alert(privacy, event, &verdict, &now, &mut payload);
+                            alert::write_alert(
+                                privacy,
+                                &config.fields,
+                                event,
+                                &verdict,
+                                &now,
+                                &mut payload,
+                            );
                             Some(OutMessage {
-                                key: alert::event_key(event, record.key.as_deref()),
+                                key: alert::event_key(event, &config.fields, record.key.as_deref()),
                                 payload,
                             })
                         }

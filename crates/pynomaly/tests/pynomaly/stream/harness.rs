@@ -159,6 +159,18 @@ pub fn outlier_event(id: &str) -> Value {
 /// Trains an isolation forest over (meta.a, meta.rpm, temp) and registers it as `name` in
 /// the registry of `data_dir` (what `pynomaly serve` with that data directory uses).
 pub async fn register_model(data_dir: &Path, name: &str, seed: u64, scale: f64) -> i64 {
+    register_model_named(data_dir, name, seed, scale, None).await
+}
+
+/// [`register_model`], the version carrying `feature_names` (as a model trained from a
+/// file with a header does).
+pub async fn register_model_named(
+    data_dir: &Path,
+    name: &str,
+    seed: u64,
+    scale: f64,
+    feature_names: Option<Vec<String>>,
+) -> i64 {
     let meta = Arc::new(SqliteStore::open(data_dir).await.expect("sqlite"));
     let artifacts = ArtifactStore::from_url(&data_dir.join("storage").display().to_string())
         .expect("artifacts");
@@ -187,7 +199,7 @@ pub async fn register_model(data_dir: &Path, name: &str, seed: u64, scale: f64) 
             Registration {
                 tenant: "default".into(),
                 model_name: name.into(),
-                feature_names: None,
+                feature_names,
                 training_time_ms: 1.0,
                 job_id: None,
             },

@@ -5,10 +5,12 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, Commands};
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::wait_until;
 
-use super::harness::{Message, Rng, StreamProcess, register_model, sensor_event, sensor_events};
+use super::harness::{
+    Message, Rng, StreamProcess, register_model, register_model_named, sensor_event, sensor_events,
+};
 use super::{Broker, WAIT};
 
 suite!(RedisStreams);
@@ -217,6 +219,93 @@ fn a_newly_promoted_registry_version_is_used_without_a_restart() {
         ]
     );
     assert!(p.terminate().success());
+}
+
+#[test]
+fn id_and_timestamp_are_never_features_and_a_named_model_reads_its_features_by_name() {
+    let Some(s) = RedisStreams::open("fields", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Trained on (meta.a, meta.rpm, temp), with those names.
+    let names = ["meta.a", "meta.rpm", "temp"].map(String::from).to_vec();
+    rt.block_on(register_model_named(
+        dir.path(),
+        "named",
+        1,
+        1.0,
+        Some(names),
+    ));
+    rt.block_on(register_model(dir.path(), "plain", 1, 1.0));
+    let event = |id: u64, pressure: Option<f64>| {
+        let mut e = json!({"id": id, "timestamp": 1_700_000_000 + id, "temp": 20.1,
+                           "meta": {"a": 1.0, "rpm": 1000.0}, "site": "a"});
+        if let Some(p) = pressure {
+            e["meta"]["pressure"] = json!(p);
+        }
+        e
+    };
+    // Numeric ids and timestamps are left out of every numeric field (3 features, as
+    // trained); the named model looks its features up by name, so an extra numeric field
+    // is ignored, and a missing one is a dead letter naming it.
+    let mut plain = StreamProcess::start(
+        dir.path(),
+        &[
+            "--source",
+            &s.url("ev-plain"),
+            "--sink",
+            &s.url("al-plain"),
+            "--dead-letter",
+            &s.url("dl-plain"),
+            "--model",
+            "plain",
+        ],
+    );
+    let mut named = StreamProcess::start(
+        dir.path(),
+        &[
+            "--source",
+            &s.url("ev-named"),
+            "--sink",
+            &s.url("al-named"),
+            "--dead-letter",
+            &s.url("dl-named"),
+            "--model",
+            "named",
+        ],
+    );
+    s.produce("ev-plain", &[event(17, None), event(18, None)]);
+    let mut missing = event(21, None);
+    missing["meta"].as_object_mut().unwrap().remove("rpm");
+    s.produce(
+        "ev-named",
+        &[event(19, Some(1.2)), event(20, None), missing],
+    );
+    wait_until("the plain model's alerts", WAIT, || s.len("al-plain") == 2);
+    wait_until("the named model's alerts", WAIT, || s.len("al-named") == 2);
+    wait_until("the dead letter", WAIT, || s.len("dl-named") == 1);
+    let keys: Vec<String> = s
+        .read_all("al-named", 2)
+        .into_iter()
+        .map(|(k, a)| {
+            assert_eq!(
+                a["timestamp"],
+                json!(1_700_000_000 + k.as_deref().unwrap().parse::<u64>().unwrap())
+            );
+            k.unwrap()
+        })
+        .collect();
+    assert_eq!(keys, ["19", "20"]);
+    let dead = s.read_all("dl-named", 1);
+    assert!(
+        dead[0].1["reason"].as_str().unwrap().contains("meta.rpm"),
+        "{}",
+        dead[0].1
+    );
+    assert_eq!(s.len("dl-plain"), 0);
+    assert!(plain.terminate().success());
+    assert!(named.terminate().success());
 }
 
 #[test]

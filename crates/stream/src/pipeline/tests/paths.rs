@@ -50,6 +50,7 @@ fn keyed(i: usize, payload: &[u8]) -> Record {
 
 fn config_with(features: Features) -> PipelineConfig {
     PipelineConfig {
+        fields: crate::alert::EventFields::default(),
         features,
         only_anomalies: false,
         batch_size: 100,
@@ -226,25 +227,22 @@ fn the_fast_path_gives_the_value_paths_features_and_alerts() {
         ),
         // Whitespace inside is echoed, around it trimmed.
         (b" {\"a\" : 1 ,\n \"b\":{ \"c\" : 2 } }\r\n", Fast, &[1.0, 2.0]),
-        // Ids: numbers as text, other types give the message key; timestamps copied.
-        (br#"{"id":42,"v":1}"#, Fast, &[42.0, 1.0]),
-        (
-            br#"{"id":4.50,"v":1,"timestamp":17326e5}"#,
-            Fast,
-            &[4.5, 1732600000.0, 1.0],
-        ),
+        // Ids: numbers as text, other types give the message key; timestamps copied. Neither
+        // is a feature, whatever its type (a nested `id` or `timestamp` is).
+        (br#"{"id":42,"v":1}"#, Fast, &[1.0]),
+        (br#"{"id":4.50,"v":1,"timestamp":17326e5}"#, Fast, &[1.0]),
         (br#"{"id":true,"v":1,"timestamp":null}"#, Fast, &[1.0]),
         (
             br#"{"id":{"n":1},"v":2,"timestamp":false}"#,
             Fast,
-            &[1.0, 2.0],
+            &[2.0],
         ),
         (br#"{"m":{"timestamp":"x","id":"y"},"v":1}"#, Fast, &[1.0]),
         // The Value path: arrays, a key twice, an object as timestamp.
         (br#"{"a":1,"tags":[1,2,{"b":3}]}"#, Value, &[1.0]),
         (br#"{"a":1,"a":2,"b":3}"#, Value, &[2.0, 3.0]),
         (br#"{"a":1,"m":{"x":1,"x":5}}"#, Value, &[1.0, 5.0]),
-        (br#"{"timestamp":{"s":1},"v":1}"#, Value, &[1.0, 1.0]),
+        (br#"{"timestamp":{"s":1},"v":1}"#, Value, &[1.0]),
         // Dead letters, with the Value path's reason.
         (br#"{"a":1,"#, Dead, &[]),
         (b"not json", Dead, &[]),

@@ -222,6 +222,7 @@ async fn batches_are_committed_in_order_only_after_their_alerts_and_dead_letters
 /// Batches of 4 events, `queue_batches` of them between stages.
 fn batches_of_four(queue_batches: usize) -> PipelineConfig {
     PipelineConfig {
+        fields: crate::alert::EventFields::default(),
         features: Features::AllNumeric,
         only_anomalies: false,
         batch_size: 4,
