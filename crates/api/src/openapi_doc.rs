@@ -126,6 +126,8 @@ fn schemas() -> Value {
             "additionalProperties": true, "properties": {
             "model_name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"},
             "data": rows, "training_data": {"type": "string", "description": "Path relative to the sources directory, or file:// inside it"},
+            "feature_names": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 256}, "uniqueItems": true,
+                "description": "With 'data': one name per column (dotted names reach into a streamed event's nested objects)"},
             "label_column": {"type": "string"},
             "algorithm": {"type": "string", "default": "isolation_forest"}, "contamination": contamination,
             "parameters": {"type": "object", "additionalProperties": true}}},

@@ -37,6 +37,33 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/models/{name}/predict", post(predict))
 }
 
+/// `feature_names` of inline training: one name per column (a stream looks features up
+/// by them), none empty or given twice.
+fn take_feature_names(body: &mut RequestBody) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(value) = body.take("feature_names") else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| {
+        ApiError::invalid_with(
+            format!("'feature_names' {why}"),
+            json!({"field": "feature_names"}),
+        )
+    };
+    let names: Vec<String> =
+        serde_json::from_value(value).map_err(|_| invalid("must be an array of strings"))?;
+    if names
+        .iter()
+        .any(|n| n.trim().is_empty() || n.chars().count() > 256)
+    {
+        return Err(invalid("must hold names of 1 to 256 characters"));
+    }
+    let distinct: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    if distinct.len() != names.len() {
+        return Err(invalid("must not name a column twice"));
+    }
+    Ok(Some(names))
+}
+
 fn model_not_found(name: &str, version: Option<i64>) -> ApiError {
     match version {
         Some(v) => ApiError::NotFound(format!("model '{name}' has no version {v}")),
@@ -68,7 +95,20 @@ async fn train(
         }
         (true, None) => {
             let started = Instant::now();
+            let feature_names = take_feature_names(&mut body)?;
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
+            if let Some(names) = &feature_names
+                && names.len() != x.ncols()
+            {
+                return Err(ApiError::invalid_with(
+                    format!(
+                        "'feature_names' has {} names; the data has {} columns",
+                        names.len(),
+                        x.ncols()
+                    ),
+                    json!({"field": "feature_names", "expected": x.ncols()}),
+                ));
+            }
             let algorithm = config.algorithm.name().to_string();
             let fit = ml_span("fit", &algorithm, x.nrows());
             let (fitted, reference) = cpu::run(&state, false, move || {
@@ -92,7 +132,7 @@ async fn train(
                     Registration {
                         tenant: caller.tenant,
                         model_name: name.clone(),
-                        feature_names: None,
+                        feature_names,
                         training_time_ms,
                         job_id: None,
                     },

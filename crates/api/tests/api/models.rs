@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{csv_source, spawn_app, training_rows};
 
@@ -137,6 +137,37 @@ async fn training_from_a_data_source_runs_as_a_job_and_keeps_the_csv_header() {
         json!(["f0", "f1", "f2", "f3"])
     );
     assert_eq!(v.body["n_samples"], 300);
+}
+
+#[tokio::test]
+async fn inline_training_keeps_the_feature_names_it_is_given_and_checks_them() {
+    let app = spawn_app().await;
+    let body = |names: Value| {
+        json!({"model_name": "named", "n_estimators": 10, "data": training_rows(50, 3),
+               "feature_names": names})
+    };
+    let r = app
+        .train(&body(json!(["temp", "meta.pressure", "meta.rpm"])))
+        .await;
+    assert_eq!(
+        r.assert_status(201)["feature_names"],
+        json!(["temp", "meta.pressure", "meta.rpm"])
+    );
+    let v = app.get("/api/v1/models/named/versions/1").await;
+    assert_eq!(
+        v.assert_status(200)["feature_names"],
+        json!(["temp", "meta.pressure", "meta.rpm"])
+    );
+    for bad in [
+        json!(["a", "b"]),
+        json!(["a", "a", "b"]),
+        json!(["a", "", "b"]),
+        json!("a,b,c"),
+    ] {
+        let r = app.train(&body(bad.clone())).await;
+        let e = r.assert_error(422, "invalid_input");
+        assert_eq!(e["details"]["field"], "feature_names", "{bad}: {}", r.body);
+    }
 }
 
 #[tokio::test]
