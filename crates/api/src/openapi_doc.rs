@@ -75,6 +75,13 @@ fn path_param(name: &str, kind: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
 }
 
+/// A `GET` listing needing `scope`, with its query `parameters`.
+fn listing(summary: &str, scope: &str, ok: (u16, &str, Value), parameters: Value) -> Value {
+    let mut op = op(summary, Some(scope), None, ok, &[401, 403, 422]);
+    op["parameters"] = parameters;
+    op
+}
+
 /// `?tenant=NAME`: another tenant's rows, for the operator tenant's admins (403 for others).
 fn tenant_param() -> Value {
     json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
@@ -252,22 +259,18 @@ fn security_schemas() -> Value {
 fn build() -> Value {
     let name = path_param("name", "string");
     let job_id = path_param("job_id", "string");
-    let mut list_models = op(
+    let list_models = listing(
         "List models",
-        Some("read"),
-        None,
+        "read",
         (200, "Models, by name", r("ModelList")),
-        &[401, 403, 422],
+        page_params(),
     );
-    list_models["parameters"] = page_params();
-    let mut list_jobs = op(
+    let list_jobs = listing(
         "List the caller's jobs",
-        Some("read"),
-        None,
+        "read",
         (200, "Jobs, newest first", r("JobList")),
-        &[401, 403, 422],
+        page_params(),
     );
-    list_jobs["parameters"] = page_params();
     let mut train = op(
         "Train and register a model version",
         Some("write"),
@@ -328,14 +331,12 @@ fn build() -> Value {
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}
     ]);
-    let mut list_keys = op(
+    let list_keys = listing(
         "List a tenant's keys (never the keys themselves)",
-        Some("admin"),
-        None,
+        "admin",
         (200, "Keys", r("KeyList")),
-        &[401, 403, 422],
+        json!([tenant_param()]),
     );
-    list_keys["parameters"] = json!([tenant_param()]);
     let mut metrics = op(
         "Prometheus metrics",
         None,

@@ -251,6 +251,26 @@ mod tests {
     use pynomaly_privacy::{Privacy, PrivacyConfig};
     use serde_json::json;
 
+    /// The alert [`write_alert`] writes into `out`, with the default event fields and
+    /// `now` for a time, parsed back.
+    fn alert_json(
+        privacy: Option<&Privacy>,
+        event: &Map<String, Value>,
+        verdict: &Verdict<'_>,
+        out: &mut Vec<u8>,
+    ) -> Value {
+        out.clear();
+        write_alert(
+            privacy,
+            &EventFields::default(),
+            event,
+            verdict,
+            &json!("now"),
+            out,
+        );
+        serde_json::from_slice(out).unwrap()
+    }
+
     #[test]
     fn an_alert_has_the_python_loops_fields_and_the_events_timestamp() {
         let event = json!({"id": 7, "timestamp": "2026-01-01T00:00:00Z", "temp": 99.0});
@@ -263,15 +283,7 @@ mod tests {
             model_version: 3,
             processing_time_ms: 1.5,
         };
-        write_alert(
-            None,
-            &EventFields::default(),
-            event,
-            &verdict,
-            &json!("now"),
-            &mut out,
-        );
-        let alert: Value = serde_json::from_slice(&out).unwrap();
+        let alert = alert_json(None, event, &verdict, &mut out);
         assert_eq!(alert["timestamp"], "2026-01-01T00:00:00Z");
         assert_eq!(alert["original_data"], json!(event));
         assert_eq!(alert["is_anomaly"], true);
@@ -342,15 +354,7 @@ mod tests {
             processing_time_ms: 0.1,
         };
         let mut out = Vec::new();
-        write_alert(
-            privacy,
-            &EventFields::default(),
-            event,
-            &verdict,
-            &json!("2026-11-26T00:00:00Z"),
-            &mut out,
-        );
-        let alert: Value = serde_json::from_slice(&out).unwrap();
+        let alert = alert_json(privacy, event, &verdict, &mut out);
         assert!(!alert.to_string().contains("jane@example.com"), "{alert}");
         assert_eq!(alert["original_data"]["temp"], json!(21.5));
         // An event without personal data is passed through as it is.

@@ -147,13 +147,19 @@ impl Drop for RedisStreams {
     }
 }
 
+/// A data directory for a registry, and a runtime to register models in it with.
+fn registry_dir() -> (tempfile::TempDir, tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    (dir, rt)
+}
+
 #[test]
 fn a_newly_promoted_registry_version_is_used_without_a_restart() {
     let Some(s) = RedisStreams::open("promote", &[]) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (dir, rt) = registry_dir();
     assert_eq!(
         rt.block_on(register_model(dir.path(), "sensors", 1, 1.0)),
         1
@@ -226,8 +232,7 @@ fn id_and_timestamp_are_never_features_and_a_named_model_reads_its_features_by_n
     let Some(s) = RedisStreams::open("fields", &[]) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (dir, rt) = registry_dir();
     // Trained on (meta.a, meta.rpm, temp), with those names.
     let names = ["meta.a", "meta.rpm", "temp"].map(String::from).to_vec();
     rt.block_on(register_model_named(
@@ -249,32 +254,23 @@ fn id_and_timestamp_are_never_features_and_a_named_model_reads_its_features_by_n
     // Numeric ids and timestamps are left out of every numeric field (3 features, as
     // trained); the named model looks its features up by name, so an extra numeric field
     // is ignored, and a missing one is a dead letter naming it.
-    let mut plain = StreamProcess::start(
-        dir.path(),
-        &[
-            "--source",
-            &s.url("ev-plain"),
-            "--sink",
-            &s.url("al-plain"),
-            "--dead-letter",
-            &s.url("dl-plain"),
-            "--model",
-            "plain",
-        ],
-    );
-    let mut named = StreamProcess::start(
-        dir.path(),
-        &[
-            "--source",
-            &s.url("ev-named"),
-            "--sink",
-            &s.url("al-named"),
-            "--dead-letter",
-            &s.url("dl-named"),
-            "--model",
-            "named",
-        ],
-    );
+    let start = |model: &str| {
+        StreamProcess::start(
+            dir.path(),
+            &[
+                "--source",
+                &s.url(&format!("ev-{model}")),
+                "--sink",
+                &s.url(&format!("al-{model}")),
+                "--dead-letter",
+                &s.url(&format!("dl-{model}")),
+                "--model",
+                model,
+            ],
+        )
+    };
+    let mut plain = start("plain");
+    let mut named = start("named");
     s.produce("ev-plain", &[event(17, None), event(18, None)]);
     let mut missing = event(21, None);
     missing["meta"].as_object_mut().unwrap().remove("rpm");
