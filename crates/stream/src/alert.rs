@@ -10,8 +10,9 @@
 //!               "processing_time_ms": 1.8}}
 //! ```
 //!
-//! keyed by the event's `id` (a string, or a number written as text; the broker message's
-//! own key when the event has no `id`). `timestamp` is the event's own `timestamp` field
+//! keyed by the event's id field ([`EventFields`], `id` by default: a string, or a number
+//! written as text; the broker message's own key when the event has none). `timestamp` is
+//! the event's own timestamp field (`timestamp` by default)
 //! when it has one (the Python loop copies it), else the time the alert was made (RFC 3339,
 //! UTC).
 //! `processing_time_ms` is the time from reading the event off the broker to making its

@@ -19,7 +19,7 @@
 //! - with masking configured, anything [`original_data`](crate::alert::original_data)
 //!   might mask: a key that is a masked field or a quasi-identifier, a string or an
 //!   integer the privacy rules match (decided by the privacy crate's own functions);
-//! - a `timestamp` that is an object (the alert copies it).
+//! - a timestamp field ([`EventFields`]) that is an object (the alert copies it).
 //!
 //! Giving up costs the scan done so far; nothing is lost.
 //!
@@ -79,10 +79,10 @@ impl<'de> ScannedEvent<'_, 'de> {
 pub(crate) struct EchoParts {
     /// The message text to echo: the payload without the whitespace around it.
     pub(crate) text: Range<usize>,
-    /// The event's `id` as the alert key (a string, or a number written as text), in
+    /// The event's id field as the alert key (a string, or a number written as text), in
     /// [`Scanner::keys`].
     pub(crate) key: Option<Range<usize>>,
-    /// The event's `timestamp` field as JSON, in [`Scanner::stamps`].
+    /// The event's timestamp field as JSON, in [`Scanner::stamps`].
     pub(crate) timestamp: Option<Range<usize>>,
 }
 
@@ -97,7 +97,7 @@ pub(crate) struct Scanner<'p, 'de> {
     entries: Vec<Entry<'de>>,
     /// Alert keys of the batch's events, one after the other.
     keys: String,
-    /// `timestamp` fields of the batch's events as JSON, one after the other.
+    /// Timestamp fields of the batch's events as JSON, one after the other.
     stamps: Vec<u8>,
     key: Option<Range<usize>>,
     timestamp: Option<Range<usize>>,
@@ -257,9 +257,9 @@ impl<'p, 'de> Scanner<'p, 'de> {
 /// What a top-level field is to the alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// `id`: the alert key.
+    /// The id field ([`EventFields::id`]): the alert key.
     Id,
-    /// `timestamp`: copied into the alert.
+    /// The timestamp field ([`EventFields::timestamp`]): copied into the alert.
     Timestamp,
     Plain,
 }
