@@ -108,6 +108,38 @@ pub fn s3_bucket_with(
     Ok(Arc::new(builder.build()?))
 }
 
+/// Removes the staging files `<dest>#<digits>` an interrupted multipart upload to `dest`
+/// left in a local store (the store itself never lists or removes them).
+fn remove_staged_uploads(dest: &std::path::Path) -> Result<(), StoreError> {
+    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}#", name.to_string_lossy());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let file = entry.file_name();
+        let staged = file
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if staged {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed an interrupted upload")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where models and job outputs live.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
@@ -116,6 +148,8 @@ pub struct ArtifactStore {
     base_url: String,
     /// Seals what is written and opens what is read; `None`: plaintext.
     keyring: Option<Arc<Keyring>>,
+    /// The directory of a local store (where interrupted uploads leave staging files).
+    local_root: Option<PathBuf>,
 }
 
 impl ArtifactStore {
@@ -147,6 +181,7 @@ impl ArtifactStore {
                 inner,
                 base_url: format!("s3://{bucket}/{prefix}"),
                 keyring: None,
+                local_root: None,
             });
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
@@ -163,6 +198,7 @@ impl ArtifactStore {
             inner: Arc::new(fs),
             base_url: format!("file://{}", root.display()),
             keyring: None,
+            local_root: Some(root),
         })
     }
 
@@ -172,6 +208,7 @@ impl ArtifactStore {
             inner,
             base_url: base_url.into(),
             keyring: None,
+            local_root: None,
         }
     }
 
@@ -312,10 +349,16 @@ impl ArtifactStore {
     }
 
     /// Starts a streamed write (multipart upload): memory stays bounded by the part size.
+    /// What an earlier, interrupted write of `path` left behind (a process killed
+    /// mid-upload: a local store's staging files `<path>#<n>`) is removed first; object
+    /// stores keep incomplete uploads out of sight (their lifecycle rules expire them).
     ///
     /// # Errors
     /// The store's error.
     pub async fn writer(&self, path: &str) -> Result<ArtifactWriter, StoreError> {
+        if let Some(root) = &self.local_root {
+            remove_staged_uploads(&root.join(path))?;
+        }
         let object_path = ObjectPath::from(path);
         let upload = self.inner.put_multipart(&object_path).await?;
         let mut inner = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
@@ -438,4 +481,59 @@ fn open_stream(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the files in `dir`, sorted.
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_write_cleans_up_what_an_interrupted_write_of_its_path_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::from_url(&dir.path().display().to_string()).unwrap();
+        let path = "jobs/t/j1/output-0.csv";
+        // A process killed mid-upload: neither finished nor aborted.
+        let mut crashed = store.writer(path).await.unwrap();
+        crashed
+            .write(b"row,prediction,score\n0,1,0.4")
+            .await
+            .unwrap();
+        std::mem::forget(crashed);
+        let job_dir = dir.path().join("jobs/t/j1");
+        let left = names(&job_dir);
+        assert!(
+            left.iter().any(|n| n.starts_with("output-0.csv#")),
+            "{left:?}"
+        );
+        // A neighbour's upload is not touched.
+        let neighbour = store.writer("jobs/t/j1/output-1.csv").await.unwrap();
+        std::mem::forget(neighbour);
+
+        let mut retried = store.writer(path).await.unwrap();
+        retried.write(b"row,prediction,score\n").await.unwrap();
+        retried.finish().await.unwrap();
+        let left = names(&job_dir);
+        assert!(
+            left.iter().all(|n| !n.starts_with("output-0.csv#")),
+            "{left:?}"
+        );
+        assert!(
+            left.iter().any(|n| n.starts_with("output-1.csv#")),
+            "{left:?}"
+        );
+        assert_eq!(
+            store.get(path).await.unwrap(),
+            Bytes::from_static(b"row,prediction,score\n")
+        );
+    }
 }
