@@ -233,12 +233,6 @@ impl RedisQueue {
         Ok(Arc::new(queue))
     }
 
-    /// The connection pool for short commands (shared with other users of this Redis, such
-    /// as the API's rate limiter).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// The configuration.
     pub fn config(&self) -> &RedisQueueConfig {
         &self.config

@@ -103,21 +103,15 @@ impl ModelRegistry {
         &self.drift
     }
 
-    /// Announces every registration and deletion on `events`, so other instances drop
-    /// their cached copies. Set once, at start-up.
-    pub fn announce_changes(&self, events: Arc<ModelEvents>) {
-        let _ = self.events.set(events);
-    }
-
     /// Shares model changes with the other instances through `events`: announces this
-    /// registry's changes there, and drops from the cache what the others announce, until
-    /// `stop`. Returns once subscribed.
+    /// registry's registrations and deletions there (set once, at start-up), and drops from
+    /// the cache what the others announce, until `stop`. Returns once subscribed.
     pub async fn follow_changes(
         self: &Arc<Self>,
         events: Arc<ModelEvents>,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
-        self.announce_changes(Arc::clone(&events));
+        let _ = self.events.set(Arc::clone(&events));
         events
             .subscribe(Arc::clone(self) as Arc<dyn ModelChangeSink>, stop)
             .await

@@ -121,7 +121,7 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// A new key: `pk_` + 64 hex digits.
-pub fn generate_key() -> String {
+fn generate_key() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("pk_{}", hex::encode(bytes))

@@ -20,7 +20,7 @@ mod open;
 mod settings;
 pub mod telemetry;
 
-pub use keys::{KeyHasher, create_api_key, generate_key, privacy, write_private};
+pub use keys::{KeyHasher, create_api_key, privacy, write_private};
 pub use open::{
     JobParts, StartupError, migrate, open_artifacts, open_jobs, open_metadata, open_registry,
     redis_pool, shutdown_signal,
