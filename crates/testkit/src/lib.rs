@@ -65,9 +65,14 @@ pub async fn with_cleanup<T>(
     }
 }
 
-/// The repository's root directory (where `nginx.conf`, `grafana/` and `tests/` are).
+/// The repository's root directory (where `nginx.conf`, `grafana/` and `tests/` are): two
+/// levels above the crate under test, which cargo names when it runs a test
+/// (`CARGO_MANIFEST_DIR`). Read when the test runs, not when this crate was built: a build
+/// cache shared by two checkouts may hold this crate built from the other one.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    crate_dir.join("../..")
 }
 
 /// Runs the ML-engineer guide's `PynomalyAPIClient` flow (`tests/seed_client/seed_client_flow.py`,
