@@ -34,6 +34,7 @@ mod server;
 mod startup;
 mod state;
 mod telemetry;
+mod unread_body;
 mod users;
 
 pub use auth::CreatedKey;

@@ -185,6 +185,10 @@ impl Application {
             .layer(axum::middleware::from_fn(
                 crate::security_headers::security_headers,
             ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::unread_body::finish_body,
+            ))
             .with_state(state);
         let bind_error = |source| StartupError::Bind {
             addr: server.bind,

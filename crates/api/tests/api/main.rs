@@ -10,6 +10,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod jobs;
+mod keep_alive;
 mod limits;
 mod models;
 mod privacy;
