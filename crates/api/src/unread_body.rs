@@ -29,8 +29,8 @@ use hyper::body::{Frame, SizeHint};
 use crate::state::AppState;
 
 /// How long the rest of an unread body may take to arrive before the connection is closed
-/// instead.
-pub(crate) const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// instead: what a network delays a body by, not what a client dribbling it takes.
+pub(crate) const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The request's body, shared between the handler and [`finish_body`]; `None` once read to
 /// its end.
