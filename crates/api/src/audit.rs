@@ -195,6 +195,7 @@ pub(crate) async fn record(
             request_id: current_request_id(),
             client_addr: client.map(|ip| ip.to_string()),
             created_at: chrono::Utc::now(),
+            detail: None,
         });
     }
     response

@@ -212,15 +212,28 @@ impl From<DetectError> for ApiError {
     }
 }
 
+/// The store's two errors that are the caller's (see [`StoreError`]) keep their meaning;
+/// the others are ours.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::NotFound(message) => ApiError::NotFound(message),
+            e => ApiError::internal(e),
+        }
     }
 }
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        ApiError::internal(e)
+        match e {
+            RegistryError::Store(e) => e.into(),
+            RegistryError::Validation(e) => ApiError::invalid_with(
+                format!("'validation_data' cannot be scored by the model: {e}"),
+                serde_json::json!({"field": "validation_data"}),
+            ),
+            e => ApiError::internal(e),
+        }
     }
 }
 

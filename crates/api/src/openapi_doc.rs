@@ -35,6 +35,19 @@ fn error_responses(codes: &[u16]) -> Value {
     Value::Object(m)
 }
 
+/// A stage change: an optional body with the reason, the changed version back.
+fn stage_op(summary: &str) -> Value {
+    let mut o = op(
+        summary,
+        Some("write"),
+        Some("StageChangeRequest"),
+        (200, "The version as it is now", r("StageChange")),
+        &[400, 401, 403, 404, 409, 422],
+    );
+    o["requestBody"]["required"] = json!(false);
+    o
+}
+
 fn op(
     summary: &str,
     scope: Option<&str>,
@@ -137,13 +150,23 @@ fn schemas() -> Value {
                 "description": "With 'data': one name per column (dotted names reach into a streamed event's nested objects)"},
             "label_column": {"type": "string"},
             "algorithm": {"type": "string", "default": "isolation_forest"}, "contamination": contamination,
-            "parameters": {"type": "object", "additionalProperties": true}}},
+            "parameters": {"type": "object", "additionalProperties": true},
+            "promote": {"type": "string", "enum": ["always", "manual", "if_better"], "default": "always",
+                "description": "What happens to the new version: production at once, staging until promoted, or production only if it passes the validation gate"},
+            "gate_metric": {"type": "string", "enum": ["roc_auc", "average_precision", "precision_at_contamination"], "default": "roc_auc"},
+            "min_improvement": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+            "validation_data": {"type": "object", "required": ["data", "labels"], "additionalProperties": false,
+                "description": "Labelled rows the new version and production are measured on (needed by if_better)",
+                "properties": {"data": rows.clone(), "labels": {"type": "array", "items": {"type": "integer", "enum": [0, 1]}}}}}},
         "ModelVersion": {"type": "object", "properties": {
             "model_name": {"type": "string"}, "version": {"type": "integer"}, "algorithm": {"type": "string"},
             "parameters": {"type": "object"}, "contamination": contamination, "threshold": {"type": "number"},
             "n_features": {"type": "integer"}, "n_samples": {"type": "integer"},
             "feature_names": {"type": "array", "items": {"type": "string"}, "nullable": true},
-            "stage": {"type": "string", "enum": ["production", "staging"]},
+            "stage": {"type": "string", "enum": ["production", "staging", "archived"]},
+            "stage_history": {"type": "array", "items": r("StageEvent")},
+            "metrics": r("ValidationMetrics"), "lineage": r("Lineage"),
+            "promotion": r("Promotion"),
             "created_at": {"type": "string", "format": "date-time"}, "training_time_ms": {"type": "number"}}},
         "ModelVersions": {"type": "object", "properties": {
             "model_name": {"type": "string"}, "algorithm": {"type": "string"},
@@ -220,10 +243,41 @@ fn schemas() -> Value {
             "data": {"description": "The document, with personal data masked or hashed"},
             "replacements": {"type": "integer"}, "mode": {"type": "string", "enum": ["mask", "hash"]}}}
     });
-    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), security_schemas()) {
-        all.extend(more);
+    if let Some(all) = all.as_object_mut() {
+        for more in [security_schemas(), lifecycle_schemas()] {
+            if let Value::Object(more) = more {
+                all.extend(more);
+            }
+        }
     }
     all
+}
+
+/// Stage changes, validation figures, lineage.
+fn lifecycle_schemas() -> Value {
+    json!({
+        "StageEvent": {"type": "object", "properties": {
+            "from": {"type": "string", "nullable": true}, "to": {"type": "string"},
+            "at": {"type": "string", "format": "date-time"}, "by": {"type": "string"},
+            "reason": {"type": "string"}, "note": {"type": "string"}}},
+        "StageChangeRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "reason": {"type": "string", "minLength": 1, "maxLength": 1000,
+                "description": "Why, recorded in the stage history and the audit log"}}},
+        "StageChange": {"allOf": [r("ModelVersion"), {"type": "object", "properties": {
+            "previous_stage": {"type": "string"}, "replaced_version": {"type": "integer", "nullable": true}}}]},
+        "Promotion": {"type": "object", "description": "On a training's answer: what its promotion policy did",
+            "properties": {"policy": {"type": "string", "enum": ["always", "manual", "if_better"]},
+                "promoted": {"type": "boolean"}, "reason": {"type": "string"},
+                "replaced": {"type": "integer", "nullable": true}}},
+        "ValidationMetrics": {"type": "object", "nullable": true,
+            "description": "Figures on the training's validation_data: `validation` (this version) and `production` (the production version on the same rows, with its `version`)"},
+        "Lineage": {"type": "object", "nullable": true, "properties": {
+            "training_data": {"type": "string"}, "rows": {"type": "integer"},
+            "sha256": {"type": "string", "description": "of the training matrix as read: shape, then f64 values row by row"},
+            "parent_version": {"type": "integer", "nullable": true}, "random_state": {},
+            "trained_by": {"type": "string"}, "pynomaly_version": {"type": "string"},
+            "job_id": {"type": "string"}, "label_column": {"type": "string", "nullable": true}}}
+    })
 }
 
 /// Users, login and the audit log.
@@ -365,6 +419,12 @@ fn build() -> Value {
                     (200, "Deleted", json!({"type": "object"})), &[401, 403, 404])},
             "/api/v1/models/{name}/versions/{version}": {"parameters": [name.clone(), path_param("version", "integer")],
                 "get": op("One model version", Some("read"), None, (200, "The version", r("ModelVersion")), &[401, 403, 404, 422])},
+            "/api/v1/models/{name}/versions/{version}/promote": {"parameters": [name.clone(), path_param("version", "integer")],
+                "post": stage_op("Make a version production (the production version it replaces is archived)")},
+            "/api/v1/models/{name}/versions/{version}/archive": {"parameters": [name.clone(), path_param("version", "integer")],
+                "post": stage_op("Archive a version that is not production")},
+            "/api/v1/models/{name}/rollback": {"parameters": [name.clone()],
+                "post": stage_op("Put the previous production version back (409 when there is none)")},
             "/api/v1/models/{name}/predict": {"parameters": [name.clone()],
                 "post": op("Score rows with a trained model", Some("read"), Some("PredictRequest"),
                     (200, "Labels and scores, with model_name and model_version", r("Detection")), &[400, 401, 403, 404, 413, 422, 503])},

@@ -15,6 +15,9 @@
 //!   this process's worker tasks and the jobs they run now.
 //! - `pynomaly_model_cache_hits_total`, `pynomaly_model_cache_misses_total`,
 //!   `pynomaly_model_loads_total` (artifacts read and decoded), `pynomaly_model_cache_bytes`.
+//! - `pynomaly_model_stage_changes_total{model,reason}`: stage changes of model versions
+//!   made by this process (`promote`, `archive`, `rollback`, `training`: a training's
+//!   promotion policy).
 //! - `pynomaly_db_pool_connections{state="idle"|"in_use"}`, `pynomaly_db_pool_max_connections`;
 //!   `pynomaly_redis_pool_connections{pool,state}`, `pynomaly_redis_pool_max_connections{pool}`
 //!   (`pool` is `commands` or `blocking`; absent without Redis).
@@ -51,6 +54,7 @@ pub(crate) struct OpsMetrics {
     cache_misses: IntCounter,
     model_loads: IntCounter,
     cache_bytes: IntGauge,
+    stage_changes: IntCounterVec,
     db_pool: IntGaugeVec,
     db_pool_max: IntGauge,
     redis_pool: IntGaugeVec,
@@ -129,6 +133,14 @@ impl OpsMetrics {
                 "pynomaly_model_cache_bytes",
                 "Serialized bytes of the models in the in-memory cache",
             ),
+            stage_changes: IntCounterVec::new(
+                Opts::new(
+                    "pynomaly_model_stage_changes_total",
+                    "Stage changes of model versions made by this process, by model and reason",
+                ),
+                &["model", "reason"],
+            )
+            .expect("valid metric"),
             db_pool: gauge_vec(
                 "pynomaly_db_pool_connections",
                 "Metadata-store pool connections by state (idle, in_use)",
@@ -169,6 +181,7 @@ impl OpsMetrics {
             Box::new(m.cache_misses.clone()),
             Box::new(m.model_loads.clone()),
             Box::new(m.cache_bytes.clone()),
+            Box::new(m.stage_changes.clone()),
             Box::new(m.db_pool.clone()),
             Box::new(m.db_pool_max.clone()),
             Box::new(m.redis_pool.clone()),
@@ -230,6 +243,12 @@ impl OpsMetrics {
         catch_up(&self.model_loads, registry.loads());
         self.cache_bytes
             .set(i64::try_from(registry.cache().bytes()).unwrap_or(i64::MAX));
+        for ((model, reason), total) in registry.stage_changes() {
+            catch_up(
+                &self.stage_changes.with_label_values(&[&model, &reason]),
+                total,
+            );
+        }
         if let Some(p) = meta.pool_stats() {
             self.db_pool
                 .with_label_values(&["idle"])

@@ -33,7 +33,9 @@ use tracing::Instrument as _;
 
 use crate::sources::{OpenError, Source, SourceResolver};
 use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
-use pynomaly_models::{LoadedModel, ModelRegistry, Registration, unix_now};
+use pynomaly_models::{
+    LoadedModel, ModelRegistry, Registration, RegistryError, matrix_sha256, unix_now,
+};
 
 /// Tuning of the job runner.
 #[derive(Debug, Clone)]
@@ -631,14 +633,15 @@ impl JobRunner {
                 let fitted = detect_core::fit(&config, table.features.view())?;
                 let reference =
                     ReferenceProfile::from_training(table.features.view(), &fitted.training);
-                Ok::<_, detect_core::DetectError>((fitted, reference))
+                let digest = matrix_sha256(table.features.view());
+                Ok::<_, detect_core::DetectError>((fitted, reference, digest))
             })
             .await?
             .map_err(|e| Halt::Failed(format!("{source}: {e}")))
         }
         .instrument(fit.clone())
         .await;
-        let (fitted, reference) = traced(&fit, fitted)?;
+        let (fitted, reference, digest) = traced(&fit, fitted)?;
         fit.record(
             "ml.anomalies_detected",
             fitted.training.anomaly_count as i64,
@@ -647,9 +650,17 @@ impl JobRunner {
         let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
         control.check()?;
         let store = step_span("store", algorithm, source);
+        let lineage = json!({
+            "training_data": spec.training_data,
+            "label_column": spec.label_column,
+            "rows": n,
+            "sha256": digest,
+            "job_id": job.id,
+        });
+        let by = spec.trained_by.as_deref().unwrap_or("pynomaly");
         let registered = self
             .registry
-            .register_with_reference(
+            .register_and_roll_out(
                 fitted.model,
                 Registration {
                     tenant: job.tenant.clone(),
@@ -657,15 +668,25 @@ impl JobRunner {
                     feature_names,
                     training_time_ms,
                     job_id: Some(job.id.clone()),
+                    metrics: None,
+                    lineage: Some(lineage),
                 },
                 Some(reference),
+                &spec.rollout,
+                spec.validation.as_ref(),
+                by,
             )
             .instrument(store.clone())
             .await
-            .map_err(|e| Halt::internal("registering the model", &e));
-        let loaded = traced(&store, registered)?;
+            .map_err(|e| match e {
+                RegistryError::Validation(e) => Halt::Failed(format!("validation_data: {e}")),
+                e => Halt::internal("registering the model", &e),
+            });
+        let (loaded, promotion) = traced(&store, registered)?;
         drop(store);
         let mut result = serde_json::to_value(&*loaded.version)
+            .map_err(|e| Halt::internal("reporting the model", &e))?;
+        result["promotion"] = serde_json::to_value(&promotion)
             .map_err(|e| Halt::internal("reporting the model", &e))?;
         result["n_samples"] = json!(n);
         result["anomaly_count"] = json!(fitted.training.anomaly_count);

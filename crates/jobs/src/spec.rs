@@ -3,6 +3,7 @@
 //! JSON. Reading a stored specification checks it again.
 
 use detect_core::DetectorConfig;
+use pynomaly_models::{Rollout, ValidationSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -76,6 +77,13 @@ pub struct TrainSpec {
     /// Stored as `algorithm`, `parameters` and `contamination` beside the other fields.
     pub detector: DetectorConfig,
     pub label_column: Option<String>,
+    /// What happens to the new version (stored flat: `promote`, `gate_metric`,
+    /// `min_improvement`).
+    pub rollout: Rollout,
+    /// Labelled rows the version is measured on before the rollout decides.
+    pub validation: Option<ValidationSet>,
+    /// Who asked for the training (`key:<id>` or `user:<name>`), for the lineage.
+    pub trained_by: Option<String>,
 }
 
 /// A [`TrainSpec`] as stored: the detector's fields flat among the job's.
@@ -89,6 +97,12 @@ struct StoredTrainSpec {
     #[serde(default)]
     contamination: Value,
     label_column: Option<String>,
+    #[serde(flatten)]
+    rollout: Rollout,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validation: Option<ValidationSet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trained_by: Option<String>,
 }
 
 impl TryFrom<StoredTrainSpec> for TrainSpec {
@@ -100,6 +114,9 @@ impl TryFrom<StoredTrainSpec> for TrainSpec {
             model_name: s.model_name,
             training_data: s.training_data,
             label_column: s.label_column,
+            rollout: s.rollout,
+            validation: s.validation,
+            trained_by: s.trained_by,
         })
     }
 }
@@ -113,6 +130,9 @@ impl From<TrainSpec> for StoredTrainSpec {
             model_name: t.model_name,
             training_data: t.training_data,
             label_column: t.label_column,
+            rollout: t.rollout,
+            validation: t.validation,
+            trained_by: t.trained_by,
         }
     }
 }
@@ -156,12 +176,27 @@ mod tests {
             training_data: "a.csv".into(),
             detector: detector(),
             label_column: Some("label".into()),
+            rollout: Rollout {
+                promote: pynomaly_models::PromotePolicy::Manual,
+                ..Rollout::default()
+            },
+            validation: None,
+            trained_by: Some("key:k1".into()),
         };
         let mut stored = serde_json::to_value(&spec).unwrap();
         assert_eq!(stored["algorithm"], "lof");
         assert_eq!(stored["parameters"]["n_neighbors"], 7);
+        assert_eq!(stored["promote"], "manual");
+        assert_eq!(stored["gate_metric"], "roc_auc");
         stored["trace_context"] = json!({"traceparent": "00-x"});
         assert_eq!(serde_json::from_value::<TrainSpec>(stored).unwrap(), spec);
+        // A job stored before rollouts existed reads back with the defaults.
+        let old = json!({"model_name": "m", "training_data": "a.csv", "algorithm": "lof",
+                         "parameters": {"n_neighbors": 7}, "contamination": 0.1,
+                         "label_column": null});
+        let read: TrainSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(read.rollout, Rollout::default());
+        assert_eq!(read.trained_by, None);
     }
 
     #[test]

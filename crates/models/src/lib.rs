@@ -23,4 +23,7 @@ mod registry;
 pub use cache::{LoadedModel, ModelCache};
 pub use drift::{DriftConfig, DriftMonitor, ModelDrift, WindowView, reference_path, unix_now};
 pub use model_events::{ModelChangeSink, ModelEvents, ModelEventsError};
-pub use registry::{ModelRegistry, ProductionWatch, Registration, RegistryError};
+pub use registry::{
+    GateMetric, ModelRegistry, ProductionWatch, PromotePolicy, PromotionOutcome, Registration,
+    RegistryError, Rollout, ValidationSet, matrix_sha256, previous_production,
+};

@@ -22,6 +22,14 @@ use crate::cache::{LoadedModel, ModelCache};
 use crate::drift::{DriftConfig, DriftMonitor, reference_path};
 use crate::model_events::{ModelChangeSink, ModelEvents};
 
+mod lifecycle;
+mod rollout;
+
+pub use lifecycle::previous_production;
+pub use rollout::{
+    GateMetric, PromotePolicy, PromotionOutcome, Rollout, ValidationSet, matrix_sha256,
+};
+
 /// An error from registering or loading a model.
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -38,6 +46,9 @@ pub enum RegistryError {
     /// Decoding ran on a blocking thread that panicked.
     #[error("model loading task failed")]
     Join(#[from] tokio::task::JoinError),
+    /// Validation rows the model cannot score (another width, NaN).
+    #[error("the validation data cannot be scored: {0}")]
+    Validation(#[source] DetectError),
 }
 
 /// What to register beside the fitted model.
@@ -50,6 +61,10 @@ pub struct Registration {
     /// The training job registering it (`None` for inline training): a job re-run after
     /// a crash gets the version its first run registered, not a second one.
     pub job_id: Option<String>,
+    /// Validation figures (see [`ModelVersion::metrics`]).
+    pub metrics: Option<serde_json::Value>,
+    /// Where it comes from (see [`ModelVersion::lineage`]).
+    pub lineage: Option<serde_json::Value>,
 }
 
 /// Key of a load in flight: (tenant, name, version asked; `None`: production).
@@ -73,6 +88,8 @@ pub struct ModelRegistry {
     events: OnceLock<Arc<ModelEvents>>,
     /// Reference profiles and drift windows of the models served here.
     drift: DriftMonitor,
+    /// Stage changes made here, by (model, reason) (metrics).
+    stage_changes: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl ModelRegistry {
@@ -88,6 +105,7 @@ impl ModelRegistry {
             misses: AtomicU64::new(0),
             events: OnceLock::new(),
             drift: DriftMonitor::new(DriftConfig::default()),
+            stage_changes: std::sync::Mutex::default(),
         }
     }
 
@@ -196,6 +214,8 @@ impl ModelRegistry {
             artifact_bytes: size as i64,
             training_time_ms: reg.training_time_ms,
             job_id: reg.job_id,
+            metrics: reg.metrics,
+            lineage: reg.lineage,
         };
         let version = match self.meta.create_model_version(new).await {
             Ok(v) => v,

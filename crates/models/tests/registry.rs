@@ -36,6 +36,8 @@ async fn a_burst_of_requests_for_a_cold_model_loads_it_once() {
                 feature_names: None,
                 training_time_ms: 1.0,
                 job_id: None,
+                metrics: None,
+                lineage: None,
             },
         )
         .await
@@ -78,6 +80,8 @@ async fn a_training_job_run_twice_registers_one_version() {
         feature_names: None,
         training_time_ms: 1.0,
         job_id: Some("job-1".into()),
+        metrics: None,
+        lineage: None,
     };
     let first = registry.register(fitted(), reg.clone()).await.unwrap();
     // The worker crashed before finishing the job; another worker runs it again.
@@ -121,6 +125,8 @@ async fn a_production_watch_follows_a_model_trained_again_and_stops_when_asked()
         feature_names: None,
         training_time_ms: 1.0,
         job_id: None,
+        metrics: None,
+        lineage: None,
     };
     let first = registry.register(fitted(), reg.clone()).await.unwrap();
     let mut watch = registry

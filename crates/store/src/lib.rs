@@ -51,8 +51,8 @@ pub use models::ModelStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::{
-    ApiKey, AuditEntry, AuditFilter, CancelOutcome, DEFAULT_TENANT, Job, JobKind, JobStatus,
-    ModelSummary, ModelVersion, NewApiKey, NewAuditEntry, NewJob, NewModelVersion, NewUser, Page,
-    PoolStats, Scope, User,
+    ARCHIVED, ApiKey, AuditEntry, AuditFilter, CancelOutcome, DEFAULT_TENANT, Job, JobKind,
+    JobStatus, ModelSummary, ModelVersion, NewApiKey, NewAuditEntry, NewJob, NewModelVersion,
+    NewStage, NewUser, PRODUCTION, Page, PoolStats, STAGING, Scope, StageChange, StageEvent, User,
 };
 pub use users::UserStore;

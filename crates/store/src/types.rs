@@ -89,14 +89,67 @@ pub struct ModelVersion {
     pub n_features: i64,
     pub n_samples: i64,
     pub feature_names: Option<Vec<String>>,
-    /// `production` for the first version of a name, else `staging`.
+    /// [`STAGING`], [`PRODUCTION`] (at most one version of a name) or [`ARCHIVED`]; a new
+    /// version is `production` when it is the first of its name, else `staging` until
+    /// promoted.
     pub stage: String,
+    /// Every stage the version has been in, oldest first.
+    pub stage_history: Vec<StageEvent>,
+    /// Figures measured on validation data at training (`validation`), with the
+    /// production version's on the same data (`production`), when the training named some.
+    pub metrics: Option<Value>,
+    /// Where the version comes from: data, parameters, seed, who trained it, from which
+    /// version, by which job and pynomaly version.
+    pub lineage: Option<Value>,
     #[serde(skip)]
     pub artifact_path: String,
     #[serde(skip)]
     pub artifact_bytes: i64,
     pub created_at: DateTime<Utc>,
     pub training_time_ms: f64,
+}
+
+/// The stage of the one version of a model that predictions use by default.
+pub const PRODUCTION: &str = "production";
+/// The stage of a new version that is not (yet) production.
+pub const STAGING: &str = "staging";
+/// The stage of a version taken out of use (replaced, rolled back or archived by hand).
+pub const ARCHIVED: &str = "archived";
+
+/// One change of a version's stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageEvent {
+    /// The stage before (`None` when the version was registered).
+    pub from: Option<String>,
+    pub to: String,
+    pub at: DateTime<Utc>,
+    /// Who changed it: `key:<id>`, `user:<name>`, or `pynomaly` for the service's own
+    /// decisions (a training's promotion policy, a guard's rollback).
+    pub by: String,
+    /// Why, in one word: `registered`, `promote`, `training`, `rollback`, `archive`,
+    /// `replaced`, `guard`.
+    pub reason: String,
+    /// The caller's or the service's explanation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A stage change to make: the stage, who asks and why (see [`StageEvent`]).
+#[derive(Debug, Clone)]
+pub struct NewStage {
+    pub to: String,
+    pub by: String,
+    pub reason: String,
+    pub note: Option<String>,
+}
+
+/// What a stage change did: the version as it is now, and the production version it
+/// replaced (archived), if any.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageChange {
+    pub version: ModelVersion,
+    pub from: String,
+    pub replaced: Option<i64>,
 }
 
 /// A model version to register; the store numbers it and sets its stage.
@@ -117,6 +170,11 @@ pub struct NewModelVersion {
     /// The training job registering it, if any: registering again for the same job returns
     /// the version registered the first time (a job re-run after a crash).
     pub job_id: Option<String>,
+    /// See [`ModelVersion::metrics`].
+    pub metrics: Option<Value>,
+    /// See [`ModelVersion::lineage`]; its `trained_by` also names who registered it in the
+    /// stage history.
+    pub lineage: Option<Value>,
 }
 
 /// One named model in a listing.
@@ -315,6 +373,10 @@ pub struct AuditEntry {
     pub request_id: String,
     pub client_addr: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// What changed, for changes a request's outcome does not describe alone (a model
+    /// version's stage: `from`, `to`, `reason`, `note`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
 }
 
 /// An audit row to append.
@@ -328,6 +390,8 @@ pub struct NewAuditEntry {
     pub request_id: String,
     pub client_addr: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// See [`AuditEntry::detail`].
+    pub detail: Option<Value>,
 }
 
 /// Which audit rows a listing returns (every filter optional, all combined with AND).

@@ -21,6 +21,7 @@ pub mod drift;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
@@ -33,6 +34,7 @@ pub(crate) fn api_router() -> Router<AppState> {
     Router::new()
         .merge(detect::router())
         .merge(models::router())
+        .merge(lifecycle::router())
         .merge(drift::router())
         .merge(batch::router())
         .merge(jobs::router())

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use detect_core::drift::ReferenceProfile;
 use pynomaly_jobs::TrainSpec;
-use pynomaly_models::{Registration, unix_now};
+use pynomaly_models::{Registration, matrix_sha256, unix_now};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 
@@ -21,6 +21,7 @@ use crate::cpu;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::{DetectionResponse, detector_config, fit_input};
+use crate::routes::lifecycle::take_rollout;
 use crate::routes::{
     ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key, page_json,
     traced_spec,
@@ -91,11 +92,13 @@ async fn train(
             json!({"field": "data"}),
         )),
         (false, Some(uri)) => {
-            train_from_source(&state, &caller.tenant, &headers, name, uri, body).await
+            let by = caller.label();
+            train_from_source(&state, &caller.tenant, &by, &headers, name, uri, body).await
         }
         (true, None) => {
             let started = Instant::now();
             let feature_names = take_feature_names(&mut body)?;
+            let (rollout, validation) = take_rollout(&mut body, state.limits.max_cells)?;
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
             if let Some(names) = &feature_names
                 && names.len() != x.ncols()
@@ -111,10 +114,10 @@ async fn train(
             }
             let algorithm = config.algorithm.name().to_string();
             let fit = ml_span("fit", &algorithm, x.nrows());
-            let (fitted, reference) = cpu::run(&state, false, move || {
+            let (fitted, reference, digest) = cpu::run(&state, false, move || {
                 let fitted = detect_core::fit(&config, x.view())?;
                 let reference = ReferenceProfile::from_training(x.view(), &fitted.training);
-                Ok::<_, detect_core::DetectError>((fitted, reference))
+                Ok::<_, detect_core::DetectError>((fitted, reference, matrix_sha256(x.view())))
             })
             .instrument(fit.clone())
             .await??;
@@ -125,18 +128,28 @@ async fn train(
             let store = ml_span("store", &algorithm, fitted.model.n_samples());
             let training_time_ms = started.elapsed().as_secs_f64() * 1e3;
             let anomaly_count = fitted.training.anomaly_count;
-            let loaded = state
+            let lineage = json!({
+                "training_data": "inline",
+                "rows": fitted.model.n_samples(),
+                "sha256": digest,
+            });
+            let (loaded, promotion) = state
                 .registry
-                .register_with_reference(
+                .register_and_roll_out(
                     fitted.model,
                     Registration {
-                        tenant: caller.tenant,
+                        tenant: caller.tenant.clone(),
                         model_name: name.clone(),
                         feature_names,
                         training_time_ms,
                         job_id: None,
+                        metrics: None,
+                        lineage: Some(lineage),
                     },
                     Some(reference),
+                    &rollout,
+                    validation.as_ref(),
+                    &caller.label(),
                 )
                 .instrument(store)
                 .await?;
@@ -144,6 +157,7 @@ async fn train(
             let mut out = serde_json::to_value(&*loaded.version).map_err(ApiError::internal)?;
             out["anomaly_count"] = json!(anomaly_count);
             out["warnings"] = json!(fitted.warnings);
+            out["promotion"] = serde_json::to_value(&promotion).map_err(ApiError::internal)?;
             Ok((StatusCode::CREATED, axum::Json(out)).into_response())
         }
     }
@@ -152,12 +166,14 @@ async fn train(
 async fn train_from_source(
     state: &AppState,
     tenant: &str,
+    trained_by: &str,
     headers: &HeaderMap,
     name: String,
     uri: String,
     mut body: RequestBody,
 ) -> Result<Response, ApiError> {
     let label_column = body.take_str("label_column")?;
+    let (rollout, validation) = take_rollout(&mut body, state.limits.max_cells)?;
     let config = detector_config(&mut body)?;
     state.sources.locate(&uri)?;
     let spec = TrainSpec {
@@ -165,6 +181,9 @@ async fn train_from_source(
         training_data: uri,
         detector: config,
         label_column,
+        rollout,
+        validation,
+        trained_by: Some(trained_by.to_string()),
     };
     let (job, _created) = state
         .queue
@@ -221,7 +240,7 @@ async fn versions(
     })))
 }
 
-fn parse_version(s: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_version(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
         ApiError::invalid_with(
             format!("version must be an integer >= 1, got '{s}'"),

@@ -116,9 +116,9 @@ async fn drift_is_flagged_on_the_shifted_feature_only_and_never_on_a_large_unshi
     // The moved feature reaches past the training range: quality drops below 1.
     assert!(body["data_quality"].as_f64().unwrap() < 1.0, "{body}");
 
-    // Without ?version=: the production version (1).
+    // Without ?version=: the production version (2, the newest training went live).
     let r = app.get("/api/v1/models/sensors/drift").await;
-    assert_eq!(r.assert_status(200)["model_version"], 1);
+    assert_eq!(r.assert_status(200)["model_version"], 2);
 
     // Both versions share the name: the gauge carries the newest window (version 2).
     let metrics = app.get("/metrics").await;

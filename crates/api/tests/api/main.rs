@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod jobs;
 mod keep_alive;
+mod lifecycle;
 mod limits;
 mod models;
 mod privacy;

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use crate::helpers::{csv_source, spawn_app, training_rows};
 
 #[tokio::test]
-async fn training_inline_registers_version_one_in_production_then_staging_versions() {
+async fn training_inline_registers_numbered_versions_the_latest_in_production() {
     let app = spawn_app().await;
     let v1 = app.train_inline("sensors").await;
     assert_eq!(v1["model_name"], "sensors");
@@ -16,7 +16,7 @@ async fn training_inline_registers_version_one_in_production_then_staging_versio
     assert!(v1["created_at"].is_string() && v1["training_time_ms"].is_number());
     let v2 = app.train_inline("sensors").await;
     assert_eq!(v2["version"], 2);
-    assert_eq!(v2["stage"], "staging");
+    assert_eq!(v2["stage"], "production");
 
     let listed = app.get("/api/v1/models").await;
     assert_eq!(listed.assert_status(200)["total"], 1);
@@ -29,9 +29,10 @@ async fn training_inline_registers_version_one_in_production_then_staging_versio
             .len(),
         2
     );
-    assert_eq!(versions.body["production_version"], 1);
-    let one = app.get("/api/v1/models/sensors/versions/2").await;
-    assert_eq!(one.assert_status(200)["version"], 2);
+    assert_eq!(versions.body["production_version"], 2);
+    let one = app.get("/api/v1/models/sensors/versions/1").await;
+    assert_eq!(one.assert_status(200)["version"], 1);
+    assert_eq!(one.body["stage"], "archived");
 }
 
 #[tokio::test]
@@ -44,13 +45,13 @@ async fn predict_scores_rows_with_the_production_version_or_the_asked_one() {
         .await;
     let body = r.assert_status(200);
     assert_eq!(body["model_name"], "m");
-    assert_eq!(body["model_version"], 1);
+    assert_eq!(body["model_version"], 2);
     assert_eq!(body["predictions"], json!([1, -1]));
     assert_eq!(body["n_features"], 3);
     let r = app
-        .predict("m", &json!({"data": [[0.1, 0.2, 0.3]], "version": 2}))
+        .predict("m", &json!({"data": [[0.1, 0.2, 0.3]], "version": 1}))
         .await;
-    assert_eq!(r.assert_status(200)["model_version"], 2);
+    assert_eq!(r.assert_status(200)["model_version"], 1);
 }
 
 #[tokio::test]

@@ -278,6 +278,8 @@ async fn a_failing_attempt_is_retried_after_a_backoff_then_failed_with_the_reaso
                 artifact_bytes: 1,
                 training_time_ms: 1.0,
                 job_id: None,
+                metrics: None,
+                lineage: None,
             })
             .await
             .unwrap();

@@ -54,6 +54,7 @@ impl Record for AuditEntry {
             request_id: row.read("request_id")?,
             client_addr: row.read("client_addr")?,
             created_at: required_timestamp::<DB>(row, "audit_log.created_at")?,
+            detail: DB::read_json(row, "audit_log.detail")?,
         })
     }
 }
@@ -83,7 +84,7 @@ where
         for chunk in entries.chunks(S::Db::ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::<S::Db>::new(
                 "INSERT INTO audit_log (tenant, actor, action, resource, outcome, request_id, \
-                 client_addr, created_at) ",
+                 client_addr, created_at, detail) ",
             );
             q.push_values(chunk, |mut row, e| {
                 row.arg(e.tenant.as_str())
@@ -93,7 +94,8 @@ where
                     .arg(e.outcome)
                     .arg(e.request_id.as_str())
                     .arg(e.client_addr.as_deref())
-                    .arg(S::Db::timestamp(Some(e.created_at)));
+                    .arg(S::Db::timestamp(Some(e.created_at)))
+                    .arg(S::Db::json(e.detail.as_ref()));
             });
             q.build().execute(self.db()).await?;
         }

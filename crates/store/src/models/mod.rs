@@ -13,7 +13,10 @@ use crate::StoreError;
 use crate::sql::{
     Arg, Count, Dialect, Reads, Record, SqlStore, fetch, required_json, required_timestamp,
 };
-use crate::types::{ModelSummary, ModelVersion, NewModelVersion, Page};
+use crate::types::{
+    ARCHIVED, ModelSummary, ModelVersion, NewModelVersion, NewStage, PRODUCTION, Page, STAGING,
+    StageChange, StageEvent,
+};
 
 mod postgres;
 mod sqlite;
@@ -22,7 +25,7 @@ mod sqlite;
 #[async_trait]
 pub trait ModelStore: Send + Sync {
     /// Registers the next version of a model: numbered `max + 1` for its (tenant, name),
-    /// `production` when it is the first. With a `job_id` that already registered a
+    /// `production` when it is the first, else `staging`. With a `job_id` that already registered a
     /// version, returns that version unchanged (its `artifact_path` tells the caller that
     /// its own artifact is not the one registered).
     async fn create_model_version(
@@ -58,6 +61,20 @@ pub trait ModelStore: Send + Sync {
     /// can go too).
     async fn delete_model(&self, tenant: &str, name: &str)
     -> Result<Vec<ModelVersion>, StoreError>;
+    /// Moves a version to `change.to`, recording it in its stage history. Promoting to
+    /// production archives the production version it replaces, in the same transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] without such a version; [`StoreError::Conflict`] when it is
+    /// already in that stage, or when archiving the production version (another must be
+    /// promoted first).
+    async fn change_stage(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+        change: NewStage,
+    ) -> Result<StageChange, StoreError>;
 }
 
 /// How a dialect registers a version.
@@ -68,6 +85,15 @@ pub trait ModelDialect: Dialect {
         pool: &Pool<Self>,
         version: NewModelVersion,
     ) -> impl Future<Output = Result<ModelVersion, StoreError>> + Send;
+
+    /// [`ModelStore::change_stage`], in a transaction running [`apply_stage_change`].
+    fn change_stage(
+        pool: &Pool<Self>,
+        tenant: &str,
+        name: &str,
+        version: i64,
+        change: NewStage,
+    ) -> impl Future<Output = Result<StageChange, StoreError>> + Send;
 }
 
 impl Record for ModelVersion {
@@ -77,6 +103,12 @@ impl Record for ModelVersion {
             .transpose()
             .map_err(|e| StoreError::Corrupt {
                 column: "model_versions.feature_names",
+                reason: e.to_string(),
+            })?;
+        let stage_history = required_json::<DB>(row, "model_versions.stage_history")?;
+        let stage_history =
+            serde_json::from_value(stage_history).map_err(|e| StoreError::Corrupt {
+                column: "model_versions.stage_history",
                 reason: e.to_string(),
             })?;
         Ok(ModelVersion {
@@ -91,6 +123,9 @@ impl Record for ModelVersion {
             n_samples: row.read("n_samples")?,
             feature_names,
             stage: row.read("stage")?,
+            stage_history,
+            metrics: DB::read_json(row, "model_versions.metrics")?,
+            lineage: DB::read_json(row, "model_versions.lineage")?,
             artifact_path: row.read("artifact_path")?,
             artifact_bytes: row.read("artifact_bytes")?,
             created_at: required_timestamp::<DB>(row, "model_versions.created_at")?,
@@ -126,6 +161,28 @@ pub async fn version_of_job<'c, DB: Dialect>(
     fetch(db, statement).await
 }
 
+/// The stage history of a version just registered in `stage`.
+fn registered(v: &NewModelVersion, stage: &str) -> Result<Value, StoreError> {
+    let by = v
+        .lineage
+        .as_ref()
+        .and_then(|l| l.get("trained_by"))
+        .and_then(Value::as_str)
+        .unwrap_or("pynomaly");
+    let event = StageEvent {
+        from: None,
+        to: stage.to_string(),
+        at: chrono::Utc::now(),
+        by: by.to_string(),
+        reason: "registered".into(),
+        note: None,
+    };
+    serde_json::to_value([event]).map_err(|e| StoreError::Corrupt {
+        column: "model_versions.stage_history",
+        reason: e.to_string(),
+    })
+}
+
 /// Inserts the next version of a model in one statement: numbered `max + 1` for its
 /// (tenant, name), `production` when it is the first.
 pub async fn insert_version<'c, DB: Dialect>(
@@ -133,12 +190,15 @@ pub async fn insert_version<'c, DB: Dialect>(
     v: &NewModelVersion,
 ) -> Result<ModelVersion, StoreError> {
     let feature_names = v.feature_names.as_ref().map(|f| Value::from(f.clone()));
+    let (as_production, as_staging) = (registered(v, PRODUCTION)?, registered(v, STAGING)?);
     let statement = sqlx::query(
         "INSERT INTO model_versions (tenant, model_name, version, algorithm, parameters, \
          contamination, threshold, n_features, n_samples, feature_names, stage, \
-         artifact_path, artifact_bytes, created_at, training_time_ms, job_id) \
+         artifact_path, artifact_bytes, created_at, training_time_ms, job_id, \
+         stage_history, metrics, lineage) \
          SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, \
-         CASE WHEN COUNT(*) = 0 THEN 'production' ELSE 'staging' END, $10, $11, $12, $13, $14 \
+         CASE WHEN COUNT(*) = 0 THEN 'production' ELSE 'staging' END, $10, $11, $12, $13, $14, \
+         CASE WHEN COUNT(*) = 0 THEN $15 ELSE $16 END, $17, $18 \
          FROM model_versions WHERE tenant = $1 AND model_name = $2 \
          RETURNING *",
     )
@@ -155,8 +215,116 @@ pub async fn insert_version<'c, DB: Dialect>(
     .arg(v.artifact_bytes)
     .arg(DB::now())
     .arg(v.training_time_ms)
-    .arg(v.job_id.as_deref());
+    .arg(v.job_id.as_deref())
+    .arg(DB::json(Some(&as_production)))
+    .arg(DB::json(Some(&as_staging)))
+    .arg(DB::json(v.metrics.as_ref()))
+    .arg(DB::json(v.lineage.as_ref()));
     fetch(db, statement).await
+}
+
+/// Sets a version's stage and stage history.
+async fn set_stage<'c, DB: Dialect>(
+    db: impl Executor<'c, Database = DB>,
+    current: &ModelVersion,
+    event: StageEvent,
+) -> Result<ModelVersion, StoreError> {
+    let to = event.to.clone();
+    let mut history = current.stage_history.clone();
+    history.push(event);
+    let history = serde_json::to_value(history).map_err(|e| StoreError::Corrupt {
+        column: "model_versions.stage_history",
+        reason: e.to_string(),
+    })?;
+    let statement = sqlx::query(
+        "UPDATE model_versions SET stage = $1, stage_history = $2 \
+         WHERE tenant = $3 AND model_name = $4 AND version = $5 RETURNING *",
+    )
+    .arg(to.as_str())
+    .arg(DB::json(Some(&history)))
+    .arg(current.tenant.as_str())
+    .arg(current.model_name.as_str())
+    .arg(current.version);
+    fetch(db, statement).await
+}
+
+/// [`ModelStore::change_stage`] on one connection, inside the caller's transaction.
+///
+/// # Errors
+/// As [`ModelStore::change_stage`].
+pub async fn apply_stage_change<DB>(
+    conn: &mut DB::Connection,
+    tenant: &str,
+    name: &str,
+    version: i64,
+    change: NewStage,
+) -> Result<StageChange, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let select = sqlx::query(
+        "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 ORDER BY version",
+    )
+    .arg(tenant)
+    .arg(name);
+    let versions: Vec<ModelVersion> = fetch(&mut *conn, select).await?;
+    let target = versions
+        .iter()
+        .find(|v| v.version == version)
+        .ok_or_else(|| StoreError::NotFound(format!("model '{name}' has no version {version}")))?;
+    if target.stage == change.to {
+        return Err(StoreError::Conflict(format!(
+            "version {version} of model '{name}' is already {}",
+            change.to
+        )));
+    }
+    if target.stage == PRODUCTION {
+        return Err(StoreError::Conflict(format!(
+            "version {version} of model '{name}' is in production: promote another version or \
+             roll back first"
+        )));
+    }
+    let at = chrono::Utc::now();
+    let event = |from: &str, to: &str, reason: &str, note: Option<String>| StageEvent {
+        from: Some(from.to_string()),
+        to: to.to_string(),
+        at,
+        by: change.by.clone(),
+        reason: reason.to_string(),
+        note,
+    };
+    let mut replaced = None;
+    if change.to == PRODUCTION
+        && let Some(current) = versions.iter().find(|v| v.stage == PRODUCTION)
+    {
+        // A rolled-back version is not what a later rollback goes back to.
+        let reason = if change.reason == "rollback" || change.reason == "guard" {
+            "rolled_back"
+        } else {
+            "replaced"
+        };
+        let note = Some(format!("replaced by version {version}"));
+        set_stage(
+            &mut *conn,
+            current,
+            event(PRODUCTION, ARCHIVED, reason, note),
+        )
+        .await?;
+        replaced = Some(current.version);
+    }
+    let from = target.stage.clone();
+    let updated = set_stage(
+        &mut *conn,
+        target,
+        event(&from, &change.to, &change.reason, change.note.clone()),
+    )
+    .await?;
+    Ok(StageChange {
+        version: updated,
+        from,
+        replaced,
+    })
 }
 
 #[async_trait]
@@ -167,6 +335,16 @@ where
 {
     async fn create_model_version(&self, v: NewModelVersion) -> Result<ModelVersion, StoreError> {
         S::Db::create_model_version(self.pool(), v).await
+    }
+
+    async fn change_stage(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+        change: NewStage,
+    ) -> Result<StageChange, StoreError> {
+        S::Db::change_stage(self.pool(), tenant, name, version, change).await
     }
 
     async fn list_models(

@@ -202,6 +202,8 @@ pub async fn register_model_named(
                 feature_names,
                 training_time_ms: 1.0,
                 job_id: None,
+                metrics: None,
+                lineage: None,
             },
         )
         .await

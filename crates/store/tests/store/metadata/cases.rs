@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use futures::future::join_all;
 use pynomaly_store::{
     AuditFilter, CancelOutcome, DEFAULT_TENANT, JobKind, JobStatus, MetadataStore, NewApiKey,
-    NewAuditEntry, NewJob, NewModelVersion, NewUser, Page, Scope, StoreError,
+    NewAuditEntry, NewJob, NewModelVersion, NewStage, NewUser, Page, Scope, StoreError,
 };
 use serde_json::json;
 
@@ -23,6 +23,8 @@ fn version(name: &str, tenant: &str) -> NewModelVersion {
         artifact_bytes: 100,
         training_time_ms: 1.25,
         job_id: None,
+        metrics: None,
+        lineage: Some(json!({"trained_by": "key:k1", "rows": 10})),
     }
 }
 
@@ -480,6 +482,95 @@ pub async fn a_job_that_registers_twice_gets_its_first_version(s: &dyn MetadataS
     assert_eq!(s.model_versions("t", "m").await.unwrap().len(), 2);
 }
 
+fn stage(to: &str, reason: &str) -> NewStage {
+    NewStage {
+        to: to.into(),
+        by: "key:k2".into(),
+        reason: reason.into(),
+        note: Some(format!("{reason} it")),
+    }
+}
+
+pub async fn stage_changes_keep_one_production_version_and_their_history(s: &dyn MetadataStore) {
+    for _ in 0..3 {
+        s.create_model_version(version("m", "t")).await.unwrap();
+    }
+    let v1 = s.model_version("t", "m", 1).await.unwrap().unwrap();
+    assert_eq!(v1.stage_history.len(), 1);
+    assert_eq!(v1.stage_history[0].to, "production");
+    assert_eq!(
+        v1.stage_history[0].by, "key:k1",
+        "the trainer registered it"
+    );
+    assert_eq!(
+        v1.lineage,
+        Some(json!({"trained_by": "key:k1", "rows": 10}))
+    );
+
+    let c = s
+        .change_stage("t", "m", 3, stage("production", "promote"))
+        .await
+        .unwrap();
+    assert_eq!((c.from.as_str(), c.replaced), ("staging", Some(1)));
+    assert_eq!(c.version.stage, "production");
+    let event = c.version.stage_history.last().unwrap();
+    assert_eq!(
+        (
+            event.from.as_deref(),
+            event.to.as_str(),
+            event.reason.as_str()
+        ),
+        (Some("staging"), "production", "promote")
+    );
+    assert_eq!(event.note.as_deref(), Some("promote it"));
+    let v1 = s.model_version("t", "m", 1).await.unwrap().unwrap();
+    assert_eq!(v1.stage, "archived");
+    assert_eq!(v1.stage_history.last().unwrap().reason, "replaced");
+    assert_eq!(
+        s.production_version("t", "m")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
+
+    for (v, to, why) in [
+        (3, "production", "already"),
+        (3, "archived", "in production"),
+    ] {
+        match s.change_stage("t", "m", v, stage(to, "x")).await {
+            Err(StoreError::Conflict(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("{v} -> {to}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        s.change_stage("t", "m", 7, stage("production", "promote"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.change_stage("other", "m", 2, stage("production", "promote"))
+            .await,
+        Err(StoreError::NotFound(_)),
+    ));
+    // Concurrent promotions of one model: one production version whatever the order.
+    let (a, b) = futures::join!(
+        s.change_stage("t", "m", 1, stage("production", "promote")),
+        s.change_stage("t", "m", 2, stage("production", "promote")),
+    );
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    let production: Vec<i64> = s
+        .model_versions("t", "m")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|v| v.stage == "production")
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(production.len(), 1, "{production:?}");
+}
+
 fn user(tenant: &str, username: &str) -> NewUser {
     NewUser {
         tenant: tenant.into(),
@@ -535,6 +626,7 @@ fn audit(tenant: &str, actor: &str, action: &str, outcome: i64, at_s: i64) -> Ne
         request_id: format!("req-{at_s}"),
         client_addr: Some("127.0.0.1:5000".into()),
         created_at: chrono::DateTime::from_timestamp(1_800_000_000 + at_s, 0).unwrap(),
+        detail: (outcome == 200).then(|| json!({"from": "staging", "to": "production"})),
     }
 }
 

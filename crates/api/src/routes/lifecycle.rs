@@ -1,0 +1,274 @@
+//! Model lifecycle: promote a version to production, archive one, roll back to the
+//! previous production version; and the rollout fields of a training request (`promote`,
+//! `gate_metric`, `min_improvement`, `validation_data`). The registry does the changes
+//! (`pynomaly_models`'s lifecycle and rollout modules); this is their HTTP form.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use pynomaly_models::{GateMetric, PromotePolicy, Rollout, ValidationSet};
+use pynomaly_store::{ARCHIVED, NewStage, PRODUCTION, StageChange};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::access::WriteAccess;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::{RequestBody, Rows, diagnose_rows, parse};
+use crate::request_id::current_request_id;
+use crate::routes::check_model_name;
+use crate::routes::models::parse_version;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/models/{name}/versions/{version}/promote",
+            post(promote),
+        )
+        .route(
+            "/api/v1/models/{name}/versions/{version}/archive",
+            post(archive),
+        )
+        .route("/api/v1/models/{name}/rollback", post(rollback))
+}
+
+/// The optional body of a stage change: why, in the caller's words.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageRequest {
+    reason: Option<String>,
+}
+
+/// The body's `reason` (none without a body).
+fn reason(body: &Bytes) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let request: StageRequest = parse(body)?;
+    match request.reason {
+        Some(r) if r.trim().is_empty() || r.chars().count() > 1000 => Err(ApiError::invalid_with(
+            "'reason' must hold 1 to 1,000 characters",
+            json!({"field": "reason"}),
+        )),
+        r => Ok(r),
+    }
+}
+
+fn changed(name: &str, c: StageChange) -> Result<axum::Json<Value>, ApiError> {
+    let mut out = serde_json::to_value(&c.version).map_err(ApiError::internal)?;
+    out["model_name"] = json!(name);
+    out["previous_stage"] = json!(c.from);
+    out["replaced_version"] = json!(c.replaced);
+    Ok(axum::Json(out))
+}
+
+async fn change(
+    state: &AppState,
+    caller: &Principal,
+    name: &str,
+    version: &str,
+    to: &str,
+    why: &str,
+    body: &Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(name)?;
+    let version = parse_version(version)?;
+    let note = reason(body)?;
+    let change = NewStage {
+        to: to.into(),
+        by: caller.label(),
+        reason: why.into(),
+        note,
+    };
+    let c = state
+        .registry
+        .change_stage(
+            &caller.tenant,
+            name,
+            version,
+            change,
+            Some(current_request_id()),
+        )
+        .await?;
+    changed(name, c)
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path((name, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    change(
+        &state, &caller, &name, &version, PRODUCTION, "promote", &body,
+    )
+    .await
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path((name, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    change(&state, &caller, &name, &version, ARCHIVED, "archive", &body).await
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let note = reason(&body)?;
+    let c = state
+        .registry
+        .rollback(
+            &caller.tenant,
+            &name,
+            caller.label(),
+            "rollback",
+            note,
+            Some(current_request_id()),
+        )
+        .await?;
+    changed(&name, c)
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::invalid_with(message, json!({"field": field}))
+}
+
+/// The rollout fields of a training request: the policy, its gate and the validation rows.
+///
+/// # Errors
+/// 422 naming the field: an unknown policy or metric, a negative or non-finite
+/// `min_improvement`, validation rows that are not rows of numbers, labels that are not
+/// 0/1 (or booleans) one per row, or `if_better` without validation rows.
+pub(crate) fn take_rollout(
+    body: &mut RequestBody,
+    max_cells: usize,
+) -> Result<(Rollout, Option<ValidationSet>), ApiError> {
+    let promote = match body.take_str("promote")?.as_deref() {
+        None | Some("always") => PromotePolicy::Always,
+        Some("manual") => PromotePolicy::Manual,
+        Some("if_better") => PromotePolicy::IfBetter,
+        Some(other) => {
+            return Err(invalid(
+                "promote",
+                format!("'promote' must be always, manual or if_better, got '{other}'"),
+            ));
+        }
+    };
+    let gate_metric = match body.take_str("gate_metric")?.as_deref() {
+        None | Some("roc_auc") => GateMetric::RocAuc,
+        Some("average_precision") => GateMetric::AveragePrecision,
+        Some("precision_at_contamination") => GateMetric::PrecisionAtContamination,
+        Some(other) => {
+            return Err(invalid(
+                "gate_metric",
+                format!(
+                    "'gate_metric' must be roc_auc, average_precision or \
+                     precision_at_contamination, got '{other}'"
+                ),
+            ));
+        }
+    };
+    let min_improvement = match body.take("min_improvement") {
+        None => 0.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|m| m.is_finite() && (0.0..=1.0).contains(m))
+            .ok_or_else(|| {
+                invalid(
+                    "min_improvement",
+                    format!("'min_improvement' must be a number from 0 to 1, got {v}"),
+                )
+            })?,
+    };
+    let validation = body
+        .take("validation_data")
+        .map(|v| validation_set(v, max_cells))
+        .transpose()?;
+    if promote == PromotePolicy::IfBetter && validation.is_none() {
+        return Err(invalid(
+            "validation_data",
+            "'promote': 'if_better' needs 'validation_data': {\"data\": rows, \"labels\": \
+             [0 or 1 per row]}"
+                .into(),
+        ));
+    }
+    let rollout = Rollout {
+        promote,
+        gate_metric,
+        min_improvement,
+    };
+    Ok((rollout, validation))
+}
+
+fn validation_set(v: Value, max_cells: usize) -> Result<ValidationSet, ApiError> {
+    let Value::Object(mut v) = v else {
+        return Err(invalid(
+            "validation_data",
+            "'validation_data' must be an object: {\"data\": rows, \"labels\": [0 or 1 per row]}"
+                .into(),
+        ));
+    };
+    if let Some(extra) = v.keys().find(|k| *k != "data" && *k != "labels") {
+        return Err(invalid(
+            "validation_data",
+            format!("'validation_data' takes 'data' and 'labels', not '{extra}'"),
+        ));
+    }
+    let data = v.remove("data").unwrap_or(Value::Null);
+    let rows: Rows = serde_json::from_value(data.clone()).map_err(|_| {
+        diagnose_rows(&data).unwrap_or_else(|| {
+            invalid(
+                "validation_data.data",
+                "'validation_data.data' must be an array of rows of numbers".into(),
+            )
+        })
+    })?;
+    if rows.cells() > max_cells {
+        return Err(invalid(
+            "validation_data.data",
+            format!("'validation_data.data' holds more than {max_cells} values"),
+        ));
+    }
+    let x = rows.into_matrix()?;
+    let labels = v
+        .remove("labels")
+        .and_then(|l| match l {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    Value::Bool(b) => Some(*b),
+                    Value::Number(n) if n.as_f64() == Some(0.0) => Some(false),
+                    Value::Number(n) if n.as_f64() == Some(1.0) => Some(true),
+                    _ => None,
+                })
+                .collect::<Option<Vec<bool>>>(),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            invalid(
+                "validation_data.labels",
+                "'validation_data.labels' must be an array of 0/1 (or true/false), one per row"
+                    .into(),
+            )
+        })?;
+    if labels.len() != x.nrows() {
+        return Err(invalid(
+            "validation_data.labels",
+            format!(
+                "'validation_data.labels' has {} labels for {} rows",
+                labels.len(),
+                x.nrows()
+            ),
+        ));
+    }
+    Ok(ValidationSet { data: x, labels })
+}

@@ -1,0 +1,357 @@
+//! Model lifecycle over HTTP: promotion policies at training, promote, archive and roll
+//! back with their conflicts, the validation gate, stage history, lineage, audit rows and
+//! the stage-change counter.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::eventually;
+
+use crate::helpers::{TestApp, spawn_app, training_rows};
+
+/// Trains `name` inline with `extra` fields on `data`.
+async fn train(app: &TestApp, name: &str, data: Value, extra: Value) -> Value {
+    let mut body = json!({
+        "model_name": name, "algorithm": "isolation_forest", "contamination": 0.05,
+        "n_estimators": 50, "random_state": 42, "data": data,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    app.train(&body).await.assert_status(201).clone()
+}
+
+async fn post(app: &TestApp, path: &str, body: Option<Value>) -> crate::helpers::Reply {
+    app.request(Method::POST, path, Some(&app.admin_key), body.as_ref())
+        .await
+}
+
+async fn production_of(app: &TestApp, name: &str) -> Value {
+    app.get(&format!("/api/v1/models/{name}"))
+        .await
+        .assert_status(200)["production_version"]
+        .clone()
+}
+
+/// Rows near the origin (normal) and, every tenth row, far away (anomalous), with labels.
+fn labelled(n: usize) -> (Value, Value) {
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let far = i % 10 == 9;
+            (0..3)
+                .map(|j| {
+                    let base = ((i * 7 + j * 13) % 17) as f64 / 17.0;
+                    if far { 30.0 + base } else { base }
+                })
+                .collect()
+        })
+        .collect();
+    let labels: Vec<u8> = (0..n).map(|i| u8::from(i % 10 == 9)).collect();
+    (json!(rows), json!(labels))
+}
+
+#[tokio::test]
+async fn a_retrained_version_goes_live_by_default_and_manual_ones_wait_for_promotion() {
+    let app = spawn_app().await;
+    let v1 = train(&app, "m", training_rows(200, 3), json!({})).await;
+    assert_eq!(v1["stage"], "production");
+    assert_eq!(v1["promotion"]["promoted"], true);
+    let v2 = train(&app, "m", training_rows(200, 3), json!({})).await;
+    assert_eq!(
+        (v2["version"].clone(), v2["stage"].clone()),
+        (json!(2), json!("production"))
+    );
+    assert_eq!(v2["promotion"]["policy"], "always");
+    assert_eq!(v2["promotion"]["replaced"], 1);
+    // Predict follows the new production version.
+    let p = app.predict("m", &json!({"data": [[0.1, 0.2, 0.3]]})).await;
+    assert_eq!(p.assert_status(200)["model_version"], 2);
+
+    let v3 = train(
+        &app,
+        "m",
+        training_rows(200, 3),
+        json!({"promote": "manual"}),
+    )
+    .await;
+    assert_eq!(v3["stage"], "staging");
+    assert_eq!(v3["promotion"]["promoted"], false);
+    assert!(
+        v3["promotion"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/models/m/versions/3/promote"),
+        "{v3}"
+    );
+    assert_eq!(production_of(&app, "m").await, 2);
+
+    // Lineage: the data's digest and size, the parent, the seed, who trained it.
+    let lineage = &v3["lineage"];
+    assert_eq!(lineage["training_data"], "inline");
+    assert_eq!(lineage["rows"], 200);
+    assert_eq!(lineage["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        lineage["sha256"], v2["lineage"]["sha256"],
+        "same data, same digest"
+    );
+    assert_eq!(lineage["parent_version"], 2);
+    assert_eq!(lineage["random_state"], 42);
+    assert!(lineage["trained_by"].as_str().unwrap().starts_with("key:"));
+    assert!(lineage["pynomaly_version"].is_string());
+}
+
+#[tokio::test]
+async fn promote_archive_and_rollback_move_production_and_refuse_what_cannot_be() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        train(
+            &app,
+            "m",
+            training_rows(200, 3),
+            json!({"promote": "manual"}),
+        )
+        .await;
+    }
+    assert_eq!(production_of(&app, "m").await, 1);
+
+    let r = post(
+        &app,
+        "/api/v1/models/m/versions/3/promote",
+        Some(json!({"reason": "better recall"})),
+    )
+    .await;
+    let b = r.assert_status(200);
+    assert_eq!(
+        (b["version"].clone(), b["stage"].clone()),
+        (json!(3), json!("production"))
+    );
+    assert_eq!(b["previous_stage"], "staging");
+    assert_eq!(b["replaced_version"], 1);
+    let last = b["stage_history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["from"], "staging");
+    assert_eq!(last["to"], "production");
+    assert_eq!(last["reason"], "promote");
+    assert_eq!(last["note"], "better recall");
+    assert!(last["by"].as_str().unwrap().starts_with("key:"));
+    let p = app.predict("m", &json!({"data": [[0.1, 0.2, 0.3]]})).await;
+    assert_eq!(p.assert_status(200)["model_version"], 3);
+    let v1 = app.get("/api/v1/models/m/versions/1").await;
+    assert_eq!(v1.assert_status(200)["stage"], "archived");
+
+    // Conflicts: promoting production again, archiving production.
+    post(&app, "/api/v1/models/m/versions/3/promote", None)
+        .await
+        .assert_error(409, "conflict");
+    let r = post(&app, "/api/v1/models/m/versions/3/archive", None).await;
+    r.assert_error(409, "conflict");
+    assert!(r.message().contains("roll back"), "{}", r.message());
+    // Not found: a version or a model that does not exist; a bad version.
+    post(&app, "/api/v1/models/m/versions/9/promote", None)
+        .await
+        .assert_error(404, "not_found");
+    post(&app, "/api/v1/models/nope/rollback", None)
+        .await
+        .assert_error(404, "not_found");
+    post(&app, "/api/v1/models/m/versions/x/promote", None)
+        .await
+        .assert_error(422, "invalid_input");
+    let r = post(
+        &app,
+        "/api/v1/models/m/versions/2/archive",
+        Some(json!({"why": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.message().contains("why"), "{}", r.message());
+
+    // Rollback: back to 1 (replaced by 3); again: nothing before 1.
+    let r = post(
+        &app,
+        "/api/v1/models/m/rollback",
+        Some(json!({"reason": "alerts doubled"})),
+    )
+    .await;
+    let b = r.assert_status(200);
+    assert_eq!(b["version"], 1);
+    assert_eq!(b["replaced_version"], 3);
+    let p = app.predict("m", &json!({"data": [[0.1, 0.2, 0.3]]})).await;
+    assert_eq!(p.assert_status(200)["model_version"], 1);
+    let r = post(&app, "/api/v1/models/m/rollback", None).await;
+    r.assert_error(409, "conflict");
+
+    // Archive a staging version.
+    let r = post(&app, "/api/v1/models/m/versions/2/archive", None).await;
+    assert_eq!(r.assert_status(200)["stage"], "archived");
+
+    // Each change has an audit row naming from, to and why; and is counted.
+    let rows = eventually(
+        "the stage changes are audited",
+        Duration::from_secs(5),
+        async || {
+            let r = app
+                .get("/api/v1/audit?action=model_stage_change&limit=100")
+                .await;
+            let rows = r.assert_status(200)["entries"].as_array().unwrap().clone();
+            if rows.len() >= 3 {
+                Ok(rows)
+            } else {
+                Err(format!("{rows:?}"))
+            }
+        },
+    )
+    .await;
+    let details: Vec<(Value, Value, Value)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["detail"]["from"].clone(),
+                r["detail"]["to"].clone(),
+                r["detail"]["reason"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        details.contains(&(json!("staging"), json!("production"), json!("promote"))),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&(json!("archived"), json!("production"), json!("rollback"))),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&(json!("staging"), json!("archived"), json!("archive"))),
+        "{details:?}"
+    );
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains(r#"pynomaly_model_stage_changes_total{model="m",reason="rollback"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn if_better_keeps_a_worse_model_in_staging_with_both_figures() {
+    let app = spawn_app().await;
+    let (valid_x, valid_y) = labelled(200);
+    let gate =
+        json!({"promote": "if_better", "validation_data": {"data": valid_x, "labels": valid_y}});
+    // A good model: trained on normal rows only.
+    let normal: Vec<Value> = labelled(400)
+        .0
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 9)
+        .map(|(_, r)| r.clone())
+        .collect();
+    let v1 = train(&app, "g", json!(normal), gate.clone()).await;
+    assert_eq!(v1["stage"], "production");
+    let auc1 = v1["metrics"]["validation"]["roc_auc"].as_f64().unwrap();
+    assert!(auc1 > 0.95, "{v1}");
+    // A worse one: trained on data where the far rows are as common as the near ones.
+    let mixed: Vec<Vec<f64>> = (0..400)
+        .map(|i| {
+            (0..3)
+                .map(|j| {
+                    ((i * 7 + j * 13) % 17) as f64 / 17.0 + if i % 2 == 0 { 30.0 } else { 0.0 }
+                })
+                .collect()
+        })
+        .collect();
+    let v2 = train(&app, "g", json!(mixed), gate.clone()).await;
+    assert_eq!(v2["stage"], "staging", "{v2}");
+    let promotion = &v2["promotion"];
+    assert_eq!(promotion["promoted"], false);
+    let auc2 = v2["metrics"]["validation"]["roc_auc"].as_f64().unwrap();
+    assert_eq!(v2["metrics"]["production"]["version"], 1);
+    assert_eq!(
+        v2["metrics"]["production"]["roc_auc"].as_f64().unwrap(),
+        auc1
+    );
+    assert!(auc2 < auc1, "{auc2} {auc1}");
+    let reason = promotion["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{auc2:.4}")) && reason.contains(&format!("{auc1:.4}")),
+        "{reason}"
+    );
+    assert_eq!(production_of(&app, "g").await, 1);
+    // The same good data again passes the gate (equal is enough).
+    let v3 = train(&app, "g", json!(normal), gate).await;
+    assert_eq!(v3["stage"], "production", "{v3}");
+
+    // The gate's input is checked at the edge.
+    for (extra, field) in [
+        (json!({"promote": "if_better"}), "validation_data"),
+        (json!({"promote": "sometimes"}), "promote"),
+        (json!({"gate_metric": "f1"}), "gate_metric"),
+        (json!({"min_improvement": -1}), "min_improvement"),
+        (
+            json!({"validation_data": {"data": [[1.0, 2.0, 3.0]], "labels": [0, 1]}}),
+            "validation_data.labels",
+        ),
+        (
+            json!({"validation_data": {"data": [[1.0, 2.0, 3.0]], "labels": [2]}}),
+            "validation_data.labels",
+        ),
+        (json!({"validation_data": [[1.0]]}), "validation_data"),
+    ] {
+        let mut body = json!({"model_name": "g", "data": training_rows(50, 3)});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = app.train(&body).await;
+        let e = r.assert_error(422, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{extra}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn a_training_job_follows_its_policy_and_records_its_lineage() {
+    let app = spawn_app().await;
+    app.write_source("train.csv", &crate::helpers::csv_source(300, 3));
+    let (valid_x, valid_y) = labelled(100);
+    let mut versions = Vec::new();
+    for promote in ["always", "manual", "if_better"] {
+        let r = app
+            .train(
+                &json!({"model_name": "j", "training_data": "train.csv", "random_state": 1,
+                           "promote": promote,
+                           "validation_data": {"data": valid_x, "labels": valid_y}}),
+            )
+            .await;
+        let job_id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+        assert_eq!(app.drain_jobs().await, 1);
+        let job = app.job(&job_id).await;
+        let result = job.assert_status(200)["result"].clone();
+        assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+        assert_eq!(result["promotion"]["policy"], promote, "{result}");
+        let lineage = &result["lineage"];
+        assert_eq!(lineage["training_data"], "train.csv");
+        assert_eq!(lineage["job_id"], job_id.as_str());
+        assert_eq!(lineage["rows"], 300);
+        assert!(lineage["trained_by"].as_str().unwrap().starts_with("key:"));
+        assert!(
+            result["metrics"]["validation"]["roc_auc"].is_number(),
+            "{result}"
+        );
+        versions.push(result);
+    }
+    // Same data, same digest; version 2 (manual) waits in staging; version 3, as good as
+    // production on the same rows (same data and seed), passes the gate.
+    assert_eq!(
+        versions[0]["lineage"]["sha256"],
+        versions[2]["lineage"]["sha256"]
+    );
+    assert_eq!(versions[1]["stage"], "staging");
+    assert_eq!(versions[2]["stage"], "production", "{}", versions[2]);
+    assert_eq!(versions[2]["metrics"]["production"]["version"], 1);
+    assert_eq!(production_of(&app, "j").await, 3);
+}
