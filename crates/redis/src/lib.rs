@@ -232,11 +232,13 @@ async fn tokio_timeout<T>(
     limit: Duration,
     future: impl Future<Output = RedisResult<T>>,
 ) -> RedisResult<T> {
-    tokio::time::timeout(limit, future).await.unwrap_or_else(|_| {
-        Err(RedisError::from(std::io::Error::from(
-            std::io::ErrorKind::TimedOut,
-        )))
-    })
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )))
+        })
 }
 
 /// `prefix` made a hash tag, for keys that must live in one cluster slot (a script's
@@ -299,7 +301,14 @@ impl fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.status();
         f.debug_struct("RedisPool")
-            .field("kind", &if self.is_cluster() { "cluster" } else { "single" })
+            .field(
+                "kind",
+                &if self.is_cluster() {
+                    "cluster"
+                } else {
+                    "single"
+                },
+            )
             .field("size", &s.size)
             .field("max_size", &s.max_size)
             .finish()
@@ -434,8 +443,8 @@ mod tests {
 
     #[test]
     fn a_cluster_url_lists_its_seed_nodes_with_the_shared_credentials() {
-        let t = RedisTarget::parse("redis+cluster://u:pw@h1:7000, h2:7001,h3:7002/0", false)
-            .unwrap();
+        let t =
+            RedisTarget::parse("redis+cluster://u:pw@h1:7000, h2:7001,h3:7002/0", false).unwrap();
         assert_eq!(
             t,
             RedisTarget::Cluster(vec![

@@ -5,7 +5,8 @@
 //!   purpose) fails, saying what is missing.
 //! - [`postgres`]: a database of one test's own ([`TestDatabase`]), dropped afterwards.
 //! - [`s3`]: a bucket of one test's own ([`TestBucket`]), emptied and deleted afterwards.
-//! - [`redis`]: a Postgres database and a Redis key prefix together ([`with_postgres_and_redis`]).
+//! - [`redis`]: a Postgres database and a Redis key prefix together ([`with_postgres_and_redis`]),
+//!   also on a 3-master Redis Cluster the test starts ([`RedisCluster`], [`with_postgres_and`]).
 //! - [`process`]: a child process with its output in a log file, killed when dropped
 //!   ([`Proc`]), free ports, and [`wait_ready`].
 //! - [`http`]: JSON calls with a bearer key ([`Api::call`], [`Api::post`], …) and
@@ -34,7 +35,7 @@ use futures::FutureExt;
 pub use http::{Api, Call, Reply};
 pub use postgres::TestDatabase;
 pub use process::{Proc, free_port, wait_ready};
-pub use redis::{ScaleOut, with_postgres_and_redis};
+pub use redis::{RedisCluster, RedisKind, ScaleOut, with_postgres_and, with_postgres_and_redis};
 pub use s3::TestBucket;
 pub use wait::{eventually, wait_until};
 
