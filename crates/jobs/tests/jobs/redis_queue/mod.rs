@@ -3,10 +3,10 @@
 //! runs twice: on the test Redis, under its own name (`redis_queue::<case>`), and on a
 //! 3-master Redis Cluster the test starts (`redis_queue::<case>::on_a_redis_cluster`,
 //! `--ignored`: `.ci/run` runs them), where the queue's keys and scripts must stay in
-//! one slot. Steps are driven one at a
-//! time (`receive`, `claim`, `execute`, `try_execute_job`) so nothing depends on timing
-//! except the short leases and backoffs the tests configure. Skipped, with the reason
-//! printed, when `PYNOMALY_TEST_DATABASE_URL` or `PYNOMALY_TEST_REDIS_URL` is unset.
+//! one slot. Steps are driven one at a time (`receive`, `claim`, `execute`,
+//! `try_execute_job`) so nothing depends on timing except the short leases and backoffs
+//! the tests configure. Skipped, with the reason printed, when `PYNOMALY_TEST_DATABASE_URL`
+//! or (on the test Redis) `PYNOMALY_TEST_REDIS_URL` is unset.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,31 +21,9 @@ use tokio::task::JoinHandle;
 
 use crate::{fit_batch, runner};
 
-/// One test per case of [`cases`] on the test Redis, named as the case, and one on a
-/// Redis Cluster of its own, `<case>::on_a_redis_cluster` (a module may share a function's
-/// name), ignored unless asked for: it starts three `redis-server`s.
-macro_rules! on_each_redis {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                cases::$case(RedisKind::Single).await;
-            }
-
-            mod $case {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = "starts a Redis Cluster (redis-server, redis-cli); .ci/run runs it"]
-                async fn on_a_redis_cluster() {
-                    super::cases::$case(testkit::RedisKind::Cluster).await;
-                }
-            }
-        )*
-    };
-}
-
 mod cases;
 
-on_each_redis!(
+testkit::on_each_redis!(cases::{
     a_submitted_job_runs_once_and_leaves_nothing_pending,
     an_idempotency_key_dedups_submissions_across_instances,
     a_job_whose_worker_died_is_taken_over_and_reported_once,
@@ -57,7 +35,7 @@ on_each_redis!(
     a_shutting_down_worker_hands_its_job_to_another,
     a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat,
     a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it,
-);
+});
 
 /// What each test gets: stores, a runner, and a way to start queue instances (an API
 /// instance or a worker process each) on this test's prefix.
