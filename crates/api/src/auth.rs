@@ -560,10 +560,11 @@ mod tests {
     use axum::http::Request;
     use pynomaly_store::SqliteStore;
 
-    fn pool_to_nowhere() -> deadpool_redis::Pool {
+    fn pool_to_nowhere() -> pynomaly_redis::RedisPool {
         // Port 1: nothing listens there, so every check fails.
-        deadpool_redis::Config::from_url("redis://127.0.0.1:1")
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        pynomaly_redis::RedisTarget::parse("redis://127.0.0.1:1", false)
+            .unwrap()
+            .pool(std::time::Duration::from_secs(1), 4)
             .unwrap()
     }
 

@@ -12,7 +12,9 @@
 //! - embedded default (no `REDIS_URL`): in this process, a map of TATs;
 //! - with `REDIS_URL`: in Redis, updated by one Lua script (one round trip, atomic), so every
 //!   instance shares the bucket and N instances allow the limit, not N times it. The script
-//!   reads Redis's own clock (`TIME`), so instances with skewed clocks still agree. A
+//!   reads Redis's own clock (`TIME`), so instances with skewed clocks still agree. Its one
+//!   key is the bucket, so on a Redis Cluster it runs on the node owning that bucket's slot,
+//!   and buckets spread over the nodes (no hash tag ties them together). A
 //!   round trip per request would cost the hot path a third of its throughput, so for
 //!   limits above 240 a minute an instance takes a small *lease* of requests at once
 //!   (up to [`MAX_LEASE`], at most half a second's worth of the limit) and admits them
@@ -33,8 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::redis::Script;
-use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::{Connection, Pool};
+use pynomaly_redis::{RedisConnection, RedisPool, SharedConnection};
 
 /// How long a Redis check may take before the request goes on without it.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -43,7 +44,7 @@ const MICROS_PER_MINUTE: u64 = 60_000_000;
 
 /// The GCRA step in Lua, for up to `want` requests at once: KEYS[1] the bucket, ARGV[1]
 /// the emission interval (µs), ARGV[2] the burst (requests), ARGV[3] how many requests the
-/// caller would like (a lease; 1 for a single request). Grants as many as fit now (at
+/// caller would like (a lease; 1 for a single request). One key: any Redis Cluster slot. Grants as many as fit now (at
 /// least one, else none) and returns `{granted, retry_after_us}`.
 const GCRA_SCRIPT: &str = r"
 local t = redis.call('TIME')
@@ -150,12 +151,12 @@ enum Backend {
 
 /// Buckets in Redis, shared by every instance.
 struct RedisBuckets {
-    pool: Pool,
+    pool: RedisPool,
     /// One multiplexed connection taken from the pool and shared by every request:
     /// concurrent checks are pipelined on it instead of each holding a pooled
     /// connection for a round trip (measured: that made predict latency-bound on
     /// Redis). Dropped on an error, so the next check takes a fresh one.
-    shared: Mutex<Option<MultiplexedConnection>>,
+    shared: Mutex<Option<SharedConnection>>,
     script: Script,
     prefix: String,
     /// Leased requests per bucket (see the module docs). Looked up under a read lock
@@ -200,7 +201,7 @@ impl RedisBuckets {
             let mut conn = match cached {
                 Some(c) => c,
                 None => {
-                    let c = Connection::take(
+                    let c = RedisConnection::take(
                         pool.get()
                             .await
                             .map_err(|e| LimiterUnavailable(e.to_string()))?,
@@ -339,7 +340,7 @@ impl RateLimiter {
     }
 
     /// Buckets in Redis, under `<prefix>:ratelimit:`, shared by every instance.
-    pub(crate) fn redis(pool: Pool, prefix: &str) -> Self {
+    pub(crate) fn redis(pool: RedisPool, prefix: &str) -> Self {
         Self {
             backend: Backend::Redis(RedisBuckets {
                 pool,
@@ -521,6 +522,13 @@ mod tests {
 mod redis_tests {
     use super::*;
 
+    fn redis_pool(url: &str) -> RedisPool {
+        pynomaly_redis::RedisTarget::parse(url, false)
+            .map(|t| t.pool(Duration::from_secs(5), 8))
+            .expect("a Redis URL")
+            .expect("a pool")
+    }
+
     /// What a leased check costs on the hot path (no Redis round trip), in ns; printed.
     /// `cargo test --release -p pynomaly-api --lib leased_check_cost -- --ignored --nocapture`
     /// with `PYNOMALY_TEST_REDIS_URL` set. A measurement, not a pass/fail check.
@@ -531,9 +539,7 @@ mod redis_tests {
             eprintln!("SKIPPED leased_check_cost: PYNOMALY_TEST_REDIS_URL is unset");
             return;
         };
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .expect("pool");
+        let pool = redis_pool(&url);
         let prefix = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
         let limiter = RateLimiter::redis(pool, &prefix);
         let per_minute = 100_000_000; // leases of MAX_LEASE
@@ -563,14 +569,9 @@ mod redis_tests {
             );
             return;
         };
-        let pool = |url: &str| {
-            deadpool_redis::Config::from_url(url)
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .expect("pool")
-        };
         let prefix = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
-        let a = RateLimiter::redis(pool(&url), &prefix);
-        let b = RateLimiter::redis(pool(&url), &prefix);
+        let a = RateLimiter::redis(redis_pool(&url), &prefix);
+        let b = RateLimiter::redis(redis_pool(&url), &prefix);
         let per_minute = 1200; // leases of 10; refills 20 a second
         let started = Instant::now();
         let mut allowed = 0u32;

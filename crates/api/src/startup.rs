@@ -128,9 +128,9 @@ impl Application {
             KeyHasher::for_settings(&settings).map_err(StartupError::data_dir(data_dir))?;
         let privacy = Arc::new(pynomaly_runtime::privacy(&settings, &hasher));
         // Rate limits shared through Redis when the deployment has it, else in process.
-        let limiter = match &settings.queue.redis_url {
-            Some(url) => RateLimiter::redis(
-                redis_pool(url.expose(), Duration::from_secs(5), 32)?,
+        let limiter = match settings.queue.redis_target()? {
+            Some(target) => RateLimiter::redis(
+                redis_pool(&target, Duration::from_secs(5), 32)?,
                 &settings.queue.redis_prefix,
             ),
             None => RateLimiter::local(),

@@ -31,13 +31,17 @@
 //!   than `redeliver_after` (a duplicate delivery is harmless, see above). A job `running`
 //!   for a worker with no heartbeat is handed back too, in case Redis lost its delivery.
 //!
-//! Redis keys, all under the configured prefix: `<p>:jobs` (stream, group `workers`),
-//! `<p>:delayed` (sorted set of job ids by due time), `<p>:workers` (sorted set of worker
-//! processes by last heartbeat, which `/health` counts).
+//! Redis keys, all under the configured prefix `<p>` made a hash tag (`{<p>}`, see
+//! [`pynomaly_redis::slot_tag`]): `{<p>}:jobs` (stream, group `workers`), `{<p>}:delayed`
+//! (sorted set of job ids by due time), `{<p>}:workers` (sorted set of worker processes by
+//! last heartbeat, which `/health` counts). On a Redis Cluster the tag puts all three in one
+//! slot, so the promotion script (delayed set and stream) and the lease script run where
+//! their keys are; on one server it changes nothing but the names.
 //!
 //! redis-rs times out a response after 500 ms by default: commands use a pool with a longer
 //! timeout, and blocking reads (`XREADGROUP … BLOCK`) their own pool whose timeout exceeds
-//! the block.
+//! the block ([`RedisQueue::connect`] builds both; a process that builds its pools itself
+//! passes them to [`RedisQueue::with_pools`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,8 +49,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use deadpool_redis::redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use deadpool_redis::redis::{self, AsyncConnectionConfig, Script};
-use deadpool_redis::{Manager, Pool};
+use deadpool_redis::redis::{self, Script};
+use pynomaly_redis::{RedisPool, RedisTarget};
 use pynomaly_store::{CancelOutcome, DynMetadataStore, Job, JobStatus, NewJob};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +60,8 @@ use crate::runner::{JobControl, JobRunner, RunOutcome};
 
 const GROUP: &str = "workers";
 
-/// Moves due job ids from the delayed set into the stream, atomically.
+/// Moves due job ids from the delayed set into the stream, atomically. KEYS: the delayed
+/// set and the stream, which share the prefix's hash tag (one cluster slot).
 const PROMOTE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(due) do
@@ -67,6 +72,7 @@ return #due
 ";
 
 /// Renews a lease: resets the entry's idle time, only if this consumer still owns it.
+/// KEYS: the stream alone.
 const RENEW: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
@@ -133,8 +139,8 @@ impl ClaimedDelivery {
 pub struct RedisQueue {
     meta: DynMetadataStore,
     runner: Arc<JobRunner>,
-    pool: Pool,
-    blocking: Pool,
+    pool: RedisPool,
+    blocking: RedisPool,
     config: RedisQueueConfig,
     stream: String,
     delayed: String,
@@ -158,20 +164,6 @@ impl std::fmt::Debug for RedisQueue {
     }
 }
 
-fn pool(url: &str, response_timeout: Duration, max: usize) -> Result<Pool, QueueError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(response_timeout));
-    let manager = Manager::new_with_config(url, config)?;
-    Pool::builder(manager)
-        .max_size(max)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .build()
-        .map_err(|e| QueueError::Backend(format!("cannot build the Redis pool: {e}")))
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -183,7 +175,8 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl RedisQueue {
-    /// Connects to Redis at `url` and creates the consumer group if needed.
+    /// Connects to the Redis (one server or a cluster, see [`RedisTarget::parse`]) at
+    /// `url` with pools of its own, and creates the consumer group if needed.
     ///
     /// # Errors
     /// The URL is invalid or Redis cannot be reached.
@@ -193,13 +186,51 @@ impl RedisQueue {
         meta: DynMetadataStore,
         runner: Arc<JobRunner>,
     ) -> Result<Arc<Self>, QueueError> {
-        let p = config.prefix.clone();
+        let target = RedisTarget::parse(url, false)
+            .map_err(|e| QueueError::Backend(format!("REDIS_URL: {e}")))?;
+        let (commands, blocking) = Self::pools(&target, &config)?;
+        Self::with_pools(commands, blocking, config, meta, runner).await
+    }
+
+    /// The two pools a queue needs on `target`: commands (answered within 5 s) and
+    /// blocking reads (answered within the block and 5 s more).
+    ///
+    /// # Errors
+    /// The client rejects the target.
+    pub fn pools(
+        target: &RedisTarget,
+        config: &RedisQueueConfig,
+    ) -> Result<(RedisPool, RedisPool), QueueError> {
+        let pool = |timeout, max| {
+            target
+                .pool(timeout, max)
+                .map_err(|e| QueueError::Backend(e.to_string()))
+        };
+        Ok((
+            pool(Duration::from_secs(5), 32)?,
+            pool(config.block + Duration::from_secs(5), 64)?,
+        ))
+    }
+
+    /// A queue over these pools ([`RedisQueue::pools`]: `blocking` answers within more
+    /// than `config.block`); creates the consumer group if needed.
+    ///
+    /// # Errors
+    /// Redis cannot be reached.
+    pub async fn with_pools(
+        pool: RedisPool,
+        blocking: RedisPool,
+        config: RedisQueueConfig,
+        meta: DynMetadataStore,
+        runner: Arc<JobRunner>,
+    ) -> Result<Arc<Self>, QueueError> {
+        let p = pynomaly_redis::slot_tag(&config.prefix);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         let queue = Self {
             meta,
             runner,
-            pool: pool(url, Duration::from_secs(5), 32)?,
-            blocking: pool(url, config.block + Duration::from_secs(5), 64)?,
+            pool,
+            blocking,
             stream: format!("{p}:jobs"),
             delayed: format!("{p}:delayed"),
             workers_key: format!("{p}:workers"),
@@ -223,7 +254,7 @@ impl RedisQueue {
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await;
         match created {
             Ok(()) => {}
@@ -245,7 +276,7 @@ impl RedisQueue {
             .arg("*")
             .arg("job")
             .arg(job_id)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -260,7 +291,7 @@ impl RedisQueue {
             .cmd("XDEL")
             .arg(&self.stream)
             .arg(entry_id)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -277,7 +308,7 @@ impl RedisQueue {
             .key(&self.stream)
             .arg(now_ms())
             .arg(100)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(n)
     }
@@ -320,7 +351,7 @@ impl RedisQueue {
                 .arg(&self.workers_key)
                 .arg(since)
                 .arg("+inf")
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?
         };
         let mut sent = 0;
@@ -374,7 +405,7 @@ impl RedisQueue {
             .arg("0-0")
             .arg("COUNT")
             .arg(1)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         drop(conn);
         if let Some(entry) = reclaimed.claimed.first() {
@@ -397,12 +428,12 @@ impl RedisQueue {
                 read.arg("BLOCK").arg(ms(wait).max(1));
                 read.arg("STREAMS").arg(&self.stream).arg(">");
                 let mut conn = self.blocking.get().await?;
-                read.query_async(&mut *conn).await?
+                read.query_async(&mut conn).await?
             }
             None => {
                 read.arg("STREAMS").arg(&self.stream).arg(">");
                 let mut conn = self.pool.get().await?;
-                read.query_async(&mut *conn).await?
+                read.query_async(&mut conn).await?
             }
         };
         let entry = reply
@@ -500,7 +531,7 @@ impl RedisQueue {
             .arg(GROUP)
             .arg(&self.worker_id)
             .arg(entry_id)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(renewed == 1)
     }
@@ -599,7 +630,7 @@ impl RedisQueue {
                         .arg(&self.delayed)
                         .arg(now_ms() + ms(wait))
                         .arg(&job.id)
-                        .query_async(&mut *conn)
+                        .query_async(&mut conn)
                         .await?;
                     tracing::warn!(job_id = %job.id, attempt = job.attempts, retry_in_s = wait.as_secs_f64(), %reason, "job attempt failed; retrying");
                 }
@@ -691,7 +722,7 @@ impl RedisQueue {
             .arg(&self.workers_key)
             .arg("-inf")
             .arg(stale)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -701,7 +732,7 @@ impl RedisQueue {
         let _: i64 = redis::cmd("ZREM")
             .arg(&self.workers_key)
             .arg(&self.worker_id)
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -774,7 +805,7 @@ impl JobQueue for RedisQueue {
     }
 
     fn pool_stats(&self) -> Vec<(&'static str, pynomaly_store::PoolStats)> {
-        let stats = |pool: &Pool| {
+        let stats = |pool: &RedisPool| {
             let s = pool.status();
             let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
             pynomaly_store::PoolStats {
@@ -813,7 +844,7 @@ impl JobQueue for RedisQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;
-        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
 
@@ -824,7 +855,7 @@ impl JobQueue for RedisQueue {
             .arg(&self.workers_key)
             .arg(since)
             .arg("+inf")
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(n)
     }

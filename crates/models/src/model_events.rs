@@ -9,6 +9,12 @@
 //! drops, the instance clears its whole cache once it is back, since it may have missed
 //! announcements.
 //!
+//! On a Redis Cluster the channel is the same classic pub/sub channel: a `PUBLISH` on any
+//! node is forwarded to every node by the cluster bus, so the subscription is one
+//! connection to any seed node ([`RedisTarget::pubsub`], trying them in turn, again on
+//! every reconnection). Sharded pub/sub (`SPUBLISH`) would spare the bus the forwarding,
+//! but a model change is rare, and a classic subscription needs no RESP3 push routing.
+//!
 //! What a received change does is the [`ModelChangeSink`]'s business (the registry is
 //! one), so this module knows Redis and the message, not the registry.
 
@@ -17,6 +23,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures::StreamExt;
+use pynomaly_redis::{RedisPool, RedisTarget};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +35,6 @@ pub enum ModelEventsError {
     Redis(#[from] redis::RedisError),
     #[error("model events (Redis) connection pool error")]
     Pool(#[from] deadpool_redis::PoolError),
-    #[error("cannot set up the model events' Redis pool: {0}")]
-    Setup(String),
 }
 
 /// What receives the changes announced by other instances.
@@ -51,37 +56,23 @@ struct Change {
 /// Publishes and receives model changes on one Redis channel.
 #[derive(derive_more::Debug)]
 pub struct ModelEvents {
+    target: RedisTarget,
     #[debug(skip)]
-    client: redis::Client,
-    #[debug(skip)]
-    pool: deadpool_redis::Pool,
+    pool: RedisPool,
     channel: String,
     origin: String,
 }
 
 impl ModelEvents {
-    /// Model changes on the Redis at `url`, channel `<prefix>:models`.
-    ///
-    /// # Errors
-    /// The URL is invalid.
-    pub fn new(url: &str, prefix: &str) -> Result<Arc<Self>, ModelEventsError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let manager = deadpool_redis::Manager::new_with_config(url, config)?;
-        let pool = deadpool_redis::Pool::builder(manager)
-            .max_size(4)
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| ModelEventsError::Setup(e.to_string()))?;
-        Ok(Arc::new(Self {
-            client: redis::Client::open(url)?,
+    /// Model changes on the Redis (one server or a cluster) at `target`, channel
+    /// `<prefix>:models`, published through `pool` (answering within a few seconds).
+    pub fn new(target: RedisTarget, pool: RedisPool, prefix: &str) -> Arc<Self> {
+        Arc::new(Self {
+            target,
             pool,
             channel: format!("{prefix}:models"),
             origin: uuid::Uuid::new_v4().simple().to_string(),
-        }))
+        })
     }
 
     /// Announces that a model name changed. A failure is logged: the change itself is
@@ -103,7 +94,7 @@ impl ModelEvents {
             Ok(redis::cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(payload)
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?)
         }
         .await;
@@ -174,7 +165,7 @@ impl ModelEvents {
     }
 
     async fn connect(&self) -> Result<redis::aio::PubSub, ModelEventsError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
+        let mut pubsub = self.target.pubsub().await?;
         pubsub.subscribe(&self.channel).await?;
         Ok(pubsub)
     }

@@ -5,6 +5,12 @@
 //! Configuration picks the parts: `DATABASE_URL` opens Postgres (migrating at start-up
 //! under an advisory lock) instead of SQLite; `REDIS_URL` delivers jobs through Redis
 //! instead of the in-process queue, and announces model changes to the other instances.
+//!
+//! Every Redis pool of a process — the queue's two ([`RedisQueue::pools`], sized and
+//! timed for its blocking reads), the model events', the rate limiter's ([`redis_pool`])
+//! — is built here, on the one server or the Redis Cluster the settings name
+//! ([`QueueSettings::redis_target`](crate::QueueSettings::redis_target)), and handed to the
+//! part that uses it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +22,7 @@ use pynomaly_jobs::{
     RunnerConfig, SourceResolver,
 };
 use pynomaly_models::{ModelEvents, ModelEventsError, ModelRegistry};
+use pynomaly_redis::{RedisPool, RedisTarget};
 use pynomaly_store::{ArtifactStore, DynMetadataStore, PostgresStore, SqliteStore};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +46,8 @@ pub enum StartupError {
     ModelEvents(#[from] ModelEventsError),
     #[error("cannot set up a Redis connection pool")]
     RedisPool(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("REDIS_URL cannot be used")]
+    RedisUrl(#[from] pynomaly_redis::RedisUrlError),
     #[error("cannot create the admin key")]
     AdminKey(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot listen on {addr}")]
@@ -129,8 +138,9 @@ pub async fn open_registry(
         )
         .with_drift(settings.drift),
     );
-    if let Some(url) = &settings.queue.redis_url {
-        let events = ModelEvents::new(url.expose(), &settings.queue.redis_prefix)?;
+    if let Some(target) = settings.queue.redis_target()? {
+        let pool = redis_pool(&target, Duration::from_secs(5), 4)?;
+        let events = ModelEvents::new(target, pool, &settings.queue.redis_prefix);
         registry.follow_changes(events, stop.clone()).await;
     }
     Ok(registry)
@@ -182,8 +192,8 @@ pub async fn open_jobs(
     }
     let runner = Arc::new(runner);
     let q = &settings.queue;
-    let (queue, in_process): (Arc<dyn JobQueue>, _) = match &q.redis_url {
-        Some(url) => {
+    let (queue, in_process): (Arc<dyn JobQueue>, _) = match q.redis_target()? {
+        Some(target) => {
             let config = RedisQueueConfig {
                 prefix: q.redis_prefix.clone(),
                 lease: q.job_lease,
@@ -192,8 +202,10 @@ pub async fn open_jobs(
                 max_attempts: q.job_max_attempts,
                 ..RedisQueueConfig::default()
             };
+            let (commands, blocking) = RedisQueue::pools(&target, &config)?;
             let queue =
-                RedisQueue::connect(url.expose(), config, Arc::clone(&meta), runner).await?;
+                RedisQueue::with_pools(commands, blocking, config, Arc::clone(&meta), runner)
+                    .await?;
             (queue, None)
         }
         None => {
@@ -213,28 +225,20 @@ pub async fn open_jobs(
     })
 }
 
-/// A pool of Redis connections for short commands: each command answered within
-/// `response_timeout`, at most `max_size` connections, a connection within 10 s or an
-/// error (callers decide what an unreachable Redis means for them).
+/// A pool of Redis connections, to one server or a Redis Cluster: each command
+/// answered within `response_timeout` (longer than any blocking read the pool is for), at
+/// most `max_size` connections, a connection within 10 s or an error (callers decide what
+/// an unreachable Redis means for them).
 ///
 /// # Errors
-/// The URL is unusable.
+/// The client rejects the target.
 pub fn redis_pool(
-    url: &str,
+    target: &RedisTarget,
     response_timeout: Duration,
     max_size: usize,
-) -> Result<deadpool_redis::Pool, StartupError> {
-    let config = deadpool_redis::redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(response_timeout));
-    let manager = deadpool_redis::Manager::new_with_config(url, config)
-        .map_err(|e| StartupError::RedisPool(Box::new(e)))?;
-    deadpool_redis::Pool::builder(manager)
-        .max_size(max_size)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .build()
+) -> Result<RedisPool, StartupError> {
+    target
+        .pool(response_timeout, max_size)
         .map_err(|e| StartupError::RedisPool(Box::new(e)))
 }
 

@@ -5,7 +5,8 @@
 //!   purpose) fails, saying what is missing.
 //! - [`postgres`]: a database of one test's own ([`TestDatabase`]), dropped afterwards.
 //! - [`s3`]: a bucket of one test's own ([`TestBucket`]), emptied and deleted afterwards.
-//! - [`redis`]: a Postgres database and a Redis key prefix together ([`with_postgres_and_redis`]).
+//! - [`redis`]: a Postgres database and a Redis key prefix together ([`with_postgres_and_redis`]),
+//!   also on a 3-master Redis Cluster the test starts ([`RedisCluster`], [`with_postgres_and`]).
 //! - [`process`]: a child process with its output in a log file, killed when dropped
 //!   ([`Proc`]), free ports, and [`wait_ready`].
 //! - [`http`]: JSON calls with a bearer key ([`Api::call`], [`Api::post`], …) and
@@ -34,9 +35,39 @@ use futures::FutureExt;
 pub use http::{Api, Call, Reply};
 pub use postgres::TestDatabase;
 pub use process::{Proc, free_port, wait_ready};
-pub use redis::{ScaleOut, with_postgres_and_redis};
+pub use redis::{RedisCluster, RedisKind, ScaleOut, with_postgres_and, with_postgres_and_redis};
 pub use s3::TestBucket;
 pub use wait::{eventually, wait_until};
+
+/// Runs scale-out tests on each kind of Redis: for every `test => body`, a test named
+/// `test` that runs `body(RedisKind::Single)` on the test Redis, and a test
+/// `test::on_a_redis_cluster` (a module may share a function's name) that runs
+/// `body(RedisKind::Cluster)` on a Redis Cluster of its own — ignored unless asked for
+/// (`--ignored on_a_redis_cluster`, as `.ci/run` does): it starts three `redis-server`s.
+/// `body` is an `async fn(RedisKind)`, a path from the invoking module;
+/// `module::{a, b}` is short for `a => module::a, b => module::b`.
+#[macro_export]
+macro_rules! on_each_redis {
+    ($module:ident::{$($case:ident),* $(,)?}) => {
+        $crate::on_each_redis!($($case => $module::$case),*);
+    };
+    ($($test:ident => $($body:ident)::+),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $($body)::+($crate::RedisKind::Single).await;
+            }
+
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "starts a Redis Cluster (redis-server, redis-cli); .ci/run runs it"]
+                async fn on_a_redis_cluster() {
+                    super::$($body)::+($crate::RedisKind::Cluster).await;
+                }
+            }
+        )*
+    };
+}
 
 /// The name of the running test, as the test harness reports it (`module::test_name`):
 /// the harness names each test's thread after the test. "this test" where the thread has

@@ -1,11 +1,16 @@
 //! A Postgres database and a Redis key prefix of one test's own: what the scale-out tests
-//! (API instances, workers and queues sharing both) run on.
+//! (API instances, workers and queues sharing both) run on; on the test Redis, or on a
+//! Redis Cluster of the test's own ([`RedisCluster`], [`with_postgres_and`]).
+
+use std::process::Command;
+use std::time::Duration;
 
 use deadpool_redis::redis;
 
 use crate::current_test;
 use crate::env::redis_url;
 use crate::postgres::TestDatabase;
+use crate::process::{Proc, free_port};
 
 /// Where a scale-out test's deployment keeps its state.
 #[derive(Debug, Clone)]
@@ -61,5 +66,166 @@ async fn delete_keys(url: String, prefix: String) {
             "warning: could not delete the Redis keys of {}: {e}",
             current_test()
         );
+    }
+}
+
+/// Which Redis a scale-out test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisKind {
+    /// The test Redis of [`crate::env::REDIS_URL_VAR`] (skipped without it).
+    Single,
+    /// A 3-master Redis Cluster the test starts ([`RedisCluster`]), on loopback.
+    Cluster,
+}
+
+/// [`with_postgres_and_redis`] on either kind of Redis. On a cluster the test's own
+/// cluster holds nothing else, and goes away with the test; such tests are the ones CI
+/// runs on purpose (`--ignored`), so a missing Postgres fails them rather than skipping.
+pub async fn with_postgres_and(redis: RedisKind, test: impl AsyncFnOnce(ScaleOut)) {
+    match redis {
+        RedisKind::Single => with_postgres_and_redis(test).await,
+        RedisKind::Cluster => {
+            crate::env::require(&[crate::env::DATABASE_URL_VAR]);
+            let cluster = RedisCluster::start().await;
+            TestDatabase::run(async |database_url| {
+                test(ScaleOut {
+                    database_url,
+                    redis_url: cluster.url(),
+                    redis_prefix: format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple()),
+                })
+                .await;
+            })
+            .await;
+        }
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports, each a
+/// `redis-server --cluster-enabled yes` in a temporary directory, joined by
+/// `redis-cli --cluster create`; killed, and its directory removed, when dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    ports: Vec<u16>,
+    // Killed (dropped) before the directory they write to is removed.
+    nodes: Vec<Proc>,
+    #[allow(dead_code, reason = "kept until the nodes are stopped, then removed")]
+    dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, creates the cluster and waits until every node reports
+    /// `cluster_state:ok`.
+    ///
+    /// # Panics
+    /// `redis-server` or `redis-cli` is missing, or the cluster does not form within 30 s
+    /// (the nodes' logs are in the message).
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the cluster");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let p = port.to_string();
+                let mut cmd = Command::new("redis-server");
+                cmd.args([
+                    "--port",
+                    &p,
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                ])
+                .args(["--cluster-config-file", &format!("nodes-{p}.conf")])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path());
+                Proc::spawn(
+                    &format!("redis-server :{p}"),
+                    &mut cmd,
+                    &dir.path().join(format!("redis-{p}.log")),
+                )
+            })
+            .collect();
+        let cluster = Self { ports, nodes, dir };
+        cluster
+            .wait_all("the nodes answer PING", "PING", "PONG")
+            .await;
+        let addresses: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs (install redis-tools)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}\n{}\n{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr),
+            cluster.logs()
+        );
+        cluster
+            .wait_all(
+                "every node reports cluster_state:ok",
+                "CLUSTER INFO",
+                "cluster_state:ok",
+            )
+            .await;
+        cluster
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The nodes' ports.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The nodes' log tails, for a failure message.
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {}:\n{}", n.name(), n.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until `command` (words) answers with text containing `expect` on every node.
+    async fn wait_all(&self, what: &str, command: &str, expect: &str) {
+        crate::wait::wait(what, Duration::from_secs(30))
+            .until(async || {
+                for (node, port) in self.nodes.iter().zip(&self.ports) {
+                    node.assert_running(what);
+                    let answer: redis::RedisResult<String> = async {
+                        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+                        let mut conn = client.get_multiplexed_async_connection().await?;
+                        let mut cmd = redis::cmd(command.split(' ').next().unwrap_or(command));
+                        for arg in command.split(' ').skip(1) {
+                            cmd.arg(arg);
+                        }
+                        cmd.query_async(&mut conn).await
+                    }
+                    .await;
+                    match answer {
+                        Ok(text) if text.contains(expect) => {}
+                        Ok(text) => return Err(format!(":{port} answered {text}")),
+                        Err(e) => return Err(format!(":{port}: {e}")),
+                    }
+                }
+                Ok(())
+            })
+            .await;
     }
 }

@@ -1,7 +1,9 @@
 //! The scale-out deployment in one test process: two API instances on one Postgres
 //! database and one Redis prefix, and a worker (the job parts `pynomaly worker` opens,
 //! running jobs and serving nothing). Skipped, with the reason printed, without
-//! `PYNOMALY_TEST_DATABASE_URL` and `PYNOMALY_TEST_REDIS_URL`.
+//! `PYNOMALY_TEST_DATABASE_URL` and `PYNOMALY_TEST_REDIS_URL`. Each test also runs on a
+//! 3-master Redis Cluster it starts (`…::on_a_redis_cluster`, `--ignored`: `.ci/run` runs
+//! them).
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use pynomaly_runtime::{Secret, Settings, open_jobs};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use testkit::{Api, ScaleOut, eventually, with_postgres_and_redis};
+use testkit::{Api, RedisKind, ScaleOut, eventually, with_postgres_and};
 
 use crate::helpers::{Instance, instance};
 
@@ -46,9 +48,14 @@ pub(crate) async fn two_instances(root: &Path, env: &ScaleOut) -> (Instance, Ins
     (a, b, key)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_and_a_worker_share_models_and_jobs() {
-    with_postgres_and_redis(async |env| {
+testkit::on_each_redis!(
+    two_instances_and_a_worker_share_models_and_jobs => share_models_and_jobs,
+    a_model_deleted_through_one_instance_is_gone_from_the_other_within_a_second
+        => model_changes_reach_the_other_instance_within_a_second,
+);
+
+async fn share_models_and_jobs(redis: RedisKind) {
+    with_postgres_and(redis, async |env| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("sources")).unwrap();
@@ -132,6 +139,49 @@ async fn two_instances_and_a_worker_share_models_and_jobs() {
         }
         worker.background.cancel();
         worker.meta.close().await;
+        a.shut().await;
+        b.shut().await;
+    })
+    .await;
+}
+
+/// Model events: an instance that cached a model stops serving it within a second of its
+/// deletion through another instance (polling every 50 ms; the budget is 1.5 s so a
+/// loaded machine's scheduling is not what fails it).
+async fn model_changes_reach_the_other_instance_within_a_second(redis: RedisKind) {
+    with_postgres_and(redis, async |env| {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, key) = two_instances(dir.path(), &env).await;
+        let api_a = Api::new(&a.address, &key);
+        let api_b = api_a.at(&b.address);
+        let data: Vec<Vec<f64>> = (0..40)
+            .map(|i| vec![f64::from(i % 7), f64::from(i % 3)])
+            .collect();
+        let model = json!({"model_name": "m", "algorithm": "isolation_forest", "data": data});
+        api_a
+            .post("/api/v1/models", &model)
+            .await
+            .assert_status(201);
+        let row = json!({"data": [[1.0, 2.0]]});
+        // B loads and caches it.
+        let predict_b = async || api_b.post("/api/v1/models/m/predict", &row).await;
+        predict_b().await.assert_status(200);
+        let deleted = api_a.delete("/api/v1/models/m").await;
+        assert!(deleted.status.is_success(), "{}", deleted.status);
+        testkit::wait::wait(
+            "B stops serving the deleted model",
+            Duration::from_millis(1500),
+        )
+        .every(Duration::from_millis(50))
+        .until(async || {
+            let r = predict_b().await;
+            if r.status == StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            Err("still served from B's cache".to_string())
+        })
+        .await;
         a.shut().await;
         b.shut().await;
     })

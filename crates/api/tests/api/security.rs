@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{Api, eventually, with_postgres_and_redis};
+use testkit::{Api, RedisKind, eventually, with_postgres_and};
 
 use crate::helpers::{Reply, TestApp, csv_source, spawn_app, spawn_app_with, training_rows};
 use crate::scale_out::two_instances;
@@ -780,10 +780,10 @@ fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
-/// Two instances on one Postgres and one Redis (unique prefix), and calls to each with
-/// the admin key; skipped without Postgres and Redis.
-async fn with_two_instances(test: impl AsyncFnOnce(Api, Api)) {
-    with_postgres_and_redis(async |env| {
+/// Two instances on one Postgres and one Redis of this kind (unique prefix), and calls to
+/// each with the admin key; skipped without Postgres and (the test) Redis.
+async fn with_two_instances(redis: RedisKind, test: impl AsyncFnOnce(Api, Api)) {
+    with_postgres_and(redis, async |env| {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, key) = two_instances(dir.path(), &env).await;
         let api_a = Api::new(&a.address, key);
@@ -795,9 +795,14 @@ async fn with_two_instances(test: impl AsyncFnOnce(Api, Api)) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_limit_holds_across_two_instances_sharing_redis() {
-    with_two_instances(async |a, b| {
+// Also on a Redis Cluster (`…::on_a_redis_cluster`): the bucket's script runs on the node
+// owning its slot.
+testkit::on_each_redis!(
+    a_key_limit_holds_across_two_instances_sharing_redis => a_key_limit_holds_across_two_instances
+);
+
+async fn a_key_limit_holds_across_two_instances(redis: RedisKind) {
+    with_two_instances(redis, async |a, b| {
         let limited = json!({"name": "limited", "scopes": ["read"], "rate_limit_per_minute": 4});
         let created = a.post("/api/v1/auth/keys", &limited).await;
         let key = created.assert_status(201)["key"].as_str().unwrap();
@@ -819,7 +824,7 @@ async fn a_key_limit_holds_across_two_instances_sharing_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_or_disabling_a_user_takes_effect_on_every_instance_within_a_second() {
-    with_two_instances(async |a, b| {
+    with_two_instances(RedisKind::Single, async |a, b| {
         let revocable = json!({"name": "soon-revoked", "scopes": ["read"]});
         let created = a.post("/api/v1/auth/keys", &revocable).await;
         let key = created.body["key"].as_str().unwrap().to_string();

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pynomaly_models::DriftConfig;
+use pynomaly_redis::{RedisTarget, RedisUrlError};
 
 pub(crate) use env::Env;
 pub use env::{Problem, SettingsError};
@@ -110,8 +111,13 @@ impl DatabaseSettings {
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     /// The Redis job queue, also carrying model changes and shared rate limits
-    /// (`REDIS_URL`; unset: the in-process queue).
+    /// (`REDIS_URL`; unset: the in-process queue): `redis://host:6379` for one server,
+    /// `redis+cluster://host1:7000,host2:7001` for a Redis Cluster named by some of its
+    /// nodes.
     pub redis_url: Option<Secret>,
+    /// Whether a `redis://` `REDIS_URL` names a Redis Cluster (`REDIS_CLUSTER`,
+    /// `true`/`false`, default false; a `redis+cluster://` URL always does).
+    pub redis_cluster: bool,
     /// Prefix of the Redis keys (`PYNOMALY_REDIS_PREFIX`, default `pynomaly`).
     pub redis_prefix: String,
     /// A running job whose worker stops renewing its lease for this long is taken over by
@@ -127,6 +133,20 @@ pub struct QueueSettings {
     pub serve_runs_jobs: bool,
     /// Rows per chunk in batch jobs (`PYNOMALY_BATCH_CHUNK_ROWS`, default 16384).
     pub batch_chunk_rows: usize,
+}
+
+impl QueueSettings {
+    /// Where Redis is (`REDIS_URL`, `REDIS_CLUSTER`): one server or a cluster; `None`
+    /// without Redis.
+    ///
+    /// # Errors
+    /// The URL is unusable (settings read from the environment were checked already).
+    pub fn redis_target(&self) -> Result<Option<RedisTarget>, RedisUrlError> {
+        self.redis_url
+            .as_ref()
+            .map(|url| RedisTarget::parse(url.expose(), self.redis_cluster))
+            .transpose()
+    }
 }
 
 /// Credentials, limits and privacy.
@@ -193,6 +213,7 @@ impl Settings {
             },
             queue: QueueSettings {
                 redis_url: None,
+                redis_cluster: false,
                 redis_prefix: "pynomaly".into(),
                 job_lease: Duration::from_secs(30),
                 job_max_attempts: 3,
@@ -320,13 +341,19 @@ impl DatabaseSettings {
 
 impl QueueSettings {
     fn read(&mut self, env: &mut Env<'_>, has_database: bool) {
+        if let Some(v) = env.flag(
+            "REDIS_CLUSTER",
+            &["true", "1", "yes"],
+            &["false", "0", "no"],
+        ) {
+            self.redis_cluster = v;
+        }
         if let Some(v) = env.get("REDIS_URL") {
-            if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+            if let Err(e) = RedisTarget::parse(&v, self.redis_cluster) {
                 env.invalid(
                     "REDIS_URL",
                     &secret::redact(&v),
-                    "expected a Redis URL (redis://host:6379); unset it to use the in-process \
-                     queue",
+                    format!("{e}; unset it to use the in-process queue"),
                 );
             } else if !has_database && env.get("DATABASE_URL").is_none() {
                 env.invalid(
@@ -561,6 +588,51 @@ mod tests {
         );
         assert_eq!(s.queue.job_lease, Duration::from_secs(5));
         assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!s.queue.redis_target().unwrap().unwrap().is_cluster());
+    }
+
+    #[test]
+    fn a_redis_cluster_is_named_by_its_url_or_by_redis_cluster() {
+        let db = ("DATABASE_URL", "postgres://h/db");
+        let s = from(&[db, ("REDIS_URL", "redis+cluster://:pw@h1:7000,h2:7001")]).unwrap();
+        assert_eq!(
+            s.queue.redis_target().unwrap(),
+            Some(RedisTarget::Cluster(vec![
+                "redis://:pw@h1:7000".into(),
+                "redis://:pw@h2:7001".into()
+            ]))
+        );
+        let s = from(&[
+            db,
+            ("REDIS_URL", "redis://h1:7000"),
+            ("REDIS_CLUSTER", "true"),
+        ])
+        .unwrap();
+        assert!(s.queue.redis_cluster);
+        assert!(s.queue.redis_target().unwrap().unwrap().is_cluster());
+        let s = from(&[
+            db,
+            ("REDIS_URL", "redis://h1:7000"),
+            ("REDIS_CLUSTER", "false"),
+        ])
+        .unwrap();
+        assert!(!s.queue.redis_target().unwrap().unwrap().is_cluster());
+        // Several hosts without saying cluster, an empty host, a bad flag: named, and the
+        // password never repeated.
+        for bad in [
+            vec![db, ("REDIS_URL", "redis://:hunter2@h1:7000,h2:7001")],
+            vec![
+                db,
+                ("REDIS_URL", "redis+cluster://:hunter2@h1:7000,,h2:7001"),
+            ],
+            vec![db, ("REDIS_URL", "http://h:6379")],
+        ] {
+            let e = from(&bad).unwrap_err();
+            assert_eq!(e.problems()[0].name, "REDIS_URL", "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let e = from(&[db, ("REDIS_URL", "redis://h:1"), ("REDIS_CLUSTER", "maybe")]).unwrap_err();
+        assert_eq!(e.problems()[0].name, "REDIS_CLUSTER", "{e}");
     }
 
     #[test]

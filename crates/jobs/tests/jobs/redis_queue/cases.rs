@@ -1,157 +1,17 @@
-//! The Redis queue against a real Redis and Postgres: each test has a database of its own
-//! and a Redis key prefix of its own, both removed afterwards. Steps are driven one at a
-//! time (`receive`, `claim`, `execute`, `try_execute_job`) so nothing depends on timing
-//! except the short leases and backoffs the tests configure. Skipped, with the reason
-//! printed, when `PYNOMALY_TEST_DATABASE_URL` or `PYNOMALY_TEST_REDIS_URL` is unset.
+//! The Redis queue's behaviours, each run by `super` on the test Redis and on a Redis
+//! Cluster.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use pynomaly_jobs::{
-    ExecutionOutcome, JobQueue, JobRunner, QueueError, RedisQueue, RedisQueueConfig, SourceResolver,
-};
-use pynomaly_store::{
-    ArtifactStore, CancelOutcome, DEFAULT_TENANT, DynMetadataStore, Job, JobStatus, NewJob,
-    NewModelVersion, PostgresStore,
-};
+use pynomaly_jobs::{JobQueue, RedisQueueConfig};
+use pynomaly_store::{CancelOutcome, DEFAULT_TENANT, JobStatus, NewModelVersion};
 use serde_json::json;
-use testkit::{ScaleOut, with_postgres_and_redis};
-use tokio::task::JoinHandle;
+use testkit::RedisKind;
 
-use crate::{fit_batch, runner};
+use super::{assert_nothing_to_run, batch, done, with_harness};
 
-/// What each test gets: stores, a runner, and a way to start queue instances (an API
-/// instance or a worker process each) on this test's prefix.
-struct Harness {
-    dir: tempfile::TempDir,
-    meta: DynMetadataStore,
-    artifacts: ArtifactStore,
-    runner: Arc<JobRunner>,
-    env: ScaleOut,
-}
-
-impl Harness {
-    fn config(&self) -> RedisQueueConfig {
-        RedisQueueConfig {
-            prefix: self.env.redis_prefix.clone(),
-            // Long enough that a loaded CI machine does not expire a lease or a backoff
-            // between two steps of a test; short enough to wait out.
-            lease: Duration::from_millis(2000),
-            heartbeat: Duration::from_millis(100),
-            max_attempts: 2,
-            backoff: Duration::from_millis(1500),
-            block: Duration::from_millis(200),
-            redeliver_after: Duration::from_secs(300),
-        }
-    }
-
-    async fn queue(&self) -> Arc<RedisQueue> {
-        self.queue_with(self.config()).await
-    }
-
-    async fn queue_with(&self, config: RedisQueueConfig) -> Arc<RedisQueue> {
-        RedisQueue::connect(
-            &self.env.redis_url,
-            config,
-            Arc::clone(&self.meta),
-            Arc::clone(&self.runner),
-        )
-        .await
-        .expect("Redis queue connects")
-    }
-
-    async fn job(&self, id: &str) -> Job {
-        self.meta.job_by_id(id).await.unwrap().expect("job exists")
-    }
-
-    /// Writes a `n`-row CSV into the sources directory and returns its name.
-    fn sources_file(&self, name: &str, n: usize) -> String {
-        let root = self.dir.path().join("sources");
-        std::fs::write(root.join(name), testkit::data::wave_csv(n)).unwrap();
-        name.to_string()
-    }
-
-    /// A new queue instance (an API instance), and the batch over `a.csv` submitted
-    /// through it.
-    async fn submitted(&self) -> (Arc<RedisQueue>, Job) {
-        let api = self.queue().await;
-        let (job, created) = api.submit(batch(&["a.csv"], None)).await.unwrap();
-        assert!(created);
-        (api, job)
-    }
-
-    /// Submits a job through `api` over a source of 400,000 rows, long enough that its
-    /// run is still going when the test acts on it, and starts running it on `worker`.
-    async fn start_a_long_job(
-        &self,
-        api: &RedisQueue,
-        worker: &Arc<RedisQueue>,
-    ) -> (Job, JoinHandle<Result<ExecutionOutcome, QueueError>>) {
-        let big = self.sources_file("big.csv", 400_000);
-        let (job, _) = api.submit(batch(&[&big], None)).await.unwrap();
-        let d = worker.receive(None).await.unwrap().unwrap();
-        let claimed = worker.claim(d).await.unwrap().unwrap();
-        let running = tokio::spawn({
-            let worker = Arc::clone(worker);
-            async move { worker.execute(claimed).await }
-        });
-        // The run is given time to begin: a fitting batch job reports no progress before
-        // its source is done, so there is nothing to poll for.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        (job, running)
-    }
-
-    /// Waits out the lease of a claimed job: time has to pass for it to expire.
-    async fn let_the_lease_expire(&self) {
-        tokio::time::sleep(self.config().lease + Duration::from_millis(300)).await;
-    }
-}
-
-/// A batch over `sources`, its contamination left to the algorithm.
-fn batch(sources: &[&str], key: Option<&str>) -> NewJob {
-    fit_batch(sources, json!("auto"), key)
-}
-
-/// Runs `test` with a fresh database, a fresh key prefix and a sources directory holding
-/// `a.csv` (200 rows); removes all three afterwards, also when the test fails.
-async fn with_harness(test: impl AsyncFnOnce(Arc<Harness>)) {
-    with_postgres_and_redis(async |env| {
-        let dir = tempfile::tempdir().unwrap();
-        let store = PostgresStore::connect(&env.database_url, 8).await.unwrap();
-        let meta: DynMetadataStore = Arc::new(store);
-        let artifacts =
-            ArtifactStore::from_url(&dir.path().join("storage").display().to_string()).unwrap();
-        let sources = SourceResolver::new(&dir.path().join("sources")).unwrap();
-        let runner = runner(&meta, &artifacts, sources, 50);
-        let harness = Arc::new(Harness {
-            dir,
-            meta: Arc::clone(&meta),
-            artifacts,
-            runner,
-            env,
-        });
-        harness.sources_file("a.csv", 200);
-        testkit::with_cleanup(test(harness), meta.close()).await;
-    })
-    .await;
-}
-
-/// Asserts that `queue` finds no job to run (`why` says why there should be none).
-async fn assert_nothing_to_run(queue: &RedisQueue, why: &str) {
-    let outcome = queue.try_execute_job().await.unwrap();
-    assert_eq!(outcome, ExecutionOutcome::QueueEmpty, "{why}");
-}
-
-fn done(outcome: ExecutionOutcome) -> (String, JobStatus) {
-    match outcome {
-        ExecutionOutcome::JobDone { job_id, status } => (job_id, status),
-        ExecutionOutcome::QueueEmpty => panic!("expected a job to run, the queue was empty"),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submitted_job_runs_once_and_leaves_nothing_pending() {
-    with_harness(async |h| {
+pub(super) async fn a_submitted_job_runs_once_and_leaves_nothing_pending(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let api = h.queue().await;
         let worker = h.queue().await;
         let (job, created) = api.submit(batch(&["a.csv"], None)).await.unwrap();
@@ -173,9 +33,8 @@ async fn a_submitted_job_runs_once_and_leaves_nothing_pending() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_dedups_submissions_across_instances() {
-    with_harness(async |h| {
+pub(super) async fn an_idempotency_key_dedups_submissions_across_instances(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let (a, b) = (h.queue().await, h.queue().await);
         let (first, created) = a.submit(batch(&["a.csv"], Some("k1"))).await.unwrap();
         assert!(created);
@@ -189,9 +48,8 @@ async fn an_idempotency_key_dedups_submissions_across_instances() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_whose_worker_died_is_taken_over_and_reported_once() {
-    with_harness(async |h| {
+pub(super) async fn a_job_whose_worker_died_is_taken_over_and_reported_once(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let (_api, job) = h.submitted().await;
         // Worker 1 takes the delivery and claims the job, then dies (never runs it, never
         // renews its lease).
@@ -223,9 +81,8 @@ async fn a_job_whose_worker_died_is_taken_over_and_reported_once() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_whose_workers_keep_dying_fails_after_its_attempts() {
-    with_harness(async |h| {
+pub(super) async fn a_job_whose_workers_keep_dying_fails_after_its_attempts(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let (_api, job) = h.submitted().await;
         for attempt in 1..=2 {
             let dying = h.queue().await;
@@ -259,9 +116,10 @@ async fn a_job_whose_workers_keep_dying_fails_after_its_attempts() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_attempt_is_retried_after_a_backoff_then_failed_with_the_reason() {
-    with_harness(async |h| {
+pub(super) async fn a_failing_attempt_is_retried_after_a_backoff_then_failed_with_the_reason(
+    redis: RedisKind,
+) {
+    with_harness(redis, async |h| {
         // A model whose artifact is missing: the storage, not the data, is at fault.
         h.meta
             .create_model_version(NewModelVersion {
@@ -317,9 +175,8 @@ async fn a_failing_attempt_is_retried_after_a_backoff_then_failed_with_the_reaso
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_source_fails_at_once_without_retries() {
-    with_harness(async |h| {
+pub(super) async fn a_bad_source_fails_at_once_without_retries(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let q = h.queue().await;
         let (job, _) = q.submit(batch(&["nope.csv"], None)).await.unwrap();
         let (_, status) = done(q.try_execute_job().await.unwrap());
@@ -331,9 +188,8 @@ async fn a_bad_source_fails_at_once_without_retries() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_queued_job_means_it_never_runs() {
-    with_harness(async |h| {
+pub(super) async fn cancelling_a_queued_job_means_it_never_runs(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let (api, job) = h.submitted().await;
         assert!(matches!(
             api.cancel(DEFAULT_TENANT, &job.id).await.unwrap(),
@@ -350,9 +206,8 @@ async fn cancelling_a_queued_job_means_it_never_runs() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_running_job_through_another_instance_stops_it() {
-    with_harness(async |h| {
+pub(super) async fn cancelling_a_running_job_through_another_instance_stops_it(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let api = h.queue().await;
         let worker = h.queue().await;
         let (job, running) = h.start_a_long_job(&api, &worker).await;
@@ -371,9 +226,8 @@ async fn cancelling_a_running_job_through_another_instance_stops_it() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shutting_down_worker_hands_its_job_to_another() {
-    with_harness(async |h| {
+pub(super) async fn a_shutting_down_worker_hands_its_job_to_another(redis: RedisKind) {
+    with_harness(redis, async |h| {
         let api = h.queue().await;
         let leaving = h.queue().await;
         let (job, running) = h.start_a_long_job(&api, &leaving).await;
@@ -394,9 +248,10 @@ async fn a_shutting_down_worker_hands_its_job_to_another() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat() {
-    with_harness(async |h| {
+pub(super) async fn a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat(
+    redis: RedisKind,
+) {
+    with_harness(redis, async |h| {
         // A submission that stopped between the insert and the send.
         let (job, _) = h.meta.create_job(batch(&["a.csv"], None)).await.unwrap();
         let q = h
@@ -419,9 +274,10 @@ async fn a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat(
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it() {
-    with_harness(async |h| {
+pub(super) async fn a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it(
+    redis: RedisKind,
+) {
+    with_harness(redis, async |h| {
         // Running for a worker that left no trace: no heartbeat, no pending delivery.
         let (lost, _) = h.meta.create_job(batch(&["a.csv"], None)).await.unwrap();
         h.meta
