@@ -80,6 +80,9 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 ";
 
+/// Jobs sent again at most per reconciliation pass (the regular sweep sends the rest).
+const RECONCILE_BATCH: i64 = 10_000;
+
 /// Tuning of the Redis queue.
 #[derive(Debug, Clone)]
 pub struct RedisQueueConfig {
@@ -97,6 +100,11 @@ pub struct RedisQueueConfig {
     pub block: Duration,
     /// Jobs `queued` in the database for longer than this are sent again.
     pub redeliver_after: Duration,
+    /// After Redis lost the queue's state, how old a `queued` job must be to be sent again
+    /// at once (a younger one may be mid-submission, its send still to come); the others,
+    /// and jobs left `running` by workers that are gone, are handled this long after the
+    /// loss was noticed (see [`RedisQueue::reconcile`]).
+    pub reconcile_grace: Duration,
 }
 
 impl Default for RedisQueueConfig {
@@ -109,6 +117,7 @@ impl Default for RedisQueueConfig {
             backoff: Duration::from_secs(2),
             block: Duration::from_secs(2),
             redeliver_after: Duration::from_secs(300),
+            reconcile_grace: Duration::from_secs(5),
         }
     }
 }
@@ -145,6 +154,8 @@ pub struct RedisQueue {
     stream: String,
     delayed: String,
     workers_key: String,
+    /// Present while Redis holds the queue's state (see [`RedisQueue::reconcile`]).
+    epoch_key: String,
     worker_id: String,
     promote: Script,
     renew: Script,
@@ -234,6 +245,7 @@ impl RedisQueue {
             stream: format!("{p}:jobs"),
             delayed: format!("{p}:delayed"),
             workers_key: format!("{p}:workers"),
+            epoch_key: format!("{p}:epoch"),
             worker_id: format!(
                 "{host}-{}-{}",
                 std::process::id(),
@@ -247,21 +259,93 @@ impl RedisQueue {
             busy: AtomicUsize::new(0),
             config,
         };
-        let mut conn = queue.pool.get().await?;
+        queue.ensure_group().await?;
+        Ok(Arc::new(queue))
+    }
+
+    /// Creates the stream and its consumer group unless they exist.
+    async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut conn = self.pool.get().await?;
         let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&queue.stream)
+            .arg(&self.stream)
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
             .query_async(&mut conn)
             .await;
         match created {
-            Ok(()) => {}
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(Arc::new(queue))
+    }
+
+    /// Notices when Redis holds none of the queue's state — a first start, or Redis lost
+    /// its data (a restart without persistence, a failover that dropped recent writes, a
+    /// `FLUSHALL`) — and rebuilds it from the metadata store, which is the record of every
+    /// job: recreates the consumer group and sends again the jobs `queued` for longer than
+    /// `reconcile_grace`. One process does it per loss: the one whose `SET NX` of the epoch
+    /// key wins. Returns when the loss was noticed (`None`: Redis had the state), for
+    /// [`RedisQueue::reconcile_after_grace`] to finish the job once the grace has passed.
+    ///
+    /// A job sent twice runs once: its claim in the metadata store is fenced.
+    ///
+    /// # Errors
+    /// The store or Redis failed.
+    pub async fn reconcile(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, QueueError> {
+        let won: Option<String> = {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("SET")
+                .arg(&self.epoch_key)
+                .arg(&self.worker_id)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?
+        };
+        if won.is_none() {
+            return Ok(None);
+        }
+        let noticed = chrono::Utc::now();
+        self.ensure_group().await?;
+        let grace = chrono::Duration::from_std(self.config.reconcile_grace)
+            .unwrap_or_else(|_| chrono::Duration::seconds(5));
+        let sent = self.send_queued_before(noticed - grace).await?;
+        tracing::warn!(
+            jobs_sent_again = sent,
+            "Redis holds none of the job queue's state (a first start, or Redis lost its \
+             data): rebuilt it from the metadata store"
+        );
+        Ok(Some(noticed))
+    }
+
+    /// The second half of [`RedisQueue::reconcile`], `reconcile_grace` after the loss was
+    /// `noticed`: sends again the jobs queued before then that are still queued (their send
+    /// may have been lost with Redis), and hands back the jobs left `running` by workers
+    /// that have not come back (live workers have re-registered their heartbeats by then).
+    /// Returns how many jobs were sent again.
+    ///
+    /// # Errors
+    /// The store or Redis failed.
+    pub async fn reconcile_after_grace(
+        &self,
+        noticed: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, QueueError> {
+        let queued = self.send_queued_before(noticed).await?;
+        let running = self.recover_orphans().await?;
+        Ok(queued + running)
+    }
+
+    /// Sends every job queued in the metadata store before `before`.
+    async fn send_queued_before(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, QueueError> {
+        let ids = self.meta.queued_job_ids(before, RECONCILE_BATCH).await?;
+        for id in &ids {
+            self.send(id).await?;
+        }
+        Ok(ids.len())
     }
 
     /// The configuration.
@@ -397,7 +481,7 @@ impl RedisQueue {
     pub async fn receive(&self, block: Option<Duration>) -> Result<Option<Delivery>, QueueError> {
         self.promote_due().await?;
         let mut conn = self.pool.get().await?;
-        let reclaimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let reclaimed: Result<StreamAutoClaimReply, redis::RedisError> = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
             .arg(GROUP)
             .arg(&self.worker_id)
@@ -406,8 +490,19 @@ impl RedisQueue {
             .arg("COUNT")
             .arg(1)
             .query_async(&mut conn)
-            .await?;
+            .await;
         drop(conn);
+        let reclaimed = match reclaimed {
+            Ok(r) => r,
+            // Redis lost the group (its data went): recreate it; the reconciler sends the
+            // jobs again.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                tracing::warn!("the job stream's consumer group is gone: recreating it");
+                self.ensure_group().await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(entry) = reclaimed.claimed.first() {
             match Self::parse_entry(entry, true) {
                 Some(d) => {
@@ -682,6 +777,8 @@ impl RedisQueue {
     async fn heartbeat_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         let mut last_sweep = std::time::Instant::now();
+        // A loss of Redis's state noticed, and when to finish reconciling it.
+        let mut reconciling: Option<(chrono::DateTime<chrono::Utc>, std::time::Instant)> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -689,6 +786,32 @@ impl RedisQueue {
             }
             if let Err(e) = self.register_heartbeat().await {
                 tracing::warn!(error = %e, "could not record the worker heartbeat");
+            }
+            match self.reconcile().await {
+                Ok(Some(noticed)) => {
+                    let due = std::time::Instant::now() + self.config.reconcile_grace;
+                    reconciling = Some((noticed, due));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not check the job queue's state in Redis")
+                }
+            }
+            if let Some((noticed, due)) = reconciling
+                && std::time::Instant::now() >= due
+            {
+                match self.reconcile_after_grace(noticed).await {
+                    Ok(n) => {
+                        reconciling = None;
+                        tracing::info!(
+                            jobs_sent_again = n,
+                            "job queue reconciled with the metadata store"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not finish reconciling the job queue")
+                    }
+                }
             }
             if last_sweep.elapsed() >= self.config.redeliver_after / 2 {
                 last_sweep = std::time::Instant::now();

@@ -312,3 +312,49 @@ pub(super) async fn a_running_job_of_a_vanished_worker_is_sent_again_when_redis_
     })
     .await;
 }
+
+pub(super) async fn jobs_queued_and_running_when_redis_lost_its_data_run_once(redis: RedisKind) {
+    with_harness(redis, async |h| {
+        let q = h.queue().await;
+        // The first check of a new deployment finds no state, and then finds it.
+        assert!(q.reconcile().await.unwrap().is_some());
+        assert!(q.reconcile().await.unwrap().is_none());
+        // Two jobs queued (sent), one running on a worker that then vanished.
+        let (a, _) = q.submit(batch(&["a.csv"], None)).await.unwrap();
+        let (b, _) = q.submit(batch(&["a.csv"], None)).await.unwrap();
+        let (c, _) = q.submit(batch(&["a.csv"], None)).await.unwrap();
+        let ghost = h.queue().await;
+        let d = ghost.receive(None).await.unwrap().unwrap();
+        let claimed = ghost.claim(d).await.unwrap().unwrap();
+        assert_eq!(claimed.job().id, a.id);
+        drop(claimed);
+
+        h.lose_redis_state().await;
+        // Until reconciled, nothing is delivered (the consumer group is recreated).
+        assert_nothing_to_run(&q, "Redis forgot every delivery").await;
+        let noticed = q.reconcile().await.unwrap().expect("the loss is noticed");
+        assert!(q.reconcile().await.unwrap().is_none(), "noticed once");
+        // b and c were queued: sent again at once; a, running for a worker that is gone,
+        // once the grace has passed.
+        let mut ran = Vec::new();
+        for _ in 0..2 {
+            let (id, status) = done(q.try_execute_job().await.unwrap());
+            assert_eq!(status, JobStatus::Succeeded);
+            ran.push(id);
+        }
+        assert_nothing_to_run(&q, "a waits for the grace").await;
+        assert_eq!(q.reconcile_after_grace(noticed).await.unwrap(), 1);
+        let (id, status) = done(q.try_execute_job().await.unwrap());
+        assert_eq!(status, JobStatus::Succeeded);
+        ran.push(id);
+        ran.sort();
+        let mut expected = vec![a.id.clone(), b.id.clone(), c.id.clone()];
+        expected.sort();
+        assert_eq!(ran, expected, "each job ran once");
+        assert_nothing_to_run(&q, "nothing runs twice").await;
+        for id in [&b.id, &c.id] {
+            assert_eq!(h.job(id).await.attempts, 1);
+        }
+    })
+    .await;
+}

@@ -35,6 +35,7 @@ testkit::on_each_redis!(cases::{
     a_shutting_down_worker_hands_its_job_to_another,
     a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat,
     a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it,
+    jobs_queued_and_running_when_redis_lost_its_data_run_once,
 });
 
 /// What each test gets: stores, a runner, and a way to start queue instances (an API
@@ -59,7 +60,26 @@ impl Harness {
             backoff: Duration::from_millis(1500),
             block: Duration::from_millis(200),
             redeliver_after: Duration::from_secs(300),
+            reconcile_grace: Duration::from_millis(0),
         }
+    }
+
+    /// What Redis losing its data does to this test's queue: every key under its prefix
+    /// gone (the consumer group with its stream).
+    async fn lose_redis_state(&self) {
+        let target = pynomaly_redis::RedisTarget::parse(&self.env.redis_url, false).unwrap();
+        let pool = target.pool(Duration::from_secs(5), 2).unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let p = pynomaly_redis::slot_tag(&self.env.redis_prefix);
+        let keys: Vec<String> = ["jobs", "delayed", "workers", "epoch"]
+            .iter()
+            .map(|k| format!("{p}:{k}"))
+            .collect();
+        let _: i64 = deadpool_redis::redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 
     async fn queue(&self) -> Arc<RedisQueue> {
