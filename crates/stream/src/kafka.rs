@@ -15,18 +15,30 @@
 //!   topic (partitioned by the event's `id`).
 //!
 //! `--kafka-config key=value` options pass through to librdkafka (both clients), e.g.
-//! `session.timeout.ms` or security settings.
+//! `session.timeout.ms` or security settings: librdkafka is built with TLS and SASL
+//! (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`; not `GSSAPI`), so
+//! `security.protocol=SASL_SSL` with `ssl.ca.location` and `sasl.*` works.
+//! - **Connecting**: clients connect lazily and retry an unreachable broker in the
+//!   background. What retrying cannot mend — a TLS handshake that fails (a certificate the
+//!   CA does not verify, a plain-text port) or refused credentials — is caught by
+//!   [`KafkaSource::check_connection`] and [`KafkaSink::check_connection`] at start, with librdkafka's
+//!   reason, so the process stops with it instead of retrying forever.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{
+    BaseProducer, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
+};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
@@ -34,6 +46,112 @@ use crate::StreamError;
 use crate::alert::OutMessage;
 use crate::broker::{Committer, Position, Record, Sink, Source};
 use crate::redis::StartFrom;
+
+/// How long [`KafkaSource::check_connection`] and [`KafkaSink::check_connection`] wait for
+/// the brokers before going on (an unreachable broker is retried in the background).
+pub const CONNECT_CHECK: Duration = Duration::from_secs(10);
+
+/// The connection check's librdkafka context: logs errors as the default one does, but keeps
+/// the last one that retrying cannot mend (TLS, authentication), with librdkafka's reason.
+#[derive(Clone, Default)]
+struct KafkaContext {
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+impl KafkaContext {
+    fn refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // The check's client is a producer made of a consumer's settings too: librdkafka's
+        // "is a consumer property and will be ignored" warnings are not the user's concern.
+        if fac != "CONFWARN" {
+            DefaultClientContext.log(level, fac, log_message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let permanent = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::SSL
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+            )
+        );
+        if permanent {
+            *self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_string());
+        } else {
+            DefaultClientContext.error(error, reason);
+        }
+    }
+}
+
+/// The check sends no message.
+impl ProducerContext for KafkaContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, (): ()) {}
+}
+
+/// Checks, with a short-lived client of the same settings, that the brokers of `config`
+/// accept a connection: waits up to `wait` for `topic`'s metadata. A TLS or authentication
+/// failure is an error carrying librdkafka's reason; brokers that do not answer in time only
+/// get a warning (they are retried in the background, as when they go away later).
+async fn check_connection(
+    config: &ClientConfig,
+    topic: &str,
+    wait: Duration,
+) -> Result<(), StreamError> {
+    let brokers = config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_string();
+    let topic = topic.to_string();
+    let context = KafkaContext::default();
+    let producer: BaseProducer<KafkaContext> = config.create_with_context(context.clone())?;
+    let deadline = Instant::now() + wait;
+    let reached = tokio::task::spawn_blocking(move || {
+        let step = Duration::from_millis(250);
+        loop {
+            // Serves the error events, which is where a refused handshake shows.
+            producer.poll(step);
+            if let Some(reason) = context.refused() {
+                return Err(reason);
+            }
+            if producer.client().fetch_metadata(Some(&topic), step).is_ok() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
+    })
+    .await?;
+    match reached {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!(
+                brokers,
+                wait_s = wait.as_secs(),
+                "the Kafka brokers did not answer yet; retrying in the background"
+            );
+            Ok(())
+        }
+        Err(reason) => Err(StreamError::Config(format!(
+            "cannot connect to the Kafka brokers at {brokers}: {reason}"
+        ))),
+    }
+}
 
 /// Options of a Kafka consumer.
 #[derive(Debug, Clone)]
@@ -56,6 +174,8 @@ pub struct KafkaSource {
     topic: String,
     #[debug(skip)]
     poll_wait: Duration,
+    #[debug(skip)]
+    config: ClientConfig,
 }
 
 impl KafkaSource {
@@ -102,7 +222,17 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             topic: topic.to_string(),
             poll_wait: config.poll_wait,
+            config: c,
         })
+    }
+
+    /// Waits up to `wait` for the brokers to accept a connection (see the module's
+    /// "Connecting").
+    ///
+    /// # Errors
+    /// A TLS handshake or an authentication that fails, with librdkafka's reason.
+    pub async fn check_connection(&self, wait: Duration) -> Result<(), StreamError> {
+        check_connection(&self.config, &self.topic, wait).await
     }
 }
 
@@ -235,6 +365,8 @@ pub struct KafkaSink {
     #[debug(skip)]
     topic: String,
     display: String,
+    #[debug(skip)]
+    config: ClientConfig,
 }
 
 impl KafkaSink {
@@ -261,7 +393,17 @@ impl KafkaSink {
             producer: c.create()?,
             topic: topic.to_string(),
             display,
+            config: c,
         })
+    }
+
+    /// Waits up to `wait` for the brokers to accept a connection (see the module's
+    /// "Connecting").
+    ///
+    /// # Errors
+    /// A TLS handshake or an authentication that fails, with librdkafka's reason.
+    pub async fn check_connection(&self, wait: Duration) -> Result<(), StreamError> {
+        check_connection(&self.config, &self.topic, wait).await
     }
 }
 
@@ -309,5 +451,57 @@ impl Sink for KafkaSink {
 
     fn describe(&self) -> String {
         self.display.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    fn source_config(extra: Vec<(String, String)>) -> KafkaSourceConfig {
+        KafkaSourceConfig {
+            group: "g".into(),
+            client_id: "c".into(),
+            start: StartFrom::Earliest,
+            poll_wait: Duration::from_millis(10),
+            extra,
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_and_sasl_plain_and_scram_settings_make_clients() {
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            let extra = settings(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", mechanism),
+                ("sasl.username", "alice"),
+                ("sasl.password", "secret"),
+                ("ssl.endpoint.identification.algorithm", "https"),
+            ]);
+            KafkaSource::connect("127.0.0.1:9", "events", source_config(extra.clone()))
+                .unwrap_or_else(|e| panic!("a SASL_SSL {mechanism} consumer: {e}"));
+            KafkaSink::new("127.0.0.1:9", "alerts", "alerts".into(), &extra)
+                .unwrap_or_else(|e| panic!("a SASL_SSL {mechanism} producer: {e}"));
+        }
+        let tls = settings(&[("security.protocol", "SSL")]);
+        KafkaSource::connect("127.0.0.1:9", "events", source_config(tls)).expect("an SSL consumer");
+    }
+
+    #[tokio::test]
+    async fn gssapi_is_refused_when_the_client_is_made() {
+        let extra = settings(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "GSSAPI"),
+        ]);
+        let err = KafkaSink::new("127.0.0.1:9", "alerts", "alerts".into(), &extra)
+            .expect_err("GSSAPI is not built in");
+        assert!(err.to_string().contains("GSSAPI"), "{err}");
     }
 }

@@ -13,6 +13,9 @@ pub const REDIS_URL_VAR: &str = "PYNOMALY_TEST_REDIS_URL";
 /// A Kafka-protocol broker (CI runs tansu) tests may create topics on, e.g.
 /// `127.0.0.1:9092`.
 pub const KAFKA_BROKERS_VAR: &str = "PYNOMALY_TEST_KAFKA_BROKERS";
+/// The tansu binary (`.ci/run` builds it), for tests that start a Kafka-protocol broker of
+/// their own, e.g. `/var/tmp/pynomaly-tools/bin/tansu`.
+pub const TANSU_VAR: &str = "PYNOMALY_TEST_TANSU";
 /// An S3-compatible server (CI runs moto) tests may create buckets on, e.g.
 /// `http://127.0.0.1:5055`.
 pub const S3_ENDPOINT_VAR: &str = "PYNOMALY_TEST_S3_ENDPOINT";
@@ -28,6 +31,10 @@ fn describe(var: &str) -> (&'static str, &'static str) {
         KAFKA_BROKERS_VAR => (
             "no Kafka-protocol broker (.ci/run starts tansu)",
             "127.0.0.1:9092",
+        ),
+        TANSU_VAR => (
+            "no tansu binary to start a broker with (.ci/run builds one)",
+            "/var/tmp/pynomaly-tools/bin/tansu",
         ),
         S3_ENDPOINT_VAR => (
             "no S3-compatible server (e.g. `moto_server -p 5055`)",

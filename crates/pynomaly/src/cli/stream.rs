@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pynomaly_runtime::{KeyHasher, open_artifacts, open_metadata, open_registry, shutdown_signal};
 use pynomaly_stream::alert::EventFields;
-use pynomaly_stream::kafka::{KafkaSink, KafkaSource, KafkaSourceConfig};
+use pynomaly_stream::kafka::{CONNECT_CHECK, KafkaSink, KafkaSource, KafkaSourceConfig};
 use pynomaly_stream::redis::{RedisSink, RedisSource, RedisSourceConfig, StartFrom};
 use pynomaly_stream::{
     CheckpointStore, Endpoint, Features, OnlineConfig, OnlineLearner, Pipeline, PipelineConfig,
@@ -275,8 +275,8 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
             (None, None) => unreachable!("checked above"),
         };
         let src = open_source(&source, args, &consumer, claim_idle).await?;
-        let sink_out = open_sink(&sink, args)?;
-        let dead_out = open_sink(&dead, args)?;
+        let sink_out = open_sink(&sink, args).await?;
+        let dead_out = open_sink(&dead, args).await?;
         let about = json!({
             "source": source.display(), "sink": sink.display(), "dead_letter": dead.display(),
             "group": args.group, "consumer": consumer,
@@ -372,21 +372,21 @@ async fn open_source(
                 .with_context(|| format!("cannot consume {}", endpoint.display()))?;
             Ok(Box::new(source))
         }
-        Endpoint::Kafka { .. } => kafka_source(endpoint, args, consumer, start),
+        Endpoint::Kafka { .. } => kafka_source(endpoint, args, consumer, start).await,
     }
 }
 
-fn open_sink(endpoint: &Endpoint, args: &StreamArgs) -> anyhow::Result<Arc<dyn Sink>> {
+async fn open_sink(endpoint: &Endpoint, args: &StreamArgs) -> anyhow::Result<Arc<dyn Sink>> {
     let max_len = args.sink_max_len;
     match endpoint {
         Endpoint::Redis { url, stream } => Ok(Arc::new(
             RedisSink::new(url, stream, endpoint.display(), max_len).map_err(input)?,
         )),
-        Endpoint::Kafka { .. } => kafka_sink(endpoint, args),
+        Endpoint::Kafka { .. } => kafka_sink(endpoint, args).await,
     }
 }
 
-fn kafka_source(
+async fn kafka_source(
     endpoint: &Endpoint,
     args: &StreamArgs,
     consumer: &str,
@@ -403,16 +403,21 @@ fn kafka_source(
         extra: args.kafka_config.clone(),
     };
     let source = KafkaSource::connect(brokers, topic, config).map_err(input)?;
+    source
+        .check_connection(CONNECT_CHECK)
+        .await
+        .map_err(input)?;
     Ok(Box::new(source))
 }
 
-fn kafka_sink(endpoint: &Endpoint, args: &StreamArgs) -> anyhow::Result<Arc<dyn Sink>> {
+async fn kafka_sink(endpoint: &Endpoint, args: &StreamArgs) -> anyhow::Result<Arc<dyn Sink>> {
     let Endpoint::Kafka { brokers, topic } = endpoint else {
         unreachable!("called for Kafka endpoints")
     };
-    Ok(Arc::new(
-        KafkaSink::new(brokers, topic, endpoint.display(), &args.kafka_config).map_err(input)?,
-    ))
+    let sink =
+        KafkaSink::new(brokers, topic, endpoint.display(), &args.kafka_config).map_err(input)?;
+    sink.check_connection(CONNECT_CHECK).await.map_err(input)?;
+    Ok(Arc::new(sink))
 }
 
 /// `key=value`.

@@ -1,7 +1,9 @@
-//! `pynomaly stream` on Kafka, against a real Kafka-protocol broker (tansu, which
-//! `.ci/run` starts) at `PYNOMALY_TEST_KAFKA_BROKERS`: the shared suite.
+//! `pynomaly stream` on Kafka, against a real Kafka-protocol broker: the shared suite on
+//! the broker `.ci/run` starts (tansu, at `PYNOMALY_TEST_KAFKA_BROKERS`), and again over TLS
+//! ([`tls`]: a broker of the test's own behind nginx terminating TLS).
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -16,7 +18,9 @@ use serde_json::Value;
 use super::harness::Message as Msg;
 use super::{Broker, WAIT};
 
-suite!(KafkaTopics);
+suite!(KafkaTopics<Plain>);
+
+mod tls;
 
 /// Shorter group timeouts than Kafka's defaults, so a killed member's partitions move on
 /// within seconds.
@@ -27,15 +31,54 @@ const GROUP_TIMING: [&str; 4] = [
     "heartbeat.interval.ms=500",
 ];
 
+/// Where the brokers are and how to reach them.
+pub(super) trait Endpoint {
+    /// The brokers; `None`, the test skipping, when they are not configured.
+    fn open() -> Option<Connection>;
+}
+
+/// The brokers of one test, the client settings that reach them (librdkafka's, given to the
+/// test's own clients and to the stream processes as `--kafka-config`), and whatever serves
+/// them for this test only (dropped with it).
+pub(super) struct Connection {
+    pub(super) brokers: String,
+    pub(super) settings: Vec<(String, String)>,
+    pub(super) _servers: Option<Box<dyn std::any::Any>>,
+}
+
+/// The broker `.ci/run` starts, in plain text.
+pub(super) struct Plain;
+
+impl Endpoint for Plain {
+    fn open() -> Option<Connection> {
+        Some(Connection {
+            brokers: testkit::env::kafka_brokers()?,
+            settings: Vec::new(),
+            _servers: None,
+        })
+    }
+}
+
+/// A client configuration of `connection`'s brokers and settings.
+fn client_config(connection: &Connection) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &connection.brokers);
+    for (k, v) in &connection.settings {
+        c.set(k, v);
+    }
+    c
+}
+
 /// Unique topics for one test.
-struct KafkaTopics {
-    brokers: String,
+pub(super) struct KafkaTopics<E> {
+    connection: Connection,
     prefix: String,
     partitions: HashMap<String, i32>,
     producer: ThreadedProducer<DefaultProducerContext>,
+    endpoint: PhantomData<E>,
 }
 
-impl Broker for KafkaTopics {
+impl<E: Endpoint> Broker for KafkaTopics<E> {
     const POSITION: &'static str = "partition ";
     // A killed member's partitions move to another once its session times out
     // (`GROUP_TIMING`), from the last committed offset.
@@ -43,14 +86,11 @@ impl Broker for KafkaTopics {
     const REBALANCE_REDELIVERS: bool = true;
 
     fn open(test: &str, partitions: &[(&str, i32)]) -> Option<Self> {
-        let brokers = testkit::env::kafka_brokers()?;
-        let brokers = brokers.as_str();
+        let connection = E::open()?;
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let prefix = format!("pynomaly-test-{test}-{}", uuid::Uuid::new_v4().simple());
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            client_config(&connection).create().expect("admin client");
         let names: Vec<String> = partitions
             .iter()
             .map(|(n, _)| format!("{prefix}-{n}"))
@@ -74,20 +114,20 @@ impl Broker for KafkaTopics {
         // answers the last batch's base offset + 1. With single-record batches a committed
         // offset is always a batch boundary and the watermarks are exact, so the SIGKILL
         // test checks our commits, not that broker's batch bookkeeping.
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let producer = client_config(&connection)
             .set("linger.ms", "5")
             .set("batch.num.messages", "1")
             .create()
             .expect("producer");
         Some(Self {
-            brokers: brokers.to_string(),
+            connection,
             prefix,
             partitions: partitions
                 .iter()
                 .map(|(name, p)| (name.to_string(), *p))
                 .collect(),
             producer,
+            endpoint: PhantomData,
         })
     }
 
@@ -99,11 +139,20 @@ impl Broker for KafkaTopics {
     }
 
     fn url(&self, name: &str) -> String {
-        format!("kafka://{}/{}", self.brokers, self.topic(name))
+        format!("kafka://{}/{}", self.connection.brokers, self.topic(name))
     }
 
     fn process_args(&self) -> Vec<String> {
-        GROUP_TIMING.iter().map(|s| s.to_string()).collect()
+        let settings = self
+            .connection
+            .settings
+            .iter()
+            .flat_map(|(k, v)| ["--kafka-config".to_string(), format!("{k}={v}")]);
+        GROUP_TIMING
+            .iter()
+            .map(|s| s.to_string())
+            .chain(settings)
+            .collect()
     }
 
     /// Produces events keyed by their id (so they spread over the partitions).
@@ -129,8 +178,7 @@ impl Broker for KafkaTopics {
     /// Every message of a topic, all partitions from the start, waiting until `at_least`
     /// have arrived and no more come for half a second.
     fn read_all(&self, name: &str, at_least: usize) -> Vec<Msg> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let consumer: BaseConsumer = client_config(&self.connection)
             .set(
                 "group.id",
                 format!("{}-reader-{}", self.prefix, uuid::Uuid::new_v4().simple()),
@@ -182,7 +230,7 @@ impl Broker for KafkaTopics {
     }
 }
 
-impl KafkaTopics {
+impl<E> KafkaTopics<E> {
     fn topic(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
     }

@@ -30,7 +30,7 @@ macro_rules! suite {
         $(
             #[test]
             fn $case() {
-                super::cases::$case::<$broker>();
+                crate::stream::cases::$case::<$broker>();
             }
         )*
     };
