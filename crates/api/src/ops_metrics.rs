@@ -17,7 +17,9 @@
 //!   `pynomaly_model_loads_total` (artifacts read and decoded), `pynomaly_model_cache_bytes`.
 //! - `pynomaly_model_stage_changes_total{model,reason}`: stage changes of model versions
 //!   made by this process (`promote`, `archive`, `rollback`, `training`: a training's
-//!   promotion policy).
+//!   promotion policy, `guard:<name>`: a rollout's guard).
+//! - `pynomaly_model_rollbacks_total{model,guard}`: canary and shadow rollouts ended by
+//!   their guards here (`anomaly_rate`, `error_rate`, `latency_p99`).
 //! - `pynomaly_db_pool_connections{state="idle"|"in_use"}`, `pynomaly_db_pool_max_connections`;
 //!   `pynomaly_redis_pool_connections{pool,state}`, `pynomaly_redis_pool_max_connections{pool}`
 //!   (`pool` is `commands` or `blocking`; absent without Redis).
@@ -55,6 +57,7 @@ pub(crate) struct OpsMetrics {
     model_loads: IntCounter,
     cache_bytes: IntGauge,
     stage_changes: IntCounterVec,
+    rollbacks: IntCounterVec,
     db_pool: IntGaugeVec,
     db_pool_max: IntGauge,
     redis_pool: IntGaugeVec,
@@ -141,6 +144,14 @@ impl OpsMetrics {
                 &["model", "reason"],
             )
             .expect("valid metric"),
+            rollbacks: IntCounterVec::new(
+                Opts::new(
+                    "pynomaly_model_rollbacks_total",
+                    "Canary and shadow rollouts ended by their guards on this process, by model and guard",
+                ),
+                &["model", "guard"],
+            )
+            .expect("valid metric"),
             db_pool: gauge_vec(
                 "pynomaly_db_pool_connections",
                 "Metadata-store pool connections by state (idle, in_use)",
@@ -182,6 +193,7 @@ impl OpsMetrics {
             Box::new(m.model_loads.clone()),
             Box::new(m.cache_bytes.clone()),
             Box::new(m.stage_changes.clone()),
+            Box::new(m.rollbacks.clone()),
             Box::new(m.db_pool.clone()),
             Box::new(m.db_pool_max.clone()),
             Box::new(m.redis_pool.clone()),
@@ -248,6 +260,9 @@ impl OpsMetrics {
                 &self.stage_changes.with_label_values(&[&model, &reason]),
                 total,
             );
+        }
+        for ((model, guard), total) in registry.rollbacks() {
+            catch_up(&self.rollbacks.with_label_values(&[&model, &guard]), total);
         }
         if let Some(p) = meta.pool_stats() {
             self.db_pool

@@ -24,6 +24,7 @@ pub use cache::{LoadedModel, ModelCache};
 pub use drift::{DriftConfig, DriftMonitor, ModelDrift, WindowView, reference_path, unix_now};
 pub use model_events::{ModelChangeSink, ModelEvents, ModelEventsError};
 pub use registry::{
-    GateMetric, ModelRegistry, ProductionWatch, PromotePolicy, PromotionOutcome, Registration,
-    RegistryError, Rollout, ValidationSet, matrix_sha256, previous_production,
+    ActiveRollout, Breach, GateMetric, Guards, ModelRegistry, NewRollout, ProductionWatch,
+    PromotePolicy, PromotionOutcome, Registration, RegistryError, Rollout, RolloutMode,
+    RolloutPolicy, ValidationSet, Variant, matrix_sha256, previous_production,
 };

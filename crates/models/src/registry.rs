@@ -22,8 +22,11 @@ use crate::cache::{LoadedModel, ModelCache};
 use crate::drift::{DriftConfig, DriftMonitor, reference_path};
 use crate::model_events::{ModelChangeSink, ModelEvents};
 
+mod canary;
 mod lifecycle;
 mod rollout;
+
+pub use canary::{ActiveRollout, Breach, Guards, NewRollout, RolloutMode, RolloutPolicy, Variant};
 
 pub use lifecycle::previous_production;
 pub use rollout::{
@@ -67,6 +70,9 @@ pub struct Registration {
     pub lineage: Option<serde_json::Value>,
 }
 
+/// The rollouts held, by (tenant, name): `None` for a model known to have none.
+type Rollouts = HashMap<(String, String), Option<Arc<ActiveRollout>>>;
+
 /// Key of a load in flight: (tenant, name, version asked; `None`: production).
 type LoadKey = (String, String, Option<i64>);
 
@@ -90,6 +96,10 @@ pub struct ModelRegistry {
     drift: DriftMonitor,
     /// Stage changes made here, by (model, reason) (metrics).
     stage_changes: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// The rollouts of the models asked about: `None` for a model with none.
+    rollouts: std::sync::Mutex<Rollouts>,
+    /// Rollouts ended by their guards here, by (model, guard) (metrics).
+    rollbacks: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl ModelRegistry {
@@ -106,6 +116,8 @@ impl ModelRegistry {
             events: OnceLock::new(),
             drift: DriftMonitor::new(DriftConfig::default()),
             stage_changes: std::sync::Mutex::default(),
+            rollouts: std::sync::Mutex::default(),
+            rollbacks: std::sync::Mutex::default(),
         }
     }
 
@@ -510,6 +522,8 @@ impl ModelRegistry {
         name: &str,
     ) -> Result<Vec<ModelVersion>, RegistryError> {
         let deleted = self.meta.delete_model(tenant, name).await?;
+        self.meta.end_rollout(tenant, name).await?;
+        self.forget_rollout(tenant, name);
         self.cache.invalidate(tenant, name);
         self.drift.forget(tenant, name);
         if !deleted.is_empty() {
@@ -528,10 +542,12 @@ impl ModelRegistry {
 impl ModelChangeSink for ModelRegistry {
     fn changed(&self, tenant: &str, name: &str) {
         self.cache.invalidate(tenant, name);
+        self.forget_rollout(tenant, name);
     }
 
     fn missed_changes(&self) {
         self.cache.clear();
+        self.lock_rollouts().clear();
     }
 }
 

@@ -40,6 +40,10 @@ pub(crate) struct DetectionResponse<'a> {
     pub(crate) model_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) model_version: Option<i64>,
+    /// On a model's predict: which version answered (`production`, `canary`, or
+    /// `requested` when the request named one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) variant: Option<&'static str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub(crate) warnings: &'a [String],
 }
@@ -117,6 +121,7 @@ async fn detect(
         processing_time_ms: started.elapsed().as_secs_f64() * 1e3,
         model_name: None,
         model_version: None,
+        variant: None,
         warnings: &fitted.warnings,
     })
     .into_response())

@@ -1,18 +1,20 @@
 //! Model lifecycle: promote a version to production, archive one, roll back to the
-//! previous production version; and the rollout fields of a training request (`promote`,
-//! `gate_metric`, `min_improvement`, `validation_data`). The registry does the changes
+//! previous production version; canary and shadow rollouts; and the rollout fields of a
+//! training request (`promote`, `gate_metric`, `min_improvement`, `validation_data`). The registry does the changes
 //! (`pynomaly_models`'s lifecycle and rollout modules); this is their HTTP form.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::routing::post;
-use pynomaly_models::{GateMetric, PromotePolicy, Rollout, ValidationSet};
+use axum::routing::{post, put};
+use pynomaly_models::{
+    GateMetric, Guards, NewRollout, PromotePolicy, Rollout, RolloutMode, ValidationSet,
+};
 use pynomaly_store::{ARCHIVED, NewStage, PRODUCTION, StageChange};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access::WriteAccess;
+use crate::access::{ReadAccess, WriteAccess};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{RequestBody, Rows, diagnose_rows, parse};
@@ -32,6 +34,129 @@ pub(crate) fn router() -> Router<AppState> {
             post(archive),
         )
         .route("/api/v1/models/{name}/rollback", post(rollback))
+        .route(
+            "/api/v1/models/{name}/canary",
+            put(start_canary).get(canary).delete(end_canary),
+        )
+        .route("/api/v1/models/{name}/canary/promote", post(promote_canary))
+}
+
+/// `PUT /api/v1/models/{name}/canary`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryRequest {
+    version: i64,
+    traffic_percent: Option<f64>,
+    #[serde(default)]
+    mode: RolloutMode,
+    #[serde(default)]
+    guards: Guards,
+}
+
+async fn start_canary(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let request: CanaryRequest = parse(&body)?;
+    let percent = request.traffic_percent.unwrap_or(match request.mode {
+        RolloutMode::Canary => 10.0,
+        RolloutMode::Shadow => 100.0,
+    });
+    if !(percent > 0.0 && percent <= 100.0) {
+        return Err(invalid(
+            "traffic_percent",
+            format!("'traffic_percent' must be above 0 and at most 100, got {percent}"),
+        ));
+    }
+    let g = &request.guards;
+    let ratios = [
+        (
+            "guards.max_anomaly_rate_ratio",
+            g.max_anomaly_rate_ratio,
+            1.0,
+            1e6,
+        ),
+        ("guards.max_anomaly_rate", g.max_anomaly_rate, 0.0, 1.0),
+        ("guards.max_error_rate", g.max_error_rate, 0.0, 1.0),
+        ("guards.max_latency_ratio", g.max_latency_ratio, 1.0, 1e6),
+    ];
+    for (field, value, min, max) in ratios {
+        if !(value.is_finite() && (min..=max).contains(&value)) {
+            return Err(invalid(
+                field,
+                format!("'{field}' must be from {min} to {max}, got {value}"),
+            ));
+        }
+    }
+    if request.version < 1 {
+        return Err(invalid(
+            "version",
+            format!("'version' must be an integer >= 1, got {}", request.version),
+        ));
+    }
+    let new = NewRollout {
+        version: request.version,
+        traffic_percent: percent,
+        mode: request.mode,
+        guards: request.guards,
+    };
+    let active = state
+        .registry
+        .start_rollout(&caller.tenant, &name, new, &caller.label())
+        .await?;
+    Ok(axum::Json(active.report()))
+}
+
+async fn canary(
+    State(state): State<AppState>,
+    ReadAccess(caller): ReadAccess,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let active = state.registry.rollout(&caller.tenant, &name).await?;
+    let active =
+        active.ok_or_else(|| ApiError::NotFound(format!("model '{name}' has no canary")))?;
+    Ok(axum::Json(active.report()))
+}
+
+async fn end_canary(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let ended = state
+        .registry
+        .end_rollout(&caller.tenant, &name, &caller.label(), "ended", Value::Null)
+        .await?;
+    let ended = ended.ok_or_else(|| ApiError::NotFound(format!("model '{name}' has no canary")))?;
+    Ok(axum::Json(
+        json!({"model_name": name, "ended": true, "canary": ended}),
+    ))
+}
+
+async fn promote_canary(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let note = reason(&body)?;
+    let c = state
+        .registry
+        .promote_rollout(
+            &caller.tenant,
+            &name,
+            &caller.label(),
+            note,
+            Some(current_request_id()),
+        )
+        .await?;
+    changed(&name, c)
 }
 
 /// The optional body of a stage change: why, in the caller's words.

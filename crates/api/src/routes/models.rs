@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use detect_core::drift::ReferenceProfile;
 use pynomaly_jobs::TrainSpec;
-use pynomaly_models::{Registration, matrix_sha256, unix_now};
+use pynomaly_models::{ActiveRollout, Registration, RolloutMode, Variant, matrix_sha256, unix_now};
+use std::sync::Arc;
+
+use crate::request_id::current_request_id;
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 
@@ -283,19 +286,40 @@ async fn predict(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
     Path(name): Path<String>,
+    headers: HeaderMap,
     ApiJson(mut body): ApiJson<RequestBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let version = body.take_i64("version")?;
-    body.reject_rest(&["data", "version"])?;
+    let routing_key = body.take_str("routing_key")?;
+    body.reject_rest(&["data", "version", "routing_key"])?;
     let rows = body
         .data
         .take()
         .ok_or_else(|| ApiError::invalid_with("'data' is required", json!({"field": "data"})))?;
     check_cells(&rows, state.limits.max_cells)?;
+    // A rollout takes part only in predicts that name no version.
+    let rollout = match version {
+        Some(_) => None,
+        None => state.registry.rollout(&caller.tenant, &name).await?,
+    };
+    let to_candidate = rollout.as_ref().is_some_and(|r| {
+        r.policy.mode == RolloutMode::Canary && {
+            let key = routing_key
+                .clone()
+                .or_else(|| header_str(&headers, ROUTING_KEY_HEADER))
+                .unwrap_or_else(current_request_id);
+            r.policy.routes_to_candidate(&key)
+        }
+    });
+    let (asked, variant) = match (&rollout, version) {
+        (_, Some(v)) => (Some(v), "requested"),
+        (Some(r), None) if to_candidate => (Some(r.policy.version), "canary"),
+        _ => (None, "production"),
+    };
     let loaded = state
         .registry
-        .load(&caller.tenant, &name, version)
+        .load(&caller.tenant, &name, asked)
         .await?
         .ok_or_else(|| model_not_found(&name, version))?;
     let x = rows.into_matrix()?;
@@ -310,7 +334,7 @@ async fn predict(
     // Many rows: their drift accounting runs with the scoring, off the async threads.
     // A few: after it, in place, without another handle on the windows to count.
     let drift = if inline { None } else { loaded.drift.clone() };
-    let (detection, inference, x) = cpu::run(&state, inline, move || {
+    let scored = cpu::run(&state, inline, move || {
         let t = Instant::now();
         let detection = model.predict(x.view())?;
         let inference = t.elapsed();
@@ -320,7 +344,30 @@ async fn predict(
         Ok::<_, detect_core::DetectError>((detection, inference, x))
     })
     .instrument(score.clone())
-    .await??;
+    .await?;
+    let side = if to_candidate {
+        Variant::Candidate
+    } else {
+        Variant::Production
+    };
+    let (detection, inference, x) = match scored {
+        Ok(scored) => scored,
+        Err(e) => {
+            if let Some(r) = &rollout {
+                observe(
+                    &state,
+                    &caller.tenant,
+                    &name,
+                    r,
+                    side,
+                    (0, 0),
+                    started.elapsed(),
+                    true,
+                );
+            }
+            return Err(e.into());
+        }
+    };
     crate::telemetry::record_anomalies(&score, detection.anomaly_count);
     if let (true, Some(drift)) = (inline, &loaded.drift) {
         drift.observe(x.view(), detection.anomaly_count, unix_now());
@@ -333,6 +380,24 @@ async fn predict(
         detection.anomaly_count,
         inference,
     );
+    if let Some(r) = &rollout {
+        let counts = (n_rows, detection.anomaly_count);
+        observe(
+            &state,
+            &caller.tenant,
+            &name,
+            r,
+            side,
+            counts,
+            inference,
+            false,
+        );
+        if r.policy.mode == RolloutMode::Shadow
+            && r.policy.routes_to_candidate(&current_request_id())
+        {
+            shadow(&state, &caller.tenant, &name, r, x, &detection);
+        }
+    }
     Ok(axum::Json(DetectionResponse {
         predictions: &detection.predictions,
         scores: &detection.scores,
@@ -346,7 +411,100 @@ async fn predict(
         processing_time_ms: started.elapsed().as_secs_f64() * 1e3,
         model_name: Some(&meta.model_name),
         model_version: Some(meta.version),
+        variant: Some(variant),
         warnings: &[],
     })
     .into_response())
+}
+
+/// The header naming a predict's routing key (see [`RolloutPolicy::routes_to_candidate`]).
+const ROUTING_KEY_HEADER: &str = "x-routing-key";
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// Records one side of a rollout's comparison; a guard's breach ends the rollout, off the
+/// response path.
+#[allow(clippy::too_many_arguments)]
+fn observe(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    rollout: &Arc<ActiveRollout>,
+    side: Variant,
+    (rows, anomalies): (usize, usize),
+    latency: std::time::Duration,
+    failed: bool,
+) {
+    let Some(breach) = rollout.observe(side, rows, anomalies, latency, failed) else {
+        return;
+    };
+    let registry = Arc::clone(&state.registry);
+    let (tenant, name) = (tenant.to_string(), name.to_string());
+    tokio::spawn(async move { registry.roll_back_rollout(&tenant, &name, &breach).await });
+}
+
+/// Scores the same rows with a shadow rollout's candidate, off the response path, and
+/// records the comparison.
+fn shadow(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    rollout: &Arc<ActiveRollout>,
+    x: ndarray::Array2<f64>,
+    production: &detect_core::Detection,
+) {
+    let (registry, rollout) = (Arc::clone(&state.registry), Arc::clone(rollout));
+    let (tenant, name) = (tenant.to_string(), name.to_string());
+    let production = (production.predictions.clone(), production.scores.clone());
+    let state = state.clone();
+    tokio::spawn(async move {
+        let version = rollout.policy.version;
+        let candidate = match registry.load(&tenant, &name, Some(version)).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, model = name, version, "cannot load the shadow candidate");
+                return;
+            }
+        };
+        let model = Arc::clone(&candidate.model);
+        let scored = cpu::run(&state, false, move || {
+            let t = Instant::now();
+            model.predict(x.view()).map(|d| (d, t.elapsed()))
+        })
+        .await;
+        let (rows, failed) = (production.0.len(), !matches!(scored, Ok(Ok(_))));
+        match scored {
+            Ok(Ok((d, took))) => {
+                rollout.compare((&production.0, &production.1), (&d.predictions, &d.scores));
+                observe(
+                    &state,
+                    &tenant,
+                    &name,
+                    &rollout,
+                    Variant::Candidate,
+                    (rows, d.anomaly_count),
+                    took,
+                    false,
+                );
+            }
+            _ => observe(
+                &state,
+                &tenant,
+                &name,
+                &rollout,
+                Variant::Candidate,
+                (0, 0),
+                std::time::Duration::ZERO,
+                failed,
+            ),
+        }
+    });
 }

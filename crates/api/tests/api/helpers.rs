@@ -68,7 +68,7 @@ pub struct TestApp {
     pub queue: Arc<InProcessQueue>,
     pub client: reqwest::Client,
     /// Calls to this server, with no key.
-    anonymous: Api,
+    pub anonymous: Api,
     dir: Option<TempDir>,
     instance: Option<Instance>,
 }

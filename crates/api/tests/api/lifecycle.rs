@@ -355,3 +355,275 @@ async fn a_training_job_follows_its_policy_and_records_its_lineage() {
     assert_eq!(versions[2]["metrics"]["production"]["version"], 1);
     assert_eq!(production_of(&app, "j").await, 3);
 }
+
+async fn put_canary(app: &TestApp, name: &str, body: Value) -> crate::helpers::Reply {
+    app.request(
+        Method::PUT,
+        &format!("/api/v1/models/{name}/canary"),
+        Some(&app.admin_key),
+        Some(&body),
+    )
+    .await
+}
+
+/// Predicts one normal row as `key`; returns (version, variant).
+async fn predict_as(app: &TestApp, name: &str, key: &str) -> (i64, String) {
+    let r = app
+        .anonymous
+        .key(&app.admin_key)
+        .call(Method::POST, &format!("/api/v1/models/{name}/predict"))
+        .header("x-routing-key", key)
+        .json(&json!({"data": [[0.1, 0.2, 0.3]]}))
+        .send()
+        .await;
+    let b = r.assert_status(200);
+    (
+        b["model_version"].as_i64().unwrap(),
+        b["variant"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_canary_takes_its_share_by_routing_key_and_is_promoted() {
+    let app = spawn_app().await;
+    train(&app, "c", training_rows(200, 3), json!({})).await;
+    train(
+        &app,
+        "c",
+        training_rows(200, 3),
+        json!({"promote": "manual"}),
+    )
+    .await;
+    let r = put_canary(&app, "c", json!({"version": 2, "traffic_percent": 20})).await;
+    let b = r.assert_status(200);
+    assert_eq!(
+        (b["version"].clone(), b["mode"].clone()),
+        (json!(2), json!("canary"))
+    );
+    assert_eq!(b["guards"]["max_anomaly_rate_ratio"], 2.0);
+
+    let mut to_canary = 0;
+    for i in 0..1000 {
+        let (version, variant) = predict_as(&app, "c", &format!("customer-{i}")).await;
+        match variant.as_str() {
+            "canary" => {
+                assert_eq!(version, 2);
+                to_canary += 1;
+            }
+            "production" => assert_eq!(version, 1),
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        (150..=250).contains(&to_canary),
+        "{to_canary} of 1000 at 20%"
+    );
+    // One key, one version, every time.
+    let first = predict_as(&app, "c", "customer-7").await;
+    for _ in 0..20 {
+        assert_eq!(predict_as(&app, "c", "customer-7").await, first);
+    }
+    // A version asked for is served as asked.
+    let r = app
+        .predict("c", &json!({"data": [[0.1, 0.2, 0.3]], "version": 1}))
+        .await;
+    assert_eq!(r.assert_status(200)["variant"], "requested");
+
+    let live = app.get("/api/v1/models/c/canary").await;
+    let cmp = &live.assert_status(200)["comparison"];
+    assert_eq!(
+        cmp["candidate"]["requests"].as_u64().unwrap()
+            + cmp["production"]["requests"].as_u64().unwrap(),
+        1021
+    );
+
+    // Refusals: production or unknown version, bad percent, unknown field, no canary.
+    put_canary(&app, "c", json!({"version": 1}))
+        .await
+        .assert_error(409, "conflict");
+    put_canary(&app, "c", json!({"version": 9}))
+        .await
+        .assert_error(404, "not_found");
+    let r = put_canary(&app, "c", json!({"version": 2, "traffic_percent": 0})).await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["field"],
+        "traffic_percent"
+    );
+    let r = put_canary(
+        &app,
+        "c",
+        json!({"version": 2, "guards": {"max_error_rate": 2}}),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = put_canary(&app, "c", json!({"version": 2, "percent": 5})).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    let r = app
+        .request(
+            Method::POST,
+            "/api/v1/models/c/canary/promote",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(r.assert_status(200)["version"], 2);
+    assert_eq!(production_of(&app, "c").await, 2);
+    app.get("/api/v1/models/c/canary")
+        .await
+        .assert_error(404, "not_found");
+    let (version, variant) = predict_as(&app, "c", "customer-7").await;
+    assert_eq!((version, variant.as_str()), (2, "production"));
+}
+
+/// Rows where a model trained on `training_rows` flags about 1 in 20, and one trained on a
+/// narrower copy flags far more.
+fn traffic(i: usize) -> Vec<f64> {
+    (0..3)
+        .map(|j| ((i * 11 + j * 5) % 23) as f64 / 23.0)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_canary_flagging_far_more_than_production_is_ended_by_its_guard() {
+    let app = spawn_app().await;
+    train(
+        &app,
+        "g",
+        training_rows(200, 3),
+        json!({"contamination": 0.05}),
+    )
+    .await;
+    // Trained on a sliver of the range: most traffic looks anomalous to it.
+    let narrow: Vec<Vec<f64>> = (0..200)
+        .map(|i| {
+            (0..3)
+                .map(|j| 0.2 + ((i * 7 + j * 13) % 17) as f64 / 170.0)
+                .collect()
+        })
+        .collect();
+    train(
+        &app,
+        "g",
+        json!(narrow),
+        json!({"promote": "manual", "contamination": 0.05}),
+    )
+    .await;
+    put_canary(&app, "g", json!({"version": 2, "traffic_percent": 50}))
+        .await
+        .assert_status(200);
+    let mut ended_after = None;
+    for i in 0..400 {
+        let rows: Vec<Vec<f64>> = (0..10).map(|k| traffic(i * 10 + k)).collect();
+        let r = app
+            .anonymous
+            .key(&app.admin_key)
+            .call(Method::POST, "/api/v1/models/g/predict")
+            .header("x-routing-key", &format!("k{i}"))
+            .json(&json!({"data": rows}))
+            .send()
+            .await;
+        r.assert_status(200);
+        if app.get("/api/v1/models/g/canary").await.status == 404 {
+            ended_after = Some(i);
+            break;
+        }
+    }
+    let ended_after = ended_after.expect("the anomaly-rate guard ended the canary");
+    assert!(ended_after < 200, "ended after {ended_after} requests");
+    assert_eq!(production_of(&app, "g").await, 1, "production untouched");
+    let rows = eventually(
+        "the rollback is audited",
+        Duration::from_secs(5),
+        async || {
+            let r = app
+                .get("/api/v1/audit?action=model_rollout&limit=100")
+                .await;
+            let rows = r.assert_status(200)["entries"].as_array().unwrap().clone();
+            let ended: Vec<Value> = rows
+                .into_iter()
+                .filter(|r| r["detail"]["rollout"] == "ended")
+                .collect();
+            if ended.is_empty() {
+                Err("no rollout end audited".into())
+            } else {
+                Ok(ended)
+            }
+        },
+    )
+    .await;
+    let detail = &rows[0]["detail"];
+    assert_eq!(detail["why"], "anomaly_rate", "{detail}");
+    assert_eq!(rows[0]["actor"], "pynomaly");
+    let candidate = detail["detail"]["candidate"].as_f64().unwrap();
+    let limit = detail["detail"]["limit"].as_f64().unwrap();
+    assert!(candidate > limit, "{detail}");
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains(r#"pynomaly_model_rollbacks_total{guard="anomaly_rate",model="g"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_shadow_never_changes_answers_and_reports_its_agreement() {
+    let app = spawn_app().await;
+    train(&app, "s", training_rows(200, 3), json!({})).await;
+    train(
+        &app,
+        "s",
+        training_rows(200, 3),
+        json!({"promote": "manual", "random_state": 7}),
+    )
+    .await;
+    let data: Vec<Vec<f64>> = (0..50).map(traffic).collect();
+    let before = app
+        .predict("s", &json!({"data": data}))
+        .await
+        .assert_status(200)
+        .clone();
+    put_canary(&app, "s", json!({"version": 2, "mode": "shadow"}))
+        .await
+        .assert_status(200);
+    for _ in 0..20 {
+        let r = app.predict("s", &json!({"data": data})).await;
+        let b = r.assert_status(200);
+        assert_eq!(b["model_version"], 1);
+        assert_eq!(b["variant"], "production");
+        assert_eq!(b["scores"], before["scores"]);
+        assert_eq!(b["predictions"], before["predictions"]);
+    }
+    let report = eventually(
+        "the shadow compared the rows",
+        Duration::from_secs(5),
+        async || {
+            let r = app.get("/api/v1/models/s/canary").await;
+            let b = r.assert_status(200).clone();
+            if b["comparison"]["shadow"]["rows_compared"] == 1000 {
+                Ok(b)
+            } else {
+                Err(b.to_string())
+            }
+        },
+    )
+    .await;
+    let shadow = &report["comparison"]["shadow"];
+    assert!(
+        shadow["label_agreement"].as_f64().unwrap() > 0.8,
+        "{shadow}"
+    );
+    assert!(
+        shadow["score_rank_correlation"].as_f64().unwrap() > 0.5,
+        "{shadow}"
+    );
+    let r = app
+        .request(
+            Method::DELETE,
+            "/api/v1/models/s/canary",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(r.assert_status(200)["ended"], true);
+}

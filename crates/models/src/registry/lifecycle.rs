@@ -55,6 +55,18 @@ impl ModelRegistry {
         self.cache.invalidate(tenant, name);
         self.announce(tenant, name).await;
         self.count_stage_change(name, &change.reason);
+        // A rollout whose candidate left staging (promoted, archived) is over.
+        if let Ok(Some(rollout)) = self.rollout(tenant, name).await
+            && rollout.policy.version == version
+        {
+            let detail = serde_json::json!({"stage": change.to});
+            if let Err(e) = self
+                .end_rollout(tenant, name, &change.by, "stage_changed", detail)
+                .await
+            {
+                tracing::warn!(error = %e, model = name, "cannot end the rollout of a version that left staging");
+            }
+        }
         let entry = NewAuditEntry {
             tenant: tenant.to_string(),
             actor: change.by.clone(),
@@ -122,7 +134,7 @@ impl ModelRegistry {
             .await
     }
 
-    fn count_stage_change(&self, model: &str, reason: &str) {
+    pub(super) fn count_stage_change(&self, model: &str, reason: &str) {
         let mut counts = self
             .stage_changes
             .lock()

@@ -75,6 +75,22 @@ pub trait ModelStore: Send + Sync {
         version: i64,
         change: NewStage,
     ) -> Result<StageChange, StoreError>;
+    /// The model's canary or shadow rollout policy, if one runs.
+    async fn rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError>;
+    /// Starts (or replaces) the model's rollout policy.
+    async fn set_rollout(&self, tenant: &str, name: &str, policy: &Value)
+    -> Result<(), StoreError>;
+    /// Ends the model's rollout; returns the policy it had, if one ran.
+    async fn end_rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError>;
+}
+
+/// A rollout policy row.
+struct Policy(Value);
+
+impl Record for Policy {
+    fn from_row<DB: Dialect>(row: &DB::Row) -> Result<Self, StoreError> {
+        required_json::<DB>(row, "model_rollouts.policy").map(Policy)
+    }
 }
 
 /// How a dialect registers a version.
@@ -345,6 +361,42 @@ where
         change: NewStage,
     ) -> Result<StageChange, StoreError> {
         S::Db::change_stage(self.pool(), tenant, name, version, change).await
+    }
+
+    async fn rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        let statement =
+            sqlx::query("SELECT policy FROM model_rollouts WHERE tenant = $1 AND model_name = $2")
+                .arg(tenant)
+                .arg(name);
+        let found: Option<Policy> = fetch(self.db(), statement).await?;
+        Ok(found.map(|p| p.0))
+    }
+
+    async fn set_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        policy: &Value,
+    ) -> Result<(), StoreError> {
+        let statement = sqlx::query(
+            "INSERT INTO model_rollouts (tenant, model_name, policy) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant, model_name) DO UPDATE SET policy = excluded.policy",
+        )
+        .arg(tenant)
+        .arg(name)
+        .arg(S::Db::json(Some(policy)));
+        statement.execute(self.db()).await?;
+        Ok(())
+    }
+
+    async fn end_rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        let statement = sqlx::query(
+            "DELETE FROM model_rollouts WHERE tenant = $1 AND model_name = $2 RETURNING policy",
+        )
+        .arg(tenant)
+        .arg(name);
+        let ended: Option<Policy> = fetch(self.db(), statement).await?;
+        Ok(ended.map(|p| p.0))
     }
 
     async fn list_models(

@@ -55,6 +55,7 @@ suite!(
     job_counts_count_queued_and_running,
     a_job_that_registers_twice_gets_its_first_version,
     stage_changes_keep_one_production_version_and_their_history,
+    a_model_has_at_most_one_rollout_per_tenant,
     running_jobs_are_listed_with_their_workers,
     users_have_unique_names_are_listed_per_tenant_and_disabled,
     audit_rows_are_appended_in_batches_and_filtered_per_tenant,

@@ -1,0 +1,635 @@
+//! Canary and shadow rollouts: a candidate version beside production, its live comparison
+//! with production, and the guards that end it when it misbehaves.
+//!
+//! - **Canary**: `traffic_percent` of the predicts that name no version are scored by the
+//!   candidate instead of production. Which ones is decided by the request's routing key
+//!   (`X-Routing-Key`, a `routing_key` field, else the request id): the first 8 bytes of
+//!   its SHA-256, as a number, modulo 10,000, below `traffic_percent × 100` — so one entity
+//!   always sees one version, on every instance.
+//! - **Shadow**: every such predict is answered by production; the candidate scores the same
+//!   rows off the response path, and the two are compared (agreement of the labels, rank
+//!   correlation of the scores, anomaly rates).
+//!
+//! Each instance keeps the comparison of what it served since the rollout started (or since
+//! it learnt of it). After each candidate observation the guards are checked on it; a breach
+//! ends the rollout for every instance (the policy is removed from the metadata store and
+//! the change announced), with an audit row naming the guard and its figures, and is
+//! counted in `pynomaly_model_rollbacks_total{model,guard}`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pynomaly_store::{NewAuditEntry, PRODUCTION, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ModelRegistry, RegistryError};
+
+/// How the candidate takes part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutMode {
+    #[default]
+    Canary,
+    Shadow,
+}
+
+/// When a rollout is ended on its own (see the module docs). Every guard compares the
+/// candidate with production over what this instance served, once both have `min_rows`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guards {
+    /// Rows each side must have scored before the rate guards judge.
+    pub min_rows: u64,
+    /// The candidate's anomaly rate may be at most this many times production's (and, when
+    /// production flags nothing, at most `max_anomaly_rate` on its own).
+    pub max_anomaly_rate_ratio: f64,
+    /// The candidate's anomaly rate when production's is 0.
+    pub max_anomaly_rate: f64,
+    /// Share of the candidate's predicts that may fail.
+    pub max_error_rate: f64,
+    /// The candidate's p99 latency may be at most this many times production's.
+    pub max_latency_ratio: f64,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            min_rows: 200,
+            max_anomaly_rate_ratio: 2.0,
+            max_anomaly_rate: 0.2,
+            max_error_rate: 0.05,
+            max_latency_ratio: 5.0,
+        }
+    }
+}
+
+/// A running rollout, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPolicy {
+    pub version: i64,
+    pub traffic_percent: f64,
+    pub mode: RolloutMode,
+    pub guards: Guards,
+    pub started_at: DateTime<Utc>,
+    pub started_by: String,
+}
+
+impl RolloutPolicy {
+    /// Whether a request with this routing key goes to the candidate (canary mode).
+    pub fn routes_to_candidate(&self, key: &str) -> bool {
+        let digest = Sha256::digest(key.as_bytes());
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&digest[..8]);
+        let bucket = u64::from_be_bytes(head) % 10_000;
+        (bucket as f64) < self.traffic_percent * 100.0
+    }
+}
+
+/// Which version answered (or shadowed) a predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Production,
+    Candidate,
+}
+
+/// What one side scored on this instance.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    requests: u64,
+    errors: u64,
+    rows: u64,
+    anomalies: u64,
+    /// The latest latencies (ms), at most [`LATENCIES`], for the p99.
+    latencies: Vec<f64>,
+    next: usize,
+}
+
+/// Latencies kept per side for the p99.
+const LATENCIES: usize = 2048;
+
+impl Side {
+    fn observe(&mut self, rows: usize, anomalies: usize, latency: Duration, failed: bool) {
+        self.requests += 1;
+        if failed {
+            self.errors += 1;
+            return;
+        }
+        self.rows += rows as u64;
+        self.anomalies += anomalies as u64;
+        let ms = latency.as_secs_f64() * 1e3;
+        if self.latencies.len() < LATENCIES {
+            self.latencies.push(ms);
+        } else {
+            self.latencies[self.next] = ms;
+            self.next = (self.next + 1) % LATENCIES;
+        }
+    }
+
+    fn anomaly_rate(&self) -> Option<f64> {
+        (self.rows > 0).then(|| self.anomalies as f64 / self.rows as f64)
+    }
+
+    fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+
+    fn p99_ms(&self) -> Option<f64> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        let i = ((sorted.len() as f64) * 0.99).ceil() as usize;
+        Some(sorted[i.saturating_sub(1).min(sorted.len() - 1)])
+    }
+
+    fn report(&self) -> Value {
+        json!({
+            "requests": self.requests, "errors": self.errors, "rows": self.rows,
+            "anomalies": self.anomalies, "anomaly_rate": self.anomaly_rate(),
+            "error_rate": self.error_rate(), "p99_latency_ms": self.p99_ms(),
+        })
+    }
+}
+
+/// Shadow comparisons: rows compared, rows labelled alike, and the rank correlations of
+/// each compared predict (averaged).
+#[derive(Debug, Clone, Default)]
+struct Agreement {
+    rows: u64,
+    agreeing: u64,
+    correlations: f64,
+    compared: u64,
+}
+
+/// This instance's comparison of a rollout.
+#[derive(Debug, Default)]
+struct Comparison {
+    production: Side,
+    candidate: Side,
+    agreement: Agreement,
+}
+
+/// A rollout running on this instance: its policy and comparison.
+#[derive(Debug)]
+pub struct ActiveRollout {
+    pub policy: RolloutPolicy,
+    comparison: Mutex<Comparison>,
+}
+
+/// A guard's verdict against a rollout: which and the figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breach {
+    pub guard: &'static str,
+    pub candidate: f64,
+    pub production: Option<f64>,
+    pub limit: f64,
+}
+
+/// Spearman's rank correlation of two score lists (ties get their mean rank); `None` under
+/// two rows or when one list is constant.
+fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    fn ranks(x: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..x.len()).collect();
+        order.sort_by(|&i, &j| x[i].total_cmp(&x[j]));
+        let mut r = vec![0.0; x.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
+                j += 1;
+            }
+            let mean = (i + j) as f64 / 2.0 + 1.0;
+            for k in &order[i..=j] {
+                r[*k] = mean;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    if a.len() < 2 || a.len() != b.len() {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        cov += (x - ma) * (y - mb);
+        va += (x - ma) * (x - ma);
+        vb += (y - mb) * (y - mb);
+    }
+    (va > 0.0 && vb > 0.0).then(|| cov / (va.sqrt() * vb.sqrt()))
+}
+
+impl ActiveRollout {
+    fn new(policy: RolloutPolicy) -> Self {
+        Self {
+            policy,
+            comparison: Mutex::default(),
+        }
+    }
+
+    fn comparison(&self) -> std::sync::MutexGuard<'_, Comparison> {
+        self.comparison
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a predict served (or shadowed) by `variant`; returns the breach it makes,
+    /// if the candidate's figures now break a guard.
+    pub fn observe(
+        &self,
+        variant: Variant,
+        rows: usize,
+        anomalies: usize,
+        latency: Duration,
+        failed: bool,
+    ) -> Option<Breach> {
+        let mut c = self.comparison();
+        match variant {
+            Variant::Production => {
+                c.production.observe(rows, anomalies, latency, failed);
+                None
+            }
+            Variant::Candidate => {
+                c.candidate.observe(rows, anomalies, latency, failed);
+                self.judge(&c)
+            }
+        }
+    }
+
+    /// Records a shadow comparison of one predict's rows: labels (`-1`/`1`) and scores of
+    /// production and candidate.
+    pub fn compare(&self, production: (&[i8], &[f64]), candidate: (&[i8], &[f64])) {
+        let agreeing = production
+            .0
+            .iter()
+            .zip(candidate.0)
+            .filter(|(a, b)| a == b)
+            .count();
+        let rho = spearman(production.1, candidate.1);
+        let mut c = self.comparison();
+        c.agreement.rows += production.0.len() as u64;
+        c.agreement.agreeing += agreeing as u64;
+        if let Some(rho) = rho {
+            c.agreement.correlations += rho;
+            c.agreement.compared += 1;
+        }
+    }
+
+    fn judge(&self, c: &Comparison) -> Option<Breach> {
+        let g = &self.policy.guards;
+        let (cand, prod) = (&c.candidate, &c.production);
+        if cand.requests >= 20
+            && let Some(rate) = cand.error_rate()
+            && rate > g.max_error_rate
+        {
+            return Some(Breach {
+                guard: "error_rate",
+                candidate: rate,
+                production: prod.error_rate(),
+                limit: g.max_error_rate,
+            });
+        }
+        if cand.rows < g.min_rows || prod.rows < g.min_rows {
+            return None;
+        }
+        let (cr, pr) = (cand.anomaly_rate()?, prod.anomaly_rate()?);
+        let limit = if pr > 0.0 {
+            pr * g.max_anomaly_rate_ratio
+        } else {
+            g.max_anomaly_rate
+        };
+        if cr > limit {
+            return Some(Breach {
+                guard: "anomaly_rate",
+                candidate: cr,
+                production: Some(pr),
+                limit,
+            });
+        }
+        if cand.latencies.len() >= 100
+            && prod.latencies.len() >= 100
+            && let (Some(cp), Some(pp)) = (cand.p99_ms(), prod.p99_ms())
+            && pp > 0.0
+            && cp > pp * g.max_latency_ratio
+        {
+            return Some(Breach {
+                guard: "latency_p99",
+                candidate: cp,
+                production: Some(pp),
+                limit: pp * g.max_latency_ratio,
+            });
+        }
+        None
+    }
+
+    /// The policy with this instance's live comparison.
+    pub fn report(&self) -> Value {
+        let c = self.comparison();
+        let a = &c.agreement;
+        let mut out = serde_json::to_value(&self.policy).unwrap_or(Value::Null);
+        out["comparison"] = json!({
+            "scope": "this instance, since the rollout started or the instance learnt of it",
+            "production": c.production.report(),
+            "candidate": c.candidate.report(),
+            "shadow": {
+                "rows_compared": a.rows,
+                "label_agreement": (a.rows > 0).then(|| a.agreeing as f64 / a.rows as f64),
+                "score_rank_correlation": (a.compared > 0).then(|| a.correlations / a.compared as f64),
+            },
+            "breach": self.judge(&c),
+        });
+        out
+    }
+}
+
+/// A rollout to start.
+#[derive(Debug, Clone)]
+pub struct NewRollout {
+    pub version: i64,
+    pub traffic_percent: f64,
+    pub mode: RolloutMode,
+    pub guards: Guards,
+}
+
+impl ModelRegistry {
+    /// The rollout running for a model, if any: read from the metadata store once, then
+    /// held until a change of the model is made or announced.
+    ///
+    /// # Errors
+    /// The store failed, or holds a policy this version cannot read.
+    pub async fn rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Arc<ActiveRollout>>, RegistryError> {
+        let key = (tenant.to_string(), name.to_string());
+        if let Some(known) = self.lock_rollouts().get(&key) {
+            return Ok(known.clone());
+        }
+        let stored = self.meta.rollout(tenant, name).await?;
+        let active = match stored {
+            Some(v) => {
+                let policy: RolloutPolicy =
+                    serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
+                        column: "model_rollouts.policy",
+                        reason: e.to_string(),
+                    })?;
+                Some(Arc::new(ActiveRollout::new(policy)))
+            }
+            None => None,
+        };
+        self.lock_rollouts().insert(key, active.clone());
+        Ok(active)
+    }
+
+    pub(super) fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, super::Rollouts> {
+        self.rollouts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets what is held of a model's rollout (a change made or announced).
+    pub(super) fn forget_rollout(&self, tenant: &str, name: &str) {
+        self.lock_rollouts()
+            .remove(&(tenant.to_string(), name.to_string()));
+    }
+
+    /// Starts a canary or shadow rollout of `new.version` (replacing one running).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] without such a version; [`StoreError::Conflict`] when it is
+    /// the production version or archived.
+    pub async fn start_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        new: NewRollout,
+        by: &str,
+    ) -> Result<Arc<ActiveRollout>, RegistryError> {
+        let version = self
+            .meta
+            .model_version(tenant, name, new.version)
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("model '{name}' has no version {}", new.version))
+            })?;
+        if version.stage != pynomaly_store::STAGING {
+            return Err(StoreError::Conflict(format!(
+                "version {} of model '{name}' is {}: a rollout's candidate is a staging version",
+                new.version, version.stage
+            ))
+            .into());
+        }
+        let policy = RolloutPolicy {
+            version: new.version,
+            traffic_percent: new.traffic_percent,
+            mode: new.mode,
+            guards: new.guards,
+            started_at: Utc::now(),
+            started_by: by.to_string(),
+        };
+        let stored = serde_json::to_value(&policy).map_err(|e| StoreError::Corrupt {
+            column: "model_rollouts.policy",
+            reason: e.to_string(),
+        })?;
+        self.meta.set_rollout(tenant, name, &stored).await?;
+        self.forget_rollout(tenant, name);
+        self.announce(tenant, name).await;
+        self.audit_rollout(
+            tenant,
+            name,
+            by,
+            json!({"rollout": "started", "policy": stored}),
+        )
+        .await;
+        Ok(self
+            .rollout(tenant, name)
+            .await?
+            .unwrap_or_else(|| Arc::new(ActiveRollout::new(policy))))
+    }
+
+    /// Ends a model's rollout (`why`: `ended`, `promoted` or a guard's name); returns the
+    /// policy it had, with this instance's comparison.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn end_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        by: &str,
+        why: &str,
+        detail: Value,
+    ) -> Result<Option<Value>, RegistryError> {
+        let held = self.rollout(tenant, name).await.ok().flatten();
+        let ended = self.meta.end_rollout(tenant, name).await?;
+        self.forget_rollout(tenant, name);
+        if ended.is_none() {
+            return Ok(None);
+        }
+        self.announce(tenant, name).await;
+        let report = held.map_or_else(|| ended.clone().unwrap_or_default(), |h| h.report());
+        self.audit_rollout(
+            tenant,
+            name,
+            by,
+            json!({"rollout": "ended", "why": why, "detail": detail, "policy": ended}),
+        )
+        .await;
+        Ok(Some(report))
+    }
+
+    /// Ends a rollout a guard caught, counting it (see the module docs).
+    pub async fn roll_back_rollout(&self, tenant: &str, name: &str, breach: &Breach) {
+        let detail = serde_json::to_value(breach).unwrap_or(Value::Null);
+        match self
+            .end_rollout(tenant, name, "pynomaly", breach.guard, detail)
+            .await
+        {
+            Ok(Some(_)) => {
+                self.count_stage_change(name, &format!("guard:{}", breach.guard));
+                self.count_rollback(name, breach.guard);
+                tracing::warn!(
+                    model = name,
+                    guard = breach.guard,
+                    candidate = breach.candidate,
+                    production = breach.production,
+                    limit = breach.limit,
+                    "rollout ended by its guard"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, model = name, "cannot end a rollout its guard caught")
+            }
+        }
+    }
+
+    /// Promotes the rollout's candidate to production, which ends the rollout.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when no rollout runs; as [`ModelRegistry::change_stage`].
+    pub async fn promote_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        by: &str,
+        note: Option<String>,
+        request_id: Option<String>,
+    ) -> Result<pynomaly_store::StageChange, RegistryError> {
+        let Some(active) = self.rollout(tenant, name).await? else {
+            return Err(StoreError::NotFound(format!("model '{name}' has no rollout")).into());
+        };
+        // The candidate leaving staging ends the rollout (see `change_stage`).
+        let change = pynomaly_store::NewStage {
+            to: PRODUCTION.into(),
+            by: by.to_string(),
+            reason: "promote".into(),
+            note,
+        };
+        self.change_stage(tenant, name, active.policy.version, change, request_id)
+            .await
+    }
+
+    async fn audit_rollout(&self, tenant: &str, name: &str, by: &str, detail: Value) {
+        let entry = NewAuditEntry {
+            tenant: tenant.to_string(),
+            actor: by.to_string(),
+            action: "model_rollout".into(),
+            resource: format!("/api/v1/models/{name}/canary"),
+            outcome: 200,
+            request_id: String::new(),
+            client_addr: None,
+            created_at: Utc::now(),
+            detail: Some(detail),
+        };
+        if let Err(e) = self.meta.append_audit(&[entry]).await {
+            tracing::error!(error = %e, model = name, "cannot audit a rollout change");
+        }
+    }
+
+    fn count_rollback(&self, model: &str, guard: &str) {
+        let mut counts = self
+            .rollbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *counts
+            .entry((model.to_string(), guard.to_string()))
+            .or_insert(0) += 1;
+    }
+
+    /// Rollouts ended by their guards on this instance, by (model, guard).
+    pub fn rollbacks(&self) -> Vec<((String, String), u64)> {
+        let counts = self
+            .rollbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(percent: f64) -> RolloutPolicy {
+        RolloutPolicy {
+            version: 2,
+            traffic_percent: percent,
+            mode: RolloutMode::Canary,
+            guards: Guards::default(),
+            started_at: Utc::now(),
+            started_by: "key:k".into(),
+        }
+    }
+
+    #[test]
+    fn routing_is_stable_per_key_and_near_the_percentage() {
+        let p = policy(10.0);
+        let routed = (0..5000)
+            .filter(|i| p.routes_to_candidate(&format!("customer-{i}")))
+            .count();
+        let share = routed as f64 / 5000.0 * 100.0;
+        assert!((share - 10.0).abs() <= 2.0, "{share}%");
+        for i in 0..100 {
+            let key = format!("customer-{i}");
+            assert_eq!(p.routes_to_candidate(&key), p.routes_to_candidate(&key));
+        }
+        assert!((0..1000).all(|i| !policy(0.0).routes_to_candidate(&i.to_string())));
+        assert!((0..1000).all(|i| policy(100.0).routes_to_candidate(&i.to_string())));
+    }
+
+    #[test]
+    fn a_candidate_flagging_three_times_as_much_breaks_the_default_guard() {
+        let active = ActiveRollout::new(policy(50.0));
+        let ms = Duration::from_millis(1);
+        for _ in 0..30 {
+            assert_eq!(active.observe(Variant::Production, 10, 1, ms, false), None);
+        }
+        let mut breach = None;
+        for _ in 0..30 {
+            breach = breach.or(active.observe(Variant::Candidate, 10, 3, ms, false));
+        }
+        let breach = breach.expect("3x the anomaly rate is caught");
+        assert_eq!(breach.guard, "anomaly_rate");
+        assert!((breach.candidate - 0.3).abs() < 1e-12 && breach.limit < 0.3);
+        // The same rate as production passes.
+        let fine = ActiveRollout::new(policy(50.0));
+        for _ in 0..30 {
+            fine.observe(Variant::Production, 10, 1, ms, false);
+            assert_eq!(fine.observe(Variant::Candidate, 10, 1, ms, false), None);
+        }
+    }
+
+    #[test]
+    fn spearman_is_one_for_the_same_order_and_minus_one_reversed() {
+        let a = [0.1, 0.5, 0.3, 0.9];
+        assert!((spearman(&a, &[1.0, 5.0, 3.0, 9.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((spearman(&a, &[9.0, 5.0, 7.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(spearman(&a, &[1.0, 1.0, 1.0, 1.0]), None);
+    }
+}
