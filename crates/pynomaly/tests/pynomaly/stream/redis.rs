@@ -1,12 +1,14 @@
-//! `pynomaly stream` on Redis Streams (`PYNOMALY_TEST_REDIS_URL`): the shared suite, and
-//! what is tested on Redis only.
+//! `pynomaly stream` on Redis Streams: the shared suite on the test Redis
+//! (`PYNOMALY_TEST_REDIS_URL`) and on a Redis Cluster of the test's own
+//! ([`on_a_redis_cluster`]), and what is tested on the one server only.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, Commands};
+use deadpool_redis::redis::{self, Commands, ConnectionLike};
 use serde_json::{Value, json};
-use testkit::wait_until;
+use testkit::{RedisCluster, wait_until};
 
 use super::harness::{
     Message, Rng, StreamProcess, register_model, register_model_named, sensor_event, sensor_events,
@@ -15,14 +17,102 @@ use super::{Broker, WAIT};
 
 suite!(RedisStreams);
 
-/// Unique stream names for one test; deleted when dropped.
-pub(crate) struct RedisStreams {
-    url: String,
-    conn: RefCell<redis::Connection>,
-    prefix: String,
+/// The shared suite with every stream on a 3-master Redis Cluster started for the test,
+/// named to `pynomaly stream` by `redis+cluster://` URLs: the events, alerts and dead
+/// letters hash to different slots, so to different nodes. Ignored unless asked for
+/// (`--ignored on_a_redis_cluster`, as `.ci/run` does).
+mod on_a_redis_cluster {
+    suite!(
+        #[ignore = "starts a Redis Cluster (redis-server, redis-cli); .ci/run runs it"]
+        super::RedisStreamsOn<super::Cluster>
+    );
 }
 
-impl RedisStreams {
+/// Where a test's streams are.
+pub(crate) trait Server {
+    /// The Redis; `None`, the test skipping, when it is not configured.
+    fn open() -> Option<Connection>;
+}
+
+/// A Redis for one test: the URL `pynomaly stream` is given (the stream appended), the
+/// test's own connection, and the cluster started for this test only, if any (stopped
+/// when dropped).
+pub(crate) struct Connection {
+    url: String,
+    conn: Conn,
+    cluster: Option<RedisCluster>,
+}
+
+/// The test's own connection to either kind of Redis.
+enum Conn {
+    Single(redis::Connection),
+    Cluster(redis::cluster::ClusterConnection),
+}
+
+impl Conn {
+    fn get(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Single(c) => c,
+            Self::Cluster(c) => c,
+        }
+    }
+}
+
+/// The test Redis (`PYNOMALY_TEST_REDIS_URL`), one server.
+pub(crate) struct Single;
+
+impl Server for Single {
+    fn open() -> Option<Connection> {
+        let url = testkit::env::redis_url()?;
+        let client = redis::Client::open(url.as_str()).expect("redis url");
+        let conn = client.get_connection().expect("redis connection");
+        Some(Connection {
+            url,
+            conn: Conn::Single(conn),
+            cluster: None,
+        })
+    }
+}
+
+/// A Redis Cluster of three masters started for the test ([`RedisCluster`]).
+pub(crate) struct Cluster;
+
+impl Server for Cluster {
+    fn open() -> Option<Connection> {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let cluster = rt.block_on(RedisCluster::start());
+        let nodes: Vec<String> = cluster
+            .ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let conn = redis::cluster::ClusterClient::new(nodes)
+            .expect("cluster client")
+            .get_connection()
+            .expect("cluster connection");
+        Some(Connection {
+            url: cluster.url(),
+            conn: Conn::Cluster(conn),
+            cluster: Some(cluster),
+        })
+    }
+}
+
+/// Unique streams on the test Redis.
+pub(crate) type RedisStreams = RedisStreamsOn<Single>;
+
+/// Unique stream names for one test on the Redis `S`; deleted when dropped (on a cluster,
+/// the cluster is).
+pub(crate) struct RedisStreamsOn<S> {
+    url: String,
+    conn: RefCell<Conn>,
+    prefix: String,
+    // Dropped after the connection, when the streams have been deleted.
+    _cluster: Option<RedisCluster>,
+    server: PhantomData<S>,
+}
+
+impl<S> RedisStreamsOn<S> {
     /// The stream's key.
     fn key(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
@@ -30,7 +120,10 @@ impl RedisStreams {
 
     /// The number of entries in the stream.
     pub(crate) fn len(&self, name: &str) -> usize {
-        self.conn.borrow_mut().xlen(self.key(name)).expect("XLEN")
+        redis::cmd("XLEN")
+            .arg(self.key(name))
+            .query(self.conn.borrow_mut().get())
+            .expect("XLEN")
     }
 
     /// Adds one entry with these fields.
@@ -40,21 +133,19 @@ impl RedisStreams {
         for (k, v) in fields {
             cmd.arg(*k).arg(*v);
         }
-        cmd.query::<String>(&mut self.conn.borrow_mut())
+        cmd.query::<String>(self.conn.borrow_mut().get())
             .expect("XADD");
     }
 }
 
-impl Broker for RedisStreams {
+impl<S: Server> Broker for RedisStreamsOn<S> {
     const POSITION: &'static str = "entry ";
     // Entries a dead consumer left unacknowledged for a second are claimed by another.
     const TAKEOVER_ARGS: &'static [&'static str] = &["--claim-idle", "1"];
     const REBALANCE_REDELIVERS: bool = false;
 
     fn open(test: &str, _topics: &[(&str, i32)]) -> Option<Self> {
-        let url = testkit::env::redis_url()?;
-        let client = redis::Client::open(url.as_str()).expect("redis url");
-        let conn = client.get_connection().expect("redis connection");
+        let Connection { url, conn, cluster } = S::open()?;
         Some(Self {
             url,
             conn: RefCell::new(conn),
@@ -62,6 +153,8 @@ impl Broker for RedisStreams {
                 "pynomaly-test-stream-{test}-{}",
                 uuid::Uuid::new_v4().simple()
             ),
+            _cluster: cluster,
+            server: PhantomData,
         })
     }
 
@@ -80,16 +173,26 @@ impl Broker for RedisStreams {
     fn produce(&self, name: &str, events: &[Value]) {
         let key = self.key(name);
         for chunk in events.chunks(500) {
-            let mut pipe = redis::pipe();
-            for e in chunk {
-                pipe.cmd("XADD")
-                    .arg(&key)
-                    .arg("*")
-                    .arg("value")
-                    .arg(e.to_string())
-                    .ignore();
+            // The same XADDs pipelined; redis' blocking cluster connection takes its own
+            // pipeline type (all to one stream: one slot).
+            match &mut *self.conn.borrow_mut() {
+                Conn::Single(c) => {
+                    let mut pipe = redis::pipe();
+                    for e in chunk {
+                        pipe.cmd("XADD").arg(&key).arg("*").arg("value");
+                        pipe.arg(e.to_string()).ignore();
+                    }
+                    pipe.query::<()>(c).expect("XADD");
+                }
+                Conn::Cluster(c) => {
+                    let mut pipe = redis::cluster::cluster_pipe();
+                    for e in chunk {
+                        pipe.cmd("XADD").arg(&key).arg("*").arg("value");
+                        pipe.arg(e.to_string()).ignore();
+                    }
+                    pipe.query::<()>(c).expect("XADD");
+                }
             }
-            pipe.query::<()>(&mut self.conn.borrow_mut()).expect("XADD");
         }
     }
 
@@ -107,10 +210,11 @@ impl Broker for RedisStreams {
         wait_until(&format!("{name} has {at_least} entries"), WAIT, || {
             self.len(name) >= at_least
         });
-        let reply: redis::streams::StreamRangeReply = self
-            .conn
-            .borrow_mut()
-            .xrange_all(self.key(name))
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.key(name))
+            .arg("-")
+            .arg("+")
+            .query(self.conn.borrow_mut().get())
             .expect("XRANGE");
         reply
             .ids
@@ -124,10 +228,10 @@ impl Broker for RedisStreams {
     }
 
     fn pending(&self, name: &str, group: &str) -> Option<usize> {
-        let reply: redis::streams::StreamPendingReply = self
-            .conn
-            .borrow_mut()
-            .xpending(self.key(name), group)
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(self.key(name))
+            .arg(group)
+            .query(self.conn.borrow_mut().get())
             .expect("XPENDING");
         Some(reply.count())
     }
@@ -137,9 +241,12 @@ impl Broker for RedisStreams {
     }
 }
 
-impl Drop for RedisStreams {
+impl<S> Drop for RedisStreamsOn<S> {
     fn drop(&mut self) {
-        let conn = self.conn.get_mut();
+        // A cluster of the test's own goes away with its streams.
+        let Conn::Single(conn) = self.conn.get_mut() else {
+            return;
+        };
         let keys: Vec<String> = conn.keys(format!("{}-*", self.prefix)).unwrap_or_default();
         for k in keys {
             let _: Result<(), _> = conn.del(k);
