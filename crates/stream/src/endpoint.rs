@@ -163,8 +163,8 @@ mod tests {
 
     #[test]
     fn a_redis_cluster_url_keeps_its_seed_nodes_and_shows_no_credentials() {
-        let e = Endpoint::parse("redis+cluster://u:pw@127.0.0.1:7000,127.0.0.1:7001/events")
-            .unwrap();
+        let e =
+            Endpoint::parse("redis+cluster://u:pw@127.0.0.1:7000,127.0.0.1:7001/events").unwrap();
         assert_eq!(
             e,
             Endpoint::Redis {
@@ -224,7 +224,10 @@ mod tests {
             ("redis://h/db/x", "database number"),
             ("kafka://h/a/b", "cannot contain"),
             ("redis+cluster://h1:7000,h2:7001/0/x", "single database (0)"),
-            ("redis+cluster://:pw@h1:7000/2/x", "takes no database number"),
+            (
+                "redis+cluster://:pw@h1:7000/2/x",
+                "takes no database number",
+            ),
             ("redis://h1:7000,h2:7001/x", "write redis+cluster://"),
             ("redis+cluster://h1:7000,,h2:7001/x", "no empty one"),
             ("redis://:pw@h:port/x", "not a usable Redis URL"),

@@ -46,14 +46,14 @@ pub(crate) struct Connection {
 /// The test's own connection to either kind of Redis.
 enum Conn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
     fn get(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Self::Single(c) => c,
-            Self::Cluster(c) => c,
+            Self::Cluster(c) => &mut **c,
         }
     }
 }
@@ -92,7 +92,7 @@ impl Server for Cluster {
             .expect("cluster connection");
         Some(Connection {
             url: cluster.url(),
-            conn: Conn::Cluster(conn),
+            conn: Conn::Cluster(Box::new(conn)),
             cluster: Some(cluster),
         })
     }
