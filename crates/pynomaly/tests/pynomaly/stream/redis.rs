@@ -4,14 +4,20 @@
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, Commands, ConnectionLike};
+use pynomaly_models::{ModelEvents, ModelRegistry};
+use pynomaly_redis::RedisTarget;
+use pynomaly_store::{NewStage, PRODUCTION, PostgresStore};
 use serde_json::{Value, json};
-use testkit::{RedisCluster, wait_until};
+use testkit::{RedisCluster, TestDatabase, wait_until};
+use tokio_util::sync::CancellationToken;
 
 use super::harness::{
-    Message, Rng, StreamProcess, register_model, register_model_named, sensor_event, sensor_events,
+    Message, Rng, StreamProcess, artifacts_in, register_in, register_model, register_model_named,
+    sensor_event, sensor_events,
 };
 use super::{Broker, WAIT};
 
@@ -19,13 +25,20 @@ suite!(RedisStreams);
 
 /// The shared suite with every stream on a 3-master Redis Cluster started for the test,
 /// named to `pynomaly stream` by `redis+cluster://` URLs: the events, alerts and dead
-/// letters hash to different slots, so to different nodes. Ignored unless asked for
-/// (`--ignored on_a_redis_cluster`, as `.ci/run` does).
+/// letters hash to different slots, so to different nodes; and a `--model` stream whose
+/// `REDIS_URL` names the cluster. Ignored unless asked for (`--ignored on_a_redis_cluster`,
+/// as `.ci/run` does).
 mod on_a_redis_cluster {
     suite!(
         #[ignore = "starts a Redis Cluster (redis-server, redis-cli); .ci/run runs it"]
         super::RedisStreamsOn<super::Cluster>
     );
+
+    #[test]
+    #[ignore = "starts a Redis Cluster and needs PYNOMALY_TEST_DATABASE_URL; .ci/run runs it"]
+    fn a_registry_model_follows_the_model_changes_announced_on_the_cluster() {
+        super::a_registry_model_follows_the_model_changes_announced_on_the_cluster();
+    }
 }
 
 /// Where a test's streams are.
@@ -252,6 +265,109 @@ impl<S> Drop for RedisStreamsOn<S> {
             let _: Result<(), _> = conn.del(k);
         }
     }
+}
+
+/// `pynomaly stream --model` with `DATABASE_URL` and a `REDIS_URL` naming a Redis Cluster
+/// (here the one its streams are on): it subscribes to the model changes there, as `serve`
+/// does, and the version a registry on that database and cluster promotes is the one it
+/// scores with next.
+fn a_registry_model_follows_the_model_changes_announced_on_the_cluster() {
+    testkit::env::require(&[testkit::env::DATABASE_URL_VAR]);
+    let s = RedisStreamsOn::<Cluster>::open("model-events", &[]).expect("a cluster");
+    let ports = s._cluster.as_ref().expect("a cluster").ports().to_vec();
+    let prefix = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
+    let channel = format!("{prefix}:models");
+    // Classic pub/sub subscriptions are per node: the cluster's are the sum.
+    let subscribers = || -> i64 {
+        ports
+            .iter()
+            .map(|port| {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+                let mut conn = client.get_connection().expect("node connection");
+                let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut conn)
+                    .expect("PUBSUB NUMSUB");
+                n
+            })
+            .sum()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(TestDatabase::run(async |database_url| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stop = CancellationToken::new();
+        // The registry an API instance on this database and cluster would have.
+        let meta = Arc::new(
+            PostgresStore::connect(&database_url, 2)
+                .await
+                .expect("postgres"),
+        );
+        let registry = Arc::new(ModelRegistry::new(meta, artifacts_in(dir.path()), 1 << 26));
+        let target = RedisTarget::parse(&s.url, false).expect("the cluster's URL");
+        let pool = target.pool(Duration::from_secs(5), 2).expect("pool");
+        registry
+            .follow_changes(ModelEvents::new(target, pool, &prefix), stop.clone())
+            .await;
+        assert_eq!(register_in(&registry, "sensors", 1, 1.0, None).await, 1);
+        assert_eq!(subscribers(), 1, "the test's registry");
+
+        let mut p = StreamProcess::start_with_env(
+            dir.path(),
+            &[
+                "--source",
+                &s.url("events"),
+                "--sink",
+                &s.url("alerts"),
+                "--model",
+                "sensors",
+                "--model-refresh",
+                "0.2",
+            ],
+            &[
+                ("DATABASE_URL", &database_url),
+                ("REDIS_URL", &s.url),
+                ("PYNOMALY_REDIS_PREFIX", &prefix),
+            ],
+        );
+        wait_until(
+            "the stream subscribes to model changes on the cluster",
+            WAIT,
+            || subscribers() == 2,
+        );
+        let mut rng = Rng::new(2);
+        s.produce("events", &[sensor_event("before", &mut rng)]);
+        wait_until("the first alert", WAIT, || s.len("alerts") == 1);
+        // Registered as staging, then promoted: announced on the cluster.
+        assert_eq!(register_in(&registry, "sensors", 2, 3.0, None).await, 2);
+        let promote = NewStage {
+            to: PRODUCTION.into(),
+            by: "test".into(),
+            reason: "promote".into(),
+            note: None,
+        };
+        registry
+            .change_stage("default", "sensors", 2, promote, None)
+            .await
+            .expect("promote");
+        wait_until("the process reports version 2", WAIT, || {
+            p.metric("pynomaly_stream_model_version") == 2.0
+        });
+        s.produce("events", &[sensor_event("promoted", &mut rng)]);
+        let versions: Vec<(String, i64)> = s
+            .read_all("alerts", 2)
+            .iter()
+            .map(|(k, a)| {
+                (
+                    k.clone().unwrap(),
+                    a["metadata"]["model_version"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(versions, vec![("before".into(), 1), ("promoted".into(), 2)]);
+        assert!(p.terminate().success(), "{}", p.log_text());
+        stop.cancel();
+    }));
 }
 
 /// A data directory for a registry, and a runtime to register models in it with.
