@@ -314,16 +314,7 @@ fn a_registry_model_follows_the_model_changes_announced_on_the_cluster() {
 
         let mut p = StreamProcess::start_with_env(
             dir.path(),
-            &[
-                "--source",
-                &s.url("events"),
-                "--sink",
-                &s.url("alerts"),
-                "--model",
-                "sensors",
-                "--model-refresh",
-                "0.2",
-            ],
+            &model_stream_args(&s).each_ref().map(String::as_str),
             &[
                 ("DATABASE_URL", &database_url),
                 ("REDIS_URL", &s.url),
@@ -354,20 +345,39 @@ fn a_registry_model_follows_the_model_changes_announced_on_the_cluster() {
             p.metric("pynomaly_stream_model_version") == 2.0
         });
         s.produce("events", &[sensor_event("promoted", &mut rng)]);
-        let versions: Vec<(String, i64)> = s
-            .read_all("alerts", 2)
-            .iter()
-            .map(|(k, a)| {
-                (
-                    k.clone().unwrap(),
-                    a["metadata"]["model_version"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let versions = versions_by_key(&s.read_all("alerts", 2));
         assert_eq!(versions, vec![("before".into(), 1), ("promoted".into(), 2)]);
         assert!(p.terminate().success(), "{}", p.log_text());
         stop.cancel();
     }));
+}
+
+/// The arguments of a stream from `events` to `alerts` scored by the registry's `sensors`,
+/// looking for a new production version every 0.2 s.
+fn model_stream_args<S: Server>(s: &RedisStreamsOn<S>) -> [String; 8] {
+    [
+        "--source".into(),
+        s.url("events"),
+        "--sink".into(),
+        s.url("alerts"),
+        "--model".into(),
+        "sensors".into(),
+        "--model-refresh".into(),
+        "0.2".into(),
+    ]
+}
+
+/// Each alert's key and the model version that scored it.
+fn versions_by_key(alerts: &[Message]) -> Vec<(String, i64)> {
+    alerts
+        .iter()
+        .map(|(k, a)| {
+            (
+                k.clone().expect("an alert key"),
+                a["metadata"]["model_version"].as_i64().expect("a version"),
+            )
+        })
+        .collect()
 }
 
 /// A data directory for a registry, and a runtime to register models in it with.
@@ -389,16 +399,7 @@ fn a_newly_promoted_registry_version_is_used_without_a_restart() {
     );
     let mut p = StreamProcess::start(
         dir.path(),
-        &[
-            "--source",
-            &s.url("events"),
-            "--sink",
-            &s.url("alerts"),
-            "--model",
-            "sensors",
-            "--model-refresh",
-            "0.2",
-        ],
+        &model_stream_args(&s).each_ref().map(String::as_str),
     );
     let mut rng = Rng::new(2);
     s.produce("events", &[sensor_event("before", &mut rng)]);
@@ -429,16 +430,7 @@ fn a_newly_promoted_registry_version_is_used_without_a_restart() {
     });
     s.produce("events", &[sensor_event("promoted", &mut rng)]);
     wait_until("the third alert", WAIT, || s.len("alerts") == 3);
-    let versions: Vec<(String, i64)> = s
-        .read_all("alerts", 3)
-        .iter()
-        .map(|(k, a)| {
-            (
-                k.clone().unwrap(),
-                a["metadata"]["model_version"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let versions = versions_by_key(&s.read_all("alerts", 3));
     assert_eq!(
         versions,
         vec![
