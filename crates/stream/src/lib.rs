@@ -1,9 +1,9 @@
 //! # pynomaly-stream: streaming detection
 //!
-//! `pynomaly stream` reads JSON events from a Redis stream or a Kafka topic through a
-//! consumer group, scores each with an anomaly detector and writes one alert per event
-//! (the message of the Python streaming loop ML engineers use, see [`alert`]) to another
-//! stream or topic, at least once and in order per partition.
+//! `pynomaly stream` reads JSON events from a Redis stream (one server or a Redis Cluster)
+//! or a Kafka topic through a consumer group, scores each with an anomaly detector and
+//! writes one alert per event (the message of the Python streaming loop ML engineers use,
+//! see [`alert`]) to another stream or topic, at least once and in order per partition.
 //!
 //! - [`broker`]: the [`Source`]/[`Committer`]/[`Sink`] traits; [`redis`] and `kafka`
 //!   (feature `kafka`) implement them.
@@ -15,7 +15,8 @@
 //!   `scan` (private) is its fast path, reading an event's features straight from its
 //!   bytes when nothing in it needs masking.
 //! - [`metrics`]: Prometheus metrics and `/health`.
-//! - [`endpoint`]: `redis://host:6379/stream` and `kafka://host:9092/topic` URLs.
+//! - [`endpoint`]: `redis://host:6379/stream`, `redis+cluster://host:7000,host:7001/stream`
+//!   (a Redis Cluster) and `kafka://host:9092/topic` URLs.
 
 pub mod alert;
 pub mod broker;

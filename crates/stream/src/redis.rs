@@ -1,4 +1,5 @@
-//! Redis Streams: a consumer-group [`Source`] and an XADD [`Sink`].
+//! Redis Streams, on one server or a Redis Cluster: a consumer-group [`Source`] and an XADD
+//! [`Sink`].
 //!
 //! Entries carry the event JSON in a field named `value` and its key, if any, in `key`;
 //! alerts and dead letters are written the same way.
@@ -11,11 +12,34 @@
 //! consumer that died and did not come back). Entries are acknowledged (`XACK`) only after
 //! their alerts are written, in one command per batch; alerts are written with one
 //! pipelined `XADD` per entry, one round trip per batch.
+//!
+//! # On a Redis Cluster
+//!
+//! The connections are [`pynomaly_redis`]'s, for one server or a cluster alike (the URL
+//! says which, see [`crate::endpoint`]); the commands are the same. A cluster asks that
+//! every command, pipeline or script touch keys of one slot, and here each touches one key:
+//! - the source's `XGROUP CREATE`, `XREADGROUP`, `XAUTOCLAIM`, `XACK` and `XINFO GROUPS`
+//!   each name its one stream, and a stream's consumer groups, their pending entries and
+//!   delivery counts are kept inside the stream's own key, so they all go to the node
+//!   owning it;
+//! - the sink's pipeline is `XADD`s to its one stream (the cluster client refuses a
+//!   pipeline that spans slots, so this must stay so);
+//! - no `MULTI`, no Lua script.
+//!
+//! The events, alerts and dead-letter streams are different keys and may be on different
+//! nodes (or on different servers altogether). Nothing spans them atomically, on a cluster
+//! or on one server: the pipeline writes a batch's alerts, then its dead letters, then
+//! acknowledges its events, each a separate call retried until it succeeds (see
+//! [`crate::broker`]). A crash or a failed node between two of them leaves the events
+//! unacknowledged, so they are delivered again and their alerts written twice: duplicates,
+//! never a lost event, which is the at-least-once promise. Blocking reads take their own
+//! pool whose response timeout exceeds the block, on a cluster as on one server.
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
+use pynomaly_redis::{PoolError, RedisConnection, RedisPool, RedisTarget};
 
 use crate::StreamError;
 use crate::alert::OutMessage;
@@ -42,25 +66,25 @@ pub struct RedisSourceConfig {
     pub block: Duration,
 }
 
-fn pool(
-    url: &str,
-    response_timeout: Duration,
-    size: usize,
-) -> Result<deadpool_redis::Pool, StreamError> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(response_timeout));
-    let manager = deadpool_redis::Manager::new_with_config(url, config)?;
-    deadpool_redis::Pool::builder(manager)
-        .max_size(size)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
-        .map_err(|e| StreamError::Config(format!("redis pool: {e}")))
+/// The one server or the cluster a connection URL names (checked already by
+/// [`crate::Endpoint::parse`]; checked again for callers that build URLs themselves).
+fn target(url: &str) -> Result<RedisTarget, StreamError> {
+    RedisTarget::parse(url, false).map_err(|e| StreamError::Config(format!("redis: {e}")))
 }
 
-async fn conn(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, StreamError> {
+fn pool(
+    target: &RedisTarget,
+    response_timeout: Duration,
+    size: usize,
+) -> Result<RedisPool, StreamError> {
+    target
+        .pool(response_timeout, size)
+        .map_err(|e| StreamError::Config(e.to_string()))
+}
+
+async fn conn(pool: &RedisPool) -> Result<RedisConnection, StreamError> {
     pool.get().await.map_err(|e| match e {
-        deadpool_redis::PoolError::Backend(e) => StreamError::Redis(e),
+        PoolError::Backend(e) => StreamError::Redis(e),
         other => StreamError::RedisPool(other.to_string()),
     })
 }
@@ -75,9 +99,9 @@ enum Phase {
 #[derive(derive_more::Debug)]
 pub struct RedisSource {
     #[debug(skip)]
-    pool: deadpool_redis::Pool,
+    pool: RedisPool,
     #[debug(skip)]
-    ack_pool: deadpool_redis::Pool,
+    ack_pool: RedisPool,
     stream: String,
     config: RedisSourceConfig,
     #[debug(skip)]
@@ -89,17 +113,20 @@ pub struct RedisSource {
 }
 
 impl RedisSource {
-    /// Connects and creates the consumer group (and the stream) if missing.
+    /// Connects to the server or cluster `url` names (an [`crate::Endpoint::Redis`] URL)
+    /// and creates the consumer group (and the stream) if missing.
     ///
     /// # Errors
-    /// Redis cannot be reached, or the key is not a stream.
+    /// The URL is invalid, Redis cannot be reached, or the key is not a stream.
     pub async fn connect(
         url: &str,
         stream: &str,
         config: RedisSourceConfig,
     ) -> Result<Self, StreamError> {
-        let pool = pool(url, config.block + Duration::from_secs(10), 2)?;
-        let ack_pool = pool_for_writes(url)?;
+        let target = target(url)?;
+        // Blocking reads: a response timeout beyond the block.
+        let pool = pool(&target, config.block + Duration::from_secs(10), 2)?;
+        let ack_pool = pool_for_writes(&target)?;
         let start = match config.start {
             StartFrom::Earliest => "0",
             StartFrom::Latest => "$",
@@ -111,7 +138,7 @@ impl RedisSource {
             .arg(&config.group)
             .arg(start)
             .arg("MKSTREAM")
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await;
         match created {
             Ok(()) => {}
@@ -147,7 +174,7 @@ impl RedisSource {
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(id);
         let mut c = conn(&self.pool).await?;
-        let reply: Value = cmd.query_async(&mut *c).await?;
+        let reply: Value = cmd.query_async(&mut c).await?;
         let now = Instant::now();
         let mut out = Vec::new();
         match reply {
@@ -188,7 +215,7 @@ impl RedisSource {
             .arg(&self.claim_cursor)
             .arg("COUNT")
             .arg(max)
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await?;
         let Value::Array(mut parts) = reply else {
             return Err(bad_reply("XAUTOCLAIM", "not an array"));
@@ -217,8 +244,8 @@ impl RedisSource {
     }
 }
 
-fn pool_for_writes(url: &str) -> Result<deadpool_redis::Pool, StreamError> {
-    pool(url, Duration::from_secs(10), 4)
+fn pool_for_writes(target: &RedisTarget) -> Result<RedisPool, StreamError> {
+    pool(target, Duration::from_secs(10), 4)
 }
 
 fn bad_reply(command: &'static str, detail: &str) -> StreamError {
@@ -357,7 +384,7 @@ impl Source for RedisSource {
 
 /// XACKs entries of one stream for one group.
 struct RedisCommitter {
-    pool: deadpool_redis::Pool,
+    pool: RedisPool,
     stream: String,
     group: String,
 }
@@ -376,7 +403,7 @@ impl Committer for RedisCommitter {
             }
         }
         let mut c = conn(&self.pool).await?;
-        let _acked: i64 = cmd.query_async(&mut *c).await?;
+        let _acked: i64 = cmd.query_async(&mut c).await?;
         Ok(())
     }
 
@@ -385,7 +412,7 @@ impl Committer for RedisCommitter {
         let reply: Value = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&self.stream)
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await
             .ok()?;
         let Value::Array(groups) = reply else {
@@ -428,7 +455,7 @@ impl Committer for RedisCommitter {
 #[derive(derive_more::Debug)]
 pub struct RedisSink {
     #[debug(skip)]
-    pool: deadpool_redis::Pool,
+    pool: RedisPool,
     #[debug(skip)]
     stream: String,
     display: String,
@@ -437,7 +464,8 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    /// A sink writing to `stream`, trimming it to about `max_len` entries when given.
+    /// A sink writing to `stream` on the server or cluster `url` names (an
+    /// [`crate::Endpoint::Redis`] URL), trimming it to about `max_len` entries when given.
     ///
     /// # Errors
     /// The URL is invalid.
@@ -448,7 +476,7 @@ impl RedisSink {
         max_len: Option<u64>,
     ) -> Result<Self, StreamError> {
         Ok(Self {
-            pool: pool_for_writes(url)?,
+            pool: pool_for_writes(&target(url)?)?,
             stream: stream.to_string(),
             display,
             max_len,
@@ -475,7 +503,7 @@ impl Sink for RedisSink {
             cmd.arg("value").arg(&m.payload).ignore();
         }
         let mut c = conn(&self.pool).await?;
-        let () = pipe.query_async(&mut *c).await?;
+        let () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 

@@ -8,12 +8,15 @@
 //! pynomaly stream --source kafka://127.0.0.1:9092/sensor-data \
 //!                 --sink kafka://127.0.0.1:9092/anomaly-alerts \
 //!                 --algorithm isolation_forest --contamination 0.05 --update-frequency 1000
+//! pynomaly stream --source redis+cluster://10.0.0.1:7000,10.0.0.2:7000/sensor-data \
+//!                 --sink redis+cluster://10.0.0.1:7000,10.0.0.2:7000/anomaly-alerts --model sensors
 //! ```
 //!
 //! `--model` reads the API's registry with the API's settings (`PYNOMALY_DATA_DIR` or
-//! `--data-dir`, `DATABASE_URL`, `PYNOMALY_STORAGE_URL`); online learning checkpoints its
-//! model to the same artifact storage, under
-//! `stream-checkpoints/<group>/<source>.ckpt`.
+//! `--data-dir`, `DATABASE_URL`, `PYNOMALY_STORAGE_URL`, and `REDIS_URL`/`REDIS_CLUSTER`
+//! for the model-change events: a server or a cluster as for `serve`, whichever Redis the
+//! source and sink are on); online learning checkpoints its model to the same artifact
+//! storage, under `stream-checkpoints/<group>/<source>.ckpt`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +43,8 @@ use crate::cli::InputError;
     pynomaly stream --source redis://127.0.0.1:6379/sensor-data --sink redis://127.0.0.1:6379/anomaly-alerts --model sensors
     pynomaly stream --source kafka://127.0.0.1:9092/sensor-data --sink kafka://127.0.0.1:9092/anomaly-alerts --algorithm isolation_forest --update-frequency 1000")]
 pub struct StreamArgs {
-    /// Events: redis://HOST:PORT[/DB]/STREAM or kafka://HOST:PORT[,HOST:PORT]/TOPIC
+    /// Events: redis://HOST:PORT[/DB]/STREAM, redis+cluster://HOST:PORT[,HOST:PORT]/STREAM
+    /// (a Redis Cluster, by some of its nodes) or kafka://HOST:PORT[,HOST:PORT]/TOPIC
     #[arg(long, value_name = "URL")]
     pub source: String,
     /// Alerts: a stream or topic URL, as --source

@@ -252,3 +252,35 @@ fn an_unwritable_output_is_a_plain_failure() {
     let out = detect(&input, &["--output", output.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+#[test]
+fn stream_urls_a_redis_cluster_cannot_serve_are_refused_before_connecting() {
+    // Nothing listens on these ports: the URLs are refused before any connection.
+    let good = "redis+cluster://127.0.0.1:1,127.0.0.1:2/alerts";
+    for (source, message) in [
+        (
+            "redis+cluster://:s3cret@127.0.0.1:1,127.0.0.1:2/2/events",
+            "a Redis Cluster has a single database (0)",
+        ),
+        (
+            "redis://:s3cret@127.0.0.1:1,127.0.0.1:2/events",
+            "several hosts name a Redis Cluster: write redis+cluster://",
+        ),
+        (
+            "redis+cluster://:s3cret@127.0.0.1:1,,127.0.0.1:2/events",
+            "no empty one between commas",
+        ),
+    ] {
+        let out = pynomaly(&[
+            "stream",
+            "--source",
+            source,
+            "--sink",
+            good,
+            "--algorithm",
+            "isolation_forest",
+        ]);
+        assert_refused(&out, message);
+        assert!(!stderr(&out).contains("s3cret"), "{}", stderr(&out));
+    }
+}

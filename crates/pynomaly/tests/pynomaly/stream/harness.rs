@@ -26,10 +26,18 @@ impl StreamProcess {
     /// Starts `pynomaly stream ARGS` with its data directory at `data_dir`, and waits
     /// until it reports that it is consuming.
     pub fn start(data_dir: &Path, args: &[&str]) -> StreamProcess {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    /// [`StreamProcess::start`] with these variables set too (`DATABASE_URL`, `REDIS_URL`).
+    pub fn start_with_env(data_dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> StreamProcess {
         let name = format!("stream-{}", uuid::Uuid::new_v4().simple());
-        let env = Env::default()
+        let mut env = Env::default()
             .set("PYNOMALY_DATA_DIR", data_dir)
             .set("LOG_LEVEL", "info");
+        for (k, v) in vars {
+            env = env.set(k, v);
+        }
         let args: Vec<&str> = ["stream"]
             .into_iter()
             .chain(args.iter().copied())
@@ -172,9 +180,24 @@ pub async fn register_model_named(
     feature_names: Option<Vec<String>>,
 ) -> i64 {
     let meta = Arc::new(SqliteStore::open(data_dir).await.expect("sqlite"));
-    let artifacts = ArtifactStore::from_url(&data_dir.join("storage").display().to_string())
-        .expect("artifacts");
-    let registry = ModelRegistry::new(meta, artifacts, 1 << 26);
+    let registry = ModelRegistry::new(meta, artifacts_in(data_dir), 1 << 26);
+    register_in(&registry, name, seed, scale, feature_names).await
+}
+
+/// The artifact store of `data_dir` (where `pynomaly stream` with that data directory
+/// and no `PYNOMALY_STORAGE_URL` reads models).
+pub fn artifacts_in(data_dir: &Path) -> ArtifactStore {
+    ArtifactStore::from_url(&data_dir.join("storage").display().to_string()).expect("artifacts")
+}
+
+/// [`register_model_named`] in `registry`.
+pub async fn register_in(
+    registry: &ModelRegistry,
+    name: &str,
+    seed: u64,
+    scale: f64,
+    feature_names: Option<Vec<String>>,
+) -> i64 {
     let mut rng = Rng::new(seed);
     let rows: Vec<[f64; 3]> = (0..512)
         .map(|_| {

@@ -4,10 +4,11 @@
 //! variable is unset. Streams and topics have unique names per test.
 //!
 //! The behaviours every broker must have are written once, in [`cases`], against the
-//! [`Broker`] trait; `suite!` runs each of them on Redis (`stream::redis::…`) and on Kafka
-//! (`stream::kafka::…`). What only one broker has (a registry promotion picked up without
-//! a restart, online refits with checkpoints: tested on Redis) stays in that broker's
-//! module.
+//! [`Broker`] trait; `suite!` runs each of them on Redis (`stream::redis::…`), on a Redis
+//! Cluster of the test's own (`stream::redis::on_a_redis_cluster::…`, ignored unless asked
+//! for: `.ci/run` runs them) and on Kafka (`stream::kafka::…`). What only one broker has
+//! (a registry promotion picked up without a restart, online refits with checkpoints:
+//! tested on Redis) stays in that broker's module.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,22 +18,26 @@ use serde_json::Value;
 use self::harness::{Message, StreamProcess};
 
 /// Generates one `#[test]` per shared case in [`cases`] for the broker `$broker`, in the
-/// module that invokes it.
+/// module that invokes it; attributes before the broker go on every test
+/// (`suite!(#[ignore = "why"] Broker)`). It names the cases from the crate root, so a
+/// submodule may invoke it too.
 macro_rules! suite {
-    ($broker:ty) => {
-        suite!(@cases $broker;
+    ($(#[$attr:meta])* $broker:ty) => {
+        suite!(@cases [$(#[$attr])*] $broker;
             nested_events_are_scored_by_a_registry_model_and_malformed_ones_go_to_the_dead_letters,
             a_process_killed_mid_stream_and_restarted_loses_no_event,
             two_processes_in_one_group_split_the_events,
         );
     };
-    (@cases $broker:ty; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                crate::stream::cases::$case::<$broker>();
-            }
-        )*
+    (@cases $attrs:tt $broker:ty; $($case:ident),* $(,)?) => {
+        $(suite!(@case $attrs $broker; $case);)*
+    };
+    (@case [$(#[$attr:meta])*] $broker:ty; $case:ident) => {
+        #[test]
+        $(#[$attr])*
+        fn $case() {
+            crate::stream::cases::$case::<$broker>();
+        }
     };
 }
 

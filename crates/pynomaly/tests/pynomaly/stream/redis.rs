@@ -1,28 +1,131 @@
-//! `pynomaly stream` on Redis Streams (`PYNOMALY_TEST_REDIS_URL`): the shared suite, and
-//! what is tested on Redis only.
+//! `pynomaly stream` on Redis Streams: the shared suite on the test Redis
+//! (`PYNOMALY_TEST_REDIS_URL`) and on a Redis Cluster of the test's own
+//! ([`on_a_redis_cluster`]), and what is tested on the one server only.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, Commands};
+use deadpool_redis::redis::{self, Commands, ConnectionLike};
+use pynomaly_models::{ModelEvents, ModelRegistry};
+use pynomaly_redis::RedisTarget;
+use pynomaly_store::{NewStage, PRODUCTION, PostgresStore};
 use serde_json::{Value, json};
-use testkit::wait_until;
+use testkit::{RedisCluster, TestDatabase, wait_until};
+use tokio_util::sync::CancellationToken;
 
 use super::harness::{
-    Message, Rng, StreamProcess, register_model, register_model_named, sensor_event, sensor_events,
+    Message, Rng, StreamProcess, artifacts_in, register_in, register_model, register_model_named,
+    sensor_event, sensor_events,
 };
 use super::{Broker, WAIT};
 
 suite!(RedisStreams);
 
-/// Unique stream names for one test; deleted when dropped.
-pub(crate) struct RedisStreams {
-    url: String,
-    conn: RefCell<redis::Connection>,
-    prefix: String,
+/// The shared suite with every stream on a 3-master Redis Cluster started for the test,
+/// named to `pynomaly stream` by `redis+cluster://` URLs: the events, alerts and dead
+/// letters hash to different slots, so to different nodes; and a `--model` stream whose
+/// `REDIS_URL` names the cluster. Ignored unless asked for (`--ignored on_a_redis_cluster`,
+/// as `.ci/run` does).
+mod on_a_redis_cluster {
+    suite!(
+        #[ignore = "starts a Redis Cluster (redis-server, redis-cli); .ci/run runs it"]
+        super::RedisStreamsOn<super::Cluster>
+    );
+
+    #[test]
+    #[ignore = "starts a Redis Cluster and needs PYNOMALY_TEST_DATABASE_URL; .ci/run runs it"]
+    fn a_registry_model_follows_the_model_changes_announced_on_the_cluster() {
+        super::a_registry_model_follows_the_model_changes_announced_on_the_cluster();
+    }
 }
 
-impl RedisStreams {
+/// Where a test's streams are.
+pub(crate) trait Server {
+    /// The Redis; `None`, the test skipping, when it is not configured.
+    fn open() -> Option<Connection>;
+}
+
+/// A Redis for one test: the URL `pynomaly stream` is given (the stream appended), the
+/// test's own connection, and the cluster started for this test only, if any (stopped
+/// when dropped).
+pub(crate) struct Connection {
+    url: String,
+    conn: Conn,
+    cluster: Option<RedisCluster>,
+}
+
+/// The test's own connection to either kind of Redis.
+enum Conn {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Conn {
+    fn get(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Single(c) => c,
+            Self::Cluster(c) => &mut **c,
+        }
+    }
+}
+
+/// The test Redis (`PYNOMALY_TEST_REDIS_URL`), one server.
+pub(crate) struct Single;
+
+impl Server for Single {
+    fn open() -> Option<Connection> {
+        let url = testkit::env::redis_url()?;
+        let client = redis::Client::open(url.as_str()).expect("redis url");
+        let conn = client.get_connection().expect("redis connection");
+        Some(Connection {
+            url,
+            conn: Conn::Single(conn),
+            cluster: None,
+        })
+    }
+}
+
+/// A Redis Cluster of three masters started for the test ([`RedisCluster`]).
+pub(crate) struct Cluster;
+
+impl Server for Cluster {
+    fn open() -> Option<Connection> {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let cluster = rt.block_on(RedisCluster::start());
+        let nodes: Vec<String> = cluster
+            .ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let conn = redis::cluster::ClusterClient::new(nodes)
+            .expect("cluster client")
+            .get_connection()
+            .expect("cluster connection");
+        Some(Connection {
+            url: cluster.url(),
+            conn: Conn::Cluster(Box::new(conn)),
+            cluster: Some(cluster),
+        })
+    }
+}
+
+/// Unique streams on the test Redis.
+pub(crate) type RedisStreams = RedisStreamsOn<Single>;
+
+/// Unique stream names for one test on the Redis `S`; deleted when dropped (on a cluster,
+/// the cluster is).
+pub(crate) struct RedisStreamsOn<S> {
+    url: String,
+    conn: RefCell<Conn>,
+    prefix: String,
+    // Dropped after the connection, when the streams have been deleted.
+    _cluster: Option<RedisCluster>,
+    server: PhantomData<S>,
+}
+
+impl<S> RedisStreamsOn<S> {
     /// The stream's key.
     fn key(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
@@ -30,7 +133,10 @@ impl RedisStreams {
 
     /// The number of entries in the stream.
     pub(crate) fn len(&self, name: &str) -> usize {
-        self.conn.borrow_mut().xlen(self.key(name)).expect("XLEN")
+        redis::cmd("XLEN")
+            .arg(self.key(name))
+            .query(self.conn.borrow_mut().get())
+            .expect("XLEN")
     }
 
     /// Adds one entry with these fields.
@@ -40,21 +146,19 @@ impl RedisStreams {
         for (k, v) in fields {
             cmd.arg(*k).arg(*v);
         }
-        cmd.query::<String>(&mut self.conn.borrow_mut())
+        cmd.query::<String>(self.conn.borrow_mut().get())
             .expect("XADD");
     }
 }
 
-impl Broker for RedisStreams {
+impl<S: Server> Broker for RedisStreamsOn<S> {
     const POSITION: &'static str = "entry ";
     // Entries a dead consumer left unacknowledged for a second are claimed by another.
     const TAKEOVER_ARGS: &'static [&'static str] = &["--claim-idle", "1"];
     const REBALANCE_REDELIVERS: bool = false;
 
     fn open(test: &str, _topics: &[(&str, i32)]) -> Option<Self> {
-        let url = testkit::env::redis_url()?;
-        let client = redis::Client::open(url.as_str()).expect("redis url");
-        let conn = client.get_connection().expect("redis connection");
+        let Connection { url, conn, cluster } = S::open()?;
         Some(Self {
             url,
             conn: RefCell::new(conn),
@@ -62,6 +166,8 @@ impl Broker for RedisStreams {
                 "pynomaly-test-stream-{test}-{}",
                 uuid::Uuid::new_v4().simple()
             ),
+            _cluster: cluster,
+            server: PhantomData,
         })
     }
 
@@ -80,16 +186,26 @@ impl Broker for RedisStreams {
     fn produce(&self, name: &str, events: &[Value]) {
         let key = self.key(name);
         for chunk in events.chunks(500) {
-            let mut pipe = redis::pipe();
-            for e in chunk {
-                pipe.cmd("XADD")
-                    .arg(&key)
-                    .arg("*")
-                    .arg("value")
-                    .arg(e.to_string())
-                    .ignore();
+            // The same XADDs pipelined; redis' blocking cluster connection takes its own
+            // pipeline type (all to one stream: one slot).
+            match &mut *self.conn.borrow_mut() {
+                Conn::Single(c) => {
+                    let mut pipe = redis::pipe();
+                    for e in chunk {
+                        pipe.cmd("XADD").arg(&key).arg("*").arg("value");
+                        pipe.arg(e.to_string()).ignore();
+                    }
+                    pipe.query::<()>(c).expect("XADD");
+                }
+                Conn::Cluster(c) => {
+                    let mut pipe = redis::cluster::cluster_pipe();
+                    for e in chunk {
+                        pipe.cmd("XADD").arg(&key).arg("*").arg("value");
+                        pipe.arg(e.to_string()).ignore();
+                    }
+                    pipe.query::<()>(c).expect("XADD");
+                }
             }
-            pipe.query::<()>(&mut self.conn.borrow_mut()).expect("XADD");
         }
     }
 
@@ -107,10 +223,11 @@ impl Broker for RedisStreams {
         wait_until(&format!("{name} has {at_least} entries"), WAIT, || {
             self.len(name) >= at_least
         });
-        let reply: redis::streams::StreamRangeReply = self
-            .conn
-            .borrow_mut()
-            .xrange_all(self.key(name))
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.key(name))
+            .arg("-")
+            .arg("+")
+            .query(self.conn.borrow_mut().get())
             .expect("XRANGE");
         reply
             .ids
@@ -124,10 +241,10 @@ impl Broker for RedisStreams {
     }
 
     fn pending(&self, name: &str, group: &str) -> Option<usize> {
-        let reply: redis::streams::StreamPendingReply = self
-            .conn
-            .borrow_mut()
-            .xpending(self.key(name), group)
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(self.key(name))
+            .arg(group)
+            .query(self.conn.borrow_mut().get())
             .expect("XPENDING");
         Some(reply.count())
     }
@@ -137,14 +254,130 @@ impl Broker for RedisStreams {
     }
 }
 
-impl Drop for RedisStreams {
+impl<S> Drop for RedisStreamsOn<S> {
     fn drop(&mut self) {
-        let conn = self.conn.get_mut();
+        // A cluster of the test's own goes away with its streams.
+        let Conn::Single(conn) = self.conn.get_mut() else {
+            return;
+        };
         let keys: Vec<String> = conn.keys(format!("{}-*", self.prefix)).unwrap_or_default();
         for k in keys {
             let _: Result<(), _> = conn.del(k);
         }
     }
+}
+
+/// `pynomaly stream --model` with `DATABASE_URL` and a `REDIS_URL` naming a Redis Cluster
+/// (here the one its streams are on): it subscribes to the model changes there, as `serve`
+/// does, and the version a registry on that database and cluster promotes is the one it
+/// scores with next.
+fn a_registry_model_follows_the_model_changes_announced_on_the_cluster() {
+    testkit::env::require(&[testkit::env::DATABASE_URL_VAR]);
+    let s = RedisStreamsOn::<Cluster>::open("model-events", &[]).expect("a cluster");
+    let ports = s._cluster.as_ref().expect("a cluster").ports().to_vec();
+    let prefix = format!("pynomaly-test-{}", uuid::Uuid::new_v4().simple());
+    let channel = format!("{prefix}:models");
+    // Classic pub/sub subscriptions are per node: the cluster's are the sum.
+    let subscribers = || -> i64 {
+        ports
+            .iter()
+            .map(|port| {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+                let mut conn = client.get_connection().expect("node connection");
+                let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut conn)
+                    .expect("PUBSUB NUMSUB");
+                n
+            })
+            .sum()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(TestDatabase::run(async |database_url| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stop = CancellationToken::new();
+        // The registry an API instance on this database and cluster would have.
+        let meta = Arc::new(
+            PostgresStore::connect(&database_url, 2)
+                .await
+                .expect("postgres"),
+        );
+        let registry = Arc::new(ModelRegistry::new(meta, artifacts_in(dir.path()), 1 << 26));
+        let target = RedisTarget::parse(&s.url, false).expect("the cluster's URL");
+        let pool = target.pool(Duration::from_secs(5), 2).expect("pool");
+        registry
+            .follow_changes(ModelEvents::new(target, pool, &prefix), stop.clone())
+            .await;
+        assert_eq!(register_in(&registry, "sensors", 1, 1.0, None).await, 1);
+        assert_eq!(subscribers(), 1, "the test's registry");
+
+        let mut p = StreamProcess::start_with_env(
+            dir.path(),
+            &model_stream_args(&s).each_ref().map(String::as_str),
+            &[
+                ("DATABASE_URL", &database_url),
+                ("REDIS_URL", &s.url),
+                ("PYNOMALY_REDIS_PREFIX", &prefix),
+            ],
+        );
+        wait_until(
+            "the stream subscribes to model changes on the cluster",
+            WAIT,
+            || subscribers() == 2,
+        );
+        let mut rng = Rng::new(2);
+        s.produce("events", &[sensor_event("before", &mut rng)]);
+        wait_until("the first alert", WAIT, || s.len("alerts") == 1);
+        // Registered as staging, then promoted: announced on the cluster.
+        assert_eq!(register_in(&registry, "sensors", 2, 3.0, None).await, 2);
+        let promote = NewStage {
+            to: PRODUCTION.into(),
+            by: "test".into(),
+            reason: "promote".into(),
+            note: None,
+        };
+        registry
+            .change_stage("default", "sensors", 2, promote, None)
+            .await
+            .expect("promote");
+        wait_until("the process reports version 2", WAIT, || {
+            p.metric("pynomaly_stream_model_version") == 2.0
+        });
+        s.produce("events", &[sensor_event("promoted", &mut rng)]);
+        let versions = versions_by_key(&s.read_all("alerts", 2));
+        assert_eq!(versions, vec![("before".into(), 1), ("promoted".into(), 2)]);
+        assert!(p.terminate().success(), "{}", p.log_text());
+        stop.cancel();
+    }));
+}
+
+/// The arguments of a stream from `events` to `alerts` scored by the registry's `sensors`,
+/// looking for a new production version every 0.2 s.
+fn model_stream_args<S: Server>(s: &RedisStreamsOn<S>) -> [String; 8] {
+    [
+        "--source".into(),
+        s.url("events"),
+        "--sink".into(),
+        s.url("alerts"),
+        "--model".into(),
+        "sensors".into(),
+        "--model-refresh".into(),
+        "0.2".into(),
+    ]
+}
+
+/// Each alert's key and the model version that scored it.
+fn versions_by_key(alerts: &[Message]) -> Vec<(String, i64)> {
+    alerts
+        .iter()
+        .map(|(k, a)| {
+            (
+                k.clone().expect("an alert key"),
+                a["metadata"]["model_version"].as_i64().expect("a version"),
+            )
+        })
+        .collect()
 }
 
 /// A data directory for a registry, and a runtime to register models in it with.
@@ -166,16 +399,7 @@ fn a_newly_promoted_registry_version_is_used_without_a_restart() {
     );
     let mut p = StreamProcess::start(
         dir.path(),
-        &[
-            "--source",
-            &s.url("events"),
-            "--sink",
-            &s.url("alerts"),
-            "--model",
-            "sensors",
-            "--model-refresh",
-            "0.2",
-        ],
+        &model_stream_args(&s).each_ref().map(String::as_str),
     );
     let mut rng = Rng::new(2);
     s.produce("events", &[sensor_event("before", &mut rng)]);
@@ -206,16 +430,7 @@ fn a_newly_promoted_registry_version_is_used_without_a_restart() {
     });
     s.produce("events", &[sensor_event("promoted", &mut rng)]);
     wait_until("the third alert", WAIT, || s.len("alerts") == 3);
-    let versions: Vec<(String, i64)> = s
-        .read_all("alerts", 3)
-        .iter()
-        .map(|(k, a)| {
-            (
-                k.clone().unwrap(),
-                a["metadata"]["model_version"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let versions = versions_by_key(&s.read_all("alerts", 3));
     assert_eq!(
         versions,
         vec![
