@@ -269,6 +269,12 @@ impl Application {
             0
         };
         let workers = Arc::clone(&queue).start_workers(n_workers);
+        // Scheduled retraining: every instance checks; a slot's job is submitted once.
+        let scheduler = Arc::new(pynomaly_jobs::Scheduler::new(
+            Arc::clone(&meta),
+            Arc::clone(&queue),
+        ));
+        let scheduler = scheduler.spawn(std::time::Duration::from_secs(10), background.clone());
         tracing::info!(%addr, workers = n_workers, queue = queue.kind(), "pynomaly is serving");
         let queue_for_signal = Arc::clone(&queue);
         let graceful = async move {
@@ -289,6 +295,7 @@ impl Application {
             }
         }
         background.cancel();
+        let _ = tokio::time::timeout(drain, scheduler).await;
         if let Some(task) = metrics_task {
             let _ = tokio::time::timeout(drain, task).await;
         }

@@ -23,6 +23,7 @@
 mod queue;
 mod redis_queue;
 mod runner;
+mod schedule;
 mod sources;
 mod spec;
 mod trace_context;
@@ -30,6 +31,7 @@ mod trace_context;
 pub use queue::{ExecutionOutcome, InProcessQueue, JobQueue, QueueError};
 pub use redis_queue::{ClaimedDelivery, Delivery, RedisQueue, RedisQueueConfig};
 pub use runner::{BatchObserver, JobRunner, RunnerConfig, size_class};
+pub use schedule::{RetrainSchedule, Scheduler, next_slot, parse_cron};
 pub use sources::{OpenError, Source, SourceError, SourceResolver};
 pub use spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
 pub use trace_context::{TRACE_CONTEXT_KEY, attach_trace_context};

@@ -523,6 +523,7 @@ impl ModelRegistry {
     ) -> Result<Vec<ModelVersion>, RegistryError> {
         let deleted = self.meta.delete_model(tenant, name).await?;
         self.meta.end_rollout(tenant, name).await?;
+        self.meta.delete_schedule(tenant, name).await?;
         self.forget_rollout(tenant, name);
         self.cache.invalidate(tenant, name);
         self.drift.forget(tenant, name);

@@ -52,7 +52,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::{
     ARCHIVED, ApiKey, AuditEntry, AuditFilter, CancelOutcome, DEFAULT_TENANT, Job, JobKind,
-    JobStatus, ModelSummary, ModelVersion, NewApiKey, NewAuditEntry, NewJob, NewModelVersion,
-    NewStage, NewUser, PRODUCTION, Page, PoolStats, STAGING, Scope, StageChange, StageEvent, User,
+    JobStatus, ModelSchedule, ModelSummary, ModelVersion, NewApiKey, NewAuditEntry, NewJob,
+    NewModelVersion, NewStage, NewUser, PRODUCTION, Page, PoolStats, STAGING, Scope, StageChange,
+    StageEvent, User,
 };
 pub use users::UserStore;

@@ -134,6 +134,19 @@ pub struct StageEvent {
     pub note: Option<String>,
 }
 
+/// A model's retraining schedule, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSchedule {
+    #[serde(skip)]
+    pub tenant: String,
+    pub model_name: String,
+    /// The cron expression and the training job's specification (the jobs crate's).
+    pub schedule: Value,
+    pub next_run_at: DateTime<Utc>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_job_id: Option<String>,
+}
+
 /// A stage change to make: the stage, who asks and why (see [`StageEvent`]).
 #[derive(Debug, Clone)]
 pub struct NewStage {

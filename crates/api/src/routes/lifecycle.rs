@@ -7,20 +7,21 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{post, put};
+use pynomaly_jobs::{RetrainSchedule, next_slot, parse_cron};
 use pynomaly_models::{
     GateMetric, Guards, NewRollout, PromotePolicy, Rollout, RolloutMode, ValidationSet,
 };
-use pynomaly_store::{ARCHIVED, NewStage, PRODUCTION, StageChange};
+use pynomaly_store::{ARCHIVED, ModelSchedule, NewStage, PRODUCTION, StageChange};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access::{ReadAccess, WriteAccess};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::extract::{RequestBody, Rows, diagnose_rows, parse};
+use crate::extract::{ApiJson, RequestBody, Rows, diagnose_rows, parse};
 use crate::request_id::current_request_id;
 use crate::routes::check_model_name;
-use crate::routes::models::parse_version;
+use crate::routes::models::{parse_version, source_train_spec};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -39,6 +40,90 @@ pub(crate) fn router() -> Router<AppState> {
             put(start_canary).get(canary).delete(end_canary),
         )
         .route("/api/v1/models/{name}/canary/promote", post(promote_canary))
+        .route(
+            "/api/v1/models/{name}/schedule",
+            put(set_schedule).get(schedule).delete(delete_schedule),
+        )
+}
+
+fn schedule_json(s: &ModelSchedule) -> Value {
+    let mut out = s.schedule.clone();
+    out["model_name"] = json!(s.model_name);
+    out["next_run_at"] = json!(s.next_run_at);
+    out["last_run_at"] = json!(s.last_run_at);
+    out["last_job_id"] = json!(s.last_job_id);
+    out
+}
+
+/// `PUT /api/v1/models/{name}/schedule`: `cron` and `training_data`, with what a training
+/// from a data source takes (algorithm, parameters, contamination, label_column, promote,
+/// gate_metric, min_improvement, validation_data).
+async fn set_schedule(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+    ApiJson(mut body): ApiJson<RequestBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let expression = body
+        .take_str("cron")?
+        .ok_or_else(|| invalid("cron", "'cron' is required (e.g. \"0 3 * * *\")".into()))?;
+    let cron = parse_cron(&expression)
+        .map_err(|e| invalid("cron", format!("'cron' is not a cron expression: {e}")))?;
+    let uri = body.take_str("training_data")?.ok_or_else(|| {
+        invalid(
+            "training_data",
+            "'training_data' (a data source) is required".into(),
+        )
+    })?;
+    if body.data.is_some() {
+        return Err(invalid(
+            "data",
+            "a schedule trains from 'training_data', not inline 'data'".into(),
+        ));
+    }
+    let by = caller.label();
+    let spec = source_train_spec(&state, &by, &name, uri, &mut body)?;
+    let now = chrono::Utc::now();
+    let next = next_slot(&cron, now)
+        .ok_or_else(|| invalid("cron", format!("'{expression}' has no slot after now")))?;
+    let stored = RetrainSchedule {
+        cron: expression,
+        spec,
+        created_by: by,
+    };
+    let stored = serde_json::to_value(&stored).map_err(ApiError::internal)?;
+    let saved = state
+        .meta
+        .set_schedule(&caller.tenant, &name, &stored, next)
+        .await?;
+    Ok(axum::Json(schedule_json(&saved)))
+}
+
+async fn schedule(
+    State(state): State<AppState>,
+    ReadAccess(caller): ReadAccess,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    let found = state.meta.schedule(&caller.tenant, &name).await?;
+    let found =
+        found.ok_or_else(|| ApiError::NotFound(format!("model '{name}' has no schedule")))?;
+    Ok(axum::Json(schedule_json(&found)))
+}
+
+async fn delete_schedule(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(&name)?;
+    if !state.meta.delete_schedule(&caller.tenant, &name).await? {
+        return Err(ApiError::NotFound(format!(
+            "model '{name}' has no schedule"
+        )));
+    }
+    Ok(axum::Json(json!({"model_name": name, "deleted": true})))
 }
 
 /// `PUT /api/v1/models/{name}/canary`.

@@ -166,6 +166,33 @@ async fn train(
     }
 }
 
+/// The training job of a request naming a data source: its label column, rollout and
+/// detector, the source checked to exist where sources may be.
+///
+/// # Errors
+/// 422 naming what is wrong.
+pub(crate) fn source_train_spec(
+    state: &AppState,
+    trained_by: &str,
+    name: &str,
+    uri: String,
+    body: &mut RequestBody,
+) -> Result<TrainSpec, ApiError> {
+    let label_column = body.take_str("label_column")?;
+    let (rollout, validation) = take_rollout(body, state.limits.max_cells)?;
+    let config = detector_config(body)?;
+    state.sources.locate(&uri)?;
+    Ok(TrainSpec {
+        model_name: name.to_string(),
+        training_data: uri,
+        detector: config,
+        label_column,
+        rollout,
+        validation,
+        trained_by: Some(trained_by.to_string()),
+    })
+}
+
 async fn train_from_source(
     state: &AppState,
     tenant: &str,
@@ -175,19 +202,7 @@ async fn train_from_source(
     uri: String,
     mut body: RequestBody,
 ) -> Result<Response, ApiError> {
-    let label_column = body.take_str("label_column")?;
-    let (rollout, validation) = take_rollout(&mut body, state.limits.max_cells)?;
-    let config = detector_config(&mut body)?;
-    state.sources.locate(&uri)?;
-    let spec = TrainSpec {
-        model_name: name.clone(),
-        training_data: uri,
-        detector: config,
-        label_column,
-        rollout,
-        validation,
-        trained_by: Some(trained_by.to_string()),
-    };
+    let spec = source_train_spec(state, trained_by, &name, uri, &mut body)?;
     let (job, _created) = state
         .queue
         .submit(NewJob {

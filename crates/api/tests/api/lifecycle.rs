@@ -627,3 +627,71 @@ async fn a_shadow_never_changes_answers_and_reports_its_agreement() {
         .await;
     assert_eq!(r.assert_status(200)["ended"], true);
 }
+
+#[tokio::test]
+async fn a_retraining_schedule_is_checked_kept_and_removed() {
+    let app = spawn_app().await;
+    app.write_source("train.csv", &crate::helpers::csv_source(100, 3));
+    let app = &app;
+    let put = async |body: Value| {
+        app.request(
+            Method::PUT,
+            "/api/v1/models/nightly/schedule",
+            Some(&app.admin_key),
+            Some(&body),
+        )
+        .await
+    };
+    let r = put(
+        json!({"cron": "0 3 * * *", "training_data": "train.csv", "promote": "manual",
+                       "n_estimators": 20}),
+    )
+    .await;
+    let b = r.assert_status(200).clone();
+    assert_eq!(b["cron"], "0 3 * * *");
+    assert_eq!(b["spec"]["training_data"], "train.csv");
+    assert_eq!(b["spec"]["promote"], "manual");
+    assert_eq!(b["spec"]["parameters"]["n_estimators"], 20);
+    let next = chrono::DateTime::parse_from_rfc3339(b["next_run_at"].as_str().unwrap()).unwrap();
+    assert_eq!(next.format("%H:%M").to_string(), "03:00");
+    assert!(next > chrono::Utc::now());
+    assert_eq!(b["last_job_id"], Value::Null);
+    let got = app.get("/api/v1/models/nightly/schedule").await;
+    assert_eq!(got.assert_status(200)["next_run_at"], b["next_run_at"]);
+
+    for (body, field) in [
+        (
+            json!({"cron": "0 0 3 * * *", "training_data": "train.csv"}),
+            "cron",
+        ),
+        (
+            json!({"cron": "tomorrow", "training_data": "train.csv"}),
+            "cron",
+        ),
+        (json!({"training_data": "train.csv"}), "cron"),
+        (json!({"cron": "0 3 * * *"}), "training_data"),
+        (
+            json!({"cron": "0 3 * * *", "training_data": "train.csv", "promote": "if_better"}),
+            "validation_data",
+        ),
+    ] {
+        let r = put(body.clone()).await;
+        let e = r.assert_error(422, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{body}: {}", r.body);
+    }
+    let r = put(json!({"cron": "0 3 * * *", "training_data": "missing.csv"})).await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+
+    let r = app
+        .request(
+            Method::DELETE,
+            "/api/v1/models/nightly/schedule",
+            Some(&app.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(r.assert_status(200)["deleted"], true);
+    app.get("/api/v1/models/nightly/schedule")
+        .await
+        .assert_error(404, "not_found");
+}

@@ -1,13 +1,15 @@
 //! The job crate's integration tests, one binary:
 //!
 //! - `redis_queue`: the Redis queue against a real Redis and Postgres, driven step by step;
-//! - `s3_sources`: batch jobs reading `s3://` sources and writing outputs to S3.
+//! - `s3_sources`: batch jobs reading `s3://` sources and writing outputs to S3;
+//! - `schedule`: scheduled retraining, once per slot across instances.
 //!
 //! The servers come from `PYNOMALY_TEST_*` variables (see the `testkit` crate); a test
 //! whose server is not configured skips, saying why.
 
 mod redis_queue;
 mod s3_sources;
+mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;

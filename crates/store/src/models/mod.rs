@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Executor, Pool};
 
@@ -14,8 +15,8 @@ use crate::sql::{
     Arg, Count, Dialect, Reads, Record, SqlStore, fetch, required_json, required_timestamp,
 };
 use crate::types::{
-    ARCHIVED, ModelSummary, ModelVersion, NewModelVersion, NewStage, PRODUCTION, Page, STAGING,
-    StageChange, StageEvent,
+    ARCHIVED, ModelSchedule, ModelSummary, ModelVersion, NewModelVersion, NewStage, PRODUCTION,
+    Page, STAGING, StageChange, StageEvent,
 };
 
 mod postgres;
@@ -82,6 +83,46 @@ pub trait ModelStore: Send + Sync {
     -> Result<(), StoreError>;
     /// Ends the model's rollout; returns the policy it had, if one ran.
     async fn end_rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError>;
+    /// Sets (or replaces) a model's retraining schedule, its next slot at `next_run_at`.
+    async fn set_schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+        schedule: &Value,
+        next_run_at: DateTime<Utc>,
+    ) -> Result<ModelSchedule, StoreError>;
+    /// A model's schedule.
+    async fn schedule(&self, tenant: &str, name: &str)
+    -> Result<Option<ModelSchedule>, StoreError>;
+    /// Removes a model's schedule; whether there was one.
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// Schedules whose next slot is at or before `now`, every tenant's, oldest first.
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ModelSchedule>, StoreError>;
+    /// Moves a schedule from the slot `due` to `next`, recording the slot's job — only if
+    /// its next slot still is `due` (false: another instance did it first).
+    async fn advance_schedule(
+        &self,
+        schedule: &ModelSchedule,
+        next: DateTime<Utc>,
+        job_id: &str,
+    ) -> Result<bool, StoreError>;
+}
+
+impl Record for ModelSchedule {
+    fn from_row<DB: Dialect>(row: &DB::Row) -> Result<Self, StoreError> {
+        Ok(ModelSchedule {
+            tenant: row.read("tenant")?,
+            model_name: row.read("model_name")?,
+            schedule: required_json::<DB>(row, "model_schedules.schedule")?,
+            next_run_at: required_timestamp::<DB>(row, "model_schedules.next_run_at")?,
+            last_run_at: DB::read_timestamp(row, "model_schedules.last_run_at")?,
+            last_job_id: row.read("last_job_id")?,
+        })
+    }
 }
 
 /// A rollout policy row.
@@ -387,6 +428,79 @@ where
         .arg(S::Db::json(Some(policy)));
         statement.execute(self.db()).await?;
         Ok(())
+    }
+
+    async fn set_schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+        schedule: &Value,
+        next_run_at: DateTime<Utc>,
+    ) -> Result<ModelSchedule, StoreError> {
+        let statement = sqlx::query(
+            "INSERT INTO model_schedules (tenant, model_name, schedule, next_run_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, model_name) DO UPDATE \
+             SET schedule = excluded.schedule, next_run_at = excluded.next_run_at RETURNING *",
+        )
+        .arg(tenant)
+        .arg(name)
+        .arg(S::Db::json(Some(schedule)))
+        .arg(S::Db::timestamp(Some(next_run_at)));
+        fetch(self.db(), statement).await
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ModelSchedule>, StoreError> {
+        let statement =
+            sqlx::query("SELECT * FROM model_schedules WHERE tenant = $1 AND model_name = $2")
+                .arg(tenant)
+                .arg(name);
+        fetch(self.db(), statement).await
+    }
+
+    async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let statement =
+            sqlx::query("DELETE FROM model_schedules WHERE tenant = $1 AND model_name = $2")
+                .arg(tenant)
+                .arg(name);
+        let done = statement.execute(self.db()).await?;
+        Ok(S::Db::rows_affected(&done) > 0)
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ModelSchedule>, StoreError> {
+        let statement = sqlx::query(
+            "SELECT * FROM model_schedules WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2",
+        )
+        .arg(S::Db::timestamp(Some(now)))
+        .arg(limit);
+        fetch(self.db(), statement).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        schedule: &ModelSchedule,
+        next: DateTime<Utc>,
+        job_id: &str,
+    ) -> Result<bool, StoreError> {
+        let statement = sqlx::query(
+            "UPDATE model_schedules SET next_run_at = $1, last_run_at = $2, last_job_id = $3 \
+             WHERE tenant = $4 AND model_name = $5 AND next_run_at = $6",
+        )
+        .arg(S::Db::timestamp(Some(next)))
+        .arg(S::Db::now())
+        .arg(job_id)
+        .arg(schedule.tenant.as_str())
+        .arg(schedule.model_name.as_str())
+        .arg(S::Db::timestamp(Some(schedule.next_run_at)));
+        let done = statement.execute(self.db()).await?;
+        Ok(S::Db::rows_affected(&done) == 1)
     }
 
     async fn end_rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError> {

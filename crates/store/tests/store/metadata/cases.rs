@@ -573,11 +573,21 @@ pub async fn stage_changes_keep_one_production_version_and_their_history(s: &dyn
 
 pub async fn a_model_has_at_most_one_rollout_per_tenant(s: &dyn MetadataStore) {
     assert_eq!(s.rollout("t", "m").await.unwrap(), None);
-    s.set_rollout("t", "m", &json!({"version": 2})).await.unwrap();
-    s.set_rollout("t", "m", &json!({"version": 3})).await.unwrap();
-    assert_eq!(s.rollout("t", "m").await.unwrap(), Some(json!({"version": 3})));
+    s.set_rollout("t", "m", &json!({"version": 2}))
+        .await
+        .unwrap();
+    s.set_rollout("t", "m", &json!({"version": 3}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rollout("t", "m").await.unwrap(),
+        Some(json!({"version": 3}))
+    );
     assert_eq!(s.rollout("other", "m").await.unwrap(), None);
-    assert_eq!(s.end_rollout("t", "m").await.unwrap(), Some(json!({"version": 3})));
+    assert_eq!(
+        s.end_rollout("t", "m").await.unwrap(),
+        Some(json!({"version": 3}))
+    );
     assert_eq!(s.end_rollout("t", "m").await.unwrap(), None);
     assert_eq!(s.rollout("t", "m").await.unwrap(), None);
 }
