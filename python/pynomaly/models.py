@@ -177,11 +177,15 @@ class DetectionResult(_Response):
     model_version: Optional[int] = None
 
 
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
 class JobAccepted(_Response):
-    """A queued job (202): poll ``status_url`` or :meth:`wait_for_job`."""
+    """A submitted job: queued (202), or the first job of a repeated ``Idempotency-Key``
+    (200, in whatever state it has reached). Poll it with ``wait_for_job``."""
 
     job_id: str
-    status: Literal["queued"]
+    status: JobState
     status_url: Optional[str] = None
     model_name: Optional[str] = None
 
@@ -199,7 +203,7 @@ class JobStatus(_Response):
 
     job_id: str
     kind: Literal["batch", "train"]
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobState
     progress: JobProgress = Field(default_factory=JobProgress)
     created_at: datetime
     started_at: Optional[datetime] = None

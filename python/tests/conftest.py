@@ -100,9 +100,17 @@ def server() -> Iterator[Server]:
         for var in ("DATABASE_URL", "REDIS_URL", "PYNOMALY_STORAGE_URL", "PYNOMALY_SOURCES_DIR"):
             env.pop(var, None)
         if s3:
-            httpx.put(f"{s3}/bucket").raise_for_status()
+            # The test server checks that a request is signed, not the signature; an
+            # unsigned one is anonymous, refused once the bucket has objects.
+            signed = {
+                "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/"
+                "aws4_request, SignedHeaders=host, Signature=00"
+            }
+            httpx.put(f"{s3}/bucket", headers=signed).raise_for_status()
             for name, seed in (("data1.csv", 3), ("data2.csv", 4)):
-                httpx.put(f"{s3}/bucket/{name}", content=csv_rows(seed)).raise_for_status()
+                httpx.put(
+                    f"{s3}/bucket/{name}", content=csv_rows(seed), headers=signed
+                ).raise_for_status()
         log = open(Path(tmp) / "serve.log", "wb")
         proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
