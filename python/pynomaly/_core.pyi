@@ -16,7 +16,8 @@ class Model:
         contamination: str,
         x: npt.NDArray[np.float64],
         n_threads: int | None = None,
-    ) -> tuple[Model, npt.NDArray[np.float64], list[str]]: ...
+        training_scores: bool = True,
+    ) -> tuple[Model, npt.NDArray[np.float64] | None, list[str]]: ...
     def score(
         self, x: npt.NDArray[np.float64], n_threads: int | None = None
     ) -> npt.NDArray[np.float64]: ...

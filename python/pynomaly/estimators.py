@@ -98,13 +98,15 @@ def _fit(
     contamination: Any,
     X: FloatArray,
     n_jobs: Optional[int],
-) -> tuple[Model, FloatArray]:
+    training_scores: bool,
+) -> tuple[Model, Optional[FloatArray]]:
     model, scores, messages = Model.fit(
         algorithm,
         json.dumps({k: _json_value(k, v) for k, v in params.items()}),
         json.dumps(_json_value("contamination", contamination)),
         X,
         _n_threads(n_jobs),
+        training_scores,
     )
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=3)
@@ -127,6 +129,17 @@ class _PynomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def _rows(self, X: Any) -> FloatArray:
         check_is_fitted(self)
+        if (
+            type(X) is np.ndarray
+            and X.dtype == np.float64
+            and X.ndim == 2
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+        ):
+            # Already what the core reads (it rejects NaN and infinity itself, naming the
+            # cell): scikit-learn's validation would cost more than scoring a few rows.
+            return X
         rows: FloatArray = validate_data(self, X, dtype=np.float64, reset=False)
         return rows
 
@@ -253,7 +266,10 @@ class IsolationForest(_PynomalyDetector):
             "bootstrap": self.bootstrap,
             "random_state": seed,
         }
-        self._model, _ = _fit("isolation_forest", params, self.contamination, X, self.n_jobs)
+        # Contamination "auto" needs no training scores: the forest is only grown.
+        self._model, _ = _fit(
+            "isolation_forest", params, self.contamination, X, self.n_jobs, training_scores=False
+        )
         n = X.shape[0]
         ms = self.max_samples
         if isinstance(ms, str):
@@ -482,7 +498,10 @@ class LocalOutlierFactor(_PynomalyDetector):
         """
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         params = self._core_params()
-        self._model, scores = _fit("lof", params, self.contamination, X, self.n_jobs)
+        self._model, scores = _fit(
+            "lof", params, self.contamination, X, self.n_jobs, training_scores=True
+        )
+        assert scores is not None
         n = X.shape[0]
         self.negative_outlier_factor_ = -scores
         self.n_neighbors_ = max(1, min(int(self.n_neighbors), n - 1))

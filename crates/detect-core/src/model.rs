@@ -110,6 +110,38 @@ enum Input<'a> {
 }
 
 fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectError> {
+    let (model, scores, warnings) = fit_detector(config, input, true)?;
+    let scores = scores.expect("a labelled fit scores the training rows");
+    let training = Detection::from_scores(scores, model.threshold);
+    Ok(Fit {
+        model,
+        training,
+        warnings,
+    })
+}
+
+/// Fits the configured detector on `x` without labelling its rows, when the threshold
+/// does not need their scores: an isolation forest with contamination `"auto"` is then
+/// only grown, not also walked by every training row (what the Python package's
+/// scikit-learn estimators' `fit` needs). The model is [`fit`]'s, bit for bit.
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_model(
+    config: &DetectorConfig,
+    x: ArrayView2<'_, f64>,
+) -> Result<(FittedModel, Vec<String>), DetectError> {
+    let (model, _, warnings) = fit_detector(config, Input::View(x), false)?;
+    Ok((model, warnings))
+}
+
+/// The fit itself, with the training rows' scores when `label` is set or the threshold
+/// needs them.
+fn fit_detector(
+    config: &DetectorConfig,
+    input: Input<'_>,
+    label: bool,
+) -> Result<(FittedModel, Option<Vec<f64>>, Vec<String>), DetectError> {
     let x = match &input {
         Input::View(v) => v.view(),
         Input::Owned(a) => a.view(),
@@ -121,6 +153,7 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
     }
     let mut warnings = Vec::new();
     let mut config = config.clone();
+    let need_scores = label || *config.contamination != Contamination::Auto;
     let (detector, scores) = match &mut config.algorithm {
         AlgorithmParams::IsolationForest(p) => {
             // Drawn in scikit-learn's range for `random_state` (32 bits), which every JSON
@@ -128,19 +161,20 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
             let forest = IsolationForest::fit(p, seed, x, &mut warnings)?;
             let scores = match input {
-                Input::View(v) => forest.score(v),
-                Input::Owned(a) => forest.score_owned(a),
+                _ if !need_scores => None,
+                Input::View(v) => Some(forest.score(v)),
+                Input::Owned(a) => Some(forest.score_owned(a)),
             };
             (Detector::IsolationForest(forest), scores)
         }
         AlgorithmParams::Lof(p) => {
             let (lof, scores) = Lof::fit(p, x, &mut warnings)?;
-            (Detector::Lof(lof), scores)
+            (Detector::Lof(lof), Some(scores))
         }
     };
-    let threshold = match *config.contamination {
-        Contamination::Auto => config.algorithm.spec().auto_threshold,
-        Contamination::Fraction(c) => quantile_threshold(&scores, c),
+    let threshold = match (*config.contamination, &scores) {
+        (Contamination::Fraction(c), Some(scores)) => quantile_threshold(scores, c),
+        _ => config.algorithm.spec().auto_threshold,
     };
     let model = FittedModel {
         config,
@@ -149,11 +183,7 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
         n_samples,
         detector,
     };
-    Ok(Fit {
-        model,
-        training: Detection::from_scores(scores, threshold),
-        warnings,
-    })
+    Ok((model, scores, warnings))
 }
 
 /// scikit-learn's `offset_ = np.percentile(score_samples, 100 * contamination)` turned

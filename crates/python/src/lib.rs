@@ -52,9 +52,10 @@ struct Model {
 #[pymethods]
 impl Model {
     /// Fits `algorithm` with `params` and `contamination` (JSON text, as the HTTP API takes
-    /// them) on `x`; returns the model, the training rows' scores and fit warnings.
+    /// them) on `x`; returns the model, the training rows' scores (`None` unless
+    /// `training_scores`: an isolation forest is then only grown) and fit warnings.
     #[staticmethod]
-    #[pyo3(signature = (algorithm, params, contamination, x, n_threads=None))]
+    #[pyo3(signature = (algorithm, params, contamination, x, n_threads=None, training_scores=true))]
     fn fit<'py>(
         py: Python<'py>,
         algorithm: &str,
@@ -62,7 +63,8 @@ impl Model {
         contamination: &str,
         x: PyReadonlyArray2<'py, f64>,
         n_threads: Option<usize>,
-    ) -> PyResult<(Model, Bound<'py, PyArray1<f64>>, Vec<String>)> {
+        training_scores: bool,
+    ) -> PyResult<(Model, Option<Bound<'py, PyArray1<f64>>>, Vec<String>)> {
         let params: Map<String, Value> = serde_json::from_str(params)
             .map_err(|e| PyValueError::new_err(format!("parameters are not a JSON object: {e}")))?;
         let contamination: Value = serde_json::from_str(contamination)
@@ -70,15 +72,22 @@ impl Model {
         let config =
             DetectorConfig::from_json(algorithm, &params, &contamination).map_err(value_error)?;
         let view = x.as_array();
-        let fitted = py
-            .detach(|| in_pool(n_threads, || detect_core::fit(&config, view)))?
+        let (model, scores, warnings) = py
+            .detach(|| {
+                in_pool(n_threads, || {
+                    if training_scores {
+                        detect_core::fit(&config, view)
+                            .map(|f| (f.model, Some(f.training.scores), f.warnings))
+                    } else {
+                        detect_core::fit_model(&config, view).map(|(m, w)| (m, None, w))
+                    }
+                })
+            })?
             .map_err(value_error)?;
         Ok((
-            Model {
-                inner: fitted.model,
-            },
-            fitted.training.scores.into_pyarray(py),
-            fitted.warnings,
+            Model { inner: model },
+            scores.map(|s| s.into_pyarray(py)),
+            warnings,
         ))
     }
 
