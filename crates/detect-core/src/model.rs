@@ -110,7 +110,11 @@ enum Input<'a> {
 }
 
 fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectError> {
-    let (model, scores, warnings) = fit_detector(config, input, true)?;
+    let Fitted {
+        model,
+        scores,
+        warnings,
+    } = fit_detector(config, input, true)?;
     let scores = scores.expect("a labelled fit scores the training rows");
     let training = Detection::from_scores(scores, model.threshold);
     Ok(Fit {
@@ -131,8 +135,16 @@ pub fn fit_model(
     config: &DetectorConfig,
     x: ArrayView2<'_, f64>,
 ) -> Result<(FittedModel, Vec<String>), DetectError> {
-    let (model, _, warnings) = fit_detector(config, Input::View(x), false)?;
-    Ok((model, warnings))
+    let fitted = fit_detector(config, Input::View(x), false)?;
+    Ok((fitted.model, fitted.warnings))
+}
+
+/// What [`fit_detector`] gives.
+struct Fitted {
+    model: FittedModel,
+    /// The training rows' scores, when they were computed.
+    scores: Option<Vec<f64>>,
+    warnings: Vec<String>,
 }
 
 /// The fit itself, with the training rows' scores when `label` is set or the threshold
@@ -141,7 +153,7 @@ fn fit_detector(
     config: &DetectorConfig,
     input: Input<'_>,
     label: bool,
-) -> Result<(FittedModel, Option<Vec<f64>>, Vec<String>), DetectError> {
+) -> Result<Fitted, DetectError> {
     let x = match &input {
         Input::View(v) => v.view(),
         Input::Owned(a) => a.view(),
@@ -183,7 +195,11 @@ fn fit_detector(
         n_samples,
         detector,
     };
-    Ok((model, scores, warnings))
+    Ok(Fitted {
+        model,
+        scores,
+        warnings,
+    })
 }
 
 /// scikit-learn's `offset_ = np.percentile(score_samples, 100 * contamination)` turned

@@ -64,7 +64,7 @@ impl Model {
         x: PyReadonlyArray2<'py, f64>,
         n_threads: Option<usize>,
         training_scores: bool,
-    ) -> PyResult<(Model, Option<Bound<'py, PyArray1<f64>>>, Vec<String>)> {
+    ) -> PyResult<FitResult<'py>> {
         let params: Map<String, Value> = serde_json::from_str(params)
             .map_err(|e| PyValueError::new_err(format!("parameters are not a JSON object: {e}")))?;
         let contamination: Value = serde_json::from_str(contamination)
@@ -175,6 +175,9 @@ impl Model {
         )
     }
 }
+
+/// What `Model.fit` returns to Python: the model, the training scores, the warnings.
+type FitResult<'py> = (Model, Option<Bound<'py, PyArray1<f64>>>, Vec<String>);
 
 /// Inputs up to this many values are scored on the calling thread.
 const SMALL_INPUT_CELLS: usize = 4096;
