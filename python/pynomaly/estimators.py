@@ -35,7 +35,7 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,7 @@ from pynomaly._core import Model
 
 __all__ = ["IsolationForest", "LocalOutlierFactor"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Contamination = Union[str, float]
@@ -111,6 +112,13 @@ def _fit(
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=3)
     return model, scores
+
+
+def _available_if(check: Callable[[Any], bool]) -> Callable[[F], F]:
+    """scikit-learn's ``available_if``, typed: the method exists only where ``check``
+    passes (it raises ``AttributeError`` otherwise)."""
+    decorator: Callable[[F], F] = available_if(check)
+    return decorator
 
 
 def _labels(below: npt.NDArray[np.bool_]) -> IntArray:
@@ -527,7 +535,7 @@ class LocalOutlierFactor(_PynomalyDetector):
             )
         return True
 
-    @available_if(_check_novelty_fit_predict)
+    @_available_if(_check_novelty_fit_predict)
     def fit_predict(self, X: Any, y: Any = None) -> IntArray:
         """Fit and label the training rows: -1 for outliers, 1 for inliers.
 
@@ -546,7 +554,7 @@ class LocalOutlierFactor(_PynomalyDetector):
         self.fit(X)
         return _labels(self.negative_outlier_factor_ < self.offset_)
 
-    @available_if(_check_novelty)
+    @_available_if(_check_novelty)
     def score_samples(self, X: Any) -> FloatArray:
         """Opposite of the LOF of new rows, their neighbours among the training rows.
 
@@ -562,7 +570,7 @@ class LocalOutlierFactor(_PynomalyDetector):
         """
         return -self._anomaly_scores(X)
 
-    @available_if(_check_novelty)
+    @_available_if(_check_novelty)
     def decision_function(self, X: Any) -> FloatArray:
         """``score_samples(X) - offset_``: negative for outliers (``novelty=True`` only).
 
@@ -578,7 +586,7 @@ class LocalOutlierFactor(_PynomalyDetector):
         """
         return self.score_samples(X) - self.offset_
 
-    @available_if(_check_novelty)
+    @_available_if(_check_novelty)
     def predict(self, X: Any) -> IntArray:
         """Label new rows: -1 for outliers, 1 for inliers (``novelty=True`` only).
 
