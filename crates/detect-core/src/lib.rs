@@ -56,7 +56,7 @@ pub mod params;
 pub mod validate;
 
 pub use error::DetectError;
-pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_owned};
+pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_model, fit_owned};
 pub use params::{
     AlgorithmParams, Checked, Contamination, DetectorConfig, IsolationForestParams, LofParams,
     Metric, ParamError, ParamGuard,

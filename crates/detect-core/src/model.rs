@@ -110,6 +110,50 @@ enum Input<'a> {
 }
 
 fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectError> {
+    let Fitted {
+        model,
+        scores,
+        warnings,
+    } = fit_detector(config, input, true)?;
+    let scores = scores.expect("a labelled fit scores the training rows");
+    let training = Detection::from_scores(scores, model.threshold);
+    Ok(Fit {
+        model,
+        training,
+        warnings,
+    })
+}
+
+/// Fits the configured detector on `x` without labelling its rows, when the threshold
+/// does not need their scores: an isolation forest with contamination `"auto"` is then
+/// only grown, not also walked by every training row (what the Python package's
+/// scikit-learn estimators' `fit` needs). The model is [`fit`]'s, bit for bit.
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_model(
+    config: &DetectorConfig,
+    x: ArrayView2<'_, f64>,
+) -> Result<(FittedModel, Vec<String>), DetectError> {
+    let fitted = fit_detector(config, Input::View(x), false)?;
+    Ok((fitted.model, fitted.warnings))
+}
+
+/// What [`fit_detector`] gives.
+struct Fitted {
+    model: FittedModel,
+    /// The training rows' scores, when they were computed.
+    scores: Option<Vec<f64>>,
+    warnings: Vec<String>,
+}
+
+/// The fit itself, with the training rows' scores when `label` is set or the threshold
+/// needs them.
+fn fit_detector(
+    config: &DetectorConfig,
+    input: Input<'_>,
+    label: bool,
+) -> Result<Fitted, DetectError> {
     let x = match &input {
         Input::View(v) => v.view(),
         Input::Owned(a) => a.view(),
@@ -121,6 +165,7 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
     }
     let mut warnings = Vec::new();
     let mut config = config.clone();
+    let need_scores = label || *config.contamination != Contamination::Auto;
     let (detector, scores) = match &mut config.algorithm {
         AlgorithmParams::IsolationForest(p) => {
             // Drawn in scikit-learn's range for `random_state` (32 bits), which every JSON
@@ -128,19 +173,20 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
             let forest = IsolationForest::fit(p, seed, x, &mut warnings)?;
             let scores = match input {
-                Input::View(v) => forest.score(v),
-                Input::Owned(a) => forest.score_owned(a),
+                _ if !need_scores => None,
+                Input::View(v) => Some(forest.score(v)),
+                Input::Owned(a) => Some(forest.score_owned(a)),
             };
             (Detector::IsolationForest(forest), scores)
         }
         AlgorithmParams::Lof(p) => {
             let (lof, scores) = Lof::fit(p, x, &mut warnings)?;
-            (Detector::Lof(lof), scores)
+            (Detector::Lof(lof), Some(scores))
         }
     };
-    let threshold = match *config.contamination {
-        Contamination::Auto => config.algorithm.spec().auto_threshold,
-        Contamination::Fraction(c) => quantile_threshold(&scores, c),
+    let threshold = match (*config.contamination, &scores) {
+        (Contamination::Fraction(c), Some(scores)) => quantile_threshold(scores, c),
+        _ => config.algorithm.spec().auto_threshold,
     };
     let model = FittedModel {
         config,
@@ -149,9 +195,9 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
         n_samples,
         detector,
     };
-    Ok(Fit {
+    Ok(Fitted {
         model,
-        training: Detection::from_scores(scores, threshold),
+        scores,
         warnings,
     })
 }

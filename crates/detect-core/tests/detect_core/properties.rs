@@ -11,7 +11,7 @@
 //!
 //! Case counts are kept small so the whole file runs in seconds in a debug build.
 
-use detect_core::{DetectError, DetectorConfig, Fit, FittedModel, fit, fit_owned};
+use detect_core::{DetectError, DetectorConfig, Fit, FittedModel, fit, fit_model, fit_owned};
 use ndarray::Array2;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -171,6 +171,21 @@ proptest! {
         prop_assert_eq!(bits(&owned.training.scores), bits(&borrowed.training.scores));
         prop_assert_eq!(owned.training.threshold.to_bits(), borrowed.training.threshold.to_bits());
         prop_assert_eq!(&owned.training.predictions, &borrowed.training.predictions);
+    }
+
+    #[test]
+    fn fitting_without_labels_gives_the_same_model(
+        x in tie_free_matrix(2..120, 1..6),
+        params in iforest_params(),
+        algorithm in prop_oneof![Just("isolation_forest"), Just("lof")],
+        contamination in prop_oneof![Just(json!("auto")), Just(json!(0.1))],
+    ) {
+        let params = if algorithm == "lof" { json!({"n_neighbors": 3}) } else { params };
+        let config = config(algorithm, &params, contamination);
+        let labelled = fit(&config, x.view()).expect("fit");
+        let (model, warnings) = fit_model(&config, x.view()).expect("fit_model");
+        prop_assert_eq!(model.to_bytes(), labelled.model.to_bytes());
+        prop_assert_eq!(warnings, labelled.warnings);
     }
 
     #[test]

@@ -1,0 +1,36 @@
+"""Type stubs of the Rust extension (crates/python)."""
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+MODEL_FORMAT_VERSION: int
+
+class Model:
+    """A fitted detect-core model; scores are higher = more anomalous."""
+
+    @staticmethod
+    def fit(
+        algorithm: str,
+        params: str,
+        contamination: str,
+        x: npt.NDArray[np.float64],
+        n_threads: int | None = None,
+        training_scores: bool = True,
+    ) -> tuple[Model, npt.NDArray[np.float64] | None, list[str]]: ...
+    def score(
+        self, x: npt.NDArray[np.float64], n_threads: int | None = None
+    ) -> npt.NDArray[np.float64]: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> Model: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def n_features(self) -> int: ...
+    @property
+    def n_samples(self) -> int: ...
+    @property
+    def config_json(self) -> str: ...

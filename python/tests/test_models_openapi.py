@@ -1,0 +1,118 @@
+"""The pydantic models against the live server's OpenAPI document, so they cannot drift:
+the same field names, the same required fields, and every value an enum allows."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from conftest import Server
+from pynomaly import models
+
+REQUESTS: dict[type[BaseModel], str] = {
+    models.DetectionRequest: "DetectRequest",
+    models.BatchDetectionRequest: "BatchRequest",
+    models.TrainingRequest: "TrainRequest",
+    models.PredictionRequest: "PredictRequest",
+    models.StageChangeRequest: "StageChangeRequest",
+}
+RESPONSES: dict[type[BaseModel], str] = {
+    models.DetectionResult: "Detection",
+    models.JobAccepted: "JobAccepted",
+    models.JobStatus: "Job",
+    models.JobList: "JobList",
+    models.ModelInfo: "ModelVersion",
+    models.StageChangeResult: "StageChange",
+    models.ModelList: "ModelList",
+    models.ModelVersions: "ModelVersions",
+    models.HealthStatus: "Health",
+    models.Token: "Token",
+    models.Lineage: "Lineage",
+    models.Promotion: "Promotion",
+    models.StageEvent: "StageEvent",
+}
+
+
+@pytest.fixture(scope="module")
+def schemas(server: Server) -> dict[str, Any]:
+    document = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+    found: dict[str, Any] = document["components"]["schemas"]
+    # Nested objects the document writes inline.
+    found["#ModelSummary"] = found["ModelList"]["properties"]["models"]["items"]
+    found["#JobProgress"] = found["Job"]["properties"]["progress"]
+    return found
+
+
+def flatten(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """Properties and required names, following `allOf` and `$ref`."""
+    if "$ref" in schema:
+        return flatten(schemas[schema["$ref"].rsplit("/", 1)[1]], schemas)
+    properties: dict[str, Any] = dict(schema.get("properties", {}))
+    required = set(schema.get("required", []))
+    for part in schema.get("allOf", []):
+        sub = flatten(part, schemas)
+        properties.update(sub["properties"])
+        required |= sub["required"]
+    return {"properties": properties, "required": required}
+
+
+def fields(model: type[BaseModel]) -> dict[str, Any]:
+    return {(f.alias or name): f for name, f in model.model_fields.items()}
+
+
+def literal_values(annotation: Any) -> set[Any]:
+    if typing.get_origin(annotation) is typing.Literal:
+        return set(typing.get_args(annotation))
+    values: set[Any] = set()
+    for arg in typing.get_args(annotation):
+        values |= literal_values(arg)
+    return values
+
+
+def compare(model: type[BaseModel], schema_name: str, schemas: dict[str, Any], request: bool) -> None:
+    schema = flatten(schemas[schema_name], schemas)
+    ours = fields(model)
+    assert set(ours) == set(schema["properties"]), (model.__name__, schema_name)
+    required = {name for name, f in ours.items() if f.is_required()}
+    if request:
+        assert required == schema["required"], (model.__name__, required, schema["required"])
+    elif schema["required"]:
+        assert required <= schema["required"], (model.__name__, required - schema["required"])
+    for name, prop in schema["properties"].items():
+        enum = prop.get("enum") or next(
+            (alt["enum"] for alt in prop.get("oneOf", []) if "enum" in alt), None
+        )
+        allowed = literal_values(ours[name].annotation)
+        if enum and allowed:
+            assert set(enum) <= allowed, (model.__name__, name, enum, allowed)
+
+
+@pytest.mark.parametrize("model", list(REQUESTS), ids=lambda m: m.__name__)
+def test_request_models_match_the_servers_schemas(model: type[BaseModel], schemas: dict[str, Any]) -> None:
+    compare(model, REQUESTS[model], schemas, request=True)
+
+
+@pytest.mark.parametrize("model", list(RESPONSES), ids=lambda m: m.__name__)
+def test_response_models_match_the_servers_schemas(model: type[BaseModel], schemas: dict[str, Any]) -> None:
+    compare(model, RESPONSES[model], schemas, request=False)
+
+
+def test_nested_objects_match(schemas: dict[str, Any]) -> None:
+    compare(models.ModelSummary, "#ModelSummary", schemas, request=False)
+    compare(models.JobProgress, "#JobProgress", schemas, request=False)
+
+
+def test_every_schema_of_a_modelled_route_is_covered(schemas: dict[str, Any]) -> None:
+    """A schema the client sends or reads that no model covers is a new one to model."""
+    covered = set(REQUESTS.values()) | set(RESPONSES.values())
+    client_side = {
+        "DetectRequest", "BatchRequest", "TrainRequest", "PredictRequest", "StageChangeRequest",
+        "Detection", "JobAccepted", "Job", "JobList", "ModelVersion", "StageChange",
+        "ModelList", "ModelVersions", "Health", "Token", "Lineage", "Promotion", "StageEvent",
+    }
+    assert client_side <= covered
+    assert client_side <= set(schemas)
