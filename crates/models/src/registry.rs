@@ -95,11 +95,11 @@ pub struct ModelRegistry {
     /// Reference profiles and drift windows of the models served here.
     drift: DriftMonitor,
     /// Stage changes made here, by (model, reason) (metrics).
-    stage_changes: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    stage_changes: lifecycle::Counts,
     /// The rollouts of the models asked about: `None` for a model with none.
     rollouts: std::sync::Mutex<Rollouts>,
     /// Rollouts ended by their guards here, by (model, guard) (metrics).
-    rollbacks: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    rollbacks: lifecycle::Counts,
 }
 
 impl ModelRegistry {

@@ -229,19 +229,7 @@ async fn promote_canary(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    check_model_name(&name)?;
-    let note = reason(&body)?;
-    let c = state
-        .registry
-        .promote_rollout(
-            &caller.tenant,
-            &name,
-            &caller.label(),
-            note,
-            Some(current_request_id()),
-        )
-        .await?;
-    changed(&name, c)
+    model_change(&state, &caller, &name, &body, ModelChange::PromoteCanary).await
 }
 
 /// The optional body of a stage change: why, in the caller's words.
@@ -332,20 +320,40 @@ async fn rollback(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    check_model_name(&name)?;
-    let note = reason(&body)?;
-    let c = state
-        .registry
-        .rollback(
-            &caller.tenant,
-            &name,
-            caller.label(),
-            "rollback",
-            note,
-            Some(current_request_id()),
-        )
-        .await?;
-    changed(&name, c)
+    model_change(&state, &caller, &name, &body, ModelChange::Rollback).await
+}
+
+/// A stage change asked of a model rather than of one of its versions.
+enum ModelChange {
+    Rollback,
+    PromoteCanary,
+}
+
+async fn model_change(
+    state: &AppState,
+    caller: &Principal,
+    name: &str,
+    body: &Bytes,
+    what: ModelChange,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_model_name(name)?;
+    let note = reason(body)?;
+    let (tenant, by, request) = (&caller.tenant, caller.label(), Some(current_request_id()));
+    let c = match what {
+        ModelChange::Rollback => {
+            state
+                .registry
+                .rollback(tenant, name, by, "rollback", note, request)
+                .await?
+        }
+        ModelChange::PromoteCanary => {
+            state
+                .registry
+                .promote_rollout(tenant, name, &by, note, request)
+                .await?
+        }
+    };
+    changed(name, c)
 }
 
 fn invalid(field: &str, message: String) -> ApiError {

@@ -553,22 +553,12 @@ impl ModelRegistry {
     }
 
     fn count_rollback(&self, model: &str, guard: &str) {
-        let mut counts = self
-            .rollbacks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *counts
-            .entry((model.to_string(), guard.to_string()))
-            .or_insert(0) += 1;
+        super::lifecycle::bump(&self.rollbacks, model, guard);
     }
 
     /// Rollouts ended by their guards on this instance, by (model, guard).
     pub fn rollbacks(&self) -> Vec<((String, String), u64)> {
-        let counts = self
-            .rollbacks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        super::lifecycle::totals(&self.rollbacks)
     }
 }
 

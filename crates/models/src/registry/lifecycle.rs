@@ -135,21 +135,32 @@ impl ModelRegistry {
     }
 
     pub(super) fn count_stage_change(&self, model: &str, reason: &str) {
-        let mut counts = self
-            .stage_changes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *counts
-            .entry((model.to_string(), reason.to_string()))
-            .or_insert(0) += 1;
+        bump(&self.stage_changes, model, reason);
     }
 
     /// Stage changes made through this registry since start, by (model, reason).
     pub fn stage_changes(&self) -> Vec<((String, String), u64)> {
-        let counts = self
-            .stage_changes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        totals(&self.stage_changes)
     }
+}
+
+/// Counts per (model, label), for metrics.
+pub(super) type Counts = std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>;
+
+/// Adds one to `(model, label)`.
+pub(super) fn bump(counts: &Counts, model: &str, label: &str) {
+    let mut counts = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *counts
+        .entry((model.to_string(), label.to_string()))
+        .or_insert(0) += 1;
+}
+
+/// Every count.
+pub(super) fn totals(counts: &Counts) -> Vec<((String, String), u64)> {
+    let counts = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
 }
