@@ -70,6 +70,22 @@ pub struct Registration {
     pub lineage: Option<serde_json::Value>,
 }
 
+impl Registration {
+    /// A version of `tenant`'s `model_name` with nothing more known: no feature names, no
+    /// job, no validation figures or lineage, no training time.
+    pub fn new(tenant: impl Into<String>, model_name: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            model_name: model_name.into(),
+            feature_names: None,
+            training_time_ms: 0.0,
+            job_id: None,
+            metrics: None,
+            lineage: None,
+        }
+    }
+}
+
 /// The rollouts held, by (tenant, name): `None` for a model known to have none.
 type Rollouts = HashMap<(String, String), Option<Arc<ActiveRollout>>>;
 

@@ -28,18 +28,7 @@ async fn a_burst_of_requests_for_a_cold_model_loads_it_once() {
     let artifacts = ArtifactStore::from_url(&dir.path().display().to_string()).unwrap();
     let trainer = ModelRegistry::new(Arc::clone(&meta), artifacts.clone(), 1 << 20);
     trainer
-        .register(
-            fitted(),
-            Registration {
-                tenant: "t".into(),
-                model_name: "m".into(),
-                feature_names: None,
-                training_time_ms: 1.0,
-                job_id: None,
-                metrics: None,
-                lineage: None,
-            },
-        )
+        .register(fitted(), Registration::new("t", "m"))
         .await
         .unwrap();
     // Another instance: its cache is cold.
@@ -75,13 +64,8 @@ async fn a_training_job_run_twice_registers_one_version() {
     let artifacts = ArtifactStore::from_url(&dir.path().display().to_string()).unwrap();
     let registry = ModelRegistry::new(Arc::clone(&meta), artifacts, 1 << 20);
     let reg = Registration {
-        tenant: "t".into(),
-        model_name: "m".into(),
-        feature_names: None,
-        training_time_ms: 1.0,
         job_id: Some("job-1".into()),
-        metrics: None,
-        lineage: None,
+        ..Registration::new("t", "m")
     };
     let first = registry.register(fitted(), reg.clone()).await.unwrap();
     // The worker crashed before finishing the job; another worker runs it again.
@@ -119,15 +103,7 @@ async fn a_production_watch_follows_a_model_trained_again_and_stops_when_asked()
             .is_none(),
         "no model, nothing to watch"
     );
-    let reg = Registration {
-        tenant: "t".into(),
-        model_name: "m".into(),
-        feature_names: None,
-        training_time_ms: 1.0,
-        job_id: None,
-        metrics: None,
-        lineage: None,
-    };
+    let reg = Registration::new("t", "m");
     let first = registry.register(fitted(), reg.clone()).await.unwrap();
     let mut watch = registry
         .watch_production("t", "m", every, stop.clone())

@@ -12,7 +12,8 @@ use sqlx::{Executor, Pool};
 
 use crate::StoreError;
 use crate::sql::{
-    Arg, Count, Dialect, Reads, Record, SqlStore, fetch, required_json, required_timestamp,
+    Arg, Count, Dialect, Reads, Record, SqlStore, Statement, fetch, required_json,
+    required_timestamp,
 };
 use crate::types::{
     ARCHIVED, ModelSchedule, ModelSummary, ModelVersion, NewModelVersion, NewStage, PRODUCTION,
@@ -218,6 +219,15 @@ pub async fn version_of_job<'c, DB: Dialect>(
     fetch(db, statement).await
 }
 
+/// `sql`, whose `$1` and `$2` are a model's tenant and name, bound to them.
+fn of_model<'q, DB: Dialect>(
+    sql: &'static str,
+    tenant: &'q str,
+    name: &'q str,
+) -> Statement<'q, DB> {
+    sqlx::query(sql).arg(tenant).arg(name)
+}
+
 /// The stage history of a version just registered in `stage`.
 fn registered(v: &NewModelVersion, stage: &str) -> Result<Value, StoreError> {
     let by = v
@@ -320,11 +330,11 @@ where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    let select = sqlx::query(
+    let select = of_model(
         "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 ORDER BY version",
-    )
-    .arg(tenant)
-    .arg(name);
+        tenant,
+        name,
+    );
     let versions: Vec<ModelVersion> = fetch(&mut *conn, select).await?;
     let target = versions
         .iter()
@@ -405,10 +415,11 @@ where
     }
 
     async fn rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError> {
-        let statement =
-            sqlx::query("SELECT policy FROM model_rollouts WHERE tenant = $1 AND model_name = $2")
-                .arg(tenant)
-                .arg(name);
+        let statement = of_model(
+            "SELECT policy FROM model_rollouts WHERE tenant = $1 AND model_name = $2",
+            tenant,
+            name,
+        );
         let found: Option<Policy> = fetch(self.db(), statement).await?;
         Ok(found.map(|p| p.0))
     }
@@ -419,12 +430,12 @@ where
         name: &str,
         policy: &Value,
     ) -> Result<(), StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "INSERT INTO model_rollouts (tenant, model_name, policy) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant, model_name) DO UPDATE SET policy = excluded.policy",
+            tenant,
+            name,
         )
-        .arg(tenant)
-        .arg(name)
         .arg(S::Db::json(Some(policy)));
         statement.execute(self.db()).await?;
         Ok(())
@@ -437,13 +448,13 @@ where
         schedule: &Value,
         next_run_at: DateTime<Utc>,
     ) -> Result<ModelSchedule, StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "INSERT INTO model_schedules (tenant, model_name, schedule, next_run_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, model_name) DO UPDATE \
              SET schedule = excluded.schedule, next_run_at = excluded.next_run_at RETURNING *",
+            tenant,
+            name,
         )
-        .arg(tenant)
-        .arg(name)
         .arg(S::Db::json(Some(schedule)))
         .arg(S::Db::timestamp(Some(next_run_at)));
         fetch(self.db(), statement).await
@@ -454,18 +465,20 @@ where
         tenant: &str,
         name: &str,
     ) -> Result<Option<ModelSchedule>, StoreError> {
-        let statement =
-            sqlx::query("SELECT * FROM model_schedules WHERE tenant = $1 AND model_name = $2")
-                .arg(tenant)
-                .arg(name);
+        let statement = of_model(
+            "SELECT * FROM model_schedules WHERE tenant = $1 AND model_name = $2",
+            tenant,
+            name,
+        );
         fetch(self.db(), statement).await
     }
 
     async fn delete_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
-        let statement =
-            sqlx::query("DELETE FROM model_schedules WHERE tenant = $1 AND model_name = $2")
-                .arg(tenant)
-                .arg(name);
+        let statement = of_model(
+            "DELETE FROM model_schedules WHERE tenant = $1 AND model_name = $2",
+            tenant,
+            name,
+        );
         let done = statement.execute(self.db()).await?;
         Ok(S::Db::rows_affected(&done) > 0)
     }
@@ -504,11 +517,11 @@ where
     }
 
     async fn end_rollout(&self, tenant: &str, name: &str) -> Result<Option<Value>, StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "DELETE FROM model_rollouts WHERE tenant = $1 AND model_name = $2 RETURNING policy",
-        )
-        .arg(tenant)
-        .arg(name);
+            tenant,
+            name,
+        );
         let ended: Option<Policy> = fetch(self.db(), statement).await?;
         Ok(ended.map(|p| p.0))
     }
@@ -546,11 +559,11 @@ where
         tenant: &str,
         name: &str,
     ) -> Result<Vec<ModelVersion>, StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 ORDER BY version",
-        )
-        .arg(tenant)
-        .arg(name);
+            tenant,
+            name,
+        );
         fetch(self.db(), statement).await
     }
 
@@ -560,11 +573,11 @@ where
         name: &str,
         version: i64,
     ) -> Result<Option<ModelVersion>, StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 AND version = $3",
+            tenant,
+            name,
         )
-        .arg(tenant)
-        .arg(name)
         .arg(version);
         fetch(self.db(), statement).await
     }
@@ -574,12 +587,12 @@ where
         tenant: &str,
         name: &str,
     ) -> Result<Option<ModelVersion>, StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "SELECT * FROM model_versions WHERE tenant = $1 AND model_name = $2 \
              ORDER BY (stage = 'production') DESC, version DESC LIMIT 1",
-        )
-        .arg(tenant)
-        .arg(name);
+            tenant,
+            name,
+        );
         fetch(self.db(), statement).await
     }
 
@@ -588,11 +601,11 @@ where
         tenant: &str,
         name: &str,
     ) -> Result<Vec<ModelVersion>, StoreError> {
-        let statement = sqlx::query(
+        let statement = of_model(
             "DELETE FROM model_versions WHERE tenant = $1 AND model_name = $2 RETURNING *",
-        )
-        .arg(tenant)
-        .arg(name);
+            tenant,
+            name,
+        );
         // The order of `RETURNING` rows is unspecified.
         let mut versions: Vec<ModelVersion> = fetch(self.db(), statement).await?;
         versions.sort_by_key(|v| v.version);

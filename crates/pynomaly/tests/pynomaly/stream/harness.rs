@@ -220,13 +220,8 @@ pub async fn register_in(
         .register(
             fitted,
             Registration {
-                tenant: "default".into(),
-                model_name: name.into(),
                 feature_names,
-                training_time_ms: 1.0,
-                job_id: None,
-                metrics: None,
-                lineage: None,
+                ..Registration::new("default", name)
             },
         )
         .await
