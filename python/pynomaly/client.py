@@ -126,6 +126,8 @@ class _Call:
     # Statuses answered with a body this call parses rather than raises on.
     accept: frozenset[int] = frozenset()
     authenticated: bool = True
+    # A raw body (sent instead of ``json``).
+    content: Optional[bytes] = None
 
 
 def _retry_after(response: httpx.Response) -> Optional[float]:
@@ -306,10 +308,23 @@ class _Base:
 
     @staticmethod
     def _predict(
-        model_name: str, data: Any, version: Optional[int]
+        model_name: str, data: Any, version: Optional[int], routing_key: Optional[str] = None
     ) -> tuple[_Call, type[DetectionResult]]:
-        body = PredictionRequest(data=data, version=version).body()
+        body = PredictionRequest(data=data, version=version, routing_key=routing_key).body()
         return _Call("POST", f"/api/v1/models/{_path(model_name)}/predict", json=body), DetectionResult
+
+    @staticmethod
+    def _upload(model_name: str, model: Any, promote: str) -> tuple[_Call, type[TrainingResult]]:
+        raw = model if isinstance(model, (bytes, bytearray)) else model.to_bytes()
+        call = _Call(
+            "POST",
+            f"/api/v1/models/{_path(model_name, 'versions')}",
+            params={"promote": promote},
+            headers={"Content-Type": "application/octet-stream"},
+            content=bytes(raw),
+            idempotent=False,
+        )
+        return call, TrainingResult
 
     @staticmethod
     def _stage_change(path: str, reason: Optional[str]) -> tuple[_Call, type[StageChangeResult]]:
@@ -400,7 +415,12 @@ class PynomalyClient(_Base):
         attempt = 0
         while True:
             request = self._http.build_request(
-                call.method, call.path, json=call.json, params=call.params, headers=self._headers_for(call)
+                call.method,
+                call.path,
+                json=call.json,
+                content=call.content,
+                params=call.params,
+                headers=self._headers_for(call),
             )
             try:
                 response = self._http.send(request, stream=stream)
@@ -521,9 +541,12 @@ class PynomalyClient(_Base):
         """
         return self._train_result(self._json(self._train(request, algorithm, model_name, idempotency_key, fields)))
 
-    def predict(self, model_name: str, data: Any, version: Optional[int] = None) -> DetectionResult:
-        """Score rows with a trained version (production by default)."""
-        return self._model(*self._predict(model_name, data, version))
+    def predict(
+        self, model_name: str, data: Any, version: Optional[int] = None, routing_key: Optional[str] = None
+    ) -> DetectionResult:
+        """Score rows with a trained version (production by default; with a canary
+        rollout, the version its ``routing_key`` is routed to)."""
+        return self._model(*self._predict(model_name, data, version, routing_key))
 
     predict_with_model = predict
 
@@ -555,6 +578,13 @@ class PynomalyClient(_Base):
     def rollback_model(self, model_name: str, reason: Optional[str] = None) -> StageChangeResult:
         """Put the previous production version back."""
         return self._model(*self._stage_change(f"/api/v1/models/{_path(model_name, 'rollback')}", reason))
+
+    def upload_model(self, model_name: str, model: Any, promote: str = "always") -> TrainingResult:
+        """Register a fitted :class:`pynomaly.IsolationForest` or
+        :class:`pynomaly.LocalOutlierFactor` (or its ``to_bytes()``) as the model's next
+        version; the service scores it exactly as it scores here. ``promote``: ``always``
+        (production at once) or ``manual`` (staging)."""
+        return self._model(*self._upload(model_name, model, promote))
 
     def get_drift(self, model_name: str, version: Optional[int] = None) -> dict[str, Any]:
         """Drift and data-quality report of a version."""
@@ -687,7 +717,12 @@ class AsyncPynomalyClient(_Base):
         attempt = 0
         while True:
             request = self._http.build_request(
-                call.method, call.path, json=call.json, params=call.params, headers=self._headers_for(call)
+                call.method,
+                call.path,
+                json=call.json,
+                content=call.content,
+                params=call.params,
+                headers=self._headers_for(call),
             )
             try:
                 response = await self._http.send(request, stream=stream)
@@ -759,9 +794,11 @@ class AsyncPynomalyClient(_Base):
         """See :meth:`PynomalyClient.train_model`."""
         return self._train_result(await self._json(self._train(request, algorithm, model_name, idempotency_key, fields)))
 
-    async def predict(self, model_name: str, data: Any, version: Optional[int] = None) -> DetectionResult:
+    async def predict(
+        self, model_name: str, data: Any, version: Optional[int] = None, routing_key: Optional[str] = None
+    ) -> DetectionResult:
         """See :meth:`PynomalyClient.predict`."""
-        return await self._model(*self._predict(model_name, data, version))
+        return await self._model(*self._predict(model_name, data, version, routing_key))
 
     predict_with_model = predict
 
@@ -793,6 +830,11 @@ class AsyncPynomalyClient(_Base):
     async def rollback_model(self, model_name: str, reason: Optional[str] = None) -> StageChangeResult:
         """Put the previous production version back."""
         return await self._model(*self._stage_change(f"/api/v1/models/{_path(model_name, 'rollback')}", reason))
+
+    async def upload_model(self, model_name: str, model: Any, promote: str = "always") -> TrainingResult:
+        """Register a fitted estimator (or its ``to_bytes()``) as the model's next version
+        (see :meth:`PynomalyClient.upload_model`)."""
+        return await self._model(*self._upload(model_name, model, promote))
 
     async def get_drift(self, model_name: str, version: Optional[int] = None) -> dict[str, Any]:
         """Drift and data-quality report of a version."""

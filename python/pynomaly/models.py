@@ -146,6 +146,8 @@ class PredictionRequest(_Request):
 
     data: Rows
     version: Optional[int] = None
+    # Decides which version a canary rollout gives this request (one key, one version).
+    routing_key: Optional[str] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -175,6 +177,8 @@ class DetectionResult(_Response):
     warnings: list[str] = Field(default_factory=list)
     model_name: Optional[str] = None
     model_version: Optional[int] = None
+    # predict only: which version answered (production, canary, or requested).
+    variant: Optional[str] = None
 
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]

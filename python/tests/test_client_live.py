@@ -76,6 +76,25 @@ def test_scores_equal_the_local_estimators(client: PynomalyClient) -> None:
     )
 
 
+def test_an_uploaded_estimator_scores_as_it_does_here(client: PynomalyClient) -> None:
+    """A model fitted in Python goes to the service as its own bytes and scores the same."""
+    from pynomaly import IsolationForest, LocalOutlierFactor
+
+    x, new = rows(5), rows(6, n=20)
+    forest = IsolationForest(n_estimators=30, random_state=11, contamination=0.1).fit(x)
+    version = client.upload_model("py-uploaded", forest)
+    assert version.version == 1 and version.stage == "production"
+    served = client.predict("py-uploaded", new)
+    np.testing.assert_array_equal(-np.array(served.scores), forest.score_samples(new))
+    assert served.predictions == list(forest.predict(new))
+    lof = LocalOutlierFactor(novelty=True, n_neighbors=10).fit(x)
+    staged = client.upload_model("py-uploaded", lof.to_bytes(), promote="manual")
+    assert staged.version == 2 and staged.stage == "staging"
+    np.testing.assert_allclose(
+        -np.array(client.predict("py-uploaded", new, version=2).scores), lof.score_samples(new), atol=1e-12
+    )
+
+
 def test_model_lifecycle(client: PynomalyClient) -> None:
     x = rows(4)
     first = client.train_model(TrainingRequest(model_name="life", data=x, random_state=1))

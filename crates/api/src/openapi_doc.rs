@@ -35,6 +35,19 @@ fn error_responses(codes: &[u16]) -> Value {
     Value::Object(m)
 }
 
+/// Registering a model file fitted elsewhere.
+fn upload_op() -> Value {
+    let mut o = op(
+        "Register a model fitted elsewhere (the Python estimators' to_bytes()) as the next version",
+        Some("write"),
+        None,
+        (201, "The new version, with promotion", r("ModelVersion")),
+        &[400, 401, 403, 413, 422],
+    );
+    o["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+    o
+}
+
 /// A stage change: an optional body with the reason, the changed version back.
 fn stage_op(summary: &str) -> Value {
     let mut o = op(
@@ -273,7 +286,7 @@ fn lifecycle_schemas() -> Value {
             "last_job_id": {"type": "string", "nullable": true}}},
         "CanaryRequest": {"type": "object", "required": ["version"], "additionalProperties": false, "properties": {
             "version": {"type": "integer", "minimum": 1, "description": "A staging version"},
-            "traffic_percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100,
+            "traffic_percent": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 100,
                 "description": "Share of predicts (naming no version) the candidate answers (canary, default 10) or shadows (shadow, default 100)"},
             "mode": {"type": "string", "enum": ["canary", "shadow"], "default": "canary"},
             "guards": r("Guards")}},
@@ -460,6 +473,9 @@ fn build() -> Value {
                     (200, "The rollout", r("Canary")), &[401, 403, 404]),
                 "delete": op("End the rollout", Some("write"), None,
                     (200, "Ended", json!({"type": "object"})), &[401, 403, 404])},
+            "/api/v1/models/{name}/versions": {"parameters": [name.clone(),
+                    {"name": "promote", "in": "query", "required": false, "schema": {"type": "string", "enum": ["always", "manual"], "default": "always"}}],
+                "post": upload_op()},
             "/api/v1/models/{name}/schedule": {"parameters": [name.clone()],
                 "put": op("Retrain on a schedule (cron, UTC): each slot submits a training job from training_data, once across instances", Some("write"), Some("ScheduleRequest"),
                     (200, "The schedule", r("Schedule")), &[400, 401, 403, 404, 422]),

@@ -6,10 +6,12 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::routing::{post, put};
 use pynomaly_jobs::{RetrainSchedule, next_slot, parse_cron};
 use pynomaly_models::{
-    GateMetric, Guards, NewRollout, PromotePolicy, Rollout, RolloutMode, ValidationSet,
+    GateMetric, Guards, NewRollout, PromotePolicy, Registration, Rollout, RolloutMode,
+    ValidationSet,
 };
 use pynomaly_store::{ARCHIVED, ModelSchedule, NewStage, PRODUCTION, StageChange};
 use serde::Deserialize;
@@ -20,8 +22,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody, Rows, diagnose_rows, parse};
 use crate::request_id::current_request_id;
-use crate::routes::check_model_name;
 use crate::routes::models::{parse_version, source_train_spec};
+use crate::routes::{ApiQuery, check_model_name};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -35,6 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
             post(archive),
         )
         .route("/api/v1/models/{name}/rollback", post(rollback))
+        .route("/api/v1/models/{name}/versions", post(upload))
         .route(
             "/api/v1/models/{name}/canary",
             put(start_canary).get(canary).delete(end_canary),
@@ -230,6 +233,62 @@ async fn promote_canary(
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
     model_change(&state, &caller, &name, &body, ModelChange::PromoteCanary).await
+}
+
+/// `POST /api/v1/models/{name}/versions`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    promote: Option<String>,
+}
+
+/// Registers a model fitted elsewhere (the Python package's estimators, `to_bytes()`): the
+/// body is the model file, the same bytes the service stores. `?promote=manual` keeps it in
+/// staging; `always` (default) puts it in production.
+async fn upload(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    body: Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    check_model_name(&name)?;
+    let promote = match q.promote.as_deref() {
+        None | Some("always") => PromotePolicy::Always,
+        Some("manual") => PromotePolicy::Manual,
+        Some(other) => {
+            return Err(invalid(
+                "promote",
+                format!("'promote' must be always or manual for an uploaded model, got '{other}'"),
+            ));
+        }
+    };
+    let model = detect_core::FittedModel::from_bytes(&body).map_err(|e| {
+        invalid(
+            "body",
+            format!("the body is not a pynomaly model file ({e}); send the bytes of to_bytes()"),
+        )
+    })?;
+    let lineage = json!({
+        "training_data": "uploaded",
+        "rows": model.n_samples(),
+        "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)),
+    });
+    let reg = Registration {
+        lineage: Some(lineage),
+        ..Registration::new(caller.tenant.clone(), name)
+    };
+    let rollout = Rollout {
+        promote,
+        ..Rollout::default()
+    };
+    let (loaded, promotion) = state
+        .registry
+        .register_and_roll_out(model, reg, None, &rollout, None, &caller.label())
+        .await?;
+    let mut out = serde_json::to_value(&*loaded.version).map_err(ApiError::internal)?;
+    out["promotion"] = serde_json::to_value(&promotion).map_err(ApiError::internal)?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
 /// The optional body of a stage change: why, in the caller's words.

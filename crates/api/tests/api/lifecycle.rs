@@ -695,3 +695,57 @@ async fn a_retraining_schedule_is_checked_kept_and_removed() {
         .await
         .assert_error(404, "not_found");
 }
+
+#[tokio::test]
+async fn a_model_fitted_elsewhere_is_uploaded_and_scores_the_same() {
+    let app = spawn_app().await;
+    let rows: Vec<Vec<f64>> = (0..300).map(traffic).collect();
+    let x = ndarray::Array2::from_shape_vec((300, 3), rows.concat()).unwrap();
+    let config = detect_core::DetectorConfig::from_json(
+        "isolation_forest",
+        json!({"n_estimators": 50, "random_state": 3})
+            .as_object()
+            .unwrap(),
+        &json!(0.05),
+    )
+    .unwrap();
+    let fitted = detect_core::fit(&config, x.view()).unwrap().model;
+    let local = fitted.predict(x.view()).unwrap();
+    let upload = |query: &'static str, body: Vec<u8>| {
+        app.client
+            .post(format!("{}/api/v1/models/up/versions{query}", app.address))
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    let r = upload("", fitted.to_bytes()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["version"].clone(), v["stage"].clone()),
+        (json!(1), json!("production"))
+    );
+    assert_eq!(v["lineage"]["training_data"], "uploaded");
+    assert_eq!(v["lineage"]["rows"], 300);
+    let served = app.predict("up", &json!({"data": rows})).await;
+    let served = served.assert_status(200);
+    let scores: Vec<f64> = serde_json::from_value(served["scores"].clone()).unwrap();
+    assert_eq!(
+        scores, local.scores,
+        "the service scores an uploaded model as it was fitted"
+    );
+
+    let r = upload("?promote=manual", fitted.to_bytes()).await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stage"], "staging", "{v}");
+    for (query, body, field) in [
+        ("", b"not a model".to_vec(), "body"),
+        ("?promote=if_better", fitted.to_bytes(), "promote"),
+    ] {
+        let r = upload(query, body).await.unwrap();
+        assert_eq!(r.status(), 422);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["details"]["field"], field, "{e}");
+    }
+}
