@@ -779,13 +779,28 @@ impl RedisQueue {
         let mut last_sweep = std::time::Instant::now();
         // A loss of Redis's state noticed, and when to finish reconciling it.
         let mut reconciling: Option<(chrono::DateTime<chrono::Utc>, std::time::Instant)> = None;
+        // Whether the last heartbeat could not reach Redis.
+        let mut redis_away = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = self.shutdown.cancelled() => break,
             }
-            if let Err(e) = self.register_heartbeat().await {
-                tracing::warn!(error = %e, "could not record the worker heartbeat");
+            match self.register_heartbeat().await {
+                Ok(()) if redis_away => {
+                    // Redis is back: submissions made while it was away are queued in the
+                    // metadata store without a delivery; send them now rather than at the
+                    // next sweep.
+                    redis_away = false;
+                    let now = chrono::Utc::now();
+                    tracing::info!("Redis answers again: sending the jobs queued meanwhile");
+                    reconciling = Some((now, std::time::Instant::now()));
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    redis_away = true;
+                    tracing::warn!(error = %e, "could not record the worker heartbeat");
+                }
             }
             match self.reconcile().await {
                 Ok(Some(noticed)) => {
