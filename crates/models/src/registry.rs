@@ -86,8 +86,8 @@ impl Registration {
     }
 }
 
-/// The rollouts held, by (tenant, name): `None` for a model known to have none.
-type Rollouts = HashMap<(String, String), Option<Arc<ActiveRollout>>>;
+/// The rollouts held, by tenant and name: `None` for a model known to have none.
+type Rollouts = HashMap<String, HashMap<String, Option<Arc<ActiveRollout>>>>;
 
 /// Key of a load in flight: (tenant, name, version asked; `None`: production).
 type LoadKey = (String, String, Option<i64>);

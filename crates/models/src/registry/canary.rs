@@ -368,8 +368,8 @@ impl ModelRegistry {
         tenant: &str,
         name: &str,
     ) -> Result<Option<Arc<ActiveRollout>>, RegistryError> {
-        let key = (tenant.to_string(), name.to_string());
-        if let Some(known) = self.lock_rollouts().get(&key) {
+        // Looked up by reference: every predict asks, and most models have no rollout.
+        if let Some(known) = self.lock_rollouts().get(tenant).and_then(|m| m.get(name)) {
             return Ok(known.clone());
         }
         let stored = self.meta.rollout(tenant, name).await?;
@@ -384,7 +384,10 @@ impl ModelRegistry {
             }
             None => None,
         };
-        self.lock_rollouts().insert(key, active.clone());
+        self.lock_rollouts()
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(name.to_string(), active.clone());
         Ok(active)
     }
 
@@ -394,8 +397,9 @@ impl ModelRegistry {
 
     /// Forgets what is held of a model's rollout (a change made or announced).
     pub(super) fn forget_rollout(&self, tenant: &str, name: &str) {
-        self.lock_rollouts()
-            .remove(&(tenant.to_string(), name.to_string()));
+        if let Some(models) = self.lock_rollouts().get_mut(tenant) {
+            models.remove(name);
+        }
     }
 
     /// Starts a canary or shadow rollout of `new.version` (replacing one running).
