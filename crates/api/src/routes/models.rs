@@ -490,7 +490,9 @@ fn shadow(
             }
         };
         let model = Arc::clone(&candidate.model);
-        let scored = cpu::run(&state, false, move || {
+        // A few rows are scored here, as a predict of a few rows is; more on the CPU pool.
+        let inline = x.nrows() <= cpu::INLINE_ROWS;
+        let scored = cpu::run(&state, inline, move || {
             let t = Instant::now();
             model.predict(x.view()).map(|d| (d, t.elapsed()))
         })
