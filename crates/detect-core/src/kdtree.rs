@@ -16,9 +16,13 @@
 //! dimension grows, which is why [`BRUTE_FORCE_MIN_DIM`] switches to brute force
 //! (scikit-learn's `algorithm="auto"` switches at the same point).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::params::Metric;
+
+/// Rows per parallel work item of the batch searches.
+const BLOCK: usize = 256;
 
 /// From this many dimensions on, brute force beats the tree.
 pub(crate) const BRUTE_FORCE_MIN_DIM: usize = 16;
@@ -291,6 +295,82 @@ impl NeighborIndex {
                 pos_out[i * k + j] = p;
             }
         }
+    }
+
+    /// The k nearest neighbours of every indexed point, itself excluded, in index order:
+    /// `n · k` distances (ascending per point) and positions. The LOF and KNN fits.
+    ///
+    /// Deterministic and independent of thread count: each point's search runs on one
+    /// thread in a fixed order.
+    pub(crate) fn training_neighbors(&self, k: usize) -> (Vec<f64>, Vec<u32>) {
+        let n = self.len();
+        let mut dist = vec![0.0; n * k];
+        let mut pos = vec![0u32; n * k];
+        dist.par_chunks_mut(BLOCK * k)
+            .zip(pos.par_chunks_mut(BLOCK * k))
+            .enumerate()
+            .for_each(|(block, (dist, pos))| {
+                if self.blocked_euclidean() {
+                    let (start, end) = (block * BLOCK, block * BLOCK + dist.len() / k);
+                    self.knn_block_euclidean(self.points(start, end), Some(start), k, dist, pos);
+                    return;
+                }
+                let mut heap = Neighbors::new(k);
+                // Consecutive positions are neighbours in the tree, so the previous
+                // point's k-distance bounds this one's (triangle inequality: its k
+                // neighbours, or itself, lie within d(prev, row) + k-distance(prev)).
+                let mut previous: Option<(usize, f64)> = None;
+                for (j, (d, p)) in dist.chunks_mut(k).zip(pos.chunks_mut(k)).enumerate() {
+                    let at = block * BLOCK + j;
+                    let row = self.point(at);
+                    let upper = previous.map_or(f64::INFINITY, |(prev, k_dist)| {
+                        self.distance(row, self.point(prev)) + k_dist
+                    });
+                    self.knn_within(row, Some(at), upper, &mut heap, d, p);
+                    previous = Some((at, d[k - 1]));
+                }
+            });
+        (dist, pos)
+    }
+
+    /// For each row of `data` (row-major, `dim` values each; new rows, not indexed ones),
+    /// `f` of its k nearest indexed points' distances (ascending) and positions. The
+    /// novelty scores of LOF and KNN.
+    pub(crate) fn map_query_neighbors<T: Send + Default + Clone>(
+        &self,
+        data: &[f64],
+        k: usize,
+        f: impl Fn(&[f64], &[u32]) -> T + Sync,
+    ) -> Vec<T> {
+        let dim = self.dim;
+        let n = data.len() / dim;
+        let mut out = vec![T::default(); n];
+        let block = |start: usize, out: &mut [T]| {
+            if self.blocked_euclidean() {
+                let rows = &data[start * dim..(start + out.len()) * dim];
+                let (mut d, mut p) = (vec![0.0; out.len() * k], vec![0u32; out.len() * k]);
+                self.knn_block_euclidean(rows, None, k, &mut d, &mut p);
+                for ((o, d), p) in out.iter_mut().zip(d.chunks(k)).zip(p.chunks(k)) {
+                    *o = f(d, p);
+                }
+                return;
+            }
+            let mut heap = Neighbors::new(k);
+            let (mut d, mut p) = (vec![0.0; k], vec![0u32; k]);
+            for (j, o) in out.iter_mut().enumerate() {
+                let row = &data[(start + j) * dim..(start + j + 1) * dim];
+                self.knn(row, None, &mut heap, &mut d, &mut p);
+                *o = f(&d, &p);
+            }
+        };
+        if n <= BLOCK {
+            block(0, &mut out);
+        } else {
+            out.par_chunks_mut(BLOCK)
+                .enumerate()
+                .for_each(|(b, out)| block(b * BLOCK, out));
+        }
+        out
     }
 
     /// The true distance between two points (for triangle-inequality bounds).

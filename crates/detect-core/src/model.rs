@@ -12,9 +12,14 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::copod::Copod;
+use crate::ecod::Ecod;
+use crate::hbos::Hbos;
 use crate::iforest::IsolationForest;
+use crate::knn::Knn;
 use crate::lof::Lof;
-use crate::params::{AlgorithmParams, Contamination, DetectorConfig};
+use crate::params::{AlgorithmParams, AutoThreshold, Contamination, DetectorConfig};
+use crate::pca::Pca;
 use crate::{DetectError, validate};
 
 /// Current version of the serialized model format.
@@ -52,10 +57,18 @@ impl Detection {
 }
 
 /// The fitted detector itself.
+///
+/// The variant order is part of the model format: new detectors are appended, so models
+/// written before they existed read back unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Detector {
     IsolationForest(IsolationForest),
     Lof(Lof),
+    Ecod(Ecod),
+    Copod(Copod),
+    Hbos(Hbos),
+    Knn(Knn),
+    Pca(Pca),
 }
 
 /// A fitted model: the detector, its configuration (with the seed that was used), the
@@ -82,8 +95,10 @@ pub struct Fit {
 ///
 /// For the isolation forest the training scores are `-score_samples(x)`; for LOF they are
 /// the local outlier factors of the training rows (`-negative_outlier_factor_`), each row's
-/// neighbours excluding itself. With `contamination` a fraction, the threshold is the
-/// matching quantile of these scores, computed as NumPy's `percentile` does.
+/// neighbours excluding itself; for PyOD's detectors (ECOD, COPOD, HBOS, KNN, PCA) they are
+/// PyOD's `decision_scores_`. With `contamination` a fraction (or `"auto"` for PyOD's
+/// detectors: 0.1, PyOD's default), the threshold is the matching quantile of these
+/// scores, computed as NumPy's `percentile` does.
 ///
 /// # Errors
 /// Empty input, fewer than 2 rows, NaN or infinite values, or parameters that cannot
@@ -137,10 +152,32 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             let (lof, scores) = Lof::fit(p, x, &mut warnings)?;
             (Detector::Lof(lof), scores)
         }
+        AlgorithmParams::Ecod(_) => {
+            let (m, scores) = Ecod::fit(x);
+            (Detector::Ecod(m), scores)
+        }
+        AlgorithmParams::Copod(_) => {
+            let (m, scores) = Copod::fit(x);
+            (Detector::Copod(m), scores)
+        }
+        AlgorithmParams::Hbos(p) => {
+            let (m, scores) = Hbos::fit(p, x);
+            (Detector::Hbos(m), scores)
+        }
+        AlgorithmParams::Knn(p) => {
+            let (m, scores) = Knn::fit(p, x, &mut warnings)?;
+            (Detector::Knn(m), scores)
+        }
+        AlgorithmParams::Pca(p) => {
+            let (m, scores) = Pca::fit(p, x)?;
+            (Detector::Pca(m), scores)
+        }
     };
-    let threshold = match *config.contamination {
-        Contamination::Auto => config.algorithm.spec().auto_threshold,
-        Contamination::Fraction(c) => quantile_threshold(&scores, c),
+    let threshold = match (*config.contamination, config.algorithm.spec().auto) {
+        (Contamination::Auto, AutoThreshold::Offset(t)) => t,
+        (Contamination::Auto, AutoThreshold::Fraction(c)) | (Contamination::Fraction(c), _) => {
+            quantile_threshold(&scores, c)
+        }
     };
     let model = FittedModel {
         config,
@@ -199,6 +236,11 @@ impl FittedModel {
         Ok(match &self.detector {
             Detector::IsolationForest(f) => f.score(x),
             Detector::Lof(l) => l.score_novel(x),
+            Detector::Ecod(m) => m.score_novel(x),
+            Detector::Copod(m) => m.score_novel(x),
+            Detector::Hbos(m) => m.score(x),
+            Detector::Knn(m) => m.score_novel(x),
+            Detector::Pca(m) => m.score(x),
         })
     }
 
@@ -243,6 +285,11 @@ impl FittedModel {
         match &self.detector {
             Detector::IsolationForest(f) => f.check(self.n_features),
             Detector::Lof(l) => l.check(self.n_features),
+            Detector::Ecod(m) => m.check(self.n_features),
+            Detector::Copod(m) => m.check(self.n_features),
+            Detector::Hbos(m) => m.check(self.n_features),
+            Detector::Knn(m) => m.check(self.n_features),
+            Detector::Pca(m) => m.check(self.n_features),
         }
     }
 

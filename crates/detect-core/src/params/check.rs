@@ -7,9 +7,13 @@ use std::ops::Deref;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::table::{
-    CONTAMINATION, MAX_FEATURES, MAX_SAMPLES, N_ESTIMATORS, N_NEIGHBORS, P, ParamSpec,
+    ALPHA, CONTAMINATION, MAX_FEATURES, MAX_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS,
+    N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, TOL,
 };
-use super::{Contamination, IsolationForestParams, LofParams, MaxFeatures, MaxSamples, Metric};
+use super::{
+    Bins, Contamination, HbosParams, IsolationForestParams, KnnParams, LofParams, MaxFeatures,
+    MaxSamples, Metric, NoParams, PcaParams,
+};
 use crate::DetectError;
 
 /// One broken range rule, naming the parameter and the value it got. The rules and their
@@ -32,6 +36,16 @@ pub enum ParamError {
     MinkowskiP(f64),
     /// `contamination` outside (0, 0.5].
     Contamination(f64),
+    /// HBOS's `n_bins` outside its range.
+    NBins(usize),
+    /// HBOS's `alpha` outside (0, 1).
+    Alpha(f64),
+    /// HBOS's `tol` outside (0, 1).
+    Tol(f64),
+    /// PCA's `n_components` below 1.
+    NComponents(usize),
+    /// PCA's `n_selected_components` below 1 or above `n_components`.
+    NSelectedComponents(usize),
 }
 
 impl ParamError {
@@ -44,6 +58,11 @@ impl ParamError {
             ParamError::NNeighbors(_) => &N_NEIGHBORS,
             ParamError::MinkowskiP(_) => &P,
             ParamError::Contamination(_) => &CONTAMINATION,
+            ParamError::NBins(_) => &N_BINS,
+            ParamError::Alpha(_) => &ALPHA,
+            ParamError::Tol(_) => &TOL,
+            ParamError::NComponents(_) => &N_COMPONENTS,
+            ParamError::NSelectedComponents(_) => &N_SELECTED_COMPONENTS,
         }
     }
 
@@ -58,11 +77,20 @@ impl ParamError {
             ParamError::NEstimators(i)
             | ParamError::MaxSamplesCount(i)
             | ParamError::MaxFeaturesCount(i)
-            | ParamError::NNeighbors(i) => i.to_string(),
+            | ParamError::NNeighbors(i)
+            | ParamError::NBins(i)
+            | ParamError::NComponents(i) => i.to_string(),
+            ParamError::NSelectedComponents(i) => {
+                return format!(
+                    "got {i}; accepted: an integer in [1, n_components] (null: all components)"
+                );
+            }
             ParamError::MaxSamplesFraction(f)
             | ParamError::MaxFeaturesFraction(f)
             | ParamError::MinkowskiP(f)
-            | ParamError::Contamination(f) => f.to_string(),
+            | ParamError::Contamination(f)
+            | ParamError::Alpha(f)
+            | ParamError::Tol(f) => f.to_string(),
         };
         format!("got {got}; accepted: {}", self.spec().domain.accepted())
     }
@@ -195,6 +223,56 @@ impl ParamGuard for LofParams {
             Metric::Minkowski(p) if !P.domain.admits_number(p) => Err(ParamError::MinkowskiP(p)),
             Metric::Euclidean | Metric::Manhattan | Metric::Minkowski(_) => Ok(()),
         }
+    }
+}
+
+impl ParamGuard for NoParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        Ok(())
+    }
+}
+
+impl ParamGuard for HbosParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if let Bins::Count(c) = self.n_bins
+            && !N_BINS.domain.admits_integer(c as u64)
+        {
+            return Err(ParamError::NBins(c));
+        }
+        if !ALPHA.domain.admits_number(self.alpha) {
+            return Err(ParamError::Alpha(self.alpha));
+        }
+        if !TOL.domain.admits_number(self.tol) {
+            return Err(ParamError::Tol(self.tol));
+        }
+        Ok(())
+    }
+}
+
+impl ParamGuard for KnnParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        LofParams {
+            n_neighbors: self.n_neighbors,
+            metric: self.metric,
+        }
+        .rules()
+    }
+}
+
+impl ParamGuard for PcaParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if let Some(c) = self.n_components
+            && !N_COMPONENTS.domain.admits_integer(c as u64)
+        {
+            return Err(ParamError::NComponents(c));
+        }
+        if let Some(s) = self.n_selected_components {
+            let above = self.n_components.is_some_and(|c| s > c);
+            if s == 0 || above {
+                return Err(ParamError::NSelectedComponents(s));
+            }
+        }
+        Ok(())
     }
 }
 

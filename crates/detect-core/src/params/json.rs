@@ -6,10 +6,14 @@
 use serde_json::{Map, Value};
 
 use super::table::{
-    AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, MAX_FEATURES, MAX_SAMPLES, METRIC,
-    N_ESTIMATORS, N_NEIGHBORS, P, ParamSpec, RANDOM_STATE,
+    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, KNN_METHOD, KNN_N_NEIGHBORS,
+    MAX_FEATURES, MAX_SAMPLES, METRIC, N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
+    N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, STANDARDIZATION, TOL, WEIGHTED,
 };
-use super::{Contamination, IsolationForestParams, LofParams, MaxFeatures, MaxSamples, Metric};
+use super::{
+    Bins, Contamination, HbosParams, IsolationForestParams, KnnMethod, KnnParams, LofParams,
+    MaxFeatures, MaxSamples, Metric, PcaParams,
+};
 use crate::DetectError;
 
 /// Rejects a name `spec` does not list.
@@ -68,6 +72,63 @@ pub(super) fn lof(params: &Map<String, Value>) -> Result<LofParams, DetectError>
         &N_NEIGHBORS,
         &given_or_default(params, &N_NEIGHBORS),
     )?);
+    Ok(LofParams {
+        n_neighbors,
+        metric: metric(params)?,
+    })
+}
+
+/// KNN's parameters: those given, the table's defaults for the rest.
+pub(super) fn knn(params: &Map<String, Value>) -> Result<KnnParams, DetectError> {
+    let n_neighbors = to_usize(integer(
+        &KNN_N_NEIGHBORS,
+        &given_or_default(params, &KNN_N_NEIGHBORS),
+    )?);
+    let method = match one_of(&KNN_METHOD, &given_or_default(params, &KNN_METHOD))? {
+        "mean" => KnnMethod::Mean,
+        "median" => KnnMethod::Median,
+        _ => KnnMethod::Largest,
+    };
+    Ok(KnnParams {
+        n_neighbors,
+        method,
+        metric: metric(params)?,
+    })
+}
+
+/// HBOS's parameters: those given, the table's defaults for the rest.
+pub(super) fn hbos(params: &Map<String, Value>) -> Result<HbosParams, DetectError> {
+    let n_bins = match given_or_default(params, &N_BINS) {
+        Value::String(s) if s == "auto" => Bins::Auto,
+        v => Bins::Count(to_usize(integer(&N_BINS, &v)?)),
+    };
+    Ok(HbosParams {
+        n_bins,
+        alpha: number(&ALPHA, &given_or_default(params, &ALPHA))?,
+        tol: number(&TOL, &given_or_default(params, &TOL))?,
+    })
+}
+
+/// PCA's parameters: those given, the table's defaults for the rest.
+pub(super) fn pca(params: &Map<String, Value>) -> Result<PcaParams, DetectError> {
+    let optional = |spec: &ParamSpec| {
+        given(params, spec)
+            .map(|v| integer(spec, v).map(to_usize))
+            .transpose()
+    };
+    Ok(PcaParams {
+        n_components: optional(&N_COMPONENTS)?,
+        n_selected_components: optional(&N_SELECTED_COMPONENTS)?,
+        weighted: boolean(&WEIGHTED, &given_or_default(params, &WEIGHTED))?,
+        standardization: boolean(
+            &STANDARDIZATION,
+            &given_or_default(params, &STANDARDIZATION),
+        )?,
+    })
+}
+
+/// `metric` and `p` (LOF's and KNN's): scikit-learn's minkowski family.
+fn metric(params: &Map<String, Value>) -> Result<Metric, DetectError> {
     let p = given(params, &P).map(|v| number(&P, v)).transpose()?;
     let metric = match given(params, &METRIC) {
         Some(v) => one_of(&METRIC, v)?,
@@ -97,10 +158,7 @@ pub(super) fn lof(params: &Map<String, Value>) -> Result<LofParams, DetectError>
             None => number(&P, &P.default.to_json())?,
         }),
     };
-    Ok(LofParams {
-        n_neighbors,
-        metric,
-    })
+    Ok(metric)
 }
 
 /// Minkowski with exponent `e`, named euclidean or manhattan where it is one of them.
