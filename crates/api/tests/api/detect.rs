@@ -116,7 +116,15 @@ async fn detect_rejects_an_unknown_algorithm_listing_the_accepted_ones() {
     assert_eq!(e["details"]["algorithm"], "one_class_svm");
     assert_eq!(
         e["details"]["accepted"],
-        json!(["isolation_forest", "lof", "ecod", "copod", "hbos", "knn", "pca"])
+        json!([
+            "isolation_forest",
+            "lof",
+            "ecod",
+            "copod",
+            "hbos",
+            "knn",
+            "pca"
+        ])
     );
 }
 
@@ -175,7 +183,10 @@ async fn detect_runs_pyod_detectors_and_auto_contamination_flags_a_tenth() {
                         "parameters": {"n_neighbors": 3, "method": "median"}}))
         .await;
     let params = &r.assert_status(200)["parameters"];
-    assert_eq!(*params, json!({"n_neighbors": 3, "method": "median", "metric": "euclidean"}));
+    assert_eq!(
+        *params,
+        json!({"n_neighbors": 3, "method": "median", "metric": "euclidean"})
+    );
 }
 
 #[tokio::test]
@@ -194,10 +205,16 @@ async fn detect_rejects_a_pyod_parameter_out_of_range_naming_it() {
     let r = app
         .detect(&json!({"data": training_rows(20, 2), "algorithm": "knn", "method": "max"}))
         .await;
-    assert_eq!(r.assert_error(422, "invalid_input")["details"]["parameter"], "method");
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "method"
+    );
     // A limit that depends on the data is checked at fit time, still as a 422.
     let r = app
         .detect(&json!({"data": training_rows(20, 2), "algorithm": "pca", "n_components": 3}))
         .await;
-    assert_eq!(r.assert_error(422, "invalid_input")["details"]["parameter"], "n_components");
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "n_components"
+    );
 }

@@ -74,13 +74,25 @@ async fn algorithms_are_listed_with_their_parameters() {
         .collect();
     assert_eq!(
         names,
-        ["isolation_forest", "lof", "ecod", "copod", "hbos", "knn", "pca"].map(|n| json!(n))
+        [
+            "isolation_forest",
+            "lof",
+            "ecod",
+            "copod",
+            "hbos",
+            "knn",
+            "pca"
+        ]
+        .map(|n| json!(n))
     );
     // Each with its parameters, defaults and ranges, from the one table.
     let knn = &r.body["algorithms"][5];
     assert_eq!(knn["parameters"][0]["name"], "n_neighbors");
     assert_eq!(knn["parameters"][0]["default"], 5);
-    assert_eq!(knn["parameters"][1]["accepted"], json!(["largest", "mean", "median"]));
+    assert_eq!(
+        knn["parameters"][1]["accepted"],
+        json!(["largest", "mean", "median"])
+    );
     let hbos = &r.body["algorithms"][4];
     assert_eq!(hbos["parameters"][1]["name"], "alpha");
     assert_eq!(hbos["parameters"][1]["range"], "a number in (0, 1)");
