@@ -18,9 +18,9 @@
 //! Deterministic: the scores equal PyOD's to the last digits of the logarithms and sums.
 //!
 //! ## Cost
-//! Fit: a sort per feature, O(d · n log n) (the bin counts are read off the sorted column
-//! by binary search, so `"auto"`'s √n candidate histograms cost O(√n · b log n), not
-//! O(√n · n)). Scoring: a binary search per feature and row. Memory: the edges and
+//! Fit: one pass per feature, O(n d), for a fixed `n_bins`; for `"auto"` a sort per
+//! feature, O(d · n log n), after which each of the √n candidate histograms is read off
+//! the sorted column by binary search (O(b log n) each, not O(n)). Scoring: a binary search per feature and row. Memory: the edges and
 //! densities, d · (2b + 1) values.
 
 use ndarray::ArrayView2;
@@ -47,18 +47,25 @@ pub struct Hbos {
     histograms: Vec<Histogram>,
 }
 
-/// `np.histogram(column, bins)`'s edges and counts, for a column sorted ascending.
-fn histogram(sorted: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
-    let (mut first, mut last) = (sorted[0], sorted[sorted.len() - 1]);
+/// `np.histogram`'s edges for values from `min` to `max`: `np.linspace` over the range,
+/// widened by 0.5 either side when it is empty.
+fn edges(min: f64, max: f64, bins: usize) -> Vec<f64> {
+    let (mut first, mut last) = (min, max);
     if first == last {
         first -= 0.5;
         last += 0.5;
     }
-    // np.linspace(first, last, bins + 1)
     let step = (last - first) / bins as f64;
     let mut edges: Vec<f64> = (0..=bins).map(|i| i as f64 * step + first).collect();
     edges[bins] = last;
-    // NumPy puts v in bin k when edgeₖ ≤ v < edgeₖ₊₁, the last bin closed.
+    edges
+}
+
+/// `np.histogram(column, bins)`'s edges and counts, for a column sorted ascending: NumPy
+/// puts v in bin k when edgeₖ ≤ v < edgeₖ₊₁, the last bin closed, so each count is read
+/// off the sorted column by binary search (what `"auto"`'s many candidate counts need).
+fn histogram(sorted: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
+    let edges = edges(sorted[0], sorted[sorted.len() - 1], bins);
     let below = |e: f64| sorted.partition_point(|&v| v < e);
     let mut counts = Vec::with_capacity(bins);
     let mut start = below(edges[0]);
@@ -70,6 +77,31 @@ fn histogram(sorted: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
         };
         counts.push(end - start);
         start = end;
+    }
+    (edges, counts)
+}
+
+/// The same edges and counts for an unsorted column in one pass, as `np.histogram`'s
+/// equal-bins loop computes each value's bin: ⌊(v − first) / (last − first) · b⌋, then
+/// moved by one where the rounding put it beside the edge it lies on.
+fn histogram_unsorted(column: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
+    let (min, max) = column
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let edges = edges(min, max, bins);
+    let (first, last) = (edges[0], edges[bins]);
+    let mut counts = vec![0usize; bins];
+    for &v in column {
+        let mut at = (((v - first) / (last - first)) * bins as f64) as usize;
+        at = at.min(bins - 1);
+        if v < edges[at] {
+            at -= 1;
+        } else if at + 1 < bins && v >= edges[at + 1] {
+            at += 1;
+        }
+        counts[at] += 1;
     }
     (edges, counts)
 }
@@ -104,13 +136,15 @@ impl Hbos {
         let histograms: Vec<Histogram> = (0..x.ncols())
             .into_par_iter()
             .map(|j| {
-                let mut sorted = x.column(j).to_vec();
-                sorted.sort_by(f64::total_cmp);
-                let bins = match params.n_bins {
-                    Bins::Count(b) => b,
-                    Bins::Auto => optimal_bins(&sorted),
+                let column = x.column(j).to_vec();
+                let (edges, counts) = match params.n_bins {
+                    Bins::Count(b) => histogram_unsorted(&column, b),
+                    Bins::Auto => {
+                        let mut sorted = column;
+                        sorted.sort_unstable_by(f64::total_cmp);
+                        histogram(&sorted, optimal_bins(&sorted))
+                    }
                 };
-                let (edges, counts) = histogram(&sorted, bins);
                 let terms: Vec<f64> = counts
                     .iter()
                     .zip(edges.windows(2))
@@ -205,6 +239,23 @@ mod tests {
         let (edges, counts) = histogram(&[3.0, 3.0], 2);
         assert_eq!(edges, vec![2.5, 3.0, 3.5]);
         assert_eq!(counts, vec![0, 2]);
+    }
+
+    #[test]
+    fn one_pass_counts_equal_the_sorted_ones() {
+        let column: Vec<f64> = (0..997)
+            .map(|i| (((i * 7919) % 1009) as f64 / 10.0).powf(1.3) - 20.0)
+            .chain([0.1, 0.2, 0.3, 0.7, 1.0 / 3.0])
+            .collect();
+        let mut sorted = column.clone();
+        sorted.sort_by(f64::total_cmp);
+        for bins in [1, 2, 3, 7, 10, 64, 333] {
+            assert_eq!(
+                histogram_unsorted(&column, bins),
+                histogram(&sorted, bins),
+                "{bins}"
+            );
+        }
     }
 
     #[test]

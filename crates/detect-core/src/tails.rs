@@ -147,9 +147,14 @@ impl Tails {
             .map(|j| {
                 let column: Vec<f64> = x.column(j).to_vec();
                 let moments = Moments::of(&column);
-                let mut order: Vec<u32> = (0..n as u32).collect();
-                order.sort_by(|&a, &b| column[a as usize].total_cmp(&column[b as usize]));
-                let sorted: Vec<f64> = order.iter().map(|&i| column[i as usize]).collect();
+                // Sorting (value, row) pairs keeps each comparison in cache; the order
+                // within a group of equal values does not matter (groups share a value).
+                let mut pairs: Vec<(f64, u32)> =
+                    column.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect();
+                pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                let sorted: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+                let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+                drop(pairs);
                 let (mut left, mut right) = (vec![0.0; n], vec![0.0; n]);
                 // Walk the groups of equal values: a group [s, e] has n − s values at or
                 // above it and e + 1 at or below it.
