@@ -13,6 +13,7 @@
 //! - [`hbos`]: PyOD's histogram-based outlier score.
 //! - [`knn`]: PyOD's k-nearest-neighbour distance, over LOF's neighbour search.
 //! - [`pca`]: PyOD's principal-component score, over the shared `standardize`.
+//! - [`gmm`]: PyOD's one-component Gaussian mixture (scikit-learn's `GaussianMixture`).
 //!
 //! Beside them: [`params`], one table per algorithm of parameter names, types, defaults and
 //! ranges, which parsing, the API's description of the algorithms and [`ParamGuard::check`]
@@ -54,6 +55,7 @@ pub mod copod;
 pub mod drift;
 pub mod ecod;
 pub mod error;
+pub mod gmm;
 pub mod hbos;
 pub mod iforest;
 mod kdtree;
@@ -70,7 +72,7 @@ pub mod validate;
 pub use error::DetectError;
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_owned};
 pub use params::{
-    AlgorithmParams, Bins, Checked, Contamination, DetectorConfig, HbosParams,
+    AlgorithmParams, Bins, Checked, Contamination, DetectorConfig, GmmParams, HbosParams,
     IsolationForestParams, KnnMethod, KnnParams, LofParams, Metric, NoParams, ParamError,
     ParamGuard, PcaParams,
 };

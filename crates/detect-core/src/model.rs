@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::copod::Copod;
 use crate::ecod::Ecod;
+use crate::gmm::Gmm;
 use crate::hbos::Hbos;
 use crate::iforest::IsolationForest;
 use crate::knn::Knn;
@@ -69,6 +70,7 @@ enum Detector {
     Hbos(Hbos),
     Knn(Knn),
     Pca(Pca),
+    Gmm(Gmm),
 }
 
 /// A fitted model: the detector, its configuration (with the seed that was used), the
@@ -95,7 +97,7 @@ pub struct Fit {
 ///
 /// For the isolation forest the training scores are `-score_samples(x)`; for LOF they are
 /// the local outlier factors of the training rows (`-negative_outlier_factor_`), each row's
-/// neighbours excluding itself; for PyOD's detectors (ECOD, COPOD, HBOS, KNN, PCA) they are
+/// neighbours excluding itself; for PyOD's detectors (ECOD, COPOD, HBOS, KNN, PCA, GMM) they are
 /// PyOD's `decision_scores_`. With `contamination` a fraction (or `"auto"` for PyOD's
 /// detectors: 0.1, PyOD's default), the threshold is the matching quantile of these
 /// scores, computed as NumPy's `percentile` does.
@@ -172,6 +174,10 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             let (m, scores) = Pca::fit(p, x)?;
             (Detector::Pca(m), scores)
         }
+        AlgorithmParams::Gmm(p) => {
+            let (m, scores) = Gmm::fit(p, x)?;
+            (Detector::Gmm(m), scores)
+        }
     };
     let threshold = match (*config.contamination, config.algorithm.spec().auto) {
         (Contamination::Auto, AutoThreshold::Offset(t)) => t,
@@ -241,6 +247,7 @@ impl FittedModel {
             Detector::Hbos(m) => m.score(x),
             Detector::Knn(m) => m.score_novel(x),
             Detector::Pca(m) => m.score(x),
+            Detector::Gmm(m) => m.score(x),
         })
     }
 
@@ -290,6 +297,7 @@ impl FittedModel {
             Detector::Hbos(m) => m.check(self.n_features),
             Detector::Knn(m) => m.check(self.n_features),
             Detector::Pca(m) => m.check(self.n_features),
+            Detector::Gmm(m) => m.check(self.n_features),
         }
     }
 

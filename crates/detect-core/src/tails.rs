@@ -149,8 +149,11 @@ impl Tails {
                 let moments = Moments::of(&column);
                 // Sorting (value, row) pairs keeps each comparison in cache; the order
                 // within a group of equal values does not matter (groups share a value).
-                let mut pairs: Vec<(f64, u32)> =
-                    column.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect();
+                let mut pairs: Vec<(f64, u32)> = column
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (v, i as u32))
+                    .collect();
                 pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
                 let sorted: Vec<f64> = pairs.iter().map(|p| p.0).collect();
                 let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();

@@ -165,7 +165,7 @@ async fn detect_rejects_an_out_of_range_parameter_and_bad_contamination() {
 #[tokio::test]
 async fn detect_runs_pyod_detectors_and_auto_contamination_flags_a_tenth() {
     let app = spawn_app().await;
-    for algorithm in ["ecod", "copod", "hbos", "knn", "pca"] {
+    for algorithm in ["ecod", "copod", "hbos", "knn", "pca", "gmm"] {
         let r = app
             .detect(&json!({"data": training_rows(100, 3), "algorithm": algorithm}))
             .await;

@@ -8,11 +8,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::table::{
     ALPHA, CONTAMINATION, MAX_FEATURES, MAX_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS,
-    N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, TOL,
+    N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR, TOL,
 };
 use super::{
-    Bins, Contamination, HbosParams, IsolationForestParams, KnnParams, LofParams, MaxFeatures,
-    MaxSamples, Metric, NoParams, PcaParams,
+    Bins, Contamination, GmmParams, HbosParams, IsolationForestParams, KnnParams, LofParams,
+    MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
 };
 use crate::DetectError;
 
@@ -46,6 +46,8 @@ pub enum ParamError {
     NComponents(usize),
     /// PCA's `n_selected_components` below 1 or above `n_components`.
     NSelectedComponents(usize),
+    /// GMM's `reg_covar` negative or not finite.
+    RegCovar(f64),
 }
 
 impl ParamError {
@@ -63,6 +65,7 @@ impl ParamError {
             ParamError::Tol(_) => &TOL,
             ParamError::NComponents(_) => &N_COMPONENTS,
             ParamError::NSelectedComponents(_) => &N_SELECTED_COMPONENTS,
+            ParamError::RegCovar(_) => &REG_COVAR,
         }
     }
 
@@ -90,7 +93,8 @@ impl ParamError {
             | ParamError::MinkowskiP(f)
             | ParamError::Contamination(f)
             | ParamError::Alpha(f)
-            | ParamError::Tol(f) => f.to_string(),
+            | ParamError::Tol(f)
+            | ParamError::RegCovar(f) => f.to_string(),
         };
         format!("got {got}; accepted: {}", self.spec().domain.accepted())
     }
@@ -273,6 +277,16 @@ impl ParamGuard for PcaParams {
             }
         }
         Ok(())
+    }
+}
+
+impl ParamGuard for GmmParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if REG_COVAR.domain.admits_number(self.reg_covar) {
+            Ok(())
+        } else {
+            Err(ParamError::RegCovar(self.reg_covar))
+        }
     }
 }
 

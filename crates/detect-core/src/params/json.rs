@@ -8,11 +8,11 @@ use serde_json::{Map, Value};
 use super::table::{
     ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, KNN_METHOD, KNN_N_NEIGHBORS,
     MAX_FEATURES, MAX_SAMPLES, METRIC, N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
-    N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, STANDARDIZATION, TOL, WEIGHTED,
+    N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
 };
 use super::{
-    Bins, Contamination, HbosParams, IsolationForestParams, KnnMethod, KnnParams, LofParams,
-    MaxFeatures, MaxSamples, Metric, PcaParams,
+    Bins, Contamination, GmmParams, HbosParams, IsolationForestParams, KnnMethod, KnnParams,
+    LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
 };
 use crate::DetectError;
 
@@ -124,6 +124,13 @@ pub(super) fn pca(params: &Map<String, Value>) -> Result<PcaParams, DetectError>
             &STANDARDIZATION,
             &given_or_default(params, &STANDARDIZATION),
         )?,
+    })
+}
+
+/// GMM's parameters: those given, the table's defaults for the rest.
+pub(super) fn gmm(params: &Map<String, Value>) -> Result<GmmParams, DetectError> {
+    Ok(GmmParams {
+        reg_covar: number(&REG_COVAR, &given_or_default(params, &REG_COVAR))?,
     })
 }
 

@@ -25,13 +25,13 @@ use serde_json::{Map, Value, json};
 use crate::DetectError;
 pub use check::{Checked, ParamError, ParamGuard};
 pub use table::{
-    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, Domain, ECOD, HBOS,
+    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, Domain, ECOD, GMM, HBOS,
     ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
 };
 use table::{
     ALPHA, BOOTSTRAP, KNN_METHOD, MAX_FEATURES, MAX_SAMPLES, METRIC, N_BINS, N_COMPONENTS,
-    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, RANDOM_STATE, STANDARDIZATION, TOL,
-    WEIGHTED,
+    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR, STANDARDIZATION,
+    TOL, WEIGHTED,
 };
 
 /// The share of anomalies expected in the training data, which sets the threshold.
@@ -236,6 +236,22 @@ impl Default for PcaParams {
     }
 }
 
+/// One-component Gaussian mixture parameters (PyOD's `GMM`), unchecked. The default is
+/// the table's ([`GMM`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GmmParams {
+    /// Added to the covariance's diagonal.
+    pub reg_covar: f64,
+}
+
+impl Default for GmmParams {
+    fn default() -> Self {
+        json::gmm(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
 /// One algorithm with its checked parameters.
 ///
 /// The variant order is part of the model format (serialized models hold these).
@@ -248,6 +264,7 @@ pub enum AlgorithmParams {
     Hbos(Checked<HbosParams>),
     Knn(Checked<KnnParams>),
     Pca(Checked<PcaParams>),
+    Gmm(Checked<GmmParams>),
 }
 
 impl AlgorithmParams {
@@ -261,6 +278,7 @@ impl AlgorithmParams {
             AlgorithmParams::Hbos(_) => &HBOS,
             AlgorithmParams::Knn(_) => &KNN,
             AlgorithmParams::Pca(_) => &PCA,
+            AlgorithmParams::Gmm(_) => &GMM,
         }
     }
 
@@ -290,7 +308,8 @@ impl AlgorithmParams {
             n if n == COPOD.name => AlgorithmParams::Copod(NoParams {}.check()?),
             n if n == HBOS.name => AlgorithmParams::Hbos(json::hbos(params)?.check()?),
             n if n == KNN.name => AlgorithmParams::Knn(json::knn(params)?.check()?),
-            _ => AlgorithmParams::Pca(json::pca(params)?.check()?),
+            n if n == PCA.name => AlgorithmParams::Pca(json::pca(params)?.check()?),
+            _ => AlgorithmParams::Gmm(json::gmm(params)?.check()?),
         })
     }
 
@@ -347,6 +366,9 @@ impl AlgorithmParams {
                 );
                 m.insert(WEIGHTED.name.into(), json!(p.weighted));
                 m.insert(STANDARDIZATION.name.into(), json!(p.standardization));
+            }
+            AlgorithmParams::Gmm(p) => {
+                m.insert(REG_COVAR.name.into(), json!(p.reg_covar));
             }
         }
         m

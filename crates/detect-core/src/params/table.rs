@@ -340,6 +340,13 @@ pub(super) const STANDARDIZATION: ParamSpec = ParamSpec {
     note: None,
 };
 
+pub(super) const REG_COVAR: ParamSpec = ParamSpec {
+    name: "reg_covar",
+    domain: Domain::NumberAtLeast(0.0),
+    default: Literal::Number(1e-6),
+    note: None,
+};
+
 /// PyOD's default contamination, which `"auto"` stands for with PyOD's detectors.
 const PYOD_CONTAMINATION: f64 = 0.1;
 
@@ -427,11 +434,20 @@ pub const PCA: AlgorithmSpec = AlgorithmSpec {
     ],
 };
 
+/// GMM: PyOD's `GMM` with one component (scikit-learn's `GaussianMixture`).
+pub const GMM: AlgorithmSpec = AlgorithmSpec {
+    name: "gmm",
+    description: "Gaussian mixture negative log-likelihood with one full-covariance component, PyOD's GMM (scikit-learn's GaussianMixture) semantics; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[REG_COVAR],
+};
+
 /// Every algorithm, in the order they are described.
-pub const ALGORITHMS: &[AlgorithmSpec] = &[ISOLATION_FOREST, LOF, ECOD, COPOD, HBOS, KNN, PCA];
+pub const ALGORITHMS: &[AlgorithmSpec] = &[ISOLATION_FOREST, LOF, ECOD, COPOD, HBOS, KNN, PCA, GMM];
 
 /// The algorithm names accepted everywhere.
-pub const ALGORITHM_NAMES: [&str; 7] = [
+pub const ALGORITHM_NAMES: [&str; 8] = [
     ISOLATION_FOREST.name,
     LOF.name,
     ECOD.name,
@@ -439,6 +455,7 @@ pub const ALGORITHM_NAMES: [&str; 7] = [
     HBOS.name,
     KNN.name,
     PCA.name,
+    GMM.name,
 ];
 
 /// The table of the algorithm called `name`.

@@ -310,7 +310,8 @@ fn assert_near(what: &str, got: &[f64], expected: &[f64], tol: f64, floor: f64) 
     }
 }
 
-/// PyOD's deterministic detectors (`tests/fixtures/generate_pyod.py`): training scores,
+/// PyOD's deterministic detectors, GMM with its one component among them
+/// (`tests/fixtures/generate_pyod.py`): training scores,
 /// the threshold for contamination `"auto"` (PyOD's 0.1), the labels, and the scores of
 /// new rows, all to 1e-9 relative.
 #[test]
@@ -359,5 +360,5 @@ fn pyod_detectors_scores_thresholds_and_labels_match_pyod() {
         assert_eq!(copy.score(queries.view()).expect("score"), novel, "{name}");
     }
     let all: Vec<_> = seen.into_iter().collect();
-    assert_eq!(all, ["copod", "ecod", "hbos", "knn", "pca"]);
+    assert_eq!(all, ["copod", "ecod", "gmm", "hbos", "knn", "pca"]);
 }
