@@ -123,7 +123,8 @@ async fn detect_rejects_an_unknown_algorithm_listing_the_accepted_ones() {
             "copod",
             "hbos",
             "knn",
-            "pca"
+            "pca",
+            "gmm"
         ])
     );
 }

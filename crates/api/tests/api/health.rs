@@ -81,7 +81,8 @@ async fn algorithms_are_listed_with_their_parameters() {
             "copod",
             "hbos",
             "knn",
-            "pca"
+            "pca",
+            "gmm"
         ]
         .map(|n| json!(n))
     );
