@@ -52,25 +52,39 @@ pub const PYOD_DETECTORS: [(&str, &str); 6] = [
 /// PyOD's ROC-AUC keyed by (dataset as `pyod_baseline.csv` names it, PyOD class name).
 pub type PyodBaseline = BTreeMap<(String, String), f64>;
 
+/// A CSV's non-blank lines after its header, and the positions of the named columns.
+fn csv_columns<'a, const N: usize>(
+    text: &'a str,
+    what: &str,
+    names: [&str; N],
+) -> Result<(impl Iterator<Item = &'a str>, [usize; N])> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .with_context(|| format!("{what} is empty"))?
+        .split(',')
+        .collect();
+    let mut at = [0; N];
+    for (slot, name) in at.iter_mut().zip(names) {
+        *slot = header
+            .iter()
+            .position(|h| h.trim() == name)
+            .with_context(|| format!("{what} has no '{name}' column"))?;
+    }
+    Ok((lines, at))
+}
+
 /// Reads `pyod_baseline.csv` (`dataset,n,d,detector,roc_auc,…`); rows without a ROC-AUC
 /// (a fit that failed or was capped) are left out.
 ///
 /// # Errors
 /// A missing column or a ROC-AUC that is not a number.
 pub fn parse_pyod_baseline(text: &str) -> Result<PyodBaseline> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .context("pyod_baseline.csv is empty")?
-        .split(',')
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.trim() == name)
-            .with_context(|| format!("pyod_baseline.csv has no '{name}' column"))
-    };
-    let (dataset, detector, roc) = (column("dataset")?, column("detector")?, column("roc_auc")?);
+    let (lines, [dataset, detector, roc]) = csv_columns(
+        text,
+        "pyod_baseline.csv",
+        ["dataset", "detector", "roc_auc"],
+    )?;
     let last = dataset.max(detector).max(roc);
     let mut out = BTreeMap::new();
     for line in lines {
@@ -124,19 +138,8 @@ pub struct ManifestEntry {
 /// # Errors
 /// A missing column or a line whose counts are not integers.
 pub fn parse_manifest(text: &str) -> Result<Vec<ManifestEntry>> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .context("MANIFEST.csv is empty")?
-        .split(',')
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.trim() == name)
-            .with_context(|| format!("MANIFEST.csv has no '{name}' column"))
-    };
-    let (file, n, d) = (column("file")?, column("n_samples")?, column("n_features")?);
+    let (lines, [file, n, d]) =
+        csv_columns(text, "MANIFEST.csv", ["file", "n_samples", "n_features"])?;
     let last = file.max(n).max(d);
     lines
         .enumerate()

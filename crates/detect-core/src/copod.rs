@@ -12,39 +12,19 @@
 //! ## Cost
 //! As ECOD's: O(d · n log n) to fit, O(d log n) per new row, n · d values kept.
 
-use ndarray::ArrayView2;
-use serde::{Deserialize, Serialize};
-
-use crate::tails::{self, Skew, Tails};
+use crate::tails::{Skew, TailModel, TailRule};
 
 /// A fitted COPOD model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Copod {
-    tails: Tails,
-}
+pub type Copod = TailModel<CopodRule>;
 
-/// One feature's term.
-fn term(skew: Skew, left: f64, right: f64) -> f64 {
-    let both = (left + right) / 2.0;
-    skew.pick(left, right).map_or(both, |s| s.max(both))
-}
+/// COPOD's rule for one feature's term.
+#[derive(Debug, Clone, Copy)]
+pub struct CopodRule;
 
-impl Copod {
-    /// Fits on `x` (validated) and returns the model and the training rows' scores.
-    pub(crate) fn fit(x: ArrayView2<'_, f64>) -> (Self, Vec<f64>) {
-        let (tails, training) = Tails::fit(x);
-        let scores = tails::training_scores(&tails, &training, term);
-        (Self { tails }, scores)
-    }
-
-    /// Novelty scores of new rows (validated, with the model's width).
-    pub(crate) fn score_novel(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        tails::novel_scores(&self.tails, x, term)
-    }
-
-    /// Checks a deserialized model's invariants against the model's width.
-    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
-        self.tails.check(n_features)
+impl TailRule for CopodRule {
+    fn term(skew: Skew, left: f64, right: f64) -> f64 {
+        let both = (left + right) / 2.0;
+        skew.pick(left, right).map_or(both, |s| s.max(both))
     }
 }
 

@@ -15,39 +15,19 @@
 //! O(d · n log n) to fit (a sort per feature, in parallel), O(d log n) per new row;
 //! the model keeps the sorted training columns (n · d values).
 
-use ndarray::ArrayView2;
-use serde::{Deserialize, Serialize};
-
-use crate::tails::{self, Skew, Tails};
+use crate::tails::{Skew, TailModel, TailRule};
 
 /// A fitted ECOD model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Ecod {
-    tails: Tails,
-}
+pub type Ecod = TailModel<EcodRule>;
 
-/// One feature's term.
-fn term(skew: Skew, left: f64, right: f64) -> f64 {
-    let tail = left.max(right);
-    skew.pick(left, right).map_or(tail, |s| s.max(tail))
-}
+/// ECOD's rule for one feature's term.
+#[derive(Debug, Clone, Copy)]
+pub struct EcodRule;
 
-impl Ecod {
-    /// Fits on `x` (validated) and returns the model and the training rows' scores.
-    pub(crate) fn fit(x: ArrayView2<'_, f64>) -> (Self, Vec<f64>) {
-        let (tails, training) = Tails::fit(x);
-        let scores = tails::training_scores(&tails, &training, term);
-        (Self { tails }, scores)
-    }
-
-    /// Novelty scores of new rows (validated, with the model's width).
-    pub(crate) fn score_novel(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        tails::novel_scores(&self.tails, x, term)
-    }
-
-    /// Checks a deserialized model's invariants against the model's width.
-    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
-        self.tails.check(n_features)
+impl TailRule for EcodRule {
+    fn term(skew: Skew, left: f64, right: f64) -> f64 {
+        let tail = left.max(right);
+        skew.pick(left, right).map_or(tail, |s| s.max(tail))
     }
 }
 

@@ -66,7 +66,7 @@ pub mod model;
 pub mod params;
 pub mod pca;
 mod standardize;
-mod tails;
+pub mod tails;
 pub mod validate;
 
 pub use error::DetectError;

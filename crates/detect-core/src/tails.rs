@@ -23,13 +23,52 @@
 //! Fit: one sort per feature, O(d · n log n), in parallel over features. Scoring a new row:
 //! two binary searches per feature, O(d log n). Memory: the sorted training columns (n · d).
 
+use std::marker::PhantomData;
+
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// How a detector combines one feature's tail terms (ECOD's and COPOD's rules).
+pub trait TailRule {
+    /// The feature's term from its skewness sign and −ln of its left and right tails.
+    fn term(skew: Skew, left: f64, right: f64) -> f64;
+}
+
+/// A fitted tail detector: the training tails, scored with rule `R`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct TailModel<R> {
+    tails: Tails,
+    rule: PhantomData<R>,
+}
+
+impl<R: TailRule> TailModel<R> {
+    /// Fits on `x` (validated) and returns the model and the training rows' scores.
+    pub(crate) fn fit(x: ArrayView2<'_, f64>) -> (Self, Vec<f64>) {
+        let (tails, training) = Tails::fit(x);
+        let scores = training_scores(&tails, &training, R::term);
+        let model = Self {
+            tails,
+            rule: PhantomData,
+        };
+        (model, scores)
+    }
+
+    /// Novelty scores of new rows (validated, with the model's width).
+    pub(crate) fn score_novel(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        novel_scores(&self.tails, x, R::term)
+    }
+
+    /// Checks a deserialized model's invariants against the model's width.
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
+        self.tails.check(n_features)
+    }
+}
+
 /// The sign of a feature's skewness, as PyOD's `np.sign(skew(X))`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Skew {
+pub enum Skew {
     Negative,
     Zero,
     Positive,
@@ -40,7 +79,7 @@ pub(crate) enum Skew {
 impl Skew {
     /// PyOD's `U_l · −sign(s − 1) + U_r · sign(s + 1)`: the right tail for a positive
     /// skew, the left for a negative one, their sum for zero; `None` when undefined.
-    pub(crate) fn pick(self, left: f64, right: f64) -> Option<f64> {
+    pub fn pick(self, left: f64, right: f64) -> Option<f64> {
         match self {
             Skew::Negative => Some(left),
             Skew::Positive => Some(right),

@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{ALGORITHMS, spawn_app};
 
 #[tokio::test]
 async fn health_reports_every_dependency_without_auth() {
@@ -72,20 +72,7 @@ async fn algorithms_are_listed_with_their_parameters() {
         .iter()
         .map(|a| a["name"].clone())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "isolation_forest",
-            "lof",
-            "ecod",
-            "copod",
-            "hbos",
-            "knn",
-            "pca",
-            "gmm"
-        ]
-        .map(|n| json!(n))
-    );
+    assert_eq!(names, ALGORITHMS.map(|n| json!(n)));
     // Each with its parameters, defaults and ranges, from the one table.
     let knn = &r.body["algorithms"][5];
     assert_eq!(knn["parameters"][0]["name"], "n_neighbors");
