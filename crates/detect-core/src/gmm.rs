@@ -19,7 +19,6 @@
 
 use nalgebra::{DMatrix, DVector};
 use ndarray::ArrayView2;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
@@ -80,23 +79,20 @@ impl Gmm {
     /// Scores rows (validated, with the model's width): −log-likelihood.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let d = self.mean.len();
-        let rows: Vec<_> = x.outer_iter().collect();
-        rows.par_iter()
-            .map(|row| {
-                // Forward substitution: L y = x − μ.
-                let mut y = DVector::<f64>::zeros(d);
-                let mut sq = 0.0;
-                for i in 0..d {
-                    let mut acc = row[i] - self.mean[i];
-                    for j in 0..i {
-                        acc -= self.chol[i * d + j] * y[j];
-                    }
-                    y[i] = acc / self.chol[i * d + i];
-                    sq += y[i] * y[i];
+        crate::rows::score_rows(x, |row| {
+            // Forward substitution: L y = x − μ.
+            let mut y = DVector::<f64>::zeros(d);
+            let mut sq = 0.0;
+            for i in 0..d {
+                let mut acc = row[i] - self.mean[i];
+                for j in 0..i {
+                    acc -= self.chol[i * d + j] * y[j];
                 }
-                0.5 * sq + self.offset
-            })
-            .collect()
+                y[i] = acc / self.chol[i * d + i];
+                sq += y[i] * y[i];
+            }
+            0.5 * sq + self.offset
+        })
     }
 
     /// Checks a deserialized model's invariants against the model's width.

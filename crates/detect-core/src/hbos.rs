@@ -169,17 +169,14 @@ impl Hbos {
     /// Scores rows (validated, with the model's width): the training rows and new ones
     /// alike.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        let rows: Vec<_> = x.outer_iter().collect();
-        rows.par_iter()
-            .map(|row| {
-                let sum: f64 = row
-                    .iter()
-                    .zip(&self.histograms)
-                    .map(|(&v, h)| h.term(v, self.tol))
-                    .sum();
-                -sum
-            })
-            .collect()
+        crate::rows::score_rows(x, |row| {
+            let sum: f64 = row
+                .iter()
+                .zip(&self.histograms)
+                .map(|(&v, h)| h.term(v, self.tol))
+                .sum();
+            -sum
+        })
     }
 
     /// Checks a deserialized model's invariants against the model's width.

@@ -65,6 +65,7 @@ pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod pca;
+mod rows;
 mod standardize;
 pub mod tails;
 pub mod validate;

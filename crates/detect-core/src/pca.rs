@@ -30,7 +30,6 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
@@ -112,19 +111,16 @@ impl Pca {
 
     fn score_standardized(&self, z: ArrayView2<'_, f64>) -> Vec<f64> {
         let d = z.ncols();
-        let rows: Vec<_> = z.outer_iter().collect();
-        rows.par_iter()
-            .map(|row| {
-                self.components
-                    .chunks_exact(d)
-                    .zip(&self.weights)
-                    .map(|(v, w)| {
-                        let sq: f64 = row.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
-                        sq.sqrt() / w
-                    })
-                    .sum()
-            })
-            .collect()
+        crate::rows::score_rows(z, |row| {
+            self.components
+                .chunks_exact(d)
+                .zip(&self.weights)
+                .map(|(v, w)| {
+                    let sq: f64 = row.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+                    sq.sqrt() / w
+                })
+                .sum()
+        })
     }
 
     /// The explained-variance ratio of each kept component (scikit-learn's
