@@ -16,6 +16,6 @@ pub(crate) fn score_rows(
     x.axis_iter(Axis(0))
         .into_par_iter()
         .with_min_len(MIN_ROWS_PER_TASK)
-        .map(|row| score(row))
+        .map(&score)
         .collect()
 }
