@@ -433,6 +433,60 @@ impl NeighborIndex {
         });
     }
 
+    /// Positions of every point within `radius` of `query` (distance ≤ radius, the query
+    /// itself included when indexed), appended to `out` in no particular order. DBSCAN's
+    /// ε-neighbourhoods (scikit-learn's `radius_neighbors`, also inclusive).
+    pub(crate) fn within(&self, query: &[f64], radius: f64, out: &mut Vec<u32>) {
+        with_metric!(self.metric, m => {
+            let limit = m.to_reduced(radius);
+            if self.nodes.is_empty() {
+                self.scan_within(m, query, 0, self.len(), limit, out);
+            } else {
+                self.descend_within(m, 0, query, limit, out);
+            }
+        });
+    }
+
+    fn scan_within<M: Reduced>(
+        &self,
+        m: M,
+        query: &[f64],
+        start: usize,
+        end: usize,
+        limit: f64,
+        out: &mut Vec<u32>,
+    ) {
+        let dim = self.dim;
+        for (off, p) in self.points[start * dim..end * dim]
+            .chunks_exact(dim)
+            .enumerate()
+        {
+            if m.rdist(query, p) <= limit {
+                out.push((start + off) as u32);
+            }
+        }
+    }
+
+    fn descend_within<M: Reduced>(
+        &self,
+        m: M,
+        node: usize,
+        query: &[f64],
+        limit: f64,
+        out: &mut Vec<u32>,
+    ) {
+        if self.min_rdist::<M, 0>(m, node, query) > limit {
+            return;
+        }
+        let nd = &self.nodes[node];
+        if nd.left == 0 {
+            self.scan_within(m, query, nd.start as usize, nd.end as usize, limit, out);
+            return;
+        }
+        self.descend_within(m, nd.left as usize, query, limit, out);
+        self.descend_within(m, nd.right as usize, query, limit, out);
+    }
+
     /// Exact search; `D` is the dimension when known at compile time, else 0.
     fn search<M: Reduced, const D: usize>(
         &self,
@@ -605,6 +659,36 @@ mod tests {
             let expect = brute(&data, dim, &q, k, Some(index.original(p)));
             assert_eq!(dist, expect);
             assert!(pos.iter().all(|&x| x as usize != p));
+        }
+    }
+
+    #[test]
+    fn radius_search_finds_exactly_the_points_within() {
+        for dim in [2, 20] {
+            let n = 600;
+            let data: Vec<f64> = (0..n * dim)
+                .map(|i| ((i * 2654435761usize) % 1000) as f64 / 97.0)
+                .collect();
+            let index = NeighborIndex::build(&data, dim, Metric::Manhattan);
+            let mut found = Vec::new();
+            for p in (0..n).step_by(29) {
+                let q = index.point(p).to_vec();
+                found.clear();
+                index.within(&q, 4.0 * dim as f64 / 2.0, &mut found);
+                let mut got: Vec<usize> =
+                    found.iter().map(|&i| index.original(i as usize)).collect();
+                got.sort_unstable();
+                let want: Vec<usize> = data
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f64>()
+                            <= 4.0 * dim as f64 / 2.0
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                assert_eq!(got, want, "dim {dim}, point {p}");
+            }
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`knn`]: PyOD's k-nearest-neighbour distance, over LOF's neighbour search.
 //! - [`pca`]: PyOD's principal-component score, over the shared `standardize`.
 //! - [`gmm`]: PyOD's one-component Gaussian mixture (scikit-learn's `GaussianMixture`).
+//! - [`dbscan`]: scikit-learn's DBSCAN clusters, scored by the distance to the nearest
+//!   core row, over the k-d tree's radius search.
 //!
 //! Beside them: [`params`], one table per algorithm of parameter names, types, defaults and
 //! ranges, which parsing, the API's description of the algorithms and [`ParamGuard::check`]
@@ -52,6 +54,7 @@
 //! seed, data and parameters give the same scores on any machine and thread count.
 
 pub mod copod;
+pub mod dbscan;
 pub mod drift;
 pub mod ecod;
 pub mod error;
@@ -73,7 +76,7 @@ pub mod validate;
 pub use error::DetectError;
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_owned};
 pub use params::{
-    AlgorithmParams, Bins, Checked, Contamination, DetectorConfig, GmmParams, HbosParams,
-    IsolationForestParams, KnnMethod, KnnParams, LofParams, Metric, NoParams, ParamError,
-    ParamGuard, PcaParams,
+    AlgorithmParams, Bins, Checked, Contamination, DbscanParams, DetectorConfig, GmmParams,
+    HbosParams, IsolationForestParams, KnnMethod, KnnParams, LofParams, Metric, NoParams,
+    ParamError, ParamGuard, PcaParams,
 };

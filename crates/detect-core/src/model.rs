@@ -13,6 +13,7 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::copod::Copod;
+use crate::dbscan::Dbscan;
 use crate::ecod::Ecod;
 use crate::gmm::Gmm;
 use crate::hbos::Hbos;
@@ -71,6 +72,7 @@ enum Detector {
     Knn(Knn),
     Pca(Pca),
     Gmm(Gmm),
+    Dbscan(Dbscan),
 }
 
 /// A fitted model: the detector, its configuration (with the seed that was used), the
@@ -178,12 +180,20 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             let (m, scores) = Gmm::fit(p, x)?;
             (Detector::Gmm(m), scores)
         }
-    };
-    let threshold = match (*config.contamination, config.algorithm.spec().auto) {
-        (Contamination::Auto, AutoThreshold::Offset(t)) => t,
-        (Contamination::Auto, AutoThreshold::Fraction(c)) | (Contamination::Fraction(c), _) => {
-            quantile_threshold(&scores, c)
+        AlgorithmParams::Dbscan(p) => {
+            let (m, scores) = Dbscan::fit(p, x)?;
+            (Detector::Dbscan(m), scores)
         }
+    };
+    let threshold = match (*config.contamination, config.algorithm.auto_threshold()) {
+        (Contamination::Auto, Some(t)) => t,
+        (Contamination::Fraction(c), _) => quantile_threshold(&scores, c),
+        (Contamination::Auto, None) => match config.algorithm.spec().auto {
+            AutoThreshold::Fraction(c) => quantile_threshold(&scores, c),
+            // `auto_threshold` answers for the other kinds.
+            AutoThreshold::Offset(t) => t,
+            AutoThreshold::Eps => f64::INFINITY,
+        },
     };
     let model = FittedModel {
         config,
@@ -248,6 +258,7 @@ impl FittedModel {
             Detector::Knn(m) => m.score_novel(x),
             Detector::Pca(m) => m.score(x),
             Detector::Gmm(m) => m.score(x),
+            Detector::Dbscan(m) => m.score(x),
         })
     }
 
@@ -298,6 +309,7 @@ impl FittedModel {
             Detector::Knn(m) => m.check(self.n_features),
             Detector::Pca(m) => m.check(self.n_features),
             Detector::Gmm(m) => m.check(self.n_features),
+            Detector::Dbscan(m) => m.check(self.n_features),
         }
     }
 

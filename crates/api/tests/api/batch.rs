@@ -71,7 +71,10 @@ async fn batch_fits_a_pyod_detector_with_its_parameters() {
     // ties every row's score, so none is above the threshold).
     let flagged = rows.iter().filter(|r| r["prediction"] == -1).count();
     assert!(flagged <= 30, "{flagged}");
-    assert!(rows.iter().all(|r| r["score"].as_f64().is_some_and(f64::is_finite)));
+    assert!(
+        rows.iter()
+            .all(|r| r["score"].as_f64().is_some_and(f64::is_finite))
+    );
     let r = app
         .batch(&json!({"data_source": "a.csv", "algorithm": "hbos", "alpha": 0}))
         .await;

@@ -207,3 +207,36 @@ async fn detect_rejects_a_pyod_parameter_out_of_range_naming_it() {
         "n_components"
     );
 }
+
+#[tokio::test]
+async fn dbscan_labels_the_noise_and_names_eps_when_no_row_is_a_core_row() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(
+            &json!({"data": training_rows(100, 3), "algorithm": "dbscan",
+                        "eps": 0.3, "min_samples": 5}),
+        )
+        .await;
+    let body = r.assert_status(200);
+    assert_eq!(body["threshold"], 0.3);
+    assert_eq!(body["anomaly_count"], 1);
+    assert_eq!(body["predictions"][99], -1);
+    assert_eq!(body["scores"][0], 0.0);
+    let r = app
+        .detect(
+            &json!({"data": training_rows(100, 3), "algorithm": "dbscan",
+                        "eps": 0.001, "min_samples": 50}),
+        )
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "eps"
+    );
+    let r = app
+        .detect(&json!({"data": training_rows(10, 3), "algorithm": "dbscan", "eps": 0}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "eps"
+    );
+}

@@ -294,7 +294,7 @@ impl TestApp {
 
 /// `n` rows of `width` features: a tight cluster, the last row far away.
 /// Every algorithm the API takes, in the order `GET /api/v1/algorithms` lists them.
-pub const ALGORITHMS: [&str; 8] = [
+pub const ALGORITHMS: [&str; 9] = [
     "isolation_forest",
     "lof",
     "ecod",
@@ -303,6 +303,7 @@ pub const ALGORITHMS: [&str; 8] = [
     "knn",
     "pca",
     "gmm",
+    "dbscan",
 ];
 
 pub fn training_rows(n: usize, width: usize) -> Value {

@@ -7,12 +7,12 @@ use std::ops::Deref;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::table::{
-    ALPHA, CONTAMINATION, MAX_FEATURES, MAX_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS,
-    N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR, TOL,
+    ALPHA, CONTAMINATION, EPS, MAX_FEATURES, MAX_SAMPLES, MIN_SAMPLES, N_BINS, N_COMPONENTS,
+    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR, TOL,
 };
 use super::{
-    Bins, Contamination, GmmParams, HbosParams, IsolationForestParams, KnnParams, LofParams,
-    MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
+    Bins, Contamination, DbscanParams, GmmParams, HbosParams, IsolationForestParams, KnnParams,
+    LofParams, MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
 };
 use crate::DetectError;
 
@@ -48,6 +48,10 @@ pub enum ParamError {
     NSelectedComponents(usize),
     /// GMM's `reg_covar` negative or not finite.
     RegCovar(f64),
+    /// DBSCAN's `eps` not a positive finite number.
+    Eps(f64),
+    /// DBSCAN's `min_samples` outside its range.
+    MinSamples(usize),
 }
 
 impl ParamError {
@@ -66,6 +70,8 @@ impl ParamError {
             ParamError::NComponents(_) => &N_COMPONENTS,
             ParamError::NSelectedComponents(_) => &N_SELECTED_COMPONENTS,
             ParamError::RegCovar(_) => &REG_COVAR,
+            ParamError::Eps(_) => &EPS,
+            ParamError::MinSamples(_) => &MIN_SAMPLES,
         }
     }
 
@@ -82,7 +88,8 @@ impl ParamError {
             | ParamError::MaxFeaturesCount(i)
             | ParamError::NNeighbors(i)
             | ParamError::NBins(i)
-            | ParamError::NComponents(i) => i.to_string(),
+            | ParamError::NComponents(i)
+            | ParamError::MinSamples(i) => i.to_string(),
             ParamError::NSelectedComponents(i) => {
                 return format!(
                     "got {i}; accepted: an integer in [1, n_components] (null: all components)"
@@ -94,7 +101,8 @@ impl ParamError {
             | ParamError::Contamination(f)
             | ParamError::Alpha(f)
             | ParamError::Tol(f)
-            | ParamError::RegCovar(f) => f.to_string(),
+            | ParamError::RegCovar(f)
+            | ParamError::Eps(f) => f.to_string(),
         };
         format!("got {got}; accepted: {}", self.spec().domain.accepted())
     }
@@ -287,6 +295,22 @@ impl ParamGuard for GmmParams {
         } else {
             Err(ParamError::RegCovar(self.reg_covar))
         }
+    }
+}
+
+impl ParamGuard for DbscanParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if !EPS.domain.admits_number(self.eps) {
+            return Err(ParamError::Eps(self.eps));
+        }
+        if !MIN_SAMPLES.domain.admits_integer(self.min_samples as u64) {
+            return Err(ParamError::MinSamples(self.min_samples));
+        }
+        LofParams {
+            n_neighbors: 1,
+            metric: self.metric,
+        }
+        .rules()
     }
 }
 

@@ -6,13 +6,14 @@
 use serde_json::{Map, Value};
 
 use super::table::{
-    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, KNN_METHOD, KNN_N_NEIGHBORS,
-    MAX_FEATURES, MAX_SAMPLES, METRIC, N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
-    N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
+    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, EPS, KNN_METHOD, KNN_N_NEIGHBORS,
+    MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS,
+    N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, REG_COVAR, STANDARDIZATION,
+    TOL, WEIGHTED,
 };
 use super::{
-    Bins, Contamination, GmmParams, HbosParams, IsolationForestParams, KnnMethod, KnnParams,
-    LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
+    Bins, Contamination, DbscanParams, GmmParams, HbosParams, IsolationForestParams, KnnMethod,
+    KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
 };
 use crate::DetectError;
 
@@ -134,7 +135,19 @@ pub(super) fn gmm(params: &Map<String, Value>) -> Result<GmmParams, DetectError>
     })
 }
 
-/// `metric` and `p` (LOF's and KNN's): scikit-learn's minkowski family.
+/// DBSCAN's parameters: those given, the table's defaults for the rest.
+pub(super) fn dbscan(params: &Map<String, Value>) -> Result<DbscanParams, DetectError> {
+    Ok(DbscanParams {
+        eps: number(&EPS, &given_or_default(params, &EPS))?,
+        min_samples: to_usize(integer(
+            &MIN_SAMPLES,
+            &given_or_default(params, &MIN_SAMPLES),
+        )?),
+        metric: metric(params)?,
+    })
+}
+
+/// `metric` and `p` (LOF's, KNN's and DBSCAN's): scikit-learn's minkowski family.
 fn metric(params: &Map<String, Value>) -> Result<Metric, DetectError> {
     let p = given(params, &P).map(|v| number(&P, v)).transpose()?;
     let metric = match given(params, &METRIC) {

@@ -25,13 +25,13 @@ use serde_json::{Map, Value, json};
 use crate::DetectError;
 pub use check::{Checked, ParamError, ParamGuard};
 pub use table::{
-    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, Domain, ECOD, GMM, HBOS,
-    ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
+    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, DBSCAN, Domain, ECOD, GMM,
+    HBOS, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
 };
 use table::{
-    ALPHA, BOOTSTRAP, KNN_METHOD, MAX_FEATURES, MAX_SAMPLES, METRIC, N_BINS, N_COMPONENTS,
-    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR, STANDARDIZATION,
-    TOL, WEIGHTED,
+    ALPHA, BOOTSTRAP, EPS, KNN_METHOD, MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS,
+    N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR,
+    STANDARDIZATION, TOL, WEIGHTED,
 };
 
 /// The share of anomalies expected in the training data, which sets the threshold.
@@ -252,6 +252,23 @@ impl Default for GmmParams {
     }
 }
 
+/// DBSCAN parameters (scikit-learn's `DBSCAN`), unchecked. The default is the table's
+/// ([`DBSCAN`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DbscanParams {
+    pub eps: f64,
+    pub min_samples: usize,
+    pub metric: Metric,
+}
+
+impl Default for DbscanParams {
+    fn default() -> Self {
+        json::dbscan(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
 /// One algorithm with its checked parameters.
 ///
 /// The variant order is part of the model format (serialized models hold these).
@@ -265,6 +282,7 @@ pub enum AlgorithmParams {
     Knn(Checked<KnnParams>),
     Pca(Checked<PcaParams>),
     Gmm(Checked<GmmParams>),
+    Dbscan(Checked<DbscanParams>),
 }
 
 impl AlgorithmParams {
@@ -279,6 +297,18 @@ impl AlgorithmParams {
             AlgorithmParams::Knn(_) => &KNN,
             AlgorithmParams::Pca(_) => &PCA,
             AlgorithmParams::Gmm(_) => &GMM,
+            AlgorithmParams::Dbscan(_) => &DBSCAN,
+        }
+    }
+
+    /// The threshold `contamination: "auto"` gives before any scores are seen: the
+    /// algorithm's fixed offset, or DBSCAN's `eps`; `None` where it is a quantile of the
+    /// training scores ([`AutoThreshold::Fraction`]).
+    pub fn auto_threshold(&self) -> Option<f64> {
+        match (self.spec().auto, self) {
+            (AutoThreshold::Offset(t), _) => Some(t),
+            (AutoThreshold::Eps, AlgorithmParams::Dbscan(p)) => Some(p.eps),
+            (AutoThreshold::Eps | AutoThreshold::Fraction(_), _) => None,
         }
     }
 
@@ -309,7 +339,8 @@ impl AlgorithmParams {
             n if n == HBOS.name => AlgorithmParams::Hbos(json::hbos(params)?.check()?),
             n if n == KNN.name => AlgorithmParams::Knn(json::knn(params)?.check()?),
             n if n == PCA.name => AlgorithmParams::Pca(json::pca(params)?.check()?),
-            _ => AlgorithmParams::Gmm(json::gmm(params)?.check()?),
+            n if n == GMM.name => AlgorithmParams::Gmm(json::gmm(params)?.check()?),
+            _ => AlgorithmParams::Dbscan(json::dbscan(params)?.check()?),
         })
     }
 
@@ -369,6 +400,11 @@ impl AlgorithmParams {
             }
             AlgorithmParams::Gmm(p) => {
                 m.insert(REG_COVAR.name.into(), json!(p.reg_covar));
+            }
+            AlgorithmParams::Dbscan(p) => {
+                m.insert(EPS.name.into(), json!(p.eps));
+                m.insert(MIN_SAMPLES.name.into(), json!(p.min_samples));
+                insert_metric(&mut m, p.metric);
             }
         }
         m

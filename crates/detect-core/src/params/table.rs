@@ -167,6 +167,8 @@ pub enum AutoThreshold {
     /// PyOD's default contamination (0.1): the threshold is that quantile of the training
     /// scores, as a number given as `contamination` would be.
     Fraction(f64),
+    /// DBSCAN's `eps`: the rows labelled −1 are the noise rows.
+    Eps,
 }
 
 impl AutoThreshold {
@@ -175,6 +177,7 @@ impl AutoThreshold {
         match self {
             AutoThreshold::Offset(t) => format!("threshold {t}"),
             AutoThreshold::Fraction(f) => format!("contamination {f}, PyOD's default"),
+            AutoThreshold::Eps => "threshold eps: the noise rows".into(),
         }
     }
 }
@@ -347,6 +350,22 @@ pub(super) const REG_COVAR: ParamSpec = ParamSpec {
     note: None,
 };
 
+pub(super) const EPS: ParamSpec = ParamSpec {
+    name: "eps",
+    domain: Domain::NumberBetween(0.0, f64::INFINITY),
+    default: Literal::Number(0.5),
+    note: None,
+};
+pub(super) const MIN_SAMPLES: ParamSpec = ParamSpec {
+    name: "min_samples",
+    domain: Domain::Integer {
+        min: 1,
+        max: 100_000,
+    },
+    default: Literal::Integer(5),
+    note: Some("rows within eps, the row itself included, that make a core row"),
+};
+
 /// PyOD's default contamination, which `"auto"` stands for with PyOD's detectors.
 const PYOD_CONTAMINATION: f64 = 0.1;
 
@@ -443,11 +462,30 @@ pub const GMM: AlgorithmSpec = AlgorithmSpec {
     params: &[REG_COVAR],
 };
 
+/// DBSCAN: scikit-learn's `DBSCAN` parameters.
+pub const DBSCAN: AlgorithmSpec = AlgorithmSpec {
+    name: "dbscan",
+    description: "DBSCAN (Ester et al. 1996) with scikit-learn's clusters; the score is the distance to the nearest core row, noise scores above eps; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Eps,
+    params: &[EPS, MIN_SAMPLES, METRIC, P],
+};
+
 /// Every algorithm, in the order they are described.
-pub const ALGORITHMS: &[AlgorithmSpec] = &[ISOLATION_FOREST, LOF, ECOD, COPOD, HBOS, KNN, PCA, GMM];
+pub const ALGORITHMS: &[AlgorithmSpec] = &[
+    ISOLATION_FOREST,
+    LOF,
+    ECOD,
+    COPOD,
+    HBOS,
+    KNN,
+    PCA,
+    GMM,
+    DBSCAN,
+];
 
 /// The algorithm names accepted everywhere.
-pub const ALGORITHM_NAMES: [&str; 8] = [
+pub const ALGORITHM_NAMES: [&str; 9] = [
     ISOLATION_FOREST.name,
     LOF.name,
     ECOD.name,
@@ -456,6 +494,7 @@ pub const ALGORITHM_NAMES: [&str; 8] = [
     KNN.name,
     PCA.name,
     GMM.name,
+    DBSCAN.name,
 ];
 
 /// The table of the algorithm called `name`.

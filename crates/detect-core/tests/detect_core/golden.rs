@@ -362,3 +362,49 @@ fn pyod_detectors_scores_thresholds_and_labels_match_pyod() {
     let all: Vec<_> = seen.into_iter().collect();
     assert_eq!(all, ["copod", "ecod", "gmm", "hbos", "knn", "pca"]);
 }
+
+/// scikit-learn's DBSCAN (`tests/fixtures/dbscan.json`, on `pyod.json`'s datasets):
+/// cluster labels and core rows exactly; the scores (distance to the nearest core row) and
+/// the novelty scores to 1e-9 relative; with `contamination: "auto"` the rows labelled −1
+/// are exactly the noise.
+#[test]
+fn dbscan_clusters_equal_scikit_learn_and_noise_is_labelled_an_anomaly() {
+    let data = fixture("pyod.json");
+    let fx = fixture("dbscan.json");
+    for (name, case) in named(&fx["cases"]) {
+        let set = &data["datasets"][case["dataset"].as_str().expect("dataset")];
+        let (x, queries) = (matrix(&set["x"]), matrix(&set["queries"]));
+        let params = case["params"].as_object().expect("params object");
+        let config = DetectorConfig::from_json("dbscan", params, &json!("auto"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let detect_core::AlgorithmParams::Dbscan(p) = &config.algorithm else {
+            panic!("{name}: not DBSCAN");
+        };
+        let (labels, core) =
+            detect_core::dbscan::cluster_labels(x.view(), p.eps, p.min_samples, p.metric);
+        let want: Vec<i64> = serde_json::from_value(case["labels"].clone()).expect("labels");
+        assert_eq!(labels, want, "{name}: labels");
+        let want_core: Vec<bool> = serde_json::from_value(case["core"].clone()).expect("core");
+        assert_eq!(core, want_core, "{name}: core rows");
+
+        let fitted = fit(&config, x.view()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_near(
+            &format!("{name}: scores"),
+            &fitted.training.scores,
+            &floats(&case["scores"]),
+            1e-9,
+            1e-12,
+        );
+        assert_eq!(fitted.training.threshold, p.eps, "{name}");
+        let noise: Vec<i8> = want.iter().map(|&l| if l == -1 { -1 } else { 1 }).collect();
+        assert_eq!(fitted.training.predictions, noise, "{name}: noise");
+        let novel = fitted.model.score(queries.view()).expect("score");
+        assert_near(
+            &format!("{name}: novelty scores"),
+            &novel,
+            &floats(&case["novelty_scores"]),
+            1e-9,
+            1e-12,
+        );
+    }
+}
