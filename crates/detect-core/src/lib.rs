@@ -14,6 +14,7 @@
 //! - [`knn`]: PyOD's k-nearest-neighbour distance, over LOF's neighbour search.
 //! - [`pca`]: PyOD's principal-component score, over the shared `standardize`.
 //! - [`gmm`]: PyOD's one-component Gaussian mixture (scikit-learn's `GaussianMixture`).
+//! - [`inne`]: PyOD's isolation using nearest-neighbour ensembles (randomized, seeded).
 //! - [`dbscan`]: scikit-learn's DBSCAN clusters, scored by the distance to the nearest
 //!   core row, over the k-d tree's radius search.
 //!
@@ -61,6 +62,7 @@ pub mod error;
 pub mod gmm;
 pub mod hbos;
 pub mod iforest;
+pub mod inne;
 mod kdtree;
 pub mod knn;
 pub mod lof;

@@ -18,6 +18,7 @@ use crate::ecod::Ecod;
 use crate::gmm::Gmm;
 use crate::hbos::Hbos;
 use crate::iforest::IsolationForest;
+use crate::inne::Inne;
 use crate::knn::Knn;
 use crate::lof::Lof;
 use crate::params::{AlgorithmParams, AutoThreshold, Contamination, DetectorConfig};
@@ -73,6 +74,7 @@ enum Detector {
     Pca(Pca),
     Gmm(Gmm),
     Dbscan(Dbscan),
+    Inne(Inne),
 }
 
 /// A fitted model: the detector, its configuration (with the seed that was used), the
@@ -184,6 +186,11 @@ fn fit_input(config: &DetectorConfig, input: Input<'_>) -> Result<Fit, DetectErr
             let (m, scores) = Dbscan::fit(p, x)?;
             (Detector::Dbscan(m), scores)
         }
+        AlgorithmParams::Inne(p) => {
+            let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
+            let (m, scores) = Inne::fit(p, seed, x, &mut warnings)?;
+            (Detector::Inne(m), scores)
+        }
     };
     let threshold = match (*config.contamination, config.algorithm.auto_threshold()) {
         (Contamination::Auto, Some(t)) => t,
@@ -259,6 +266,7 @@ impl FittedModel {
             Detector::Pca(m) => m.score(x),
             Detector::Gmm(m) => m.score(x),
             Detector::Dbscan(m) => m.score(x),
+            Detector::Inne(m) => m.score(x),
         })
     }
 
@@ -310,6 +318,7 @@ impl FittedModel {
             Detector::Pca(m) => m.check(self.n_features),
             Detector::Gmm(m) => m.check(self.n_features),
             Detector::Dbscan(m) => m.check(self.n_features),
+            Detector::Inne(m) => m.check(self.n_features),
         }
     }
 

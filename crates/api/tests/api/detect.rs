@@ -240,3 +240,28 @@ async fn dbscan_labels_the_noise_and_names_eps_when_no_row_is_a_core_row() {
         "eps"
     );
 }
+
+#[tokio::test]
+async fn inne_is_seeded_by_random_state_and_reports_a_drawn_seed() {
+    let app = spawn_app().await;
+    let req = json!({"data": training_rows(80, 3), "algorithm": "inne", "random_state": 5,
+                     "n_estimators": 50});
+    let a = app.detect(&req).await;
+    let b = app.detect(&req).await;
+    assert_eq!(
+        a.assert_status(200)["scores"],
+        b.assert_status(200)["scores"]
+    );
+    assert_eq!(a.body["predictions"][79], -1);
+    let drawn = app
+        .detect(&json!({"data": training_rows(80, 3), "algorithm": "inne"}))
+        .await;
+    assert!(drawn.assert_status(200)["parameters"]["random_state"].is_u64());
+    let r = app
+        .detect(&json!({"data": training_rows(80, 3), "algorithm": "inne", "max_samples": 1}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "max_samples"
+    );
+}

@@ -294,7 +294,7 @@ impl TestApp {
 
 /// `n` rows of `width` features: a tight cluster, the last row far away.
 /// Every algorithm the API takes, in the order `GET /api/v1/algorithms` lists them.
-pub const ALGORITHMS: [&str; 9] = [
+pub const ALGORITHMS: [&str; 10] = [
     "isolation_forest",
     "lof",
     "ecod",
@@ -304,6 +304,7 @@ pub const ALGORITHMS: [&str; 9] = [
     "pca",
     "gmm",
     "dbscan",
+    "inne",
 ];
 
 pub fn training_rows(n: usize, width: usize) -> Value {

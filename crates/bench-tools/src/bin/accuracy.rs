@@ -8,7 +8,9 @@
 //! repository): isolation forest with scikit-learn's defaults for `random_state` 0..4 (mean
 //! ROC-AUC; `--seeds N` for 0..N-1) and LOF with `n_neighbors` = 20, fitted and scored on
 //! all rows, as Part A of `sklearn_baseline.txt`; and PyOD's deterministic detectors (ECOD,
-//! COPOD, HBOS, KNN, PCA) with PyOD's defaults, beside `pyod_baseline.csv`. Prints a Markdown table (or JSON with
+//! COPOD, HBOS, KNN, PCA, GMM) with PyOD's defaults, beside `pyod_baseline.csv`, and INNE
+//! (randomized) averaged over the same seeds as the isolation forest, beside
+//! `bench/pyod_randomized_baseline.csv`. Prints a Markdown table (or JSON with
 //! `--json`) on stdout and progress on stderr, and exits with status 1 when a rule of
 //! `bench_tools` is broken.
 
@@ -18,8 +20,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bench_tools::{
-    Outcome, PYOD_DETECTORS, PyodOutcome, failures, json_report, load_folder, load_pyod_baseline,
-    markdown_table, pyod_dataset_name,
+    Outcome, PYOD_DETECTORS, PYOD_RANDOMIZED, PyodOutcome, failures, json_report, load_folder,
+    load_pyod_baseline, markdown_table, pyod_dataset_name,
 };
 use clap::Parser;
 use data_source::ReadOptions;
@@ -69,6 +71,13 @@ fn run(args: Args) -> Result<bool> {
     let (manifest, baseline) =
         load_folder(&dir).with_context(|| format!("datasets folder {}", dir.display()))?;
     let pyod_baseline = load_pyod_baseline(&dir)?;
+    // PyOD's randomized detectors over seeds 0..4, committed beside the scripts.
+    let randomized_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/pyod_randomized_baseline.csv");
+    let randomized_baseline = match std::fs::read_to_string(&randomized_path) {
+        Ok(text) => bench_tools::parse_pyod_randomized_baseline(&text)?,
+        Err(_) => Default::default(),
+    };
     for name in &args.only {
         if !manifest.iter().any(|m| &m.file == name) {
             bail!("--only {name}: not in MANIFEST.csv");
@@ -151,6 +160,37 @@ fn run(args: Args) -> Result<bool> {
                 roc_auc,
                 pyod: pyod_baseline.get(&key).copied(),
                 seconds,
+                randomized: false,
+            });
+        }
+        for (algorithm, class) in PYOD_RANDOMIZED {
+            let (mut sum, mut seconds) = (0.0, 0.0);
+            for seed in 0..args.seeds {
+                let params = json!({ "random_state": seed });
+                let config = DetectorConfig::from_json(
+                    algorithm,
+                    params.as_object().expect("a JSON object"),
+                    &json!("auto"),
+                )?;
+                let started = Instant::now();
+                let fitted = fit(&config, x)?;
+                seconds += started.elapsed().as_secs_f64();
+                sum += roc_auc(&labels, &fitted.training.scores)
+                    .with_context(|| format!("{}: ROC-AUC undefined", entry.file))?;
+            }
+            let key = (
+                pyod_dataset_name(&entry.file).to_string(),
+                class.to_string(),
+            );
+            pyod.push(PyodOutcome {
+                algorithm,
+                roc_auc: sum / args.seeds as f64,
+                pyod: randomized_baseline
+                    .get(&key)
+                    .or_else(|| pyod_baseline.get(&key))
+                    .copied(),
+                seconds: seconds / args.seeds as f64,
+                randomized: true,
             });
         }
 

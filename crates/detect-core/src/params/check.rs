@@ -11,8 +11,8 @@ use super::table::{
     N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR, TOL,
 };
 use super::{
-    Bins, Contamination, DbscanParams, GmmParams, HbosParams, IsolationForestParams, KnnParams,
-    LofParams, MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
+    Bins, Contamination, DbscanParams, GmmParams, HbosParams, InneParams, IsolationForestParams,
+    KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
 };
 use crate::DetectError;
 
@@ -181,6 +181,13 @@ impl Checked<IsolationForestParams> {
     }
 }
 
+impl Checked<InneParams> {
+    /// As the isolation forest's: `random_state`, or a drawn seed stored as it.
+    pub(crate) fn random_state_or_insert_with(&mut self, draw: impl FnOnce() -> u64) -> u64 {
+        *self.0.random_state.get_or_insert_with(draw)
+    }
+}
+
 impl<P: Serialize> Serialize for Checked<P> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(serializer)
@@ -197,20 +204,7 @@ impl<'de, P: ParamGuard + Deserialize<'de>> Deserialize<'de> for Checked<P> {
 
 impl ParamGuard for IsolationForestParams {
     fn rules(&self) -> Result<(), ParamError> {
-        if !N_ESTIMATORS.domain.admits_integer(self.n_estimators as u64) {
-            return Err(ParamError::NEstimators(self.n_estimators));
-        }
-        let domain = MAX_SAMPLES.domain;
-        match self.max_samples {
-            MaxSamples::Auto => {}
-            MaxSamples::Count(c) if !domain.admits_integer(c as u64) => {
-                return Err(ParamError::MaxSamplesCount(c));
-            }
-            MaxSamples::Fraction(f) if !domain.admits_number(f) => {
-                return Err(ParamError::MaxSamplesFraction(f));
-            }
-            MaxSamples::Count(_) | MaxSamples::Fraction(_) => {}
-        }
+        ensemble_rules(self.n_estimators, self.max_samples)?;
         let domain = MAX_FEATURES.domain;
         match self.max_features {
             MaxFeatures::Count(c) if !domain.admits_integer(c as u64) => {
@@ -223,6 +217,29 @@ impl ParamGuard for IsolationForestParams {
         }
         // `bootstrap` and `random_state` take every value of their types.
         Ok(())
+    }
+}
+
+/// `n_estimators` and `max_samples`, which the isolation forest and INNE share.
+fn ensemble_rules(n_estimators: usize, max_samples: MaxSamples) -> Result<(), ParamError> {
+    if !N_ESTIMATORS.domain.admits_integer(n_estimators as u64) {
+        return Err(ParamError::NEstimators(n_estimators));
+    }
+    let domain = MAX_SAMPLES.domain;
+    match max_samples {
+        MaxSamples::Count(c) if !domain.admits_integer(c as u64) => {
+            Err(ParamError::MaxSamplesCount(c))
+        }
+        MaxSamples::Fraction(f) if !domain.admits_number(f) => {
+            Err(ParamError::MaxSamplesFraction(f))
+        }
+        MaxSamples::Auto | MaxSamples::Count(_) | MaxSamples::Fraction(_) => Ok(()),
+    }
+}
+
+impl ParamGuard for InneParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        ensemble_rules(self.n_estimators, self.max_samples)
     }
 }
 

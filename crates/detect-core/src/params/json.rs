@@ -6,14 +6,14 @@
 use serde_json::{Map, Value};
 
 use super::table::{
-    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, EPS, KNN_METHOD, KNN_N_NEIGHBORS,
-    MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS,
-    N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, REG_COVAR, STANDARDIZATION,
-    TOL, WEIGHTED,
+    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, EPS, INNE_MAX_SAMPLES,
+    INNE_N_ESTIMATORS, KNN_METHOD, KNN_N_NEIGHBORS, MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES,
+    N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec,
+    RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
 };
 use super::{
-    Bins, Contamination, DbscanParams, GmmParams, HbosParams, IsolationForestParams, KnnMethod,
-    KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
+    Bins, Contamination, DbscanParams, GmmParams, HbosParams, InneParams, IsolationForestParams,
+    KnnMethod, KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
 };
 use crate::DetectError;
 
@@ -40,12 +40,7 @@ pub(super) fn isolation_forest(
     params: &Map<String, Value>,
 ) -> Result<IsolationForestParams, DetectError> {
     let n_estimators = integer(&N_ESTIMATORS, &given_or_default(params, &N_ESTIMATORS))?;
-    let max_samples =
-        match count_or_fraction(&MAX_SAMPLES, &given_or_default(params, &MAX_SAMPLES))? {
-            CountOrFraction::Auto => MaxSamples::Auto,
-            CountOrFraction::Count(c) => MaxSamples::Count(c),
-            CountOrFraction::Fraction(f) => MaxSamples::Fraction(f),
-        };
+    let max_samples = max_samples(params, &MAX_SAMPLES)?;
     let max_features =
         match count_or_fraction(&MAX_FEATURES, &given_or_default(params, &MAX_FEATURES))? {
             CountOrFraction::Count(c) => MaxFeatures::Count(c),
@@ -132,6 +127,31 @@ pub(super) fn pca(params: &Map<String, Value>) -> Result<PcaParams, DetectError>
 pub(super) fn gmm(params: &Map<String, Value>) -> Result<GmmParams, DetectError> {
     Ok(GmmParams {
         reg_covar: number(&REG_COVAR, &given_or_default(params, &REG_COVAR))?,
+    })
+}
+
+/// `max_samples` (the isolation forest's, INNE's): `"auto"`, a count or a fraction.
+fn max_samples(params: &Map<String, Value>, spec: &ParamSpec) -> Result<MaxSamples, DetectError> {
+    Ok(
+        match count_or_fraction(spec, &given_or_default(params, spec))? {
+            CountOrFraction::Auto => MaxSamples::Auto,
+            CountOrFraction::Count(c) => MaxSamples::Count(c),
+            CountOrFraction::Fraction(f) => MaxSamples::Fraction(f),
+        },
+    )
+}
+
+/// INNE's parameters: those given, the table's defaults for the rest.
+pub(super) fn inne(params: &Map<String, Value>) -> Result<InneParams, DetectError> {
+    Ok(InneParams {
+        n_estimators: to_usize(integer(
+            &INNE_N_ESTIMATORS,
+            &given_or_default(params, &INNE_N_ESTIMATORS),
+        )?),
+        max_samples: max_samples(params, &INNE_MAX_SAMPLES)?,
+        random_state: given(params, &RANDOM_STATE)
+            .map(|v| integer(&RANDOM_STATE, v))
+            .transpose()?,
     })
 }
 

@@ -26,12 +26,12 @@ use crate::DetectError;
 pub use check::{Checked, ParamError, ParamGuard};
 pub use table::{
     ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, DBSCAN, Domain, ECOD, GMM,
-    HBOS, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
+    HBOS, INNE, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
 };
 use table::{
-    ALPHA, BOOTSTRAP, EPS, KNN_METHOD, MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS,
-    N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR,
-    STANDARDIZATION, TOL, WEIGHTED,
+    ALPHA, BOOTSTRAP, EPS, INNE_MAX_SAMPLES, INNE_N_ESTIMATORS, KNN_METHOD, MAX_FEATURES,
+    MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
+    N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
 };
 
 /// The share of anomalies expected in the training data, which sets the threshold.
@@ -269,6 +269,24 @@ impl Default for DbscanParams {
     }
 }
 
+/// INNE parameters (PyOD's `INNE`), unchecked. The default is the table's ([`INNE`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InneParams {
+    pub n_estimators: usize,
+    /// ψ: `Auto` = min(8, n).
+    pub max_samples: MaxSamples,
+    /// `None`: a seed is drawn at fit time and stored with the model.
+    pub random_state: Option<u64>,
+}
+
+impl Default for InneParams {
+    fn default() -> Self {
+        json::inne(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
 /// One algorithm with its checked parameters.
 ///
 /// The variant order is part of the model format (serialized models hold these).
@@ -283,6 +301,7 @@ pub enum AlgorithmParams {
     Pca(Checked<PcaParams>),
     Gmm(Checked<GmmParams>),
     Dbscan(Checked<DbscanParams>),
+    Inne(Checked<InneParams>),
 }
 
 impl AlgorithmParams {
@@ -298,6 +317,7 @@ impl AlgorithmParams {
             AlgorithmParams::Pca(_) => &PCA,
             AlgorithmParams::Gmm(_) => &GMM,
             AlgorithmParams::Dbscan(_) => &DBSCAN,
+            AlgorithmParams::Inne(_) => &INNE,
         }
     }
 
@@ -340,7 +360,8 @@ impl AlgorithmParams {
             n if n == KNN.name => AlgorithmParams::Knn(json::knn(params)?.check()?),
             n if n == PCA.name => AlgorithmParams::Pca(json::pca(params)?.check()?),
             n if n == GMM.name => AlgorithmParams::Gmm(json::gmm(params)?.check()?),
-            _ => AlgorithmParams::Dbscan(json::dbscan(params)?.check()?),
+            n if n == DBSCAN.name => AlgorithmParams::Dbscan(json::dbscan(params)?.check()?),
+            _ => AlgorithmParams::Inne(json::inne(params)?.check()?),
         })
     }
 
@@ -356,12 +377,7 @@ impl AlgorithmParams {
         match self {
             AlgorithmParams::IsolationForest(p) => {
                 m.insert(N_ESTIMATORS.name.into(), json!(p.n_estimators));
-                let max_samples = match p.max_samples {
-                    MaxSamples::Auto => json!("auto"),
-                    MaxSamples::Count(c) => json!(c),
-                    MaxSamples::Fraction(f) => json!(f),
-                };
-                m.insert(MAX_SAMPLES.name.into(), max_samples);
+                m.insert(MAX_SAMPLES.name.into(), max_samples_json(p.max_samples));
                 let max_features = match p.max_features {
                     MaxFeatures::Count(c) => json!(c),
                     MaxFeatures::Fraction(f) => json!(f),
@@ -406,8 +422,25 @@ impl AlgorithmParams {
                 m.insert(MIN_SAMPLES.name.into(), json!(p.min_samples));
                 insert_metric(&mut m, p.metric);
             }
+            AlgorithmParams::Inne(p) => {
+                m.insert(INNE_N_ESTIMATORS.name.into(), json!(p.n_estimators));
+                m.insert(
+                    INNE_MAX_SAMPLES.name.into(),
+                    max_samples_json(p.max_samples),
+                );
+                m.insert(RANDOM_STATE.name.into(), json!(p.random_state));
+            }
         }
         m
+    }
+}
+
+/// `max_samples` as the API spells it.
+fn max_samples_json(m: MaxSamples) -> Value {
+    match m {
+        MaxSamples::Auto => json!("auto"),
+        MaxSamples::Count(c) => json!(c),
+        MaxSamples::Fraction(f) => json!(f),
     }
 }
 

@@ -366,6 +366,17 @@ pub(super) const MIN_SAMPLES: ParamSpec = ParamSpec {
     note: Some("rows within eps, the row itself included, that make a core row"),
 };
 
+/// INNE's `n_estimators`: PyOD's default 200, the isolation forest's range.
+pub(super) const INNE_N_ESTIMATORS: ParamSpec = ParamSpec {
+    default: Literal::Integer(200),
+    ..N_ESTIMATORS
+};
+/// INNE's `max_samples`: ψ, the centres per set.
+pub(super) const INNE_MAX_SAMPLES: ParamSpec = ParamSpec {
+    note: Some("\"auto\" = min(8, n); at least 2 centres"),
+    ..MAX_SAMPLES
+};
+
 /// PyOD's default contamination, which `"auto"` stands for with PyOD's detectors.
 const PYOD_CONTAMINATION: f64 = 0.1;
 
@@ -471,6 +482,15 @@ pub const DBSCAN: AlgorithmSpec = AlgorithmSpec {
     params: &[EPS, MIN_SAMPLES, METRIC, P],
 };
 
+/// INNE: PyOD's `INNE` parameters.
+pub const INNE: AlgorithmSpec = AlgorithmSpec {
+    name: "inne",
+    description: "Isolation using nearest-neighbour ensembles (Bandaragoda et al. 2018), PyOD's INNE semantics; randomized (seeded by random_state)",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[INNE_N_ESTIMATORS, INNE_MAX_SAMPLES, RANDOM_STATE],
+};
+
 /// Every algorithm, in the order they are described.
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
     ISOLATION_FOREST,
@@ -482,10 +502,11 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
     PCA,
     GMM,
     DBSCAN,
+    INNE,
 ];
 
 /// The algorithm names accepted everywhere.
-pub const ALGORITHM_NAMES: [&str; 9] = [
+pub const ALGORITHM_NAMES: [&str; 10] = [
     ISOLATION_FOREST.name,
     LOF.name,
     ECOD.name,
@@ -495,6 +516,7 @@ pub const ALGORITHM_NAMES: [&str; 9] = [
     PCA.name,
     GMM.name,
     DBSCAN.name,
+    INNE.name,
 ];
 
 /// The table of the algorithm called `name`.
