@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyOD beside pynomaly, single-threaded, in one run: fit time of ECOD, COPOD, HBOS, KNN,
-PCA and GMM (PyOD's defaults; GMM with random_state=0 as pyod_baseline.py) on the largest shared sets.
+PCA, GMM and INNE (PyOD's defaults; random_state=0 as pyod_baseline.py) on the largest shared sets.
 
     python3 -m venv /var/tmp/pyod-venv && /var/tmp/pyod-venv/bin/pip install pyod scikit-learn pandas
     cargo build --release -p bench-tools --bin accuracy
@@ -31,13 +31,14 @@ from pyod.models.copod import COPOD
 from pyod.models.ecod import ECOD
 from pyod.models.gmm import GMM
 from pyod.models.hbos import HBOS
+from pyod.models.inne import INNE
 from pyod.models.knn import KNN
 from pyod.models.pca import PCA
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = ["http.csv.gz", "shuttle.csv", "mammography.csv", "satellite.csv"]
 DETECTORS = {"ecod": ECOD, "copod": COPOD, "hbos": HBOS, "knn": KNN, "pca": PCA,
-             "gmm": lambda: GMM(random_state=0)}
+             "gmm": lambda: GMM(random_state=0), "inne": lambda: INNE(random_state=0)}
 
 
 def ours(binary, data, file):

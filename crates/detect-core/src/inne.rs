@@ -156,7 +156,7 @@ impl Inne {
         let n = self.radius.len();
         let ok = self.psi >= 2
             && n > 0
-            && n % self.psi == 0
+            && n.is_multiple_of(self.psi)
             && self.ratio.len() == n
             && self.centres.len() == n * n_features;
         if ok {
