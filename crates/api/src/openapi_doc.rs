@@ -139,7 +139,7 @@ fn schemas() -> Value {
             "request_id": {"type": "string"}}},
         "DetectRequest": {"type": "object", "required": ["data"], "description": params_note,
             "additionalProperties": true, "properties": {
-            "data": rows, "algorithm": {"type": "string", "enum": ["isolation_forest", "lof"], "default": "isolation_forest"},
+            "data": rows, "algorithm": {"type": "string", "enum": detect_core::params::ALGORITHM_NAMES, "default": "isolation_forest"},
             "contamination": contamination, "parameters": {"type": "object", "additionalProperties": true}}},
         "Detection": {"type": "object", "required": ["predictions", "scores", "threshold", "anomaly_count",
             "algorithm", "parameters", "contamination", "n_samples", "n_features", "processing_time_ms"], "properties": {

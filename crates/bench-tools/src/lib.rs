@@ -16,7 +16,14 @@
 //!   (exact neighbours make LOF deterministic; only the order among equidistant neighbours
 //!   and the last digits of sums may differ).
 //!
-//! The baseline prints four decimals, so every comparison carries up to 5e-5 of rounding.
+//! - PyOD's deterministic detectors (ECOD, COPOD, HBOS, KNN, PCA, one-component GMM;
+//!   PyOD's defaults): ROC-AUC
+//!   within [`PYOD_MARGIN`] of PyOD 3.6.7's on every set `pyod_baseline.csv` has a figure
+//!   for (its `roc_auc` column; the file and the script that made it sit beside the data);
+//!   the randomized ones (INNE): our ROC-AUC averaged over the seeds at least PyOD's minus
+//!   [`PYOD_RANDOMIZED_MARGIN`].
+//!
+//! The baselines print four decimals, so every comparison carries up to 5e-5 of rounding.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +37,137 @@ pub const IF_PER_SET_MARGIN: f64 = 0.03;
 pub const IF_MEAN_MARGIN: f64 = 0.01;
 /// Largest allowed |our LOF ROC-AUC − scikit-learn's| on one set.
 pub const LOF_MARGIN: f64 = 0.005;
+/// Largest allowed |our ROC-AUC − PyOD's| for a deterministic PyOD detector on one set.
+pub const PYOD_MARGIN: f64 = 0.005;
+
+/// PyOD's deterministic detectors: our algorithm name and PyOD's class name (the
+/// `detector` column of `pyod_baseline.csv`).
+pub const PYOD_DETECTORS: [(&str, &str); 6] = [
+    ("ecod", "ECOD"),
+    ("copod", "COPOD"),
+    ("hbos", "HBOS"),
+    ("knn", "KNN"),
+    ("pca", "PCA"),
+    ("gmm", "GMM"),
+];
+
+/// PyOD's randomized detectors: our mean ROC-AUC over the seeds may not fall more than
+/// [`PYOD_RANDOMIZED_MARGIN`] below PyOD's mean over the same seeds
+/// (`bench/pyod_randomized_baseline.csv`; where it has no line, `pyod_baseline.csv`'s
+/// `random_state=0` figure).
+pub const PYOD_RANDOMIZED: [(&str, &str); 1] = [("inne", "INNE")];
+/// Largest allowed shortfall of a randomized PyOD detector's mean ROC-AUC on one set.
+pub const PYOD_RANDOMIZED_MARGIN: f64 = 0.01;
+
+/// PyOD's ROC-AUC keyed by (dataset as `pyod_baseline.csv` names it, PyOD class name).
+pub type PyodBaseline = BTreeMap<(String, String), f64>;
+
+/// A CSV's non-blank lines after its header, and the positions of the named columns.
+fn csv_columns<'a, const N: usize>(
+    text: &'a str,
+    what: &str,
+    names: [&str; N],
+) -> Result<(impl Iterator<Item = &'a str>, [usize; N])> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .with_context(|| format!("{what} is empty"))?
+        .split(',')
+        .collect();
+    let mut at = [0; N];
+    for (slot, name) in at.iter_mut().zip(names) {
+        *slot = header
+            .iter()
+            .position(|h| h.trim() == name)
+            .with_context(|| format!("{what} has no '{name}' column"))?;
+    }
+    Ok((lines, at))
+}
+
+/// Reads `pyod_baseline.csv` (`dataset,n,d,detector,roc_auc,…`); rows without a ROC-AUC
+/// (a fit that failed or was capped) are left out.
+///
+/// # Errors
+/// A missing column or a ROC-AUC that is not a number.
+pub fn parse_pyod_baseline(text: &str) -> Result<PyodBaseline> {
+    parse_roc_auc_table(text, "pyod_baseline.csv", "roc_auc")
+}
+
+/// Reads `bench/pyod_randomized_baseline.csv` (`dataset,detector,seeds,roc_auc_mean,…`):
+/// PyOD's randomized detectors averaged over `random_state` 0..seeds, written by
+/// `bench/pyod_randomized_baseline.py`.
+///
+/// # Errors
+/// A missing column or a ROC-AUC that is not a number.
+pub fn parse_pyod_randomized_baseline(text: &str) -> Result<PyodBaseline> {
+    parse_roc_auc_table(text, "pyod_randomized_baseline.csv", "roc_auc_mean")
+}
+
+fn parse_roc_auc_table(text: &str, what: &str, roc_column: &str) -> Result<PyodBaseline> {
+    let (lines, [dataset, detector, roc]) =
+        csv_columns(text, what, ["dataset", "detector", roc_column])?;
+    let last = dataset.max(detector).max(roc);
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let fields: Vec<&str> = line.splitn(last + 2, ',').collect();
+        if fields.len() <= last || fields[roc].trim().is_empty() {
+            continue;
+        }
+        let value = fields[roc]
+            .trim()
+            .parse::<f64>()
+            .with_context(|| format!("{what}: '{}' is not a ROC-AUC", fields[roc]))?;
+        out.insert(
+            (
+                fields[dataset].trim().into(),
+                fields[detector].trim().into(),
+            ),
+            value,
+        );
+    }
+    Ok(out)
+}
+
+/// The name `pyod_baseline.csv` gives a manifest file: without `.csv` / `.csv.gz`.
+pub fn pyod_dataset_name(file: &str) -> &str {
+    file.trim_end_matches(".gz").trim_end_matches(".csv")
+}
+
+/// One PyOD detector on one dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyodOutcome {
+    /// Our algorithm name.
+    pub algorithm: &'static str,
+    pub roc_auc: f64,
+    /// PyOD's figure, where the baseline has one.
+    pub pyod: Option<f64>,
+    /// Wall time of our fit (which scores the training rows), seconds (for a randomized
+    /// detector, the mean over the seeds).
+    pub seconds: f64,
+    /// Randomized: `roc_auc` is the mean over the seeds, held to the one-sided rule.
+    pub randomized: bool,
+}
+
+impl PyodOutcome {
+    /// The broken rule, if any.
+    fn failure(&self, file: &str) -> Option<String> {
+        let theirs = self.pyod?;
+        let diff = self.roc_auc - theirs;
+        if self.randomized && diff < -PYOD_RANDOMIZED_MARGIN {
+            Some(format!(
+                "{file}: {} mean ROC-AUC {:.4} is more than {PYOD_RANDOMIZED_MARGIN} below PyOD's {theirs:.4}",
+                self.algorithm, self.roc_auc
+            ))
+        } else if !self.randomized && diff.abs() > PYOD_MARGIN {
+            Some(format!(
+                "{file}: {} ROC-AUC {:.4} differs from PyOD's {theirs:.4} by more than {PYOD_MARGIN}",
+                self.algorithm, self.roc_auc
+            ))
+        } else {
+            None
+        }
+    }
+}
 
 /// One dataset as `MANIFEST.csv` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,19 +183,8 @@ pub struct ManifestEntry {
 /// # Errors
 /// A missing column or a line whose counts are not integers.
 pub fn parse_manifest(text: &str) -> Result<Vec<ManifestEntry>> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .context("MANIFEST.csv is empty")?
-        .split(',')
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.trim() == name)
-            .with_context(|| format!("MANIFEST.csv has no '{name}' column"))
-    };
-    let (file, n, d) = (column("file")?, column("n_samples")?, column("n_features")?);
+    let (lines, [file, n, d]) =
+        csv_columns(text, "MANIFEST.csv", ["file", "n_samples", "n_features"])?;
     let last = file.max(n).max(d);
     lines
         .enumerate()
@@ -172,6 +299,8 @@ pub struct Outcome {
     pub isolation_forest_seconds: f64,
     /// Wall time of the LOF fit (which scores the training rows), seconds.
     pub lof_seconds: f64,
+    /// PyOD's deterministic detectors, in [`PYOD_DETECTORS`] order.
+    pub pyod: Vec<PyodOutcome>,
 }
 
 impl Outcome {
@@ -200,6 +329,7 @@ pub fn failures(outcomes: &[Outcome]) -> Vec<String> {
                 o.file, o.lof, o.sklearn.lof
             ));
         }
+        out.extend(o.pyod.iter().filter_map(|p| p.failure(&o.file)));
     }
     if let Some((ours, theirs)) = isolation_forest_means(outcomes)
         && ours < theirs - IF_MEAN_MARGIN
@@ -270,6 +400,47 @@ pub fn markdown_table(outcomes: &[Outcome]) -> String {
             signed(lof_ours - lof_sk),
         ));
     }
+    s.push_str(&pyod_table(outcomes));
+    s
+}
+
+/// PyOD's detectors: our ROC-AUC, PyOD's and the difference per set, then our fit times.
+fn pyod_table(outcomes: &[Outcome]) -> String {
+    let mut s = String::from("\n| dataset |");
+    let mut rule = String::from("|---|");
+    for (ours, theirs) in PYOD_DETECTORS.iter().chain(&PYOD_RANDOMIZED) {
+        s.push_str(&format!(" {ours} | {theirs} (PyOD) | diff |"));
+        rule.push_str("---:|---:|---:|");
+    }
+    s.push_str(&format!("\n{rule}\n"));
+    for o in outcomes {
+        s.push_str(&format!("| {} |", o.file));
+        for p in &o.pyod {
+            match p.pyod {
+                Some(t) => s.push_str(&format!(
+                    " {:.4} | {t:.4} | {:+.4} |",
+                    p.roc_auc,
+                    signed(p.roc_auc - t)
+                )),
+                None => s.push_str(&format!(" {:.4} | – | |", p.roc_auc)),
+            }
+        }
+        s.push('\n');
+    }
+    s.push_str("\n| dataset |");
+    let mut rule = String::from("|---|");
+    for (ours, _) in PYOD_DETECTORS.iter().chain(&PYOD_RANDOMIZED) {
+        s.push_str(&format!(" {ours} s |"));
+        rule.push_str("---:|");
+    }
+    s.push_str(&format!("\n{rule}\n"));
+    for o in outcomes {
+        s.push_str(&format!("| {} |", o.file));
+        for p in &o.pyod {
+            s.push_str(&format!(" {:.3} |", p.seconds));
+        }
+        s.push('\n');
+    }
     s
 }
 
@@ -300,6 +471,14 @@ pub fn json_report(outcomes: &[Outcome]) -> Value {
                     "difference": o.lof_difference(),
                     "seconds": o.lof_seconds,
                 },
+                "pyod": o.pyod.iter().map(|p| json!({
+                    "algorithm": p.algorithm,
+                    "roc_auc": p.roc_auc,
+                    "pyod_roc_auc": p.pyod,
+                    "difference": p.pyod.map(|t| p.roc_auc - t),
+                    "seconds": p.seconds,
+                    "randomized": p.randomized,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -312,9 +491,22 @@ pub fn json_report(outcomes: &[Outcome]) -> Value {
             "isolation_forest_per_set": IF_PER_SET_MARGIN,
             "isolation_forest_mean": IF_MEAN_MARGIN,
             "lof": LOF_MARGIN,
+            "pyod": PYOD_MARGIN,
+            "pyod_randomized": PYOD_RANDOMIZED_MARGIN,
         },
         "failures": failures(outcomes),
     })
+}
+
+/// Reads a dataset folder's `pyod_baseline.csv`.
+///
+/// # Errors
+/// A missing or malformed file.
+pub fn load_pyod_baseline(dir: &Path) -> Result<PyodBaseline> {
+    let path = dir.join("pyod_baseline.csv");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    parse_pyod_baseline(&text)
 }
 
 /// Reads a dataset folder's manifest and baseline, checking every listed file has a
@@ -373,6 +565,7 @@ http.csv.gz             567498    3  2211 |   0.9995 0.0005  0.8990    0.3527   
             },
             isolation_forest_seconds: 0.0,
             lof_seconds: 0.0,
+            pyod: Vec::new(),
         }
     }
 
@@ -419,6 +612,57 @@ http.csv.gz             567498    3  2211 |   0.9995 0.0005  0.8990    0.3527   
             outcome("b", (0.95, 0.5), (0.94, 0.5)),
         ]);
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn pyod_baseline_rows_are_keyed_by_dataset_and_class_and_failed_fits_left_out() {
+        let b = parse_pyod_baseline(
+            "dataset,n,d,detector,roc_auc,avg_precision,fit_seconds,note\n\
+             glass,214,7,ECOD,0.7046,0.1859,0.0040,\n\
+             http,567498,3,MCD,,,,\"skipped: fit did not finish, killed\"\n",
+        )
+        .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[&("glass".to_string(), "ECOD".to_string())], 0.7046);
+        assert_eq!(pyod_dataset_name("http.csv.gz"), "http");
+        assert_eq!(pyod_dataset_name("glass.csv"), "glass");
+    }
+
+    #[test]
+    fn a_pyod_detector_must_match_within_the_margin_either_way() {
+        let with = |roc_auc| {
+            let mut o = outcome("a", (0.9, 0.5), (0.9, 0.5));
+            o.pyod.push(PyodOutcome {
+                algorithm: "ecod",
+                roc_auc,
+                pyod: Some(0.8),
+                seconds: 0.0,
+                randomized: false,
+            });
+            failures(&[o])
+        };
+        assert!(with(0.804).is_empty());
+        assert!(with(0.796).is_empty());
+        assert_eq!(with(0.806).len(), 1);
+        assert_eq!(with(0.794).len(), 1);
+    }
+
+    #[test]
+    fn a_randomized_pyod_detector_may_only_fall_short_by_its_margin() {
+        let with = |roc_auc| {
+            let mut o = outcome("a", (0.9, 0.5), (0.9, 0.5));
+            o.pyod.push(PyodOutcome {
+                algorithm: "inne",
+                roc_auc,
+                pyod: Some(0.8),
+                seconds: 0.0,
+                randomized: true,
+            });
+            failures(&[o])
+        };
+        assert!(with(0.95).is_empty());
+        assert!(with(0.791).is_empty());
+        assert_eq!(with(0.789).len(), 1);
     }
 
     #[test]

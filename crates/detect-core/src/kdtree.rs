@@ -16,9 +16,13 @@
 //! dimension grows, which is why [`BRUTE_FORCE_MIN_DIM`] switches to brute force
 //! (scikit-learn's `algorithm="auto"` switches at the same point).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::params::Metric;
+
+/// Rows per parallel work item of the batch searches.
+const BLOCK: usize = 256;
 
 /// From this many dimensions on, brute force beats the tree.
 pub(crate) const BRUTE_FORCE_MIN_DIM: usize = 16;
@@ -293,6 +297,82 @@ impl NeighborIndex {
         }
     }
 
+    /// The k nearest neighbours of every indexed point, itself excluded, in index order:
+    /// `n · k` distances (ascending per point) and positions. The LOF and KNN fits.
+    ///
+    /// Deterministic and independent of thread count: each point's search runs on one
+    /// thread in a fixed order.
+    pub(crate) fn training_neighbors(&self, k: usize) -> (Vec<f64>, Vec<u32>) {
+        let n = self.len();
+        let mut dist = vec![0.0; n * k];
+        let mut pos = vec![0u32; n * k];
+        dist.par_chunks_mut(BLOCK * k)
+            .zip(pos.par_chunks_mut(BLOCK * k))
+            .enumerate()
+            .for_each(|(block, (dist, pos))| {
+                if self.blocked_euclidean() {
+                    let (start, end) = (block * BLOCK, block * BLOCK + dist.len() / k);
+                    self.knn_block_euclidean(self.points(start, end), Some(start), k, dist, pos);
+                    return;
+                }
+                let mut heap = Neighbors::new(k);
+                // Consecutive positions are neighbours in the tree, so the previous
+                // point's k-distance bounds this one's (triangle inequality: its k
+                // neighbours, or itself, lie within d(prev, row) + k-distance(prev)).
+                let mut previous: Option<(usize, f64)> = None;
+                for (j, (d, p)) in dist.chunks_mut(k).zip(pos.chunks_mut(k)).enumerate() {
+                    let at = block * BLOCK + j;
+                    let row = self.point(at);
+                    let upper = previous.map_or(f64::INFINITY, |(prev, k_dist)| {
+                        self.distance(row, self.point(prev)) + k_dist
+                    });
+                    self.knn_within(row, Some(at), upper, &mut heap, d, p);
+                    previous = Some((at, d[k - 1]));
+                }
+            });
+        (dist, pos)
+    }
+
+    /// For each row of `data` (row-major, `dim` values each; new rows, not indexed ones),
+    /// `f` of its k nearest indexed points' distances (ascending) and positions. The
+    /// novelty scores of LOF and KNN.
+    pub(crate) fn map_query_neighbors<T: Send + Default + Clone>(
+        &self,
+        data: &[f64],
+        k: usize,
+        f: impl Fn(&[f64], &[u32]) -> T + Sync,
+    ) -> Vec<T> {
+        let dim = self.dim;
+        let n = data.len() / dim;
+        let mut out = vec![T::default(); n];
+        let block = |start: usize, out: &mut [T]| {
+            if self.blocked_euclidean() {
+                let rows = &data[start * dim..(start + out.len()) * dim];
+                let (mut d, mut p) = (vec![0.0; out.len() * k], vec![0u32; out.len() * k]);
+                self.knn_block_euclidean(rows, None, k, &mut d, &mut p);
+                for ((o, d), p) in out.iter_mut().zip(d.chunks(k)).zip(p.chunks(k)) {
+                    *o = f(d, p);
+                }
+                return;
+            }
+            let mut heap = Neighbors::new(k);
+            let (mut d, mut p) = (vec![0.0; k], vec![0u32; k]);
+            for (j, o) in out.iter_mut().enumerate() {
+                let row = &data[(start + j) * dim..(start + j + 1) * dim];
+                self.knn(row, None, &mut heap, &mut d, &mut p);
+                *o = f(&d, &p);
+            }
+        };
+        if n <= BLOCK {
+            block(0, &mut out);
+        } else {
+            out.par_chunks_mut(BLOCK)
+                .enumerate()
+                .for_each(|(b, out)| block(b * BLOCK, out));
+        }
+        out
+    }
+
     /// The true distance between two points (for triangle-inequality bounds).
     pub(crate) fn distance(&self, a: &[f64], b: &[f64]) -> f64 {
         with_metric!(self.metric, m => m.to_distance(m.rdist(a, b)))
@@ -351,6 +431,60 @@ impl NeighborIndex {
                 *o = p;
             }
         });
+    }
+
+    /// Positions of every point within `radius` of `query` (distance ≤ radius, the query
+    /// itself included when indexed), appended to `out` in no particular order. DBSCAN's
+    /// ε-neighbourhoods (scikit-learn's `radius_neighbors`, also inclusive).
+    pub(crate) fn within(&self, query: &[f64], radius: f64, out: &mut Vec<u32>) {
+        with_metric!(self.metric, m => {
+            let limit = m.to_reduced(radius);
+            if self.nodes.is_empty() {
+                self.scan_within(m, query, 0, self.len(), limit, out);
+            } else {
+                self.descend_within(m, 0, query, limit, out);
+            }
+        });
+    }
+
+    fn scan_within<M: Reduced>(
+        &self,
+        m: M,
+        query: &[f64],
+        start: usize,
+        end: usize,
+        limit: f64,
+        out: &mut Vec<u32>,
+    ) {
+        let dim = self.dim;
+        for (off, p) in self.points[start * dim..end * dim]
+            .chunks_exact(dim)
+            .enumerate()
+        {
+            if m.rdist(query, p) <= limit {
+                out.push((start + off) as u32);
+            }
+        }
+    }
+
+    fn descend_within<M: Reduced>(
+        &self,
+        m: M,
+        node: usize,
+        query: &[f64],
+        limit: f64,
+        out: &mut Vec<u32>,
+    ) {
+        if self.min_rdist::<M, 0>(m, node, query) > limit {
+            return;
+        }
+        let nd = &self.nodes[node];
+        if nd.left == 0 {
+            self.scan_within(m, query, nd.start as usize, nd.end as usize, limit, out);
+            return;
+        }
+        self.descend_within(m, nd.left as usize, query, limit, out);
+        self.descend_within(m, nd.right as usize, query, limit, out);
     }
 
     /// Exact search; `D` is the dimension when known at compile time, else 0.
@@ -525,6 +659,36 @@ mod tests {
             let expect = brute(&data, dim, &q, k, Some(index.original(p)));
             assert_eq!(dist, expect);
             assert!(pos.iter().all(|&x| x as usize != p));
+        }
+    }
+
+    #[test]
+    fn radius_search_finds_exactly_the_points_within() {
+        for dim in [2, 20] {
+            let n = 600;
+            let data: Vec<f64> = (0..n * dim)
+                .map(|i| ((i * 2654435761usize) % 1000) as f64 / 97.0)
+                .collect();
+            let index = NeighborIndex::build(&data, dim, Metric::Manhattan);
+            let mut found = Vec::new();
+            for p in (0..n).step_by(29) {
+                let q = index.point(p).to_vec();
+                found.clear();
+                index.within(&q, 4.0 * dim as f64 / 2.0, &mut found);
+                let mut got: Vec<usize> =
+                    found.iter().map(|&i| index.original(i as usize)).collect();
+                got.sort_unstable();
+                let want: Vec<usize> = data
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f64>()
+                            <= 4.0 * dim as f64 / 2.0
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                assert_eq!(got, want, "dim {dim}, point {p}");
+            }
         }
     }
 

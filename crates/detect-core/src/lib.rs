@@ -4,10 +4,19 @@
 //! synchronous code over [`ndarray`] matrices of `f64`, parallelised with [`rayon`]; the
 //! service calls it from blocking threads.
 //!
-//! Two detectors, each matching its scikit-learn namesake:
+//! Detectors, each matching its scikit-learn or PyOD namesake:
 //! - [`iforest`]: isolation forest (`sklearn.ensemble.IsolationForest`).
 //! - [`lof`]: local outlier factor (`sklearn.neighbors.LocalOutlierFactor`), with novelty
 //!   scoring of new rows, over an exact k-d tree or blocked brute-force neighbour search.
+//! - [`ecod`], [`copod`]: PyOD's empirical-CDF and copula detectors, sharing the per-feature
+//!   tail probabilities of `tails`.
+//! - [`hbos`]: PyOD's histogram-based outlier score.
+//! - [`knn`]: PyOD's k-nearest-neighbour distance, over LOF's neighbour search.
+//! - [`pca`]: PyOD's principal-component score, over the shared `standardize`.
+//! - [`gmm`]: PyOD's one-component Gaussian mixture (scikit-learn's `GaussianMixture`).
+//! - [`inne`]: PyOD's isolation using nearest-neighbour ensembles (randomized, seeded).
+//! - [`dbscan`]: scikit-learn's DBSCAN clusters, scored by the distance to the nearest
+//!   core row, over the k-d tree's radius search.
 //!
 //! Beside them: [`params`], one table per algorithm of parameter names, types, defaults and
 //! ranges, which parsing, the API's description of the algorithms and [`ParamGuard::check`]
@@ -45,19 +54,31 @@
 //! whose arithmetic does not depend on how rows are split between threads, so the same
 //! seed, data and parameters give the same scores on any machine and thread count.
 
+pub mod copod;
+pub mod dbscan;
 pub mod drift;
+pub mod ecod;
 pub mod error;
+pub mod gmm;
+pub mod hbos;
 pub mod iforest;
+pub mod inne;
 mod kdtree;
+pub mod knn;
 pub mod lof;
 pub mod metrics;
 pub mod model;
 pub mod params;
+pub mod pca;
+mod rows;
+mod standardize;
+pub mod tails;
 pub mod validate;
 
 pub use error::DetectError;
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_model, fit_owned};
 pub use params::{
-    AlgorithmParams, Checked, Contamination, DetectorConfig, IsolationForestParams, LofParams,
-    Metric, ParamError, ParamGuard,
+    AlgorithmParams, Bins, Checked, Contamination, DbscanParams, DetectorConfig, GmmParams,
+    HbosParams, IsolationForestParams, KnnMethod, KnnParams, LofParams, Metric, NoParams,
+    ParamError, ParamGuard, PcaParams,
 };

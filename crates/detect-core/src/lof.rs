@@ -29,13 +29,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
-use crate::kdtree::{NeighborIndex, Neighbors};
+use crate::kdtree::NeighborIndex;
 use crate::params::{Checked, LofParams};
 
 /// scikit-learn's guard against zero reachability distances (duplicates).
 const LRD_EPSILON: f64 = 1e-10;
-/// Rows per parallel work item.
-const BLOCK: usize = 256;
 
 /// A fitted LOF model (scikit-learn's `LocalOutlierFactor(novelty=True)` after `fit`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,34 +71,8 @@ impl Lof {
         let x = x.as_standard_layout();
         let data = x.as_slice().expect("standard layout is contiguous");
         let index = NeighborIndex::build(data, dim, params.metric);
-
         // Neighbours of every training row, excluding itself, in index order.
-        let mut dist = vec![0.0; n * k];
-        let mut pos = vec![0u32; n * k];
-        dist.par_chunks_mut(BLOCK * k)
-            .zip(pos.par_chunks_mut(BLOCK * k))
-            .enumerate()
-            .for_each(|(block, (dist, pos))| {
-                if index.blocked_euclidean() {
-                    let (start, end) = (block * BLOCK, block * BLOCK + dist.len() / k);
-                    index.knn_block_euclidean(index.points(start, end), Some(start), k, dist, pos);
-                    return;
-                }
-                let mut heap = Neighbors::new(k);
-                // Consecutive positions are neighbours in the tree, so the previous
-                // row's k-distance bounds this one's (triangle inequality: its k
-                // neighbours, or itself, lie within d(prev, row) + k-distance(prev)).
-                let mut previous: Option<(usize, f64)> = None;
-                for (j, (d, p)) in dist.chunks_mut(k).zip(pos.chunks_mut(k)).enumerate() {
-                    let at = block * BLOCK + j;
-                    let row = index.point(at);
-                    let upper = previous.map_or(f64::INFINITY, |(prev, k_dist)| {
-                        index.distance(row, index.point(prev)) + k_dist
-                    });
-                    index.knn_within(row, Some(at), upper, &mut heap, d, p);
-                    previous = Some((at, d[k - 1]));
-                }
-            });
+        let (dist, pos) = index.training_neighbors(k);
         let k_distance: Vec<f64> = dist.chunks(k).map(|d| d[k - 1]).collect();
         let lrd: Vec<f64> = dist
             .par_chunks(k)
@@ -131,41 +103,14 @@ impl Lof {
     /// outlier factor with respect to the training rows.
     pub(crate) fn score_novel(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let x = x.as_standard_layout();
-        let n = x.nrows();
-        let dim = x.ncols();
         let data = x.as_slice().expect("standard layout is contiguous");
-        let k = self.k;
-        let mut scores = vec![0.0; n];
-        let score_block = |start: usize, out: &mut [f64]| {
-            if self.index.blocked_euclidean() {
-                let rows = &data[start * dim..(start + out.len()) * dim];
-                let (mut d, mut p) = (vec![0.0; out.len() * k], vec![0u32; out.len() * k]);
-                self.index
-                    .knn_block_euclidean(rows, None, k, &mut d, &mut p);
-                for ((o, d), p) in out.iter_mut().zip(d.chunks(k)).zip(p.chunks(k)) {
-                    let lrd = local_reachability_density(d, p, &self.k_distance);
-                    *o = outlier_factor(lrd, p, &self.lrd);
-                }
-                return;
-            }
-            let mut heap = Neighbors::new(k);
-            let (mut d, mut p) = (vec![0.0; k], vec![0u32; k]);
-            for (j, o) in out.iter_mut().enumerate() {
-                let row = &data[(start + j) * dim..(start + j + 1) * dim];
-                self.index.knn(row, None, &mut heap, &mut d, &mut p);
-                let lrd = local_reachability_density(&d, &p, &self.k_distance);
-                *o = outlier_factor(lrd, &p, &self.lrd);
-            }
-        };
-        if n <= BLOCK {
-            score_block(0, &mut scores);
-        } else {
-            scores
-                .par_chunks_mut(BLOCK)
-                .enumerate()
-                .for_each(|(b, out)| score_block(b * BLOCK, out));
-        }
-        scores
+        self.index.map_query_neighbors(data, self.k, |d, p| {
+            outlier_factor(
+                local_reachability_density(d, p, &self.k_distance),
+                p,
+                &self.lrd,
+            )
+        })
     }
 
     /// Checks a deserialized model's invariants against the model's width.

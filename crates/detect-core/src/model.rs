@@ -12,9 +12,17 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::copod::Copod;
+use crate::dbscan::Dbscan;
+use crate::ecod::Ecod;
+use crate::gmm::Gmm;
+use crate::hbos::Hbos;
 use crate::iforest::IsolationForest;
+use crate::inne::Inne;
+use crate::knn::Knn;
 use crate::lof::Lof;
-use crate::params::{AlgorithmParams, Contamination, DetectorConfig};
+use crate::params::{AlgorithmParams, AutoThreshold, Contamination, DetectorConfig};
+use crate::pca::Pca;
 use crate::{DetectError, validate};
 
 /// Current version of the serialized model format.
@@ -52,10 +60,21 @@ impl Detection {
 }
 
 /// The fitted detector itself.
+///
+/// The variant order is part of the model format: new detectors are appended, so models
+/// written before they existed read back unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Detector {
     IsolationForest(IsolationForest),
     Lof(Lof),
+    Ecod(Ecod),
+    Copod(Copod),
+    Hbos(Hbos),
+    Knn(Knn),
+    Pca(Pca),
+    Gmm(Gmm),
+    Dbscan(Dbscan),
+    Inne(Inne),
 }
 
 /// A fitted model: the detector, its configuration (with the seed that was used), the
@@ -82,8 +101,10 @@ pub struct Fit {
 ///
 /// For the isolation forest the training scores are `-score_samples(x)`; for LOF they are
 /// the local outlier factors of the training rows (`-negative_outlier_factor_`), each row's
-/// neighbours excluding itself. With `contamination` a fraction, the threshold is the
-/// matching quantile of these scores, computed as NumPy's `percentile` does.
+/// neighbours excluding itself; for PyOD's detectors (ECOD, COPOD, HBOS, KNN, PCA, GMM) they are
+/// PyOD's `decision_scores_`. With `contamination` a fraction (or `"auto"` for PyOD's
+/// detectors: 0.1, PyOD's default), the threshold is the matching quantile of these
+/// scores, computed as NumPy's `percentile` does.
 ///
 /// # Errors
 /// Empty input, fewer than 2 rows, NaN or infinite values, or parameters that cannot
@@ -183,10 +204,51 @@ fn fit_detector(
             let (lof, scores) = Lof::fit(p, x, &mut warnings)?;
             (Detector::Lof(lof), Some(scores))
         }
+        AlgorithmParams::Ecod(_) => {
+            let (m, scores) = Ecod::fit(x);
+            (Detector::Ecod(m), Some(scores))
+        }
+        AlgorithmParams::Copod(_) => {
+            let (m, scores) = Copod::fit(x);
+            (Detector::Copod(m), Some(scores))
+        }
+        AlgorithmParams::Hbos(p) => {
+            let (m, scores) = Hbos::fit(p, x);
+            (Detector::Hbos(m), Some(scores))
+        }
+        AlgorithmParams::Knn(p) => {
+            let (m, scores) = Knn::fit(p, x, &mut warnings)?;
+            (Detector::Knn(m), Some(scores))
+        }
+        AlgorithmParams::Pca(p) => {
+            let (m, scores) = Pca::fit(p, x)?;
+            (Detector::Pca(m), Some(scores))
+        }
+        AlgorithmParams::Gmm(p) => {
+            let (m, scores) = Gmm::fit(p, x)?;
+            (Detector::Gmm(m), Some(scores))
+        }
+        AlgorithmParams::Dbscan(p) => {
+            let (m, scores) = Dbscan::fit(p, x)?;
+            (Detector::Dbscan(m), Some(scores))
+        }
+        AlgorithmParams::Inne(p) => {
+            let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
+            let (m, scores) = Inne::fit(p, seed, x, &mut warnings)?;
+            (Detector::Inne(m), Some(scores))
+        }
     };
-    let threshold = match (*config.contamination, &scores) {
-        (Contamination::Fraction(c), Some(scores)) => quantile_threshold(scores, c),
-        _ => config.algorithm.spec().auto_threshold,
+    let threshold = match (*config.contamination, config.algorithm.auto_threshold(), &scores) {
+        (Contamination::Auto, Some(t), _) => t,
+        (Contamination::Fraction(c), _, Some(scores)) => quantile_threshold(scores, c),
+        (Contamination::Auto, None, Some(scores)) => match config.algorithm.spec().auto {
+            AutoThreshold::Fraction(c) => quantile_threshold(scores, c),
+            // `auto_threshold` answers for the other kinds.
+            AutoThreshold::Offset(t) => t,
+            AutoThreshold::Eps => f64::INFINITY,
+        },
+        // Only the forest skips its training scores, and only when `auto` needs none.
+        (_, auto, None) => auto.unwrap_or(f64::INFINITY),
     };
     let model = FittedModel {
         config,
@@ -245,6 +307,14 @@ impl FittedModel {
         Ok(match &self.detector {
             Detector::IsolationForest(f) => f.score(x),
             Detector::Lof(l) => l.score_novel(x),
+            Detector::Ecod(m) => m.score_novel(x),
+            Detector::Copod(m) => m.score_novel(x),
+            Detector::Hbos(m) => m.score(x),
+            Detector::Knn(m) => m.score_novel(x),
+            Detector::Pca(m) => m.score(x),
+            Detector::Gmm(m) => m.score(x),
+            Detector::Dbscan(m) => m.score(x),
+            Detector::Inne(m) => m.score(x),
         })
     }
 
@@ -289,6 +359,14 @@ impl FittedModel {
         match &self.detector {
             Detector::IsolationForest(f) => f.check(self.n_features),
             Detector::Lof(l) => l.check(self.n_features),
+            Detector::Ecod(m) => m.check(self.n_features),
+            Detector::Copod(m) => m.check(self.n_features),
+            Detector::Hbos(m) => m.check(self.n_features),
+            Detector::Knn(m) => m.check(self.n_features),
+            Detector::Pca(m) => m.check(self.n_features),
+            Detector::Gmm(m) => m.check(self.n_features),
+            Detector::Dbscan(m) => m.check(self.n_features),
+            Detector::Inne(m) => m.check(self.n_features),
         }
     }
 

@@ -54,6 +54,37 @@ async fn batch_fitting_on_each_source_writes_csv_outputs() {
 }
 
 #[tokio::test]
+async fn batch_fits_a_pyod_detector_with_its_parameters() {
+    let app = spawn_app().await;
+    app.write_source("a.csv", &csv_source(300, 3));
+    let (id, job) = app
+        .run_batch(
+            &json!({"data_source": "a.csv", "algorithm": "hbos", "n_bins": "auto",
+                           "alpha": 0.05}),
+        )
+        .await;
+    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    let out = app.get(&format!("/api/v1/jobs/{id}/result")).await;
+    let rows = out.assert_status(200).as_array().unwrap();
+    assert_eq!(rows.len(), 300);
+    // contamination "auto" is PyOD's 0.1: at most a tenth flagged (this regular grid
+    // ties every row's score, so none is above the threshold).
+    let flagged = rows.iter().filter(|r| r["prediction"] == -1).count();
+    assert!(flagged <= 30, "{flagged}");
+    assert!(
+        rows.iter()
+            .all(|r| r["score"].as_f64().is_some_and(f64::is_finite))
+    );
+    let r = app
+        .batch(&json!({"data_source": "a.csv", "algorithm": "hbos", "alpha": 0}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "alpha"
+    );
+}
+
+#[tokio::test]
 async fn batch_refuses_a_path_outside_the_sources_directory() {
     let app = spawn_app().await;
     let r = app.batch(&json!({"data_source": "../../etc/passwd"})).await;

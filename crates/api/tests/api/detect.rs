@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{Reply, spawn_app, training_rows};
+use crate::helpers::{ALGORITHMS, Reply, spawn_app, training_rows};
 
 #[tokio::test]
 async fn detect_labels_the_far_away_row_as_an_anomaly() {
@@ -114,7 +114,7 @@ async fn detect_rejects_an_unknown_algorithm_listing_the_accepted_ones() {
         .await;
     let e = r.assert_error(422, "invalid_input");
     assert_eq!(e["details"]["algorithm"], "one_class_svm");
-    assert_eq!(e["details"]["accepted"], json!(["isolation_forest", "lof"]));
+    assert_eq!(e["details"]["accepted"], json!(ALGORITHMS));
 }
 
 #[tokio::test]
@@ -149,4 +149,119 @@ async fn detect_rejects_an_out_of_range_parameter_and_bad_contamination() {
     let e = r.assert_error(422, "invalid_input");
     assert_eq!(e["details"]["parameter"], "contamination");
     assert!(r.message().contains("(0, 0.5]"), "{}", r.message());
+}
+
+#[tokio::test]
+async fn detect_runs_pyod_detectors_and_auto_contamination_flags_a_tenth() {
+    let app = spawn_app().await;
+    for algorithm in ["ecod", "copod", "hbos", "knn", "pca", "gmm"] {
+        let r = app
+            .detect(&json!({"data": training_rows(100, 3), "algorithm": algorithm}))
+            .await;
+        let body = r.assert_status(200);
+        assert_eq!(body["algorithm"], algorithm);
+        assert_eq!(body["contamination"], "auto");
+        // PyOD's default contamination: at most a tenth of the rows (fewer where scores
+        // tie at the threshold), the planted far row among them.
+        let count = body["anomaly_count"].as_u64().unwrap();
+        assert!((1..=10).contains(&count), "{algorithm}: {count}");
+        assert_eq!(body["predictions"][99], -1, "{algorithm}");
+    }
+    let r = app
+        .detect(&json!({"data": training_rows(50, 2), "algorithm": "knn",
+                        "parameters": {"n_neighbors": 3, "method": "median"}}))
+        .await;
+    let params = &r.assert_status(200)["parameters"];
+    assert_eq!(
+        *params,
+        json!({"n_neighbors": 3, "method": "median", "metric": "euclidean"})
+    );
+}
+
+#[tokio::test]
+async fn detect_rejects_a_pyod_parameter_out_of_range_naming_it() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(&json!({"data": training_rows(20, 2), "algorithm": "hbos", "alpha": 1.5}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["parameter"], "alpha");
+    assert!(
+        e["message"].as_str().unwrap().contains("(0, 1)"),
+        "{}",
+        e["message"]
+    );
+    let r = app
+        .detect(&json!({"data": training_rows(20, 2), "algorithm": "knn", "method": "max"}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "method"
+    );
+    // A limit that depends on the data is checked at fit time, still as a 422.
+    let r = app
+        .detect(&json!({"data": training_rows(20, 2), "algorithm": "pca", "n_components": 3}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "n_components"
+    );
+}
+
+#[tokio::test]
+async fn dbscan_labels_the_noise_and_names_eps_when_no_row_is_a_core_row() {
+    let app = spawn_app().await;
+    let r = app
+        .detect(
+            &json!({"data": training_rows(100, 3), "algorithm": "dbscan",
+                        "eps": 0.3, "min_samples": 5}),
+        )
+        .await;
+    let body = r.assert_status(200);
+    assert_eq!(body["threshold"], 0.3);
+    assert_eq!(body["anomaly_count"], 1);
+    assert_eq!(body["predictions"][99], -1);
+    assert_eq!(body["scores"][0], 0.0);
+    let r = app
+        .detect(
+            &json!({"data": training_rows(100, 3), "algorithm": "dbscan",
+                        "eps": 0.001, "min_samples": 50}),
+        )
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "eps"
+    );
+    let r = app
+        .detect(&json!({"data": training_rows(10, 3), "algorithm": "dbscan", "eps": 0}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "eps"
+    );
+}
+
+#[tokio::test]
+async fn inne_is_seeded_by_random_state_and_reports_a_drawn_seed() {
+    let app = spawn_app().await;
+    let req = json!({"data": training_rows(80, 3), "algorithm": "inne", "random_state": 5,
+                     "n_estimators": 50});
+    let a = app.detect(&req).await;
+    let b = app.detect(&req).await;
+    assert_eq!(
+        a.assert_status(200)["scores"],
+        b.assert_status(200)["scores"]
+    );
+    assert_eq!(a.body["predictions"][79], -1);
+    let drawn = app
+        .detect(&json!({"data": training_rows(80, 3), "algorithm": "inne"}))
+        .await;
+    assert!(drawn.assert_status(200)["parameters"]["random_state"].is_u64());
+    let r = app
+        .detect(&json!({"data": training_rows(80, 3), "algorithm": "inne", "max_samples": 1}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["parameter"],
+        "max_samples"
+    );
 }

@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{ALGORITHMS, spawn_app};
 
 #[tokio::test]
 async fn health_reports_every_dependency_without_auth() {
@@ -72,7 +72,24 @@ async fn algorithms_are_listed_with_their_parameters() {
         .iter()
         .map(|a| a["name"].clone())
         .collect();
-    assert_eq!(names, vec![json!("isolation_forest"), json!("lof")]);
+    assert_eq!(names, ALGORITHMS.map(|n| json!(n)));
+    // Each with its parameters, defaults and ranges, from the one table.
+    let knn = &r.body["algorithms"][5];
+    assert_eq!(knn["parameters"][0]["name"], "n_neighbors");
+    assert_eq!(knn["parameters"][0]["default"], 5);
+    assert_eq!(
+        knn["parameters"][1]["accepted"],
+        json!(["largest", "mean", "median"])
+    );
+    let hbos = &r.body["algorithms"][4];
+    assert_eq!(hbos["parameters"][1]["name"], "alpha");
+    assert_eq!(hbos["parameters"][1]["range"], "a number in (0, 1)");
+    assert!(
+        hbos["contamination"]["accepted"]
+            .as_str()
+            .unwrap()
+            .contains("contamination 0.1")
+    );
 }
 
 #[tokio::test]

@@ -293,6 +293,20 @@ impl TestApp {
 }
 
 /// `n` rows of `width` features: a tight cluster, the last row far away.
+/// Every algorithm the API takes, in the order `GET /api/v1/algorithms` lists them.
+pub const ALGORITHMS: [&str; 10] = [
+    "isolation_forest",
+    "lof",
+    "ecod",
+    "copod",
+    "hbos",
+    "knn",
+    "pca",
+    "gmm",
+    "dbscan",
+    "inne",
+];
+
 pub fn training_rows(n: usize, width: usize) -> Value {
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {

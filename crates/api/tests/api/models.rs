@@ -202,3 +202,27 @@ async fn training_from_a_path_outside_the_sources_directory_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_pyod_detector_trains_a_model_that_predicts_new_rows() {
+    let app = spawn_app().await;
+    let trained = app
+        .train(
+            &json!({"model_name": "tails", "algorithm": "ecod", "data": training_rows(120, 3),
+                       "contamination": 0.05}),
+        )
+        .await;
+    let v1 = trained.assert_status(201);
+    assert_eq!(v1["algorithm"], "ecod");
+    let r = app
+        .predict(
+            "tails",
+            &json!({"data": [[0.5, 0.5, 0.5], [40.0, -40.0, 40.0]]}),
+        )
+        .await;
+    let body = r.assert_status(200);
+    assert_eq!(body["algorithm"], "ecod");
+    assert_eq!(body["predictions"], json!([1, -1]));
+    let scores = body["scores"].as_array().unwrap();
+    assert!(scores[1].as_f64().unwrap() > scores[0].as_f64().unwrap());
+}

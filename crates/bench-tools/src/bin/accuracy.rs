@@ -7,7 +7,10 @@
 //! For each file in `DATASETS_DIR/MANIFEST.csv` (default: `../shared/datasets` beside the
 //! repository): isolation forest with scikit-learn's defaults for `random_state` 0..4 (mean
 //! ROC-AUC; `--seeds N` for 0..N-1) and LOF with `n_neighbors` = 20, fitted and scored on
-//! all rows, as Part A of `sklearn_baseline.txt`. Prints a Markdown table (or JSON with
+//! all rows, as Part A of `sklearn_baseline.txt`; and PyOD's deterministic detectors (ECOD,
+//! COPOD, HBOS, KNN, PCA, GMM) with PyOD's defaults, beside `pyod_baseline.csv`, and INNE
+//! (randomized) averaged over the same seeds as the isolation forest, beside
+//! `bench/pyod_randomized_baseline.csv`. Prints a Markdown table (or JSON with
 //! `--json`) on stdout and progress on stderr, and exits with status 1 when a rule of
 //! `bench_tools` is broken.
 
@@ -16,7 +19,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bench_tools::{Outcome, failures, json_report, load_folder, markdown_table};
+use bench_tools::{
+    Outcome, PYOD_DETECTORS, PYOD_RANDOMIZED, PyodOutcome, failures, json_report, load_folder,
+    load_pyod_baseline, markdown_table, pyod_dataset_name,
+};
 use clap::Parser;
 use data_source::ReadOptions;
 use detect_core::metrics::roc_auc;
@@ -64,6 +70,14 @@ fn run(args: Args) -> Result<bool> {
     let dir = args.datasets.unwrap_or_else(default_datasets_dir);
     let (manifest, baseline) =
         load_folder(&dir).with_context(|| format!("datasets folder {}", dir.display()))?;
+    let pyod_baseline = load_pyod_baseline(&dir)?;
+    // PyOD's randomized detectors over seeds 0..4, committed beside the scripts.
+    let randomized_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/pyod_randomized_baseline.csv");
+    let randomized_baseline = match std::fs::read_to_string(&randomized_path) {
+        Ok(text) => bench_tools::parse_pyod_randomized_baseline(&text)?,
+        Err(_) => Default::default(),
+    };
     for name in &args.only {
         if !manifest.iter().any(|m| &m.file == name) {
             bail!("--only {name}: not in MANIFEST.csv");
@@ -128,6 +142,58 @@ fn run(args: Args) -> Result<bool> {
         let lof = roc_auc(&labels, &fitted.training.scores)
             .with_context(|| format!("{}: ROC-AUC undefined", entry.file))?;
 
+        let mut pyod = Vec::new();
+        for (algorithm, class) in PYOD_DETECTORS {
+            let config =
+                DetectorConfig::from_json(algorithm, &serde_json::Map::new(), &json!("auto"))?;
+            let started = Instant::now();
+            let fitted = fit(&config, x)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let roc_auc = roc_auc(&labels, &fitted.training.scores)
+                .with_context(|| format!("{}: ROC-AUC undefined", entry.file))?;
+            let key = (
+                pyod_dataset_name(&entry.file).to_string(),
+                class.to_string(),
+            );
+            pyod.push(PyodOutcome {
+                algorithm,
+                roc_auc,
+                pyod: pyod_baseline.get(&key).copied(),
+                seconds,
+                randomized: false,
+            });
+        }
+        for (algorithm, class) in PYOD_RANDOMIZED {
+            let (mut sum, mut seconds) = (0.0, 0.0);
+            for seed in 0..args.seeds {
+                let params = json!({ "random_state": seed });
+                let config = DetectorConfig::from_json(
+                    algorithm,
+                    params.as_object().expect("a JSON object"),
+                    &json!("auto"),
+                )?;
+                let started = Instant::now();
+                let fitted = fit(&config, x)?;
+                seconds += started.elapsed().as_secs_f64();
+                sum += roc_auc(&labels, &fitted.training.scores)
+                    .with_context(|| format!("{}: ROC-AUC undefined", entry.file))?;
+            }
+            let key = (
+                pyod_dataset_name(&entry.file).to_string(),
+                class.to_string(),
+            );
+            pyod.push(PyodOutcome {
+                algorithm,
+                roc_auc: sum / args.seeds as f64,
+                pyod: randomized_baseline
+                    .get(&key)
+                    .or_else(|| pyod_baseline.get(&key))
+                    .copied(),
+                seconds: seconds / args.seeds as f64,
+                randomized: true,
+            });
+        }
+
         let outcome = Outcome {
             file: entry.file.clone(),
             n_samples: n,
@@ -138,6 +204,7 @@ fn run(args: Args) -> Result<bool> {
             sklearn: baseline[&entry.file],
             isolation_forest_seconds,
             lof_seconds,
+            pyod,
         };
         eprintln!(
             "  {:<20} {n:>7} x {d:<3}  IF {:.4} ({:+.4})  LOF {:.4} ({:+.4})  [{:.2} s + {:.2} s]",
@@ -149,6 +216,16 @@ fn run(args: Args) -> Result<bool> {
             outcome.isolation_forest_seconds * args.seeds as f64,
             outcome.lof_seconds,
         );
+        for p in &outcome.pyod {
+            eprintln!(
+                "      {:<6} {:.4} (PyOD {})  [{:.3} s]",
+                p.algorithm,
+                p.roc_auc,
+                p.pyod
+                    .map_or("–".into(), |t| format!("{t:.4}, {:+.4}", p.roc_auc - t)),
+                p.seconds
+            );
+        }
         outcomes.push(outcome);
     }
 

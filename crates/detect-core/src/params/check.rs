@@ -7,9 +7,13 @@ use std::ops::Deref;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::table::{
-    CONTAMINATION, MAX_FEATURES, MAX_SAMPLES, N_ESTIMATORS, N_NEIGHBORS, P, ParamSpec,
+    ALPHA, CONTAMINATION, EPS, MAX_FEATURES, MAX_SAMPLES, MIN_SAMPLES, N_BINS, N_COMPONENTS,
+    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR, TOL,
 };
-use super::{Contamination, IsolationForestParams, LofParams, MaxFeatures, MaxSamples, Metric};
+use super::{
+    Bins, Contamination, DbscanParams, GmmParams, HbosParams, InneParams, IsolationForestParams,
+    KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
+};
 use crate::DetectError;
 
 /// One broken range rule, naming the parameter and the value it got. The rules and their
@@ -32,6 +36,22 @@ pub enum ParamError {
     MinkowskiP(f64),
     /// `contamination` outside (0, 0.5].
     Contamination(f64),
+    /// HBOS's `n_bins` outside its range.
+    NBins(usize),
+    /// HBOS's `alpha` outside (0, 1).
+    Alpha(f64),
+    /// HBOS's `tol` outside (0, 1).
+    Tol(f64),
+    /// PCA's `n_components` below 1.
+    NComponents(usize),
+    /// PCA's `n_selected_components` below 1 or above `n_components`.
+    NSelectedComponents(usize),
+    /// GMM's `reg_covar` negative or not finite.
+    RegCovar(f64),
+    /// DBSCAN's `eps` not a positive finite number.
+    Eps(f64),
+    /// DBSCAN's `min_samples` outside its range.
+    MinSamples(usize),
 }
 
 impl ParamError {
@@ -44,6 +64,14 @@ impl ParamError {
             ParamError::NNeighbors(_) => &N_NEIGHBORS,
             ParamError::MinkowskiP(_) => &P,
             ParamError::Contamination(_) => &CONTAMINATION,
+            ParamError::NBins(_) => &N_BINS,
+            ParamError::Alpha(_) => &ALPHA,
+            ParamError::Tol(_) => &TOL,
+            ParamError::NComponents(_) => &N_COMPONENTS,
+            ParamError::NSelectedComponents(_) => &N_SELECTED_COMPONENTS,
+            ParamError::RegCovar(_) => &REG_COVAR,
+            ParamError::Eps(_) => &EPS,
+            ParamError::MinSamples(_) => &MIN_SAMPLES,
         }
     }
 
@@ -58,11 +86,23 @@ impl ParamError {
             ParamError::NEstimators(i)
             | ParamError::MaxSamplesCount(i)
             | ParamError::MaxFeaturesCount(i)
-            | ParamError::NNeighbors(i) => i.to_string(),
+            | ParamError::NNeighbors(i)
+            | ParamError::NBins(i)
+            | ParamError::NComponents(i)
+            | ParamError::MinSamples(i) => i.to_string(),
+            ParamError::NSelectedComponents(i) => {
+                return format!(
+                    "got {i}; accepted: an integer in [1, n_components] (null: all components)"
+                );
+            }
             ParamError::MaxSamplesFraction(f)
             | ParamError::MaxFeaturesFraction(f)
             | ParamError::MinkowskiP(f)
-            | ParamError::Contamination(f) => f.to_string(),
+            | ParamError::Contamination(f)
+            | ParamError::Alpha(f)
+            | ParamError::Tol(f)
+            | ParamError::RegCovar(f)
+            | ParamError::Eps(f) => f.to_string(),
         };
         format!("got {got}; accepted: {}", self.spec().domain.accepted())
     }
@@ -141,6 +181,13 @@ impl Checked<IsolationForestParams> {
     }
 }
 
+impl Checked<InneParams> {
+    /// As the isolation forest's: `random_state`, or a drawn seed stored as it.
+    pub(crate) fn random_state_or_insert_with(&mut self, draw: impl FnOnce() -> u64) -> u64 {
+        *self.0.random_state.get_or_insert_with(draw)
+    }
+}
+
 impl<P: Serialize> Serialize for Checked<P> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(serializer)
@@ -157,20 +204,7 @@ impl<'de, P: ParamGuard + Deserialize<'de>> Deserialize<'de> for Checked<P> {
 
 impl ParamGuard for IsolationForestParams {
     fn rules(&self) -> Result<(), ParamError> {
-        if !N_ESTIMATORS.domain.admits_integer(self.n_estimators as u64) {
-            return Err(ParamError::NEstimators(self.n_estimators));
-        }
-        let domain = MAX_SAMPLES.domain;
-        match self.max_samples {
-            MaxSamples::Auto => {}
-            MaxSamples::Count(c) if !domain.admits_integer(c as u64) => {
-                return Err(ParamError::MaxSamplesCount(c));
-            }
-            MaxSamples::Fraction(f) if !domain.admits_number(f) => {
-                return Err(ParamError::MaxSamplesFraction(f));
-            }
-            MaxSamples::Count(_) | MaxSamples::Fraction(_) => {}
-        }
+        ensemble_rules(self.n_estimators, self.max_samples)?;
         let domain = MAX_FEATURES.domain;
         match self.max_features {
             MaxFeatures::Count(c) if !domain.admits_integer(c as u64) => {
@@ -186,6 +220,29 @@ impl ParamGuard for IsolationForestParams {
     }
 }
 
+/// `n_estimators` and `max_samples`, which the isolation forest and INNE share.
+fn ensemble_rules(n_estimators: usize, max_samples: MaxSamples) -> Result<(), ParamError> {
+    if !N_ESTIMATORS.domain.admits_integer(n_estimators as u64) {
+        return Err(ParamError::NEstimators(n_estimators));
+    }
+    let domain = MAX_SAMPLES.domain;
+    match max_samples {
+        MaxSamples::Count(c) if !domain.admits_integer(c as u64) => {
+            Err(ParamError::MaxSamplesCount(c))
+        }
+        MaxSamples::Fraction(f) if !domain.admits_number(f) => {
+            Err(ParamError::MaxSamplesFraction(f))
+        }
+        MaxSamples::Auto | MaxSamples::Count(_) | MaxSamples::Fraction(_) => Ok(()),
+    }
+}
+
+impl ParamGuard for InneParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        ensemble_rules(self.n_estimators, self.max_samples)
+    }
+}
+
 impl ParamGuard for LofParams {
     fn rules(&self) -> Result<(), ParamError> {
         if !N_NEIGHBORS.domain.admits_integer(self.n_neighbors as u64) {
@@ -195,6 +252,82 @@ impl ParamGuard for LofParams {
             Metric::Minkowski(p) if !P.domain.admits_number(p) => Err(ParamError::MinkowskiP(p)),
             Metric::Euclidean | Metric::Manhattan | Metric::Minkowski(_) => Ok(()),
         }
+    }
+}
+
+impl ParamGuard for NoParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        Ok(())
+    }
+}
+
+impl ParamGuard for HbosParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if let Bins::Count(c) = self.n_bins
+            && !N_BINS.domain.admits_integer(c as u64)
+        {
+            return Err(ParamError::NBins(c));
+        }
+        if !ALPHA.domain.admits_number(self.alpha) {
+            return Err(ParamError::Alpha(self.alpha));
+        }
+        if !TOL.domain.admits_number(self.tol) {
+            return Err(ParamError::Tol(self.tol));
+        }
+        Ok(())
+    }
+}
+
+impl ParamGuard for KnnParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        LofParams {
+            n_neighbors: self.n_neighbors,
+            metric: self.metric,
+        }
+        .rules()
+    }
+}
+
+impl ParamGuard for PcaParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if let Some(c) = self.n_components
+            && !N_COMPONENTS.domain.admits_integer(c as u64)
+        {
+            return Err(ParamError::NComponents(c));
+        }
+        if let Some(s) = self.n_selected_components {
+            let above = self.n_components.is_some_and(|c| s > c);
+            if s == 0 || above {
+                return Err(ParamError::NSelectedComponents(s));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ParamGuard for GmmParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if REG_COVAR.domain.admits_number(self.reg_covar) {
+            Ok(())
+        } else {
+            Err(ParamError::RegCovar(self.reg_covar))
+        }
+    }
+}
+
+impl ParamGuard for DbscanParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if !EPS.domain.admits_number(self.eps) {
+            return Err(ParamError::Eps(self.eps));
+        }
+        if !MIN_SAMPLES.domain.admits_integer(self.min_samples as u64) {
+            return Err(ParamError::MinSamples(self.min_samples));
+        }
+        LofParams {
+            n_neighbors: 1,
+            metric: self.metric,
+        }
+        .rules()
     }
 }
 

@@ -6,10 +6,15 @@
 use serde_json::{Map, Value};
 
 use super::table::{
-    AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, MAX_FEATURES, MAX_SAMPLES, METRIC,
-    N_ESTIMATORS, N_NEIGHBORS, P, ParamSpec, RANDOM_STATE,
+    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, EPS, INNE_MAX_SAMPLES,
+    INNE_N_ESTIMATORS, KNN_METHOD, KNN_N_NEIGHBORS, MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES,
+    N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec,
+    RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
 };
-use super::{Contamination, IsolationForestParams, LofParams, MaxFeatures, MaxSamples, Metric};
+use super::{
+    Bins, Contamination, DbscanParams, GmmParams, HbosParams, InneParams, IsolationForestParams,
+    KnnMethod, KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
+};
 use crate::DetectError;
 
 /// Rejects a name `spec` does not list.
@@ -35,12 +40,7 @@ pub(super) fn isolation_forest(
     params: &Map<String, Value>,
 ) -> Result<IsolationForestParams, DetectError> {
     let n_estimators = integer(&N_ESTIMATORS, &given_or_default(params, &N_ESTIMATORS))?;
-    let max_samples =
-        match count_or_fraction(&MAX_SAMPLES, &given_or_default(params, &MAX_SAMPLES))? {
-            CountOrFraction::Auto => MaxSamples::Auto,
-            CountOrFraction::Count(c) => MaxSamples::Count(c),
-            CountOrFraction::Fraction(f) => MaxSamples::Fraction(f),
-        };
+    let max_samples = max_samples(params, &MAX_SAMPLES)?;
     let max_features =
         match count_or_fraction(&MAX_FEATURES, &given_or_default(params, &MAX_FEATURES))? {
             CountOrFraction::Count(c) => MaxFeatures::Count(c),
@@ -68,6 +68,107 @@ pub(super) fn lof(params: &Map<String, Value>) -> Result<LofParams, DetectError>
         &N_NEIGHBORS,
         &given_or_default(params, &N_NEIGHBORS),
     )?);
+    Ok(LofParams {
+        n_neighbors,
+        metric: metric(params)?,
+    })
+}
+
+/// KNN's parameters: those given, the table's defaults for the rest.
+pub(super) fn knn(params: &Map<String, Value>) -> Result<KnnParams, DetectError> {
+    let n_neighbors = to_usize(integer(
+        &KNN_N_NEIGHBORS,
+        &given_or_default(params, &KNN_N_NEIGHBORS),
+    )?);
+    let method = match one_of(&KNN_METHOD, &given_or_default(params, &KNN_METHOD))? {
+        "mean" => KnnMethod::Mean,
+        "median" => KnnMethod::Median,
+        _ => KnnMethod::Largest,
+    };
+    Ok(KnnParams {
+        n_neighbors,
+        method,
+        metric: metric(params)?,
+    })
+}
+
+/// HBOS's parameters: those given, the table's defaults for the rest.
+pub(super) fn hbos(params: &Map<String, Value>) -> Result<HbosParams, DetectError> {
+    let n_bins = match given_or_default(params, &N_BINS) {
+        Value::String(s) if s == "auto" => Bins::Auto,
+        v => Bins::Count(to_usize(integer(&N_BINS, &v)?)),
+    };
+    Ok(HbosParams {
+        n_bins,
+        alpha: number(&ALPHA, &given_or_default(params, &ALPHA))?,
+        tol: number(&TOL, &given_or_default(params, &TOL))?,
+    })
+}
+
+/// PCA's parameters: those given, the table's defaults for the rest.
+pub(super) fn pca(params: &Map<String, Value>) -> Result<PcaParams, DetectError> {
+    let optional = |spec: &ParamSpec| {
+        given(params, spec)
+            .map(|v| integer(spec, v).map(to_usize))
+            .transpose()
+    };
+    Ok(PcaParams {
+        n_components: optional(&N_COMPONENTS)?,
+        n_selected_components: optional(&N_SELECTED_COMPONENTS)?,
+        weighted: boolean(&WEIGHTED, &given_or_default(params, &WEIGHTED))?,
+        standardization: boolean(
+            &STANDARDIZATION,
+            &given_or_default(params, &STANDARDIZATION),
+        )?,
+    })
+}
+
+/// GMM's parameters: those given, the table's defaults for the rest.
+pub(super) fn gmm(params: &Map<String, Value>) -> Result<GmmParams, DetectError> {
+    Ok(GmmParams {
+        reg_covar: number(&REG_COVAR, &given_or_default(params, &REG_COVAR))?,
+    })
+}
+
+/// `max_samples` (the isolation forest's, INNE's): `"auto"`, a count or a fraction.
+fn max_samples(params: &Map<String, Value>, spec: &ParamSpec) -> Result<MaxSamples, DetectError> {
+    Ok(
+        match count_or_fraction(spec, &given_or_default(params, spec))? {
+            CountOrFraction::Auto => MaxSamples::Auto,
+            CountOrFraction::Count(c) => MaxSamples::Count(c),
+            CountOrFraction::Fraction(f) => MaxSamples::Fraction(f),
+        },
+    )
+}
+
+/// INNE's parameters: those given, the table's defaults for the rest.
+pub(super) fn inne(params: &Map<String, Value>) -> Result<InneParams, DetectError> {
+    Ok(InneParams {
+        n_estimators: to_usize(integer(
+            &INNE_N_ESTIMATORS,
+            &given_or_default(params, &INNE_N_ESTIMATORS),
+        )?),
+        max_samples: max_samples(params, &INNE_MAX_SAMPLES)?,
+        random_state: given(params, &RANDOM_STATE)
+            .map(|v| integer(&RANDOM_STATE, v))
+            .transpose()?,
+    })
+}
+
+/// DBSCAN's parameters: those given, the table's defaults for the rest.
+pub(super) fn dbscan(params: &Map<String, Value>) -> Result<DbscanParams, DetectError> {
+    Ok(DbscanParams {
+        eps: number(&EPS, &given_or_default(params, &EPS))?,
+        min_samples: to_usize(integer(
+            &MIN_SAMPLES,
+            &given_or_default(params, &MIN_SAMPLES),
+        )?),
+        metric: metric(params)?,
+    })
+}
+
+/// `metric` and `p` (LOF's, KNN's and DBSCAN's): scikit-learn's minkowski family.
+fn metric(params: &Map<String, Value>) -> Result<Metric, DetectError> {
     let p = given(params, &P).map(|v| number(&P, v)).transpose()?;
     let metric = match given(params, &METRIC) {
         Some(v) => one_of(&METRIC, v)?,
@@ -97,10 +198,7 @@ pub(super) fn lof(params: &Map<String, Value>) -> Result<LofParams, DetectError>
             None => number(&P, &P.default.to_json())?,
         }),
     };
-    Ok(LofParams {
-        n_neighbors,
-        metric,
-    })
+    Ok(metric)
 }
 
 /// Minkowski with exponent `e`, named euclidean or manhattan where it is one of them.

@@ -25,18 +25,21 @@ use serde_json::{Map, Value, json};
 use crate::DetectError;
 pub use check::{Checked, ParamError, ParamGuard};
 pub use table::{
-    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, Domain, ISOLATION_FOREST, LOF, Literal, ParamSpec,
-    algorithm, algorithms,
+    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, DBSCAN, Domain, ECOD, GMM,
+    HBOS, INNE, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
 };
 use table::{
-    BOOTSTRAP, MAX_FEATURES, MAX_SAMPLES, METRIC, N_ESTIMATORS, N_NEIGHBORS, P, RANDOM_STATE,
+    ALPHA, BOOTSTRAP, EPS, INNE_MAX_SAMPLES, INNE_N_ESTIMATORS, KNN_METHOD, MAX_FEATURES,
+    MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
+    N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
 };
 
 /// The share of anomalies expected in the training data, which sets the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub enum Contamination {
-    /// scikit-learn's fixed offsets ([`AlgorithmSpec::auto_threshold`]): 0.5 on the
-    /// isolation-forest score, 1.5 on the LOF.
+    /// The algorithm's own rule ([`AlgorithmSpec::auto`]): scikit-learn's fixed offsets
+    /// (0.5 on the isolation-forest score, 1.5 on the LOF), PyOD's default contamination
+    /// 0.1 for PyOD's detectors.
     #[default]
     Auto,
     /// A fraction in (0, 0.5]: the threshold is the matching quantile of training scores.
@@ -145,6 +148,145 @@ impl Default for LofParams {
     }
 }
 
+/// Parameters of the detectors that take none besides the contamination (ECOD, COPOD).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct NoParams {}
+
+/// `n_bins` of HBOS.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Bins {
+    /// The same count for every feature.
+    Count(usize),
+    /// Birgé and Rozenblac's choice per feature (PyOD's `"auto"`).
+    Auto,
+}
+
+/// Histogram-based outlier score parameters (PyOD's `HBOS`), unchecked. The default is
+/// the table's ([`HBOS`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HbosParams {
+    pub n_bins: Bins,
+    pub alpha: f64,
+    pub tol: f64,
+}
+
+impl Default for HbosParams {
+    fn default() -> Self {
+        json::hbos(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
+/// How KNN turns a row's k neighbour distances into its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KnnMethod {
+    /// The distance to the k-th neighbour.
+    Largest,
+    /// The mean of the k distances.
+    Mean,
+    /// The median of the k distances.
+    Median,
+}
+
+impl KnnMethod {
+    /// The name as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KnnMethod::Largest => "largest",
+            KnnMethod::Mean => "mean",
+            KnnMethod::Median => "median",
+        }
+    }
+}
+
+/// k-nearest-neighbour detector parameters (PyOD's `KNN`), unchecked. The default is the
+/// table's ([`KNN`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KnnParams {
+    pub n_neighbors: usize,
+    pub method: KnnMethod,
+    pub metric: Metric,
+}
+
+impl Default for KnnParams {
+    fn default() -> Self {
+        json::knn(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
+/// PCA detector parameters (PyOD's `PCA`), unchecked. The default is the table's ([`PCA`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PcaParams {
+    /// `None`: min(n_samples, n_features).
+    pub n_components: Option<usize>,
+    /// `None`: all of them.
+    pub n_selected_components: Option<usize>,
+    pub weighted: bool,
+    pub standardization: bool,
+}
+
+impl Default for PcaParams {
+    fn default() -> Self {
+        json::pca(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
+/// One-component Gaussian mixture parameters (PyOD's `GMM`), unchecked. The default is
+/// the table's ([`GMM`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GmmParams {
+    /// Added to the covariance's diagonal.
+    pub reg_covar: f64,
+}
+
+impl Default for GmmParams {
+    fn default() -> Self {
+        json::gmm(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
+/// DBSCAN parameters (scikit-learn's `DBSCAN`), unchecked. The default is the table's
+/// ([`DBSCAN`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DbscanParams {
+    pub eps: f64,
+    pub min_samples: usize,
+    pub metric: Metric,
+}
+
+impl Default for DbscanParams {
+    fn default() -> Self {
+        json::dbscan(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
+/// INNE parameters (PyOD's `INNE`), unchecked. The default is the table's ([`INNE`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InneParams {
+    pub n_estimators: usize,
+    /// ψ: `Auto` = min(8, n).
+    pub max_samples: MaxSamples,
+    /// `None`: a seed is drawn at fit time and stored with the model.
+    pub random_state: Option<u64>,
+}
+
+impl Default for InneParams {
+    fn default() -> Self {
+        json::inne(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
 /// One algorithm with its checked parameters.
 ///
 /// The variant order is part of the model format (serialized models hold these).
@@ -152,6 +294,14 @@ impl Default for LofParams {
 pub enum AlgorithmParams {
     IsolationForest(Checked<IsolationForestParams>),
     Lof(Checked<LofParams>),
+    Ecod(Checked<NoParams>),
+    Copod(Checked<NoParams>),
+    Hbos(Checked<HbosParams>),
+    Knn(Checked<KnnParams>),
+    Pca(Checked<PcaParams>),
+    Gmm(Checked<GmmParams>),
+    Dbscan(Checked<DbscanParams>),
+    Inne(Checked<InneParams>),
 }
 
 impl AlgorithmParams {
@@ -160,6 +310,25 @@ impl AlgorithmParams {
         match self {
             AlgorithmParams::IsolationForest(_) => &ISOLATION_FOREST,
             AlgorithmParams::Lof(_) => &LOF,
+            AlgorithmParams::Ecod(_) => &ECOD,
+            AlgorithmParams::Copod(_) => &COPOD,
+            AlgorithmParams::Hbos(_) => &HBOS,
+            AlgorithmParams::Knn(_) => &KNN,
+            AlgorithmParams::Pca(_) => &PCA,
+            AlgorithmParams::Gmm(_) => &GMM,
+            AlgorithmParams::Dbscan(_) => &DBSCAN,
+            AlgorithmParams::Inne(_) => &INNE,
+        }
+    }
+
+    /// The threshold `contamination: "auto"` gives before any scores are seen: the
+    /// algorithm's fixed offset, or DBSCAN's `eps`; `None` where it is a quantile of the
+    /// training scores ([`AutoThreshold::Fraction`]).
+    pub fn auto_threshold(&self) -> Option<f64> {
+        match (self.spec().auto, self) {
+            (AutoThreshold::Offset(t), _) => Some(t),
+            (AutoThreshold::Eps, AlgorithmParams::Dbscan(p)) => Some(p.eps),
+            (AutoThreshold::Eps | AutoThreshold::Fraction(_), _) => None,
         }
     }
 
@@ -173,20 +342,27 @@ impl AlgorithmParams {
     /// # Errors
     /// Unknown algorithm or parameter, wrong type, or value out of range.
     pub fn from_json(algorithm: &str, params: &Map<String, Value>) -> Result<Self, DetectError> {
-        if algorithm == ISOLATION_FOREST.name {
-            json::reject_unknown(&ISOLATION_FOREST, params)?;
-            Ok(AlgorithmParams::IsolationForest(
-                json::isolation_forest(params)?.check()?,
-            ))
-        } else if algorithm == LOF.name {
-            json::reject_unknown(&LOF, params)?;
-            Ok(AlgorithmParams::Lof(json::lof(params)?.check()?))
-        } else {
-            Err(DetectError::UnknownAlgorithm {
+        let Some(spec) = table::algorithm(algorithm) else {
+            return Err(DetectError::UnknownAlgorithm {
                 name: algorithm.to_string(),
                 accepted: ALGORITHM_NAMES.join(", "),
-            })
-        }
+            });
+        };
+        json::reject_unknown(spec, params)?;
+        Ok(match spec.name {
+            n if n == ISOLATION_FOREST.name => {
+                AlgorithmParams::IsolationForest(json::isolation_forest(params)?.check()?)
+            }
+            n if n == LOF.name => AlgorithmParams::Lof(json::lof(params)?.check()?),
+            n if n == ECOD.name => AlgorithmParams::Ecod(NoParams {}.check()?),
+            n if n == COPOD.name => AlgorithmParams::Copod(NoParams {}.check()?),
+            n if n == HBOS.name => AlgorithmParams::Hbos(json::hbos(params)?.check()?),
+            n if n == KNN.name => AlgorithmParams::Knn(json::knn(params)?.check()?),
+            n if n == PCA.name => AlgorithmParams::Pca(json::pca(params)?.check()?),
+            n if n == GMM.name => AlgorithmParams::Gmm(json::gmm(params)?.check()?),
+            n if n == DBSCAN.name => AlgorithmParams::Dbscan(json::dbscan(params)?.check()?),
+            _ => AlgorithmParams::Inne(json::inne(params)?.check()?),
+        })
     }
 
     /// The parameters as the API answers with them (every parameter, defaults filled in;
@@ -201,12 +377,7 @@ impl AlgorithmParams {
         match self {
             AlgorithmParams::IsolationForest(p) => {
                 m.insert(N_ESTIMATORS.name.into(), json!(p.n_estimators));
-                let max_samples = match p.max_samples {
-                    MaxSamples::Auto => json!("auto"),
-                    MaxSamples::Count(c) => json!(c),
-                    MaxSamples::Fraction(f) => json!(f),
-                };
-                m.insert(MAX_SAMPLES.name.into(), max_samples);
+                m.insert(MAX_SAMPLES.name.into(), max_samples_json(p.max_samples));
                 let max_features = match p.max_features {
                     MaxFeatures::Count(c) => json!(c),
                     MaxFeatures::Fraction(f) => json!(f),
@@ -217,13 +388,67 @@ impl AlgorithmParams {
             }
             AlgorithmParams::Lof(p) => {
                 m.insert(N_NEIGHBORS.name.into(), json!(p.n_neighbors));
-                m.insert(METRIC.name.into(), json!(p.metric.name()));
-                if let Metric::Minkowski(e) = p.metric {
-                    m.insert(P.name.into(), json!(e));
-                }
+                insert_metric(&mut m, p.metric);
+            }
+            AlgorithmParams::Ecod(_) | AlgorithmParams::Copod(_) => {}
+            AlgorithmParams::Hbos(p) => {
+                let n_bins = match p.n_bins {
+                    Bins::Count(c) => json!(c),
+                    Bins::Auto => json!("auto"),
+                };
+                m.insert(N_BINS.name.into(), n_bins);
+                m.insert(ALPHA.name.into(), json!(p.alpha));
+                m.insert(TOL.name.into(), json!(p.tol));
+            }
+            AlgorithmParams::Knn(p) => {
+                m.insert(N_NEIGHBORS.name.into(), json!(p.n_neighbors));
+                m.insert(KNN_METHOD.name.into(), json!(p.method.name()));
+                insert_metric(&mut m, p.metric);
+            }
+            AlgorithmParams::Pca(p) => {
+                m.insert(N_COMPONENTS.name.into(), json!(p.n_components));
+                m.insert(
+                    N_SELECTED_COMPONENTS.name.into(),
+                    json!(p.n_selected_components),
+                );
+                m.insert(WEIGHTED.name.into(), json!(p.weighted));
+                m.insert(STANDARDIZATION.name.into(), json!(p.standardization));
+            }
+            AlgorithmParams::Gmm(p) => {
+                m.insert(REG_COVAR.name.into(), json!(p.reg_covar));
+            }
+            AlgorithmParams::Dbscan(p) => {
+                m.insert(EPS.name.into(), json!(p.eps));
+                m.insert(MIN_SAMPLES.name.into(), json!(p.min_samples));
+                insert_metric(&mut m, p.metric);
+            }
+            AlgorithmParams::Inne(p) => {
+                m.insert(INNE_N_ESTIMATORS.name.into(), json!(p.n_estimators));
+                m.insert(
+                    INNE_MAX_SAMPLES.name.into(),
+                    max_samples_json(p.max_samples),
+                );
+                m.insert(RANDOM_STATE.name.into(), json!(p.random_state));
             }
         }
         m
+    }
+}
+
+/// `max_samples` as the API spells it.
+fn max_samples_json(m: MaxSamples) -> Value {
+    match m {
+        MaxSamples::Auto => json!("auto"),
+        MaxSamples::Count(c) => json!(c),
+        MaxSamples::Fraction(f) => json!(f),
+    }
+}
+
+/// `metric`, and `p` for the minkowski metric only.
+fn insert_metric(m: &mut Map<String, Value>, metric: Metric) {
+    m.insert(METRIC.name.into(), json!(metric.name()));
+    if let Metric::Minkowski(e) = metric {
+        m.insert(P.name.into(), json!(e));
     }
 }
 
@@ -564,7 +789,7 @@ mod tests {
             assert_eq!(d["contamination"]["default"], "auto");
             let accepted = d["contamination"]["accepted"].as_str().unwrap();
             assert!(
-                accepted.contains(&format!("(threshold {})", spec.auto_threshold))
+                accepted.contains(&format!("({})", spec.auto.describe()))
                     && accepted.contains("(0, 0.5]"),
                 "{accepted}"
             );

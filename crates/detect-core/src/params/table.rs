@@ -23,6 +23,10 @@ pub enum Domain {
     NumberAtLeast(f64),
     /// `"auto"` or a number in (0, max] (numeric strings are accepted).
     AutoOrFractionUpTo(f64),
+    /// A number strictly between `min` and `max` (numeric strings are accepted).
+    NumberBetween(f64, f64),
+    /// `"auto"` or an integer in `[min, max]`.
+    AutoOrInteger { min: u64, max: u64 },
 }
 
 impl Domain {
@@ -36,6 +40,8 @@ impl Domain {
             Domain::OneOf(_) => "string",
             Domain::NumberAtLeast(_) => "number",
             Domain::AutoOrFractionUpTo(_) => "\"auto\" | number",
+            Domain::NumberBetween(..) => "number",
+            Domain::AutoOrInteger { .. } => "\"auto\" | integer",
         }
     }
 
@@ -58,13 +64,19 @@ impl Domain {
                 .join(", "),
             Domain::NumberAtLeast(min) => format!("a number >= {min}"),
             Domain::AutoOrFractionUpTo(max) => format!("\"auto\" or a number in (0, {max}]"),
+            Domain::NumberBetween(min, max) => format!("a number in ({min}, {max})"),
+            Domain::AutoOrInteger { min, max } => {
+                format!("\"auto\" or an integer in [{min}, {max}]")
+            }
         }
     }
 
     /// Whether the integer `i` is in range (for a count: whether it is a valid count).
     pub fn admits_integer(self, i: u64) -> bool {
         match self {
-            Domain::Integer { min, max } => (min..=max).contains(&i),
+            Domain::Integer { min, max } | Domain::AutoOrInteger { min, max } => {
+                (min..=max).contains(&i)
+            }
             Domain::CountOrFraction { .. } => i >= 1,
             _ => false,
         }
@@ -77,6 +89,7 @@ impl Domain {
             Domain::CountOrFraction { .. } => f > 0.0 && f <= 1.0,
             Domain::NumberAtLeast(min) => f.is_finite() && f >= min,
             Domain::AutoOrFractionUpTo(max) => f > 0.0 && f <= max,
+            Domain::NumberBetween(min, max) => f > min && f < max,
             _ => false,
         }
     }
@@ -146,6 +159,29 @@ impl ParamSpec {
     }
 }
 
+/// What `contamination = "auto"` stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AutoThreshold {
+    /// scikit-learn's fixed offset on the score: 0.5 for the isolation forest, 1.5 for LOF.
+    Offset(f64),
+    /// PyOD's default contamination (0.1): the threshold is that quantile of the training
+    /// scores, as a number given as `contamination` would be.
+    Fraction(f64),
+    /// DBSCAN's `eps`: the rows labelled −1 are the noise rows.
+    Eps,
+}
+
+impl AutoThreshold {
+    /// The words [`algorithms`] uses for it.
+    pub fn describe(self) -> String {
+        match self {
+            AutoThreshold::Offset(t) => format!("threshold {t}"),
+            AutoThreshold::Fraction(f) => format!("contamination {f}, PyOD's default"),
+            AutoThreshold::Eps => "threshold eps: the noise rows".into(),
+        }
+    }
+}
+
 /// One algorithm: its name, its parameters and how `contamination = "auto"` thresholds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlgorithmSpec {
@@ -154,8 +190,8 @@ pub struct AlgorithmSpec {
     pub description: &'static str,
     /// Whether a fitted model scores new rows.
     pub supports_novelty: bool,
-    /// The threshold with `contamination = "auto"` (scikit-learn's fixed offset).
-    pub auto_threshold: f64,
+    /// What `contamination = "auto"` means for this algorithm.
+    pub auto: AutoThreshold,
     /// Every parameter the algorithm accepts, in the order they are described.
     pub params: &'static [ParamSpec],
 }
@@ -175,8 +211,8 @@ impl AlgorithmSpec {
             "contamination": {
                 "default": CONTAMINATION.default.to_json(),
                 "accepted": format!(
-                    "\"auto\" (threshold {}) or a number in (0, {CONTAMINATION_MAX}]",
-                    self.auto_threshold
+                    "\"auto\" ({}) or a number in (0, {CONTAMINATION_MAX}]",
+                    self.auto.describe()
                 ),
             },
             "parameters": self.params.iter().map(ParamSpec::describe).collect::<Vec<_>>(),
@@ -244,6 +280,106 @@ pub(super) const P: ParamSpec = ParamSpec {
     note: Some("only with metric \"minkowski\""),
 };
 
+/// `n_neighbors` of KNN: PyOD's default is 5, LOF's 20; the range is the same.
+pub(super) const KNN_N_NEIGHBORS: ParamSpec = ParamSpec {
+    default: Literal::Integer(5),
+    ..N_NEIGHBORS
+};
+pub(super) const KNN_METHOD: ParamSpec = ParamSpec {
+    name: "method",
+    domain: Domain::OneOf(&["largest", "mean", "median"]),
+    default: Literal::Str("largest"),
+    note: None,
+};
+pub(super) const N_BINS: ParamSpec = ParamSpec {
+    name: "n_bins",
+    domain: Domain::AutoOrInteger {
+        min: 1,
+        max: 100_000,
+    },
+    default: Literal::Integer(10),
+    note: Some("\"auto\" picks each feature's count by Birgé and Rozenblac's method"),
+};
+pub(super) const ALPHA: ParamSpec = ParamSpec {
+    name: "alpha",
+    domain: Domain::NumberBetween(0.0, 1.0),
+    default: Literal::Number(0.1),
+    note: None,
+};
+pub(super) const TOL: ParamSpec = ParamSpec {
+    name: "tol",
+    domain: Domain::NumberBetween(0.0, 1.0),
+    default: Literal::Number(0.5),
+    note: None,
+};
+pub(super) const N_COMPONENTS: ParamSpec = ParamSpec {
+    name: "n_components",
+    domain: Domain::Integer {
+        min: 1,
+        max: u64::MAX,
+    },
+    default: Literal::Null,
+    note: Some("null keeps min(n_samples, n_features); more is an error at fit time"),
+};
+pub(super) const N_SELECTED_COMPONENTS: ParamSpec = ParamSpec {
+    name: "n_selected_components",
+    domain: Domain::Integer {
+        min: 1,
+        max: u64::MAX,
+    },
+    default: Literal::Null,
+    note: Some("null uses every component; at most n_components (checked at fit time)"),
+};
+pub(super) const WEIGHTED: ParamSpec = ParamSpec {
+    name: "weighted",
+    domain: Domain::Boolean,
+    default: Literal::Bool(true),
+    note: None,
+};
+pub(super) const STANDARDIZATION: ParamSpec = ParamSpec {
+    name: "standardization",
+    domain: Domain::Boolean,
+    default: Literal::Bool(true),
+    note: None,
+};
+
+pub(super) const REG_COVAR: ParamSpec = ParamSpec {
+    name: "reg_covar",
+    domain: Domain::NumberAtLeast(0.0),
+    default: Literal::Number(1e-6),
+    note: None,
+};
+
+pub(super) const EPS: ParamSpec = ParamSpec {
+    name: "eps",
+    domain: Domain::NumberBetween(0.0, f64::INFINITY),
+    default: Literal::Number(0.5),
+    note: None,
+};
+pub(super) const MIN_SAMPLES: ParamSpec = ParamSpec {
+    name: "min_samples",
+    domain: Domain::Integer {
+        min: 1,
+        max: 100_000,
+    },
+    default: Literal::Integer(5),
+    note: Some("rows within eps, the row itself included, that make a core row"),
+};
+
+/// INNE's `n_estimators`: PyOD's default 200, the isolation forest's range.
+pub(super) const INNE_N_ESTIMATORS: ParamSpec = ParamSpec {
+    default: Literal::Integer(200),
+    ..N_ESTIMATORS
+};
+/// INNE's `max_samples`: ψ, the centres per set.
+pub(super) const INNE_MAX_SAMPLES: ParamSpec = ParamSpec {
+    note: Some("\"auto\" = min(8, n); at least 2 centres"),
+    ..MAX_SAMPLES
+};
+
+/// PyOD's default contamination, which `"auto"` stands for with PyOD's detectors.
+const PYOD_CONTAMINATION: f64 = 0.1;
+
 /// The largest contamination: at most half the training rows are anomalies.
 const CONTAMINATION_MAX: f64 = 0.5;
 /// `contamination`, which every algorithm takes beside its own parameters.
@@ -259,7 +395,7 @@ pub const ISOLATION_FOREST: AlgorithmSpec = AlgorithmSpec {
     name: "isolation_forest",
     description: "Isolation forest (Liu, Ting & Zhou 2008), scikit-learn's IsolationForest semantics",
     supports_novelty: true,
-    auto_threshold: 0.5,
+    auto: AutoThreshold::Offset(0.5),
     params: &[
         N_ESTIMATORS,
         MAX_SAMPLES,
@@ -274,15 +410,114 @@ pub const LOF: AlgorithmSpec = AlgorithmSpec {
     name: "lof",
     description: "Local outlier factor (Breunig et al. 2000), scikit-learn's LocalOutlierFactor semantics; predict scores new rows as novelty",
     supports_novelty: true,
-    auto_threshold: 1.5,
+    auto: AutoThreshold::Offset(1.5),
     params: &[N_NEIGHBORS, METRIC, P],
 };
 
+/// ECOD: PyOD's `ECOD` (no parameters besides the contamination).
+pub const ECOD: AlgorithmSpec = AlgorithmSpec {
+    name: "ecod",
+    description: "Empirical-CDF-based outlier detection (Li et al. 2022), PyOD's ECOD semantics; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[],
+};
+
+/// COPOD: PyOD's `COPOD` (no parameters besides the contamination).
+pub const COPOD: AlgorithmSpec = AlgorithmSpec {
+    name: "copod",
+    description: "Copula-based outlier detection (Li et al. 2020), PyOD's COPOD semantics; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[],
+};
+
+/// HBOS: PyOD's `HBOS` parameters.
+pub const HBOS: AlgorithmSpec = AlgorithmSpec {
+    name: "hbos",
+    description: "Histogram-based outlier score (Goldstein & Dengel 2012), PyOD's HBOS semantics; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[N_BINS, ALPHA, TOL],
+};
+
+/// KNN: PyOD's `KNN` parameters (exact neighbours).
+pub const KNN: AlgorithmSpec = AlgorithmSpec {
+    name: "knn",
+    description: "k-nearest-neighbour distance (Ramaswamy et al. 2000), PyOD's KNN semantics with exact neighbours; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[KNN_N_NEIGHBORS, KNN_METHOD, METRIC, P],
+};
+
+/// PCA: PyOD's `PCA` parameters (full PCA).
+pub const PCA: AlgorithmSpec = AlgorithmSpec {
+    name: "pca",
+    description: "Principal-component distances weighted by explained variance (Shyu et al. 2003), PyOD's PCA semantics; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[
+        N_COMPONENTS,
+        N_SELECTED_COMPONENTS,
+        WEIGHTED,
+        STANDARDIZATION,
+    ],
+};
+
+/// GMM: PyOD's `GMM` with one component (scikit-learn's `GaussianMixture`).
+pub const GMM: AlgorithmSpec = AlgorithmSpec {
+    name: "gmm",
+    description: "Gaussian mixture negative log-likelihood with one full-covariance component, PyOD's GMM (scikit-learn's GaussianMixture) semantics; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[REG_COVAR],
+};
+
+/// DBSCAN: scikit-learn's `DBSCAN` parameters.
+pub const DBSCAN: AlgorithmSpec = AlgorithmSpec {
+    name: "dbscan",
+    description: "DBSCAN (Ester et al. 1996) with scikit-learn's clusters; the score is the distance to the nearest core row, noise scores above eps; deterministic",
+    supports_novelty: true,
+    auto: AutoThreshold::Eps,
+    params: &[EPS, MIN_SAMPLES, METRIC, P],
+};
+
+/// INNE: PyOD's `INNE` parameters.
+pub const INNE: AlgorithmSpec = AlgorithmSpec {
+    name: "inne",
+    description: "Isolation using nearest-neighbour ensembles (Bandaragoda et al. 2018), PyOD's INNE semantics; randomized (seeded by random_state)",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[INNE_N_ESTIMATORS, INNE_MAX_SAMPLES, RANDOM_STATE],
+};
+
 /// Every algorithm, in the order they are described.
-pub const ALGORITHMS: &[AlgorithmSpec] = &[ISOLATION_FOREST, LOF];
+pub const ALGORITHMS: &[AlgorithmSpec] = &[
+    ISOLATION_FOREST,
+    LOF,
+    ECOD,
+    COPOD,
+    HBOS,
+    KNN,
+    PCA,
+    GMM,
+    DBSCAN,
+    INNE,
+];
 
 /// The algorithm names accepted everywhere.
-pub const ALGORITHM_NAMES: [&str; 2] = [ISOLATION_FOREST.name, LOF.name];
+pub const ALGORITHM_NAMES: [&str; 10] = [
+    ISOLATION_FOREST.name,
+    LOF.name,
+    ECOD.name,
+    COPOD.name,
+    HBOS.name,
+    KNN.name,
+    PCA.name,
+    GMM.name,
+    DBSCAN.name,
+    INNE.name,
+];
 
 /// The table of the algorithm called `name`.
 pub fn algorithm(name: &str) -> Option<&'static AlgorithmSpec> {

@@ -290,3 +290,121 @@ fn isolation_forest_agrees_with_scikit_learn_statistically() {
         "anomalies at the auto threshold: {anomalies} per seed, scikit-learn {sk}"
     );
 }
+
+/// PyOD's labels (1 = outlier) as our predictions (-1 = anomaly).
+fn pyod_predictions(v: &Value) -> Vec<i8> {
+    let labels: Vec<i8> = serde_json::from_value(v.clone()).expect("an array of 0/1");
+    labels
+        .into_iter()
+        .map(|l| if l == 1 { -1 } else { 1 })
+        .collect()
+}
+
+/// As [`assert_close`], with differences below `floor` accepted whatever their relative
+/// size (scores that are sums of logarithms can be near 0).
+fn assert_near(what: &str, got: &[f64], expected: &[f64], tol: f64, floor: f64) {
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
+        let ok = (g - e).abs() <= floor || relative_difference(g, e) <= tol;
+        assert!(ok, "{what}: row {i}: got {g:e}, PyOD {e:e}");
+    }
+}
+
+/// PyOD's deterministic detectors, GMM with its one component among them
+/// (`tests/fixtures/generate_pyod.py`): training scores,
+/// the threshold for contamination `"auto"` (PyOD's 0.1), the labels, and the scores of
+/// new rows, all to 1e-9 relative.
+#[test]
+fn pyod_detectors_scores_thresholds_and_labels_match_pyod() {
+    let fx = fixture("pyod.json");
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, case) in named(&fx["cases"]) {
+        let data = &fx["datasets"][case["dataset"].as_str().expect("dataset")];
+        let (x, queries) = (matrix(&data["x"]), matrix(&data["queries"]));
+        let algorithm = case["algorithm"].as_str().expect("algorithm");
+        seen.insert(algorithm);
+        let params = case["params"].as_object().expect("params object");
+        let config = DetectorConfig::from_json(algorithm, params, &json!("auto"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let fitted = fit(&config, x.view()).unwrap_or_else(|e| panic!("{name}: fit: {e}"));
+        let tol = 1e-9;
+        assert_near(
+            &format!("{name}: training scores"),
+            &fitted.training.scores,
+            &floats(&case["scores"]),
+            tol,
+            1e-12,
+        );
+        assert_near(
+            &format!("{name}: threshold"),
+            &[fitted.training.threshold],
+            &[case["threshold"].as_f64().expect("threshold")],
+            tol,
+            1e-12,
+        );
+        assert_eq!(
+            fitted.training.predictions,
+            pyod_predictions(&case["labels"]),
+            "{name}: labels"
+        );
+        let novel = fitted.model.score(queries.view()).expect("score");
+        assert_near(
+            &format!("{name}: novelty scores"),
+            &novel,
+            &floats(&case["novelty_scores"]),
+            tol,
+            1e-12,
+        );
+        // The serialized model scores the same, bit for bit.
+        let copy = detect_core::FittedModel::from_bytes(&fitted.model.to_bytes()).expect("read");
+        assert_eq!(copy.score(queries.view()).expect("score"), novel, "{name}");
+    }
+    let all: Vec<_> = seen.into_iter().collect();
+    assert_eq!(all, ["copod", "ecod", "gmm", "hbos", "knn", "pca"]);
+}
+
+/// scikit-learn's DBSCAN (`tests/fixtures/dbscan.json`, on `pyod.json`'s datasets):
+/// cluster labels and core rows exactly; the scores (distance to the nearest core row) and
+/// the novelty scores to 1e-9 relative; with `contamination: "auto"` the rows labelled −1
+/// are exactly the noise.
+#[test]
+fn dbscan_clusters_equal_scikit_learn_and_noise_is_labelled_an_anomaly() {
+    let data = fixture("pyod.json");
+    let fx = fixture("dbscan.json");
+    for (name, case) in named(&fx["cases"]) {
+        let set = &data["datasets"][case["dataset"].as_str().expect("dataset")];
+        let (x, queries) = (matrix(&set["x"]), matrix(&set["queries"]));
+        let params = case["params"].as_object().expect("params object");
+        let config = DetectorConfig::from_json("dbscan", params, &json!("auto"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let detect_core::AlgorithmParams::Dbscan(p) = &config.algorithm else {
+            panic!("{name}: not DBSCAN");
+        };
+        let (labels, core) =
+            detect_core::dbscan::cluster_labels(x.view(), p.eps, p.min_samples, p.metric);
+        let want: Vec<i64> = serde_json::from_value(case["labels"].clone()).expect("labels");
+        assert_eq!(labels, want, "{name}: labels");
+        let want_core: Vec<bool> = serde_json::from_value(case["core"].clone()).expect("core");
+        assert_eq!(core, want_core, "{name}: core rows");
+
+        let fitted = fit(&config, x.view()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_near(
+            &format!("{name}: scores"),
+            &fitted.training.scores,
+            &floats(&case["scores"]),
+            1e-9,
+            1e-12,
+        );
+        assert_eq!(fitted.training.threshold, p.eps, "{name}");
+        let noise: Vec<i8> = want.iter().map(|&l| if l == -1 { -1 } else { 1 }).collect();
+        assert_eq!(fitted.training.predictions, noise, "{name}: noise");
+        let novel = fitted.model.score(queries.view()).expect("score");
+        assert_near(
+            &format!("{name}: novelty scores"),
+            &novel,
+            &floats(&case["novelty_scores"]),
+            1e-9,
+            1e-12,
+        );
+    }
+}

@@ -192,6 +192,38 @@ fn lof_runs_with_parameters() {
 }
 
 #[test]
+fn pyod_detectors_run_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "data.csv", csv_text(true, true).as_bytes());
+    for (algorithm, params) in [
+        ("ecod", &[][..]),
+        ("copod", &[]),
+        ("hbos", &["--param", "n_bins=auto"]),
+        ("knn", &["--param", "method=mean"]),
+        ("pca", &[]),
+        ("gmm", &["--param", "reg_covar=0.001"]),
+    ] {
+        let args = [&["--algorithm", algorithm][..], params].concat();
+        let out = detect(&input, &args);
+        let err = report(&out);
+        assert!(err.contains(algorithm), "{algorithm}: {err}");
+        // Contamination "auto" is PyOD's 0.1: the two planted rows are among the flagged
+        // (per-feature detectors need not rank them above every inlier of two clusters).
+        let rows = parse_output(&stdout(&out));
+        assert_eq!(rows.len(), 42);
+        assert_eq!((rows[40].0, rows[41].0), (-1, -1), "{algorithm}: {rows:?}");
+        assert!(
+            rows.iter().filter(|r| r.0 == -1).count() <= 5,
+            "{algorithm}: {rows:?}"
+        );
+    }
+    // A PyOD parameter out of range is refused like any other.
+    let out = detect(&input, &["--algorithm", "hbos", "--param", "tol=1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tol"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_bad_line_is_reported_with_its_number_and_exit_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let mut text = csv_text(true, false);

@@ -1,0 +1,136 @@
+//! # GMM: Gaussian mixture likelihood (one component)
+//!
+//! PyOD's `GMM` with its default `n_components=1`, which wraps scikit-learn's
+//! `GaussianMixture(covariance_type="full")`: the score of a row is its negative
+//! log-likelihood, −log N(x | μ, Σ). With one component scikit-learn's EM stops where it
+//! starts (every responsibility is 1), so the fit is closed-form and deterministic:
+//!
+//! - nₖ = n + 10 ε (scikit-learn's guard against empty components), μ = Σ x / nₖ;
+//! - Σ = (x − μ)ᵀ (x − μ) / nₖ + `reg_covar` · I (default 1e-6);
+//! - Σ = L Lᵀ (Cholesky); a row's score is ½ (d ln 2π + ‖L⁻¹(x − μ)‖²) + Σᵢ ln Lᵢᵢ.
+//!
+//! The scores equal scikit-learn's (and PyOD's) up to the rounding of the Cholesky factor
+//! and the triangular solve. A covariance that is not positive definite even with
+//! `reg_covar` is an error naming `reg_covar`, as scikit-learn refuses it.
+//!
+//! ## Cost
+//! O(n d²) for the covariance, O(d³) for the factor, O(d²) per scored row. The model keeps
+//! μ and L (d + d² values).
+
+use nalgebra::{DMatrix, DVector};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
+use crate::params::{Checked, GmmParams};
+
+/// A fitted one-component GMM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Gmm {
+    mean: Vec<f64>,
+    /// The lower Cholesky factor L of the covariance, row-major (d × d).
+    chol: Vec<f64>,
+    /// ½ d ln 2π + Σᵢ ln Lᵢᵢ: the score of a row at the mean.
+    offset: f64,
+}
+
+impl Gmm {
+    /// Fits on `x` (validated, at least 2 rows) and returns the model and the training
+    /// rows' scores.
+    ///
+    /// # Errors
+    /// [`DetectError::InvalidParameter`] naming `reg_covar` when the regularised
+    /// covariance is not positive definite.
+    pub(crate) fn fit(
+        params: &Checked<GmmParams>,
+        x: ArrayView2<'_, f64>,
+    ) -> Result<(Self, Vec<f64>), DetectError> {
+        let (n, d) = x.dim();
+        let nk = n as f64 + 10.0 * f64::EPSILON;
+        let mean: Vec<f64> = x
+            .sum_axis(ndarray::Axis(0))
+            .iter()
+            .map(|s| s / nk)
+            .collect();
+        let mean_row = ndarray::ArrayView1::from(&mean[..]);
+        let diff = &x - &mean_row;
+        let mut cov = diff.t().dot(&diff) / nk;
+        for i in 0..d {
+            cov[[i, i]] += params.reg_covar;
+        }
+        let cholesky = nalgebra::Cholesky::new(DMatrix::from_fn(d, d, |i, j| cov[[i, j]]))
+            .ok_or_else(|| DetectError::InvalidParameter {
+                name: "reg_covar".into(),
+                reason: format!(
+                    "the covariance plus reg_covar = {} is not positive definite: some \
+                     features are (nearly) collinear or constant; increase reg_covar",
+                    params.reg_covar
+                ),
+            })?;
+        let l = cholesky.l();
+        let log_det: f64 = (0..d).map(|i| l[(i, i)].ln()).sum();
+        let offset = 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det;
+        let chol = (0..d * d).map(|k| l[(k / d, k % d)]).collect();
+        let model = Self { mean, chol, offset };
+        let scores = model.score(x);
+        Ok((model, scores))
+    }
+
+    /// Scores rows (validated, with the model's width): −log-likelihood.
+    pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        let d = self.mean.len();
+        crate::rows::score_rows(x, |row| {
+            // Forward substitution: L y = x − μ.
+            let mut y = DVector::<f64>::zeros(d);
+            let mut sq = 0.0;
+            for i in 0..d {
+                let mut acc = row[i] - self.mean[i];
+                for j in 0..i {
+                    acc -= self.chol[i * d + j] * y[j];
+                }
+                y[i] = acc / self.chol[i * d + i];
+                sq += y[i] * y[i];
+            }
+            0.5 * sq + self.offset
+        })
+    }
+
+    /// Checks a deserialized model's invariants against the model's width.
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
+        let d = n_features;
+        let diagonal_ok = (0..d).all(|i| self.chol.get(i * d + i).is_some_and(|v| *v > 0.0));
+        if self.mean.len() != d || self.chol.len() != d * d || !diagonal_ok {
+            return Err("GMM parameters do not match the model's width".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ParamGuard;
+    use ndarray::array;
+
+    #[test]
+    fn one_dimension_is_the_normal_density() {
+        let x = array![[1.0], [3.0]];
+        let p = GmmParams { reg_covar: 0.0 }.check().unwrap();
+        let (model, scores) = Gmm::fit(&p, x.view()).unwrap();
+        // mean 2, variance 1: −log N(1 | 2, 1) = ½ ln 2π + ½.
+        let want = 0.5 * (2.0 * std::f64::consts::PI).ln() + 0.5;
+        assert!((scores[0] - want).abs() < 1e-12, "{scores:?}");
+        let far = model.score(array![[12.0]].view());
+        assert!((far[0] - (want - 0.5 + 50.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_singular_covariance_names_reg_covar() {
+        let x = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]];
+        let p = GmmParams { reg_covar: 0.0 }.check().unwrap();
+        let err = Gmm::fit(&p, x.view()).unwrap_err();
+        assert!(
+            matches!(err, DetectError::InvalidParameter { ref name, .. } if name == "reg_covar")
+        );
+    }
+}

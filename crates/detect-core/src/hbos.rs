@@ -1,0 +1,269 @@
+//! # HBOS: histogram-based outlier score
+//!
+//! Goldstein & Dengel, "Histogram-based Outlier Score (HBOS): A fast Unsupervised Anomaly
+//! Detection Algorithm" (KI 2012), as PyOD's `HBOS` computes it:
+//!
+//! - per feature, a static histogram as `np.histogram(column, bins, density=True)`: equal
+//!   bins from the minimum to the maximum (± 0.5 for a constant column), edges as
+//!   `np.linspace` places them, densities count / width / n;
+//! - `n_bins`: the same count for every feature (default 10), or `"auto"`: per feature the
+//!   count in 1..max(2, ⌊√n⌋) − 1 maximising Birgé and Rozenblac's penalised likelihood
+//!   Σₖ hₖ ln(b hₖ / n + 1) − (b − 1 + (ln b)^2.5) (PyOD's `get_optimal_n_bins`);
+//! - a value falls in bin k when edgeₖ < v ≤ edgeₖ₊₁ (`np.digitize(..., right=True)`, as
+//!   PyOD scores); the minimum itself and values below it within `tol` bin widths take the
+//!   first bin, values above the last edge within `tol` widths the last bin, and values
+//!   farther out the lowest bin's term;
+//! - a row's score is −Σⱼ log₂(densityⱼ + `alpha`). Higher = more anomalous.
+//!
+//! Deterministic: the scores equal PyOD's to the last digits of the logarithms and sums.
+//!
+//! ## Cost
+//! Fit: one pass per feature, O(n d), for a fixed `n_bins`; for `"auto"` a sort per
+//! feature, O(d · n log n), after which each of the √n candidate histograms is read off
+//! the sorted column by binary search (O(b log n) each, not O(n)). Scoring: a binary search per feature and row. Memory: the edges and
+//! densities, d · (2b + 1) values.
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::params::{Bins, Checked, HbosParams};
+
+/// One feature's histogram.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Histogram {
+    /// b + 1 edges, ascending.
+    edges: Vec<f64>,
+    /// log₂(density + alpha) of each of the b bins.
+    terms: Vec<f64>,
+    /// The smallest of `terms`: the term of values far outside the edges.
+    floor: f64,
+}
+
+/// A fitted HBOS model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hbos {
+    tol: f64,
+    histograms: Vec<Histogram>,
+}
+
+/// `np.histogram`'s edges for values from `min` to `max`: `np.linspace` over the range,
+/// widened by 0.5 either side when it is empty.
+fn edges(min: f64, max: f64, bins: usize) -> Vec<f64> {
+    let (mut first, mut last) = (min, max);
+    if first == last {
+        first -= 0.5;
+        last += 0.5;
+    }
+    let step = (last - first) / bins as f64;
+    let mut edges: Vec<f64> = (0..=bins).map(|i| i as f64 * step + first).collect();
+    edges[bins] = last;
+    edges
+}
+
+/// `np.histogram(column, bins)`'s edges and counts, for a column sorted ascending: NumPy
+/// puts v in bin k when edgeₖ ≤ v < edgeₖ₊₁, the last bin closed, so each count is read
+/// off the sorted column by binary search (what `"auto"`'s many candidate counts need).
+fn histogram(sorted: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
+    let edges = edges(sorted[0], sorted[sorted.len() - 1], bins);
+    let below = |e: f64| sorted.partition_point(|&v| v < e);
+    let mut counts = Vec::with_capacity(bins);
+    let mut start = below(edges[0]);
+    for k in 0..bins {
+        let end = if k + 1 == bins {
+            sorted.len()
+        } else {
+            below(edges[k + 1])
+        };
+        counts.push(end - start);
+        start = end;
+    }
+    (edges, counts)
+}
+
+/// The same edges and counts for an unsorted column in one pass, as `np.histogram`'s
+/// equal-bins loop computes each value's bin: ⌊(v − first) / (last − first) · b⌋, then
+/// moved by one where the rounding put it beside the edge it lies on.
+fn histogram_unsorted(column: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
+    let (min, max) = column
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let edges = edges(min, max, bins);
+    let (first, last) = (edges[0], edges[bins]);
+    let mut counts = vec![0usize; bins];
+    for &v in column {
+        let mut at = (((v - first) / (last - first)) * bins as f64) as usize;
+        at = at.min(bins - 1);
+        if v < edges[at] {
+            at -= 1;
+        } else if at + 1 < bins && v >= edges[at + 1] {
+            at += 1;
+        }
+        counts[at] += 1;
+    }
+    (edges, counts)
+}
+
+/// PyOD's `get_optimal_n_bins` (Birgé & Rozenblac) for a sorted column.
+fn optimal_bins(sorted: &[f64]) -> usize {
+    let n = sorted.len();
+    let upper = 2.max((n as f64).sqrt() as usize);
+    let mut best = (1, f64::NEG_INFINITY);
+    for b in 1..upper {
+        let (_, counts) = histogram(sorted, b);
+        let penalty = b as f64 - 1.0 + (b as f64).ln().powf(2.5);
+        let likelihood: f64 = counts
+            .iter()
+            .map(|&h| {
+                let h = h as f64;
+                h * ((b as f64 * h) / n as f64 + 1.0).ln() - penalty
+            })
+            .sum();
+        // np.argmax: the first maximum.
+        if likelihood > best.1 {
+            best = (b, likelihood);
+        }
+    }
+    best.0
+}
+
+impl Hbos {
+    /// Fits on `x` (validated) and returns the model and the training rows' scores.
+    pub(crate) fn fit(params: &Checked<HbosParams>, x: ArrayView2<'_, f64>) -> (Self, Vec<f64>) {
+        let n = x.nrows();
+        let histograms: Vec<Histogram> = (0..x.ncols())
+            .into_par_iter()
+            .map(|j| {
+                let column = x.column(j).to_vec();
+                let (edges, counts) = match params.n_bins {
+                    Bins::Count(b) => histogram_unsorted(&column, b),
+                    Bins::Auto => {
+                        let mut sorted = column;
+                        sorted.sort_unstable_by(f64::total_cmp);
+                        histogram(&sorted, optimal_bins(&sorted))
+                    }
+                };
+                let terms: Vec<f64> = counts
+                    .iter()
+                    .zip(edges.windows(2))
+                    .map(|(&c, e)| (c as f64 / (e[1] - e[0]) / n as f64 + params.alpha).log2())
+                    .collect();
+                let floor = terms.iter().copied().fold(f64::INFINITY, f64::min);
+                Histogram {
+                    edges,
+                    terms,
+                    floor,
+                }
+            })
+            .collect();
+        let model = Self {
+            tol: params.tol,
+            histograms,
+        };
+        let scores = model.score(x);
+        (model, scores)
+    }
+
+    /// Scores rows (validated, with the model's width): the training rows and new ones
+    /// alike.
+    pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        crate::rows::score_rows(x, |row| {
+            let sum: f64 = row
+                .iter()
+                .zip(&self.histograms)
+                .map(|(&v, h)| h.term(v, self.tol))
+                .sum();
+            -sum
+        })
+    }
+
+    /// Checks a deserialized model's invariants against the model's width.
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
+        let ok = self.histograms.len() == n_features
+            && self
+                .histograms
+                .iter()
+                .all(|h| !h.terms.is_empty() && h.edges.len() == h.terms.len() + 1);
+        if ok {
+            Ok(())
+        } else {
+            Err("HBOS histograms do not match the model's width".into())
+        }
+    }
+}
+
+impl Histogram {
+    /// log₂(density + alpha) of the bin `v` falls in, as PyOD's
+    /// `_calculate_outlier_scores` assigns it.
+    fn term(&self, v: f64, tol: f64) -> f64 {
+        let b = self.terms.len();
+        // np.digitize(v, edges, right=True): the number of edges below v.
+        let at = self.edges.partition_point(|&e| e < v);
+        if at == 0 {
+            let width = self.edges[1] - self.edges[0];
+            if self.edges[0] - v <= width * tol {
+                self.terms[0]
+            } else {
+                self.floor
+            }
+        } else if at == b + 1 {
+            let width = self.edges[b] - self.edges[b - 1];
+            if v - self.edges[b] <= width * tol {
+                self.terms[b - 1]
+            } else {
+                self.floor
+            }
+        } else {
+            self.terms[at - 1]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ParamGuard;
+    use ndarray::array;
+
+    #[test]
+    fn numpy_histogram_edges_and_counts() {
+        let (edges, counts) = histogram(&[0.0, 1.0, 1.0, 2.5, 4.0], 4);
+        assert_eq!(edges, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+        // [0, 1) [1, 2) [2, 3) [3, 4]
+        assert_eq!(counts, vec![1, 2, 1, 1]);
+        let (edges, counts) = histogram(&[3.0, 3.0], 2);
+        assert_eq!(edges, vec![2.5, 3.0, 3.5]);
+        assert_eq!(counts, vec![0, 2]);
+    }
+
+    #[test]
+    fn one_pass_counts_equal_the_sorted_ones() {
+        let column: Vec<f64> = (0..997)
+            .map(|i| (((i * 7919) % 1009) as f64 / 10.0).powf(1.3) - 20.0)
+            .chain([0.1, 0.2, 0.3, 0.7, 1.0 / 3.0])
+            .collect();
+        let mut sorted = column.clone();
+        sorted.sort_by(f64::total_cmp);
+        for bins in [1, 2, 3, 7, 10, 64, 333] {
+            assert_eq!(
+                histogram_unsorted(&column, bins),
+                histogram(&sorted, bins),
+                "{bins}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_in_an_empty_region_scores_highest() {
+        let x = array![[0.0], [0.1], [0.2], [0.15], [0.05], [1.0]];
+        let p = HbosParams::default().check().unwrap();
+        let (model, scores) = Hbos::fit(&p, x.view());
+        let top = scores.iter().cloned().fold(f64::MIN, f64::max);
+        assert_eq!(scores[5], top);
+        // Far beyond the last edge: the lowest bin's term.
+        let far = model.score(array![[50.0]].view());
+        assert_eq!(far[0], -model.histograms[0].floor);
+    }
+}

@@ -1,0 +1,214 @@
+//! # PCA: principal-component outlier score
+//!
+//! Shyu, Chen, Sarinnapakorn & Chang, "A Novel Anomaly Detection Scheme Based on
+//! Principal Component Classifier" (ICDM 2003), as PyOD's `PCA` scores it:
+//!
+//! 1. standardize the features (`standardization`, default on; [`crate::standardize`]);
+//! 2. a full PCA of the result, as scikit-learn's `PCA` with its default solver: the
+//!    eigenvectors of the sample covariance, by decreasing eigenvalue, each signed so that
+//!    its largest-magnitude entry is positive (`svd_flip(u_based_decision=False)`), with
+//!    explained-variance ratios evrⱼ = λⱼ / Σλ; `n_components` of them are kept (default
+//!    min(n_samples, n_features));
+//! 3. the score of a row z is Σⱼ ‖z − vⱼ‖ / wⱼ over the last `n_selected_components` kept
+//!    components (default all), with wⱼ = evrⱼ when `weighted` (default) and 1 otherwise.
+//!    PyOD treats each unit component vⱼ as a point and measures the Euclidean distance
+//!    from z to it (`cdist`), which is what is computed here.
+//!
+//! Where a component's explained variance is numerically zero (a constant column, or
+//! exactly collinear ones), PyOD divides by 0 and returns +inf for every row (or, where
+//! LAPACK returns a tiny positive eigenvalue instead, scores dominated by that noise).
+//! Here a weight below n_features · 2⁻⁵² is raised to that floor: the scores stay finite
+//! and, like PyOD's in the tiny-eigenvalue case, are then ranked by ‖z‖.
+//!
+//! Deterministic; the scores equal PyOD's up to the rounding of the eigendecomposition
+//! (a different, equally exact algorithm: nalgebra's symmetric QR instead of LAPACK).
+//!
+//! ## Cost
+//! O(n d²) for the covariance, O(d³) for its eigendecomposition, O(n d s) to score with s
+//! selected components. Memory: the model keeps d · s components, s weights and the
+//! scaler.
+
+use nalgebra::{DMatrix, SymmetricEigen};
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
+use crate::params::{Checked, ParamError, PcaParams};
+use crate::standardize::Scaler;
+
+/// A fitted PCA model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pca {
+    scaler: Option<Scaler>,
+    /// The selected components, row-major (s × d).
+    components: Vec<f64>,
+    /// Their weights (evr or 1), floored as the module docs say.
+    weights: Vec<f64>,
+    /// Explained-variance ratio of every kept component, as scikit-learn reports it.
+    explained_variance_ratio: Vec<f64>,
+}
+
+impl Pca {
+    /// Fits on `x` (validated, at least 2 rows) and returns the model and the training
+    /// rows' scores.
+    ///
+    /// # Errors
+    /// [`DetectError::InvalidParameter`] when `n_components` exceeds min(n_samples,
+    /// n_features) or `n_selected_components` exceeds the components kept.
+    pub(crate) fn fit(
+        params: &Checked<PcaParams>,
+        x: ArrayView2<'_, f64>,
+    ) -> Result<(Self, Vec<f64>), DetectError> {
+        let (n, d) = x.dim();
+        let most = n.min(d);
+        let kept = params.n_components.unwrap_or(most);
+        if kept > most {
+            return Err(DetectError::InvalidParameter {
+                name: "n_components".into(),
+                reason: format!(
+                    "got {kept}; accepted: at most min(n_samples, n_features) = {most} for this data"
+                ),
+            });
+        }
+        let selected = params.n_selected_components.unwrap_or(kept);
+        if selected > kept {
+            return Err(ParamError::NSelectedComponents(selected).into());
+        }
+        let scaler = params.standardization.then(|| Scaler::fit(x));
+        let z = match &scaler {
+            Some(s) => s.transform(x),
+            None => x.to_owned(),
+        };
+        let (vectors, evr) = principal_components(&z);
+        let floor = d as f64 * f64::EPSILON;
+        let mut components = Vec::with_capacity(selected * d);
+        let mut weights = Vec::with_capacity(selected);
+        for j in kept - selected..kept {
+            components.extend_from_slice(&vectors[j * d..(j + 1) * d]);
+            weights.push(if params.weighted {
+                evr[j].max(floor)
+            } else {
+                1.0
+            });
+        }
+        let model = Self {
+            scaler,
+            components,
+            weights,
+            explained_variance_ratio: evr[..kept].to_vec(),
+        };
+        let scores = model.score_standardized(z.view());
+        Ok((model, scores))
+    }
+
+    /// Scores rows (validated, with the model's width).
+    pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        match &self.scaler {
+            Some(s) => self.score_standardized(s.transform(x).view()),
+            None => self.score_standardized(x),
+        }
+    }
+
+    fn score_standardized(&self, z: ArrayView2<'_, f64>) -> Vec<f64> {
+        let d = z.ncols();
+        crate::rows::score_rows(z, |row| {
+            self.components
+                .chunks_exact(d)
+                .zip(&self.weights)
+                .map(|(v, w)| {
+                    let sq: f64 = row.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+                    sq.sqrt() / w
+                })
+                .sum()
+        })
+    }
+
+    /// The explained-variance ratio of each kept component (scikit-learn's
+    /// `explained_variance_ratio_`).
+    pub fn explained_variance_ratio(&self) -> &[f64] {
+        &self.explained_variance_ratio
+    }
+
+    /// Checks a deserialized model's invariants against the model's width.
+    pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
+        let s = self.weights.len();
+        let scaler_ok = self.scaler.as_ref().is_none_or(|c| c.width() == n_features);
+        if s == 0 || self.components.len() != s * n_features || !scaler_ok {
+            return Err("PCA components do not match the model's width".into());
+        }
+        Ok(())
+    }
+}
+
+/// Every principal component of `z`'s rows, row-major by decreasing eigenvalue and signed
+/// as scikit-learn signs them, and their explained-variance ratios.
+fn principal_components(z: &Array2<f64>) -> (Vec<f64>, Vec<f64>) {
+    let (n, d) = z.dim();
+    let mean = z.mean_axis(ndarray::Axis(0)).expect("at least one row");
+    let centered = z - &mean;
+    let cov = centered.t().dot(&centered) / (n as f64 - 1.0);
+    let eigen = SymmetricEigen::new(DMatrix::from_fn(d, d, |i, j| cov[[i, j]]));
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+    // Negative eigenvalues are rounding: scikit-learn clips them to 0.
+    let values: Vec<f64> = order
+        .iter()
+        .map(|&i| eigen.eigenvalues[i].max(0.0))
+        .collect();
+    let total: f64 = values.iter().sum();
+    let mut vectors = Vec::with_capacity(d * d);
+    for &i in &order {
+        let v = eigen.eigenvectors.column(i);
+        // svd_flip: the first entry of largest magnitude becomes positive.
+        let mut at = 0;
+        for (j, x) in v.iter().enumerate() {
+            if x.abs() > v[at].abs() {
+                at = j;
+            }
+        }
+        let sign = if v[at] < 0.0 { -1.0 } else { 1.0 };
+        vectors.extend(v.iter().map(|x| x * sign));
+    }
+    let evr = values.iter().map(|v| v / total).collect();
+    (vectors, evr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ParamGuard;
+    use ndarray::array;
+
+    #[test]
+    fn components_are_unit_signed_and_sorted() {
+        let z = array![[2.0, 0.1], [-2.0, -0.1], [1.0, -0.2], [-1.0, 0.2]];
+        let (v, evr) = principal_components(&z);
+        assert!(evr[0] > evr[1] && (evr[0] + evr[1] - 1.0).abs() < 1e-12);
+        let norm = (v[0] * v[0] + v[1] * v[1]).sqrt();
+        assert!((norm - 1.0).abs() < 1e-12);
+        assert!(v[0] > 0.0 && v[0].abs() > v[1].abs());
+    }
+
+    #[test]
+    fn too_many_components_name_the_parameter() {
+        let x = array![[1.0, 2.0], [2.0, 1.0], [3.0, 3.5]];
+        let p = PcaParams {
+            n_components: Some(3),
+            ..PcaParams::default()
+        }
+        .check()
+        .unwrap();
+        let err = Pca::fit(&p, x.view()).unwrap_err();
+        assert!(
+            matches!(err, DetectError::InvalidParameter { ref name, .. } if name == "n_components")
+        );
+        let p = PcaParams {
+            n_selected_components: Some(3),
+            ..PcaParams::default()
+        }
+        .check()
+        .unwrap();
+        let err = Pca::fit(&p, x.view()).unwrap_err();
+        assert!(err.to_string().contains("n_selected_components"), "{err}");
+    }
+}
