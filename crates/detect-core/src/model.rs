@@ -238,7 +238,11 @@ fn fit_detector(
             (Detector::Inne(m), Some(scores))
         }
     };
-    let threshold = match (*config.contamination, config.algorithm.auto_threshold(), &scores) {
+    let threshold = match (
+        *config.contamination,
+        config.algorithm.auto_threshold(),
+        &scores,
+    ) {
         (Contamination::Auto, Some(t), _) => t,
         (Contamination::Fraction(c), _, Some(scores)) => quantile_threshold(scores, c),
         (Contamination::Auto, None, Some(scores)) => match config.algorithm.spec().auto {
