@@ -47,7 +47,9 @@ __all__ = [
     "ValidationData",
 ]
 
-Algorithm = Literal["isolation_forest", "lof"]
+Algorithm = Literal[
+    "isolation_forest", "lof", "ecod", "copod", "hbos", "knn", "pca", "gmm", "dbscan", "inne"
+]
 Contamination = Union[Literal["auto"], float]
 Rows = list[list[float]]
 
