@@ -114,6 +114,9 @@ pub struct ModelRegistry {
     stage_changes: lifecycle::Counts,
     /// The rollouts of the models asked about: `None` for a model with none.
     rollouts: std::sync::Mutex<Rollouts>,
+    /// Counts the forgettings of `rollouts`, so a store read that a change overtook is not
+    /// kept (see `ModelRegistry::rollout`).
+    rollout_generation: AtomicU64,
     /// Rollouts ended by their guards here, by (model, guard) (metrics).
     rollbacks: lifecycle::Counts,
 }
@@ -133,6 +136,7 @@ impl ModelRegistry {
             drift: DriftMonitor::new(DriftConfig::default()),
             stage_changes: std::sync::Mutex::default(),
             rollouts: std::sync::Mutex::default(),
+            rollout_generation: AtomicU64::new(0),
             rollbacks: std::sync::Mutex::default(),
         }
     }
@@ -564,7 +568,7 @@ impl ModelChangeSink for ModelRegistry {
 
     fn missed_changes(&self) {
         self.cache.clear();
-        self.lock_rollouts().clear();
+        self.forget_rollouts();
     }
 }
 

@@ -16,6 +16,7 @@
 //! the change announced), with an audit row naming the guard and its figures, and is
 //! counted in `pynomaly_model_rollbacks_total{model,guard}`.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -374,6 +375,8 @@ impl ModelRegistry {
         if let Some(known) = self.lock_rollouts().get(tenant).and_then(|m| m.get(name)) {
             return Ok(known.clone());
         }
+        // A change made or announced while the store is read makes what it read stale.
+        let generation = self.rollout_generation.load(Ordering::Acquire);
         let stored = self.meta.rollout(tenant, name).await?;
         let active = match stored {
             Some(v) => {
@@ -386,10 +389,12 @@ impl ModelRegistry {
             }
             None => None,
         };
-        self.lock_rollouts()
-            .entry(tenant.to_string())
-            .or_default()
-            .insert(name.to_string(), active.clone());
+        let mut held = self.lock_rollouts();
+        if self.rollout_generation.load(Ordering::Acquire) == generation {
+            held.entry(tenant.to_string())
+                .or_default()
+                .insert(name.to_string(), active.clone());
+        }
         Ok(active)
     }
 
@@ -399,9 +404,18 @@ impl ModelRegistry {
 
     /// Forgets what is held of a model's rollout (a change made or announced).
     pub(super) fn forget_rollout(&self, tenant: &str, name: &str) {
-        if let Some(models) = self.lock_rollouts().get_mut(tenant) {
+        let mut held = self.lock_rollouts();
+        self.rollout_generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(models) = held.get_mut(tenant) {
             models.remove(name);
         }
+    }
+
+    /// Forgets every rollout held (model changes may have been missed).
+    pub(super) fn forget_rollouts(&self) {
+        let mut held = self.lock_rollouts();
+        self.rollout_generation.fetch_add(1, Ordering::AcqRel);
+        held.clear();
     }
 
     /// Starts a canary or shadow rollout of `new.version` (replacing one running).
