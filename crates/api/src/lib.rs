@@ -34,6 +34,7 @@ mod server;
 mod startup;
 mod state;
 mod telemetry;
+mod tls;
 mod unread_body;
 mod users;
 
@@ -41,3 +42,4 @@ pub use auth::CreatedKey;
 pub use metrics::Metrics;
 pub use startup::{Application, MetricsPort};
 pub use state::AppState;
+pub use tls::{Tls, TlsError};

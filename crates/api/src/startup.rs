@@ -32,6 +32,7 @@ use crate::exposition::{MetricsSources, metrics_router};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Limits, Shared};
+use crate::tls::Tls;
 
 /// A bound metrics listener (`PYNOMALY_METRICS_BIND`) and what it serves.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct MetricsPort {
     listener: TcpListener,
     addr: SocketAddr,
     sources: MetricsSources,
+    limits: crate::server::ConnectionLimits,
+    tls: Option<Tls>,
 }
 
 impl MetricsPort {
@@ -59,12 +62,15 @@ impl MetricsPort {
         let Some(bind) = settings.server.metrics_bind else {
             return Ok(None);
         };
+        let tls = load_tls(settings)?;
         let error = |source| StartupError::Bind { addr: bind, source };
         let listener = TcpListener::bind(bind).await.map_err(error)?;
         let addr = listener.local_addr().map_err(error)?;
         Ok(Some(Self {
             listener,
             addr,
+            limits: crate::server::ConnectionLimits::of(settings),
+            tls,
             sources: MetricsSources {
                 metrics,
                 meta: Arc::clone(&parts.meta),
@@ -79,25 +85,51 @@ impl MetricsPort {
         self.addr
     }
 
+    /// Whether the port serves HTTPS (`PYNOMALY_TLS_CERT`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Serves until `stop` is cancelled.
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let router = metrics_router(self.sources);
+        let acceptor = self.tls.as_ref().map(|tls| {
+            tls.spawn_reloader(stop.clone());
+            tls.acceptor()
+        });
         tokio::spawn(async move {
-            tracing::info!(addr = %self.addr, "serving /metrics");
-            let served = axum::serve(self.listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the metrics listener failed");
-            }
+            tracing::info!(addr = %self.addr, tls = acceptor.is_some(), "serving /metrics");
+            crate::server::serve(
+                self.listener,
+                router,
+                self.limits,
+                acceptor,
+                stop.cancelled_owned(),
+                METRICS_DRAIN,
+            )
+            .await;
         })
     }
+}
+
+/// How long the metrics port waits for a scrape in flight when it stops.
+const METRICS_DRAIN: Duration = Duration::from_secs(5);
+
+/// The certificate the settings name, loaded (a start with one that cannot be served fails).
+fn load_tls(settings: &Settings) -> Result<Option<Tls>, StartupError> {
+    settings
+        .server
+        .tls
+        .as_ref()
+        .map(|files| Tls::load(files).map_err(|e| StartupError::Tls(Box::new(e))))
+        .transpose()
 }
 
 /// The service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    tls: Option<Tls>,
     addr: SocketAddr,
     metrics_port: Option<MetricsPort>,
     router: Router,
@@ -194,10 +226,12 @@ impl Application {
             addr: server.bind,
             source,
         };
+        let tls = load_tls(&settings)?;
         let listener = TcpListener::bind(server.bind).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         Ok(Self {
             listener,
+            tls,
             addr,
             metrics_port,
             router,
@@ -218,6 +252,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https` when the listeners serve TLS (`PYNOMALY_TLS_CERT`), else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The metrics port's address, when `PYNOMALY_METRICS_BIND` opened one.
@@ -251,6 +290,7 @@ impl Application {
     ) -> Result<(), StartupError> {
         let Self {
             listener,
+            tls,
             addr,
             metrics_port,
             router,
@@ -283,11 +323,12 @@ impl Application {
             queue_for_signal.shutdown();
         };
         let drain = settings.server.shutdown_timeout;
-        let limits = crate::server::ConnectionLimits {
-            max_header_bytes: settings.server.max_header_bytes,
-            header_read_timeout: settings.server.header_read_timeout,
-        };
-        crate::server::serve(listener, router, limits, graceful, drain).await;
+        let limits = crate::server::ConnectionLimits::of(&settings);
+        let acceptor = tls.as_ref().map(|tls| {
+            tls.spawn_reloader(background.clone());
+            tls.acceptor()
+        });
+        crate::server::serve(listener, router, limits, acceptor, graceful, drain).await;
         queue.shutdown();
         for w in workers {
             if tokio::time::timeout(drain, w).await.is_err() {

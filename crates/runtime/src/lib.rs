@@ -27,6 +27,7 @@ pub use open::{
 };
 pub use settings::{
     DatabaseSettings, Problem, QueueSettings, Secret, SecuritySettings, ServerSettings, Settings,
-    SettingsError, StorageSettings, TelemetrySettings, TraceSampler, TraceSettings,
+    SettingsError, StorageSettings, TelemetrySettings, TlsFiles, TraceSampler, TraceSettings,
+    UnknownVariable, VARIABLES, unknown_variables,
 };
 pub use telemetry::{TelemetryError, TelemetryGuard, init_telemetry, init_tracing};

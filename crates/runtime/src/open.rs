@@ -60,6 +60,8 @@ pub enum StartupError {
     NeedsRedis,
     #[error("DATABASE_URL is not set: migrations apply to the Postgres store")]
     NeedsDatabase,
+    #[error("cannot serve HTTPS (PYNOMALY_TLS_CERT, PYNOMALY_TLS_KEY)")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StartupError {

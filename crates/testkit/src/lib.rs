@@ -13,6 +13,7 @@
 //!   [`Api::wait_job`].
 //! - [`wait`]: polling with a deadline ([`eventually`]) instead of fixed sleeps.
 //! - [`data`]: seeded, deterministic rows and CSV text.
+//! - [`tls`]: a private CA and the server certificates it signs ([`TestCa`]).
 //!
 //! It depends on none of the workspace's own crates: a crate's tests that used it would
 //! otherwise link a second copy of the crate under test.
@@ -24,6 +25,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod s3;
+pub mod tls;
 pub mod wait;
 
 use std::future::Future;
@@ -37,6 +39,7 @@ pub use postgres::TestDatabase;
 pub use process::{Proc, free_port, wait_ready};
 pub use redis::{RedisCluster, RedisKind, ScaleOut, with_postgres_and, with_postgres_and_redis};
 pub use s3::TestBucket;
+pub use tls::{Leaf, TestCa};
 pub use wait::{eventually, wait_until};
 
 /// Runs scale-out tests on each kind of Redis: for every `test => body`, a test named

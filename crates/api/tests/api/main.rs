@@ -19,3 +19,4 @@ mod privacy;
 mod scale_out;
 mod security;
 mod seed_client;
+mod tls;

@@ -13,7 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod config;
 pub mod detect;
+pub mod healthcheck;
 pub mod keys;
 pub mod migrate;
 pub mod serve;
@@ -47,6 +49,10 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Score events from a Redis stream or Kafka topic into an alerts stream or topic
     Stream(Box<stream::StreamArgs>),
+    /// Check a deployment's settings without starting anything (`config check`)
+    Config(config::ConfigArgs),
+    /// Ask a running process whether it is alive (a container's health check)
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// An error in what the user gave or asked for: exit status 2.
@@ -86,6 +92,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Stream(args) => stream::run(args),
+        Command::Config(args) => config::run(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
     }
 }
 
@@ -93,6 +101,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
 pub fn exit_status(e: &anyhow::Error) -> u8 {
     let is_input = e.chain().any(|cause| {
         cause.is::<InputError>()
+            || cause.is::<pynomaly_api::TlsError>()
             || cause.is::<data_source::DataError>()
             || cause
                 .downcast_ref::<detect_core::DetectError>()

@@ -67,9 +67,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 data_dir.join("admin.key").display()
             );
         }
-        println!("pynomaly serving on http://{}", app.local_addr());
+        println!(
+            "pynomaly serving on {}://{}",
+            app.scheme(),
+            app.local_addr()
+        );
         if let Some(addr) = app.metrics_addr() {
-            println!("pynomaly metrics on http://{addr}/metrics");
+            println!("pynomaly metrics on {}://{addr}/metrics", app.scheme());
         }
         app.run_until(shutdown_signal())
             .await

@@ -60,7 +60,12 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
             worker.queue.worker_id()
         );
         if let Some(addr) = worker.metrics_addr() {
-            println!("pynomaly worker metrics on http://{addr}/metrics");
+            let scheme = if settings.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("pynomaly worker metrics on {scheme}://{addr}/metrics");
         }
         worker.run_until(shutdown_signal()).await;
         Ok(())

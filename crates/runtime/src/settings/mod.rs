@@ -10,6 +10,7 @@
 //! `pynomaly worker` processes). `REDIS_URL` without `DATABASE_URL` is refused.
 
 mod env;
+mod known;
 mod secret;
 mod security;
 mod traces;
@@ -23,6 +24,7 @@ use pynomaly_redis::{RedisTarget, RedisUrlError};
 
 pub(crate) use env::Env;
 pub use env::{Problem, SettingsError};
+pub use known::{UnknownVariable, VARIABLES, unknown_variables};
 pub use secret::Secret;
 pub use traces::{TraceSampler, TraceSettings};
 
@@ -65,6 +67,20 @@ pub struct ServerSettings {
     /// A client must send its whole request head within this time
     /// (`PYNOMALY_HEADER_READ_TIMEOUT_S`, default 10), or the connection is closed.
     pub header_read_timeout: Duration,
+    /// Serve HTTPS on both listeners with this certificate chain and key
+    /// (`PYNOMALY_TLS_CERT`, `PYNOMALY_TLS_KEY`, PEM files, set together); `None`: plain
+    /// HTTP, as behind a proxy that terminates TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM files read at start-up and re-read when
+/// they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (`PYNOMALY_TLS_CERT`).
+    pub cert: PathBuf,
+    /// The private key: PKCS#8, PKCS#1 or SEC1 (`PYNOMALY_TLS_KEY`).
+    pub key: PathBuf,
 }
 
 /// Where data lives: the data directory, data sources, artifacts and the model cache.
@@ -199,6 +215,7 @@ impl Settings {
                 shutdown_timeout: Duration::from_secs(30),
                 max_header_bytes: 64 * 1024,
                 header_read_timeout: Duration::from_secs(10),
+                tls: None,
             },
             storage: StorageSettings {
                 sources_dir: data_dir.join("sources"),
@@ -292,6 +309,25 @@ impl ServerSettings {
         }
         if let Some(v) = env.seconds_in("PYNOMALY_HEADER_READ_TIMEOUT_S", 1, 3600) {
             self.header_read_timeout = v;
+        }
+        match (env.get("PYNOMALY_TLS_CERT"), env.get("PYNOMALY_TLS_KEY")) {
+            (Some(cert), Some(key)) => {
+                self.tls = Some(TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                });
+            }
+            (Some(cert), None) => env.invalid(
+                "PYNOMALY_TLS_CERT",
+                &cert,
+                "set PYNOMALY_TLS_KEY too (the certificate's private key), or neither",
+            ),
+            (None, Some(key)) => env.invalid(
+                "PYNOMALY_TLS_KEY",
+                &key,
+                "set PYNOMALY_TLS_CERT too (the certificate chain), or neither",
+            ),
+            (None, None) => {}
         }
     }
 }
@@ -538,6 +574,28 @@ mod tests {
         assert!(from(&[("PYNOMALY_SECRET_KEY", "abc")]).is_err());
         assert!(from(&[("PYNOMALY_STORAGE_URL", "gs://bucket/x")]).is_err());
         assert!(from(&[("PYNOMALY_STORAGE_URL", "s3://bucket/x")]).is_ok());
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_a_key_together() {
+        assert_eq!(from(&[]).unwrap().server.tls, None);
+        let s = from(&[
+            ("PYNOMALY_TLS_CERT", "/etc/pynomaly/tls.crt"),
+            ("PYNOMALY_TLS_KEY", "/etc/pynomaly/tls.key"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.server.tls,
+            Some(TlsFiles {
+                cert: "/etc/pynomaly/tls.crt".into(),
+                key: "/etc/pynomaly/tls.key".into(),
+            })
+        );
+        let e = from(&[("PYNOMALY_TLS_CERT", "tls.crt")]).unwrap_err();
+        assert_eq!(e.problems()[0].name, "PYNOMALY_TLS_CERT");
+        assert!(e.to_string().contains("PYNOMALY_TLS_KEY"), "{e}");
+        let e = from(&[("PYNOMALY_TLS_KEY", "tls.key")]).unwrap_err();
+        assert_eq!(e.problems()[0].name, "PYNOMALY_TLS_KEY");
     }
 
     #[test]

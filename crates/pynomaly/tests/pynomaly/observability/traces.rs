@@ -732,82 +732,17 @@ async fn start_tls_receiver(dir: &Path) -> (Receiver, String) {
     (rx, format!("https://localhost:{port}"))
 }
 
-/// A private CA and a `localhost` certificate signed by it, made with the `openssl`
-/// command: `ca.pem`, `leaf.pem`, `leaf.key` in `dir`. False when there is no openssl.
-fn make_certificates(dir: &Path) -> bool {
-    let run = |args: &[&str]| {
-        std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .map(|o| {
-                assert!(
-                    o.status.success(),
-                    "openssl {args:?}: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-            })
-            .is_ok()
-    };
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pynomaly test CA",
-    ]) && run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=localhost",
-    ]) && run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-    ])
-}
-
 /// An `https://` collector endpoint: spans go over TLS, the collector's certificate
 /// checked against the trust store (`SSL_CERT_FILE` naming a private CA here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_collector_trusted_through_ssl_cert_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    if !make_certificates(root) {
-        eprintln!("skipped: no openssl command to make the test certificates");
+    // ca.pem, and leaf.pem and leaf.key, which the receiver serves.
+    let Some(ca) = testkit::TestCa::new(root) else {
         return;
-    }
+    };
+    ca.issue("leaf");
     let (rx, endpoint) = start_tls_receiver(root).await;
     let port = free_port();
     let env = serve_env(root, &endpoint, "pynomaly-tls-test", port)
