@@ -89,7 +89,19 @@ AWS_REGION: {{ . | quote }}
 {{- end }}
 {{- end }}
 {{- range $name, $value := .Values.settings }}
-{{ $name }}: {{ $value | toString | quote }}
+{{ $name }}: {{ include "pynomaly.settingValue" $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A setting as the text the service parses. YAML numbers reach templates as float64, which
+print as 6.7108864e+07: whole numbers are printed as integers.
+*/}}
+{{- define "pynomaly.settingValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
 {{- end }}
 {{- end }}
 
@@ -158,5 +170,42 @@ flush its telemetry and exit.
 {{- end }}
 {{- if and .Values.storage.persistentVolumeClaim (hasPrefix (printf "%s/" (include "pynomaly.dataDir" .)) (printf "%s/" (include "pynomaly.storagePath" .))) }}
 {{- fail "storage.url's path must not be the data directory /var/lib/pynomaly (an emptyDir) or above it" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The chart's Secret (base64 data), when secrets.existingSecret is empty. Keys left empty in
+the values are generated at install (64 hex digits) and read back from the Secret on
+upgrades, so API keys and sealed artifacts stay valid; `helm template` has no cluster to read
+from and generates new ones on every run. Made once per render and kept in the values, so
+the migrate hook's copy and the Secret hold the same keys.
+*/}}
+{{- define "pynomaly.secretData" -}}
+{{- if not (hasKey .Values "__secretData") }}
+{{- $current := dict }}
+{{- with lookup "v1" "Secret" .Release.Namespace (include "pynomaly.fullname" .) }}
+{{- $current = .data | default dict }}
+{{- end }}
+{{- $data := dict "DATABASE_URL" (.Values.database.url | b64enc) "REDIS_URL" (.Values.redis.url | b64enc) }}
+{{- $generated := dict "PYNOMALY_SECRET_KEY" (.Values.secrets.secretKey) "PYNOMALY_ENCRYPTION_KEY" (.Values.secrets.encryptionKey) }}
+{{- range $name, $given := $generated }}
+{{- if $given }}
+{{- $_ := set $data $name ($given | b64enc) }}
+{{- else if hasKey $current $name }}
+{{- $_ := set $data $name (get $current $name) }}
+{{- else if or (eq $name "PYNOMALY_SECRET_KEY") $.Values.secrets.generateEncryptionKey }}
+{{- $_ := set $data $name (randAlphaNum 64 | sha256sum | b64enc) }}
+{{- end }}
+{{- end }}
+{{- $optional := dict "PYNOMALY_ENCRYPTION_OLD_KEYS" .Values.secrets.encryptionOldKeys "PYNOMALY_PII_HASH_KEY" .Values.secrets.piiHashKey "AWS_ACCESS_KEY_ID" .Values.secrets.awsAccessKeyId "AWS_SECRET_ACCESS_KEY" .Values.secrets.awsSecretAccessKey }}
+{{- range $name, $value := $optional }}
+{{- if $value }}
+{{- $_ := set $data $name ($value | b64enc) }}
+{{- end }}
+{{- end }}
+{{- $_ := set .Values "__secretData" $data }}
+{{- end }}
+{{- range $name, $value := .Values.__secretData }}
+{{ $name }}: {{ $value | quote }}
 {{- end }}
 {{- end }}
