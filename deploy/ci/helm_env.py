@@ -11,8 +11,9 @@ note printed says so. Any other missing ConfigMap or Secret is an error.
 
 It also checks the wiring between the rendered objects, which no schema sees: probes and
 Services name ports the pods have, the listen addresses match those ports, volumes cover
-the data directory on a read-only root filesystem, grace periods cover the drain, and every
-ServiceMonitor selects a rendered Service and names one of its ports.
+the data directory on a read-only root filesystem, grace periods cover the drain, every
+ServiceMonitor selects a rendered Service and names one of its ports, and with Redis some
+process runs the jobs.
 
 Usage: helm_env.py RENDERED.yaml OUT_DIR
 Prints one line per env file written ("FILE<TAB>kind/name/container<TAB>args"); exits 1
@@ -218,6 +219,19 @@ def check_services(docs, pods, problems):
                     problems.add(where, f"backend port {backend['port']} is not a port of Service/{backend['name']}")
 
 
+def check_jobs(containers, problems):
+    """With Redis, jobs run only in `pynomaly worker` processes or in `serve --workers N`."""
+    servers = [(w, args, env) for w, args, env in containers if args[:1] == ["serve"]]
+    workers = [w for w, args, _ in containers if args[:1] == ["worker"]]
+    for where, args, env in servers:
+        if not env.get("REDIS_URL") or workers:
+            continue
+        n = args[args.index("--workers") + 1] if "--workers" in args[:-1] else "0"
+        if not n.isdigit() or int(n) == 0:
+            problems.add(where, "REDIS_URL is set but no `pynomaly worker` is rendered and `serve` runs "
+                                "no job workers (--workers N): queued jobs would never run")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__.split("Usage: ")[1].splitlines()[0])
@@ -227,7 +241,7 @@ def main():
     secrets = {d["metadata"]["name"]: secret_data(d) for d in docs if d["kind"] == "Secret"}
     problems, notes = Problems(), set()
     os.makedirs(out, exist_ok=True)
-    pods, written = [], []
+    pods, written, containers = [], [], []
     for doc in docs:
         if doc["kind"] not in WORKLOADS:
             continue
@@ -237,6 +251,7 @@ def main():
             where = f"{doc['kind']}/{doc['metadata']['name']}/{container['name']}"
             env = resolve_env(container, configmaps, secrets, where, problems, notes)
             check_container(doc, pod, container, env, where, problems)
+            containers.append((where, [str(a) for a in container.get("args") or []], env))
             path = os.path.join(out, f"{doc['kind'].lower()}-{doc['metadata']['name']}-{container['name']}.env")
             with open(path, "w", encoding="utf-8") as f:
                 for k in sorted(env):
@@ -245,6 +260,7 @@ def main():
     if not written:
         problems.add(rendered, "no workload container rendered")
     check_services(docs, pods, problems)
+    check_jobs(containers, problems)
     for note in sorted(notes):
         print(f"note: {note}", file=sys.stderr)
     if problems.items:
