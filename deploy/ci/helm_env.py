@@ -13,7 +13,7 @@ It also checks the wiring between the rendered objects, which no schema sees: pr
 Services name ports the pods have, the listen addresses match those ports, volumes cover
 the data directory on a read-only root filesystem, grace periods cover the drain, every
 ServiceMonitor selects a rendered Service and names one of its ports, and with Redis some
-process runs the jobs.
+process runs the jobs, and no Ingress path exposes /metrics.
 
 Usage: helm_env.py RENDERED.yaml OUT_DIR
 Prints one line per env file written ("FILE<TAB>kind/name/container<TAB>args"); exits 1
@@ -174,6 +174,15 @@ def check_container(doc, pod, container, env, where, problems):
             )
 
 
+def routes_metrics(path):
+    """Whether an Ingress path sends GET /metrics to its backend."""
+    p = path["path"]
+    if path["pathType"] == "Exact":
+        return p == "/metrics"
+    p = p.rstrip("/")
+    return p == "" or p == "/metrics"
+
+
 def matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -211,6 +220,9 @@ def check_services(docs, pods, problems):
         for rule in ing["spec"].get("rules") or []:
             for path in rule.get("http", {}).get("paths") or []:
                 backend = path["backend"]["service"]
+                if routes_metrics(path):
+                    problems.add(where, f"path {path['path']!r} ({path['pathType']}) routes /metrics, which has "
+                                        "no auth, out of the cluster: route /api and /health only")
                 svc = next((s for s in services if s["metadata"]["name"] == backend["name"]), None)
                 if svc is None:
                     problems.add(where, f"backend Service '{backend['name']}' is not rendered")
