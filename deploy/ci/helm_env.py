@@ -113,7 +113,9 @@ def resolve_env(container, configmaps, secrets, where, problems, notes):
                 if ref["key"] in data:
                     env[name] = data[ref["key"]]
                 elif not ref.get("optional"):
-                    problems.add(where, f"{name} reads key '{ref['key']}' that {kind} '{ref['name']}' lacks")
+                    problems.add(
+                        where, f"{name} reads key '{ref['key']}' that {kind} '{ref['name']}' lacks"
+                    )
                 break
         else:
             if vf:
@@ -149,14 +151,22 @@ def check_container(doc, pod, container, env, where, problems):
             if port_name not in ports:
                 problems.add(where, f"{var} is set but the container has no '{port_name}' port")
             elif port_of(env[var]) != ports[port_name]:
-                problems.add(where, f"{var}={env[var]} but port '{port_name}' is {ports[port_name]}")
+                problems.add(
+                    where, f"{var}={env[var]} but port '{port_name}' is {ports[port_name]}"
+                )
     # A read-only root filesystem needs the data directory on a volume.
     sc = container.get("securityContext") or {}
     mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts") or []]
-    if sc.get("readOnlyRootFilesystem") and "args" in container and container["args"][:1] != ["migrate"]:
+    if (
+        sc.get("readOnlyRootFilesystem")
+        and "args" in container
+        and container["args"][:1] != ["migrate"]
+    ):
         data_dir = env.get("PYNOMALY_DATA_DIR", "./pynomaly-data")
         if not any(data_dir == m or data_dir.startswith(m + "/") for m in mounts):
-            problems.add(where, f"readOnlyRootFilesystem but PYNOMALY_DATA_DIR={data_dir} is on no volume")
+            problems.add(
+                where, f"readOnlyRootFilesystem but PYNOMALY_DATA_DIR={data_dir} is on no volume"
+            )
     volumes = {v["name"] for v in pod.get("spec", {}).get("volumes") or []}
     for m in container.get("volumeMounts") or []:
         if m["name"] not in volumes:
@@ -164,7 +174,9 @@ def check_container(doc, pod, container, env, where, problems):
     # The grace period covers the preStop pause and the drain.
     if doc["kind"] != "Job" and "PYNOMALY_SHUTDOWN_TIMEOUT_S" in env:
         grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)
-        pause = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
+        pause = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get(
+            "seconds", 0
+        )
         need = int(env["PYNOMALY_SHUTDOWN_TIMEOUT_S"]) + pause
         if grace <= need:
             problems.add(
@@ -192,7 +204,9 @@ def check_services(docs, pods, problems):
     for svc in services:
         where = f"Service/{svc['metadata']['name']}"
         selector = svc["spec"].get("selector") or {}
-        chosen = [(w, p) for w, p in pods if matches(selector, p.get("metadata", {}).get("labels") or {})]
+        chosen = [
+            (w, p) for w, p in pods if matches(selector, p.get("metadata", {}).get("labels") or {})
+        ]
         if not chosen:
             problems.add(where, f"selector {selector} matches no rendered pod")
             continue
@@ -214,21 +228,33 @@ def check_services(docs, pods, problems):
         for ep in sm["spec"].get("endpoints") or []:
             for s in chosen:
                 if ep.get("port") not in {p.get("name") for p in s["spec"]["ports"]}:
-                    problems.add(where, f"endpoint port {ep.get('port')!r} is not a port of Service/{s['metadata']['name']}")
+                    problems.add(
+                        where,
+                        f"endpoint port {ep.get('port')!r} is not a port of Service/{s['metadata']['name']}",
+                    )
     for ing in (d for d in docs if d["kind"] == "Ingress"):
         where = f"Ingress/{ing['metadata']['name']}"
         for rule in ing["spec"].get("rules") or []:
             for path in rule.get("http", {}).get("paths") or []:
                 backend = path["backend"]["service"]
                 if routes_metrics(path):
-                    problems.add(where, f"path {path['path']!r} ({path['pathType']}) routes /metrics, which has "
-                                        "no auth, out of the cluster: route /api and /health only")
+                    problems.add(
+                        where,
+                        f"path {path['path']!r} ({path['pathType']}) routes /metrics, which has "
+                        "no auth, out of the cluster: route /api and /health only",
+                    )
                 svc = next((s for s in services if s["metadata"]["name"] == backend["name"]), None)
                 if svc is None:
                     problems.add(where, f"backend Service '{backend['name']}' is not rendered")
-                elif backend["port"].get("name") not in {p.get("name") for p in svc["spec"]["ports"]} and \
-                        backend["port"].get("number") not in {p["port"] for p in svc["spec"]["ports"]}:
-                    problems.add(where, f"backend port {backend['port']} is not a port of Service/{backend['name']}")
+                elif backend["port"].get("name") not in {
+                    p.get("name") for p in svc["spec"]["ports"]
+                } and backend["port"].get("number") not in {
+                    p["port"] for p in svc["spec"]["ports"]
+                }:
+                    problems.add(
+                        where,
+                        f"backend port {backend['port']} is not a port of Service/{backend['name']}",
+                    )
 
 
 def check_jobs(containers, problems):
@@ -240,8 +266,11 @@ def check_jobs(containers, problems):
             continue
         n = args[args.index("--workers") + 1] if "--workers" in args[:-1] else "0"
         if not n.isdigit() or int(n) == 0:
-            problems.add(where, "REDIS_URL is set but no `pynomaly worker` is rendered and `serve` runs "
-                                "no job workers (--workers N): queued jobs would never run")
+            problems.add(
+                where,
+                "REDIS_URL is set but no `pynomaly worker` is rendered and `serve` runs "
+                "no job workers (--workers N): queued jobs would never run",
+            )
 
 
 def main():
@@ -249,7 +278,9 @@ def main():
         sys.exit(__doc__.split("Usage: ")[1].splitlines()[0])
     rendered, out = sys.argv[1], sys.argv[2]
     docs = load(rendered)
-    configmaps = {d["metadata"]["name"]: dict(d.get("data") or {}) for d in docs if d["kind"] == "ConfigMap"}
+    configmaps = {
+        d["metadata"]["name"]: dict(d.get("data") or {}) for d in docs if d["kind"] == "ConfigMap"
+    }
     secrets = {d["metadata"]["name"]: secret_data(d) for d in docs if d["kind"] == "Secret"}
     problems, notes = Problems(), set()
     os.makedirs(out, exist_ok=True)
@@ -259,16 +290,22 @@ def main():
             continue
         pod = pod_spec(doc)
         pods.append((f"{doc['kind']}/{doc['metadata']['name']}", pod))
-        for container in pod.get("spec", {}).get("initContainers", []) + pod.get("spec", {}).get("containers", []):
+        for container in pod.get("spec", {}).get("initContainers", []) + pod.get("spec", {}).get(
+            "containers", []
+        ):
             where = f"{doc['kind']}/{doc['metadata']['name']}/{container['name']}"
             env = resolve_env(container, configmaps, secrets, where, problems, notes)
             check_container(doc, pod, container, env, where, problems)
             containers.append((where, [str(a) for a in container.get("args") or []], env))
-            path = os.path.join(out, f"{doc['kind'].lower()}-{doc['metadata']['name']}-{container['name']}.env")
+            path = os.path.join(
+                out, f"{doc['kind'].lower()}-{doc['metadata']['name']}-{container['name']}.env"
+            )
             with open(path, "w", encoding="utf-8") as f:
                 for k in sorted(env):
                     f.write(f"{k}={env[k]}\n")
-            written.append((path, where, " ".join(container.get("command", []) + container.get("args", []))))
+            written.append(
+                (path, where, " ".join(container.get("command", []) + container.get("args", [])))
+            )
     if not written:
         problems.add(rendered, "no workload container rendered")
     check_services(docs, pods, problems)
