@@ -40,9 +40,18 @@ die() {
 pynomaly="${1:-${PYNOMALY_BIN:-}}"
 [[ -n "$pynomaly" ]] || die "no pynomaly binary: pass its path as the first argument or set PYNOMALY_BIN"
 [[ -x "$pynomaly" ]] || die "the pynomaly binary '$pynomaly' does not exist or is not executable"
-"$pynomaly" config check --help >/dev/null 2>&1 \
+config_help="$("$pynomaly" config check --help 2>&1)" \
     || die "'$pynomaly config check --help' failed: this binary has no 'config check' subcommand, \
 which the environment checks need"
+# `--process serve|worker|migrate` adds what that process needs (a worker: REDIS_URL and
+# DATABASE_URL, …) to the checks of every setting.
+if grep -q -- '--process' <<<"$config_help"; then
+    by_process=1
+else
+    by_process=0
+    skip "'$pynomaly config check' has no --process option: each environment is checked as a whole, \
+not against what its process (worker, migrate) needs"
+fi
 
 # --- tools --------------------------------------------------------------------------------------
 mkdir -p "$tools/bin"
@@ -124,10 +133,17 @@ only for selecting a rendered Service and naming its ports"
     say "[$name] each container's environment from the render; wiring between the objects"
     "$venv/bin/python" "$repo/deploy/ci/helm_env.py" "$out/rendered.yaml" "$out/env" >"$out/envs.tsv" \
         || die "[$name] deploy/ci/helm_env.py found problems in the rendered manifests"
-    local file where args
+    local file where args process
     while IFS=$'\t' read -r file where args; do
-        say "[$name] $where ($args, $(wc -l <"$file") variables): pynomaly config check --env-file"
-        if ! "$pynomaly" config check --env-file "$file"; then
+        process="${args%% *}"
+        case "$process" in
+            serve | worker | migrate) ;;
+            *) die "[$name] $where runs '$args', not a pynomaly serve, worker or migrate" ;;
+        esac
+        local check=(config check --env-file "$file")
+        ((by_process)) && check+=(--process "$process")
+        say "[$name] $where ($args, $(wc -l <"$file") variables): pynomaly ${check[*]}"
+        if ! "$pynomaly" "${check[@]}"; then
             # The secrets in it are the render's: placeholders and keys generated for this run.
             echo "--- the environment checked ($file):"
             cat "$file"

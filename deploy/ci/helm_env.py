@@ -3,7 +3,8 @@
 (Deployment, StatefulSet, DaemonSet, Job, CronJob), writes the environment Kubernetes would
 give it as KEY=VALUE lines (`envFrom` and `valueFrom` resolved against the ConfigMaps and
 Secrets in the same render, `env` over `envFrom`, later sources over earlier ones), one file
-per container, for `pynomaly config check --env-file`.
+per container, for `pynomaly config check --env-file` (values with other characters than
+letters, digits and `_./:@,+=%-` single-quoted, so they are read literally).
 
 A Secret the render refers to but does not contain (`secrets.existingSecret`) is taken to
 hold the keys the chart documents, with placeholder values (PLACEHOLDER_SECRET below): the
@@ -128,6 +129,19 @@ def resolve_env(container, configmaps, secrets, where, problems, notes):
         if "$(" in value:
             problems.add(where, f"{name} uses $(VAR) expansion, not resolved here")
     return env
+
+
+# Values written bare; any other is single-quoted, which an env file (as Docker Compose reads
+# one) takes literally: no `#` comment, no `$` interpolation.
+BARE = re.compile(r"[A-Za-z0-9_./:@,+=%-]*")
+
+
+def env_line(name, value, where, problems):
+    if BARE.fullmatch(value):
+        return f"{name}={value}"
+    if "'" in value:
+        problems.add(where, f"{name} has a single quote, which this env file cannot carry exactly")
+    return f"{name}='{value}'"
 
 
 def named_ports(container):
@@ -302,7 +316,7 @@ def main():
             )
             with open(path, "w", encoding="utf-8") as f:
                 for k in sorted(env):
-                    f.write(f"{k}={env[k]}\n")
+                    f.write(env_line(k, env[k], where, problems) + "\n")
             written.append(
                 (path, where, " ".join(container.get("command", []) + container.get("args", [])))
             )
