@@ -186,6 +186,8 @@ must_refuse "a database URL that is not Postgres" "at '/database/url'" --set dat
 must_refuse "an unknown top-level value" "additional properties 'replicas' not allowed" --set replicas=3
 must_refuse "a file:// store without a shared volume" "storage.persistentVolumeClaim is empty" \
     --set storage.url=file:///var/lib/pynomaly-store
+must_refuse "autoscaling bounds the wrong way round" "worker.autoscaling.minReplicas (5) is above maxReplicas (2)" \
+    --set worker.autoscaling.enabled=true --set worker.autoscaling.minReplicas=5 --set worker.autoscaling.maxReplicas=2
 must_refuse "an HPA target over 100%" "at '/api/autoscaling/targetCPUUtilizationPercentage': maximum" \
     --set api.autoscaling.targetCPUUtilizationPercentage=150
 

@@ -168,6 +168,12 @@ flush its telemetry and exit.
 {{- if and .Values.storage.persistentVolumeClaim (not (hasPrefix "file://" .Values.storage.url)) }}
 {{- fail "storage.persistentVolumeClaim is set but storage.url is not a file:// URL: the claim is mounted at the URL's path" }}
 {{- end }}
+{{- range $component := list "api" "worker" }}
+{{- $scaling := (index $.Values $component).autoscaling }}
+{{- if and $scaling.enabled (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" $component $scaling.minReplicas $scaling.maxReplicas) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.storage.persistentVolumeClaim (hasPrefix (printf "%s/" (include "pynomaly.dataDir" .)) (printf "%s/" (include "pynomaly.storagePath" .))) }}
 {{- fail "storage.url's path must not be the data directory /var/lib/pynomaly (an emptyDir) or above it" }}
 {{- end }}
