@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks the Helm chart deploy/helm/pynomaly, with the default values and with
-# deploy/helm/ci-values.yaml (every optional part on):
+# Checks the Helm chart deploy/helm/pynomaly, with the default values, with
+# deploy/helm/ci-values.yaml (every optional part on) and with those on a file:// store:
 #   1. `helm lint --strict`;
 #   2. `helm template` | kubernetes-validate --strict against Kubernetes 1.31 (offline schemas);
 #      the ServiceMonitor (a CRD, whose schema kubernetes-validate does not carry) is checked
