@@ -457,6 +457,19 @@ class Topology:
         head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")
         if not head.startswith("HTTP/1.1 413") or '"payload_too_large"' not in body:
             raise Failed(f"a {limit + 1}-byte body: expected 413 payload_too_large, got {answer[:400]!r}")
+        # deploy/README.md's step 5, as written there but for the port.
+        base = f"https://localhost:{self.ports['nginx'][443]}"
+        curl = ["curl", "-fsS", "--cacert", str(self.ca)]
+        health = json.loads(subprocess.run([*curl, f"{base}/health"], capture_output=True,
+                                           text=True, check=True).stdout)
+        detect = json.loads(subprocess.run(
+            [*curl, f"{base}/api/v1/detect", "-H", f"Authorization: Bearer {self.admin_key}",
+             "-H", "Content-Type: application/json", "-d",
+             '{"data": [[1.0, 2.0], [1.1, 2.1], [0.9, 1.9], [1.0, 2.1], [9.0, -9.0]], '
+             '"contamination": 0.2, "random_state": 7}'],
+            capture_output=True, text=True, check=True).stdout)
+        if health["status"] != "healthy" or detect["predictions"][4] != -1:
+            raise Failed(f"the README's curl commands: health {health}, detect {detect}")
         versions = {}
         for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
             ctx = ssl.create_default_context(cafile=str(self.ca))
@@ -482,7 +495,9 @@ class Topology:
             old += f": {e.reason}"
         self.summary.append(f"edge: 80 -> {redirect.split('?')[0]}...; "
                             f"negotiated {versions}; TLS 1.1 {old}; HSTS '{hsts}'; "
-                            "X-Request-Id kept; /metrics 404; 413 payload_too_large")
+                            "X-Request-Id kept; /metrics 404; 413 payload_too_large; "
+                            "the README's curl commands answered (health healthy, detect "
+                            f"{detect['predictions']})")
 
     def phase_prometheus(self):
         def all_up():
