@@ -12,8 +12,11 @@
 #   4. nginx -t on the TLS config with a certificate from gen-self-signed.sh, upstream names
 #      replaced by 127.0.0.1 (nginx -t resolves names), in a temporary prefix;
 #   5. promtool check config on deploy/prometheus/prometheus.yml (and the rules it loads);
-#   6. `pynomaly config check --env-file` on each pynomaly service's resolved environment,
-#      after checking that it refuses a misspelt PYNOMALY_* name.
+#   6. `pynomaly config check --process P --env-file` on each pynomaly service's resolved
+#      environment (P: the command the service runs), after checking that it refuses a
+#      misspelt PYNOMALY_* name;
+#   7. each pynomaly service's health check command, run with the binary and the service's
+#      environment against a port where nothing listens: accepted, and reporting no answer.
 #
 #     deploy/ci/check-compose.sh [PYNOMALY_BIN]
 #
@@ -82,14 +85,6 @@ step "2. check-jsonschema --builtin-schema vendor.compose-spec"
 step "3. deployment rules (deploy/ci/compose_checks.py lint)"
 python3 deploy/ci/compose_checks.py lint "$work/compose.json" .env.example \
     || fail "deployment rules (above)"
-if [ -f Dockerfile ]; then
-    # The compose health checks of the pynomaly services run curl inside the image.
-    grep -q curl Dockerfile \
-        || fail "docker-compose.production.yml's health checks call curl in the pynomaly image; the Dockerfile does not install it"
-    echo "the Dockerfile installs curl, which the health checks call"
-else
-    skip "curl in the image: no Dockerfile in this checkout yet"
-fi
 
 step "4. nginx -t on deploy/nginx/nginx.conf (self-signed certificate, loopback upstreams)"
 deploy/nginx/gen-self-signed.sh "$work/nginx/certs" >/dev/null
@@ -105,6 +100,7 @@ promtool check config "$work/prometheus/prometheus.yml" \
     || fail "promtool check config deploy/prometheus/prometheus.yml"
 
 step "6. pynomaly config check on every pynomaly service's environment"
+image=$(sed -n 's/^PYNOMALY_IMAGE=//p' "$work/.env")
 [ -x "$PYNOMALY_BIN" ] || fail "no pynomaly binary at $PYNOMALY_BIN (build it, or pass its path)"
 if ! "$PYNOMALY_BIN" config check --help >/dev/null 2>&1; then
     fail "$PYNOMALY_BIN has no \`config check\` subcommand: the services' environments cannot be checked"
@@ -118,13 +114,18 @@ set -e
 [ $rc -eq 2 ] && [[ $out == *PYNOMALY_SECERT_KEY* ]] \
     || fail "config check did not refuse a misspelt PYNOMALY_SECERT_KEY with exit 2 (exit $rc): $out"
 echo "refuses a misspelt name (exit 2): $(echo "$out" | head -3)"
-services=$(python3 deploy/ci/compose_checks.py service-envs "$work/compose.json" \
-    "$(sed -n 's/^PYNOMALY_IMAGE=//p' "$work/.env")" "$work/env")
-for s in $services; do
-    "$PYNOMALY_BIN" config check --env-file "$work/env/$s.env" \
-        || fail "pynomaly config check refused the environment of the compose service $s"
-    echo "$s: ok"
-done
+python3 deploy/ci/compose_checks.py service-envs "$work/compose.json" "$image" "$work/env" \
+    > "$work/services" || fail "writing the services' environments"
+while read -r s process; do
+    out=$("$PYNOMALY_BIN" config check --process "$process" --env-file "$work/env/$s.env" 2>&1) \
+        || fail "pynomaly config check --process $process refused the environment of the compose service $s: $out"
+    echo "$s ($process): $(echo "$out" | tail -1)"
+done < "$work/services"
+[ -s "$work/services" ] || fail "no pynomaly service found"
+
+step "7. the pynomaly services' health check commands"
+python3 deploy/ci/compose_checks.py healthchecks "$work/compose.json" "$image" "$PYNOMALY_BIN" \
+    || fail "health check commands of docker-compose.production.yml (above)"
 
 echo
 echo "check-compose: all checks passed in $((SECONDS - started)) s"

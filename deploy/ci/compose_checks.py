@@ -9,7 +9,12 @@ deploy/ci/check-compose.sh:
         with the top-level nginx.conf.
     compose_checks.py service-envs CONFIG_JSON IMAGE OUT_DIR
         writes each pynomaly service's resolved environment to OUT_DIR/<service>.env and
-        prints the service names.
+        prints each service's name and the pynomaly command it runs.
+    compose_checks.py healthchecks CONFIG_JSON IMAGE PYNOMALY_BIN
+        runs each pynomaly service's health check command with the binary and the service's
+        environment, its ports moved to free loopback ones where nothing listens: each
+        must be accepted (settings, arguments) and report no answer (exit 1), not a usage
+        or settings error (exit 2).
     compose_checks.py render-nginx PREFIX
         writes PREFIX/nginx.conf: the TLS config with loopback ports and upstreams
         (certificates expected in PREFIX/certs).
@@ -206,7 +211,40 @@ def service_envs(config, image, out_dir):
         env = s.get("environment") or {}
         lines = [f"{k}={v}" for k, v in sorted(env.items()) if v is not None]
         (out_dir / f"{name}.env").write_text("\n".join(lines) + "\n")
-        print(name)
+        print(name, role(s))
+
+
+def healthchecks(config, image, binary):
+    import socket
+    import subprocess
+    failures = []
+    for name, s in sorted(pynomaly_services(config, image).items()):
+        test = (s.get("healthcheck") or {}).get("test")
+        if not test:
+            print(f"  {name}: no health check (one-shot)")
+            continue
+        if test[:2] != ["CMD", "pynomaly"]:
+            failures.append(f"{name}: health check {test} does not run the image's pynomaly")
+            continue
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {k: v for k, v in (s.get("environment") or {}).items() if v is not None}
+        for var in ("PYNOMALY_BIND", "PYNOMALY_METRICS_BIND"):
+            if env.get(var):
+                env[var] = f"127.0.0.1:{port}"
+        args = [re.sub(r"^(https?://)(127\.0\.0\.1|localhost):\d+", rf"\g<1>127.0.0.1:{port}", a)
+                for a in test[2:]]
+        out = subprocess.run([binary, *args], env={"PATH": "/usr/bin:/bin", **env},
+                             capture_output=True, text=True, timeout=30)
+        said = (out.stdout + out.stderr).strip().replace("\n", " ")
+        if out.returncode != 1:
+            failures.append(f"{name}: `pynomaly {' '.join(test[2:])}` with nothing listening "
+                            f"exited {out.returncode}, expected 1 (no answer): {said}")
+        else:
+            print(f"  {name}: `pynomaly {' '.join(test[2:])}` accepted; nothing listening: {said}")
+    if failures:
+        raise CheckFailed("health checks:\n  " + "\n  ".join(failures))
 
 
 def main(argv):
@@ -215,6 +253,8 @@ def main(argv):
             lint(json.loads(Path(argv[1]).read_text()), argv[2])
         elif argv[:1] == ["service-envs"] and len(argv) == 4:
             service_envs(json.loads(Path(argv[1]).read_text()), argv[2], argv[3])
+        elif argv[:1] == ["healthchecks"] and len(argv) == 4:
+            healthchecks(json.loads(Path(argv[1]).read_text()), argv[2], argv[3])
         elif argv[:1] == ["render-nginx"] and len(argv) == 2:
             prefix = Path(argv[1])
             conf = render_nginx(NGINX_CONF.read_text(),

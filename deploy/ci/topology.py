@@ -302,29 +302,42 @@ class Topology:
                 raise Failed(f"{name}: {var}={value} is a container path this topology does not map")
         return env
 
-    def health_url(self, name):
-        """The service's compose health check as a loopback URL."""
+    def health_command(self, name):
+        """The service's compose health check as a command here: `pynomaly` is the binary
+        under test, URLs of the container's own ports point at the loopback ports."""
         test = self.services[name]["healthcheck"]["test"]
-        (url,) = [a for a in test if re.match(r"https?://", a)]
-        parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}[parts.scheme]
-        local = self.ports[name][port]
-        return urlunsplit((parts.scheme, f"127.0.0.1:{local}", parts.path, "", ""))
+        if test[0] != "CMD":
+            raise Failed(f"{name}: health check {test}: only the CMD form is run here")
+        argv = list(test[1:])
+        if argv[0] == "pynomaly":
+            argv[0] = self.args.pynomaly_bin
+        for i, arg in enumerate(argv):
+            if re.match(r"https?://", arg):
+                parts = urlsplit(arg)
+                port = parts.port or {"http": 80, "https": 443}[parts.scheme]
+                if parts.hostname not in ("127.0.0.1", "localhost"):
+                    raise Failed(f"{name}: health check URL {arg} is not the container's own")
+                argv[i] = urlunsplit((parts.scheme, f"127.0.0.1:{self.ports[name][port]}",
+                                      parts.path, parts.query, ""))
+        env = self.service_env(name) if name in self.pyn else {}
+        return argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
 
     def wait_healthy(self, name, timeout=90):
-        url = self.health_url(name)
+        argv, env = self.health_command(name)
         proc = self.procs[name]
+        last = {}
 
         def healthy():
             if not proc.alive():
                 raise Failed(f"{name} exited ({proc.popen.returncode}):\n{proc.tail()}")
-            return httpx.get(url, verify=self.tls, timeout=2).status_code == 200
+            out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10)
+            last["out"] = f"{out.returncode}: {out.stdout.strip()} {out.stderr.strip()}"
+            return out.returncode == 0
         started = time.monotonic()
-        try:
-            wait_until(f"{name} healthy ({url})", healthy, timeout, context=proc.tail)
-        except httpx.HTTPError as e:
-            raise Failed(str(e)) from e
-        log(f"{name} healthy: {url} ({time.monotonic() - started:.1f} s)")
+        wait_until(f"{name} healthy ({' '.join(map(str, argv))})", healthy, timeout,
+                   context=lambda: f"last check: {last.get('out')}\n{proc.tail()}")
+        log(f"{name} healthy ({time.monotonic() - started:.1f} s): {' '.join(map(str, argv))} "
+            f"-> {last['out']}")
 
     def start_services(self):
         self.sources = self.work / "sources"
