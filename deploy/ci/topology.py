@@ -165,6 +165,8 @@ def wait_until(what, predicate, timeout, every=0.2, context=lambda: ""):
             value = predicate()
             if value:
                 return value
+        except Failed:
+            raise
         except Exception as e:  # noqa: BLE001 - the last one is reported
             last = e
         time.sleep(every)
@@ -580,6 +582,9 @@ class Topology:
             # the worker killed holds `per_worker` of them.
             def all_running():
                 s = states()
+                if any(j["status"] != "running" and j["status"] != "queued" for j in s):
+                    raise Failed(f"a batch job ended before every worker slot was busy (a faster "
+                                 f"binary? raise --batch-rows, now {rows}): {s}")
                 running = [j for j in s if j["status"] == "running"
                            and (j.get("progress") or {}).get("rows_processed", 0) > 0]
                 return s if len(running) == capacity else None
