@@ -72,7 +72,7 @@ for s in $secrets; do
     fi
     [[ $out == *"$s"* ]] || fail "compose config without $s did not name it: $out"
 done
-echo "each of $(echo $secrets | wc -w) secrets is required and named when empty: $(echo $secrets)"
+echo "each of $(wc -w <<< "$secrets") secrets is required and named when empty: $(tr '\n' ' ' <<< "$secrets")"
 dc --env-file "$work/.env" config -q || fail "compose config -q with the env file from deploy/gen-env.sh"
 dc --env-file "$work/.env" config --format json > "$work/compose.json" \
     || fail "compose config --format json"
@@ -111,8 +111,9 @@ set +e
 out=$("$PYNOMALY_BIN" config check --env-file "$work/typo.env" 2>&1)
 rc=$?
 set -e
-[ $rc -eq 2 ] && [[ $out == *PYNOMALY_SECERT_KEY* ]] \
-    || fail "config check did not refuse a misspelt PYNOMALY_SECERT_KEY with exit 2 (exit $rc): $out"
+if [ $rc -ne 2 ] || [[ $out != *PYNOMALY_SECERT_KEY* ]]; then
+    fail "config check did not refuse a misspelt PYNOMALY_SECERT_KEY with exit 2 (exit $rc): $out"
+fi
 echo "refuses a misspelt name (exit 2): $(echo "$out" | head -3)"
 python3 deploy/ci/compose_checks.py service-envs "$work/compose.json" "$image" "$work/env" \
     > "$work/services" || fail "writing the services' environments"
