@@ -736,6 +736,12 @@ class Topology:
             code = proc.stop(45)
             if was_alive and name in self.pyn and code != 0:
                 log(f"{name} exited {code} on SIGTERM")
+        if "nginx" in self.procs:
+            text = Path(self.procs["nginx"].log_path).read_text(errors="replace")
+            codes = re.findall(r'" (\d{3}) \d+ rid=', text)
+            by_status = {c: codes.count(c) for c in sorted(set(codes))}
+            self.summary.append(f"nginx: {len(codes)} requests answered at the edge, by status "
+                                f"{by_status}")
         stats_file = self.work / "otlp-stats.json"
         if stats_file.exists():
             s = json.loads(stats_file.read_text())
