@@ -183,8 +183,11 @@ def psql(database, sql):
 
 
 def redis_delete_prefix(prefix):
-    keys = subprocess.run(["redis-cli", "-u", REDIS_URL, "--scan", "--pattern", f"{prefix}*"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    """Deletes the run's keys: `prefix…`, and `{prefix}…` (a Redis Cluster hash tag)."""
+    keys = []
+    for pattern in (f"{prefix}*", f"{{{prefix}}}*"):
+        keys += subprocess.run(["redis-cli", "-u", REDIS_URL, "--scan", "--pattern", pattern],
+                               capture_output=True, text=True, check=True).stdout.split()
     for i in range(0, len(keys), 500):
         subprocess.run(["redis-cli", "-u", REDIS_URL, "del", *keys[i:i + 500]],
                        capture_output=True, check=True)
