@@ -745,6 +745,9 @@ class Topology:
             by_status = {c: codes.count(c) for c in sorted(set(codes))}
             self.summary.append(f"nginx: {len(codes)} requests answered at the edge, by status "
                                 f"{by_status}")
+            # Any 5xx a client received, with what nginx tried (shown, so none goes unseen).
+            for line in re.findall(r'^.*" 5\d\d \d+ rid=.*$', text, re.M)[:10]:
+                self.summary.append(f"nginx answered 5xx: {line.strip()}")
         stats_file = self.work / "otlp-stats.json"
         if stats_file.exists():
             s = json.loads(stats_file.read_text())
