@@ -204,12 +204,26 @@ def lint(config, env_example):
         raise CheckFailed(f"{len(r.failures)} compose rule(s) broken:\n  " + "\n  ".join(r.failures))
 
 
+# Values written bare; any other is single-quoted, which an env file (as Docker Compose reads
+# one, and `pynomaly config check --env-file`) takes literally: no `#` comment, no `$`.
+BARE = re.compile(r"[A-Za-z0-9_./:@,+=%-]*")
+
+
+def env_line(service, name, value):
+    if BARE.fullmatch(value):
+        return f"{name}={value}"
+    if "'" in value:
+        raise CheckFailed(f"{service}: {name} has a single quote, which an env file cannot "
+                          f"carry exactly")
+    return f"{name}='{value}'"
+
+
 def service_envs(config, image, out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, s in sorted(pynomaly_services(config, image).items()):
         env = s.get("environment") or {}
-        lines = [f"{k}={v}" for k, v in sorted(env.items()) if v is not None]
+        lines = [env_line(name, k, v) for k, v in sorted(env.items()) if v is not None]
         (out_dir / f"{name}.env").write_text("\n".join(lines) + "\n")
         print(name, role(s))
 
