@@ -47,6 +47,7 @@ use params::Fields;
         Contamination,
         types::ModelVersion,
         StageChange,
+        TrainedVersion,
     )),
 )]
 struct ApiDoc;
@@ -367,6 +368,38 @@ impl PartialSchema for StageChange {
     }
 }
 impl ToSchema for StageChange {}
+
+/// The answer of an inline training: the new version, with its anomalies and warnings.
+pub(crate) struct TrainedVersion;
+
+impl PartialSchema for TrainedVersion {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::AllOf(
+            AllOfBuilder::new()
+                .item(r("ModelVersion"))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .property(
+                            "anomaly_count",
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(0))
+                                .description(Some("Anomalies among the training rows")),
+                        )
+                        .property(
+                            "warnings",
+                            utoipa::openapi::schema::ArrayBuilder::new()
+                                .items(ObjectBuilder::new().schema_type(Type::String)),
+                        )
+                        .required("anomaly_count")
+                        .required("warnings"),
+                )
+                .build(),
+        ))
+    }
+}
+impl ToSchema for TrainedVersion {}
 
 /// The document, built once.
 pub(crate) fn document() -> &'static Value {

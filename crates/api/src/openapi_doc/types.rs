@@ -180,10 +180,6 @@ pub(crate) struct ModelVersion {
     pub(crate) training_time_ms: f64,
     /// On a registration's answer: what its promotion policy did.
     pub(crate) promotion: Option<Promotion>,
-    /// On an inline training's answer: anomalies among the training rows.
-    pub(crate) anomaly_count: Option<u64>,
-    /// On an inline training's answer.
-    pub(crate) warnings: Option<Vec<String>>,
 }
 
 /// A version after a stage change.

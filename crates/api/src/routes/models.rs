@@ -88,7 +88,7 @@ fn model_not_found(name: &str, version: Option<i64>) -> ApiError {
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (training_data only)")),
     request_body = crate::openapi_doc::TrainRequest,
     responses(
-        (status = 201, description = "Trained now (inline data): the new version, with its promotion", body = crate::openapi_doc::types::ModelVersion),
+        (status = 201, description = "Trained now (inline data): the new version, with its promotion", body = crate::openapi_doc::TrainedVersion),
         (status = 202, description = "Training job queued (training_data)", body = crate::openapi_doc::types::JobAccepted),
         (status = 404, description = "not_found: the data source does not exist", body = crate::openapi_doc::types::Error),
     ),
