@@ -127,7 +127,7 @@ TOML
 echo "schemathesis $("$st" --version | awk '{print $NF}') against http://127.0.0.1:$port (max $examples examples per operation, seed $seed)"
 status=0
 # From the work directory, so schemathesis's own cache (.schemathesis/) goes away with it.
-(cd "$work" && "$st" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+(cd "$work" && "$st" --config-file "$work/schemathesis.toml" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
     --header "Authorization: Bearer $key" \
     --max-examples "$examples" \
