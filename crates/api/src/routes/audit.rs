@@ -2,25 +2,26 @@
 //! operator tenant's admins, those of `?tenant=NAME`), newest first, filtered by actor,
 //! action, outcome and time. Read-only: no route changes a row.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use pynomaly_store::AuditFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::AdminAccess;
 use crate::error::ApiError;
 use crate::routes::{ApiQuery, PageQuery, page_json};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/audit", get(list))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// Whose log (the operator tenant's admins only; default the caller's tenant).
     tenant: Option<String>,
@@ -30,12 +31,30 @@ struct AuditQuery {
     action: Option<String>,
     /// An HTTP status, e.g. 401.
     outcome: Option<i64>,
+    /// Inclusive (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<DateTime<Utc>>,
+    /// Exclusive (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<DateTime<Utc>>,
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
+    /// Rows skipped.
+    #[param(minimum = 0, default = 0)]
     offset: Option<u32>,
 }
 
+/// The tenant's audit log, newest first (read-only: no route changes it)
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "audit_log",
+    tag = "auth",
+    params(AuditQuery),
+    responses((status = 200, description = "Audit rows", body = crate::openapi_doc::types::AuditList)),
+    security(("bearer" = ["admin"])),
+)]
 async fn list(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,

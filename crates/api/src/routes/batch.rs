@@ -4,13 +4,13 @@
 //! directory and present, the model known, the parameters valid), so a job fails later
 //! only for what only reading the data reveals.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use pynomaly_jobs::{BatchSpec, OutputFormat, Scoring};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::WriteAccess;
 use crate::error::ApiError;
@@ -23,8 +23,8 @@ use crate::state::AppState;
 /// Most sources one job may read.
 const MAX_SOURCES: usize = 100;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/batch", post(submit))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(submit))
 }
 
 fn sources(body: &mut RequestBody) -> Result<Vec<String>, ApiError> {
@@ -72,6 +72,21 @@ fn sources(body: &mut RequestBody) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
+/// Score data sources in the background
+#[utoipa::path(
+    post,
+    path = "/api/v1/batch",
+    operation_id = "submit_batch",
+    tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (200) instead of queuing another")),
+    request_body = crate::openapi_doc::BatchRequest,
+    responses(
+        (status = 202, description = "Job queued", body = crate::openapi_doc::types::JobAccepted),
+        (status = 200, description = "The first job of this Idempotency-Key", body = crate::openapi_doc::types::JobAccepted),
+        (status = 404, description = "not_found: a data source or the model does not exist", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn submit(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,

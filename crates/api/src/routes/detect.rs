@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use detect_core::{Detection, DetectorConfig};
 use ndarray::Array2;
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::ReadAccess;
 use crate::cpu;
@@ -19,8 +19,8 @@ use crate::routes::check_cells;
 use crate::state::AppState;
 use tracing::Instrument as _;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/detect", post(detect))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(detect))
 }
 
 /// The answer of `detect` and `predict` (the latter adds the model's name and version).
@@ -78,6 +78,18 @@ pub(crate) fn detector_config(body: &mut RequestBody) -> Result<DetectorConfig, 
     )?)
 }
 
+/// Fit on the given rows and label them
+///
+/// Fits the algorithm on `data` and labels the same rows; nothing is stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/detect",
+    operation_id = "detect",
+    tag = "detection",
+    request_body = crate::openapi_doc::DetectRequest,
+    responses((status = 200, description = "Labels and scores", body = crate::openapi_doc::types::Detection)),
+    security(("bearer" = ["read"])),
+)]
 async fn detect(
     State(state): State<AppState>,
     ReadAccess(_caller): ReadAccess,

@@ -6,13 +6,13 @@
 //! [`pynomaly_models::ModelDrift`]. A version trained before reference profiles existed has
 //! none: the answer says so (`"monitoring": "no_reference"`), it is not an error.
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::get;
 use detect_core::drift::{DriftReport, compare};
 use pynomaly_models::{ModelDrift, WindowView, unix_now};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::ReadAccess;
 use crate::error::ApiError;
@@ -23,16 +23,36 @@ use crate::state::AppState;
 /// PSI), so a wide model cannot flood Prometheus with series.
 pub(crate) const MAX_METRIC_FEATURES: usize = 20;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/models/{name}/drift", get(drift))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(drift))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DriftQuery {
+    /// A version (default: the production version).
+    #[param(value_type = Option<i64>, minimum = 1)]
     version: Option<String>,
 }
 
+/// Drift of a model version
+///
+/// What this instance scored in the current window against the training data: per-feature
+/// PSI and KS with verdicts, the anomaly rate against training, data quality. Windows are
+/// in memory, per instance, aligned on multiples of PYNOMALY_DRIFT_WINDOW_SECONDS.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{name}/drift",
+    operation_id = "model_drift",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name"), DriftQuery),
+    responses(
+        (status = 200, description = "The drift report", body = crate::openapi_doc::types::DriftReport),
+        (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn drift(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,

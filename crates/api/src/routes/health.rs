@@ -4,20 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(live))
+        .routes(routes!(ready))
 }
 
 /// Probes give up on a dependency after this long.
@@ -45,6 +45,19 @@ async fn probe<T, E: std::fmt::Display>(f: impl Future<Output = Result<T, E>>) -
     }
 }
 
+/// Dependencies' health
+///
+/// The database, queue, artifact store and workers, each with its status.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "meta",
+    responses(
+        (status = 200, description = "healthy or degraded", body = crate::openapi_doc::types::Health),
+        (status = 503, description = "unhealthy: the database is down", body = crate::openapi_doc::types::Health),
+    ),
+)]
 async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>) {
     let (db_up, database) = probe(state.meta.ping()).await;
     let (artifacts_up, artifact_store) = probe(state.artifacts.ping()).await;
@@ -125,10 +138,26 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
     )
 }
 
+/// Liveness: the process answers
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "live",
+    tag = "meta",
+    responses((status = 200, description = "Alive", body = crate::openapi_doc::types::Status)),
+)]
 async fn live() -> axum::Json<Value> {
     axum::Json(json!({"status": "alive"}))
 }
 
+/// Readiness: dependencies reachable
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "ready",
+    tag = "meta",
+    responses((status = 200, description = "Ready", body = crate::openapi_doc::types::Status)),
+)]
 async fn ready(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let (db_up, _) = probe(state.meta.ping()).await;
     let (artifacts_up, _) = probe(state.artifacts.ping()).await;

@@ -1,26 +1,26 @@
 //! Jobs: status, listing, result, cancellation.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::TryStreamExt;
 use pynomaly_store::{CancelOutcome, Job, JobKind, JobStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::{ReadAccess, WriteAccess};
 use crate::error::ApiError;
 use crate::routes::{ApiQuery, PageQuery, page_json};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/jobs", get(list))
-        .route("/api/v1/jobs/{job_id}", get(status).delete(cancel))
-        .route("/api/v1/jobs/{job_id}/result", get(result))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(status, cancel))
+        .routes(routes!(result))
 }
 
 /// The `Idempotency-Key` header, if any.
@@ -66,6 +66,16 @@ fn job_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("job '{id}' not found"))
 }
 
+/// List the caller's jobs
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    params(crate::routes::PageQuery),
+    responses((status = 200, description = "Jobs, newest first", body = crate::openapi_doc::types::JobList)),
+    security(("bearer" = ["read"])),
+)]
 async fn list(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -77,6 +87,19 @@ async fn list(
     Ok(axum::Json(page_json("jobs", list, total, page)))
 }
 
+/// A job's status, progress and result
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = crate::openapi_doc::types::Job),
+        (status = 404, description = "not_found: no such job", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn status(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -90,12 +113,33 @@ async fn status(
     Ok(axum::Json(job_json(&job)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ResultQuery {
     /// Which output, for a job over several sources (0-based, default 0).
+    #[param(minimum = 0, default = 0)]
     output: Option<usize>,
 }
 
+/// Stream a batch job's output
+///
+/// One entry per input row (row, prediction, score), as JSON or CSV as the job asked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}/result",
+    operation_id = "get_job_result",
+    tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id"), ResultQuery),
+    responses(
+        (status = 200, description = "The output: a JSON array, or CSV with a header row", content(
+            (Vec<crate::openapi_doc::types::ResultRow> = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 404, description = "not_found: no such job, not a batch job, or no such output", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: the job has not succeeded (yet)", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn result(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -149,6 +193,21 @@ async fn result(
     Ok(response)
 }
 
+/// Cancel a job that has not finished
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{job_id}",
+    operation_id = "cancel_job",
+    tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Cancelled (it was queued)", body = crate::openapi_doc::types::Job),
+        (status = 202, description = "Cancellation requested: the running job stops at its next chunk", body = crate::openapi_doc::types::Job),
+        (status = 404, description = "not_found: no such job", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: the job has already finished", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn cancel(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,

@@ -4,14 +4,14 @@
 //! that tenant's log.
 
 use axum::Extension;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use chrono::{DateTime, Utc};
 use pynomaly_store::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::AdminAccess;
 use crate::audit::AuditSlot;
@@ -20,19 +20,30 @@ use crate::extract::ApiJson;
 use crate::routes::ApiQuery;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/keys", post(create).get(list))
-        .route("/api/v1/auth/keys/{id}", delete(revoke))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(revoke))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new API key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyCreate)]
 struct CreateKey {
+    /// What the key is for (1 to 128 characters).
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     name: String,
+    /// At least one.
+    #[schema(value_type = Vec<crate::openapi_doc::types::Scope>, min_items = 1)]
     scopes: Vec<String>,
+    /// Default: the caller's (another tenant: admins of the 'default' tenant only).
     tenant: Option<String>,
+    /// The key's own request limit (default: the server's).
+    #[schema(minimum = 1)]
     rate_limit_per_minute: Option<i64>,
+    /// When the key stops working (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -60,9 +71,11 @@ pub(crate) fn parse_scopes(names: &[String]) -> Result<Vec<Scope>, ApiError> {
 }
 
 /// `?tenant=NAME`: whose keys to list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TenantQuery {
+    /// Another tenant (admins of the 'default' tenant only; default: the caller's).
     pub(crate) tenant: Option<String>,
 }
 
@@ -76,6 +89,16 @@ fn audit_in(slot: Option<&Extension<AuditSlot>>, caller_tenant: &str, tenant: &s
     }
 }
 
+/// Create an API key (shown once)
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/keys",
+    operation_id = "create_key",
+    tag = "auth",
+    request_body = CreateKey,
+    responses((status = 201, description = "The key, shown only in this answer", body = crate::openapi_doc::types::KeyCreated)),
+    security(("bearer" = ["admin"])),
+)]
 async fn create(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
@@ -114,6 +137,16 @@ async fn create(
     ))
 }
 
+/// List a tenant's keys (never the keys themselves)
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/keys",
+    operation_id = "list_keys",
+    tag = "auth",
+    params(TenantQuery),
+    responses((status = 200, description = "Keys", body = crate::openapi_doc::types::KeyList)),
+    security(("bearer" = ["admin"])),
+)]
 async fn list(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
@@ -135,6 +168,19 @@ async fn list(
     Ok(axum::Json(json!({"keys": keys})))
 }
 
+/// Revoke a key (the 'default' tenant's admins: in any tenant)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/keys/{id}",
+    operation_id = "revoke_key",
+    tag = "auth",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Revoked, naming the key's tenant", body = crate::openapi_doc::types::KeyRevoked),
+        (status = 404, description = "not_found: no such key", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 async fn revoke(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,

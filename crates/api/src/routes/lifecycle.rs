@@ -3,11 +3,9 @@
 //! training request (`promote`, `gate_metric`, `min_improvement`, `validation_data`). The registry does the changes
 //! (`pynomaly_models`'s lifecycle and rollout modules); this is their HTTP form.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::routing::{post, put};
 use pynomaly_jobs::{RetrainSchedule, next_slot, parse_cron};
 use pynomaly_models::{
     GateMetric, Guards, NewRollout, PromotePolicy, Registration, Rollout, RolloutMode,
@@ -16,6 +14,8 @@ use pynomaly_models::{
 use pynomaly_store::{ARCHIVED, ModelSchedule, NewStage, PRODUCTION, StageChange};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::{ReadAccess, WriteAccess};
 use crate::auth::Principal;
@@ -26,27 +26,15 @@ use crate::routes::models::{parse_version, source_train_spec};
 use crate::routes::{ApiQuery, check_model_name};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/models/{name}/versions/{version}/promote",
-            post(promote),
-        )
-        .route(
-            "/api/v1/models/{name}/versions/{version}/archive",
-            post(archive),
-        )
-        .route("/api/v1/models/{name}/rollback", post(rollback))
-        .route("/api/v1/models/{name}/versions", post(upload))
-        .route(
-            "/api/v1/models/{name}/canary",
-            put(start_canary).get(canary).delete(end_canary),
-        )
-        .route("/api/v1/models/{name}/canary/promote", post(promote_canary))
-        .route(
-            "/api/v1/models/{name}/schedule",
-            put(set_schedule).get(schedule).delete(delete_schedule),
-        )
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(promote))
+        .routes(routes!(archive))
+        .routes(routes!(rollback))
+        .routes(routes!(upload))
+        .routes(routes!(start_canary, canary, end_canary))
+        .routes(routes!(promote_canary))
+        .routes(routes!(set_schedule, schedule, delete_schedule))
 }
 
 fn schedule_json(s: &ModelSchedule) -> Value {
@@ -61,6 +49,21 @@ fn schedule_json(s: &ModelSchedule) -> Value {
 /// `PUT /api/v1/models/{name}/schedule`: `cron` and `training_data`, with what a training
 /// from a data source takes (algorithm, parameters, contamination, label_column, promote,
 /// gate_metric, min_improvement, validation_data).
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{name}/schedule",
+    operation_id = "set_schedule",
+    tag = "lifecycle",
+    summary = "Retrain on a schedule",
+    description = "Cron (UTC): each slot submits a training job from training_data, once across instances.",
+    params(("name" = String, Path, description = "The model's name")),
+    request_body = crate::openapi_doc::ScheduleRequest,
+    responses(
+        (status = 200, description = "The schedule", body = crate::openapi_doc::types::Schedule),
+        (status = 404, description = "not_found: the data source does not exist", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn set_schedule(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -103,6 +106,19 @@ async fn set_schedule(
     Ok(axum::Json(schedule_json(&saved)))
 }
 
+/// A model's retraining schedule
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{name}/schedule",
+    operation_id = "get_schedule",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "The schedule", body = crate::openapi_doc::types::Schedule),
+        (status = 404, description = "not_found: the model has no schedule", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn schedule(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -115,6 +131,19 @@ async fn schedule(
     Ok(axum::Json(schedule_json(&found)))
 }
 
+/// Remove a model's retraining schedule
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{name}/schedule",
+    operation_id = "delete_schedule",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Removed", body = crate::openapi_doc::types::ScheduleDeleted),
+        (status = 404, description = "not_found: the model has no schedule", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn delete_schedule(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -130,17 +159,39 @@ async fn delete_schedule(
 }
 
 /// `PUT /api/v1/models/{name}/canary`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CanaryRequest {
+    /// A staging version.
+    #[schema(minimum = 1)]
     version: i64,
+    /// Share of predicts (naming no version) the candidate answers (canary, default 10) or
+    /// shadows (shadow, default 100).
+    #[schema(exclusive_minimum = 0, maximum = 100)]
     traffic_percent: Option<f64>,
     #[serde(default)]
+    #[schema(value_type = crate::openapi_doc::types::RolloutMode, default = "canary")]
     mode: RolloutMode,
     #[serde(default)]
+    #[schema(value_type = crate::openapi_doc::types::Guards)]
     guards: Guards,
 }
 
+/// Start (or replace) a canary or shadow rollout of a staging version
+#[utoipa::path(
+    put,
+    path = "/api/v1/models/{name}/canary",
+    operation_id = "start_canary",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    request_body = CanaryRequest,
+    responses(
+        (status = 200, description = "The rollout, with this instance's comparison", body = crate::openapi_doc::types::Canary),
+        (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: the version is not staging, or the model has no production version", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn start_canary(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -198,6 +249,19 @@ async fn start_canary(
     Ok(axum::Json(active.report()))
 }
 
+/// The rollout and its live comparison with production (this instance)
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{name}/canary",
+    operation_id = "get_canary",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "The rollout", body = crate::openapi_doc::types::Canary),
+        (status = 404, description = "not_found: the model has no rollout", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn canary(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -210,6 +274,19 @@ async fn canary(
     Ok(axum::Json(active.report()))
 }
 
+/// End the rollout
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{name}/canary",
+    operation_id = "end_canary",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Ended", body = crate::openapi_doc::types::CanaryEnded),
+        (status = 404, description = "not_found: the model has no rollout", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn end_canary(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -226,6 +303,21 @@ async fn end_canary(
     ))
 }
 
+/// Promote the rollout's candidate to production (ends the rollout)
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{name}/canary/promote",
+    operation_id = "promote_canary",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    request_body(content = Option<StageRequest>, description = "Optional: why, recorded in the stage history and the audit log"),
+    responses(
+        (status = 200, description = "The version as it is now", body = crate::openapi_doc::StageChange),
+        (status = 404, description = "not_found: the model has no rollout", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: the change does not apply to the version's stage", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn promote_canary(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -236,15 +328,40 @@ async fn promote_canary(
 }
 
 /// `POST /api/v1/models/{name}/versions`'s query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
+    /// `always` (production at once) or `manual` (staging until promoted).
+    #[param(value_type = Option<UploadPromote>, inline)]
     promote: Option<String>,
 }
 
 /// Registers a model fitted elsewhere (the Python package's estimators, `to_bytes()`): the
 /// body is the model file, the same bytes the service stores. `?promote=manual` keeps it in
 /// staging; `always` (default) puts it in production.
+/// `promote` of an upload.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum UploadPromote {
+    Always,
+    Manual,
+}
+
+/// Register a model fitted elsewhere as the next version
+///
+/// The body is a model file: the Python estimators' `to_bytes()`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{name}/versions",
+    operation_id = "upload_model",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name"), UploadQuery),
+    request_body(content = String, content_type = "application/octet-stream", description = "A pynomaly model file"),
+    responses((status = 201, description = "The new version, with its promotion", body = crate::openapi_doc::types::ModelVersion)),
+    security(("bearer" = ["write"])),
+)]
 async fn upload(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -292,9 +409,12 @@ async fn upload(
 }
 
 /// The optional body of a stage change: why, in the caller's words.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StageChangeRequest)]
 struct StageRequest {
+    /// Why, recorded in the stage history and the audit log.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     reason: Option<String>,
 }
 
@@ -352,6 +472,21 @@ async fn change(
     changed(name, c)
 }
 
+/// Make a version production (the production version it replaces is archived)
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{name}/versions/{version}/promote",
+    operation_id = "promote_version",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name"), ("version" = i64, Path, minimum = 1, description = "A version of the model")),
+    request_body(content = Option<StageRequest>, description = "Optional: why, recorded in the stage history and the audit log"),
+    responses(
+        (status = 200, description = "The version as it is now", body = crate::openapi_doc::StageChange),
+        (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: the change does not apply to the version's stage", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn promote(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -364,6 +499,21 @@ async fn promote(
     .await
 }
 
+/// Archive a version that is not production
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{name}/versions/{version}/archive",
+    operation_id = "archive_version",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name"), ("version" = i64, Path, minimum = 1, description = "A version of the model")),
+    request_body(content = Option<StageRequest>, description = "Optional: why, recorded in the stage history and the audit log"),
+    responses(
+        (status = 200, description = "The version as it is now", body = crate::openapi_doc::StageChange),
+        (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: the change does not apply to the version's stage", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn archive(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -373,6 +523,21 @@ async fn archive(
     change(&state, &caller, &name, &version, ARCHIVED, "archive", &body).await
 }
 
+/// Put the previous production version back
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{name}/rollback",
+    operation_id = "rollback",
+    tag = "lifecycle",
+    params(("name" = String, Path, description = "The model's name")),
+    request_body(content = Option<StageRequest>, description = "Optional: why, recorded in the stage history and the audit log"),
+    responses(
+        (status = 200, description = "The version as it is now", body = crate::openapi_doc::StageChange),
+        (status = 404, description = "not_found: no such model", body = crate::openapi_doc::types::Error),
+        (status = 409, description = "conflict: there is no previous production version", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn rollback(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,

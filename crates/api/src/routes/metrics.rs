@@ -1,17 +1,25 @@
 //! `GET /metrics`: Prometheus text (no auth).
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::exposition::{MetricsSources, metrics_response};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Prometheus metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics_response(&MetricsSources {
         metrics: std::sync::Arc::clone(&state.metrics),

@@ -8,6 +8,7 @@ use pynomaly_store::Page;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
 use crate::extract::Rows;
@@ -31,7 +32,17 @@ pub mod users;
 
 /// Every route of the service, with the JSON fallbacks.
 pub(crate) fn api_router() -> Router<AppState> {
-    Router::new()
+    let (router, _) = api_routes().split_for_parts();
+    router
+        .merge(openapi::docs_router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Every documented route, each with its `#[utoipa::path]`: the router and the paths of
+/// the OpenAPI document come from this one list.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(detect::router())
         .merge(models::router())
         .merge(lifecycle::router())
@@ -47,8 +58,6 @@ pub(crate) fn api_router() -> Router<AppState> {
         .merge(metrics::router())
         .merge(openapi::router())
         .merge(privacy::router())
-        .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -75,9 +84,14 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
 }
 
 /// `?limit=&offset=` of listings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub(crate) limit: Option<u32>,
+    /// Rows skipped.
+    #[param(minimum = 0, default = 0)]
     pub(crate) offset: Option<u32>,
 }
 

@@ -5,15 +5,15 @@
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use detect_core::drift::ReferenceProfile;
 use pynomaly_jobs::TrainSpec;
 use pynomaly_models::{ActiveRollout, Registration, RolloutMode, Variant, matrix_sha256, unix_now};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::request_id::current_request_id;
 use pynomaly_store::{JobKind, NewJob};
@@ -33,12 +33,12 @@ use crate::state::AppState;
 use crate::telemetry::ml_span;
 use tracing::Instrument as _;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/models", post(train).get(list))
-        .route("/api/v1/models/{name}", get(versions).delete(delete))
-        .route("/api/v1/models/{name}/versions/{version}", get(version))
-        .route("/api/v1/models/{name}/predict", post(predict))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(train, list))
+        .routes(routes!(versions, delete))
+        .routes(routes!(version))
+        .routes(routes!(predict))
 }
 
 /// `feature_names` of inline training: one name per column (a stream looks features up
@@ -75,6 +75,25 @@ fn model_not_found(name: &str, version: Option<i64>) -> ApiError {
     }
 }
 
+/// Train and register a model version
+///
+/// With `data`, trains now and answers the new version (201); with `training_data` (a data
+/// source), queues a training job (202). The header `Idempotency-Key` makes a retried
+/// job submission return the first job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models",
+    operation_id = "train",
+    tag = "models",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (training_data only)")),
+    request_body = crate::openapi_doc::TrainRequest,
+    responses(
+        (status = 201, description = "Trained now (inline data): the new version, with its promotion", body = crate::openapi_doc::TrainedVersion),
+        (status = 202, description = "Training job queued (training_data)", body = crate::openapi_doc::types::JobAccepted),
+        (status = 404, description = "not_found: the data source does not exist", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn train(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -225,6 +244,16 @@ async fn train_from_source(
         .into_response())
 }
 
+/// List models
+#[utoipa::path(
+    get,
+    path = "/api/v1/models",
+    operation_id = "list_models",
+    tag = "models",
+    params(crate::routes::PageQuery),
+    responses((status = 200, description = "Models, by name", body = crate::openapi_doc::types::ModelList)),
+    security(("bearer" = ["read"])),
+)]
 async fn list(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -236,6 +265,19 @@ async fn list(
     Ok(axum::Json(page_json("models", list, total, page)))
 }
 
+/// A model's versions
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{name}",
+    operation_id = "get_model",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Every version, oldest first", body = crate::openapi_doc::types::ModelVersions),
+        (status = 404, description = "not_found: no such model", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn versions(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -267,6 +309,19 @@ pub(crate) fn parse_version(s: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// One model version
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/{name}/versions/{version}",
+    operation_id = "get_model_version",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name"), ("version" = i64, Path, minimum = 1, description = "A version of the model")),
+    responses(
+        (status = 200, description = "The version", body = crate::openapi_doc::types::ModelVersion),
+        (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn version(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -280,6 +335,19 @@ async fn version(
     ))
 }
 
+/// Delete a model and every version
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{name}",
+    operation_id = "delete_model",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi_doc::types::ModelDeleted),
+        (status = 404, description = "not_found: no such model", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["write"])),
+)]
 async fn delete(
     State(state): State<AppState>,
     WriteAccess(caller): WriteAccess,
@@ -297,6 +365,27 @@ async fn delete(
     })))
 }
 
+/// Score rows with a trained model
+///
+/// The production version answers unless the body names a `version`; during a canary
+/// rollout the routing key (the body's `routing_key`, else `X-Routing-Key`, else the
+/// request id) decides whether the candidate answers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{name}/predict",
+    operation_id = "predict",
+    tag = "models",
+    params(
+        ("name" = String, Path, description = "The model's name"),
+        ("X-Routing-Key" = Option<String>, Header, description = "Decides which version a canary rollout gives this request: one key, one version"),
+    ),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "Labels and scores, with model_name, model_version and variant", body = crate::openapi_doc::types::Detection),
+        (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["read"])),
+)]
 async fn predict(
     State(state): State<AppState>,
     ReadAccess(caller): ReadAccess,
@@ -430,6 +519,22 @@ async fn predict(
         warnings: &[],
     })
     .into_response())
+}
+
+/// The body of a model's predict (the handler reads it as a [`RequestBody`], which keeps
+/// `data` flat, and refuses any other field).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PredictRequest {
+    /// Rows of finite numbers, as many columns as the model was trained on.
+    #[schema(min_items = 1, value_type = Vec<Vec<f64>>)]
+    data: Vec<Vec<f64>>,
+    /// A version (default: the production version, or a rollout's candidate).
+    #[schema(minimum = 1)]
+    version: Option<i64>,
+    /// Decides which version a canary rollout gives this request (as X-Routing-Key).
+    routing_key: Option<String>,
 }
 
 /// The header naming a predict's routing key (see [`RolloutPolicy::routes_to_candidate`]).

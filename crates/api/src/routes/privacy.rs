@@ -9,22 +9,23 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use pynomaly_privacy::{Mode, PiiKind, Privacy};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::ReadAccess;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/privacy/scan", post(scan))
-        .route("/api/v1/privacy/anonymize", post(anonymize))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(scan))
+        .routes(routes!(anonymize))
 }
 
 const MAX_FIELDS: usize = 256;
@@ -33,11 +34,23 @@ const MAX_FIELDS: usize = 256;
 /// settings: `fields` (names hidden wholly), `types` (kinds looked for), `mode` (`mask` or
 /// `hash`). Read by hand rather than derived, because `data` is free-form: the shared
 /// extractor's diagnosis of `data` as rows of numbers does not apply here.
-#[derive(Debug, Default)]
+///
+/// Its schema (derived here) is what `from_json` accepts: `serde(deny_unknown_fields)`
+/// only marks the schema `additionalProperties: false`, as `from_json` refuses other names.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PrivacyRequest {
+    /// Any JSON document.
+    #[schema(value_type = Value, required = true)]
     data: Option<Value>,
+    /// Field names whose whole value is hidden, at any depth (default: PYNOMALY_PII_FIELDS).
+    #[schema(max_items = 256)]
     fields: Option<Vec<String>>,
+    /// Kinds looked for (default: all).
+    #[schema(value_type = Option<Vec<crate::openapi_doc::types::PiiKind>>)]
     types: Option<Vec<String>>,
+    /// anonymize: labels, or keyed HMAC tokens (default: PYNOMALY_PII_MODE).
+    #[schema(value_type = Option<crate::openapi_doc::types::PrivacyMode>)]
     mode: Option<String>,
     /// `age` → `age_group`, `zip_code` → 3 characters + `XX` (anonymize; default true, as
     /// the guide's `anonymize_data`).
@@ -116,6 +129,19 @@ fn configure(state: &AppState, req: PrivacyRequest) -> Result<(Privacy, Value), 
     Ok((privacy, data))
 }
 
+/// Find personal data in a JSON document
+///
+/// E-mail addresses, phone numbers, SSNs, Luhn-valid card numbers and configured fields;
+/// values are never echoed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/privacy/scan",
+    operation_id = "privacy_scan",
+    tag = "privacy",
+    request_body = PrivacyRequest,
+    responses((status = 200, description = "Where personal data is", body = crate::openapi_doc::types::PrivacyScan)),
+    security(("bearer" = ["read"])),
+)]
 async fn scan(
     State(state): State<AppState>,
     ReadAccess(_caller): ReadAccess,
@@ -136,6 +162,16 @@ async fn scan(
     })))
 }
 
+/// Mask or hash personal data in a JSON document
+#[utoipa::path(
+    post,
+    path = "/api/v1/privacy/anonymize",
+    operation_id = "privacy_anonymize",
+    tag = "privacy",
+    request_body = PrivacyRequest,
+    responses((status = 200, description = "The anonymized document", body = crate::openapi_doc::types::PrivacyAnonymized)),
+    security(("bearer" = ["read"])),
+)]
 async fn anonymize(
     State(state): State<AppState>,
     ReadAccess(_caller): ReadAccess,

@@ -4,11 +4,12 @@
 //! client address before the password is looked at; an unknown username costs the same
 //! time as a wrong password; every attempt is audited.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::AuditSlot;
 use crate::error::ApiError;
@@ -16,17 +17,31 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::users::MAX_PASSWORD_CHARS;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/auth/token", post(token))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct Login {
     username: String,
     password: String,
 }
 
+/// Log in: a user's username and password for a JWT
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    operation_id = "login",
+    tag = "auth",
+    request_body = Login,
+    responses(
+        (status = 200, description = "The token", body = crate::openapi_doc::types::Token),
+        (status = 401, description = "unauthorized: unknown user, wrong password or disabled user", body = crate::openapi_doc::types::Error),
+        (status = 429, description = "rate_limited: too many attempts; retry after Retry-After seconds", body = crate::openapi_doc::types::Error),
+    ),
+)]
 async fn token(
     State(state): State<AppState>,
     slot: Option<Extension<AuditSlot>>,

@@ -4,13 +4,13 @@
 //! naming it. Disabling ends its tokens at once on this instance and within a second on
 //! the others.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use pynomaly_store::User;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::AdminAccess;
 use crate::error::ApiError;
@@ -20,18 +20,27 @@ use crate::routes::keys::parse_scopes;
 use crate::state::AppState;
 use crate::users::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users", post(create).get(list))
-        .route("/api/v1/users/{id}", delete(disable))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(disable))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+#[schema(as = UserCreate)]
 struct CreateUser {
+    /// Unique across tenants.
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
+    /// Stored only as an argon2id hash.
+    #[schema(min_length = 15, max_length = 128)]
     password: String,
+    /// At least one.
+    #[schema(value_type = Vec<crate::openapi_doc::types::Scope>, min_items = 1)]
     scopes: Vec<String>,
+    /// Default: the caller's.
     tenant: Option<String>,
 }
 
@@ -70,6 +79,19 @@ fn shown(u: &User) -> Value {
     })
 }
 
+/// Create a user (password stored as an argon2id hash)
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "create_user",
+    tag = "auth",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user", body = crate::openapi_doc::types::User),
+        (status = 409, description = "conflict: the username is taken", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 async fn create(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
@@ -88,6 +110,15 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(shown(&user))))
 }
 
+/// List the tenant's users
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "list_users",
+    tag = "auth",
+    responses((status = 200, description = "Users", body = crate::openapi_doc::types::UserList)),
+    security(("bearer" = ["admin"])),
+)]
 async fn list(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,
@@ -98,6 +129,19 @@ async fn list(
     ))
 }
 
+/// Disable a user: its tokens stop working at once
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    operation_id = "disable_user",
+    tag = "auth",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "Disabled", body = crate::openapi_doc::types::UserDisabled),
+        (status = 404, description = "not_found: no such user", body = crate::openapi_doc::types::Error),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 async fn disable(
     State(state): State<AppState>,
     AdminAccess(caller): AdminAccess,

@@ -14,6 +14,7 @@ mod keep_alive;
 mod lifecycle;
 mod limits;
 mod models;
+mod openapi;
 mod outage;
 mod privacy;
 mod scale_out;

@@ -25,8 +25,9 @@ use serde_json::{Map, Value, json};
 use crate::DetectError;
 pub use check::{Checked, ParamError, ParamGuard};
 pub use table::{
-    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, COPOD, DBSCAN, Domain, ECOD, GMM,
-    HBOS, INNE, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm, algorithms,
+    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, CONTAMINATION, COPOD, DBSCAN,
+    Domain, ECOD, GMM, HBOS, INNE, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm,
+    algorithms,
 };
 use table::{
     ALPHA, BOOTSTRAP, EPS, INNE_MAX_SAMPLES, INNE_N_ESTIMATORS, KNN_METHOD, MAX_FEATURES,

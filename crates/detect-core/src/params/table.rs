@@ -383,7 +383,7 @@ const PYOD_CONTAMINATION: f64 = 0.1;
 /// The largest contamination: at most half the training rows are anomalies.
 const CONTAMINATION_MAX: f64 = 0.5;
 /// `contamination`, which every algorithm takes beside its own parameters.
-pub(super) const CONTAMINATION: ParamSpec = ParamSpec {
+pub const CONTAMINATION: ParamSpec = ParamSpec {
     name: "contamination",
     domain: Domain::AutoOrFractionUpTo(CONTAMINATION_MAX),
     default: Literal::Str("auto"),
