@@ -104,6 +104,9 @@ if ! "$docker" image inspect "$builder_base" >/dev/null 2>&1; then
         bookworm "$root" "$mirror" >"$tools/debootstrap-builder.log" 2>&1 \
         || die "debootstrap failed: $(tail -5 "$tools/debootstrap-builder.log")"
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+    # This machine's CA bundle: cargo reaches crates.io through whatever this machine
+    # trusts (the official rust image has Debian's bundle, which is enough elsewhere).
+    cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
     # The toolchain without its documentation, where the official image keeps it.
     mkdir -p "$root/usr/local/rust" "$root/usr/local/cargo"
     tar -C "$sysroot" --exclude=./share/doc -c . | tar -C "$root/usr/local/rust" -x
