@@ -278,7 +278,10 @@ impl From<QueueError> for ApiError {
                     retry_after_s: Some(5),
                 }
             }
-            QueueError::Store(_) | QueueError::Backend(_) => ApiError::internal(e),
+            // A submission's insert meets the metadata store as any other request does:
+            // unreachable is 503 with Retry-After, not a 500.
+            QueueError::Store(e) => e.into(),
+            QueueError::Backend(_) => ApiError::internal(e),
         }
     }
 }
@@ -294,5 +297,31 @@ impl From<SourceError> for ApiError {
             SourceError::ObjectStoreConfig { .. } => "object_store_config",
         };
         ApiError::invalid_with(e.to_string(), json!({"reason": reason}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_whose_store_is_unreachable_is_unavailable_not_internal() {
+        let e = ApiError::from(QueueError::Store(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
+        assert!(
+            matches!(
+                e,
+                ApiError::Unavailable {
+                    retry_after_s: Some(5),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = ApiError::from(QueueError::Store(StoreError::Conflict("taken".into())));
+        assert!(matches!(e, ApiError::Conflict(_)), "{e:?}");
+        let e = ApiError::from(QueueError::Backend("no such scheme".into()));
+        assert_eq!(e.status_and_code().0, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -36,8 +36,10 @@ use testkit::{Api, PostgresServer, Proc, RedisServer, free_port, wait_ready};
 
 use crate::{Env, pynomaly};
 
-/// The service's request timeout here: a request running longer is answered 503.
-const REQUEST_TIMEOUT_S: u64 = 10;
+/// The service's request timeout here (above the metadata pool's 10 s acquire timeout, so
+/// that a request waiting for Postgres is answered by the pool's 503): a request running
+/// longer is answered 503.
+const REQUEST_TIMEOUT_S: u64 = 15;
 /// The clients' timeout: no answer by then is a hang, which the tests count and refuse.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(REQUEST_TIMEOUT_S + 5);
 /// Rows of the model every test trains, and of its predict requests' width.
@@ -155,6 +157,21 @@ impl Deployment {
             .iter()
             .chain(&self.workers)
             .map(|p| format!("--- {}:\n{}", p.name(), p.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The instances' ERROR lines (the cause of a 500), for a failure message.
+    fn instance_errors(&self) -> String {
+        self.instances
+            .iter()
+            .flat_map(|p| {
+                p.log_text()
+                    .lines()
+                    .filter(|l| l.contains("\"ERROR\""))
+                    .map(|l| format!("{}: {l}", p.name()))
+                    .collect::<Vec<_>>()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -120,7 +120,8 @@ async fn only_503s_with_retry_after_while_postgres_restarts_then_recovery() {
         assert_eq!(
             tally.other_than(what, ALLOWED),
             vec![],
-            "{what}: only 2xx or 503 with Retry-After"
+            "{what}: only 2xx or 503 with Retry-After; the instances' errors:\n{}",
+            d.instance_errors()
         );
     }
     assert!(

@@ -104,7 +104,8 @@ async fn predicts_keep_serving_and_no_submission_is_lost_while_redis_is_down() {
     assert_eq!(
         tally.other_than("submit", &["202", "503+retry-after"]),
         vec![],
-        "submissions answer 202 or 503 with Retry-After, never a 500 or a hang"
+        "submissions answer 202 or 503 with Retry-After, never a 500 or a hang; the instances' errors:\n{}",
+        d.instance_errors()
     );
     assert!(tally.got("predict", "200") > 100, "predict traffic flowed");
     assert!(!accepted.is_empty(), "submissions were accepted");
