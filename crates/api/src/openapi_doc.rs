@@ -24,6 +24,7 @@ fn error_responses(codes: &[u16]) -> Value {
             429 => "rate_limited: over the caller's request limit (see Retry-After, seconds)",
             422 => "invalid_input: names the row/column, field or parameter, and what is accepted",
             503 => "unavailable: timed out or a dependency is down (see Retry-After)",
+            507 => "insufficient_storage: the server's disk is full; nothing was written",
             _ => "error",
         };
         m.insert(
@@ -133,7 +134,7 @@ fn schemas() -> Value {
             "error": {"type": "object", "required": ["code", "message", "details"], "properties": {
                 "code": {"type": "string", "enum": ["invalid_input", "malformed_json", "unauthorized",
                     "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large",
-                    "rate_limited", "unavailable", "internal"]},
+                    "rate_limited", "unavailable", "insufficient_storage", "internal"]},
                 "message": {"type": "string"},
                 "details": {"type": "object", "additionalProperties": true}}},
             "request_id": {"type": "string"}}},

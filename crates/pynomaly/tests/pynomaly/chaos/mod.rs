@@ -10,14 +10,18 @@
 //!   predict fails, submissions answer 202 (kept in Postgres) or 503 with `Retry-After`,
 //!   `/health` says `degraded` naming Redis, every accepted job completes once;
 //! - `postgres_down`: Postgres stopped for 10 s under mixed traffic → only 2xx or 503 with
-//!   `Retry-After`, recovery without a restart, every accepted job completed once.
+//!   `Retry-After`, recovery without a restart, every accepted job completed once;
+//! - `disk_full` (one instance on the embedded default, its data directory a small tmpfs
+//!   the test mounts, as root): the disk filled → writes 507, reads served, nothing
+//!   half-written, writes succeed again once space returns.
 //!
 //! Each prints its figures (requests by answer, jobs, durations). Ignored by default (they
-//! need `redis-server` and the Postgres server programs, and take a minute or two each);
+//! need `redis-server`, the Postgres server programs and root, and take up to a minute);
 //! `.ci/run` runs them with
 //! `cargo test -p pynomaly --test pynomaly -- --ignored --nocapture chaos::`.
 //! A missing tool fails them, naming what to install.
 
+mod disk_full;
 mod postgres_down;
 mod redis_data_loss;
 mod redis_down;
