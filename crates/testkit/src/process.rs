@@ -224,3 +224,38 @@ pub async fn wait_ready(url: &str, proc: &Proc) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_off_path_is_found_through_a_wildcard_directory() {
+        let root = tempfile::tempdir().unwrap();
+        for version in ["14", "15"] {
+            let bin = root.path().join(version).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("pynomaly-test-tool"), "").unwrap();
+        }
+        let pattern = format!("{}/*/bin", root.path().display());
+        let found = require_program("pynomaly-test-tool", &[&pattern], "nothing");
+        assert_eq!(
+            found,
+            root.path().join("15/bin/pynomaly-test-tool"),
+            "the highest"
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "`pynomaly-no-such-tool` is not installed (not on PATH nor in \
+                               [\"/nonexistent/*/bin\"]): install the no-such-tool package"
+    )]
+    fn a_missing_program_fails_saying_what_to_install() {
+        require_program(
+            "pynomaly-no-such-tool",
+            &["/nonexistent/*/bin"],
+            "the no-such-tool package",
+        );
+    }
+}
