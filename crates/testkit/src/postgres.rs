@@ -248,20 +248,24 @@ impl PostgresServer {
 
     /// Stops it with a fast shutdown (`SIGINT`: sessions are ended, what a restart does),
     /// until [`PostgresServer::start_again`].
-    pub fn stop(&mut self) {
+    ///
+    /// # Panics
+    /// It has not exited 30 s later.
+    pub async fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
             let _ = std::process::Command::new("kill")
                 .args(["-INT", &server.pid().to_string()])
                 .status();
-            crate::wait::wait("postgres stops", std::time::Duration::from_secs(30)).until_blocking(
-                || {
+            crate::wait::wait("postgres stops", std::time::Duration::from_secs(30))
+                .until(async || {
                     if server.exited() {
                         Ok(())
                     } else {
                         Err(server.log_tail())
                     }
-                },
-            );
+                })
+                .await;
+            // Reaps it.
             server.stop(std::time::Duration::from_secs(1));
         }
     }

@@ -72,7 +72,7 @@ async fn only_503s_with_retry_after_while_postgres_restarts_then_recovery() {
     tokio::time::sleep(Duration::from_secs(3)).await; // traffic before the outage
 
     let started = Instant::now();
-    d.postgres.stop();
+    d.postgres.stop().await;
     let mut health = Vec::new();
     while started.elapsed() < OUTAGE {
         let h = d.apis[0].get("/health").await;
