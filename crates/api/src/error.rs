@@ -53,6 +53,10 @@ pub enum ApiError {
         message: String,
         retry_after_s: Option<u64>,
     },
+    /// 507 `insufficient_storage`: the server's disk (the metadata database or the artifact
+    /// store) is full; nothing was written. The cause is logged.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 500 `internal`: the cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -75,8 +79,17 @@ impl ApiError {
         }
     }
 
-    /// A 500 from any error.
+    /// A 500 from any error — or a 507 when what failed was a write to a full disk (the
+    /// error, or one of its sources, says so): the client learns that no space is left,
+    /// not that we broke.
     pub fn internal(e: impl StdError + Send + Sync + 'static) -> Self {
+        if storage_full(&e) {
+            tracing::error!(error = %e, error.chain = %chain(&e), "a write found the disk full");
+            return ApiError::InsufficientStorage(
+                "the server's storage is full: nothing was written; retry once space is freed"
+                    .into(),
+            );
+        }
         ApiError::Internal(Box::new(e))
     }
 
@@ -95,6 +108,9 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -126,6 +142,7 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed(_)
             | ApiError::Conflict(_)
+            | ApiError::InsufficientStorage(_)
             | ApiError::Unavailable { .. } => json!({}),
         };
         let body = json!({
@@ -172,6 +189,29 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// Whether `e` or one of its sources is a write refused for want of space: an I/O error
+/// `ENOSPC` / `EDQUOT`, or SQLite's `SQLITE_FULL` (13).
+fn storage_full(e: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || matches!(io.raw_os_error(), Some(28 | 122)))
+        {
+            return true;
+        }
+        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>()
+            && db.code().as_deref() == Some("13")
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn list(accepted: &str) -> Value {
@@ -278,7 +318,10 @@ impl From<QueueError> for ApiError {
                     retry_after_s: Some(5),
                 }
             }
-            QueueError::Store(_) | QueueError::Backend(_) => ApiError::internal(e),
+            // A submission's insert meets the metadata store as any other request does:
+            // unreachable is 503 with Retry-After, not a 500.
+            QueueError::Store(e) => e.into(),
+            QueueError::Backend(_) => ApiError::internal(e),
         }
     }
 }
@@ -294,5 +337,49 @@ impl From<SourceError> for ApiError {
             SourceError::ObjectStoreConfig { .. } => "object_store_config",
         };
         ApiError::invalid_with(e.to_string(), json!({"reason": reason}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_whose_store_is_unreachable_is_unavailable_not_internal() {
+        let e = ApiError::from(QueueError::Store(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
+        assert!(
+            matches!(
+                e,
+                ApiError::Unavailable {
+                    retry_after_s: Some(5),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = ApiError::from(QueueError::Store(StoreError::Conflict("taken".into())));
+        assert!(matches!(e, ApiError::Conflict(_)), "{e:?}");
+        let e = ApiError::from(QueueError::Backend("no such scheme".into()));
+        assert_eq!(e.status_and_code().0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// An error with a source, as the artifact store wraps an I/O error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("artifact store error")]
+    struct Wrapped(#[source] std::io::Error);
+
+    #[test]
+    fn a_write_to_a_full_disk_is_507_and_other_faults_stay_500() {
+        let full = Wrapped(std::io::Error::from_raw_os_error(28));
+        let e = ApiError::internal(full);
+        assert_eq!(
+            e.status_and_code(),
+            (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+        );
+        assert!(e.to_string().contains("storage is full"), "{e}");
+        let other = Wrapped(std::io::Error::from_raw_os_error(5));
+        assert_eq!(ApiError::internal(other).status_and_code().1, "internal");
     }
 }

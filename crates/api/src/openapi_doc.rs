@@ -447,7 +447,8 @@ fn finish(doc: &mut Value) {
         "Forbidden": with_id("forbidden: the key or user lacks the scope the operation needs, or the resource is another tenant's", json!({})),
         "PayloadTooLarge": with_id("payload_too_large: the body is over the configured limit (details.limit_bytes)", json!({})),
         "RateLimited": with_id("rate_limited: over the caller's request limit; retry after Retry-After seconds", json!({"Retry-After": header_ref("Retry-After")})),
-        "Unavailable": with_id("unavailable: the request timed out or a dependency is down (Retry-After when known)", json!({"Retry-After": header_ref("Retry-After-Optional")}))
+        "Unavailable": with_id("unavailable: the request timed out or a dependency is down (Retry-After when known)", json!({"Retry-After": header_ref("Retry-After-Optional")})),
+        "InsufficientStorage": with_id("insufficient_storage: the server's disk is full; nothing was written", json!({}))
     });
     doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
         "description": "An API key (pk_…) or a JWT from POST /api/v1/auth/token"}});
@@ -472,13 +473,14 @@ fn finish(doc: &mut Value) {
             if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
                 continue;
             }
-            finish_operation(op);
+            let writes = method != "get";
+            finish_operation(op, writes);
         }
     }
     add_links(doc);
 }
 
-fn finish_operation(op: &mut Value) {
+fn finish_operation(op: &mut Value, writes: bool) {
     let scope = op["security"][0]["bearer"][0].as_str().map(str::to_string);
     let mut responses = std::mem::take(&mut op["responses"]);
     let add = |responses: &mut Value, code: &str, name: &str| {
@@ -526,6 +528,9 @@ fn finish_operation(op: &mut Value) {
         add(&mut responses, "422", "InvalidInput");
     }
     add(&mut responses, "503", "Unavailable");
+    if writes {
+        add(&mut responses, "507", "InsufficientStorage");
+    }
     // Every answer has X-Request-Id (the shared ones say so themselves).
     if let Some(map) = responses.as_object_mut() {
         for response in map.values_mut() {

@@ -11,7 +11,8 @@
 //!   time — only while it still owns it, in one Lua script). An entry idle past `lease` is
 //!   taken by another worker with `XAUTOCLAIM`, which takes the job over in the database;
 //!   the old worker's later writes are refused by the fencing, and it stops when its next
-//!   renewal finds the entry gone.
+//!   renewal finds the entry another worker's (or gone with the job ended). An entry gone
+//!   while the job still runs means Redis lost its data: the worker carries on.
 //! - **Retries with backoff, never silently dropped.** A failure of the job's surroundings
 //!   (storage, database) puts the job back to `queued` with the reason and a due time
 //!   `backoff × 2^(attempt-1)` later (a sorted set that workers promote into the stream);
@@ -72,10 +73,13 @@ return #due
 ";
 
 /// Renews a lease: resets the entry's idle time, only if this consumer still owns it.
-/// KEYS: the stream alone.
+/// Returns 1 (renewed), 0 (another consumer owns the entry) or -1 (no such pending entry:
+/// Redis lost it, or another consumer took it over and has finished). KEYS: the stream
+/// alone.
 const RENEW: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+if #p == 0 then return -1 end
+if p[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 ";
@@ -600,17 +604,38 @@ impl RedisQueue {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut delivery_gone_said = false;
         loop {
             tick.tick().await;
-            match self.renew_lease(&d.entry_id).await {
-                Ok(true) => {}
-                Ok(false) => {
+            let lease = self.renew_lease(&d.entry_id).await;
+            let job = self.meta.job_by_id(&d.job_id).await;
+            match lease {
+                Ok(1) => {}
+                Ok(0) => {
                     tracing::warn!(job_id = %d.job_id, "lost the job's lease to another worker: stopping it");
                     lost.cancel();
                 }
+                Ok(_) => match &job {
+                    // The delivery is gone yet the job still runs: Redis lost its data (a
+                    // takeover leaves the entry pending for the new worker, answered 0).
+                    // Stopping would leave the job `running` with nobody to run it, for
+                    // good: this worker is alive, so nothing hands it back. Carry on; the
+                    // store's claim fences the result should another worker run it too.
+                    Ok(Some(j)) if j.status == JobStatus::Running => {
+                        if !delivery_gone_said {
+                            delivery_gone_said = true;
+                            tracing::warn!(job_id = %d.job_id, "the job's delivery is gone from Redis (it lost its data): carrying on with the job");
+                        }
+                    }
+                    Ok(_) => {
+                        tracing::warn!(job_id = %d.job_id, "the job ended elsewhere: stopping it");
+                        lost.cancel();
+                    }
+                    Err(_) => {}
+                },
                 Err(e) => tracing::warn!(error = %e, "could not renew a job's lease"),
             }
-            match self.meta.job_by_id(&d.job_id).await {
+            match job {
                 Ok(Some(job)) if job.cancel_requested => cancel.cancel(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not check a job's cancellation"),
@@ -618,7 +643,9 @@ impl RedisQueue {
         }
     }
 
-    async fn renew_lease(&self, entry_id: &str) -> Result<bool, QueueError> {
+    /// 1: renewed; 0: another worker owns the delivery; -1: the delivery is gone (see
+    /// [`RENEW`]).
+    async fn renew_lease(&self, entry_id: &str) -> Result<i64, QueueError> {
         let mut conn = self.pool.get().await?;
         let renewed: i64 = self
             .renew
@@ -628,7 +655,7 @@ impl RedisQueue {
             .arg(entry_id)
             .invoke_async(&mut conn)
             .await?;
-        Ok(renewed == 1)
+        Ok(renewed)
     }
 
     fn backoff(&self, attempt: i64) -> Duration {

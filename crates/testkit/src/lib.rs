@@ -3,10 +3,13 @@
 //! - [`env`]: the services a test may use, read from `PYNOMALY_TEST_*` variables; a test
 //!   whose service is not configured skips, saying why, or (for the tests CI runs on
 //!   purpose) fails, saying what is missing.
-//! - [`postgres`]: a database of one test's own ([`TestDatabase`]), dropped afterwards.
+//! - [`postgres`]: a database of one test's own ([`TestDatabase`]), dropped afterwards; or
+//!   a whole Postgres server of its own that a chaos test stops and starts
+//!   ([`PostgresServer`]).
 //! - [`s3`]: a bucket of one test's own ([`TestBucket`]), emptied and deleted afterwards.
 //! - [`redis`]: a Postgres database and a Redis key prefix together ([`with_postgres_and_redis`]),
-//!   also on a 3-master Redis Cluster the test starts ([`RedisCluster`], [`with_postgres_and`]).
+//!   also on a 3-master Redis Cluster the test starts ([`RedisCluster`], [`with_postgres_and`]);
+//!   one `redis-server` of a test's own, to stop and crash ([`RedisServer`]).
 //! - [`process`]: a child process with its output in a log file, killed when dropped
 //!   ([`Proc`]), free ports, and [`wait_ready`].
 //! - [`http`]: JSON calls with a bearer key ([`Api::call`], [`Api::post`], …) and
@@ -35,9 +38,11 @@ use std::path::PathBuf;
 use futures::FutureExt;
 
 pub use http::{Api, Call, Reply};
-pub use postgres::TestDatabase;
-pub use process::{Proc, free_port, wait_ready};
-pub use redis::{RedisCluster, RedisKind, ScaleOut, with_postgres_and, with_postgres_and_redis};
+pub use postgres::{PostgresServer, TestDatabase};
+pub use process::{Proc, free_port, require_program, wait_ready};
+pub use redis::{
+    RedisCluster, RedisKind, RedisServer, ScaleOut, with_postgres_and, with_postgres_and_redis,
+};
 pub use s3::TestBucket;
 pub use tls::{Leaf, TestCa};
 pub use wait::{eventually, wait_until};

@@ -137,6 +137,63 @@ impl Drop for Proc {
     }
 }
 
+/// The path of `program`, found on PATH or in one of `also_in` (directories where a package
+/// installs it off PATH, e.g. `/usr/lib/postgresql/*/bin`; a `*` matches any one name, the
+/// highest sorting first).
+///
+/// # Panics
+/// It is nowhere to be found; the message says what to install (`install`): the tests
+/// that need it are the ones CI runs on purpose, so a missing tool fails them.
+pub fn require_program(program: &str, also_in: &[&str], install: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut dirs = on_path;
+    for pattern in also_in {
+        dirs.extend(expand(Path::new(pattern)));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: `{program}` is not installed (not on PATH{}): install {install}",
+                crate::current_test(),
+                if also_in.is_empty() {
+                    String::new()
+                } else {
+                    format!(" nor in {also_in:?}")
+                }
+            )
+        })
+}
+
+/// The directories `pattern` names, a `*` component matching any one name (highest first).
+fn expand(pattern: &Path) -> Vec<PathBuf> {
+    let mut found = vec![PathBuf::new()];
+    for part in pattern.components() {
+        let part = part.as_os_str();
+        if part == "*" {
+            found = found
+                .iter()
+                .flat_map(|dir| {
+                    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+                        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                        .unwrap_or_default();
+                    names.sort();
+                    names.reverse();
+                    names
+                })
+                .collect();
+        } else {
+            for dir in &mut found {
+                dir.push(part);
+            }
+        }
+    }
+    found.into_iter().filter(|d| d.is_dir()).collect()
+}
+
 /// A port free on 127.0.0.1 at the time of asking.
 ///
 /// # Panics
@@ -166,4 +223,39 @@ pub async fn wait_ready(url: &str, proc: &Proc) {
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_off_path_is_found_through_a_wildcard_directory() {
+        let root = tempfile::tempdir().unwrap();
+        for version in ["14", "15"] {
+            let bin = root.path().join(version).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("pynomaly-test-tool"), "").unwrap();
+        }
+        let pattern = format!("{}/*/bin", root.path().display());
+        let found = require_program("pynomaly-test-tool", &[&pattern], "nothing");
+        assert_eq!(
+            found,
+            root.path().join("15/bin/pynomaly-test-tool"),
+            "the highest"
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "`pynomaly-no-such-tool` is not installed (not on PATH nor in \
+                               [\"/nonexistent/*/bin\"]): install the no-such-tool package"
+    )]
+    fn a_missing_program_fails_saying_what_to_install() {
+        require_program(
+            "pynomaly-no-such-tool",
+            &["/nonexistent/*/bin"],
+            "the no-such-tool package",
+        );
+    }
 }

@@ -100,6 +100,139 @@ pub async fn with_postgres_and(redis: RedisKind, test: impl AsyncFnOnce(ScaleOut
     }
 }
 
+/// `Ok` when `command` (words) sent to the Redis on 127.0.0.1:`port` answers with text
+/// containing `expect`; else what it answered, or why it did not.
+async fn answers(port: u16, command: &str, expect: &str) -> Result<(), String> {
+    let answer: redis::RedisResult<String> = async {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut cmd = redis::cmd(command.split(' ').next().unwrap_or(command));
+        for arg in command.split(' ').skip(1) {
+            cmd.arg(arg);
+        }
+        cmd.query_async(&mut conn).await
+    }
+    .await;
+    match answer {
+        Ok(text) if text.contains(expect) => Ok(()),
+        Ok(text) => Err(format!(":{port} answered {text}")),
+        Err(e) => Err(format!(":{port}: {e}")),
+    }
+}
+
+/// The `redis-server` binary.
+///
+/// # Panics
+/// It is not installed (the message says what to install).
+fn redis_server() -> std::path::PathBuf {
+    crate::process::require_program(
+        "redis-server",
+        &[],
+        "redis-server (Debian: `apt-get install redis-server`)",
+    )
+}
+
+/// One `redis-server` of a test's own on a free loopback port, without persistence
+/// (`--save '' --appendonly no`), in a temporary directory: what a chaos test stops,
+/// crashes and starts again. A restart is on the same port and starts empty, as a Redis
+/// without persistence does after a crash. Killed, and its directory removed, when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    // Killed (dropped) before the directory it runs in is removed.
+    node: Option<Proc>,
+    starts: usize,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it answers `PING`.
+    ///
+    /// # Panics
+    /// `redis-server` is missing, or does not answer within 30 s.
+    pub async fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            node: None,
+            starts: 0,
+            dir: tempfile::tempdir().expect("a directory for redis-server"),
+        };
+        server.start_again().await;
+        server
+    }
+
+    /// Starts it again on the same port (after [`RedisServer::stop`] or
+    /// [`RedisServer::shutdown_nosave`]), empty, and waits until it answers `PING`.
+    ///
+    /// # Panics
+    /// It is running, or does not answer within 30 s.
+    pub async fn start_again(&mut self) {
+        assert!(
+            self.node.is_none(),
+            "redis-server :{} is running",
+            self.port
+        );
+        self.starts += 1;
+        let p = self.port.to_string();
+        let mut cmd = Command::new(redis_server());
+        cmd.args(["--port", &p, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path());
+        let log = self.dir.path().join(format!("redis-{}.log", self.starts));
+        self.node = Some(Proc::spawn(&format!("redis-server :{p}"), &mut cmd, &log));
+        let node = self.node.as_ref().expect("just started");
+        crate::wait::wait("redis-server answers PING", Duration::from_secs(30))
+            .until(async || {
+                node.assert_running("PING");
+                answers(self.port, "PING", "PONG").await
+            })
+            .await;
+    }
+
+    /// `SHUTDOWN NOSAVE`: Redis exits at once and its data is gone (what a crash of a
+    /// Redis without persistence, or a failover that lost recent writes, leaves).
+    ///
+    /// # Panics
+    /// It is not running, or has not exited 10 s after the command.
+    pub async fn shutdown_nosave(&mut self) {
+        let mut node = self.node.take().expect("redis-server is running");
+        // The connection drops as Redis exits: the command gets no answer, by design.
+        let _ = answers(self.port, "SHUTDOWN NOSAVE", "").await;
+        crate::wait::wait(
+            "redis-server exits after SHUTDOWN NOSAVE",
+            Duration::from_secs(10),
+        )
+        .until(async || {
+            if node.exited() {
+                Ok(())
+            } else {
+                Err(node.log_tail())
+            }
+        })
+        .await;
+        node.stop(Duration::from_secs(1));
+    }
+
+    /// Stops it (SIGTERM; without persistence it saves nothing), until
+    /// [`RedisServer::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut node) = self.node.take() {
+            node.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 /// A Redis Cluster of three masters (no replicas) on free loopback ports, each a
 /// `redis-server --cluster-enabled yes` in a temporary directory, joined by
 /// `redis-cli --cluster create`; killed, and its directory removed, when dropped.
@@ -126,7 +259,7 @@ impl RedisCluster {
             .iter()
             .map(|port| {
                 let p = port.to_string();
-                let mut cmd = Command::new("redis-server");
+                let mut cmd = Command::new(redis_server());
                 cmd.args([
                     "--port",
                     &p,
@@ -208,21 +341,7 @@ impl RedisCluster {
             .until(async || {
                 for (node, port) in self.nodes.iter().zip(&self.ports) {
                     node.assert_running(what);
-                    let answer: redis::RedisResult<String> = async {
-                        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-                        let mut conn = client.get_multiplexed_async_connection().await?;
-                        let mut cmd = redis::cmd(command.split(' ').next().unwrap_or(command));
-                        for arg in command.split(' ').skip(1) {
-                            cmd.arg(arg);
-                        }
-                        cmd.query_async(&mut conn).await
-                    }
-                    .await;
-                    match answer {
-                        Ok(text) if text.contains(expect) => {}
-                        Ok(text) => return Err(format!(":{port} answered {text}")),
-                        Err(e) => return Err(format!(":{port}: {e}")),
-                    }
+                    answers(*port, command, expect).await?;
                 }
                 Ok(())
             })

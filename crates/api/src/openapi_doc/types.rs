@@ -49,6 +49,7 @@ pub(crate) enum ErrorCode {
     PayloadTooLarge,
     RateLimited,
     Unavailable,
+    InsufficientStorage,
     Internal,
 }
 

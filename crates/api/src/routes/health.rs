@@ -98,7 +98,15 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
     if !artifacts_up {
         reasons.push("the artifact store is unreachable".to_string());
     }
-    if !queue_up {
+    if !queue_up && kind == "redis" {
+        // Named, so that an operator knows which server to look at; submissions still
+        // answer 202 (the job is stored) and are delivered when Redis returns.
+        reasons.push(
+            "Redis (the job queue) is unreachable: jobs submitted meanwhile are kept in \
+             the metadata store and delivered when it returns"
+                .to_string(),
+        );
+    } else if !queue_up {
         reasons.push("the job queue is unreachable".to_string());
     }
     // Jobs delivered through Redis run only in `pynomaly worker` processes: with none

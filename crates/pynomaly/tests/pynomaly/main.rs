@@ -6,13 +6,16 @@
 //! - `observability`: traces over OTLP to a receiver in the test, and (ignored by default)
 //!   a real Prometheus scraping the service;
 //! - `cluster` (ignored by default): two instances, two workers and nginx on Postgres,
-//!   Redis and S3, with processes killed under load.
+//!   Redis and S3, with processes killed under load;
+//! - `chaos` (ignored by default): Redis and Postgres of the test's own crashed or stopped
+//!   under load; nothing accepted is lost.
 //!
 //! `.ci/run` runs the ignored ones by module, e.g.
 //! `cargo test -p pynomaly --test pynomaly -- --ignored --nocapture cluster::`.
 //! Services come from `PYNOMALY_TEST_*` variables (see the `testkit` crate); a test whose
 //! service is not configured skips, saying why.
 
+mod chaos;
 mod cli;
 mod cluster;
 mod observability;

@@ -358,3 +358,36 @@ pub(super) async fn jobs_queued_and_running_when_redis_lost_its_data_run_once(re
     })
     .await;
 }
+
+pub(super) async fn a_running_job_whose_delivery_redis_lost_runs_to_its_end(redis: RedisKind) {
+    with_harness(redis, async |h| {
+        let api = h.queue().await;
+        let worker = h.queue().await;
+        let (job, running) = h.start_a_long_job(&api, &worker).await;
+        // Redis forgets the delivery mid-run, and the group comes back empty: the worker's
+        // next renewals find no entry at all (not another worker's), while the job is still
+        // `running` for it in the metadata store.
+        h.lose_redis_state().await;
+        assert!(
+            api.reconcile().await.unwrap().is_some(),
+            "the loss is noticed"
+        );
+        let outcome = tokio::time::timeout(Duration::from_secs(120), running)
+            .await
+            .expect("the job ends")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            done(outcome),
+            (job.id.clone(), JobStatus::Succeeded),
+            "the worker carried on rather than leaving the job `running` with nobody on it"
+        );
+        let finished = h.job(&job.id).await;
+        assert_eq!(
+            (finished.status, finished.attempts),
+            (JobStatus::Succeeded, 1)
+        );
+        assert_nothing_to_run(&api, "it ran once").await;
+    })
+    .await;
+}

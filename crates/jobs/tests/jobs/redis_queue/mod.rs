@@ -36,6 +36,7 @@ testkit::on_each_redis!(cases::{
     a_job_never_delivered_is_sent_again_and_workers_report_their_heartbeat,
     a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it,
     jobs_queued_and_running_when_redis_lost_its_data_run_once,
+    a_running_job_whose_delivery_redis_lost_runs_to_its_end,
 });
 
 /// What each test gets: stores, a runner, and a way to start queue instances (an API
