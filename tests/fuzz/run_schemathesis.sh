@@ -3,7 +3,9 @@
 # serve` on a fresh data directory and a free port, reads the admin key it creates, checks
 # that the document is valid OpenAPI 3.1 (openapi-spec-validator, when $SPEC_VALIDATOR
 # names it), seeds the data the operations need (a model with a staging version, a
-# schedule, finished jobs, keys and users to revoke and disable, models to delete), then
+# schedule, finished jobs, keys and users to revoke and disable, models to delete, a running
+# canary, models whose canaries and schedules the operations that end them use up, a model
+# with earlier production versions to roll back to, a one-feature model for predict), then
 # runs schemathesis against /api/v1/openapi.json with a bounded number of examples per
 # operation, the stateful phase (following the document's links) included. It fails on any
 # 5xx answer, an answer whose status, content type, body or headers the document does not
@@ -81,6 +83,36 @@ for _ in $(seq 100); do
     [[ "$(api GET "/api/v1/jobs/$job" | json_field status)" == succeeded ]] && break
     sleep 0.1
 done
+# A model with a running canary (version 2 of 4; 2 to 4 are staging), for reading and
+# replacing it; and models each with a canary or a schedule, for the operations that end
+# them (one model is used up per success).
+api POST /api/v1/models "{\"model_name\": \"canary\", \"data\": $rows}" >/dev/null
+for _ in 2 3 4; do
+    api POST /api/v1/models "{\"model_name\": \"canary\", \"data\": $rows, \"promote\": \"manual\"}" >/dev/null
+done
+api PUT /api/v1/models/canary/canary '{"version": 2}' >/dev/null
+# A model of one feature, for predict: the rows the fuzzer makes are often one number wide
+# (a predict with another width is a 422), and its version, in about half of them.
+api POST /api/v1/models '{"model_name": "narrow", "data": [[1], [1.1], [0.9], [1.2], [9]]}' >/dev/null
+# A model with a staging version 2 to promote.
+api POST /api/v1/models "{\"model_name\": \"ladder\", \"data\": $rows}" >/dev/null
+api POST /api/v1/models "{\"model_name\": \"ladder\", \"data\": $rows, \"promote\": \"manual\"}" >/dev/null
+# A model with 20 versions, each production in turn: each rollback goes one further back.
+for _ in $(seq 20); do
+    api POST /api/v1/models "{\"model_name\": \"rolling\", \"data\": $rows}" >/dev/null
+done
+ending="" promoting="" unscheduled=""
+for i in $(seq 15); do
+    for pool in ending promoting; do
+        api POST /api/v1/models "{\"model_name\": \"$pool-$i\", \"data\": $rows}" >/dev/null
+        api POST /api/v1/models "{\"model_name\": \"$pool-$i\", \"data\": $rows, \"promote\": \"manual\"}" >/dev/null
+        api PUT "/api/v1/models/$pool-$i/canary" '{"version": 2}' >/dev/null
+    done
+    ending+="\"ending-$i\", " promoting+="\"promoting-$i\", "
+    api POST /api/v1/models "{\"model_name\": \"unscheduled-$i\", \"data\": $rows}" >/dev/null
+    api PUT "/api/v1/models/unscheduled-$i/schedule" '{"cron": "0 3 * * *", "training_data": "small.csv"}' >/dev/null
+    unscheduled+="\"unscheduled-$i\", "
+done
 doomed_models="" doomed_keys="" doomed_users=""
 for i in $(seq 20); do
     api POST /api/v1/models "{\"model_name\": \"doomed-$i\", \"data\": $rows}" >/dev/null
@@ -97,19 +129,69 @@ cat >"$work/schemathesis.toml" <<TOML
 [warnings]
 fail-on = $fail_on
 
+# "path.name" is a dictionary, not a plain value: schemathesis forces a plain global value
+# over an operation's dictionary (delete_model would delete "seed", and every operation on
+# it would then answer 404), while an operation's dictionary wins over a global one.
 [parameters]
-"path.name" = "seed"
+"path.name" = { dictionary = "seed" }
 "path.version" = 1
 "path.job_id" = "$job"
 
 [dictionaries]
+seed = { values = ["seed"] }
+canary_versions = { values = [2, 3, 4] }
+ending = { values = [${ending%, }] }
+promoting = { values = [${promoting%, }] }
+unscheduled = { values = [${unscheduled%, }] }
 doomed_models = { values = [${doomed_models%, }] }
 doomed_keys = { values = [${doomed_keys%, }] }
 doomed_users = { values = [${doomed_users%, }] }
+narrow_versions = { values = [1] }
 
+# Plain values where the operation uses nothing up (the coverage phase does not draw path
+# parameters from dictionaries); dictionaries where each success uses up a model.
+[[operations]]
+include-operation-id-regex = "^(get_model|get_model_version|upload_model|model_drift|get_schedule|set_schedule)\$"
+parameters = { "path.name" = "seed" }
+
+[[operations]]
+include-operation-id = "promote_version"
+parameters = { "path.name" = "ladder", "path.version" = 2 }
+
+[[operations]]
+include-operation-id = "get_canary"
+parameters = { "path.name" = "canary" }
+
+[[operations]]
+include-operation-id = "start_canary"
+parameters = { "path.name" = "canary", "body.version" = { dictionary = "canary_versions" } }
+
+[[operations]]
+include-operation-id = "end_canary"
+parameters = { "path.name" = { dictionary = "ending" } }
+
+[[operations]]
+include-operation-id = "promote_canary"
+parameters = { "path.name" = { dictionary = "promoting" } }
+
+[[operations]]
+include-operation-id = "rollback"
+parameters = { "path.name" = "rolling" }
+
+[[operations]]
+include-operation-id = "delete_schedule"
+parameters = { "path.name" = { dictionary = "unscheduled" } }
+
+[[operations]]
+include-operation-id = "predict"
+parameters = { "path.name" = "narrow", "body.version" = { dictionary = "narrow_versions", probability = 0.5 } }
+
+# Not in the coverage phase: it does not draw from dictionaries, and would delete the
+# models the other operations need (it names them as it learnt them from answers).
 [[operations]]
 include-operation-id = "delete_model"
 parameters = { "path.name" = { dictionary = "doomed_models" } }
+phases = { coverage = { enabled = false } }
 
 [[operations]]
 include-operation-id = "revoke_key"
@@ -121,7 +203,7 @@ parameters = { "path.id" = { dictionary = "doomed_users" } }
 
 [[operations]]
 include-operation-id = "archive_version"
-parameters = { "path.version" = 2 }
+parameters = { "path.name" = "seed", "path.version" = 2 }
 TOML
 
 echo "schemathesis $("$st" --version | awk '{print $NF}') against http://127.0.0.1:$port (max $examples examples per operation, seed $seed)"

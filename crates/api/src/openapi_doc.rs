@@ -150,6 +150,7 @@ pub(crate) struct DetectRequest;
 impl PartialSchema for DetectRequest {
     fn schema() -> RefOr<Schema> {
         RefOr::T(params::with_algorithm(
+            "detect",
             "Rows to fit on and label, the algorithm (default isolation_forest), contamination, and the algorithm's parameters nested in `parameters` or flat at the top level (not both for one parameter).",
             &vec![("data", params::rows(ROWS), true)],
         ))
@@ -203,9 +204,12 @@ impl PartialSchema for TrainRequest {
         let mut one = utoipa::openapi::schema::OneOfBuilder::new().description(Some(
             "Give `data` (trains now, 201) or `training_data` (a data source, 202 with a job), with the algorithm, contamination and the algorithm's parameters nested in `parameters` or flat.",
         ));
-        for v in params::algorithm_variants(&inline)
+        for v in params::algorithm_variants("train on data", &inline)
             .into_iter()
-            .chain(params::algorithm_variants(&source))
+            .chain(params::algorithm_variants(
+                "train from training_data",
+                &source,
+            ))
         {
             one = one.item(v);
         }
@@ -249,18 +253,24 @@ impl PartialSchema for BatchRequest {
                 false,
             ),
         ];
-        // One source, or a list (with or without the one).
-        let shapes: [Fields; 2] = [
-            vec![
-                ("data_source", source.clone(), true),
-                ("data_sources", sources(), false),
-            ],
-            vec![("data_sources", sources(), true)],
+        // One source, or a list (with or without the one); the label starts the titles.
+        let shapes: [(&str, Fields); 2] = [
+            (
+                "batch on data_source",
+                vec![
+                    ("data_source", source.clone(), true),
+                    ("data_sources", sources(), false),
+                ],
+            ),
+            (
+                "batch on data_sources",
+                vec![("data_sources", sources(), true)],
+            ),
         ];
         let mut one = utoipa::openapi::schema::OneOfBuilder::new().description(Some(
             "`data_source` and/or `data_sources`; `model_name` (and `version`) to score with a model, or an algorithm, contamination and its parameters (nested or flat) to fit on each source. The header `Idempotency-Key` makes a retried submission return the first job.",
         ));
-        for shape in &shapes {
+        for (label, shape) in &shapes {
             let mut with_model = shape.clone();
             with_model.extend(common.clone());
             with_model.push(("model_name", model_name(), true));
@@ -286,7 +296,7 @@ impl PartialSchema for BatchRequest {
             ));
             let mut o = ObjectBuilder::new()
                 .schema_type(Type::Object)
-                .title(Some("score with a model"))
+                .title(Some(format!("{label}: score with a model")))
                 .additional_properties(Some(
                     utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
                 ));
@@ -299,7 +309,7 @@ impl PartialSchema for BatchRequest {
             one = one.item(Schema::Object(o.build()));
             let mut fit = shape.clone();
             fit.extend(common.clone());
-            for v in params::algorithm_variants(&fit) {
+            for v in params::algorithm_variants(label, &fit) {
                 one = one.item(v);
             }
         }
@@ -307,6 +317,28 @@ impl PartialSchema for BatchRequest {
     }
 }
 impl ToSchema for BatchRequest {}
+
+/// `POST /api/v1/models/{name}/versions`: a model file, as bytes (`format: binary`: not
+/// text), so that clients send it as a file.
+pub(crate) struct ModelFile;
+
+impl PartialSchema for ModelFile {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                    utoipa::openapi::schema::KnownFormat::Binary,
+                )))
+                .content_media_type("application/octet-stream")
+                .description(Some(
+                    "A pynomaly model file: the Python estimators' `to_bytes()`",
+                ))
+                .build(),
+        ))
+    }
+}
+impl ToSchema for ModelFile {}
 
 /// `PUT /api/v1/models/{name}/schedule`: a cron expression and a training from a source.
 pub(crate) struct ScheduleRequest;
@@ -332,6 +364,7 @@ impl PartialSchema for ScheduleRequest {
         ];
         fields.extend(rollout_fields());
         RefOr::T(params::with_algorithm(
+            "schedule",
             "When to retrain (cron) and what a training from a data source takes: the algorithm, contamination and parameters (nested or flat), label_column, and the rollout fields.",
             &fields,
         ))

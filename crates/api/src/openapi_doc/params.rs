@@ -182,24 +182,28 @@ fn algorithm_field(spec: &AlgorithmSpec) -> RefOr<Schema> {
 pub(crate) type Fields = Vec<(&'static str, RefOr<Schema>, bool)>;
 
 /// The `oneOf` of a body taking `fields` and an algorithm with its parameters (see the
-/// module docs): per algorithm, the parameters flat, then nested.
-pub(crate) fn with_algorithm(description: &str, fields: &Fields) -> Schema {
+/// module docs): per algorithm, the parameters flat, then nested. `label` starts each
+/// variant's title (see [`algorithm_variants`]).
+pub(crate) fn with_algorithm(label: &str, description: &str, fields: &Fields) -> Schema {
     let mut one = OneOfBuilder::new().description(Some(description));
-    for variant in algorithm_variants(fields) {
+    for variant in algorithm_variants(label, fields) {
         one = one.item(variant);
     }
     Schema::OneOf(one.build())
 }
 
-/// Every variant of [`with_algorithm`], as object schemas.
-pub(crate) fn algorithm_variants(fields: &Fields) -> Vec<Schema> {
+/// Every variant of [`with_algorithm`], as object schemas, titled `"{label}: {algorithm},
+/// parameters flat|nested"`. Titles are unique across the document (each body, and each
+/// shape of a body, has its own label): they tell the variants apart in Swagger UI, and
+/// client generators (openapi-python-client) name a class after each.
+pub(crate) fn algorithm_variants(label: &str, fields: &Fields) -> Vec<Schema> {
     let mut out = Vec::new();
     for spec in ALGORITHMS {
         for nested in [false, true] {
             let mut o = ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .title(Some(format!(
-                    "{}, parameters {}",
+                    "{label}: {}, parameters {}",
                     spec.name,
                     if nested { "nested" } else { "flat" }
                 )))

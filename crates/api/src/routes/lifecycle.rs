@@ -358,7 +358,7 @@ enum UploadPromote {
     operation_id = "upload_model",
     tag = "lifecycle",
     params(("name" = String, Path, description = "The model's name"), UploadQuery),
-    request_body(content = String, content_type = "application/octet-stream", description = "A pynomaly model file"),
+    request_body(content = inline(crate::openapi_doc::ModelFile), content_type = "application/octet-stream", description = "A pynomaly model file"),
     responses((status = 201, description = "The new version, with its promotion", body = crate::openapi_doc::types::ModelVersion)),
     security(("bearer" = ["write"])),
 )]

@@ -270,6 +270,27 @@ async fn the_document_is_generated_from_the_routes_and_types() {
     );
     let key = &doc["paths"]["/api/v1/auth/keys"]["post"]["responses"]["201"];
     assert_eq!(key["links"]["RevokeKey"]["operationId"], "revoke_key");
+    // Every schema title is unique in the document: within a `oneOf` it is what tells two
+    // variants apart, and client generators (openapi-python-client) name a class after it.
+    let mut titles = BTreeSet::new();
+    let mut stack = vec![&doc["components"]];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(o) => {
+                if let Some(t) = o.get("title").and_then(Value::as_str) {
+                    assert!(titles.insert(t.to_string()), "schema title {t:?} twice");
+                }
+                stack.extend(o.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    assert!(titles.contains("batch on data_sources: score with a model"));
+    // A model file is bytes, not text: clients send it as a file.
+    let upload = &doc["paths"]["/api/v1/models/{name}/versions"]["post"]["requestBody"]["content"]
+        ["application/octet-stream"]["schema"];
+    assert_eq!(upload["format"], "binary", "{upload}");
     // Swagger UI, from assets compiled into the binary.
     let r = app
         .client
