@@ -9,10 +9,11 @@
 #      in Docker between runs.
 #   3. `docker build --network host` with those bases as build arguments; BuildKit's cache
 #      mounts keep the cargo registry and target directory between runs.
-#   4. The image runs `migrate`, `keys create`, `config check` and `serve` (host network,
-#      the machine's Postgres and Redis, a read-only root filesystem, the data directory a
-#      volume): its health check turns healthy, /health/ready answers 200 and one detect
-#      call is scored; then everything it started is removed.
+#   4. The image runs `migrate`, `keys create`, `config check`, `serve` and `worker` (host
+#      network, the machine's Postgres and Redis, a read-only root filesystem, the data
+#      directory a volume): their health checks turn healthy, /health/ready answers 200, one
+#      detect call is scored and a training job submitted to serve is run by the worker;
+#      both stop cleanly on SIGTERM; then everything it started is removed.
 #
 # Needs root (apt-get, debootstrap, dockerd). Starts dockerd without a bridge, iptables or
 # forwarding when none is running (containers use the host's network: loopback only), and
@@ -54,9 +55,10 @@ say "hadolint Dockerfile"
 # --- the Docker daemon -------------------------------------------------------------------
 started_dockerd=""
 container=""
+containers=()
 database="pynomaly_image_ci"
 cleanup() {
-    [[ -n "$container" ]] && "$docker" rm -f "$container" >/dev/null 2>&1
+    for c in "${containers[@]}"; do "$docker" rm -f "$c" >/dev/null 2>&1 || true; done
     "$docker" volume rm -f pynomaly-image-ci >/dev/null 2>&1 || true
     psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1 || true
     if [[ -n "$started_dockerd" ]]; then
@@ -158,6 +160,7 @@ key="$("$docker" run --rm "${run_args[@]}" pynomaly:ci keys create --name image-
 
 say "serve (health check every 2 s)"
 container="$("$docker" run -d "${run_args[@]}" --health-interval 2s --health-start-period 5s pynomaly:ci)"
+containers+=("$container")
 for _ in $(seq 60); do
     state="$("$docker" inspect "$container" --format '{{.State.Status}} {{.State.Health.Status}}')"
     [[ "$state" == "running healthy" ]] && break
@@ -173,8 +176,40 @@ answer="$(curl -sf -H "Authorization: Bearer $key" -H 'Content-Type: application
     "http://127.0.0.1:$port/api/v1/detect")" || die "the detect call failed"
 python3 -c 'import json,sys; r = json.loads(sys.argv[1]); assert r["predictions"][-1] == -1, r; print("detect:", r["predictions"])' "$answer" \
     || die "detect did not flag the outlier: $answer"
-"$docker" stop -t 10 "$container" >/dev/null
-exit_code="$("$docker" inspect "$container" --format '{{.State.ExitCode}}')"
-[[ "$exit_code" == 0 ]] || die "serve exited $exit_code on SIGTERM"
-echo "serve stopped cleanly on SIGTERM"
+
+say "worker (its health check on the metrics port) runs a training job submitted to serve"
+"$docker" run --rm -v pynomaly-image-ci:/var/lib/pynomaly --entrypoint sh pynomaly:ci -c \
+    'mkdir -p sources && { echo a,b; for i in $(seq 200); do echo "$((i % 7)),$((i % 5))"; done; echo 90,90; } > sources/train.csv' \
+    || die "cannot write a data source into the data volume"
+metrics_port="$(free_port)"
+worker="$("$docker" run -d "${run_args[@]}" -e "PYNOMALY_METRICS_BIND=127.0.0.1:$metrics_port" \
+    --health-cmd 'pynomaly healthcheck --metrics' --health-interval 2s --health-start-period 5s \
+    pynomaly:ci worker)"
+containers+=("$worker")
+for _ in $(seq 60); do
+    state="$("$docker" inspect "$worker" --format '{{.State.Status}} {{.State.Health.Status}}')"
+    [[ "$state" == "running healthy" ]] && break
+    [[ "$state" == running* ]] || { "$docker" logs "$worker" | tail -20; die "the worker stopped: $state"; }
+    sleep 1
+done
+[[ "$state" == "running healthy" ]] || { "$docker" logs "$worker" | tail -20; die "the worker is not healthy: $state"; }
+submitted="$(curl -sf -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+    -d '{"model_name": "image-ci", "training_data": "train.csv", "contamination": 0.01}' \
+    "http://127.0.0.1:$port/api/v1/models")" || die "submitting a training job failed"
+job="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$submitted")"
+for _ in $(seq 120); do
+    status="$(curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:$port/api/v1/jobs/$job" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')"
+    [[ "$status" == succeeded || "$status" == failed ]] && break
+    sleep 1
+done
+[[ "$status" == succeeded ]] || { "$docker" logs "$worker" | tail -20; die "the training job is $status"; }
+echo "worker ran training job $job: $status"
+
+for c in "$container" "$worker"; do
+    "$docker" stop -t 10 "$c" >/dev/null
+    exit_code="$("$docker" inspect "$c" --format '{{.State.ExitCode}}')"
+    [[ "$exit_code" == 0 ]] || die "$("$docker" inspect "$c" --format '{{.Config.Cmd}}') exited $exit_code on SIGTERM"
+done
+echo "serve and worker stopped cleanly on SIGTERM"
 say "image check passed"
