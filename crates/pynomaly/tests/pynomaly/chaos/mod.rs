@@ -13,7 +13,8 @@
 //!   `Retry-After`, recovery without a restart, every accepted job completed once;
 //! - `disk_full` (one instance on the embedded default, its data directory a small tmpfs
 //!   the test mounts, as root): the disk filled → writes 507, reads served, nothing
-//!   half-written, writes succeed again once space returns.
+//!   half-written, `/health` `degraded` naming the data directory, writes succeed and
+//!   `/health` is healthy again once space returns.
 //!
 //! Each prints its figures (requests by answer, jobs, durations). Ignored by default (they
 //! need `redis-server`, the Postgres server programs and root, and take up to a minute);
