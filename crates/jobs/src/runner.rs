@@ -88,10 +88,20 @@ impl Halt {
     /// The artifact store failed while the job wrote its output to `uri`: the job's error
     /// says so, with the store's causes (unreachable, refused, timed out), so that a job
     /// that fails after its retries names why; another attempt may pass.
-    fn output(uri: &str, e: &(dyn std::error::Error + 'static)) -> Halt {
-        let chain = chain(e);
-        tracing::warn!(error = %chain, uri, "cannot write a job's output to the artifact store");
-        Halt::Retryable(format!("writing the output {uri} failed: {chain}"))
+    /// The error names the root cause only (e.g. `Connection refused`): the layers above
+    /// it repeat the store's internal endpoint URL and its retry figures, which the log
+    /// keeps.
+    fn output(uri: &str, e: &pynomaly_store::StoreError) -> Halt {
+        tracing::warn!(error = %chain(e), uri, "cannot write a job's output to the artifact store");
+        let what = if e.artifact_store_unreachable() {
+            "the artifact store is unavailable"
+        } else {
+            "the artifact store refused it"
+        };
+        Halt::Retryable(format!(
+            "writing the output {uri} failed: {what}: {}",
+            root_cause(e)
+        ))
     }
 
     /// The object store failed to give a data source the job names. The store is the one
@@ -102,6 +112,15 @@ impl Halt {
         tracing::warn!(error = %chain, uri, "cannot read a data source from the object store");
         Halt::Retryable(format!("{uri}: the object store failed: {chain}"))
     }
+}
+
+/// The innermost cause of `e`.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(source) = e.source() {
+        e = source;
+    }
+    e.to_string()
 }
 
 /// An error and its causes, `: `-separated.
@@ -691,10 +710,10 @@ impl JobRunner {
             .map_err(|e| match e {
                 RegistryError::Validation(e) => Halt::Failed(format!("validation_data: {e}")),
                 RegistryError::Store(e) if e.artifact_store_unreachable() => {
-                    let chain = chain(&e);
-                    tracing::warn!(error = %chain, "cannot write the model to the artifact store");
+                    tracing::warn!(error = %chain(&e), "cannot write the model to the artifact store");
                     Halt::Retryable(format!(
-                        "saving the model failed: the artifact store is unavailable: {chain}"
+                        "saving the model failed: the artifact store is unavailable: {}",
+                        root_cause(&e)
                     ))
                 }
                 e => Halt::internal("registering the model", &e),

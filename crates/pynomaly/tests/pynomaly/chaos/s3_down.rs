@@ -374,6 +374,79 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
     // Model files: the two listed models' (a model and its reference sample each).
     let model_files = keys.iter().filter(|k| k.ends_with(".pnmy")).count();
     assert_eq!(model_files, 2, "model files: {keys:?}");
+
+    // Second round: S3 stays away until the jobs have used up their attempts. Each
+    // fails, its error naming the store's failure, and leaves no object behind.
+    let mut doomed = Vec::new();
+    for _ in 0..2 {
+        let r = d.apis[0].post("/api/v1/batch", &batch).await;
+        doomed.push(r.assert_status(202)["job_id"].as_str().unwrap().to_string());
+    }
+    wait("a job runs", Duration::from_secs(60))
+        .every(Duration::from_millis(50))
+        .until(async || {
+            let jobs = d.jobs().await?;
+            if doomed.iter().any(|id| jobs[id]["status"] == "running") {
+                Ok(())
+            } else {
+                Err(format!("{jobs:?}"))
+            }
+        })
+        .await;
+    let cut_at = Instant::now();
+    s3.cut().await;
+    let ended = wait("the jobs fail while S3 is away", Duration::from_secs(180))
+        .every(Duration::from_millis(500))
+        .until(async || {
+            let all = d.jobs().await?;
+            let jobs: Vec<Value> = doomed.iter().map(|id| all[id].clone()).collect();
+            if jobs
+                .iter()
+                .all(|j| matches!(j["status"].as_str(), Some("succeeded" | "failed")))
+            {
+                Ok(jobs)
+            } else {
+                Err(format!("{jobs:?}"))
+            }
+        })
+        .await;
+    let down_for = cut_at.elapsed();
+    s3.reopen().await;
+    let keys = moto.keys().await;
+    let incomplete = moto.incomplete_uploads().await;
+    eprintln!(
+        "s3_down: S3 away until the jobs ended ({down_for:.1?}): {:?}; bucket: {} objects, \
+         {} incomplete multipart uploads {incomplete:?}",
+        ended
+            .iter()
+            .map(|j| (
+                j["status"].clone(),
+                j["attempts"].clone(),
+                j["error"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        keys.len(),
+        incomplete.len()
+    );
+    for job in &ended {
+        assert_eq!(job["status"], "failed", "{job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("failed after")
+                && error.contains("s3://")
+                && error.contains("the artifact store is unavailable"),
+            "the job's error names the attempts and the store's failure: {job}"
+        );
+        assert!(
+            !error.contains("http://"),
+            "the store's internal endpoint stays in the logs: {job}"
+        );
+        let id = job["job_id"].as_str().unwrap();
+        assert!(
+            !keys.iter().any(|k| k.contains(id)),
+            "an object of failed job {id}: {keys:?}"
+        );
+    }
     d.stop();
     drop(moto.proc);
 }
