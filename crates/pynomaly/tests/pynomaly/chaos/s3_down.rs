@@ -413,10 +413,29 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
     let down_for = cut_at.elapsed();
     s3.reopen().await;
     let keys = moto.keys().await;
-    let incomplete = moto.incomplete_uploads().await;
+    // The uploads the cut attempts had started could not be aborted while S3 was away:
+    // the workers abort them in the background once it answers.
+    let reopened = Instant::now();
+    let left_at_return = moto.incomplete_uploads().await.len();
+    let incomplete = wait(
+        "the failed attempts' uploads are aborted",
+        Duration::from_secs(60),
+    )
+    .every(Duration::from_millis(500))
+    .until(async || {
+        let left = moto.incomplete_uploads().await;
+        if left.is_empty() {
+            Ok(left)
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    let cleaned_in = reopened.elapsed();
     eprintln!(
-        "s3_down: S3 away until the jobs ended ({down_for:.1?}): {:?}; bucket: {} objects, \
-         {} incomplete multipart uploads {incomplete:?}",
+        "s3_down: S3 away until the jobs ended ({down_for:.1?}): {:?}; bucket: {} objects; \
+         {left_at_return} incomplete multipart uploads when S3 returned, {} after \
+         {cleaned_in:.1?}",
         ended
             .iter()
             .map(|j| (
