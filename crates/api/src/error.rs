@@ -266,6 +266,15 @@ impl From<StoreError> for ApiError {
                     retry_after_s: Some(5),
                 }
             }
+            ref e if e.artifact_store_unreachable() => {
+                tracing::error!(error = %e, error.chain = ?e, "artifact store unavailable");
+                ApiError::Unavailable {
+                    message: "the artifact store is unavailable: nothing was saved; retry \
+                              shortly"
+                        .into(),
+                    retry_after_s: Some(5),
+                }
+            }
             e => ApiError::internal(e),
         }
     }

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use pynomaly_jobs::JobQueue;
 use pynomaly_models::ModelRegistry;
-use pynomaly_store::DynMetadataStore;
+use pynomaly_store::{ArtifactStore, DynMetadataStore};
 
 use crate::metrics::Metrics;
 
@@ -22,6 +22,10 @@ pub(crate) struct MetricsSources {
     pub(crate) meta: DynMetadataStore,
     pub(crate) queue: Arc<dyn JobQueue>,
     pub(crate) registry: Arc<ModelRegistry>,
+    pub(crate) artifacts: ArtifactStore,
+    /// The data directory, whose filesystem's free space is reported (none where the
+    /// process keeps nothing on disk of its own).
+    pub(crate) data_dir: Option<std::path::PathBuf>,
 }
 
 /// The Prometheus text exposition of every metric of this process.
@@ -29,7 +33,13 @@ pub(crate) async fn exposition(sources: &MetricsSources) -> String {
     sources
         .metrics
         .ops()
-        .refresh(&sources.meta, sources.queue.as_ref(), &sources.registry)
+        .refresh(
+            &sources.meta,
+            sources.queue.as_ref(),
+            &sources.registry,
+            &sources.artifacts,
+            sources.data_dir.as_deref(),
+        )
         .await;
     // Drift and data quality of the models this process scored (a worker's batch jobs
     // feed its own windows).

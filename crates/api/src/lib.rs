@@ -19,6 +19,7 @@ mod access;
 mod audit;
 pub mod auth;
 mod cpu;
+mod disk;
 pub mod error;
 mod exposition;
 mod extract;

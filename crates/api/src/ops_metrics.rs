@@ -23,6 +23,15 @@
 //! - `pynomaly_db_pool_connections{state="idle"|"in_use"}`, `pynomaly_db_pool_max_connections`;
 //!   `pynomaly_redis_pool_connections{pool,state}`, `pynomaly_redis_pool_max_connections{pool}`
 //!   (`pool` is `commands` or `blocking`; absent without Redis).
+//! - `pynomaly_dependency_up{dependency}`: 1 when the dependency answered this process's
+//!   last probe (`/health` or a scrape), 0 when it did not — `database` (the metadata
+//!   store: Postgres or SQLite), `queue` (Redis; always 1 in process), `artifact_store`
+//!   (S3 or the filesystem).
+//! - `pynomaly_queue_reconcile_failures_total`: passes of the Redis queue's reconciler
+//!   (which re-sends jobs Redis lost) in this process that failed (0 without Redis or
+//!   without worker tasks here).
+//! - `pynomaly_data_dir_free_bytes`, `pynomaly_data_dir_size_bytes`: free space (for
+//!   unprivileged writers) and size of the filesystem of `PYNOMALY_DATA_DIR`.
 //! - `pynomaly_metrics_source_errors_total{source}`: a scrape that could not read the
 //!   metadata store or Redis (the other metrics are still served).
 //!
@@ -36,7 +45,15 @@ use prometheus::{
 };
 use pynomaly_jobs::JobQueue;
 use pynomaly_models::ModelRegistry;
-use pynomaly_store::DynMetadataStore;
+use pynomaly_store::{ArtifactStore, DynMetadataStore};
+
+/// A scrape gives up on a dependency's probe after this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `f` succeeds within [`PROBE_TIMEOUT`].
+async fn probe<T, E>(f: impl Future<Output = Result<T, E>>) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, f).await, Ok(Ok(_)))
+}
 
 const JOB_BUCKETS: [f64; 15] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
@@ -63,6 +80,10 @@ pub(crate) struct OpsMetrics {
     redis_pool: IntGaugeVec,
     redis_pool_max: IntGaugeVec,
     source_errors: IntCounterVec,
+    dependency_up: IntGaugeVec,
+    reconcile_failures: IntCounter,
+    data_dir_free: IntGauge,
+    data_dir_size: IntGauge,
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -179,6 +200,23 @@ impl OpsMetrics {
                 &["source"],
             )
             .expect("valid metric"),
+            dependency_up: gauge_vec(
+                "pynomaly_dependency_up",
+                "1 when the dependency answered this process's last probe, 0 when not (database, queue, artifact_store)",
+                &["dependency"],
+            ),
+            reconcile_failures: counter(
+                "pynomaly_queue_reconcile_failures_total",
+                "Passes of the job queue's reconciler in this process that failed",
+            ),
+            data_dir_free: gauge(
+                "pynomaly_data_dir_free_bytes",
+                "Free bytes of the filesystem of the data directory",
+            ),
+            data_dir_size: gauge(
+                "pynomaly_data_dir_size_bytes",
+                "Size in bytes of the filesystem of the data directory",
+            ),
         };
         for c in [
             Box::new(m.build_info.clone()) as Box<dyn prometheus::core::Collector>,
@@ -199,6 +237,10 @@ impl OpsMetrics {
             Box::new(m.redis_pool.clone()),
             Box::new(m.redis_pool_max.clone()),
             Box::new(m.source_errors.clone()),
+            Box::new(m.dependency_up.clone()),
+            Box::new(m.reconcile_failures.clone()),
+            Box::new(m.data_dir_free.clone()),
+            Box::new(m.data_dir_size.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -222,7 +264,21 @@ impl OpsMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Reads the values kept elsewhere.
+    /// Records whether `dependency` (`database`, `queue`, `artifact_store`) answered.
+    pub(crate) fn set_dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up
+            .with_label_values(&[dependency])
+            .set(i64::from(up));
+    }
+
+    /// Records the free space of the data directory's filesystem.
+    pub(crate) fn set_data_dir_space(&self, space: crate::disk::FreeSpace) {
+        self.data_dir_free
+            .set(i64::try_from(space.available).unwrap_or(i64::MAX));
+        self.data_dir_size
+            .set(i64::try_from(space.total).unwrap_or(i64::MAX));
+    }
+
     /// Reads what lives elsewhere: job counts and pool sizes from the metadata store,
     /// workers from the queue, the registry's cache counters.
     pub(crate) async fn refresh(
@@ -230,7 +286,21 @@ impl OpsMetrics {
         meta: &DynMetadataStore,
         queue: &dyn JobQueue,
         registry: &ModelRegistry,
+        artifacts: &ArtifactStore,
+        data_dir: Option<&std::path::Path>,
     ) {
+        let (db_up, queue_up, artifacts_up) = tokio::join!(
+            probe(meta.ping()),
+            probe(queue.ping()),
+            probe(artifacts.ping())
+        );
+        self.set_dependency_up("database", db_up);
+        self.set_dependency_up("queue", queue_up);
+        self.set_dependency_up("artifact_store", artifacts_up);
+        catch_up(&self.reconcile_failures, queue.reconcile_failures().0);
+        if let Some(space) = data_dir.and_then(|d| crate::disk::free_bytes(d).ok()) {
+            self.set_data_dir_space(space);
+        }
         match meta.job_counts().await {
             Ok((queued, running)) => {
                 self.queue_depth.set(queued);

@@ -76,6 +76,8 @@ impl MetricsPort {
                 meta: Arc::clone(&parts.meta),
                 queue: Arc::clone(&parts.queue),
                 registry: Arc::clone(&parts.registry),
+                artifacts: parts.artifacts.clone(),
+                data_dir: Some(settings.storage.data_dir.clone()),
             },
         }))
     }
@@ -203,6 +205,8 @@ impl Application {
             started: Instant::now(),
             heavy: Arc::new(Semaphore::new(cores * 2)),
             privacy,
+            data_dir: settings.storage.data_dir.clone(),
+            drain: crate::routes::health::DrainWatch::default(),
         });
         let router = crate::routes::api_router()
             .layer(axum::middleware::from_fn_with_state(

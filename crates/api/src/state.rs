@@ -57,4 +57,8 @@ pub struct Shared {
     pub(crate) heavy: Arc<Semaphore>,
     /// PII detection and masking, configured by `PYNOMALY_PII_*`.
     pub(crate) privacy: Arc<pynomaly_privacy::Privacy>,
+    /// `PYNOMALY_DATA_DIR`: `/health` reports its filesystem's free space.
+    pub(crate) data_dir: std::path::PathBuf,
+    /// What `/health` saw of the queue before (jobs that do not drain).
+    pub(crate) drain: crate::routes::health::DrainWatch,
 }

@@ -78,6 +78,12 @@ pub trait JobQueue: Send + Sync + std::fmt::Debug {
     fn pool_stats(&self) -> Vec<(&'static str, pynomaly_store::PoolStats)> {
         Vec::new()
     }
+    /// Passes of the queue's reconciler (see `RedisQueue::reconcile`) in this process
+    /// that failed, and the error of the last pass if it failed (`None` once one
+    /// succeeds, and always for a queue without a reconciler).
+    fn reconcile_failures(&self) -> (u64, Option<String>) {
+        (0, None)
+    }
     /// Starts `n` worker tasks in this process (and whatever the backend needs beside
     /// them, such as a heartbeat); each runs jobs until [`JobQueue::shutdown`].
     fn start_workers(self: Arc<Self>, n: usize) -> Vec<JoinHandle<()>>;

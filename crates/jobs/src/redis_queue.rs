@@ -167,6 +167,9 @@ pub struct RedisQueue {
     shutdown: CancellationToken,
     workers: AtomicUsize,
     busy: AtomicUsize,
+    /// Reconciler passes that failed here, and the last pass's error while it fails.
+    reconcile_failed: std::sync::atomic::AtomicU64,
+    reconcile_error: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -261,6 +264,8 @@ impl RedisQueue {
             shutdown: CancellationToken::new(),
             workers: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            reconcile_failed: std::sync::atomic::AtomicU64::new(0),
+            reconcile_error: std::sync::Mutex::new(None),
             config,
         };
         queue.ensure_group().await?;
@@ -801,6 +806,21 @@ impl RedisQueue {
         self.workers.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Records how a reconciler pass went (for `/health` and the metrics).
+    fn record_reconcile(&self, outcome: Result<(), String>) {
+        let mut last = self
+            .reconcile_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match outcome {
+            Ok(()) => *last = None,
+            Err(e) => {
+                self.reconcile_failed.fetch_add(1, Ordering::Relaxed);
+                *last = Some(e);
+            }
+        }
+    }
+
     async fn heartbeat_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         let mut last_sweep = std::time::Instant::now();
@@ -829,32 +849,38 @@ impl RedisQueue {
                     tracing::warn!(error = %e, "could not record the worker heartbeat");
                 }
             }
-            match self.reconcile().await {
+            let checked = match self.reconcile().await {
                 Ok(Some(noticed)) => {
                     let due = std::time::Instant::now() + self.config.reconcile_grace;
                     reconciling = Some((noticed, due));
+                    Ok(())
                 }
-                Ok(None) => {}
+                Ok(None) => Ok(()),
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not check the job queue's state in Redis")
+                    tracing::warn!(error = %e, "could not check the job queue's state in Redis");
+                    Err(format!("cannot check the queue's state in Redis: {e}"))
                 }
-            }
-            if let Some((noticed, due)) = reconciling
-                && std::time::Instant::now() >= due
-            {
-                match self.reconcile_after_grace(noticed).await {
-                    Ok(n) => {
-                        reconciling = None;
-                        tracing::info!(
-                            jobs_sent_again = n,
-                            "job queue reconciled with the metadata store"
-                        );
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not finish reconciling the job queue")
+            };
+            let finished = match reconciling {
+                Some((noticed, due)) if checked.is_ok() && std::time::Instant::now() >= due => {
+                    match self.reconcile_after_grace(noticed).await {
+                        Ok(n) => {
+                            reconciling = None;
+                            tracing::info!(
+                                jobs_sent_again = n,
+                                "job queue reconciled with the metadata store"
+                            );
+                            Ok(())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not finish reconciling the job queue");
+                            Err(format!("cannot re-send the jobs Redis lost: {e}"))
+                        }
                     }
                 }
-            }
+                _ => Ok(()),
+            };
+            self.record_reconcile(checked.and(finished));
             if last_sweep.elapsed() >= self.config.redeliver_after / 2 {
                 last_sweep = std::time::Instant::now();
                 if let Err(e) = self.redeliver_overdue().await {
@@ -1005,6 +1031,15 @@ impl JobQueue for RedisQueue {
 
     fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    fn reconcile_failures(&self) -> (u64, Option<String>) {
+        let last = self
+            .reconcile_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        (self.reconcile_failed.load(Ordering::Relaxed), last)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

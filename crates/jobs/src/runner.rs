@@ -85,6 +85,25 @@ impl Halt {
         Halt::Retryable(format!("internal error while {what}"))
     }
 
+    /// The artifact store failed while the job wrote its output to `uri`: the job's error
+    /// says so, with the store's causes (unreachable, refused, timed out), so that a job
+    /// that fails after its retries names why; another attempt may pass.
+    /// The error names the root cause only (e.g. `Connection refused`): the layers above
+    /// it repeat the store's internal endpoint URL and its retry figures, which the log
+    /// keeps.
+    fn output(uri: &str, e: &pynomaly_store::StoreError) -> Halt {
+        tracing::warn!(error = %chain(e), uri, "cannot write a job's output to the artifact store");
+        let what = if e.artifact_store_unreachable() {
+            "the artifact store is unavailable"
+        } else {
+            "the artifact store refused it"
+        };
+        Halt::Retryable(format!(
+            "writing the output {uri} failed: {what}: {}",
+            root_cause(e)
+        ))
+    }
+
     /// The object store failed to give a data source the job names. The store is the one
     /// the user's `s3://` source points at, so the job's error says why (no credentials,
     /// access denied, unreachable), with its causes; another attempt may pass.
@@ -93,6 +112,15 @@ impl Halt {
         tracing::warn!(error = %chain, uri, "cannot read a data source from the object store");
         Halt::Retryable(format!("{uri}: the object store failed: {chain}"))
     }
+}
+
+/// The innermost cause of `e`.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(source) = e.source() {
+        e = source;
+    }
+    e.to_string()
 }
 
 /// An error and its causes, `: `-separated.
@@ -369,9 +397,10 @@ impl JobRunner {
                 job.id,
                 spec.output_format.extension()
             );
+            let out_uri = self.artifacts.uri(&out_path);
             let mut out = OutputWriter::start(&self.artifacts, &out_path, spec.output_format)
                 .await
-                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+                .map_err(|e| Halt::output(&out_uri, &e))?;
             let progress = |rows: usize| json!({"rows_processed": rows, "sources_done": i, "sources_total": total});
             let mut run = SourceRun {
                 job,
@@ -410,7 +439,7 @@ impl JobRunner {
                 .finish()
                 .instrument(store.clone())
                 .await
-                .map_err(|e| Halt::internal("writing the job's output", &e));
+                .map_err(|e| Halt::output(&out_uri, &e));
             traced(&store, finished)?;
             rows_processed += n;
             anomalies += a;
@@ -537,7 +566,7 @@ impl JobRunner {
             run.out
                 .write(&bytes, detection.scores.len())
                 .await
-                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+                .map_err(|e| Halt::output(&run.out.uri, &e))?;
             n += detection.scores.len();
             anomalies += detection.anomaly_count;
             control
@@ -597,7 +626,7 @@ impl JobRunner {
             run.out
                 .write(&bytes, end - start)
                 .await
-                .map_err(|e| Halt::internal("writing the job's output", &e))?;
+                .map_err(|e| Halt::output(&run.out.uri, &e))?;
         }
         Ok((d.scores.len(), d.anomaly_count))
     }
@@ -680,6 +709,13 @@ impl JobRunner {
             .await
             .map_err(|e| match e {
                 RegistryError::Validation(e) => Halt::Failed(format!("validation_data: {e}")),
+                RegistryError::Store(e) if e.artifact_store_unreachable() => {
+                    tracing::warn!(error = %chain(&e), "cannot write the model to the artifact store");
+                    Halt::Retryable(format!(
+                        "saving the model failed: the artifact store is unavailable: {}",
+                        root_cause(&e)
+                    ))
+                }
                 e => Halt::internal("registering the model", &e),
             });
         let (loaded, promotion) = traced(&store, registered)?;
@@ -763,6 +799,8 @@ struct OutputWriter {
     inner: ArtifactWriter,
     format: OutputFormat,
     rows: usize,
+    /// Where it goes (for errors).
+    uri: String,
 }
 
 impl OutputWriter {
@@ -780,6 +818,7 @@ impl OutputWriter {
             inner,
             format,
             rows: 0,
+            uri: artifacts.uri(path),
         })
     }
 

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -20,7 +21,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, PutResult, UploadPart, WriteMultipart,
+};
 
 use crate::StoreError;
 use crate::crypto::{Envelope, Keyring, Opener, Sealer, plaintext_len};
@@ -361,6 +364,10 @@ impl ArtifactStore {
         }
         let object_path = ObjectPath::from(path);
         let upload = self.inner.put_multipart(&object_path).await?;
+        let upload = Box::new(AbortLater {
+            inner: Some(upload),
+            path: path.to_string(),
+        });
         let mut inner = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
         let sealer = match self
             .keyring
@@ -391,6 +398,78 @@ impl ArtifactStore {
             None | Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(e.into()),
         }
+    }
+}
+
+/// Backoff between the background tries to abort an upload (doubling from the first, at
+/// most the second), and how many tries: about 10 minutes in all.
+const ABORT_RETRY: (Duration, Duration, u32) =
+    (Duration::from_secs(2), Duration::from_secs(15), 40);
+
+/// A multipart upload whose abort, when the store does not answer (an S3 outage cut the
+/// write, and now the abort), is tried again in the background with backoff, so that the
+/// parts a failed write uploaded do not stay behind (invisible, but billed) once the
+/// store returns. A process that exits first leaves them to the bucket's lifecycle rule.
+#[derive(Debug)]
+struct AbortLater {
+    /// `None` once aborted (or handed to the background task).
+    inner: Option<Box<dyn MultipartUpload>>,
+    path: String,
+}
+
+fn upload_gone() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "artifacts",
+        source: "the upload was aborted".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for AbortLater {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        match &mut self.inner {
+            Some(upload) => upload.put_part(data),
+            None => Box::pin(async { Err(upload_gone()) }),
+        }
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        match &mut self.inner {
+            Some(upload) => upload.complete().await,
+            None => Err(upload_gone()),
+        }
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        let Some(mut upload) = self.inner.take() else {
+            return Ok(());
+        };
+        let Err(e) = upload.abort().await else {
+            return Ok(());
+        };
+        let path = self.path.clone();
+        tracing::warn!(error = %e, path, "cannot abort an upload now: trying again in the background");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let (mut wait, longest, tries) = ABORT_RETRY;
+                for _ in 0..tries {
+                    tokio::time::sleep(wait).await;
+                    match upload.abort().await {
+                        Ok(()) => {
+                            tracing::info!(path, "aborted the upload of a failed write");
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, path, "abort failed again"),
+                    }
+                    wait = (wait * 2).min(longest);
+                }
+                tracing::warn!(
+                    path,
+                    "gave up aborting an upload: the bucket's lifecycle rule expires it"
+                );
+            });
+        }
+        Err(e)
     }
 }
 

@@ -40,3 +40,61 @@ pub enum StoreError {
     #[error("I/O error")]
     Io(#[from] std::io::Error),
 }
+
+impl StoreError {
+    /// Whether this is the artifact store (S3) not answering — the connection refused,
+    /// reset or timed out after the client's own retries — rather than a request it
+    /// refused: the caller should come back later, nothing is wrong with the request.
+    pub fn artifact_store_unreachable(&self) -> bool {
+        let StoreError::Artifact(e) = self else {
+            return false;
+        };
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(e) = next {
+            if let Some(http) = e.downcast_ref::<object_store::client::HttpError>()
+                && matches!(
+                    http.kind(),
+                    object_store::client::HttpErrorKind::Connect
+                        | object_store::client::HttpErrorKind::Timeout
+                        | object_store::client::HttpErrorKind::Interrupted
+                )
+            {
+                return true;
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::NotConnected
+                        | std::io::ErrorKind::TimedOut
+                )
+            {
+                return true;
+            }
+            next = e.source();
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_artifact_store_that_does_not_answer_is_unreachable() {
+        let refused = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        };
+        assert!(StoreError::Artifact(refused).artifact_store_unreachable());
+        let missing = object_store::Error::NotFound {
+            path: "models/x.pnmy".into(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        assert!(!StoreError::Artifact(missing).artifact_store_unreachable());
+        assert!(!StoreError::NotFound("x".into()).artifact_store_unreachable());
+    }
+}

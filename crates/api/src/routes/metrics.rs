@@ -26,6 +26,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         meta: std::sync::Arc::clone(&state.meta),
         queue: std::sync::Arc::clone(&state.queue),
         registry: std::sync::Arc::clone(&state.registry),
+        artifacts: state.artifacts.clone(),
+        data_dir: Some(state.data_dir.clone()),
     })
     .await
 }

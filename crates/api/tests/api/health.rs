@@ -14,6 +14,15 @@ async fn health_reports_every_dependency_without_auth() {
     }
     assert!(body["checks"]["workers"]["active"].is_number());
     assert!(body["uptime_s"].is_number() && body["version"].is_string());
+    // The data directory's filesystem, with room to spare on a test machine.
+    let disk = &body["checks"]["disk"];
+    assert_eq!(disk["status"], "ok", "{body}");
+    let (free, total) = (
+        disk["free_bytes"].as_u64().unwrap(),
+        disk["total_bytes"].as_u64().unwrap(),
+    );
+    assert!(free > 0 && free <= total, "{disk}");
+    assert!(disk["path"].as_str().is_some_and(|p| !p.is_empty()));
     app.request(Method::GET, "/health/live", None, None)
         .await
         .assert_status(200);
@@ -60,6 +69,19 @@ async fn metrics_use_the_seed_names_and_the_route_template() {
     );
     assert!(!text.contains("/api/v1/models/m/predict"));
     assert!(text.contains(r#"data_size="small""#));
+    // Every dependency answered the scrape's probes; the in-process queue has no
+    // reconciler to fail; the data directory's space is reported.
+    for dependency in ["database", "queue", "artifact_store"] {
+        let line = format!("pynomaly_dependency_up{{dependency=\"{dependency}\"}} 1");
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+    assert!(text.contains("pynomaly_queue_reconcile_failures_total 0"));
+    let free = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pynomaly_data_dir_free_bytes "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("pynomaly_data_dir_free_bytes missing from:\n{text}"));
+    assert!(free > 0);
 }
 
 #[tokio::test]

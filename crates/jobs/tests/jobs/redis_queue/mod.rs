@@ -174,6 +174,55 @@ async fn with_harness(redis: RedisKind, test: impl AsyncFnOnce(Arc<Harness>)) {
     .await;
 }
 
+/// The reconciler's failures are counted and its last error kept (what `/health` and
+/// `pynomaly_queue_reconcile_failures_total` report) while Redis does not answer, and the
+/// error clears once a pass succeeds again. On a Redis of its own, which it stops.
+#[tokio::test]
+#[ignore = "starts a redis-server of its own: .ci/run runs it"]
+async fn the_reconcilers_failures_are_reported_until_redis_answers_on_a_redis_server_of_its_own() {
+    let mut redis = testkit::RedisServer::start().await;
+    with_harness(RedisKind::Single, async |h| {
+        let queue = RedisQueue::connect(
+            &redis.url(),
+            h.config(),
+            Arc::clone(&h.meta),
+            Arc::clone(&h.runner),
+        )
+        .await
+        .expect("Redis queue connects");
+        let workers = Arc::clone(&queue).start_workers(1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(queue.reconcile_failures(), (0, None), "Redis answers");
+        redis.stop();
+        let failing =
+            testkit::wait::wait("the reconciler reports failing", Duration::from_secs(10))
+                .every(Duration::from_millis(100))
+                .until(async || match queue.reconcile_failures() {
+                    (n, Some(e)) if n > 0 => Ok((n, e)),
+                    other => Err(format!("{other:?}")),
+                })
+                .await;
+        assert!(
+            failing.1.contains("Redis"),
+            "the error says what could not be done: {failing:?}"
+        );
+        redis.start_again().await;
+        let (total, last) = testkit::wait::wait("the reconciler recovers", Duration::from_secs(15))
+            .every(Duration::from_millis(100))
+            .until(async || match queue.reconcile_failures() {
+                (n, None) => Ok((n, None::<String>)),
+                other => Err(format!("{other:?}")),
+            })
+            .await;
+        assert!(total >= failing.0 && last.is_none());
+        queue.shutdown();
+        for w in workers {
+            w.await.unwrap();
+        }
+    })
+    .await;
+}
+
 /// Asserts that `queue` finds no job to run (`why` says why there should be none).
 async fn assert_nothing_to_run(queue: &RedisQueue, why: &str) {
     let outcome = queue.try_execute_job().await.unwrap();

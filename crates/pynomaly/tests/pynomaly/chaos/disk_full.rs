@@ -122,6 +122,15 @@ async fn a_full_disk_refuses_writes_with_507_keeps_serving_reads_then_recovers()
     let done = api.wait_job(&job_id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
+    // `/health` before: the data directory has room (a 24 MiB tmpfs: low is under 1%).
+    let before = api.get("/health").await;
+    assert_eq!(before.body["status"], "healthy", "{}", before.body);
+    assert_eq!(
+        before.body["checks"]["disk"]["status"], "ok",
+        "{}",
+        before.body
+    );
+
     let filler = data.0.join("filler");
     let filled = fill(&filler);
     let full_at = Instant::now();
@@ -182,6 +191,8 @@ async fn a_full_disk_refuses_writes_with_507_keeps_serving_reads_then_recovers()
 
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
+    // `/health` once space returns: healthy again, the disk check ok.
+    let health_after = api.get("/health").await;
     api.post("/api/v1/models", &train_body("after"))
         .await
         .assert_status(201);
@@ -199,13 +210,37 @@ async fn a_full_disk_refuses_writes_with_507_keeps_serving_reads_then_recovers()
 
     tally.print("disk_full");
     eprintln!(
-        "disk_full: tmpfs filled with {:.1} MiB; {while_full:.1?} full; /health while full: {} {}; \
+        "disk_full: tmpfs filled with {:.1} MiB; {while_full:.1?} full; /health while full: {} {} \
+         (disk {}); \
          jobs accepted while full ended {ended:?}; after space returned a train, predict and \
          batch job succeeded in {recovered:.1?}",
         filled as f64 / 1_048_576.0,
         health.status,
-        health.body["status"]
+        health.body["status"],
+        health.body["checks"]["disk"]
     );
+    // `/health` while full: degraded (not unhealthy: reads are served), naming the data
+    // directory, and the disk check low.
+    let data_dir = data.0.display().to_string();
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body["status"], "degraded", "{}", health.body);
+    assert_eq!(
+        health.body["checks"]["disk"]["status"], "low",
+        "{}",
+        health.body
+    );
+    assert_eq!(health.body["checks"]["disk"]["path"], data_dir.as_str());
+    let reasons = health.body["reasons"].to_string();
+    assert!(
+        reasons.contains("nearly full") && reasons.contains(&data_dir),
+        "the reason names the full data directory: {reasons}"
+    );
+    assert_eq!(
+        health_after.body["status"], "healthy",
+        "{}",
+        health_after.body
+    );
+    assert_eq!(health_after.body["checks"]["disk"]["status"], "ok");
     let errors = || {
         server
             .log_text()

@@ -13,7 +13,12 @@
 //!   `Retry-After`, recovery without a restart, every accepted job completed once;
 //! - `disk_full` (one instance on the embedded default, its data directory a small tmpfs
 //!   the test mounts, as root): the disk filled → writes 507, reads served, nothing
-//!   half-written, writes succeed again once space returns.
+//!   half-written, `/health` `degraded` naming the data directory, writes succeed and
+//!   `/health` is healthy again once space returns.
+//!
+//! - `s3_down` (the deployment's artifact store an S3 bucket on a moto server the test
+//!   starts): S3 cut mid-job for 10 s → jobs retry and succeed, or fail naming the store's
+//!   error; no partial output object; a model trained meanwhile is refused, not listed.
 //!
 //! Each prints its figures (requests by answer, jobs, durations). Ignored by default (they
 //! need `redis-server`, the Postgres server programs and root, and take up to a minute);
@@ -25,6 +30,7 @@ mod disk_full;
 mod postgres_down;
 mod redis_data_loss;
 mod redis_down;
+mod s3_down;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +70,12 @@ struct Deployment {
 impl Deployment {
     /// Starts everything and waits until both workers are alive.
     async fn start(root: &Path) -> Deployment {
+        Self::start_with(root, &[]).await
+    }
+
+    /// [`Deployment::start`] with more variables for every process (after the defaults,
+    /// so they may replace them: e.g. an `s3://` `PYNOMALY_STORAGE_URL`).
+    async fn start_with(root: &Path, extra: &[(&str, String)]) -> Deployment {
         let redis = RedisServer::start().await;
         let postgres = PostgresServer::start().await;
         let sources = root.join("sources");
@@ -82,6 +94,9 @@ impl Deployment {
             .set("PYNOMALY_RATE_LIMIT_PER_MINUTE", "1000000")
             .set("LOG_LEVEL", "info")
             .set("RAYON_NUM_THREADS", "1");
+        let env = extra
+            .iter()
+            .fold(env, |env, (name, value)| env.set(name, value));
         let mut instances = Vec::new();
         let mut apis = Vec::new();
         let mut key = String::new();
