@@ -414,12 +414,14 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
     s3.reopen().await;
     let keys = moto.keys().await;
     // The uploads the cut attempts had started could not be aborted while S3 was away:
-    // the workers abort them in the background once it answers.
+    // the workers abort them in the background once it answers. An abort already under
+    // way is inside the S3 client's own retries (up to 15 s apart), and the background
+    // tries are up to 15 s apart too: on a loaded machine that adds up to over a minute.
     let reopened = Instant::now();
     let left_at_return = moto.incomplete_uploads().await.len();
     let incomplete = wait(
         "the failed attempts' uploads are aborted",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
     )
     .every(Duration::from_millis(500))
     .until(async || {
