@@ -221,6 +221,19 @@ impl Deployment {
             .assert_status(201);
     }
 
+    /// Has every instance score with the model `name` once, so each holds it in memory
+    /// before an outage.
+    async fn warm(&self, name: &str) {
+        for api in &self.apis {
+            api.post(
+                &format!("/api/v1/models/{name}/predict"),
+                &json!({"data": [[0.5, 0.5]]}),
+            )
+            .await
+            .assert_status(200);
+        }
+    }
+
     /// Every job of the deployment (the newest 500), by id.
     async fn jobs(&self) -> Result<BTreeMap<String, Value>, String> {
         let r = self.apis[0].get("/api/v1/jobs?limit=500").await;

@@ -24,12 +24,7 @@ async fn only_503s_with_retry_after_while_postgres_restarts_then_recovery() {
     let mut d = Deployment::start(dir.path()).await;
     d.train("chaos").await;
     d.source("small.csv", ROWS, 1);
-    for api in &d.apis {
-        let body = serde_json::json!({"data": [[0.5, 0.5]]});
-        api.post("/api/v1/models/chaos/predict", &body)
-            .await
-            .assert_status(200);
-    }
+    d.warm("chaos").await;
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Duration::from_millis(100);

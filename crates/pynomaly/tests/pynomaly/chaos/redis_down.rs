@@ -23,13 +23,7 @@ async fn predicts_keep_serving_and_no_submission_is_lost_while_redis_is_down() {
     let mut d = Deployment::start(dir.path()).await;
     d.train("chaos").await;
     d.source("small.csv", ROWS, 1);
-    // Every instance has loaded the model before the outage.
-    for api in &d.apis {
-        let body = serde_json::json!({"data": [[0.5, 0.5]]});
-        api.post("/api/v1/models/chaos/predict", &body)
-            .await
-            .assert_status(200);
-    }
+    d.warm("chaos").await;
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = traffic(
