@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """PyOD beside pynomaly, single-threaded, in one run: fit time of ECOD, COPOD, HBOS, KNN,
-PCA, GMM and INNE (PyOD's defaults; random_state=0 as pyod_baseline.py) on the largest shared sets.
+PCA, GMM, INNE, MCD and CBLOF (PyOD's defaults; random_state=0 as pyod_baseline.py) on the
+largest shared sets.
 
     python3 -m venv /var/tmp/pyod-venv && /var/tmp/pyod-venv/bin/pip install pyod scikit-learn pandas
     cargo build --release -p bench-tools --bin accuracy
     /var/tmp/pyod-venv/bin/python bench/pyod_speed.py [DATASETS_DIR] [--repeat 3]
+        [--detectors mcd,cblof]
 
 For each dataset, in turn: pynomaly's `accuracy --json --only FILE --seeds 1` with
 RAYON_NUM_THREADS=1 (its per-detector `seconds`: fit, which scores the training rows,
 without reading the file), then PyOD's `fit` (which computes `decision_scores_`) with every
 thread pool limited to 1, as ../shared/datasets/pyod_baseline.py does (numba compiled by a
 warm-up fit first). Each side: the fastest of --repeat runs. Prints a Markdown table.
+--detectors runs PyOD's side for those only (one PyOD MCD fit on http takes ~100 s); for
+the randomized ones (INNE, MCD, CBLOF) both sides use seed 0, so the ROC-AUCs differ.
 """
 import os
 
@@ -27,18 +31,21 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from pyod.models.cblof import CBLOF
 from pyod.models.copod import COPOD
 from pyod.models.ecod import ECOD
 from pyod.models.gmm import GMM
 from pyod.models.hbos import HBOS
 from pyod.models.inne import INNE
 from pyod.models.knn import KNN
+from pyod.models.mcd import MCD
 from pyod.models.pca import PCA
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = ["http.csv.gz", "shuttle.csv", "mammography.csv", "satellite.csv"]
 DETECTORS = {"ecod": ECOD, "copod": COPOD, "hbos": HBOS, "knn": KNN, "pca": PCA,
-             "gmm": lambda: GMM(random_state=0), "inne": lambda: INNE(random_state=0)}
+             "gmm": lambda: GMM(random_state=0), "inne": lambda: INNE(random_state=0),
+             "mcd": lambda: MCD(random_state=0), "cblof": lambda: CBLOF(random_state=0)}
 
 
 def ours(binary, data, file):
@@ -54,13 +61,16 @@ def main():
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3
     if "--repeat" in sys.argv:
         args = [a for a in args if a != str(repeat)]
+    chosen = sys.argv[sys.argv.index("--detectors") + 1] if "--detectors" in sys.argv else None
+    args = [a for a in args if a != chosen]
+    detectors = {k: v for k, v in DETECTORS.items() if chosen is None or k in chosen.split(",")}
     data = args[0] if args else os.path.join(HERE, "..", "..", "shared", "datasets")
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "..", "target"))
     binary = os.path.join(target, "release", "accuracy")
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warm = np.random.RandomState(0).randn(300, 5)
-        for cls in DETECTORS.values():
+        for cls in detectors.values():
             cls().fit(warm)
     print("| dataset | detector | pynomaly s | PyOD s | speed-up | ROC-AUC ours | ROC-AUC PyOD |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -69,7 +79,7 @@ def main():
         x = np.ascontiguousarray(df.iloc[:, :-1].to_numpy(dtype=np.float64))
         y = df["label"].to_numpy().astype(int)
         runs = [ours(binary, data, f) for _ in range(repeat)]
-        for name, cls in DETECTORS.items():
+        for name, cls in detectors.items():
             best, roc = float("inf"), None
             for _ in range(repeat):
                 with threadpool_limits(1), warnings.catch_warnings():

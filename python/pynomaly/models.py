@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 Algorithm = Literal[
-    "isolation_forest", "lof", "ecod", "copod", "hbos", "knn", "pca", "gmm", "dbscan", "inne"
+    "isolation_forest", "lof", "ecod", "copod", "hbos", "knn", "pca", "gmm", "dbscan", "inne",
+    "mcd", "cblof",
 ]
 Contamination = Union[Literal["auto"], float]
 Rows = list[list[float]]

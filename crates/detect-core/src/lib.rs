@@ -15,6 +15,10 @@
 //! - [`pca`]: PyOD's principal-component score, over the shared `standardize`.
 //! - [`gmm`]: PyOD's one-component Gaussian mixture (scikit-learn's `GaussianMixture`).
 //! - [`inne`]: PyOD's isolation using nearest-neighbour ensembles (randomized, seeded).
+//! - [`mcd`]: PyOD's minimum covariance determinant (scikit-learn's `MinCovDet`, FastMCD;
+//!   randomized, seeded), scored by the squared Mahalanobis distance.
+//! - [`cblof`]: PyOD's cluster-based local outlier factor over scikit-learn's k-means
+//!   (randomized, seeded).
 //! - [`dbscan`]: scikit-learn's DBSCAN clusters, scored by the distance to the nearest
 //!   core row, over the k-d tree's radius search.
 //!
@@ -54,6 +58,8 @@
 //! whose arithmetic does not depend on how rows are split between threads, so the same
 //! seed, data and parameters give the same scores on any machine and thread count.
 
+pub mod cblof;
+mod chi2;
 pub mod copod;
 pub mod dbscan;
 pub mod drift;
@@ -66,6 +72,7 @@ pub mod inne;
 mod kdtree;
 pub mod knn;
 pub mod lof;
+pub mod mcd;
 pub mod metrics;
 pub mod model;
 pub mod params;
@@ -78,7 +85,7 @@ pub mod validate;
 pub use error::DetectError;
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_model, fit_owned};
 pub use params::{
-    AlgorithmParams, Bins, Checked, Contamination, DbscanParams, DetectorConfig, GmmParams,
-    HbosParams, IsolationForestParams, KnnMethod, KnnParams, LofParams, Metric, NoParams,
-    ParamError, ParamGuard, PcaParams,
+    AlgorithmParams, Bins, CblofParams, Checked, Contamination, DbscanParams, DetectorConfig,
+    GmmParams, HbosParams, IsolationForestParams, KnnMethod, KnnParams, LofParams, McdParams,
+    Metric, NoParams, ParamError, ParamGuard, PcaParams,
 };

@@ -12,6 +12,7 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::cblof::Cblof;
 use crate::copod::Copod;
 use crate::dbscan::Dbscan;
 use crate::ecod::Ecod;
@@ -21,6 +22,7 @@ use crate::iforest::IsolationForest;
 use crate::inne::Inne;
 use crate::knn::Knn;
 use crate::lof::Lof;
+use crate::mcd::Mcd;
 use crate::params::{AlgorithmParams, AutoThreshold, Contamination, DetectorConfig};
 use crate::pca::Pca;
 use crate::{DetectError, validate};
@@ -75,6 +77,8 @@ enum Detector {
     Gmm(Gmm),
     Dbscan(Dbscan),
     Inne(Inne),
+    Mcd(Mcd),
+    Cblof(Cblof),
 }
 
 /// A fitted model: the detector, its configuration (with the seed that was used), the
@@ -237,6 +241,16 @@ fn fit_detector(
             let (m, scores) = Inne::fit(p, seed, x, &mut warnings)?;
             (Detector::Inne(m), Some(scores))
         }
+        AlgorithmParams::Mcd(p) => {
+            let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
+            let (m, scores) = Mcd::fit(p, seed, x, &mut warnings)?;
+            (Detector::Mcd(m), Some(scores))
+        }
+        AlgorithmParams::Cblof(p) => {
+            let seed = p.random_state_or_insert_with(|| u64::from(rand::random::<u32>()));
+            let (m, scores) = Cblof::fit(p, seed, x, &mut warnings)?;
+            (Detector::Cblof(m), Some(scores))
+        }
     };
     let threshold = match (
         *config.contamination,
@@ -319,6 +333,8 @@ impl FittedModel {
             Detector::Gmm(m) => m.score(x),
             Detector::Dbscan(m) => m.score(x),
             Detector::Inne(m) => m.score(x),
+            Detector::Mcd(m) => m.score(x),
+            Detector::Cblof(m) => m.score(x),
         })
     }
 
@@ -371,6 +387,8 @@ impl FittedModel {
             Detector::Gmm(m) => m.check(self.n_features),
             Detector::Dbscan(m) => m.check(self.n_features),
             Detector::Inne(m) => m.check(self.n_features),
+            Detector::Mcd(m) => m.check(self.n_features),
+            Detector::Cblof(m) => m.check(self.n_features),
         }
     }
 

@@ -92,6 +92,13 @@ pub(crate) fn parameter(spec: &ParamSpec) -> RefOr<Schema> {
             alternatives.push(auto());
             alternatives.push(integer(min, max));
         }
+        Domain::Fraction => alternatives.push(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0.0))
+                .maximum(Some(1.0))
+                .build(),
+        )),
     }
     if nullable {
         alternatives.push(Schema::Object(
@@ -137,9 +144,8 @@ pub(crate) fn parameters_name(algorithm: &AlgorithmSpec) -> String {
         .collect();
     // Acronyms as the algorithms' authors write them.
     let camel = match camel.as_str() {
-        "Lof" | "Ecod" | "Copod" | "Hbos" | "Knn" | "Pca" | "Gmm" | "Dbscan" | "Inne" => {
-            camel.to_uppercase()
-        }
+        "Lof" | "Ecod" | "Copod" | "Hbos" | "Knn" | "Pca" | "Gmm" | "Dbscan" | "Inne" | "Mcd"
+        | "Cblof" => camel.to_uppercase(),
         _ => camel,
     };
     format!("{camel}Parameters")

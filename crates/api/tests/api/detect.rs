@@ -154,7 +154,7 @@ async fn detect_rejects_an_out_of_range_parameter_and_bad_contamination() {
 #[tokio::test]
 async fn detect_runs_pyod_detectors_and_auto_contamination_flags_a_tenth() {
     let app = spawn_app().await;
-    for algorithm in ["ecod", "copod", "hbos", "knn", "pca", "gmm"] {
+    for algorithm in ["ecod", "copod", "hbos", "knn", "pca", "gmm", "mcd", "cblof"] {
         let r = app
             .detect(&json!({"data": training_rows(100, 3), "algorithm": algorithm}))
             .await;
@@ -264,4 +264,68 @@ async fn inne_is_seeded_by_random_state_and_reports_a_drawn_seed() {
         r.assert_error(422, "invalid_input")["details"]["parameter"],
         "max_samples"
     );
+}
+
+#[tokio::test]
+async fn mcd_is_seeded_reports_a_drawn_seed_and_names_support_fraction() {
+    let app = spawn_app().await;
+    let req = json!({"data": training_rows(120, 3), "algorithm": "mcd", "random_state": 4,
+                     "support_fraction": 0.75});
+    let a = app.detect(&req).await;
+    let b = app.detect(&req).await;
+    assert_eq!(
+        a.assert_status(200)["scores"],
+        b.assert_status(200)["scores"]
+    );
+    assert_eq!(a.body["predictions"][119], -1);
+    assert_eq!(
+        a.body["parameters"],
+        json!({"support_fraction": 0.75, "assume_centered": false, "random_state": 4})
+    );
+    let drawn = app
+        .detect(&json!({"data": training_rows(120, 3), "algorithm": "mcd"}))
+        .await;
+    assert!(drawn.assert_status(200)["parameters"]["random_state"].is_u64());
+    for bad in [json!(0), json!(1.5), json!("half")] {
+        let r = app
+            .detect(&json!({"data": training_rows(40, 3), "algorithm": "mcd",
+                            "support_fraction": bad}))
+            .await;
+        let e = r.assert_error(422, "invalid_input");
+        assert_eq!(e["details"]["parameter"], "support_fraction", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn cblof_is_seeded_and_names_n_clusters_when_it_cannot_apply() {
+    let app = spawn_app().await;
+    let req = json!({"data": training_rows(120, 3), "algorithm": "cblof", "random_state": 2,
+                     "n_clusters": 4});
+    let a = app.detect(&req).await;
+    let b = app.detect(&req).await;
+    assert_eq!(
+        a.assert_status(200)["scores"],
+        b.assert_status(200)["scores"]
+    );
+    assert_eq!(a.body["predictions"][119], -1);
+    assert_eq!(
+        a.body["parameters"],
+        json!({"n_clusters": 4, "alpha": 0.9, "beta": 5.0, "use_weights": false,
+               "random_state": 2})
+    );
+    // More clusters than rows, and parameters out of their ranges.
+    for (params, name) in [
+        (json!({"n_clusters": 30}), "n_clusters"),
+        (json!({"n_clusters": 1}), "n_clusters"),
+        (json!({"alpha": 1.0}), "alpha"),
+        (json!({"beta": 1}), "beta"),
+    ] {
+        let mut body = json!({"data": training_rows(20, 2), "algorithm": "cblof"});
+        for (k, v) in params.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = app.detect(&body).await;
+        let e = r.assert_error(422, "invalid_input");
+        assert_eq!(e["details"]["parameter"], name, "{params}");
+    }
 }

@@ -294,7 +294,7 @@ impl TestApp {
 
 /// `n` rows of `width` features: a tight cluster, the last row far away.
 /// Every algorithm the API takes, in the order `GET /api/v1/algorithms` lists them.
-pub const ALGORITHMS: [&str; 10] = [
+pub const ALGORITHMS: [&str; 12] = [
     "isolation_forest",
     "lof",
     "ecod",
@@ -305,6 +305,8 @@ pub const ALGORITHMS: [&str; 10] = [
     "gmm",
     "dbscan",
     "inne",
+    "mcd",
+    "cblof",
 ];
 
 pub fn training_rows(n: usize, width: usize) -> Value {

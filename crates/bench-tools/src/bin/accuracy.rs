@@ -8,8 +8,8 @@
 //! repository): isolation forest with scikit-learn's defaults for `random_state` 0..4 (mean
 //! ROC-AUC; `--seeds N` for 0..N-1) and LOF with `n_neighbors` = 20, fitted and scored on
 //! all rows, as Part A of `sklearn_baseline.txt`; and PyOD's deterministic detectors (ECOD,
-//! COPOD, HBOS, KNN, PCA, GMM) with PyOD's defaults, beside `pyod_baseline.csv`, and INNE
-//! (randomized) averaged over the same seeds as the isolation forest, beside
+//! COPOD, HBOS, KNN, PCA, GMM) with PyOD's defaults, beside `pyod_baseline.csv`, and INNE,
+//! MCD and CBLOF (randomized) averaged over the same seeds as the isolation forest, beside
 //! `bench/pyod_randomized_baseline.csv`. Prints a Markdown table (or JSON with
 //! `--json`) on stdout and progress on stderr, and exits with status 1 when a rule of
 //! `bench_tools` is broken.

@@ -7,12 +7,14 @@ use std::ops::Deref;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::table::{
-    ALPHA, CONTAMINATION, EPS, MAX_FEATURES, MAX_SAMPLES, MIN_SAMPLES, N_BINS, N_COMPONENTS,
-    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR, TOL,
+    ALPHA, BETA, CONTAMINATION, EPS, MAX_FEATURES, MAX_SAMPLES, MIN_SAMPLES, N_BINS, N_CLUSTERS,
+    N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec, REG_COVAR,
+    SUPPORT_FRACTION, TOL,
 };
 use super::{
-    Bins, Contamination, DbscanParams, GmmParams, HbosParams, InneParams, IsolationForestParams,
-    KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, NoParams, PcaParams,
+    Bins, CblofParams, Contamination, DbscanParams, GmmParams, HbosParams, InneParams,
+    IsolationForestParams, KnnParams, LofParams, MaxFeatures, MaxSamples, McdParams, Metric,
+    NoParams, PcaParams,
 };
 use crate::DetectError;
 
@@ -52,6 +54,12 @@ pub enum ParamError {
     Eps(f64),
     /// DBSCAN's `min_samples` outside its range.
     MinSamples(usize),
+    /// MCD's `support_fraction` outside (0, 1].
+    SupportFraction(f64),
+    /// CBLOF's `n_clusters` outside its range.
+    NClusters(usize),
+    /// CBLOF's `beta` not above 1.
+    Beta(f64),
 }
 
 impl ParamError {
@@ -72,6 +80,9 @@ impl ParamError {
             ParamError::RegCovar(_) => &REG_COVAR,
             ParamError::Eps(_) => &EPS,
             ParamError::MinSamples(_) => &MIN_SAMPLES,
+            ParamError::SupportFraction(_) => &SUPPORT_FRACTION,
+            ParamError::NClusters(_) => &N_CLUSTERS,
+            ParamError::Beta(_) => &BETA,
         }
     }
 
@@ -89,7 +100,8 @@ impl ParamError {
             | ParamError::NNeighbors(i)
             | ParamError::NBins(i)
             | ParamError::NComponents(i)
-            | ParamError::MinSamples(i) => i.to_string(),
+            | ParamError::MinSamples(i)
+            | ParamError::NClusters(i) => i.to_string(),
             ParamError::NSelectedComponents(i) => {
                 return format!(
                     "got {i}; accepted: an integer in [1, n_components] (null: all components)"
@@ -102,7 +114,9 @@ impl ParamError {
             | ParamError::Alpha(f)
             | ParamError::Tol(f)
             | ParamError::RegCovar(f)
-            | ParamError::Eps(f) => f.to_string(),
+            | ParamError::Eps(f)
+            | ParamError::SupportFraction(f)
+            | ParamError::Beta(f) => f.to_string(),
         };
         format!("got {got}; accepted: {}", self.spec().domain.accepted())
     }
@@ -182,6 +196,20 @@ impl Checked<IsolationForestParams> {
 }
 
 impl Checked<InneParams> {
+    /// As the isolation forest's: `random_state`, or a drawn seed stored as it.
+    pub(crate) fn random_state_or_insert_with(&mut self, draw: impl FnOnce() -> u64) -> u64 {
+        *self.0.random_state.get_or_insert_with(draw)
+    }
+}
+
+impl Checked<CblofParams> {
+    /// As the isolation forest's: `random_state`, or a drawn seed stored as it.
+    pub(crate) fn random_state_or_insert_with(&mut self, draw: impl FnOnce() -> u64) -> u64 {
+        *self.0.random_state.get_or_insert_with(draw)
+    }
+}
+
+impl Checked<McdParams> {
     /// As the isolation forest's: `random_state`, or a drawn seed stored as it.
     pub(crate) fn random_state_or_insert_with(&mut self, draw: impl FnOnce() -> u64) -> u64 {
         *self.0.random_state.get_or_insert_with(draw)
@@ -312,6 +340,34 @@ impl ParamGuard for GmmParams {
         } else {
             Err(ParamError::RegCovar(self.reg_covar))
         }
+    }
+}
+
+impl ParamGuard for McdParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        match self.support_fraction {
+            Some(f) if !SUPPORT_FRACTION.domain.admits_number(f) => {
+                Err(ParamError::SupportFraction(f))
+            }
+            // `assume_centered` and `random_state` take every value of their types.
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ParamGuard for CblofParams {
+    fn rules(&self) -> Result<(), ParamError> {
+        if !N_CLUSTERS.domain.admits_integer(self.n_clusters as u64) {
+            return Err(ParamError::NClusters(self.n_clusters));
+        }
+        if !ALPHA.domain.admits_number(self.alpha) {
+            return Err(ParamError::Alpha(self.alpha));
+        }
+        if !BETA.domain.admits_number(self.beta) {
+            return Err(ParamError::Beta(self.beta));
+        }
+        // `use_weights` and `random_state` take every value of their types.
+        Ok(())
     }
 }
 

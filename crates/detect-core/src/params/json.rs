@@ -6,14 +6,16 @@
 use serde_json::{Map, Value};
 
 use super::table::{
-    ALPHA, AlgorithmSpec, BOOTSTRAP, CONTAMINATION, Domain, EPS, INNE_MAX_SAMPLES,
-    INNE_N_ESTIMATORS, KNN_METHOD, KNN_N_NEIGHBORS, MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES,
-    N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, ParamSpec,
-    RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
+    ALPHA, ASSUME_CENTERED, AlgorithmSpec, BETA, BOOTSTRAP, CBLOF_ALPHA, CONTAMINATION, Domain,
+    EPS, INNE_MAX_SAMPLES, INNE_N_ESTIMATORS, KNN_METHOD, KNN_N_NEIGHBORS, MAX_FEATURES,
+    MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_CLUSTERS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
+    N_SELECTED_COMPONENTS, P, ParamSpec, RANDOM_STATE, REG_COVAR, STANDARDIZATION,
+    SUPPORT_FRACTION, TOL, USE_WEIGHTS, WEIGHTED,
 };
 use super::{
-    Bins, Contamination, DbscanParams, GmmParams, HbosParams, InneParams, IsolationForestParams,
-    KnnMethod, KnnParams, LofParams, MaxFeatures, MaxSamples, Metric, PcaParams,
+    Bins, CblofParams, Contamination, DbscanParams, GmmParams, HbosParams, InneParams,
+    IsolationForestParams, KnnMethod, KnnParams, LofParams, MaxFeatures, MaxSamples, McdParams,
+    Metric, PcaParams,
 };
 use crate::DetectError;
 
@@ -149,6 +151,38 @@ pub(super) fn inne(params: &Map<String, Value>) -> Result<InneParams, DetectErro
             &given_or_default(params, &INNE_N_ESTIMATORS),
         )?),
         max_samples: max_samples(params, &INNE_MAX_SAMPLES)?,
+        random_state: given(params, &RANDOM_STATE)
+            .map(|v| integer(&RANDOM_STATE, v))
+            .transpose()?,
+    })
+}
+
+/// MCD's parameters: those given, the table's defaults for the rest.
+pub(super) fn mcd(params: &Map<String, Value>) -> Result<McdParams, DetectError> {
+    Ok(McdParams {
+        support_fraction: given(params, &SUPPORT_FRACTION)
+            .map(|v| number(&SUPPORT_FRACTION, v))
+            .transpose()?,
+        assume_centered: boolean(
+            &ASSUME_CENTERED,
+            &given_or_default(params, &ASSUME_CENTERED),
+        )?,
+        random_state: given(params, &RANDOM_STATE)
+            .map(|v| integer(&RANDOM_STATE, v))
+            .transpose()?,
+    })
+}
+
+/// CBLOF's parameters: those given, the table's defaults for the rest.
+pub(super) fn cblof(params: &Map<String, Value>) -> Result<CblofParams, DetectError> {
+    Ok(CblofParams {
+        n_clusters: to_usize(integer(
+            &N_CLUSTERS,
+            &given_or_default(params, &N_CLUSTERS),
+        )?),
+        alpha: number(&CBLOF_ALPHA, &given_or_default(params, &CBLOF_ALPHA))?,
+        beta: number(&BETA, &given_or_default(params, &BETA))?,
+        use_weights: boolean(&USE_WEIGHTS, &given_or_default(params, &USE_WEIGHTS))?,
         random_state: given(params, &RANDOM_STATE)
             .map(|v| integer(&RANDOM_STATE, v))
             .transpose()?,

@@ -25,14 +25,15 @@ use serde_json::{Map, Value, json};
 use crate::DetectError;
 pub use check::{Checked, ParamError, ParamGuard};
 pub use table::{
-    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, CONTAMINATION, COPOD, DBSCAN,
-    Domain, ECOD, GMM, HBOS, INNE, ISOLATION_FOREST, KNN, LOF, Literal, PCA, ParamSpec, algorithm,
-    algorithms,
+    ALGORITHM_NAMES, ALGORITHMS, AlgorithmSpec, AutoThreshold, CBLOF, CONTAMINATION, COPOD, DBSCAN,
+    Domain, ECOD, GMM, HBOS, INNE, ISOLATION_FOREST, KNN, LOF, Literal, MCD, PCA, ParamSpec,
+    algorithm, algorithms,
 };
 use table::{
-    ALPHA, BOOTSTRAP, EPS, INNE_MAX_SAMPLES, INNE_N_ESTIMATORS, KNN_METHOD, MAX_FEATURES,
-    MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_COMPONENTS, N_ESTIMATORS, N_NEIGHBORS,
-    N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR, STANDARDIZATION, TOL, WEIGHTED,
+    ALPHA, ASSUME_CENTERED, BETA, BOOTSTRAP, CBLOF_ALPHA, EPS, INNE_MAX_SAMPLES, INNE_N_ESTIMATORS,
+    KNN_METHOD, MAX_FEATURES, MAX_SAMPLES, METRIC, MIN_SAMPLES, N_BINS, N_CLUSTERS, N_COMPONENTS,
+    N_ESTIMATORS, N_NEIGHBORS, N_SELECTED_COMPONENTS, P, RANDOM_STATE, REG_COVAR, STANDARDIZATION,
+    SUPPORT_FRACTION, TOL, USE_WEIGHTS, WEIGHTED,
 };
 
 /// The share of anomalies expected in the training data, which sets the threshold.
@@ -288,6 +289,50 @@ impl Default for InneParams {
     }
 }
 
+/// MCD parameters (PyOD's `MCD`, scikit-learn's `MinCovDet`), unchecked. The default is
+/// the table's ([`MCD`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct McdParams {
+    /// The share of rows in the raw support; `None`: scikit-learn's ⌈(n + d + 1) / 2⌉.
+    pub support_fraction: Option<f64>,
+    /// Location 0, covariances about the origin.
+    pub assume_centered: bool,
+    /// `None`: a seed is drawn at fit time and stored with the model.
+    pub random_state: Option<u64>,
+}
+
+impl Default for McdParams {
+    fn default() -> Self {
+        json::mcd(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
+/// CBLOF parameters (PyOD's `CBLOF` with scikit-learn's `KMeans`), unchecked. The default
+/// is the table's ([`CBLOF`]).
+///
+/// The field order is part of the model format (serialized models hold these).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CblofParams {
+    /// k-means' k.
+    pub n_clusters: usize,
+    /// The share of rows the large clusters hold at least.
+    pub alpha: f64,
+    /// The size ratio of the last large cluster to the first small one.
+    pub beta: f64,
+    /// Multiply a row's distance by its cluster's size.
+    pub use_weights: bool,
+    /// `None`: a seed is drawn at fit time and stored with the model.
+    pub random_state: Option<u64>,
+}
+
+impl Default for CblofParams {
+    fn default() -> Self {
+        json::cblof(&Map::new()).expect("the table's defaults parse")
+    }
+}
+
 /// One algorithm with its checked parameters.
 ///
 /// The variant order is part of the model format (serialized models hold these).
@@ -303,6 +348,8 @@ pub enum AlgorithmParams {
     Gmm(Checked<GmmParams>),
     Dbscan(Checked<DbscanParams>),
     Inne(Checked<InneParams>),
+    Mcd(Checked<McdParams>),
+    Cblof(Checked<CblofParams>),
 }
 
 impl AlgorithmParams {
@@ -319,6 +366,8 @@ impl AlgorithmParams {
             AlgorithmParams::Gmm(_) => &GMM,
             AlgorithmParams::Dbscan(_) => &DBSCAN,
             AlgorithmParams::Inne(_) => &INNE,
+            AlgorithmParams::Mcd(_) => &MCD,
+            AlgorithmParams::Cblof(_) => &CBLOF,
         }
     }
 
@@ -362,7 +411,9 @@ impl AlgorithmParams {
             n if n == PCA.name => AlgorithmParams::Pca(json::pca(params)?.check()?),
             n if n == GMM.name => AlgorithmParams::Gmm(json::gmm(params)?.check()?),
             n if n == DBSCAN.name => AlgorithmParams::Dbscan(json::dbscan(params)?.check()?),
-            _ => AlgorithmParams::Inne(json::inne(params)?.check()?),
+            n if n == INNE.name => AlgorithmParams::Inne(json::inne(params)?.check()?),
+            n if n == MCD.name => AlgorithmParams::Mcd(json::mcd(params)?.check()?),
+            _ => AlgorithmParams::Cblof(json::cblof(params)?.check()?),
         })
     }
 
@@ -429,6 +480,18 @@ impl AlgorithmParams {
                     INNE_MAX_SAMPLES.name.into(),
                     max_samples_json(p.max_samples),
                 );
+                m.insert(RANDOM_STATE.name.into(), json!(p.random_state));
+            }
+            AlgorithmParams::Mcd(p) => {
+                m.insert(SUPPORT_FRACTION.name.into(), json!(p.support_fraction));
+                m.insert(ASSUME_CENTERED.name.into(), json!(p.assume_centered));
+                m.insert(RANDOM_STATE.name.into(), json!(p.random_state));
+            }
+            AlgorithmParams::Cblof(p) => {
+                m.insert(N_CLUSTERS.name.into(), json!(p.n_clusters));
+                m.insert(CBLOF_ALPHA.name.into(), json!(p.alpha));
+                m.insert(BETA.name.into(), json!(p.beta));
+                m.insert(USE_WEIGHTS.name.into(), json!(p.use_weights));
                 m.insert(RANDOM_STATE.name.into(), json!(p.random_state));
             }
         }

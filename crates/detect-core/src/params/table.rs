@@ -27,6 +27,8 @@ pub enum Domain {
     NumberBetween(f64, f64),
     /// `"auto"` or an integer in `[min, max]`.
     AutoOrInteger { min: u64, max: u64 },
+    /// A number in (0, 1] (numeric strings are accepted).
+    Fraction,
 }
 
 impl Domain {
@@ -42,6 +44,7 @@ impl Domain {
             Domain::AutoOrFractionUpTo(_) => "\"auto\" | number",
             Domain::NumberBetween(..) => "number",
             Domain::AutoOrInteger { .. } => "\"auto\" | integer",
+            Domain::Fraction => "number",
         }
     }
 
@@ -68,6 +71,7 @@ impl Domain {
             Domain::AutoOrInteger { min, max } => {
                 format!("\"auto\" or an integer in [{min}, {max}]")
             }
+            Domain::Fraction => "a number in (0, 1]".into(),
         }
     }
 
@@ -86,7 +90,7 @@ impl Domain {
     /// fraction).
     pub fn admits_number(self, f: f64) -> bool {
         match self {
-            Domain::CountOrFraction { .. } => f > 0.0 && f <= 1.0,
+            Domain::CountOrFraction { .. } | Domain::Fraction => f > 0.0 && f <= 1.0,
             Domain::NumberAtLeast(min) => f.is_finite() && f >= min,
             Domain::AutoOrFractionUpTo(max) => f > 0.0 && f <= max,
             Domain::NumberBetween(min, max) => f > min && f < max,
@@ -377,6 +381,49 @@ pub(super) const INNE_MAX_SAMPLES: ParamSpec = ParamSpec {
     ..MAX_SAMPLES
 };
 
+/// MCD's `support_fraction`: the share of rows in the raw support.
+pub(super) const SUPPORT_FRACTION: ParamSpec = ParamSpec {
+    name: "support_fraction",
+    domain: Domain::Fraction,
+    default: Literal::Null,
+    note: Some("null = min(n, ceil((n + n_features + 1) / 2)) rows, scikit-learn's"),
+};
+pub(super) const ASSUME_CENTERED: ParamSpec = ParamSpec {
+    name: "assume_centered",
+    domain: Domain::Boolean,
+    default: Literal::Bool(false),
+    note: None,
+};
+
+/// CBLOF's `n_clusters`: k-means' clusters; one cannot be split into large and small.
+pub(super) const N_CLUSTERS: ParamSpec = ParamSpec {
+    name: "n_clusters",
+    domain: Domain::Integer {
+        min: 2,
+        max: 10_000,
+    },
+    default: Literal::Integer(8),
+    note: None,
+};
+/// CBLOF's `alpha`: the share of rows the large clusters hold; HBOS's range.
+pub(super) const CBLOF_ALPHA: ParamSpec = ParamSpec {
+    default: Literal::Number(0.9),
+    ..ALPHA
+};
+/// CBLOF's `beta`: the size ratio between the last large and the first small cluster.
+pub(super) const BETA: ParamSpec = ParamSpec {
+    name: "beta",
+    domain: Domain::NumberBetween(1.0, f64::INFINITY),
+    default: Literal::Number(5.0),
+    note: None,
+};
+pub(super) const USE_WEIGHTS: ParamSpec = ParamSpec {
+    name: "use_weights",
+    domain: Domain::Boolean,
+    default: Literal::Bool(false),
+    note: None,
+};
+
 /// PyOD's default contamination, which `"auto"` stands for with PyOD's detectors.
 const PYOD_CONTAMINATION: f64 = 0.1;
 
@@ -491,6 +538,24 @@ pub const INNE: AlgorithmSpec = AlgorithmSpec {
     params: &[INNE_N_ESTIMATORS, INNE_MAX_SAMPLES, RANDOM_STATE],
 };
 
+/// MCD: PyOD's `MCD` parameters (scikit-learn's `MinCovDet`).
+pub const MCD: AlgorithmSpec = AlgorithmSpec {
+    name: "mcd",
+    description: "Squared Mahalanobis distance to the minimum covariance determinant estimate (FastMCD, Rousseeuw & Van Driessen 1999), PyOD's MCD (scikit-learn's MinCovDet) semantics; randomized (seeded by random_state)",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[SUPPORT_FRACTION, ASSUME_CENTERED, RANDOM_STATE],
+};
+
+/// CBLOF: PyOD's `CBLOF` parameters with its default clustering (scikit-learn's `KMeans`).
+pub const CBLOF: AlgorithmSpec = AlgorithmSpec {
+    name: "cblof",
+    description: "Cluster-based local outlier factor (He, Xu & Deng 2003) over k-means, PyOD's CBLOF (scikit-learn's KMeans) semantics; randomized (seeded by random_state)",
+    supports_novelty: true,
+    auto: AutoThreshold::Fraction(PYOD_CONTAMINATION),
+    params: &[N_CLUSTERS, CBLOF_ALPHA, BETA, USE_WEIGHTS, RANDOM_STATE],
+};
+
 /// Every algorithm, in the order they are described.
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
     ISOLATION_FOREST,
@@ -503,10 +568,12 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
     GMM,
     DBSCAN,
     INNE,
+    MCD,
+    CBLOF,
 ];
 
 /// The algorithm names accepted everywhere.
-pub const ALGORITHM_NAMES: [&str; 10] = [
+pub const ALGORITHM_NAMES: [&str; 12] = [
     ISOLATION_FOREST.name,
     LOF.name,
     ECOD.name,
@@ -517,6 +584,8 @@ pub const ALGORITHM_NAMES: [&str; 10] = [
     GMM.name,
     DBSCAN.name,
     INNE.name,
+    MCD.name,
+    CBLOF.name,
 ];
 
 /// The table of the algorithm called `name`.

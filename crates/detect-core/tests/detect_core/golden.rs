@@ -310,8 +310,10 @@ fn assert_near(what: &str, got: &[f64], expected: &[f64], tol: f64, floor: f64) 
     }
 }
 
-/// PyOD's deterministic detectors, GMM with its one component among them
-/// (`tests/fixtures/generate_pyod.py`): training scores,
+/// PyOD's deterministic detectors, GMM with its one component among them, MCD on data
+/// where every seed gives PyOD the same support and CBLOF on data where every seed gives
+/// k-means the same partition (`tests/fixtures/generate_pyod.py`):
+/// training scores,
 /// the threshold for contamination `"auto"` (PyOD's 0.1), the labels, and the scores of
 /// new rows, all to 1e-9 relative.
 #[test]
@@ -360,7 +362,10 @@ fn pyod_detectors_scores_thresholds_and_labels_match_pyod() {
         assert_eq!(copy.score(queries.view()).expect("score"), novel, "{name}");
     }
     let all: Vec<_> = seen.into_iter().collect();
-    assert_eq!(all, ["copod", "ecod", "gmm", "hbos", "knn", "pca"]);
+    assert_eq!(
+        all,
+        ["cblof", "copod", "ecod", "gmm", "hbos", "knn", "mcd", "pca"]
+    );
 }
 
 /// scikit-learn's DBSCAN (`tests/fixtures/dbscan.json`, on `pyod.json`'s datasets):

@@ -202,6 +202,8 @@ fn pyod_detectors_run_from_the_command_line() {
         ("knn", &["--param", "method=mean"]),
         ("pca", &[]),
         ("gmm", &["--param", "reg_covar=0.001"]),
+        ("mcd", &["--param", "random_state=3"]),
+        ("cblof", &["--param", "n_clusters=4"]),
     ] {
         let args = [&["--algorithm", algorithm][..], params].concat();
         let out = detect(&input, &args);
