@@ -119,6 +119,14 @@ class ValidationData(_Request):
     _rows = field_validator("data", mode="before")(rows_from)
 
 
+class ValidationSource(_Request):
+    """A data source of labelled rows for a training job's promotion gate: its features, and
+    ``label_column`` (default: the training's) holding 1 for an anomaly, 0 otherwise."""
+
+    source: str
+    label_column: Optional[str] = None
+
+
 class TrainingRequest(_Request):
     """``POST /api/v1/models``: train a model version from ``data`` (now) or
     ``training_data`` (a data source, as a job)."""
@@ -136,7 +144,11 @@ class TrainingRequest(_Request):
         None
     )
     min_improvement: Optional[float] = None
-    validation_data: Optional[ValidationData] = None
+    # Seconds the new version is watched after replacing production (rolled back on a breach).
+    bake_seconds: Optional[int] = None
+    # Rows inline, or (with ``training_data``) a data source of them, by name or with its
+    # label column.
+    validation_data: Optional[Union[ValidationData, ValidationSource, str]] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -160,6 +172,17 @@ class StageChangeRequest(_Request):
     model_config = ConfigDict(extra="forbid")
 
     reason: Optional[str] = None
+
+
+class PromoteRequest(_Request):
+    """Body of promote and canary promote: an optional ``reason``, and ``bake_seconds`` to
+    watch the promoted version with ``guards`` and roll it back on a breach."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Optional[str] = None
+    bake_seconds: Optional[int] = None
+    guards: Optional[dict[str, Any]] = None
 
 
 class DetectionResult(_Response):

@@ -78,7 +78,7 @@ fn model_name() -> RefOr<Schema> {
 }
 
 /// The fields of a training's rollout (`promote`, `gate_metric`, `min_improvement`,
-/// `validation_data`).
+/// `bake_seconds`, `validation_data`).
 fn rollout_fields() -> Fields {
     vec![
         (
@@ -112,17 +112,74 @@ fn rollout_fields() -> Fields {
             )),
             false,
         ),
+        (
+            "bake_seconds",
+            RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0.0))
+                    .maximum(Some(2_592_000.0))
+                    .default(Some(json!(0)))
+                    .description(Some("When the new version replaces a production version: how long it is watched by the default guards against its own training rate, and rolled back on a breach (0: not watched)"))
+                    .build(),
+            )),
+            false,
+        ),
         ("validation_data", r("ValidationData"), false),
     ]
 }
 
-/// Labelled rows the new version and production are measured on.
+/// What the new version and production are measured on: labelled rows, or (for a
+/// training from `training_data`) a data source of them.
 fn validation_data() -> RefOr<Schema> {
-    RefOr::T(Schema::Object(
+    let no_more = || {
+        Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(
+            false,
+        ))
+    };
+    let source = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("A data source of labelled rows, read by the training job (with training_data only): its features, and the column holding each row's label (1 anomaly, 0 normal)"))
+        .property(
+            "source",
+            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)),
+        )
+        .property(
+            "label_column",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Default: the training's label_column")),
+        )
+        .required("source")
+        .additional_properties(no_more())
+        .build();
+    let named = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .description(Some("A data source's name alone (with training_data only), its labels in the training's label_column"))
+        .build();
+    RefOr::T(Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some("What the new version and production are measured on (needed by promote: if_better)"))
+            .item(inline_validation_rows())
+            .item(source)
+            .item(named)
+            .build(),
+    ))
+}
+
+/// Labelled rows, one label per row.
+fn inline_validation_rows() -> Schema {
+    Schema::Object(
         ObjectBuilder::new()
             .schema_type(Type::Object)
-            .description(Some("Labelled rows the new version and production are measured on (needed by promote: if_better); one label per row"))
-            .property("data", params::rows("Rows of finite numbers, all of one length"))
+            .description(Some(
+                "Labelled rows the new version and production are measured on; one label per row",
+            ))
+            .property(
+                "data",
+                params::rows("Rows of finite numbers, all of one length"),
+            )
             .property(
                 "labels",
                 utoipa::openapi::schema::ArrayBuilder::new()
@@ -139,7 +196,7 @@ fn validation_data() -> RefOr<Schema> {
                 utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
             ))
             .build(),
-    ))
+    )
 }
 
 const ROWS: &str = "Rows of finite numbers, all of one length";

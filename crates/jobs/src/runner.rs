@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::sources::{OpenError, Source, SourceResolver};
-use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
+use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec, ValidationSource};
 use pynomaly_models::{
-    LoadedModel, ModelRegistry, Registration, RegistryError, matrix_sha256, unix_now,
+    LoadedModel, ModelRegistry, Registration, RegistryError, ValidationSet, matrix_sha256, unix_now,
 };
 
 /// Tuning of the job runner.
@@ -653,6 +653,12 @@ impl JobRunner {
                 true,
             )
             .await;
+        let read_validation = match &spec.validation_source {
+            Some(v) => Some(self.read_validation(algorithm, v).await?),
+            None => None,
+        };
+        let validation = read_validation.as_ref().or(spec.validation.as_ref());
+        control.check()?;
         let feature_names = table.feature_names.clone();
         let started = Instant::now();
         let fit = step_span("fit", algorithm, source);
@@ -702,7 +708,7 @@ impl JobRunner {
                 },
                 Some(reference),
                 &spec.rollout,
-                spec.validation.as_ref(),
+                validation,
                 by,
             )
             .instrument(store.clone())
@@ -739,6 +745,38 @@ fn open_halt(uri: &str, e: OpenError) -> Halt {
         OpenError::NotFound { .. } => Halt::Failed(format!("{uri}: {e}")),
         OpenError::Config(e) => Halt::Failed(format!("{uri}: {e}")),
         OpenError::Store(e) => Halt::object_store(uri, &e),
+    }
+}
+
+impl JobRunner {
+    /// The labelled rows of a training's validation source: every row's label must be 0
+    /// or 1.
+    async fn read_validation(
+        &self,
+        algorithm: &str,
+        v: &ValidationSource,
+    ) -> Result<ValidationSet, Halt> {
+        let path = self.resolve(&v.source)?;
+        let options = read_options(Some(&v.label_column));
+        let table = self.parse_step(algorithm, &v.source, path, options).await?;
+        let labels = table.labels.ok_or_else(|| {
+            Halt::Failed(format!(
+                "validation_data: {} has no label column '{}'",
+                v.source, v.label_column
+            ))
+        })?;
+        if labels.other_values() > 0 {
+            return Err(Halt::Failed(format!(
+                "validation_data: column '{}' of {} holds values other than 0 and 1 in {} rows",
+                v.label_column,
+                v.source,
+                labels.other_values()
+            )));
+        }
+        Ok(ValidationSet {
+            data: table.features,
+            labels: labels.outlier_flags(),
+        })
     }
 }
 

@@ -82,8 +82,18 @@ pub struct TrainSpec {
     pub rollout: Rollout,
     /// Labelled rows the version is measured on before the rollout decides.
     pub validation: Option<ValidationSet>,
+    /// Or a data source of them, read by the job.
+    pub validation_source: Option<ValidationSource>,
     /// Who asked for the training (`key:<id>` or `user:<name>`), for the lineage.
     pub trained_by: Option<String>,
+}
+
+/// Labelled validation rows in a data source: its features, and the column holding each
+/// row's label (1 anomaly, 0 normal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationSource {
+    pub source: String,
+    pub label_column: String,
 }
 
 /// A [`TrainSpec`] as stored: the detector's fields flat among the job's.
@@ -102,6 +112,8 @@ struct StoredTrainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     validation: Option<ValidationSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    validation_source: Option<ValidationSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     trained_by: Option<String>,
 }
 
@@ -116,6 +128,7 @@ impl TryFrom<StoredTrainSpec> for TrainSpec {
             label_column: s.label_column,
             rollout: s.rollout,
             validation: s.validation,
+            validation_source: s.validation_source,
             trained_by: s.trained_by,
         })
     }
@@ -132,6 +145,7 @@ impl From<TrainSpec> for StoredTrainSpec {
             label_column: t.label_column,
             rollout: t.rollout,
             validation: t.validation,
+            validation_source: t.validation_source,
             trained_by: t.trained_by,
         }
     }
@@ -181,6 +195,10 @@ mod tests {
                 ..Rollout::default()
             },
             validation: None,
+            validation_source: Some(ValidationSource {
+                source: "val.csv".into(),
+                label_column: "is_anomaly".into(),
+            }),
             trained_by: Some("key:k1".into()),
         };
         let mut stored = serde_json::to_value(&spec).unwrap();

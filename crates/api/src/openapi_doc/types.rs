@@ -599,18 +599,37 @@ pub(crate) struct ScheduleDeleted {
     pub(crate) deleted: bool,
 }
 
-/// A canary or shadow rollout and this instance's comparison.
+/// A canary, shadow or bake and this instance's comparison.
 #[derive(ToSchema)]
 pub(crate) struct Canary {
     pub(crate) version: i64,
     pub(crate) traffic_percent: f64,
-    pub(crate) mode: RolloutMode,
+    pub(crate) mode: RolloutKind,
     pub(crate) guards: Guards,
     #[schema(format = DateTime)]
     pub(crate) started_at: Option<String>,
     pub(crate) started_by: Option<String>,
+    /// A canary or shadow: the bake its promotion starts (absent: none).
+    #[schema(minimum = 0)]
+    pub(crate) bake_seconds: Option<u64>,
+    /// A bake: when it ends.
+    #[schema(format = DateTime)]
+    pub(crate) bake_until: Option<String>,
+    /// A bake: the production version a breach puts back.
+    pub(crate) replaced: Option<i64>,
+    /// A bake: the share of the version's training rows labelled anomalous.
+    pub(crate) training_anomaly_rate: Option<f64>,
     #[schema(value_type = Option<Object>)]
     pub(crate) comparison: Option<Value>,
+}
+
+/// What a rollout is: `canary`, `shadow`, or `bake` (the watch after a promotion).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum RolloutKind {
+    Canary,
+    Shadow,
+    Bake,
 }
 
 /// An ended rollout.
@@ -646,6 +665,9 @@ pub(crate) struct Guards {
     pub(crate) max_error_rate: Option<f64>,
     #[schema(minimum = 1, maximum = 1000000, default = 5.0)]
     pub(crate) max_latency_ratio: Option<f64>,
+    /// End the rollout when the candidate's drift verdict is `drift`.
+    #[schema(default = false)]
+    pub(crate) drift: Option<bool>,
 }
 
 impl Default for Guards {
@@ -656,6 +678,7 @@ impl Default for Guards {
             max_anomaly_rate: Some(0.2),
             max_error_rate: Some(0.05),
             max_latency_ratio: Some(5.0),
+            drift: Some(false),
         }
     }
 }

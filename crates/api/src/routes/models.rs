@@ -24,7 +24,7 @@ use crate::cpu;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::{DetectionResponse, detector_config, fit_input};
-use crate::routes::lifecycle::take_rollout;
+use crate::routes::lifecycle::{Validation, take_rollout};
 use crate::routes::{
     ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key, page_json,
     traced_spec,
@@ -121,6 +121,17 @@ async fn train(
             let started = Instant::now();
             let feature_names = take_feature_names(&mut body)?;
             let (rollout, validation) = take_rollout(&mut body, state.limits.max_cells)?;
+            let validation = match validation {
+                None => None,
+                Some(Validation::Rows(set)) => Some(set),
+                Some(Validation::Source { .. }) => {
+                    return Err(ApiError::invalid_with(
+                        "a validation data source is read by a training job: give \
+                         'training_data' (a data source), or the validation rows inline",
+                        json!({"field": "validation_data"}),
+                    ));
+                }
+            };
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
             if let Some(names) = &feature_names
                 && names.len() != x.ncols()
@@ -201,6 +212,18 @@ pub(crate) fn source_train_spec(
     let (rollout, validation) = take_rollout(body, state.limits.max_cells)?;
     let config = detector_config(body)?;
     state.sources.locate(&uri)?;
+    let (validation, validation_source) = match validation {
+        None => (None, None),
+        Some(Validation::Rows(set)) => (Some(set), None),
+        Some(Validation::Source {
+            source,
+            label_column: label,
+        }) => {
+            let v = Validation::source(source, label, label_column.as_deref())?;
+            state.sources.locate(&v.source)?;
+            (None, Some(v))
+        }
+    };
     Ok(TrainSpec {
         model_name: name.to_string(),
         training_data: uri,
@@ -208,6 +231,7 @@ pub(crate) fn source_train_spec(
         label_column,
         rollout,
         validation,
+        validation_source,
         trained_by: Some(trained_by.to_string()),
     })
 }
@@ -449,10 +473,21 @@ async fn predict(
     })
     .instrument(score.clone())
     .await?;
-    let side = if to_candidate {
+    // A bake watches the production version it names as its candidate.
+    let baked = rollout.as_ref().is_some_and(|r| {
+        r.policy.mode == RolloutMode::Bake
+            && version.is_none()
+            && r.policy.version == loaded.version.version
+    });
+    let side = if to_candidate || baked {
         Variant::Candidate
     } else {
         Variant::Production
+    };
+    let candidate_drift = if side == Variant::Candidate {
+        loaded.drift.clone()
+    } else {
+        None
     };
     let (detection, inference, x) = match scored {
         Ok(scored) => scored,
@@ -467,6 +502,7 @@ async fn predict(
                     (0, 0),
                     started.elapsed(),
                     true,
+                    None,
                 );
             }
             return Err(e.into());
@@ -484,6 +520,14 @@ async fn predict(
         detection.anomaly_count,
         inference,
     );
+    state.metrics.observe_variant(
+        &meta.model_name,
+        meta.version,
+        variant,
+        n_rows,
+        detection.anomaly_count,
+    );
+    crate::telemetry::record_variant(meta.version, variant);
     if let Some(r) = &rollout {
         let counts = (n_rows, detection.anomaly_count);
         observe(
@@ -495,6 +539,7 @@ async fn predict(
             counts,
             inference,
             false,
+            candidate_drift.as_ref(),
         );
         if r.policy.mode == RolloutMode::Shadow
             && r.policy.routes_to_candidate(&current_request_id())
@@ -561,13 +606,24 @@ fn observe(
     (rows, anomalies): (usize, usize),
     latency: std::time::Duration,
     failed: bool,
+    candidate_drift: Option<&Arc<pynomaly_models::ModelDrift>>,
 ) {
-    let Some(breach) = rollout.observe(side, rows, anomalies, latency, failed) else {
+    let breach = rollout
+        .observe(side, rows, anomalies, latency, failed)
+        .or_else(|| {
+            let drift = candidate_drift?;
+            rollout.judge_drift(drift, &state.registry.drift().config().thresholds)
+        });
+    let Some(breach) = breach else {
         return;
     };
-    let registry = Arc::clone(&state.registry);
+    let (registry, rollout) = (Arc::clone(&state.registry), Arc::clone(rollout));
     let (tenant, name) = (tenant.to_string(), name.to_string());
-    tokio::spawn(async move { registry.roll_back_rollout(&tenant, &name, &breach).await });
+    tokio::spawn(async move {
+        registry
+            .roll_back_rollout(&tenant, &name, &rollout, &breach)
+            .await
+    });
 }
 
 /// Scores the same rows with a shadow rollout's candidate, off the response path, and
@@ -595,17 +651,26 @@ fn shadow(
             }
         };
         let model = Arc::clone(&candidate.model);
+        // The candidate's drift windows see what it scored (its drift guard reads them).
+        let drift = candidate.drift.clone();
         // A few rows are scored here, as a predict of a few rows is; more on the CPU pool.
         let inline = x.nrows() <= cpu::INLINE_ROWS;
         let scored = cpu::run(&state, inline, move || {
             let t = Instant::now();
-            model.predict(x.view()).map(|d| (d, t.elapsed()))
+            let scored = model.predict(x.view()).map(|d| (d, t.elapsed()));
+            if let (Ok((d, _)), Some(drift)) = (&scored, drift) {
+                drift.observe(x.view(), d.anomaly_count, unix_now());
+            }
+            scored
         })
         .await;
         let (rows, failed) = (production.0.len(), !matches!(scored, Ok(Ok(_))));
         match scored {
             Ok(Ok((d, took))) => {
                 rollout.compare((&production.0, &production.1), (&d.predictions, &d.scores));
+                state
+                    .metrics
+                    .observe_variant(&name, version, "shadow", rows, d.anomaly_count);
                 observe(
                     &state,
                     &tenant,
@@ -615,6 +680,7 @@ fn shadow(
                     (rows, d.anomaly_count),
                     took,
                     false,
+                    candidate.drift.as_ref(),
                 );
             }
             _ => observe(
@@ -626,6 +692,7 @@ fn shadow(
                 (0, 0),
                 std::time::Duration::ZERO,
                 failed,
+                None,
             ),
         }
     });
