@@ -101,10 +101,14 @@ def test_uploaded_pyod_estimators_score_as_they_do_here(client: PynomalyClient) 
     from pynomaly import DBSCAN, ECOD, HBOS, INNE, KNN
 
     x, new = rows(7), rows(8, n=20)
-    for i, est in enumerate(
-        [ECOD(), HBOS(n_bins="auto"), KNN(n_neighbors=7, method="mean"), INNE(random_state=2),
-         DBSCAN(eps=1.5, min_samples=4)]
-    ):
+    detectors = [
+        ECOD(),
+        HBOS(n_bins="auto"),
+        KNN(n_neighbors=7, method="mean"),
+        INNE(random_state=2),
+        DBSCAN(eps=1.5, min_samples=4),
+    ]
+    for i, est in enumerate(detectors):
         est.fit(x)
         name = f"py-pyod-{i}"
         client.upload_model(name, est)

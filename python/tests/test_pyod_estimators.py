@@ -90,7 +90,7 @@ def test_dbscan_clusters_equal_scikit_learns_and_noise_scores_above_eps(
 def test_threshold_is_pyods_percentile(cls: type[_PyODDetector], contamination: float) -> None:
     x = blobs(seed=1)
     kwargs: dict[str, Any] = {"random_state": 0} if cls is INNE else {}
-    est = cls(contamination=contamination, **kwargs).fit(x)  # type: ignore[call-arg]
+    est = cls(contamination=contamination, **kwargs).fit(x)
     scores = est.decision_scores_
     assert est.threshold_ == pytest.approx(
         np.percentile(scores, 100 * (1 - contamination)), rel=1e-12
@@ -129,8 +129,8 @@ def test_inne_is_seeded_and_finds_the_outliers() -> None:
 def test_results_do_not_depend_on_threads() -> None:
     x = blobs(n=3000, d=5, seed=3)
     for cls in (ECOD, COPOD, KNN, HBOS):
-        one = cls(n_jobs=1).fit(x)  # type: ignore[call-arg]
-        every = cls(n_jobs=-1).fit(x)  # type: ignore[call-arg]
+        one = cls(n_jobs=1).fit(x)
+        every = cls(n_jobs=-1).fit(x)
         np.testing.assert_array_equal(one.decision_scores_, every.decision_scores_)
         np.testing.assert_array_equal(one.decision_function(x), every.decision_function(x))
 
