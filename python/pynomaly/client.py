@@ -592,10 +592,10 @@ class PynomalyClient(_Base):
         return self._model(*self._stage_change(f"/api/v1/models/{_path(model_name, 'rollback')}", reason))
 
     def upload_model(self, model_name: str, model: Any, promote: str = "always") -> TrainingResult:
-        """Register a fitted :class:`pynomaly.IsolationForest` or
-        :class:`pynomaly.LocalOutlierFactor` (or its ``to_bytes()``) as the model's next
-        version; the service scores it exactly as it scores here. ``promote``: ``always``
-        (production at once) or ``manual`` (staging)."""
+        """Register a fitted estimator of this package (:class:`pynomaly.IsolationForest`,
+        :class:`pynomaly.LocalOutlierFactor`, :class:`pynomaly.ECOD`, ...), or its
+        ``to_bytes()``, as the model's next version; the service scores it exactly as it
+        scores here. ``promote``: ``always`` (production at once) or ``manual`` (staging)."""
         return self._model(*self._upload(model_name, model, promote))
 
     def get_drift(self, model_name: str, version: Optional[int] = None) -> dict[str, Any]:
