@@ -56,7 +56,7 @@ impl Default for RunnerConfig {
 }
 
 /// How a job run ended.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum RunOutcome {
     Succeeded(Value),
     /// The data or the request is at fault: running it again gives the same answer.
