@@ -48,6 +48,10 @@ use params::Fields;
         types::ModelVersion,
         StageChange,
         TrainedVersion,
+        JobResult,
+        types::BatchResult,
+        types::BatchOutput,
+        types::OutputFormat,
     )),
 )]
 struct ApiDoc;
@@ -490,6 +494,24 @@ impl PartialSchema for TrainedVersion {
     }
 }
 impl ToSchema for TrainedVersion {}
+
+/// A succeeded job's `result`: a batch's figures and outputs, or a training's version.
+pub(crate) struct JobResult;
+
+impl PartialSchema for JobResult {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::OneOf(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .description(Some(
+                    "A batch job: rows, anomalies and one output per source; a training job: the version it registered, with its promotion",
+                ))
+                .item(r("BatchResult"))
+                .item(r("TrainedVersion"))
+                .build(),
+        ))
+    }
+}
+impl ToSchema for JobResult {}
 
 /// The document, built once.
 pub(crate) fn document() -> &'static Value {

@@ -286,7 +286,7 @@ pub(crate) struct Job {
     #[schema(format = DateTime)]
     pub(crate) finished_at: Option<String>,
     /// A batch: rows, anomalies and one output per source; a training: the version.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::openapi_doc::JobResult>)]
     pub(crate) result: Option<Value>,
     pub(crate) error: Option<String>,
     pub(crate) cancel_requested: bool,
@@ -296,6 +296,44 @@ pub(crate) struct Job {
     pub(crate) result_url: Option<String>,
     /// A training job: the model.
     pub(crate) model_name: Option<String>,
+}
+
+/// What a succeeded batch job scored.
+#[derive(ToSchema)]
+pub(crate) struct BatchResult {
+    /// Rows scored, over every source.
+    #[schema(minimum = 0)]
+    pub(crate) n_samples: u64,
+    /// Rows labelled -1, over every source.
+    #[schema(minimum = 0)]
+    pub(crate) anomaly_count: u64,
+    /// One output per source, in the order given.
+    pub(crate) outputs: Vec<BatchOutput>,
+}
+
+/// A batch job's output for one source.
+#[derive(ToSchema)]
+pub(crate) struct BatchOutput {
+    /// The source as named in the request.
+    pub(crate) source: String,
+    /// Where the output is stored (`file://…` or `s3://…`).
+    pub(crate) uri: String,
+    /// The output's path in the artifact store.
+    pub(crate) path: String,
+    #[schema(value_type = OutputFormat)]
+    pub(crate) format: String,
+    #[schema(minimum = 0)]
+    pub(crate) n_samples: u64,
+    #[schema(minimum = 0)]
+    pub(crate) anomaly_count: u64,
+}
+
+/// A batch job's output format.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum OutputFormat {
+    Csv,
+    Json,
 }
 
 /// A page of jobs, newest first.
