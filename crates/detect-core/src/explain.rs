@@ -47,6 +47,35 @@ pub struct FeatureContribution {
     pub contribution: f64,
 }
 
+/// How many features the service's `explain` options show per row when not told: 3, or
+/// every feature when there are fewer.
+pub const DEFAULT_TOP_K: usize = 3;
+
+/// The name the service gives column `index` of data without feature names: `x0`, `x1`,
+/// … (as drift reports name them).
+pub fn column_name(index: usize) -> String {
+    format!("x{index}")
+}
+
+/// A row's explanation as one CSV field (the batch outputs' and `pynomaly detect`'s
+/// `explanation` column): `name:share` pairs joined by `;`, quoted as RFC 4180 quotes
+/// when a name holds a comma, a quote or a line break.
+pub fn csv_cell(row: &[FeatureContribution], names: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut cell = String::new();
+    for (j, c) in row.iter().enumerate() {
+        if j > 0 {
+            cell.push(';');
+        }
+        let _ = write!(cell, "{}:{}", names[c.feature], c.contribution);
+    }
+    if cell.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell
+    }
+}
+
 /// A row's contributions normalised to sum to 1 (see the module docs for all-zero and
 /// infinite rows).
 pub fn normalise(raw: &[f64]) -> Vec<f64> {
@@ -122,5 +151,11 @@ mod tests {
         assert_eq!(f(&top[0]), vec![(3, 0.5), (1, 0.375)]);
         assert_eq!(f(&top[1]), vec![(0, 0.25), (1, 0.25)]);
         assert_eq!(f(&top[2]), vec![(1, 0.5), (3, 0.5)]);
+        let names: Vec<String> = ["a", "b,c", "d", "e"].map(String::from).to_vec();
+        assert_eq!(csv_cell(&top[0], &names), "\"e:0.5;b,c:0.375\"");
+        let quoted: Vec<String> = ["a", "b\"c", "d", "e"].map(String::from).to_vec();
+        assert_eq!(csv_cell(&top[1], &quoted), "\"a:0.25;b\"\"c:0.25\"");
+        let plain: Vec<String> = (0..4).map(column_name).collect();
+        assert_eq!(csv_cell(&top[0], &plain), "x3:0.5;x1:0.375");
     }
 }

@@ -37,7 +37,11 @@ fn planted_data() -> (Array2<f64>, Array2<f64>, Vec<usize>) {
     let features: Vec<usize> = (0..PLANTED)
         .map(|i| {
             let feature = i % FEATURES;
-            let sign = if (i / FEATURES).is_multiple_of(2) { 1.0 } else { -1.0 };
+            let sign = if (i / FEATURES).is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            };
             planted[[i, feature]] += sign * SHIFT;
             feature
         })
