@@ -82,6 +82,19 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+class ExplainOptions(_Request):
+    """``explain`` as an object: each row's ``top_k`` features (1..n_features; default 3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: Optional[int] = None
+
+
+# ``explain`` of detect, predict and batch: True (each row's top 3 features), False, or
+# ExplainOptions(top_k=N).
+Explain = Union[bool, ExplainOptions]
+
+
 class DetectionRequest(_Request):
     """``POST /api/v1/detect``: fit a detector on ``data`` and label the same rows."""
 
@@ -89,6 +102,7 @@ class DetectionRequest(_Request):
     algorithm: Optional[Algorithm] = None
     contamination: Optional[Contamination] = None
     parameters: Optional[dict[str, Any]] = None
+    explain: Optional[Explain] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -108,6 +122,8 @@ class BatchDetectionRequest(_Request):
     parameters: Optional[dict[str, Any]] = None
     output_format: Optional[Literal["json", "csv"]] = None
     label_column: Optional[str] = None
+    # Each output row's top features ("explanation"; a CSV column of name:share pairs).
+    explain: Optional[Explain] = None
 
 
 class ValidationData(_Request):
@@ -162,6 +178,7 @@ class PredictionRequest(_Request):
     version: Optional[int] = None
     # Decides which version a canary rollout gives this request (one key, one version).
     routing_key: Optional[str] = None
+    explain: Optional[Explain] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -185,6 +202,14 @@ class PromoteRequest(_Request):
     guards: Optional[dict[str, Any]] = None
 
 
+class FeatureContribution(_Response):
+    """One feature's share of a row's anomaly (a row's shares over all its features sum to
+    1); ``feature`` is the model's feature name, or ``x0``, ``x1``, … without names."""
+
+    feature: str
+    contribution: float
+
+
 class DetectionResult(_Response):
     """The answer of ``detect`` and ``predict``: scores (higher = more anomalous),
     scikit-learn labels (-1 anomaly, 1 normal) and the threshold between them."""
@@ -204,6 +229,8 @@ class DetectionResult(_Response):
     model_version: Optional[int] = None
     # predict only: which version answered (production, canary, or requested).
     variant: Optional[str] = None
+    # With ``explain``: per row, its top features, most responsible first.
+    explanations: Optional[list[list[FeatureContribution]]] = None
 
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]

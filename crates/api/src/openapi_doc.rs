@@ -45,6 +45,8 @@ use params::Fields;
         BatchRequest,
         ScheduleRequest,
         Contamination,
+        Explain,
+        types::FeatureContribution,
         types::ModelVersion,
         StageChange,
         TrainedVersion,
@@ -65,6 +67,43 @@ impl PartialSchema for Contamination {
     }
 }
 impl ToSchema for Contamination {}
+
+/// `explain` of detect, predict and batch: a boolean, or an object giving `top_k`.
+pub(crate) struct Explain;
+
+impl PartialSchema for Explain {
+    fn schema() -> RefOr<Schema> {
+        let top_k = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .default(Some(json!(crate::explain::DEFAULT_TOP_K)))
+            .description(Some(
+                "Features per row, at most the number of features (default 3, or all of them when there are fewer)",
+            ));
+        RefOr::T(Schema::OneOf(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .description(Some(
+                    "Per-row explanations: each row's top features by their share of its anomaly (shares over all of a row's features sum to 1). `true`: the top 3; `false`: none; `{\"top_k\": N}`: the top N.",
+                ))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .title(Some("explain: true or false")),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .title(Some("explain: top_k"))
+                        .property("top_k", top_k)
+                        .additional_properties(Some(
+                            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                        )),
+                )
+                .build(),
+        ))
+    }
+}
+impl ToSchema for Explain {}
 
 fn r(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
@@ -213,7 +252,10 @@ impl PartialSchema for DetectRequest {
         RefOr::T(params::with_algorithm(
             "detect",
             "Rows to fit on and label, the algorithm (default isolation_forest), contamination, and the algorithm's parameters nested in `parameters` or flat at the top level (not both for one parameter).",
-            &vec![("data", params::rows(ROWS), true)],
+            &vec![
+                ("data", params::rows(ROWS), true),
+                ("explain", r("Explain"), false),
+            ],
         ))
     }
 }
@@ -313,6 +355,7 @@ impl PartialSchema for BatchRequest {
                 params::string("A column of the sources left out of the features"),
                 false,
             ),
+            ("explain", r("Explain"), false),
         ];
         // One source, or a list (with or without the one); the label starts the titles.
         let shapes: [(&str, Fields); 2] = [

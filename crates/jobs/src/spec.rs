@@ -11,10 +11,12 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
-    /// A JSON array of `{"row", "prediction", "score"}` objects.
+    /// A JSON array of `{"row", "prediction", "score"}` objects, with `"explanation"`
+    /// (an array of `{"feature", "contribution"}`) when the job explains.
     #[default]
     Json,
-    /// CSV with the header `row,prediction,score`.
+    /// CSV with the header `row,prediction,score` (and `explanation`, its cells
+    /// `name:share` pairs joined by `;`, when the job explains).
     Csv,
 }
 
@@ -66,6 +68,32 @@ pub struct BatchSpec {
     pub scoring: Scoring,
     pub output_format: OutputFormat,
     pub label_column: Option<String>,
+    /// Per-row explanations in the outputs (absent from jobs stored before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainSpec>,
+}
+
+/// A batch job's per-row explanations: each row's `top_k` features (`None`: the default,
+/// [`detect_core::explain::DEFAULT_TOP_K`] or every feature when a source has fewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainSpec {
+    pub top_k: Option<usize>,
+}
+
+impl ExplainSpec {
+    /// The features per row for a source of `n_features` columns.
+    ///
+    /// # Errors
+    /// The job's error message when the given `top_k` is above `n_features`.
+    pub fn top_k(self, n_features: usize) -> Result<usize, String> {
+        match self.top_k {
+            None => Ok(detect_core::explain::DEFAULT_TOP_K.min(n_features)),
+            Some(k) if (1..=n_features).contains(&k) => Ok(k),
+            Some(k) => Err(format!(
+                "explain.top_k is {k}; accepted: 1..={n_features} (the number of features)"
+            )),
+        }
+    }
 }
 
 /// A training job.
@@ -172,8 +200,11 @@ mod tests {
             scoring: Scoring::Fit(detector()),
             output_format: OutputFormat::Csv,
             label_column: None,
+            explain: None,
         };
         let mut stored = serde_json::to_value(&spec).unwrap();
+        // Stored without `explain` (as jobs from before it existed are).
+        assert!(stored.get("explain").is_none(), "{stored}");
         assert_eq!(stored["scoring"]["mode"], "fit");
         assert_eq!(stored["scoring"]["algorithm"], "lof");
         assert_eq!(stored["scoring"]["parameters"]["n_neighbors"], 7);
@@ -181,6 +212,25 @@ mod tests {
         // The submitter's trace context rides along at the top level.
         stored["trace_context"] = json!({"traceparent": "00-x"});
         assert_eq!(serde_json::from_value::<BatchSpec>(stored).unwrap(), spec);
+        let explaining = BatchSpec {
+            explain: Some(ExplainSpec { top_k: Some(2) }),
+            ..spec
+        };
+        let stored = serde_json::to_value(&explaining).unwrap();
+        assert_eq!(stored["explain"], json!({"top_k": 2}));
+        assert_eq!(
+            serde_json::from_value::<BatchSpec>(stored).unwrap(),
+            explaining
+        );
+    }
+
+    #[test]
+    fn an_explain_spec_takes_the_default_or_a_top_k_within_the_width() {
+        assert_eq!(ExplainSpec { top_k: None }.top_k(10), Ok(3));
+        assert_eq!(ExplainSpec { top_k: None }.top_k(2), Ok(2));
+        assert_eq!(ExplainSpec { top_k: Some(4) }.top_k(4), Ok(4));
+        let e = ExplainSpec { top_k: Some(5) }.top_k(4).unwrap_err();
+        assert!(e.contains("explain.top_k") && e.contains("1..=4"), "{e}");
     }
 
     #[test]

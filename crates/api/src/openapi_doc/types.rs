@@ -83,6 +83,19 @@ pub(crate) struct Detection {
     pub(crate) variant: Option<Variant>,
     /// Things the caller should know (e.g. duplicate rows); absent when none.
     pub(crate) warnings: Option<Vec<String>>,
+    /// With `explain`: one array per row, its top features, most responsible first.
+    pub(crate) explanations: Option<Vec<Vec<FeatureContribution>>>,
+}
+
+/// One feature's share of a row's anomaly.
+#[derive(ToSchema)]
+pub(crate) struct FeatureContribution {
+    /// The feature's name: the model's feature names when it has them, else `x0`, `x1`, ….
+    pub(crate) feature: String,
+    /// Its share of the row's anomaly, in [0, 1]; a row's shares over all its features sum
+    /// to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub(crate) contribution: f64,
 }
 
 /// Which version answered a predict.

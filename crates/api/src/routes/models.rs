@@ -420,7 +420,8 @@ async fn predict(
     let started = Instant::now();
     let version = body.take_i64("version")?;
     let routing_key = body.take_str("routing_key")?;
-    body.reject_rest(&["data", "version", "routing_key"])?;
+    let explain = crate::explain::take_explain(&mut body)?;
+    body.reject_rest(&["data", "version", "routing_key", "explain"])?;
     let rows = body
         .data
         .take()
@@ -452,6 +453,11 @@ async fn predict(
         .ok_or_else(|| model_not_found(&name, version))?;
     let x = rows.into_matrix()?;
     let n_rows = x.nrows();
+    // Rows of the wrong width are the model's error (with both widths), not top_k's.
+    let top_k = match explain {
+        Some(e) if x.ncols() == loaded.model.n_features() => Some(e.top_k(x.ncols())?),
+        _ => None,
+    };
     let model = std::sync::Arc::clone(&loaded.model);
     let inline = n_rows <= cpu::INLINE_ROWS;
     let score = if inline {
@@ -466,10 +472,11 @@ async fn predict(
         let t = Instant::now();
         let detection = model.predict(x.view())?;
         let inference = t.elapsed();
+        let explained = top_k.map(|k| model.explain(x.view(), k)).transpose()?;
         if let Some(drift) = drift {
             drift.observe(x.view(), detection.anomaly_count, unix_now());
         }
-        Ok::<_, detect_core::DetectError>((detection, inference, x))
+        Ok::<_, detect_core::DetectError>((detection, inference, x, explained))
     })
     .instrument(score.clone())
     .await?;
@@ -489,7 +496,7 @@ async fn predict(
     } else {
         None
     };
-    let (detection, inference, x) = match scored {
+    let (detection, inference, x, explained) = match scored {
         Ok(scored) => scored,
         Err(e) => {
             if let Some(r) = &rollout {
@@ -513,6 +520,8 @@ async fn predict(
         drift.observe(x.view(), detection.anomaly_count, unix_now());
     }
     let meta = &loaded.version;
+    let names =
+        crate::explain::feature_names(meta.feature_names.as_deref(), loaded.model.n_features());
     state.metrics.observe_inference(
         &meta.algorithm,
         &meta.model_name,
@@ -562,6 +571,12 @@ async fn predict(
         model_version: Some(meta.version),
         variant: Some(variant),
         warnings: &[],
+        explanations: explained
+            .as_deref()
+            .map(|rows| crate::explain::NamedExplanations {
+                rows,
+                names: &names,
+            }),
     })
     .into_response())
 }
@@ -580,6 +595,9 @@ struct PredictRequest {
     version: Option<i64>,
     /// Decides which version a canary rollout gives this request (as X-Routing-Key).
     routing_key: Option<String>,
+    /// Each row's top features (`true`: 3), in `explanations`.
+    #[schema(value_type = Option<crate::openapi_doc::Explain>)]
+    explain: Option<Value>,
 }
 
 /// The header naming a predict's routing key (see [`RolloutPolicy::routes_to_candidate`]).
