@@ -72,6 +72,7 @@ from pynomaly.models import (
     ModelList,
     ModelVersions,
     PredictionRequest,
+    PromoteRequest,
     StageChangeRequest,
     StageChangeResult,
     Token,
@@ -332,6 +333,13 @@ class _Base:
         return _Call("POST", path, json=body, idempotent=False), StageChangeResult
 
     @staticmethod
+    def _promote(
+        path: str, reason: Optional[str], bake_seconds: Optional[int]
+    ) -> tuple[_Call, type[StageChangeResult]]:
+        body = PromoteRequest(reason=reason, bake_seconds=bake_seconds).body()
+        return _Call("POST", path, json=body, idempotent=False), StageChangeResult
+
+    @staticmethod
     def _wait_done(job: JobStatus, raise_on_failure: bool) -> bool:
         if not job.finished:
             return False
@@ -567,9 +575,13 @@ class PynomalyClient(_Base):
         result: dict[str, Any] = self._json(_Call("DELETE", f"/api/v1/models/{_path(model_name)}"))
         return result
 
-    def promote_model(self, model_name: str, version: int, reason: Optional[str] = None) -> StageChangeResult:
-        """Put a version in production (the current one is archived)."""
-        return self._model(*self._stage_change(f"/api/v1/models/{_path(model_name, 'versions', version, 'promote')}", reason))
+    def promote_model(
+        self, model_name: str, version: int, reason: Optional[str] = None, bake_seconds: Optional[int] = None
+    ) -> StageChangeResult:
+        """Put a version in production (the current one is archived); with ``bake_seconds``
+        the server watches it that long and rolls it back if its guards catch it."""
+        path = f"/api/v1/models/{_path(model_name, 'versions', version, 'promote')}"
+        return self._model(*self._promote(path, reason, bake_seconds))
 
     def archive_model_version(self, model_name: str, version: int, reason: Optional[str] = None) -> StageChangeResult:
         """Archive a version that is not in production."""
@@ -580,10 +592,10 @@ class PynomalyClient(_Base):
         return self._model(*self._stage_change(f"/api/v1/models/{_path(model_name, 'rollback')}", reason))
 
     def upload_model(self, model_name: str, model: Any, promote: str = "always") -> TrainingResult:
-        """Register a fitted :class:`pynomaly.IsolationForest` or
-        :class:`pynomaly.LocalOutlierFactor` (or its ``to_bytes()``) as the model's next
-        version; the service scores it exactly as it scores here. ``promote``: ``always``
-        (production at once) or ``manual`` (staging)."""
+        """Register a fitted estimator of this package (:class:`pynomaly.IsolationForest`,
+        :class:`pynomaly.LocalOutlierFactor`, :class:`pynomaly.ECOD`, ...), or its
+        ``to_bytes()``, as the model's next version; the service scores it exactly as it
+        scores here. ``promote``: ``always`` (production at once) or ``manual`` (staging)."""
         return self._model(*self._upload(model_name, model, promote))
 
     def get_drift(self, model_name: str, version: Optional[int] = None) -> dict[str, Any]:
@@ -819,9 +831,13 @@ class AsyncPynomalyClient(_Base):
         result: dict[str, Any] = await self._json(_Call("DELETE", f"/api/v1/models/{_path(model_name)}"))
         return result
 
-    async def promote_model(self, model_name: str, version: int, reason: Optional[str] = None) -> StageChangeResult:
-        """Put a version in production (the current one is archived)."""
-        return await self._model(*self._stage_change(f"/api/v1/models/{_path(model_name, 'versions', version, 'promote')}", reason))
+    async def promote_model(
+        self, model_name: str, version: int, reason: Optional[str] = None, bake_seconds: Optional[int] = None
+    ) -> StageChangeResult:
+        """Put a version in production (the current one is archived); with ``bake_seconds``
+        the server watches it that long and rolls it back if its guards catch it."""
+        path = f"/api/v1/models/{_path(model_name, 'versions', version, 'promote')}"
+        return await self._model(*self._promote(path, reason, bake_seconds))
 
     async def archive_model_version(self, model_name: str, version: int, reason: Optional[str] = None) -> StageChangeResult:
         """Archive a version that is not in production."""

@@ -128,12 +128,13 @@ def _labels(below: npt.NDArray[np.bool_]) -> IntArray:
     return labels
 
 
-class _PynomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
-    """What both detectors share: the Rust model, its bytes, validation of new rows."""
+class _CoreModel(BaseEstimator):  # type: ignore[misc]
+    """What every estimator on the core shares: the Rust model, its bytes, validation of
+    new rows."""
 
     _model: Model
-    offset_: float
     n_jobs: Optional[int]
+    n_features_in_: int
 
     def _rows(self, X: Any) -> FloatArray:
         check_is_fitted(self)
@@ -167,6 +168,13 @@ class _PynomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         """
         check_is_fitted(self)
         return self._model.to_bytes()
+
+
+class _PynomalyDetector(OutlierMixin, _CoreModel):  # type: ignore[misc]
+    """What both scikit-learn detectors share beyond the model: ``offset_`` and the
+    service's threshold."""
+
+    offset_: float
 
     @property
     def threshold_(self) -> float:
@@ -385,6 +393,33 @@ _METRIC_ALIASES = {
 }
 
 
+def _check_neighbor_search(algorithm: Any, leaf_size: Any) -> None:
+    """scikit-learn's ``algorithm`` and ``leaf_size``, checked: neither changes the exact
+    neighbours the core finds."""
+    if algorithm not in _LOF_ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {', '.join(_LOF_ALGORITHMS)}, got {algorithm!r}"
+        )
+    if not isinstance(leaf_size, numbers.Integral) or isinstance(leaf_size, bool) or leaf_size < 1:
+        raise ValueError(f"leaf_size must be an integer >= 1, got {leaf_size!r}")
+
+
+def _metric_params(metric: Any, p: Any, metric_params: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The core's ``metric`` (and ``p`` for Minkowski) from scikit-learn's ``metric``,
+    ``p`` (``None`` is 2) and ``metric_params``."""
+    if not isinstance(metric, str) or metric not in _METRIC_ALIASES:
+        raise ValueError(f"metric must be one of {', '.join(_METRIC_ALIASES)}, got {metric!r}")
+    if metric_params:
+        extra = set(metric_params) - {"p"}
+        if extra:
+            raise ValueError(f"metric_params may only hold 'p', got {sorted(extra)}")
+        p = metric_params.get("p", p)
+    params: dict[str, Any] = {"metric": _METRIC_ALIASES[metric]}
+    if params["metric"] == "minkowski":
+        params["p"] = 2.0 if p is None else p
+    return params
+
+
 class LocalOutlierFactor(_PynomalyDetector):
     """Local outlier factor (Breunig et al., 2000) with scikit-learn's interface and scores.
 
@@ -461,33 +496,11 @@ class LocalOutlierFactor(_PynomalyDetector):
         self.n_jobs = n_jobs
 
     def _core_params(self) -> dict[str, Any]:
-        if self.algorithm not in _LOF_ALGORITHMS:
-            raise ValueError(
-                f"algorithm must be one of {', '.join(_LOF_ALGORITHMS)}, got {self.algorithm!r}"
-            )
-        if (
-            not isinstance(self.leaf_size, numbers.Integral)
-            or isinstance(self.leaf_size, bool)
-            or self.leaf_size < 1
-        ):
-            raise ValueError(f"leaf_size must be an integer >= 1, got {self.leaf_size!r}")
-        if not isinstance(self.metric, str) or self.metric not in _METRIC_ALIASES:
-            raise ValueError(
-                f"metric must be one of {', '.join(_METRIC_ALIASES)}, got {self.metric!r}"
-            )
-        p = self.p
-        if self.metric_params:
-            extra = set(self.metric_params) - {"p"}
-            if extra:
-                raise ValueError(f"metric_params may only hold 'p', got {sorted(extra)}")
-            p = self.metric_params.get("p", p)
-        params: dict[str, Any] = {
+        _check_neighbor_search(self.algorithm, self.leaf_size)
+        return {
             "n_neighbors": self.n_neighbors,
-            "metric": _METRIC_ALIASES[self.metric],
+            **_metric_params(self.metric, self.p, self.metric_params),
         }
-        if params["metric"] == "minkowski":
-            params["p"] = p
-        return params
 
     def fit(self, X: Any, y: Any = None) -> LocalOutlierFactor:
         """Find each training row's neighbours and local outlier factor.

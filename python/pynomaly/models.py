@@ -83,6 +83,19 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+class ExplainOptions(_Request):
+    """``explain`` as an object: each row's ``top_k`` features (1..n_features; default 3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: Optional[int] = None
+
+
+# ``explain`` of detect, predict and batch: True (each row's top 3 features), False, or
+# ExplainOptions(top_k=N).
+Explain = Union[bool, ExplainOptions]
+
+
 class DetectionRequest(_Request):
     """``POST /api/v1/detect``: fit a detector on ``data`` and label the same rows."""
 
@@ -90,6 +103,7 @@ class DetectionRequest(_Request):
     algorithm: Optional[Algorithm] = None
     contamination: Optional[Contamination] = None
     parameters: Optional[dict[str, Any]] = None
+    explain: Optional[Explain] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -109,6 +123,8 @@ class BatchDetectionRequest(_Request):
     parameters: Optional[dict[str, Any]] = None
     output_format: Optional[Literal["json", "csv"]] = None
     label_column: Optional[str] = None
+    # Each output row's top features ("explanation"; a CSV column of name:share pairs).
+    explain: Optional[Explain] = None
 
 
 class ValidationData(_Request):
@@ -118,6 +134,14 @@ class ValidationData(_Request):
     labels: list[int]
 
     _rows = field_validator("data", mode="before")(rows_from)
+
+
+class ValidationSource(_Request):
+    """A data source of labelled rows for a training job's promotion gate: its features, and
+    ``label_column`` (default: the training's) holding 1 for an anomaly, 0 otherwise."""
+
+    source: str
+    label_column: Optional[str] = None
 
 
 class TrainingRequest(_Request):
@@ -137,7 +161,11 @@ class TrainingRequest(_Request):
         None
     )
     min_improvement: Optional[float] = None
-    validation_data: Optional[ValidationData] = None
+    # Seconds the new version is watched after replacing production (rolled back on a breach).
+    bake_seconds: Optional[int] = None
+    # Rows inline, or (with ``training_data``) a data source of them, by name or with its
+    # label column.
+    validation_data: Optional[Union[ValidationData, ValidationSource, str]] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -151,6 +179,7 @@ class PredictionRequest(_Request):
     version: Optional[int] = None
     # Decides which version a canary rollout gives this request (one key, one version).
     routing_key: Optional[str] = None
+    explain: Optional[Explain] = None
 
     _rows = field_validator("data", mode="before")(rows_from)
 
@@ -161,6 +190,25 @@ class StageChangeRequest(_Request):
     model_config = ConfigDict(extra="forbid")
 
     reason: Optional[str] = None
+
+
+class PromoteRequest(_Request):
+    """Body of promote and canary promote: an optional ``reason``, and ``bake_seconds`` to
+    watch the promoted version with ``guards`` and roll it back on a breach."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Optional[str] = None
+    bake_seconds: Optional[int] = None
+    guards: Optional[dict[str, Any]] = None
+
+
+class FeatureContribution(_Response):
+    """One feature's share of a row's anomaly (a row's shares over all its features sum to
+    1); ``feature`` is the model's feature name, or ``x0``, ``x1``, … without names."""
+
+    feature: str
+    contribution: float
 
 
 class DetectionResult(_Response):
@@ -182,6 +230,8 @@ class DetectionResult(_Response):
     model_version: Optional[int] = None
     # predict only: which version answered (production, canary, or requested).
     variant: Optional[str] = None
+    # With ``explain``: per row, its top features, most responsible first.
+    explanations: Optional[list[list[FeatureContribution]]] = None
 
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]

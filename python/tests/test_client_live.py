@@ -95,6 +95,29 @@ def test_an_uploaded_estimator_scores_as_it_does_here(client: PynomalyClient) ->
     )
 
 
+def test_uploaded_pyod_estimators_score_as_they_do_here(client: PynomalyClient) -> None:
+    """PyOD's detectors fitted in Python score and label new rows on the service as here
+    (the service labels -1/1 where PyOD's convention is 1/0)."""
+    from pynomaly import DBSCAN, ECOD, HBOS, INNE, KNN
+
+    x, new = rows(7), rows(8, n=20)
+    detectors = [
+        ECOD(),
+        HBOS(n_bins="auto"),
+        KNN(n_neighbors=7, method="mean"),
+        INNE(random_state=2),
+        DBSCAN(eps=1.5, min_samples=4),
+    ]
+    for i, est in enumerate(detectors):
+        est.fit(x)
+        name = f"py-pyod-{i}"
+        client.upload_model(name, est)
+        served = client.predict(name, new)
+        np.testing.assert_allclose(served.scores, est.decision_function(new), rtol=1e-12, atol=0)
+        assert served.threshold == est.threshold_
+        assert served.predictions == [-1 if v else 1 for v in est.predict(new)]
+
+
 def test_model_lifecycle(client: PynomalyClient) -> None:
     x = rows(4)
     first = client.train_model(TrainingRequest(model_name="life", data=x, random_state=1))

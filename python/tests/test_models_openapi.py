@@ -25,6 +25,7 @@ REQUESTS: dict[type[BaseModel], str] = {
     models.TrainingRequest: "TrainRequest",
     models.PredictionRequest: "PredictRequest",
     models.StageChangeRequest: "StageChangeRequest",
+    models.PromoteRequest: "PromoteRequest",
 }
 RESPONSES: dict[type[BaseModel], str] = {
     models.DetectionResult: "Detection",

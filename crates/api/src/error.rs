@@ -259,7 +259,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(message) => ApiError::Conflict(message),
             StoreError::NotFound(message) => ApiError::NotFound(message),
-            StoreError::Database(ref db) if database_unreachable(db) => {
+            ref e if e.database_unreachable() => {
                 tracing::error!(error = %e, error.chain = ?e, "metadata store unavailable");
                 ApiError::Unavailable {
                     message: "the metadata store is unavailable; retry shortly".into(),
@@ -277,28 +277,6 @@ impl From<StoreError> for ApiError {
             }
             e => ApiError::internal(e),
         }
-    }
-}
-
-/// Whether a database error says the database cannot be reached now (down, restarting,
-/// refusing connections, the pool out of connections) rather than that a statement failed:
-/// the client should retry, not report a bug.
-fn database_unreachable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // Class 08 (connection exception), 57P (operator intervention: shutdown, cannot
-        // connect now), 55000 as a connection is refused ("database is not currently
-        // accepting connections"); SQLite's "database is locked" (5) and "busy" (6, 261, 517).
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || matches!(&*code, "55000" | "5" | "6" | "261" | "517")
-        }),
-        _ => false,
     }
 }
 

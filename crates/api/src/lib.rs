@@ -21,6 +21,7 @@ pub mod auth;
 mod cpu;
 mod disk;
 pub mod error;
+mod explain;
 mod exposition;
 mod extract;
 mod metrics;

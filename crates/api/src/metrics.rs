@@ -15,6 +15,11 @@
 //!   ended) drift window against its training data, for at most 20 features per model
 //!   (the highest); refreshed at each scrape, so deleted models and stale windows vanish.
 //! - `pynomaly_rate_limited_total` (requests answered 429: per-key, per-user and login limits)
+//! - `pynomaly_model_predicted_rows_total{model,model_version,variant}` and
+//!   `pynomaly_model_predicted_anomalies_total{model,model_version,variant}`: rows a
+//!   model's predicts scored and those labelled anomalous, by the version that scored them
+//!   and its part (`production`, `canary`, `shadow`, `requested` for a predict naming its
+//!   version), so a rollout's anomaly rates can be compared per variant.
 //!
 //! Operational metrics (jobs, workers, model cache, pools, build info) are in
 //! [`crate::ops_metrics`], registered in the same registry.
@@ -43,6 +48,8 @@ pub struct Metrics {
     rate_limited: prometheus::IntCounter,
     ops: crate::ops_metrics::OpsMetrics,
     data_drift: GaugeVec,
+    predicted_rows: IntCounterVec,
+    predicted_anomalies: IntCounterVec,
     /// Datasets whose quality the drift windows set at the last scrape.
     drift_datasets: Arc<Mutex<Vec<String>>>,
 }
@@ -119,8 +126,27 @@ impl Metrics {
             &["model", "feature"],
         )
         .expect("valid metric");
+        let variant_labels = ["model", "model_version", "variant"];
+        let predicted_rows = IntCounterVec::new(
+            Opts::new(
+                "pynomaly_model_predicted_rows_total",
+                "Rows scored by a model's predicts, by version and variant",
+            ),
+            &variant_labels,
+        )
+        .expect("valid metric");
+        let predicted_anomalies = IntCounterVec::new(
+            Opts::new(
+                "pynomaly_model_predicted_anomalies_total",
+                "Rows a model's predicts labelled anomalous, by version and variant",
+            ),
+            &variant_labels,
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(predicted_rows.clone()),
+            Box::new(predicted_anomalies.clone()),
             Box::new(request_duration.clone()),
             Box::new(anomalies_detected.clone()),
             Box::new(inference_seconds.clone()),
@@ -143,6 +169,8 @@ impl Metrics {
             data_quality,
             rate_limited,
             data_drift,
+            predicted_rows,
+            predicted_anomalies,
             drift_datasets: Arc::default(),
         }
     }
@@ -188,6 +216,27 @@ impl Metrics {
             .with_label_values(&[algorithm, size])
             .observe(elapsed.as_secs_f64());
         self.count_anomalies(algorithm, dataset, anomalies);
+    }
+
+    /// Counts the rows a model version scored for a predict, as `variant`.
+    pub(crate) fn observe_variant(
+        &self,
+        model: &str,
+        version: i64,
+        variant: &str,
+        rows: usize,
+        anomalies: usize,
+    ) {
+        let version = version.to_string();
+        let labels = [model, version.as_str(), variant];
+        self.predicted_rows
+            .with_label_values(&labels)
+            .inc_by(rows as u64);
+        if anomalies > 0 {
+            self.predicted_anomalies
+                .with_label_values(&labels)
+                .inc_by(anomalies as u64);
+        }
     }
 
     /// Counts a scored batch source's anomalies (dataset = the source as named).

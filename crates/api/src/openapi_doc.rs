@@ -45,9 +45,15 @@ use params::Fields;
         BatchRequest,
         ScheduleRequest,
         Contamination,
+        Explain,
+        types::FeatureContribution,
         types::ModelVersion,
         StageChange,
         TrainedVersion,
+        JobResult,
+        types::BatchResult,
+        types::BatchOutput,
+        types::OutputFormat,
     )),
 )]
 struct ApiDoc;
@@ -61,6 +67,43 @@ impl PartialSchema for Contamination {
     }
 }
 impl ToSchema for Contamination {}
+
+/// `explain` of detect, predict and batch: a boolean, or an object giving `top_k`.
+pub(crate) struct Explain;
+
+impl PartialSchema for Explain {
+    fn schema() -> RefOr<Schema> {
+        let top_k = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .default(Some(json!(crate::explain::DEFAULT_TOP_K)))
+            .description(Some(
+                "Features per row, at most the number of features (default 3, or all of them when there are fewer)",
+            ));
+        RefOr::T(Schema::OneOf(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .description(Some(
+                    "Per-row explanations: each row's top features by their share of its anomaly (shares over all of a row's features sum to 1). `true`: the top 3; `false`: none; `{\"top_k\": N}`: the top N.",
+                ))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .title(Some("explain: true or false")),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .title(Some("explain: top_k"))
+                        .property("top_k", top_k)
+                        .additional_properties(Some(
+                            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                        )),
+                )
+                .build(),
+        ))
+    }
+}
+impl ToSchema for Explain {}
 
 fn r(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
@@ -78,7 +121,7 @@ fn model_name() -> RefOr<Schema> {
 }
 
 /// The fields of a training's rollout (`promote`, `gate_metric`, `min_improvement`,
-/// `validation_data`).
+/// `bake_seconds`, `validation_data`).
 fn rollout_fields() -> Fields {
     vec![
         (
@@ -112,17 +155,74 @@ fn rollout_fields() -> Fields {
             )),
             false,
         ),
+        (
+            "bake_seconds",
+            RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0.0))
+                    .maximum(Some(2_592_000.0))
+                    .default(Some(json!(0)))
+                    .description(Some("When the new version replaces a production version: how long it is watched by the default guards against its own training rate, and rolled back on a breach (0: not watched)"))
+                    .build(),
+            )),
+            false,
+        ),
         ("validation_data", r("ValidationData"), false),
     ]
 }
 
-/// Labelled rows the new version and production are measured on.
+/// What the new version and production are measured on: labelled rows, or (for a
+/// training from `training_data`) a data source of them.
 fn validation_data() -> RefOr<Schema> {
-    RefOr::T(Schema::Object(
+    let no_more = || {
+        Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(
+            false,
+        ))
+    };
+    let source = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("A data source of labelled rows, read by the training job (with training_data only): its features, and the column holding each row's label (1 anomaly, 0 normal)"))
+        .property(
+            "source",
+            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)),
+        )
+        .property(
+            "label_column",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Default: the training's label_column")),
+        )
+        .required("source")
+        .additional_properties(no_more())
+        .build();
+    let named = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .description(Some("A data source's name alone (with training_data only), its labels in the training's label_column"))
+        .build();
+    RefOr::T(Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some("What the new version and production are measured on (needed by promote: if_better)"))
+            .item(inline_validation_rows())
+            .item(source)
+            .item(named)
+            .build(),
+    ))
+}
+
+/// Labelled rows, one label per row.
+fn inline_validation_rows() -> Schema {
+    Schema::Object(
         ObjectBuilder::new()
             .schema_type(Type::Object)
-            .description(Some("Labelled rows the new version and production are measured on (needed by promote: if_better); one label per row"))
-            .property("data", params::rows("Rows of finite numbers, all of one length"))
+            .description(Some(
+                "Labelled rows the new version and production are measured on; one label per row",
+            ))
+            .property(
+                "data",
+                params::rows("Rows of finite numbers, all of one length"),
+            )
             .property(
                 "labels",
                 utoipa::openapi::schema::ArrayBuilder::new()
@@ -139,7 +239,7 @@ fn validation_data() -> RefOr<Schema> {
                 utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
             ))
             .build(),
-    ))
+    )
 }
 
 const ROWS: &str = "Rows of finite numbers, all of one length";
@@ -152,7 +252,10 @@ impl PartialSchema for DetectRequest {
         RefOr::T(params::with_algorithm(
             "detect",
             "Rows to fit on and label, the algorithm (default isolation_forest), contamination, and the algorithm's parameters nested in `parameters` or flat at the top level (not both for one parameter).",
-            &vec![("data", params::rows(ROWS), true)],
+            &vec![
+                ("data", params::rows(ROWS), true),
+                ("explain", r("Explain"), false),
+            ],
         ))
     }
 }
@@ -252,6 +355,7 @@ impl PartialSchema for BatchRequest {
                 params::string("A column of the sources left out of the features"),
                 false,
             ),
+            ("explain", r("Explain"), false),
         ];
         // One source, or a list (with or without the one); the label starts the titles.
         let shapes: [(&str, Fields); 2] = [
@@ -433,6 +537,24 @@ impl PartialSchema for TrainedVersion {
     }
 }
 impl ToSchema for TrainedVersion {}
+
+/// A succeeded job's `result`: a batch's figures and outputs, or a training's version.
+pub(crate) struct JobResult;
+
+impl PartialSchema for JobResult {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::OneOf(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .description(Some(
+                    "A batch job: rows, anomalies and one output per source; a training job: the version it registered, with its promotion",
+                ))
+                .item(r("BatchResult"))
+                .item(r("TrainedVersion"))
+                .build(),
+        ))
+    }
+}
+impl ToSchema for JobResult {}
 
 /// The document, built once.
 pub(crate) fn document() -> &'static Value {

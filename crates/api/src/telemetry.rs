@@ -264,6 +264,22 @@ pub(crate) fn ml_inline(algorithm: &'static str, rows: usize) -> tracing::Span {
     tracing::Span::none()
 }
 
+/// Records on the request's span which model version answered a predict and as what
+/// (`ml.model_version`, `ml.variant`: `production`, `canary` or `requested`).
+pub(crate) fn record_variant(version: i64, variant: &'static str) {
+    if !traces_on() {
+        return;
+    }
+    opentelemetry::trace::get_active_span(|span| {
+        if span.is_recording() {
+            span.set_attributes([
+                KeyValue::new("ml.model_version", version),
+                KeyValue::new("ml.variant", variant),
+            ]);
+        }
+    });
+}
+
 /// Records the anomalies an ML step found on its span ([`ml_span`]), or, for an inline
 /// step ([`ml_inline`], no span of its own), on the request's.
 pub(crate) fn record_anomalies(step: &tracing::Span, anomalies: usize) {

@@ -1,5 +1,7 @@
 //! Scoring speed of a fitted 100-tree isolation forest: one row at a time (the
-//! `predict` hot path) and in bulk (rows per second per core), plus LOF novelty scoring.
+//! `predict` hot path) and in bulk (rows per second per core), its per-feature
+//! explanations of the same rows (`FittedModel::explain`, top 3, to compare with
+//! scoring), plus LOF novelty scoring.
 //!
 //! `cargo bench -p detect-core --bench score`
 
@@ -36,6 +38,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("iforest_100_trees_score_1_row_10_features", |b| {
         b.iter(|| forest.score(black_box(one.view())).unwrap())
     });
+    c.bench_function("iforest_100_trees_explain_1_row_10_features", |b| {
+        b.iter(|| forest.explain(black_box(one.view()), 3).unwrap())
+    });
     let block = data(100_000, 10);
     let mut g = c.benchmark_group("iforest_100_trees_bulk");
     g.throughput(Throughput::Elements(block.nrows() as u64));
@@ -46,6 +51,13 @@ fn bench(c: &mut Criterion) {
             .build()
             .unwrap();
         b.iter(|| pool.install(|| forest.score(black_box(block.view())).unwrap()))
+    });
+    g.bench_function("explain_100k_rows_10_features_single_thread", |b| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        b.iter(|| pool.install(|| forest.explain(black_box(block.view()), 3).unwrap()))
     });
     g.finish();
 

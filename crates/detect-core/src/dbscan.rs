@@ -22,7 +22,7 @@
 //! neighbourhoods are held while clustering (n · m positions). The model keeps the core
 //! rows and their index.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +142,24 @@ impl Dbscan {
         self.core.map_query_neighbors(data, 1, |d, _| d[0])
     }
 
+    /// Each row's per-feature shares of its score (rows validated, with the model's
+    /// width): the distance to the nearest core row, split over the features in
+    /// proportion to their terms of the reduced distance to that row (squared differences
+    /// for euclidean). A row's shares are ≥ 0 and sum to its score (all 0 for a row on a
+    /// core row).
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let x = x.as_standard_layout();
+        let data = x.as_slice().expect("standard layout is contiguous");
+        let dim = x.ncols();
+        let rows = self.core.map_query_rows(data, 1, |row, d, p| {
+            let mut out = vec![0.0; dim];
+            self.core.add_shares(row, p[0] as usize, d[0], &mut out);
+            out
+        });
+        Array2::from_shape_vec((rows.len(), dim), rows.concat())
+            .expect("one share per feature and row")
+    }
+
     /// Checks a deserialized model's invariants against the model's width.
     pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         self.core.check(n_features)
@@ -151,6 +169,7 @@ impl Dbscan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::ParamGuard;
     use ndarray::array;
 
     #[test]
@@ -168,5 +187,27 @@ mod tests {
         let (labels, core) = cluster_labels(x.view(), 0.25, 3, Metric::Euclidean);
         assert_eq!(labels, vec![0, 0, 0, 1, 1, 1, 0, -1]);
         assert_eq!(core, vec![true, true, true, true, true, true, false, false]);
+    }
+
+    #[test]
+    fn feature_shares_sum_to_the_distance_to_the_nearest_core_row() {
+        let x = array![[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [0.1, 0.1], [3.0, 3.0]];
+        let p = DbscanParams {
+            eps: 0.2,
+            min_samples: 3,
+            metric: Metric::Euclidean,
+        }
+        .check()
+        .unwrap();
+        let (model, _) = Dbscan::fit(&p, x.view()).unwrap();
+        let rows = array![[0.05, 0.05], [0.05, 4.0], [-2.0, 0.1]];
+        let shares = model.contributions(rows.view());
+        let scores = model.score(rows.view());
+        for (i, score) in scores.iter().enumerate() {
+            let sum: f64 = shares.row(i).sum();
+            assert!((sum - score).abs() < 1e-12, "{sum} vs {score}");
+        }
+        assert!(shares[[1, 1]] > shares[[1, 0]], "{shares}");
+        assert!(shares[[2, 0]] > shares[[2, 1]], "{shares}");
     }
 }

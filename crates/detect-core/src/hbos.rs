@@ -23,7 +23,7 @@
 //! the sorted column by binary search (O(b log n) each, not O(n)). Scoring: a binary search per feature and row. Memory: the edges and
 //! densities, d · (2b + 1) values.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +179,29 @@ impl Hbos {
         })
     }
 
+    /// Each row's per-feature terms (rows validated, with the model's width): for
+    /// feature j, cⱼ − log₂(densityⱼ + alpha), with cⱼ the largest log₂(density + alpha)
+    /// of j's bins. The score's own terms, −log₂(densityⱼ + alpha), can be negative (a
+    /// density above 1); shifted by cⱼ each is ≥ 0 — how far the row's bin is from j's
+    /// densest — and a row's terms sum to its score minus the lowest score any row can
+    /// get, −Σⱼ cⱼ.
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let ceilings = self.ceilings();
+        crate::rows::contribution_rows(x, self.histograms.len(), |row, out| {
+            for (((&v, h), c), o) in row.iter().zip(&self.histograms).zip(&ceilings).zip(out) {
+                *o = c - h.term(v, self.tol);
+            }
+        })
+    }
+
+    /// Per feature, the largest log₂(density + alpha) of its bins.
+    fn ceilings(&self) -> Vec<f64> {
+        self.histograms
+            .iter()
+            .map(|h| h.terms.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            .collect()
+    }
+
     /// Checks a deserialized model's invariants against the model's width.
     pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         let ok = self.histograms.len() == n_features
@@ -265,5 +288,34 @@ mod tests {
         // Far beyond the last edge: the lowest bin's term.
         let far = model.score(array![[50.0]].view());
         assert_eq!(far[0], -model.histograms[0].floor);
+    }
+
+    #[test]
+    fn feature_terms_sum_to_the_score_above_the_lowest_one() {
+        let x = array![
+            [0.0, 3.0],
+            [0.1, 3.5],
+            [0.2, 3.1],
+            [0.15, 3.2],
+            [0.05, 3.3],
+            [0.12, 3.4],
+            [0.5, 3.25]
+        ];
+        let p = HbosParams::default().check().unwrap();
+        let (model, _) = Hbos::fit(&p, x.view());
+        let rows = array![[0.1, 3.2], [0.11, 9.0], [4.0, 3.3], [0.49, 3.01]];
+        let terms = model.contributions(rows.view());
+        let scores = model.score(rows.view());
+        let lowest = -model.ceilings().iter().sum::<f64>();
+        for (i, score) in scores.iter().enumerate() {
+            let sum: f64 = terms.row(i).sum();
+            assert!(
+                (sum - (score - lowest)).abs() < 1e-12,
+                "{sum} vs {score} - {lowest}"
+            );
+            assert!(terms.row(i).iter().all(|&t| t >= 0.0), "{terms}");
+        }
+        assert!(terms[[1, 1]] > terms[[1, 0]], "{terms}");
+        assert!(terms[[2, 0]] > terms[[2, 1]], "{terms}");
     }
 }

@@ -21,7 +21,7 @@
 //! ## Cost
 //! O(t ψ² d) to fit, O(t ψ d) per scored row (t sets); the model keeps t ψ centres.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use rand::seq::index;
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -151,6 +151,47 @@ impl Inne {
         })
     }
 
+    /// Each row's per-feature shares of its score (rows validated, with the model's
+    /// width). A set's term of the score (the covering centre's ratio, or 1 when no
+    /// hypersphere covers the row) is split over the features in proportion to the
+    /// squared differences between the row and the centre that decided it: the covering
+    /// centre, or, for an uncovered row, the set's nearest centre (the hypersphere it
+    /// came closest to). A row's shares are ≥ 0 and sum to its score.
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let psi = self.psi;
+        let t = self.radius.len() / psi;
+        let d = self.centres.len() / (t * psi);
+        crate::rows::contribution_rows(x, d, |row, out| {
+            let row = row.to_vec();
+            for s in 0..t {
+                let mut best: Option<usize> = None;
+                let mut nearest = (s * psi, f64::INFINITY);
+                for c in 0..psi {
+                    let at = s * psi + c;
+                    let r = self.radius[at];
+                    let dist = squared_distance(&row, &self.centres[at * d..(at + 1) * d]);
+                    if dist <= r && best.is_none_or(|b| r < self.radius[b]) {
+                        best = Some(at);
+                    }
+                    if dist < nearest.1 {
+                        nearest = (at, dist);
+                    }
+                }
+                let (at, term) = best.map_or((nearest.0, 1.0), |b| (b, self.ratio[b]));
+                let centre = &self.centres[at * d..(at + 1) * d];
+                let total = squared_distance(&row, centre);
+                let weight = term / t as f64;
+                if total > 0.0 {
+                    for ((o, a), b) in out.iter_mut().zip(&row).zip(centre) {
+                        *o += (a - b) * (a - b) / total * weight;
+                    }
+                } else {
+                    out.iter_mut().for_each(|o| *o += weight / d as f64);
+                }
+            }
+        })
+    }
+
     /// Checks a deserialized model's invariants against the model's width.
     pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         let n = self.radius.len();
@@ -194,5 +235,29 @@ mod tests {
         let (_, again) = Inne::fit(&p, 7, x.view(), &mut w).unwrap();
         assert_eq!(again, scores);
         assert_eq!(model.score(x.view()), scores);
+    }
+
+    #[test]
+    fn feature_shares_sum_to_the_score_and_follow_the_far_feature() {
+        let rows: Vec<f64> = (0..200)
+            .flat_map(|i| {
+                [
+                    ((i * 37) % 101) as f64 / 101.0,
+                    ((i * 53) % 97) as f64 / 97.0,
+                ]
+            })
+            .collect();
+        let x = Array2::from_shape_vec((200, 2), rows).unwrap();
+        let p = InneParams::default().check().unwrap();
+        let (model, _) = Inne::fit(&p, 3, x.view(), &mut Vec::new()).unwrap();
+        let rows = ndarray::array![[0.5, 0.5], [0.5, 9.0], [-7.0, 0.4]];
+        let shares = model.contributions(rows.view());
+        let scores = model.score(rows.view());
+        for (i, score) in scores.iter().enumerate() {
+            let sum: f64 = shares.row(i).sum();
+            assert!((sum - score).abs() < 1e-12, "{sum} vs {score}");
+        }
+        assert!(shares[[1, 1]] > 10.0 * shares[[1, 0]], "{shares}");
+        assert!(shares[[2, 0]] > 10.0 * shares[[2, 1]], "{shares}");
     }
 }

@@ -342,6 +342,17 @@ impl NeighborIndex {
         k: usize,
         f: impl Fn(&[f64], &[u32]) -> T + Sync,
     ) -> Vec<T> {
+        self.map_query_rows(data, k, |_, d, p| f(d, p))
+    }
+
+    /// As [`Self::map_query_neighbors`], `f` also given the row itself (the per-feature
+    /// contributions, which compare the row with its neighbours).
+    pub(crate) fn map_query_rows<T: Send + Default + Clone>(
+        &self,
+        data: &[f64],
+        k: usize,
+        f: impl Fn(&[f64], &[f64], &[u32]) -> T + Sync,
+    ) -> Vec<T> {
         let dim = self.dim;
         let n = data.len() / dim;
         let mut out = vec![T::default(); n];
@@ -350,8 +361,9 @@ impl NeighborIndex {
                 let rows = &data[start * dim..(start + out.len()) * dim];
                 let (mut d, mut p) = (vec![0.0; out.len() * k], vec![0u32; out.len() * k]);
                 self.knn_block_euclidean(rows, None, k, &mut d, &mut p);
-                for ((o, d), p) in out.iter_mut().zip(d.chunks(k)).zip(p.chunks(k)) {
-                    *o = f(d, p);
+                for (j, ((o, d), p)) in out.iter_mut().zip(d.chunks(k)).zip(p.chunks(k)).enumerate()
+                {
+                    *o = f(&rows[j * dim..(j + 1) * dim], d, p);
                 }
                 return;
             }
@@ -360,7 +372,7 @@ impl NeighborIndex {
             for (j, o) in out.iter_mut().enumerate() {
                 let row = &data[(start + j) * dim..(start + j + 1) * dim];
                 self.knn(row, None, &mut heap, &mut d, &mut p);
-                *o = f(&d, &p);
+                *o = f(row, &d, &p);
             }
         };
         if n <= BLOCK {
@@ -371,6 +383,26 @@ impl NeighborIndex {
                 .for_each(|(b, out)| block(b * BLOCK, out));
         }
         out
+    }
+
+    /// Adds `weight` to `out`, split over the dimensions in proportion to each one's term
+    /// of the reduced distance between `query` and the point at `pos` (the squared
+    /// difference for euclidean, |difference| for manhattan, its p-th power for
+    /// minkowski); evenly when the two coincide.
+    pub(crate) fn add_shares(&self, query: &[f64], pos: usize, weight: f64, out: &mut [f64]) {
+        let point = self.point(pos);
+        with_metric!(self.metric, m => {
+            let total = m.rdist(query, point);
+            if total > 0.0 {
+                let scale = weight / total;
+                for ((o, a), b) in out.iter_mut().zip(query).zip(point) {
+                    *o += m.term(a - b) * scale;
+                }
+            } else {
+                let share = weight / out.len() as f64;
+                out.iter_mut().for_each(|o| *o += share);
+            }
+        });
     }
 
     /// The true distance between two points (for triangle-inequality bounds).

@@ -21,7 +21,7 @@
 //! above 16 dimensions; memory n·k distances while fitting. The model keeps the training
 //! rows and the index for novelty scoring.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
@@ -80,6 +80,42 @@ impl Knn {
         let data = x.as_slice().expect("standard layout is contiguous");
         self.index
             .map_query_neighbors(data, self.k, |d, _| combine(self.method, d))
+    }
+
+    /// Each new row's per-feature shares of its score (rows validated, with the model's
+    /// width), neighbours taken as [`Knn::score_novel`] takes them: the score is a
+    /// distance (`largest`: to the k-th neighbour) or an average of distances (`mean`:
+    /// all k; `median`: the middle one or two), and each of those distances is split over
+    /// the features in proportion to their terms of the reduced distance (squared
+    /// differences for euclidean), so a row's shares are ≥ 0 and sum to its score.
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let x = x.as_standard_layout();
+        let data = x.as_slice().expect("standard layout is contiguous");
+        let dim = x.ncols();
+        let k = self.k;
+        let rows = self.index.map_query_rows(data, k, |row, d, p| {
+            let mut out = vec![0.0; dim];
+            let used: &[usize] = match self.method {
+                KnnMethod::Largest => &[k - 1],
+                KnnMethod::Mean => &[],
+                KnnMethod::Median if k % 2 == 1 => &[k / 2],
+                KnnMethod::Median => &[k / 2 - 1, k / 2],
+            };
+            if used.is_empty() {
+                for (&dist, &pos) in d.iter().zip(p) {
+                    self.index
+                        .add_shares(row, pos as usize, dist / k as f64, &mut out);
+                }
+            } else {
+                for &at in used {
+                    let weight = d[at] / used.len() as f64;
+                    self.index.add_shares(row, p[at] as usize, weight, &mut out);
+                }
+            }
+            out
+        });
+        Array2::from_shape_vec((rows.len(), dim), rows.concat())
+            .expect("one share per feature and row")
     }
 
     /// Checks a deserialized model's invariants against the model's width.
@@ -141,5 +177,40 @@ mod tests {
         assert!(scores[3] > scores[1], "{scores:?}");
         let novel = knn.score_novel(array![[0.0, 0.5]].view());
         assert_eq!(novel, vec![1.25f64.sqrt()]);
+    }
+
+    #[test]
+    fn feature_shares_sum_to_the_score_for_every_method() {
+        let x = array![
+            [0.0, 0.0],
+            [0.0, 1.0],
+            [1.0, 0.0],
+            [1.0, 1.0],
+            [0.5, 0.4],
+            [0.2, 0.7]
+        ];
+        for method in [KnnMethod::Largest, KnnMethod::Mean, KnnMethod::Median] {
+            for metric in [Metric::Euclidean, Metric::Manhattan, Metric::Minkowski(3.0)] {
+                for k in [3, 4] {
+                    let p = KnnParams {
+                        n_neighbors: k,
+                        method,
+                        metric,
+                    }
+                    .check()
+                    .unwrap();
+                    let (knn, _) = Knn::fit(&p, x.view(), &mut Vec::new()).unwrap();
+                    let rows = array![[0.5, 0.5], [0.4, 6.0], [-5.0, 0.3], [1.0, 1.0]];
+                    let shares = knn.contributions(rows.view());
+                    let scores = knn.score_novel(rows.view());
+                    for (i, score) in scores.iter().enumerate() {
+                        let sum: f64 = shares.row(i).sum();
+                        assert!((sum - score).abs() < 1e-12, "{method:?} {sum} vs {score}");
+                    }
+                    assert!(shares[[1, 1]] > shares[[1, 0]], "{shares}");
+                    assert!(shares[[2, 0]] > shares[[2, 1]], "{shares}");
+                }
+            }
+        }
     }
 }

@@ -22,6 +22,10 @@
 //! - [`dbscan`]: scikit-learn's DBSCAN clusters, scored by the distance to the nearest
 //!   core row, over the k-d tree's radius search.
 //!
+//! Every detector also says which features make a row anomalous:
+//! [`FittedModel::explain`] gives each row's top features and their normalised
+//! contributions ([`explain`]).
+//!
 //! Beside them: [`params`], one table per algorithm of parameter names, types, defaults and
 //! ranges, which parsing, the API's description of the algorithms and [`ParamGuard::check`]
 //! all read; [`drift`], a reference profile kept with a model and compared with windows of
@@ -65,6 +69,7 @@ pub mod dbscan;
 pub mod drift;
 pub mod ecod;
 pub mod error;
+pub mod explain;
 pub mod gmm;
 pub mod hbos;
 pub mod iforest;
@@ -83,6 +88,7 @@ pub mod tails;
 pub mod validate;
 
 pub use error::DetectError;
+pub use explain::FeatureContribution;
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_model, fit_owned};
 pub use params::{
     AlgorithmParams, Bins, CblofParams, Checked, Contamination, DbscanParams, DetectorConfig,

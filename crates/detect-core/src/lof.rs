@@ -24,7 +24,7 @@
 //! Results are deterministic and independent of thread count: each row's neighbours and
 //! sums are computed by one thread in a fixed order.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,33 @@ impl Lof {
         })
     }
 
+    /// Each new row's per-feature shares of its local outlier factor (rows validated,
+    /// with the model's width): the factor compares the row's distances to its k
+    /// neighbours with theirs, so each neighbour takes an equal part of the score, split
+    /// over the features in proportion to their terms of the reduced distance to that
+    /// neighbour (squared differences for euclidean). A row's shares are ≥ 0 and sum to
+    /// its score.
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let x = x.as_standard_layout();
+        let data = x.as_slice().expect("standard layout is contiguous");
+        let dim = x.ncols();
+        let rows = self.index.map_query_rows(data, self.k, |row, d, p| {
+            let score = outlier_factor(
+                local_reachability_density(d, p, &self.k_distance),
+                p,
+                &self.lrd,
+            );
+            let mut out = vec![0.0; dim];
+            for &pos in p {
+                self.index
+                    .add_shares(row, pos as usize, score / p.len() as f64, &mut out);
+            }
+            out
+        });
+        Array2::from_shape_vec((rows.len(), dim), rows.concat())
+            .expect("one share per feature and row")
+    }
+
     /// Checks a deserialized model's invariants against the model's width.
     pub(crate) fn check(&self, n_features: usize) -> Result<(), String> {
         let n = self.index.len();
@@ -180,5 +207,33 @@ mod tests {
         let (lof, _) = Lof::fit(&LofParams::default().check().unwrap(), x.view(), &mut w).unwrap();
         assert_eq!(lof.n_neighbors(), 2);
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn feature_shares_sum_to_the_factor_and_follow_the_far_feature() {
+        let x = array![
+            [0.0, 0.0],
+            [0.0, 1.0],
+            [1.0, 0.0],
+            [1.0, 1.0],
+            [0.5, 0.5],
+            [0.3, 0.8]
+        ];
+        let p = LofParams {
+            n_neighbors: 3,
+            metric: Metric::Euclidean,
+        }
+        .check()
+        .unwrap();
+        let (lof, _) = Lof::fit(&p, x.view(), &mut Vec::new()).unwrap();
+        let rows = array![[0.5, 0.6], [0.5, 7.0], [-6.0, 0.5]];
+        let shares = lof.contributions(rows.view());
+        let scores = lof.score_novel(rows.view());
+        for (i, score) in scores.iter().enumerate() {
+            let sum: f64 = shares.row(i).sum();
+            assert!((sum - score).abs() < 1e-12, "{sum} vs {score}");
+        }
+        assert!(shares[[1, 1]] > shares[[1, 0]], "{shares}");
+        assert!(shares[[2, 0]] > shares[[2, 1]], "{shares}");
     }
 }

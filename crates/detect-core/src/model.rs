@@ -16,6 +16,7 @@ use crate::cblof::Cblof;
 use crate::copod::Copod;
 use crate::dbscan::Dbscan;
 use crate::ecod::Ecod;
+use crate::explain::FeatureContribution;
 use crate::gmm::Gmm;
 use crate::hbos::Hbos;
 use crate::iforest::IsolationForest;
@@ -315,13 +316,7 @@ impl FittedModel {
     /// # Errors
     /// Empty input, non-finite values, or rows whose width differs from the model's.
     pub fn score(&self, x: ArrayView2<'_, f64>) -> Result<Vec<f64>, DetectError> {
-        validate::check_matrix(&x)?;
-        if x.ncols() != self.n_features {
-            return Err(DetectError::FeatureMismatch {
-                expected: self.n_features,
-                found: x.ncols(),
-            });
-        }
+        self.check_rows(&x)?;
         Ok(match &self.detector {
             Detector::IsolationForest(f) => f.score(x),
             Detector::Lof(l) => l.score_novel(x),
@@ -336,6 +331,68 @@ impl FittedModel {
             Detector::Mcd(m) => m.score(x),
             Detector::Cblof(m) => m.score(x),
         })
+    }
+
+    /// Each row's per-feature contributions to its anomaly, as the detector defines them
+    /// ([`crate::explain`]): a rows × features matrix of non-negative values, larger =
+    /// more responsible.
+    ///
+    /// # Errors
+    /// As [`FittedModel::score`].
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, DetectError> {
+        self.check_rows(&x)?;
+        Ok(match &self.detector {
+            Detector::IsolationForest(f) => f.contributions(x),
+            Detector::Lof(l) => l.contributions(x),
+            Detector::Ecod(m) => m.contributions(x),
+            Detector::Copod(m) => m.contributions(x),
+            Detector::Hbos(m) => m.contributions(x),
+            Detector::Knn(m) => m.contributions(x),
+            Detector::Pca(m) => m.contributions(x),
+            Detector::Gmm(m) => m.contributions(x),
+            Detector::Dbscan(m) => m.contributions(x),
+            Detector::Inne(m) => m.contributions(x),
+            Detector::Mcd(m) => m.contributions(x),
+            Detector::Cblof(m) => m.contributions(x),
+        })
+    }
+
+    /// Why each row is anomalous: its `top_k` features, most responsible first, each
+    /// with its contribution normalised so that the row's contributions over **all** its
+    /// features sum to 1 (the top ones may sum to less). See [`crate::explain`] for each
+    /// detector's decomposition.
+    ///
+    /// # Errors
+    /// As [`FittedModel::score`]; [`DetectError::InvalidParameter`] naming `top_k` when it
+    /// is 0 or above the number of features.
+    pub fn explain(
+        &self,
+        x: ArrayView2<'_, f64>,
+        top_k: usize,
+    ) -> Result<Vec<Vec<FeatureContribution>>, DetectError> {
+        if top_k == 0 || top_k > self.n_features {
+            return Err(DetectError::InvalidParameter {
+                name: "top_k".into(),
+                reason: format!(
+                    "got {top_k}; accepted: 1..={} (the model's number of features)",
+                    self.n_features
+                ),
+            });
+        }
+        let contributions = self.contributions(x)?;
+        Ok(crate::explain::top_features(contributions.view(), top_k))
+    }
+
+    /// The input checks of scoring: rows, finite values, the model's width.
+    fn check_rows(&self, x: &ArrayView2<'_, f64>) -> Result<(), DetectError> {
+        validate::check_matrix(x)?;
+        if x.ncols() != self.n_features {
+            return Err(DetectError::FeatureMismatch {
+                expected: self.n_features,
+                found: x.ncols(),
+            });
+        }
+        Ok(())
     }
 
     /// Scores and labels new rows against the model's threshold.

@@ -123,6 +123,29 @@ impl Pca {
         })
     }
 
+    /// Each row's per-feature terms (rows validated, with the model's width), in the
+    /// standardized space the score is computed in: each selected component's distance
+    /// term ‖z − v‖ / w = Σ_f (z_f − v_f)² / (‖z − v‖ w) is split over the features as
+    /// the summands say, so a row's terms are ≥ 0 and sum to its score.
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let z = match &self.scaler {
+            Some(s) => s.transform(x),
+            None => x.to_owned(),
+        };
+        let d = z.ncols();
+        crate::rows::contribution_rows(z.view(), d, |row, out| {
+            for (v, w) in self.components.chunks_exact(d).zip(&self.weights) {
+                let sq: f64 = row.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+                if sq > 0.0 {
+                    let scale = 1.0 / (sq.sqrt() * w);
+                    for ((o, a), b) in out.iter_mut().zip(row).zip(v) {
+                        *o += (a - b) * (a - b) * scale;
+                    }
+                }
+            }
+        })
+    }
+
     /// The explained-variance ratio of each kept component (scikit-learn's
     /// `explained_variance_ratio_`).
     pub fn explained_variance_ratio(&self) -> &[f64] {
@@ -210,5 +233,37 @@ mod tests {
         .unwrap();
         let err = Pca::fit(&p, x.view()).unwrap_err();
         assert!(err.to_string().contains("n_selected_components"), "{err}");
+    }
+
+    #[test]
+    fn feature_terms_sum_to_the_score() {
+        let x = array![
+            [1.0, 2.0, 0.5],
+            [2.0, 1.0, 0.7],
+            [3.0, 3.5, 0.1],
+            [2.5, 2.0, 0.9],
+            [1.5, 3.0, 0.4],
+            [0.5, 1.5, 0.6]
+        ];
+        for p in [
+            PcaParams::default(),
+            PcaParams {
+                n_selected_components: Some(2),
+                weighted: false,
+                ..PcaParams::default()
+            },
+        ] {
+            let (model, _) = Pca::fit(&p.check().unwrap(), x.view()).unwrap();
+            let rows = array![[2.0, 2.0, 0.5], [2.0, 2.1, 9.0], [-8.0, 2.0, 0.5]];
+            let terms = model.contributions(rows.view());
+            let scores = model.score(rows.view());
+            for (i, score) in scores.iter().enumerate() {
+                let sum: f64 = terms.row(i).sum();
+                assert!((sum - score).abs() <= 1e-9 * score, "{sum} vs {score}");
+                assert!(terms.row(i).iter().all(|&t| t >= 0.0), "{terms}");
+            }
+            assert!(terms[[1, 2]] > terms[[1, 0]].max(terms[[1, 1]]), "{terms}");
+            assert!(terms[[2, 0]] > terms[[2, 1]].max(terms[[2, 2]]), "{terms}");
+        }
     }
 }

@@ -26,7 +26,7 @@
 
 use std::marker::PhantomData;
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,21 @@ impl<R: TailRule> TailModel<R> {
     /// Novelty scores of new rows (validated, with the model's width).
     pub(crate) fn score_novel(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         novel_scores(&self.tails, x, R::term)
+    }
+
+    /// Each new row's per-feature terms (rows validated, with the model's width): the
+    /// term of feature j is the rule's combination of −ln of the row's tails in j (for
+    /// ECOD the larger of U_l, U_r and the skew-picked tail), counted as
+    /// [`TailModel::score_novel`] counts them, so a row's terms sum to its novelty score.
+    /// Every term is ≥ 0 (a tail probability is at most 1).
+    pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let tails = &self.tails;
+        crate::rows::contribution_rows(x, tails.sorted.len(), |row, out| {
+            for (j, (&v, o)) in row.iter().zip(out.iter_mut()).enumerate() {
+                let (l, r) = tails.novel(j, v);
+                *o = R::term(tails.novel_skew(j, v), l, r);
+            }
+        })
     }
 
     /// Checks a deserialized model's invariants against the model's width.

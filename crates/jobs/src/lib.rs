@@ -33,5 +33,5 @@ pub use redis_queue::{ClaimedDelivery, Delivery, RedisQueue, RedisQueueConfig};
 pub use runner::{BatchObserver, JobRunner, RunnerConfig, size_class};
 pub use schedule::{RetrainSchedule, Scheduler, next_slot, parse_cron};
 pub use sources::{OpenError, Source, SourceError, SourceResolver};
-pub use spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
+pub use spec::{BatchSpec, ExplainSpec, OutputFormat, Scoring, TrainSpec, ValidationSource};
 pub use trace_context::{TRACE_CONTEXT_KEY, attach_trace_context};

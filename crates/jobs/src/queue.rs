@@ -38,6 +38,14 @@ pub enum QueueError {
     Backend(String),
 }
 
+impl QueueError {
+    /// Whether the metadata store cannot be reached now (worth trying again shortly),
+    /// rather than that it refused the request.
+    pub fn store_unreachable(&self) -> bool {
+        matches!(self, QueueError::Store(e) if e.database_unreachable())
+    }
+}
+
 /// What one step of a worker did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutionOutcome {

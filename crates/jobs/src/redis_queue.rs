@@ -87,6 +87,10 @@ return 1
 /// Jobs sent again at most per reconciliation pass (the regular sweep sends the rest).
 const RECONCILE_BATCH: i64 = 10_000;
 
+/// How long a finished job's outcome is retried while the metadata store is away, before
+/// the delivery is left for a takeover (which runs the job again).
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(600);
+
 /// Tuning of the Redis queue.
 #[derive(Debug, Clone)]
 pub struct RedisQueueConfig {
@@ -701,7 +705,11 @@ impl RedisQueue {
             () = self.keep_alive(&d, &cancel, &lost) => unreachable!("keep_alive never ends"),
         };
         self.busy.fetch_sub(1, Ordering::Relaxed);
-        let recorded = self.record(&d, &job, outcome, &lost).await;
+        // The lease is kept while the outcome waits for the store, so nobody runs it again.
+        let recorded = tokio::select! {
+            recorded = self.record_when_reachable(&d, &job, outcome, &lost) => recorded,
+            () = self.keep_alive(&d, &cancel, &lost) => unreachable!("keep_alive never ends"),
+        };
         self.running.remove(&job.id);
         let status = recorded?;
         span.in_scope(|| tracing::info!(status = status.as_str(), "job finished"));
@@ -709,6 +717,41 @@ impl RedisQueue {
             job_id: job.id,
             status,
         })
+    }
+
+    /// [`Self::record`], retried with backoff while the metadata store cannot be reached
+    /// (for at most [`RECORD_RETRY_FOR`], and not past shutdown or a lost lease): a job that
+    /// finished during a database outage is recorded once it ends, not run again after its
+    /// lease. Each way of recording writes the store first, so a failed write changed
+    /// nothing and is safe to repeat; Redis failing after it leaves the delivery to the
+    /// reconciler, as before.
+    async fn record_when_reachable(
+        &self,
+        d: &Delivery,
+        job: &Job,
+        outcome: RunOutcome,
+        lost: &CancellationToken,
+    ) -> Result<JobStatus, QueueError> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let e = match self.record(d, job, outcome.clone(), lost).await {
+                Err(e) if e.store_unreachable() => e,
+                recorded => return recorded,
+            };
+            if self.shutdown.is_cancelled()
+                || lost.is_cancelled()
+                || started.elapsed() + wait > RECORD_RETRY_FOR
+            {
+                return Err(e);
+            }
+            tracing::warn!(job_id = %job.id, error = %e, retry_in_s = wait.as_secs_f64(), "cannot record the job's outcome yet; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.shutdown.cancelled() => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
     }
 
     async fn record(

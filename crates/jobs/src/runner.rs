@@ -24,17 +24,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use data_source::{LabelColumn, ReadOptions, TableReader};
-use detect_core::Detection;
 use detect_core::drift::{ReferenceProfile, WindowStats};
+use detect_core::{Detection, FeatureContribution};
 use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::sources::{OpenError, Source, SourceResolver};
-use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec};
+use crate::spec::{BatchSpec, OutputFormat, Scoring, TrainSpec, ValidationSource};
 use pynomaly_models::{
-    LoadedModel, ModelRegistry, Registration, RegistryError, matrix_sha256, unix_now,
+    LoadedModel, ModelRegistry, Registration, RegistryError, ValidationSet, matrix_sha256, unix_now,
 };
 
 /// Tuning of the job runner.
@@ -56,7 +56,7 @@ impl Default for RunnerConfig {
 }
 
 /// How a job run ended.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum RunOutcome {
     Succeeded(Value),
     /// The data or the request is at fault: running it again gives the same answer.
@@ -398,9 +398,14 @@ impl JobRunner {
                 spec.output_format.extension()
             );
             let out_uri = self.artifacts.uri(&out_path);
-            let mut out = OutputWriter::start(&self.artifacts, &out_path, spec.output_format)
-                .await
-                .map_err(|e| Halt::output(&out_uri, &e))?;
+            let mut out = OutputWriter::start(
+                &self.artifacts,
+                &out_path,
+                spec.output_format,
+                spec.explain.is_some(),
+            )
+            .await
+            .map_err(|e| Halt::output(&out_uri, &e))?;
             let progress = |rows: usize| json!({"rows_processed": rows, "sources_done": i, "sources_total": total});
             let mut run = SourceRun {
                 job,
@@ -497,11 +502,29 @@ impl JobRunner {
                 ))),
             );
         }
+        // Explanations name the features as the model does, else as the source's header.
+        let explain = match spec.explain {
+            Some(e) => {
+                let top_k = e
+                    .top_k(model.n_features())
+                    .map_err(|m| Halt::Failed(format!("{source}: {m}")));
+                let names = explained_names(
+                    loaded
+                        .version
+                        .feature_names
+                        .as_deref()
+                        .or(reader.feature_names()),
+                    model.n_features(),
+                );
+                Some((traced(&parse, top_k)?, Arc::new(names)))
+            }
+            None => None,
+        };
         drop(parse);
         // Reading and scoring alternate chunk by chunk: one `score` span covers both.
         let score = step_span("score", model.algorithm(), source);
         let scored = self
-            .score_chunks(run, reader, loaded)
+            .score_chunks(run, reader, loaded, explain)
             .instrument(score.clone())
             .await;
         if let Ok((n, anomalies, _)) = &scored {
@@ -515,6 +538,7 @@ impl JobRunner {
         run: &mut SourceRun<'_, impl Fn(usize) -> Value>,
         mut reader: TableReader<'static>,
         loaded: &LoadedModel,
+        explain: Option<(usize, Arc<Vec<String>>)>,
     ) -> Result<(usize, usize, Option<f64>), Halt> {
         let (source, control) = (run.source, run.control);
         let model = &loaded.model;
@@ -530,10 +554,18 @@ impl JobRunner {
             let format = run.out.format;
             let first = run.out.rows == 0;
             let chunk_drift = drift.clone();
+            let explain = explain.clone();
             let (back, step) = blocking(move || {
                 let step = match reader.next_chunk(chunk_rows) {
-                    Ok(Some(chunk)) => match model.predict(chunk.features.view()) {
-                        Ok(d) => {
+                    Ok(Some(chunk)) => match model.predict(chunk.features.view()).and_then(|d| {
+                        let explained = explain
+                            .map(|(k, names)| {
+                                model.explain(chunk.features.view(), k).map(|e| (e, names))
+                            })
+                            .transpose()?;
+                        Ok((d, explained))
+                    }) {
+                        Ok((d, explained)) => {
                             let stats = chunk_drift.map(|drift| {
                                 let mut stats = WindowStats::new(drift.reference());
                                 stats.add_rows(
@@ -544,7 +576,12 @@ impl JobRunner {
                                 drift.merge(&stats, unix_now());
                                 stats
                             });
-                            Ok(Some((render(&d, chunk.first_row, format, first), d, stats)))
+                            let explained = explained
+                                .as_ref()
+                                .map(|(rows, names)| Explained { rows, names });
+                            let bytes =
+                                render(&d, chunk.first_row, format, first, explained.as_ref());
+                            Ok(Some((bytes, d, stats)))
                         }
                         Err(e) => Err(e.to_string()),
                     },
@@ -598,14 +635,27 @@ impl JobRunner {
         control.check()?;
         let fit = step_span("fit", algorithm, source);
         record_rows(&fit, table.features.nrows(), None);
+        let explain = spec
+            .explain
+            .map(|e| e.top_k(table.features.ncols()))
+            .transpose()
+            .map_err(|m| Halt::Failed(format!("{source}: {m}")));
+        let explain = traced(&fit, explain)?;
+        let names = explained_names(table.feature_names.as_deref(), table.features.ncols());
         let fitted = async {
-            blocking(move || detect_core::fit(&config, table.features.view()))
-                .await?
-                .map_err(|e| Halt::Failed(format!("{source}: {e}")))
+            blocking(move || {
+                let fitted = detect_core::fit(&config, table.features.view())?;
+                let explained = explain
+                    .map(|k| fitted.model.explain(table.features.view(), k))
+                    .transpose()?;
+                Ok::<_, detect_core::DetectError>((fitted, explained))
+            })
+            .await?
+            .map_err(|e| Halt::Failed(format!("{source}: {e}")))
         }
         .instrument(fit.clone())
         .await;
-        let fitted = traced(&fit, fitted)?;
+        let (fitted, explained) = traced(&fit, fitted)?;
         fit.record(
             "ml.anomalies_detected",
             fitted.training.anomaly_count as i64,
@@ -622,7 +672,11 @@ impl JobRunner {
                 threshold: d.threshold,
                 anomaly_count: 0,
             };
-            let bytes = render(&part, start, run.out.format, start == 0);
+            let explained = explained.as_ref().map(|rows| Explained {
+                rows: &rows[start..end],
+                names: &names,
+            });
+            let bytes = render(&part, start, run.out.format, start == 0, explained.as_ref());
             run.out
                 .write(&bytes, end - start)
                 .await
@@ -653,6 +707,12 @@ impl JobRunner {
                 true,
             )
             .await;
+        let read_validation = match &spec.validation_source {
+            Some(v) => Some(self.read_validation(algorithm, v).await?),
+            None => None,
+        };
+        let validation = read_validation.as_ref().or(spec.validation.as_ref());
+        control.check()?;
         let feature_names = table.feature_names.clone();
         let started = Instant::now();
         let fit = step_span("fit", algorithm, source);
@@ -702,7 +762,7 @@ impl JobRunner {
                 },
                 Some(reference),
                 &spec.rollout,
-                spec.validation.as_ref(),
+                validation,
                 by,
             )
             .instrument(store.clone())
@@ -742,6 +802,38 @@ fn open_halt(uri: &str, e: OpenError) -> Halt {
     }
 }
 
+impl JobRunner {
+    /// The labelled rows of a training's validation source: every row's label must be 0
+    /// or 1.
+    async fn read_validation(
+        &self,
+        algorithm: &str,
+        v: &ValidationSource,
+    ) -> Result<ValidationSet, Halt> {
+        let path = self.resolve(&v.source)?;
+        let options = read_options(Some(&v.label_column));
+        let table = self.parse_step(algorithm, &v.source, path, options).await?;
+        let labels = table.labels.ok_or_else(|| {
+            Halt::Failed(format!(
+                "validation_data: {} has no label column '{}'",
+                v.source, v.label_column
+            ))
+        })?;
+        if labels.other_values() > 0 {
+            return Err(Halt::Failed(format!(
+                "validation_data: column '{}' of {} holds values other than 0 and 1 in {} rows",
+                v.label_column,
+                v.source,
+                labels.other_values()
+            )));
+        }
+        Ok(ValidationSet {
+            data: table.features,
+            labels: labels.outlier_flags(),
+        })
+    }
+}
+
 fn read_options(label_column: Option<&str>) -> ReadOptions {
     ReadOptions {
         label: match label_column {
@@ -759,16 +851,67 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Halt::internal("running a blocking step", &e))
 }
 
-/// Renders rows `first_row..` of a detection as output text. JSON output is one array:
-/// the first chunk opens it (see [`OutputWriter::start`]) and later chunks start with a
-/// comma.
-fn render(d: &Detection, first_row: usize, format: OutputFormat, first: bool) -> Vec<u8> {
-    let mut s = String::with_capacity(d.scores.len() * 40);
+/// The names explanations give `n` features: `names` when there is one per feature, else
+/// `x0`, `x1`, ….
+fn explained_names(names: Option<&[String]>, n: usize) -> Vec<String> {
+    match names {
+        Some(names) if names.len() == n => names.to_vec(),
+        _ => (0..n).map(detect_core::explain::column_name).collect(),
+    }
+}
+
+/// Rows' explanations and the features' names, as the outputs write them.
+struct Explained<'a> {
+    /// One per rendered row.
+    rows: &'a [Vec<FeatureContribution>],
+    names: &'a [String],
+}
+
+impl Explained<'_> {
+    /// Row `i`'s explanation as a JSON array of `{"feature", "contribution"}`.
+    fn json(&self, i: usize, s: &mut String) {
+        s.push('[');
+        for (j, c) in self.rows[i].iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            let name = Value::String(self.names[c.feature].clone());
+            let _ = write!(
+                s,
+                "{{\"feature\":{name},\"contribution\":{}}}",
+                c.contribution
+            );
+        }
+        s.push(']');
+    }
+
+    /// Row `i`'s explanation as one CSV field ([`detect_core::explain::csv_cell`]).
+    fn csv(&self, i: usize, s: &mut String) {
+        s.push_str(&detect_core::explain::csv_cell(&self.rows[i], self.names));
+    }
+}
+
+/// Renders rows `first_row..` of a detection as output text, with each row's explanation
+/// when given. JSON output is one array: the first chunk opens it (see
+/// [`OutputWriter::start`]) and later chunks start with a comma.
+fn render(
+    d: &Detection,
+    first_row: usize,
+    format: OutputFormat,
+    first: bool,
+    explained: Option<&Explained<'_>>,
+) -> Vec<u8> {
+    let mut s = String::with_capacity(d.scores.len() * if explained.is_some() { 120 } else { 40 });
     for (i, (score, prediction)) in d.scores.iter().zip(&d.predictions).enumerate() {
         let row = first_row + i;
         match format {
             OutputFormat::Csv => {
-                let _ = writeln!(s, "{row},{prediction},{score}");
+                let _ = write!(s, "{row},{prediction},{score}");
+                if let Some(e) = explained {
+                    s.push(',');
+                    e.csv(i, &mut s);
+                }
+                s.push('\n');
             }
             OutputFormat::Json => {
                 if !(first && i == 0) {
@@ -776,8 +919,13 @@ fn render(d: &Detection, first_row: usize, format: OutputFormat, first: bool) ->
                 }
                 let _ = write!(
                     s,
-                    "\n{{\"row\":{row},\"prediction\":{prediction},\"score\":{score}}}"
+                    "\n{{\"row\":{row},\"prediction\":{prediction},\"score\":{score}"
                 );
+                if let Some(e) = explained {
+                    s.push_str(",\"explanation\":");
+                    e.json(i, &mut s);
+                }
+                s.push('}');
             }
         }
     }
@@ -808,9 +956,13 @@ impl OutputWriter {
         artifacts: &ArtifactStore,
         path: &str,
         format: OutputFormat,
+        explain: bool,
     ) -> Result<Self, pynomaly_store::StoreError> {
         let mut inner = artifacts.writer(path).await?;
         match format {
+            OutputFormat::Csv if explain => {
+                inner.write(b"row,prediction,score,explanation\n").await?
+            }
             OutputFormat::Csv => inner.write(b"row,prediction,score\n").await?,
             OutputFormat::Json => inner.write(b"[").await?,
         }

@@ -11,10 +11,12 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
-    /// A JSON array of `{"row", "prediction", "score"}` objects.
+    /// A JSON array of `{"row", "prediction", "score"}` objects, with `"explanation"`
+    /// (an array of `{"feature", "contribution"}`) when the job explains.
     #[default]
     Json,
-    /// CSV with the header `row,prediction,score`.
+    /// CSV with the header `row,prediction,score` (and `explanation`, its cells
+    /// `name:share` pairs joined by `;`, when the job explains).
     Csv,
 }
 
@@ -66,6 +68,32 @@ pub struct BatchSpec {
     pub scoring: Scoring,
     pub output_format: OutputFormat,
     pub label_column: Option<String>,
+    /// Per-row explanations in the outputs (absent from jobs stored before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainSpec>,
+}
+
+/// A batch job's per-row explanations: each row's `top_k` features (`None`: the default,
+/// [`detect_core::explain::DEFAULT_TOP_K`] or every feature when a source has fewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainSpec {
+    pub top_k: Option<usize>,
+}
+
+impl ExplainSpec {
+    /// The features per row for a source of `n_features` columns.
+    ///
+    /// # Errors
+    /// The job's error message when the given `top_k` is above `n_features`.
+    pub fn top_k(self, n_features: usize) -> Result<usize, String> {
+        match self.top_k {
+            None => Ok(detect_core::explain::DEFAULT_TOP_K.min(n_features)),
+            Some(k) if (1..=n_features).contains(&k) => Ok(k),
+            Some(k) => Err(format!(
+                "explain.top_k is {k}; accepted: 1..={n_features} (the number of features)"
+            )),
+        }
+    }
 }
 
 /// A training job.
@@ -82,8 +110,18 @@ pub struct TrainSpec {
     pub rollout: Rollout,
     /// Labelled rows the version is measured on before the rollout decides.
     pub validation: Option<ValidationSet>,
+    /// Or a data source of them, read by the job.
+    pub validation_source: Option<ValidationSource>,
     /// Who asked for the training (`key:<id>` or `user:<name>`), for the lineage.
     pub trained_by: Option<String>,
+}
+
+/// Labelled validation rows in a data source: its features, and the column holding each
+/// row's label (1 anomaly, 0 normal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationSource {
+    pub source: String,
+    pub label_column: String,
 }
 
 /// A [`TrainSpec`] as stored: the detector's fields flat among the job's.
@@ -102,6 +140,8 @@ struct StoredTrainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     validation: Option<ValidationSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    validation_source: Option<ValidationSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     trained_by: Option<String>,
 }
 
@@ -116,6 +156,7 @@ impl TryFrom<StoredTrainSpec> for TrainSpec {
             label_column: s.label_column,
             rollout: s.rollout,
             validation: s.validation,
+            validation_source: s.validation_source,
             trained_by: s.trained_by,
         })
     }
@@ -132,6 +173,7 @@ impl From<TrainSpec> for StoredTrainSpec {
             label_column: t.label_column,
             rollout: t.rollout,
             validation: t.validation,
+            validation_source: t.validation_source,
             trained_by: t.trained_by,
         }
     }
@@ -158,8 +200,11 @@ mod tests {
             scoring: Scoring::Fit(detector()),
             output_format: OutputFormat::Csv,
             label_column: None,
+            explain: None,
         };
         let mut stored = serde_json::to_value(&spec).unwrap();
+        // Stored without `explain` (as jobs from before it existed are).
+        assert!(stored.get("explain").is_none(), "{stored}");
         assert_eq!(stored["scoring"]["mode"], "fit");
         assert_eq!(stored["scoring"]["algorithm"], "lof");
         assert_eq!(stored["scoring"]["parameters"]["n_neighbors"], 7);
@@ -167,6 +212,25 @@ mod tests {
         // The submitter's trace context rides along at the top level.
         stored["trace_context"] = json!({"traceparent": "00-x"});
         assert_eq!(serde_json::from_value::<BatchSpec>(stored).unwrap(), spec);
+        let explaining = BatchSpec {
+            explain: Some(ExplainSpec { top_k: Some(2) }),
+            ..spec
+        };
+        let stored = serde_json::to_value(&explaining).unwrap();
+        assert_eq!(stored["explain"], json!({"top_k": 2}));
+        assert_eq!(
+            serde_json::from_value::<BatchSpec>(stored).unwrap(),
+            explaining
+        );
+    }
+
+    #[test]
+    fn an_explain_spec_takes_the_default_or_a_top_k_within_the_width() {
+        assert_eq!(ExplainSpec { top_k: None }.top_k(10), Ok(3));
+        assert_eq!(ExplainSpec { top_k: None }.top_k(2), Ok(2));
+        assert_eq!(ExplainSpec { top_k: Some(4) }.top_k(4), Ok(4));
+        let e = ExplainSpec { top_k: Some(5) }.top_k(4).unwrap_err();
+        assert!(e.contains("explain.top_k") && e.contains("1..=4"), "{e}");
     }
 
     #[test]
@@ -181,6 +245,10 @@ mod tests {
                 ..Rollout::default()
             },
             validation: None,
+            validation_source: Some(ValidationSource {
+                source: "val.csv".into(),
+                label_column: "is_anomaly".into(),
+            }),
             trained_by: Some("key:k1".into()),
         };
         let mut stored = serde_json::to_value(&spec).unwrap();

@@ -6,7 +6,9 @@
 //! the service's model format ([`FittedModel::to_bytes`]), so a model pickled in Python
 //! and a model stored by `pynomaly serve` are the same bytes. Everything scikit-learn
 //! specific (parameter names, `offset_`, the sign of `score_samples`, which methods exist
-//! for `novelty`) lives in Python; everything numeric lives in detect-core.
+//! for `novelty`) lives in Python; everything numeric lives in detect-core. Beside it,
+//! [`algorithms`] hands Python the parameter tables (names, defaults, ranges) and
+//! [`dbscan_clusters`] scikit-learn's DBSCAN cluster labels, which a model does not keep.
 //!
 //! Parameters cross as JSON text and are read by [`DetectorConfig::from_json`], the same
 //! parser the HTTP API uses, so names, ranges and error messages are the API's.
@@ -23,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use detect_core::{DetectError, DetectorConfig, FittedModel};
+use detect_core::{AlgorithmParams, DetectError, DetectorConfig, FittedModel};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -36,10 +38,54 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MODEL_FORMAT_VERSION", detect_core::MODEL_FORMAT_VERSION)?;
     m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(algorithms, m)?)?;
+    m.add_function(wrap_pyfunction!(dbscan_clusters, m)?)?;
     Ok(())
 }
 
-/// A fitted detect-core model: isolation forest or local outlier factor.
+/// Every algorithm's parameters, types, defaults and ranges as JSON text: the body of the
+/// API's `GET /api/v1/algorithms`, read from the same table the parser checks against (the
+/// estimators build their parameter lists and docs from it).
+#[pyfunction]
+fn algorithms() -> PyResult<String> {
+    serde_json::to_string(&detect_core::params::algorithms())
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// scikit-learn's `DBSCAN(...).fit(x)`: the cluster label of every row (from 0 in the
+/// order clusters are found, -1 for noise) and whether it is a core row. `params` is JSON
+/// text with the API's `dbscan` parameters, checked as `Model.fit` checks them.
+#[pyfunction]
+#[pyo3(signature = (params, x, n_threads=None))]
+fn dbscan_clusters<'py>(
+    py: Python<'py>,
+    params: &str,
+    x: PyReadonlyArray2<'py, f64>,
+    n_threads: Option<usize>,
+) -> PyResult<DbscanClusters<'py>> {
+    let params: Map<String, Value> = serde_json::from_str(params)
+        .map_err(|e| PyValueError::new_err(format!("parameters are not a JSON object: {e}")))?;
+    let config = DetectorConfig::from_json("dbscan", &params, &Value::String("auto".into()))
+        .map_err(value_error)?;
+    let AlgorithmParams::Dbscan(p) = &config.algorithm else {
+        return Err(PyRuntimeError::new_err(
+            "the dbscan parameters parsed as another algorithm",
+        ));
+    };
+    let view = x.as_array();
+    detect_core::validate::check_matrix(&view).map_err(value_error)?;
+    let (labels, core) = py.detach(|| {
+        in_pool(n_threads, || {
+            detect_core::dbscan::cluster_labels(view, p.eps, p.min_samples, p.metric)
+        })
+    })?;
+    Ok((labels.into_pyarray(py), core.into_pyarray(py)))
+}
+
+/// What `dbscan_clusters` returns: the labels and the core-row mask.
+type DbscanClusters<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<bool>>);
+
+/// A fitted detect-core model, of any algorithm detect-core has.
 ///
 /// Scores follow the service's convention: higher = more anomalous, and a row is an
 /// anomaly (`-1`) exactly when its score is greater than `threshold`.
@@ -139,7 +185,7 @@ impl Model {
         self.inner.threshold()
     }
 
-    /// `isolation_forest` or `lof`.
+    /// The algorithm's name, as the API spells it (`isolation_forest`, `lof`, `ecod`, ...).
     #[getter]
     fn algorithm(&self) -> &'static str {
         self.inner.algorithm()

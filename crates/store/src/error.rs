@@ -42,6 +42,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database cannot be reached now (down, restarting, refusing
+    /// connections, the pool out of connections) rather than that a statement failed: the
+    /// caller should come back later, nothing is wrong with the request.
+    pub fn database_unreachable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => database_unreachable(e),
+            _ => false,
+        }
+    }
+
     /// Whether this is the artifact store (S3) not answering — the connection refused,
     /// reset or timed out after the client's own retries — rather than a request it
     /// refused: the caller should come back later, nothing is wrong with the request.
@@ -76,6 +86,28 @@ impl StoreError {
             next = e.source();
         }
         false
+    }
+}
+
+/// Whether a database error says the database cannot be reached now (down, restarting,
+/// refusing connections, the pool out of connections) rather than that a statement failed:
+/// the client should retry, not report a bug.
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P (operator intervention: shutdown, cannot
+        // connect now), 55000 as a connection is refused ("database is not currently
+        // accepting connections"); SQLite's "database is locked" (5) and "busy" (6, 261, 517).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(&*code, "55000" | "5" | "6" | "261" | "517")
+        }),
+        _ => false,
     }
 }
 

@@ -10,6 +10,10 @@
 //!               "processing_time_ms": 1.8}}
 //! ```
 //!
+//! With `--explain`, `metadata` also has `explanation`, the event's top features:
+//! `[{"feature": "temp", "contribution": 0.83}, …]` (named by the feature paths, else
+//! `x0`, `x1`, …; shares of its anomaly as `detect_core::explain` defines them).
+//!
 //! keyed by the event's id field ([`EventFields`], `id` by default: a string, or a number
 //! written as text; the broker message's own key when the event has none). `timestamp` is
 //! the event's own timestamp field (`timestamp` by default)
@@ -132,7 +136,37 @@ struct Alert<'a> {
 struct AlertMetadata<'a> {
     algorithm: &'a str,
     model_version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<Explanation<'a>>,
     processing_time_ms: f64,
+}
+
+/// With `--explain`: the event's top features, most responsible first, as
+/// `[{"feature", "contribution"}]` (shares of its anomaly; see `detect_core::explain`).
+#[derive(Debug, Clone, Copy)]
+pub struct Explanation<'a> {
+    pub top: &'a [detect_core::FeatureContribution],
+    /// The name of every feature, by index.
+    pub names: &'a [String],
+}
+
+impl Serialize for Explanation<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        #[derive(Serialize)]
+        struct Named<'a> {
+            feature: &'a str,
+            contribution: f64,
+        }
+        let mut seq = s.serialize_seq(Some(self.top.len()))?;
+        for c in self.top {
+            seq.serialize_element(&Named {
+                feature: &self.names[c.feature],
+                contribution: c.contribution,
+            })?;
+        }
+        seq.end()
+    }
 }
 
 /// What the model said about one event.
@@ -143,6 +177,8 @@ pub struct Verdict<'a> {
     pub algorithm: &'a str,
     pub model_version: i64,
     pub processing_time_ms: f64,
+    /// With `--explain`: the event's top features.
+    pub explanation: Option<Explanation<'a>>,
 }
 
 /// The alert for `event`, appended to `out` as JSON, its `original_data` masked with
@@ -165,6 +201,7 @@ pub fn write_alert(
         metadata: AlertMetadata {
             algorithm: verdict.algorithm,
             model_version: verdict.model_version,
+            explanation: verdict.explanation,
             processing_time_ms: verdict.processing_time_ms,
         },
     };
@@ -201,6 +238,10 @@ pub(crate) fn write_alert_echo(
     scalar(out, verdict.algorithm);
     out.extend_from_slice(b",\"model_version\":");
     scalar(out, &verdict.model_version);
+    if let Some(explanation) = &verdict.explanation {
+        out.extend_from_slice(b",\"explanation\":");
+        scalar(out, explanation);
+    }
     out.extend_from_slice(b",\"processing_time_ms\":");
     scalar(out, &verdict.processing_time_ms);
     out.extend_from_slice(b"}}");
@@ -283,6 +324,7 @@ mod tests {
             algorithm: "isolation_forest",
             model_version: 3,
             processing_time_ms: 1.5,
+            explanation: None,
         };
         let alert = alert_json(None, event, &verdict, &mut out);
         assert_eq!(alert["timestamp"], "2026-01-01T00:00:00Z");
@@ -353,6 +395,7 @@ mod tests {
             algorithm: "isolation_forest",
             model_version: 1,
             processing_time_ms: 0.1,
+            explanation: None,
         };
         let mut out = Vec::new();
         let alert = alert_json(privacy, event, &verdict, &mut out);

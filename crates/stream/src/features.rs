@@ -60,6 +60,17 @@ impl Features {
     ///
     /// # Errors
     /// An empty list or an empty path segment (`a..b`, `a,,b`).
+    /// The names of `n` extracted features, for explanations: the paths as written, else
+    /// (every numeric field, whose set is each event's own) `x0`, `x1`, ….
+    pub fn names(&self, n: usize) -> Vec<String> {
+        match self {
+            Features::Paths(paths) if paths.len() == n => {
+                paths.iter().map(|p| p.text.clone()).collect()
+            }
+            _ => (0..n).map(detect_core::explain::column_name).collect(),
+        }
+    }
+
     pub fn parse_paths(list: &str) -> Result<Self, String> {
         Self::from_names(list.split(',')).ok_or_else(|| {
             format!("invalid --features {list:?}: empty field name (expected a,b,meta.rpm)")

@@ -83,6 +83,19 @@ pub(crate) struct Detection {
     pub(crate) variant: Option<Variant>,
     /// Things the caller should know (e.g. duplicate rows); absent when none.
     pub(crate) warnings: Option<Vec<String>>,
+    /// With `explain`: one array per row, its top features, most responsible first.
+    pub(crate) explanations: Option<Vec<Vec<FeatureContribution>>>,
+}
+
+/// One feature's share of a row's anomaly.
+#[derive(ToSchema)]
+pub(crate) struct FeatureContribution {
+    /// The feature's name: the model's feature names when it has them, else `x0`, `x1`, ….
+    pub(crate) feature: String,
+    /// Its share of the row's anomaly, in [0, 1]; a row's shares over all its features sum
+    /// to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub(crate) contribution: f64,
 }
 
 /// Which version answered a predict.
@@ -286,7 +299,7 @@ pub(crate) struct Job {
     #[schema(format = DateTime)]
     pub(crate) finished_at: Option<String>,
     /// A batch: rows, anomalies and one output per source; a training: the version.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::openapi_doc::JobResult>)]
     pub(crate) result: Option<Value>,
     pub(crate) error: Option<String>,
     pub(crate) cancel_requested: bool,
@@ -296,6 +309,44 @@ pub(crate) struct Job {
     pub(crate) result_url: Option<String>,
     /// A training job: the model.
     pub(crate) model_name: Option<String>,
+}
+
+/// What a succeeded batch job scored.
+#[derive(ToSchema)]
+pub(crate) struct BatchResult {
+    /// Rows scored, over every source.
+    #[schema(minimum = 0)]
+    pub(crate) n_samples: u64,
+    /// Rows labelled -1, over every source.
+    #[schema(minimum = 0)]
+    pub(crate) anomaly_count: u64,
+    /// One output per source, in the order given.
+    pub(crate) outputs: Vec<BatchOutput>,
+}
+
+/// A batch job's output for one source.
+#[derive(ToSchema)]
+pub(crate) struct BatchOutput {
+    /// The source as named in the request.
+    pub(crate) source: String,
+    /// Where the output is stored (`file://…` or `s3://…`).
+    pub(crate) uri: String,
+    /// The output's path in the artifact store.
+    pub(crate) path: String,
+    #[schema(value_type = OutputFormat)]
+    pub(crate) format: String,
+    #[schema(minimum = 0)]
+    pub(crate) n_samples: u64,
+    #[schema(minimum = 0)]
+    pub(crate) anomaly_count: u64,
+}
+
+/// A batch job's output format.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum OutputFormat {
+    Csv,
+    Json,
 }
 
 /// A page of jobs, newest first.
@@ -599,18 +650,37 @@ pub(crate) struct ScheduleDeleted {
     pub(crate) deleted: bool,
 }
 
-/// A canary or shadow rollout and this instance's comparison.
+/// A canary, shadow or bake and this instance's comparison.
 #[derive(ToSchema)]
 pub(crate) struct Canary {
     pub(crate) version: i64,
     pub(crate) traffic_percent: f64,
-    pub(crate) mode: RolloutMode,
+    pub(crate) mode: RolloutKind,
     pub(crate) guards: Guards,
     #[schema(format = DateTime)]
     pub(crate) started_at: Option<String>,
     pub(crate) started_by: Option<String>,
+    /// A canary or shadow: the bake its promotion starts (absent: none).
+    #[schema(minimum = 0)]
+    pub(crate) bake_seconds: Option<u64>,
+    /// A bake: when it ends.
+    #[schema(format = DateTime)]
+    pub(crate) bake_until: Option<String>,
+    /// A bake: the production version a breach puts back.
+    pub(crate) replaced: Option<i64>,
+    /// A bake: the share of the version's training rows labelled anomalous.
+    pub(crate) training_anomaly_rate: Option<f64>,
     #[schema(value_type = Option<Object>)]
     pub(crate) comparison: Option<Value>,
+}
+
+/// What a rollout is: `canary`, `shadow`, or `bake` (the watch after a promotion).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub(crate) enum RolloutKind {
+    Canary,
+    Shadow,
+    Bake,
 }
 
 /// An ended rollout.
@@ -646,6 +716,9 @@ pub(crate) struct Guards {
     pub(crate) max_error_rate: Option<f64>,
     #[schema(minimum = 1, maximum = 1000000, default = 5.0)]
     pub(crate) max_latency_ratio: Option<f64>,
+    /// End the rollout when the candidate's drift verdict is `drift`.
+    #[schema(default = false)]
+    pub(crate) drift: Option<bool>,
 }
 
 impl Default for Guards {
@@ -656,6 +729,7 @@ impl Default for Guards {
             max_anomaly_rate: Some(0.2),
             max_error_rate: Some(0.05),
             max_latency_ratio: Some(5.0),
+            drift: Some(false),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use pynomaly_jobs::{BatchSpec, OutputFormat, Scoring};
+use pynomaly_jobs::{BatchSpec, ExplainSpec, OutputFormat, Scoring};
 use pynomaly_store::{JobKind, NewJob};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use crate::access::WriteAccess;
 use crate::error::ApiError;
+use crate::explain::take_explain;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::detector_config;
 use crate::routes::jobs::idempotency_key;
@@ -112,6 +113,7 @@ async fn submit(
         })?,
     };
     let label_column = body.take_str("label_column")?;
+    let explain = take_explain(&mut body)?;
     let scoring = match body.take_str("model_name")? {
         Some(name) => {
             check_model_name(&name)?;
@@ -142,7 +144,12 @@ async fn submit(
                 "algorithm",
                 "output_format",
                 "label_column",
+                "explain",
             ])?;
+            // The model's width is known now: a top_k above it is refused here.
+            if let Some(e) = explain {
+                e.top_k(model.model.n_features())?;
+            }
             Scoring::Model {
                 model_name: name,
                 version,
@@ -156,6 +163,9 @@ async fn submit(
         scoring,
         output_format,
         label_column,
+        explain: explain.map(|e| ExplainSpec {
+            top_k: e.given_top_k(),
+        }),
     };
     let (job, created) = state
         .queue

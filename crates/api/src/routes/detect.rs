@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::access::ReadAccess;
 use crate::cpu;
 use crate::error::ApiError;
+use crate::explain::{NamedExplanations, feature_names, take_explain};
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::check_cells;
 use crate::state::AppState;
@@ -46,6 +47,9 @@ pub(crate) struct DetectionResponse<'a> {
     pub(crate) variant: Option<&'static str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub(crate) warnings: &'a [String],
+    /// With `explain`: each row's top features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) explanations: Option<NamedExplanations<'a>>,
 }
 
 /// A detector configuration and the rows to fit it on, from a request body.
@@ -80,7 +84,8 @@ pub(crate) fn detector_config(body: &mut RequestBody) -> Result<DetectorConfig, 
 
 /// Fit on the given rows and label them
 ///
-/// Fits the algorithm on `data` and labels the same rows; nothing is stored.
+/// Fits the algorithm on `data` and labels the same rows; nothing is stored. With
+/// `explain`, each row's top features and their shares of its anomaly.
 #[utoipa::path(
     post,
     path = "/api/v1/detect",
@@ -96,15 +101,22 @@ async fn detect(
     ApiJson(mut body): ApiJson<RequestBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let explain = take_explain(&mut body)?;
     let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
+    let top_k = explain.map(|e| e.top_k(x.ncols())).transpose()?;
     let fit = crate::telemetry::ml_span("fit", config.algorithm.name(), x.nrows());
     let fitted = cpu::run(&state, false, move || {
         let t = Instant::now();
-        detect_core::fit(&config, x.view()).map(|f| (f, t.elapsed()))
+        let fitted = detect_core::fit(&config, x.view())?;
+        let inference = t.elapsed();
+        let explained = top_k
+            .map(|k| fitted.model.explain(x.view(), k))
+            .transpose()?;
+        Ok::<_, detect_core::DetectError>((fitted, inference, explained))
     })
     .instrument(fit.clone())
     .await?;
-    let (fitted, inference) = fitted?;
+    let (fitted, inference, explained) = fitted?;
     fit.record(
         "ml.anomalies_detected",
         fitted.training.anomaly_count as i64,
@@ -120,6 +132,7 @@ async fn detect(
     );
     let parameters = model.config().algorithm.to_json();
     let contamination = model.config().contamination.to_json();
+    let names = feature_names(None, model.n_features());
     Ok(axum::Json(DetectionResponse {
         predictions: &d.predictions,
         scores: &d.scores,
@@ -135,6 +148,10 @@ async fn detect(
         model_version: None,
         variant: None,
         warnings: &fitted.warnings,
+        explanations: explained.as_deref().map(|rows| NamedExplanations {
+            rows,
+            names: &names,
+        }),
     })
     .into_response())
 }

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use pynomaly_jobs::{RetrainSchedule, next_slot, parse_cron};
+use pynomaly_jobs::{RetrainSchedule, ValidationSource, next_slot, parse_cron};
 use pynomaly_models::{
     GateMetric, Guards, NewRollout, PromotePolicy, Registration, Rollout, RolloutMode,
     ValidationSet,
@@ -175,6 +175,48 @@ struct CanaryRequest {
     #[serde(default)]
     #[schema(value_type = crate::openapi_doc::types::Guards)]
     guards: Guards,
+    /// After `POST …/canary/promote`, how long the promoted version is watched by these
+    /// guards against its own training rate, and rolled back on a breach (0: not watched).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000, default = 0)]
+    bake_seconds: u64,
+}
+
+/// The longest bake asked for (30 days).
+const MAX_BAKE_SECONDS: u64 = 30 * 24 * 3600;
+
+fn check_bake(seconds: u64) -> Result<u64, ApiError> {
+    if seconds > MAX_BAKE_SECONDS {
+        return Err(invalid(
+            "bake_seconds",
+            format!("'bake_seconds' must be from 0 to {MAX_BAKE_SECONDS} (30 days), got {seconds}"),
+        ));
+    }
+    Ok(seconds)
+}
+
+/// The guards' figures within their ranges.
+fn check_guards(g: &Guards) -> Result<(), ApiError> {
+    let ratios = [
+        (
+            "guards.max_anomaly_rate_ratio",
+            g.max_anomaly_rate_ratio,
+            1.0,
+            1e6,
+        ),
+        ("guards.max_anomaly_rate", g.max_anomaly_rate, 0.0, 1.0),
+        ("guards.max_error_rate", g.max_error_rate, 0.0, 1.0),
+        ("guards.max_latency_ratio", g.max_latency_ratio, 1.0, 1e6),
+    ];
+    for (field, value, min, max) in ratios {
+        if !(value.is_finite() && (min..=max).contains(&value)) {
+            return Err(invalid(
+                field,
+                format!("'{field}' must be from {min} to {max}, got {value}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Start (or replace) a canary or shadow rollout of a staging version
@@ -203,33 +245,30 @@ async fn start_canary(
     let percent = request.traffic_percent.unwrap_or(match request.mode {
         RolloutMode::Canary => 10.0,
         RolloutMode::Shadow => 100.0,
+        RolloutMode::Bake => {
+            return Err(invalid(
+                "mode",
+                "'mode' must be canary or shadow (a bake follows a promotion that asks for \
+                 bake_seconds)"
+                    .into(),
+            ));
+        }
     });
+    if request.mode == RolloutMode::Bake {
+        return Err(invalid(
+            "mode",
+            "'mode' must be canary or shadow (a bake follows a promotion that asks for \
+             bake_seconds)"
+                .into(),
+        ));
+    }
     if !(percent > 0.0 && percent <= 100.0) {
         return Err(invalid(
             "traffic_percent",
             format!("'traffic_percent' must be above 0 and at most 100, got {percent}"),
         ));
     }
-    let g = &request.guards;
-    let ratios = [
-        (
-            "guards.max_anomaly_rate_ratio",
-            g.max_anomaly_rate_ratio,
-            1.0,
-            1e6,
-        ),
-        ("guards.max_anomaly_rate", g.max_anomaly_rate, 0.0, 1.0),
-        ("guards.max_error_rate", g.max_error_rate, 0.0, 1.0),
-        ("guards.max_latency_ratio", g.max_latency_ratio, 1.0, 1e6),
-    ];
-    for (field, value, min, max) in ratios {
-        if !(value.is_finite() && (min..=max).contains(&value)) {
-            return Err(invalid(
-                field,
-                format!("'{field}' must be from {min} to {max}, got {value}"),
-            ));
-        }
-    }
+    check_guards(&request.guards)?;
     if request.version < 1 {
         return Err(invalid(
             "version",
@@ -241,6 +280,7 @@ async fn start_canary(
         traffic_percent: percent,
         mode: request.mode,
         guards: request.guards,
+        bake_seconds: check_bake(request.bake_seconds)?,
     };
     let active = state
         .registry
@@ -310,7 +350,7 @@ async fn end_canary(
     operation_id = "promote_canary",
     tag = "lifecycle",
     params(("name" = String, Path, description = "The model's name")),
-    request_body(content = Option<StageRequest>, description = "Optional: why, recorded in the stage history and the audit log"),
+    request_body(content = Option<PromoteRequest>, description = "Optional: why (recorded in the stage history and the audit log), and the bake (default: the canary's)"),
     responses(
         (status = 200, description = "The version as it is now", body = crate::openapi_doc::StageChange),
         (status = 404, description = "not_found: the model has no rollout", body = crate::openapi_doc::types::Error),
@@ -418,19 +458,54 @@ struct StageRequest {
     reason: Option<String>,
 }
 
+/// The body of a promotion: why, and the bake that follows it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PromoteRequest {
+    /// Why, recorded in the stage history and the audit log.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
+    reason: Option<String>,
+    /// How long the promoted version is watched by `guards` against its own training
+    /// rate, and rolled back on a breach (0: not watched). A canary's promotion defaults
+    /// to the canary's `bake_seconds`.
+    #[schema(minimum = 0, maximum = 2592000)]
+    bake_seconds: Option<u64>,
+    /// The bake's guards (default: a canary's own, else the defaults).
+    #[schema(value_type = Option<crate::openapi_doc::types::Guards>)]
+    guards: Option<Guards>,
+}
+
 /// The body's `reason` (none without a body).
 fn reason(body: &Bytes) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     let request: StageRequest = parse(body)?;
-    match request.reason {
+    check_reason(request.reason)
+}
+
+fn check_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
+    match reason {
         Some(r) if r.trim().is_empty() || r.chars().count() > 1000 => Err(ApiError::invalid_with(
             "'reason' must hold 1 to 1,000 characters",
             json!({"field": "reason"}),
         )),
         r => Ok(r),
     }
+}
+
+/// A promotion's body (all optional; none without a body), checked.
+fn promote_body(body: &Bytes) -> Result<PromoteRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PromoteRequest::default());
+    }
+    let mut request: PromoteRequest = parse(body)?;
+    request.reason = check_reason(request.reason.take())?;
+    request.bake_seconds.map(check_bake).transpose()?;
+    if let Some(g) = &request.guards {
+        check_guards(g)?;
+    }
+    Ok(request)
 }
 
 fn changed(name: &str, c: StageChange) -> Result<axum::Json<Value>, ApiError> {
@@ -452,7 +527,13 @@ async fn change(
 ) -> Result<axum::Json<Value>, ApiError> {
     check_model_name(name)?;
     let version = parse_version(version)?;
-    let note = reason(body)?;
+    let (note, bake) = if to == PRODUCTION {
+        let request = promote_body(body)?;
+        let guards = request.guards.unwrap_or_default();
+        (request.reason, request.bake_seconds.map(|s| (s, guards)))
+    } else {
+        (reason(body)?, None)
+    };
     let change = NewStage {
         to: to.into(),
         by: caller.label(),
@@ -469,6 +550,22 @@ async fn change(
             Some(current_request_id()),
         )
         .await?;
+    if let Some((seconds, guards)) = bake
+        && c.replaced.is_some()
+    {
+        state
+            .registry
+            .start_bake(
+                &caller.tenant,
+                name,
+                version,
+                c.replaced,
+                seconds,
+                guards,
+                &caller.label(),
+            )
+            .await?;
+    }
     changed(name, c)
 }
 
@@ -479,7 +576,7 @@ async fn change(
     operation_id = "promote_version",
     tag = "lifecycle",
     params(("name" = String, Path, description = "The model's name"), ("version" = i64, Path, minimum = 1, description = "A version of the model")),
-    request_body(content = Option<StageRequest>, description = "Optional: why, recorded in the stage history and the audit log"),
+    request_body(content = Option<PromoteRequest>, description = "Optional: why (recorded in the stage history and the audit log), and a bake"),
     responses(
         (status = 200, description = "The version as it is now", body = crate::openapi_doc::StageChange),
         (status = 404, description = "not_found: no such model or version", body = crate::openapi_doc::types::Error),
@@ -561,19 +658,21 @@ async fn model_change(
     what: ModelChange,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_model_name(name)?;
-    let note = reason(body)?;
     let (tenant, by, request) = (&caller.tenant, caller.label(), Some(current_request_id()));
     let c = match what {
         ModelChange::Rollback => {
+            let note = reason(body)?;
             state
                 .registry
                 .rollback(tenant, name, by, "rollback", note, request)
                 .await?
         }
         ModelChange::PromoteCanary => {
+            let p = promote_body(body)?;
+            let bake = (p.bake_seconds, p.guards);
             state
                 .registry
-                .promote_rollout(tenant, name, &by, note, request)
+                .promote_rollout(tenant, name, &by, p.reason, request, bake)
                 .await?
         }
     };
@@ -593,7 +692,7 @@ fn invalid(field: &str, message: String) -> ApiError {
 pub(crate) fn take_rollout(
     body: &mut RequestBody,
     max_cells: usize,
-) -> Result<(Rollout, Option<ValidationSet>), ApiError> {
+) -> Result<(Rollout, Option<Validation>), ApiError> {
     let promote = match body.take_str("promote")?.as_deref() {
         None | Some("always") => PromotePolicy::Always,
         Some("manual") => PromotePolicy::Manual,
@@ -631,15 +730,25 @@ pub(crate) fn take_rollout(
                 )
             })?,
     };
+    let bake_seconds = match body.take("bake_seconds") {
+        None => 0,
+        Some(v) => v.as_u64().filter(|s| *s <= MAX_BAKE_SECONDS).ok_or_else(|| {
+            invalid(
+                "bake_seconds",
+                format!("'bake_seconds' must be an integer from 0 to {MAX_BAKE_SECONDS} (30 days), got {v}"),
+            )
+        })?,
+    };
     let validation = body
         .take("validation_data")
-        .map(|v| validation_set(v, max_cells))
+        .map(|v| validation(v, max_cells))
         .transpose()?;
     if promote == PromotePolicy::IfBetter && validation.is_none() {
         return Err(invalid(
             "validation_data",
             "'promote': 'if_better' needs 'validation_data': {\"data\": rows, \"labels\": \
-             [0 or 1 per row]}"
+             [0 or 1 per row]}, or a data source: {\"source\": \"val.csv\", \"label_column\": \
+             \"label\"}"
                 .into(),
         ));
     }
@@ -647,8 +756,89 @@ pub(crate) fn take_rollout(
         promote,
         gate_metric,
         min_improvement,
+        bake_seconds,
     };
     Ok((rollout, validation))
+}
+
+/// A training's validation data: labelled rows, or a data source of them (its label
+/// column, if the request named one).
+pub(crate) enum Validation {
+    Rows(ValidationSet),
+    Source {
+        source: String,
+        label_column: Option<String>,
+    },
+}
+
+impl Validation {
+    /// The data source, with its label column (`validation_data.label_column`, else the
+    /// training's).
+    ///
+    /// # Errors
+    /// 422 naming `validation_data.label_column` when neither names one.
+    pub(crate) fn source(
+        source: String,
+        label_column: Option<String>,
+        training_label: Option<&str>,
+    ) -> Result<ValidationSource, ApiError> {
+        let label_column = label_column
+            .or(training_label.map(str::to_string))
+            .ok_or_else(|| {
+                invalid(
+                    "validation_data.label_column",
+                    "a validation data source needs its label column: \
+                     {\"source\": …, \"label_column\": \"label\"} (or the training's 'label_column')"
+                        .into(),
+                )
+            })?;
+        Ok(ValidationSource {
+            source,
+            label_column,
+        })
+    }
+}
+
+/// `validation_data`: `{"data", "labels"}` rows; `{"source", "label_column"}`; or a data
+/// source's name alone.
+fn validation(v: Value, max_cells: usize) -> Result<Validation, ApiError> {
+    let source = |source: String, label_column: Option<String>| {
+        if source.trim().is_empty() {
+            return Err(invalid(
+                "validation_data.source",
+                "'validation_data.source' must name a data source".into(),
+            ));
+        }
+        Ok(Validation::Source {
+            source,
+            label_column,
+        })
+    };
+    match v {
+        Value::String(uri) => source(uri, None),
+        Value::Object(mut o) if o.contains_key("source") => {
+            if let Some(extra) = o.keys().find(|k| *k != "source" && *k != "label_column") {
+                return Err(invalid(
+                    "validation_data",
+                    format!(
+                        "a validation data source takes 'source' and 'label_column', not '{extra}'"
+                    ),
+                ));
+            }
+            let field = |o: &mut serde_json::Map<String, Value>, name: &str| match o.remove(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(invalid(
+                    &format!("validation_data.{name}"),
+                    format!("'validation_data.{name}' must be a string, got {other}"),
+                )),
+            };
+            let uri = field(&mut o, "source")?.unwrap_or_default();
+            let label = field(&mut o, "label_column")?;
+            source(uri, label)
+        }
+        v => validation_set(v, max_cells).map(Validation::Rows),
+    }
 }
 
 fn validation_set(v: Value, max_cells: usize) -> Result<ValidationSet, ApiError> {

@@ -24,7 +24,7 @@ use crate::cpu;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestBody};
 use crate::routes::detect::{DetectionResponse, detector_config, fit_input};
-use crate::routes::lifecycle::take_rollout;
+use crate::routes::lifecycle::{Validation, take_rollout};
 use crate::routes::{
     ApiQuery, PageQuery, check_cells, check_model_name, jobs::idempotency_key, page_json,
     traced_spec,
@@ -121,6 +121,17 @@ async fn train(
             let started = Instant::now();
             let feature_names = take_feature_names(&mut body)?;
             let (rollout, validation) = take_rollout(&mut body, state.limits.max_cells)?;
+            let validation = match validation {
+                None => None,
+                Some(Validation::Rows(set)) => Some(set),
+                Some(Validation::Source { .. }) => {
+                    return Err(ApiError::invalid_with(
+                        "a validation data source is read by a training job: give \
+                         'training_data' (a data source), or the validation rows inline",
+                        json!({"field": "validation_data"}),
+                    ));
+                }
+            };
             let (config, x) = fit_input(&mut body, state.limits.max_cells)?;
             if let Some(names) = &feature_names
                 && names.len() != x.ncols()
@@ -201,6 +212,18 @@ pub(crate) fn source_train_spec(
     let (rollout, validation) = take_rollout(body, state.limits.max_cells)?;
     let config = detector_config(body)?;
     state.sources.locate(&uri)?;
+    let (validation, validation_source) = match validation {
+        None => (None, None),
+        Some(Validation::Rows(set)) => (Some(set), None),
+        Some(Validation::Source {
+            source,
+            label_column: label,
+        }) => {
+            let v = Validation::source(source, label, label_column.as_deref())?;
+            state.sources.locate(&v.source)?;
+            (None, Some(v))
+        }
+    };
     Ok(TrainSpec {
         model_name: name.to_string(),
         training_data: uri,
@@ -208,6 +231,7 @@ pub(crate) fn source_train_spec(
         label_column,
         rollout,
         validation,
+        validation_source,
         trained_by: Some(trained_by.to_string()),
     })
 }
@@ -396,7 +420,8 @@ async fn predict(
     let started = Instant::now();
     let version = body.take_i64("version")?;
     let routing_key = body.take_str("routing_key")?;
-    body.reject_rest(&["data", "version", "routing_key"])?;
+    let explain = crate::explain::take_explain(&mut body)?;
+    body.reject_rest(&["data", "version", "routing_key", "explain"])?;
     let rows = body
         .data
         .take()
@@ -428,6 +453,11 @@ async fn predict(
         .ok_or_else(|| model_not_found(&name, version))?;
     let x = rows.into_matrix()?;
     let n_rows = x.nrows();
+    // Rows of the wrong width are the model's error (with both widths), not top_k's.
+    let top_k = match explain {
+        Some(e) if x.ncols() == loaded.model.n_features() => Some(e.top_k(x.ncols())?),
+        _ => None,
+    };
     let model = std::sync::Arc::clone(&loaded.model);
     let inline = n_rows <= cpu::INLINE_ROWS;
     let score = if inline {
@@ -442,19 +472,31 @@ async fn predict(
         let t = Instant::now();
         let detection = model.predict(x.view())?;
         let inference = t.elapsed();
+        let explained = top_k.map(|k| model.explain(x.view(), k)).transpose()?;
         if let Some(drift) = drift {
             drift.observe(x.view(), detection.anomaly_count, unix_now());
         }
-        Ok::<_, detect_core::DetectError>((detection, inference, x))
+        Ok::<_, detect_core::DetectError>((detection, inference, x, explained))
     })
     .instrument(score.clone())
     .await?;
-    let side = if to_candidate {
+    // A bake watches the production version it names as its candidate.
+    let baked = rollout.as_ref().is_some_and(|r| {
+        r.policy.mode == RolloutMode::Bake
+            && version.is_none()
+            && r.policy.version == loaded.version.version
+    });
+    let side = if to_candidate || baked {
         Variant::Candidate
     } else {
         Variant::Production
     };
-    let (detection, inference, x) = match scored {
+    let candidate_drift = if side == Variant::Candidate {
+        loaded.drift.clone()
+    } else {
+        None
+    };
+    let (detection, inference, x, explained) = match scored {
         Ok(scored) => scored,
         Err(e) => {
             if let Some(r) = &rollout {
@@ -467,6 +509,7 @@ async fn predict(
                     (0, 0),
                     started.elapsed(),
                     true,
+                    None,
                 );
             }
             return Err(e.into());
@@ -477,6 +520,8 @@ async fn predict(
         drift.observe(x.view(), detection.anomaly_count, unix_now());
     }
     let meta = &loaded.version;
+    let names =
+        crate::explain::feature_names(meta.feature_names.as_deref(), loaded.model.n_features());
     state.metrics.observe_inference(
         &meta.algorithm,
         &meta.model_name,
@@ -484,6 +529,14 @@ async fn predict(
         detection.anomaly_count,
         inference,
     );
+    state.metrics.observe_variant(
+        &meta.model_name,
+        meta.version,
+        variant,
+        n_rows,
+        detection.anomaly_count,
+    );
+    crate::telemetry::record_variant(meta.version, variant);
     if let Some(r) = &rollout {
         let counts = (n_rows, detection.anomaly_count);
         observe(
@@ -495,6 +548,7 @@ async fn predict(
             counts,
             inference,
             false,
+            candidate_drift.as_ref(),
         );
         if r.policy.mode == RolloutMode::Shadow
             && r.policy.routes_to_candidate(&current_request_id())
@@ -517,6 +571,12 @@ async fn predict(
         model_version: Some(meta.version),
         variant: Some(variant),
         warnings: &[],
+        explanations: explained
+            .as_deref()
+            .map(|rows| crate::explain::NamedExplanations {
+                rows,
+                names: &names,
+            }),
     })
     .into_response())
 }
@@ -535,6 +595,9 @@ struct PredictRequest {
     version: Option<i64>,
     /// Decides which version a canary rollout gives this request (as X-Routing-Key).
     routing_key: Option<String>,
+    /// Each row's top features (`true`: 3), in `explanations`.
+    #[schema(value_type = Option<crate::openapi_doc::Explain>)]
+    explain: Option<Value>,
 }
 
 /// The header naming a predict's routing key (see [`RolloutPolicy::routes_to_candidate`]).
@@ -561,13 +624,24 @@ fn observe(
     (rows, anomalies): (usize, usize),
     latency: std::time::Duration,
     failed: bool,
+    candidate_drift: Option<&Arc<pynomaly_models::ModelDrift>>,
 ) {
-    let Some(breach) = rollout.observe(side, rows, anomalies, latency, failed) else {
+    let breach = rollout
+        .observe(side, rows, anomalies, latency, failed)
+        .or_else(|| {
+            let drift = candidate_drift?;
+            rollout.judge_drift(drift, &state.registry.drift().config().thresholds)
+        });
+    let Some(breach) = breach else {
         return;
     };
-    let registry = Arc::clone(&state.registry);
+    let (registry, rollout) = (Arc::clone(&state.registry), Arc::clone(rollout));
     let (tenant, name) = (tenant.to_string(), name.to_string());
-    tokio::spawn(async move { registry.roll_back_rollout(&tenant, &name, &breach).await });
+    tokio::spawn(async move {
+        registry
+            .roll_back_rollout(&tenant, &name, &rollout, &breach)
+            .await
+    });
 }
 
 /// Scores the same rows with a shadow rollout's candidate, off the response path, and
@@ -595,17 +669,26 @@ fn shadow(
             }
         };
         let model = Arc::clone(&candidate.model);
+        // The candidate's drift windows see what it scored (its drift guard reads them).
+        let drift = candidate.drift.clone();
         // A few rows are scored here, as a predict of a few rows is; more on the CPU pool.
         let inline = x.nrows() <= cpu::INLINE_ROWS;
         let scored = cpu::run(&state, inline, move || {
             let t = Instant::now();
-            model.predict(x.view()).map(|d| (d, t.elapsed()))
+            let scored = model.predict(x.view()).map(|d| (d, t.elapsed()));
+            if let (Ok((d, _)), Some(drift)) = (&scored, drift) {
+                drift.observe(x.view(), d.anomaly_count, unix_now());
+            }
+            scored
         })
         .await;
         let (rows, failed) = (production.0.len(), !matches!(scored, Ok(Ok(_))));
         match scored {
             Ok(Ok((d, took))) => {
                 rollout.compare((&production.0, &production.1), (&d.predictions, &d.scores));
+                state
+                    .metrics
+                    .observe_variant(&name, version, "shadow", rows, d.anomaly_count);
                 observe(
                     &state,
                     &tenant,
@@ -615,6 +698,7 @@ fn shadow(
                     (rows, d.anomaly_count),
                     took,
                     false,
+                    candidate.drift.as_ref(),
                 );
             }
             _ => observe(
@@ -626,6 +710,7 @@ fn shadow(
                 (0, 0),
                 std::time::Duration::ZERO,
                 failed,
+                None,
             ),
         }
     });

@@ -182,3 +182,90 @@ async fn batch_jobs_count_their_anomalies_in_the_metrics_per_source() {
     );
     assert!(text.lines().any(|l| l == line), "no '{line}' in:\n{text}");
 }
+
+#[tokio::test]
+async fn batch_explains_rows_in_json_and_csv_outputs() {
+    let app = spawn_app_with_model_and_source("data.csv", 40).await;
+    // One far row, far in its third column (the header names it f2).
+    let mut source = csv_source(40, 3);
+    source.push_str("0.5,0.5,80\n");
+    app.write_source("far.csv", &source);
+    // With the model (which has no feature names): the source's header names them.
+    let (id, job) = app
+        .run_batch(&json!({"data_source": "far.csv", "model_name": "m", "explain": {"top_k": 2}}))
+        .await;
+    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    let out = app.get(&format!("/api/v1/jobs/{id}/result")).await;
+    let rows = out.assert_status(200).as_array().unwrap().clone();
+    assert_eq!(rows.len(), 41);
+    for row in &rows {
+        assert_eq!(row["explanation"].as_array().unwrap().len(), 2, "{row}");
+    }
+    assert_eq!(rows[40]["explanation"][0]["feature"], "f2", "{}", rows[40]);
+    // Fitting, CSV: an `explanation` column of name:share pairs.
+    let (id, job) = app
+        .run_batch(
+            &json!({"data_source": "far.csv", "algorithm": "ecod", "output_format": "csv",
+                           "explain": true}),
+        )
+        .await;
+    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    let out = app.get(&format!("/api/v1/jobs/{id}/result")).await;
+    let Value::String(text) = &out.body else {
+        panic!("CSV expected, got {}", out.body)
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "row,prediction,score,explanation");
+    assert_eq!(lines.len(), 42);
+    let last: Vec<&str> = lines[41].splitn(4, ',').collect();
+    let pairs: Vec<(&str, f64)> = last[3]
+        .split(';')
+        .map(|p| {
+            let (name, share) = p.split_once(':').unwrap();
+            (name, share.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(pairs.len(), 3, "{}", lines[41]);
+    assert_eq!(pairs[0].0, "f2", "{}", lines[41]);
+    assert!(pairs.windows(2).all(|w| w[0].1 >= w[1].1), "{}", lines[41]);
+    // Without explain, the outputs keep their columns.
+    let (id, _) = app
+        .run_batch(&json!({"data_source": "far.csv", "model_name": "m", "output_format": "csv"}))
+        .await;
+    let out = app.get(&format!("/api/v1/jobs/{id}/result")).await;
+    assert!(
+        out.body
+            .as_str()
+            .unwrap()
+            .starts_with("row,prediction,score\n")
+    );
+}
+
+#[tokio::test]
+async fn batch_refuses_a_top_k_above_the_width_at_once_with_a_model_and_later_without() {
+    let app = spawn_app_with_model_and_source("data.csv", 40).await;
+    let r = app
+        .batch(&json!({"data_source": "data.csv", "model_name": "m", "explain": {"top_k": 4}}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["field"], "explain.top_k", "{e}");
+    let r = app
+        .batch(&json!({"data_source": "data.csv", "model_name": "m", "explain": {"top_k": 0}}))
+        .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["field"],
+        "explain.top_k"
+    );
+    // Fitting: the width is known once the source is read.
+    let (_, job) = app
+        .run_batch(
+            &json!({"data_source": "data.csv", "algorithm": "ecod", "explain": {"top_k": 4}}),
+        )
+        .await;
+    assert_eq!(job.body["status"], "failed", "{}", job.body);
+    let error = job.body["error"].as_str().unwrap();
+    assert!(
+        error.contains("explain.top_k") && error.contains("1..=3"),
+        "{error}"
+    );
+}

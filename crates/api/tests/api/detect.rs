@@ -329,3 +329,95 @@ async fn cblof_is_seeded_and_names_n_clusters_when_it_cannot_apply() {
         assert_eq!(e["details"]["parameter"], name, "{params}");
     }
 }
+
+/// `training_rows(n, width)` with the last row back in the cluster but for `feature`.
+fn rows_with_one_far_feature(n: usize, width: usize, feature: usize) -> serde_json::Value {
+    let mut rows = training_rows(n, width);
+    let last = rows[n - 1].as_array_mut().unwrap();
+    for (j, v) in last.iter_mut().enumerate() {
+        *v = json!(if j == feature { 50.0 } else { 0.5 });
+    }
+    rows
+}
+
+#[tokio::test]
+async fn detect_explains_each_row_with_its_top_features_named() {
+    let app = spawn_app().await;
+    for algorithm in ALGORITHMS {
+        let mut body = json!({"data": rows_with_one_far_feature(80, 4, 2),
+                              "algorithm": algorithm, "explain": true});
+        if ["isolation_forest", "inne"].contains(&algorithm) {
+            body["random_state"] = json!(3);
+        }
+        let r = app.detect(&body).await;
+        let body = r.assert_status(200);
+        let explanations = body["explanations"].as_array().unwrap();
+        assert_eq!(explanations.len(), 80, "{algorithm}");
+        for row in explanations {
+            let row = row.as_array().unwrap();
+            assert_eq!(row.len(), 3, "{algorithm}: the default top_k");
+            let shares: Vec<f64> = row
+                .iter()
+                .map(|c| c["contribution"].as_f64().unwrap())
+                .collect();
+            assert!(
+                shares.windows(2).all(|w| w[0] >= w[1]),
+                "{algorithm}: {shares:?}"
+            );
+            assert!(shares.iter().sum::<f64>() <= 1.0 + 1e-9, "{algorithm}");
+        }
+        assert_eq!(
+            explanations[79][0]["feature"], "x2",
+            "{algorithm}: {}",
+            explanations[79]
+        );
+    }
+    // top_k as given; without explain, no explanations.
+    let r = app
+        .detect(
+            &json!({"data": training_rows(30, 4), "algorithm": "ecod", "explain": {"top_k": 4}}),
+        )
+        .await;
+    let all = &r.assert_status(200)["explanations"][0];
+    let total: f64 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contribution"].as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-9, "{all}");
+    let r = app
+        .detect(&json!({"data": training_rows(30, 2), "explain": false}))
+        .await;
+    assert!(r.assert_status(200).get("explanations").is_none());
+    // true on data narrower than 3 features explains every feature.
+    let r = app
+        .detect(&json!({"data": training_rows(30, 2), "explain": true}))
+        .await;
+    assert_eq!(
+        r.assert_status(200)["explanations"][0]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn detect_refuses_a_bad_explain_naming_the_field() {
+    let app = spawn_app().await;
+    for (explain, field) in [
+        (json!({"top_k": 0}), "explain.top_k"),
+        (json!({"top_k": 4}), "explain.top_k"),
+        (json!({"top_k": "2"}), "explain.top_k"),
+        (json!({"k": 2}), "explain"),
+        (json!("yes"), "explain"),
+        (json!(1), "explain"),
+    ] {
+        let r = app
+            .detect(&json!({"data": training_rows(30, 3), "explain": explain}))
+            .await;
+        let error = r.assert_error(422, "invalid_input");
+        assert_eq!(error["details"]["field"], field, "{explain}: {error}");
+    }
+}

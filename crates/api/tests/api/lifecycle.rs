@@ -356,6 +356,100 @@ async fn a_training_job_follows_its_policy_and_records_its_lineage() {
     assert_eq!(production_of(&app, "j").await, 3);
 }
 
+#[tokio::test]
+async fn a_training_job_measures_its_version_on_a_validation_data_source() {
+    let app = spawn_app().await;
+    app.write_source("train.csv", &crate::helpers::csv_source(300, 3));
+    let (valid_x, valid_y) = labelled(100);
+    let mut csv = String::from("a,b,c,is_anomaly\n");
+    for (row, label) in valid_x
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(valid_y.as_array().unwrap())
+    {
+        let cells: Vec<String> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        csv.push_str(&format!("{},{label}\n", cells.join(",")));
+    }
+    app.write_source("valid.csv", &csv);
+    let gate = json!({"source": "valid.csv", "label_column": "is_anomaly"});
+    let r = app
+        .train(
+            &json!({"model_name": "v", "training_data": "train.csv", "random_state": 1,
+                       "promote": "if_better", "validation_data": gate}),
+        )
+        .await;
+    let job_id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+    assert_eq!(app.drain_jobs().await, 1);
+    let job = app.job(&job_id).await;
+    assert_eq!(
+        job.assert_status(200)["status"],
+        "succeeded",
+        "{}",
+        job.body
+    );
+    let validation = &job.body["result"]["metrics"]["validation"];
+    assert_eq!(validation["rows"], 100, "{validation}");
+    // The same rows inline give the same figures.
+    let inline = train(
+        &app,
+        "inline",
+        crate::helpers::training_rows(300, 3),
+        json!({"validation_data": {"data": valid_x, "labels": valid_y}}),
+    )
+    .await;
+    assert!(inline["metrics"]["validation"]["roc_auc"].is_number());
+    assert!(
+        validation["roc_auc"].as_f64().unwrap() > 0.9,
+        "{validation}"
+    );
+
+    // A label column holding something else than 0/1 fails the job, naming it.
+    app.write_source("bad.csv", "a,b,c,is_anomaly\n1,2,3,0\n4,5,6,7\n");
+    let r = app
+        .train(&json!({"model_name": "v", "training_data": "train.csv",
+                       "validation_data": {"source": "bad.csv", "label_column": "is_anomaly"}}))
+        .await;
+    let job_id = r.assert_status(202)["job_id"].as_str().unwrap().to_string();
+    app.drain_jobs().await;
+    let job = app.job(&job_id).await;
+    assert_eq!(job.assert_status(200)["status"], "failed", "{}", job.body);
+    let error = job.body["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("is_anomaly") && error.contains("0 and 1"),
+        "{error}"
+    );
+
+    // Refused at the edge: a source with inline training, a source without a label column.
+    for (body, field) in [
+        (
+            json!({"model_name": "v", "data": training_rows(50, 3), "validation_data": "valid.csv"}),
+            "validation_data",
+        ),
+        (
+            json!({"model_name": "v", "training_data": "train.csv", "validation_data": "valid.csv"}),
+            "validation_data.label_column",
+        ),
+        (
+            json!({"model_name": "v", "training_data": "train.csv",
+                   "validation_data": {"source": "valid.csv", "labels": "x"}}),
+            "validation_data",
+        ),
+    ] {
+        let r = app.train(&body).await;
+        assert_eq!(
+            r.assert_error(422, "invalid_input")["details"]["field"],
+            field,
+            "{body}"
+        );
+    }
+}
+
 async fn put_canary(app: &TestApp, name: &str, body: Value) -> crate::helpers::Reply {
     app.request(
         Method::PUT,
@@ -564,6 +658,229 @@ async fn a_canary_flagging_far_more_than_production_is_ended_by_its_guard() {
         metrics.contains(r#"pynomaly_model_rollbacks_total{guard="anomaly_rate",model="g"} 1"#),
         "{metrics}"
     );
+}
+
+/// Sliver-of-the-range training rows: on [`traffic`] a model trained on them flags most rows.
+fn narrow_rows() -> Value {
+    let rows: Vec<Vec<f64>> = (0..200)
+        .map(|i| {
+            (0..3)
+                .map(|j| 0.2 + ((i * 7 + j * 13) % 17) as f64 / 170.0)
+                .collect()
+        })
+        .collect();
+    json!(rows)
+}
+
+/// Predicts 10 rows of [`traffic`] (from `i * 10`) with model `name`'s default version.
+async fn predict_traffic(app: &TestApp, name: &str, i: usize) -> Value {
+    let rows: Vec<Vec<f64>> = (0..10).map(|k| traffic(i * 10 + k)).collect();
+    app.predict(name, &json!({"data": rows}))
+        .await
+        .assert_status(200)
+        .clone()
+}
+
+/// The audit rows of `action` whose detail has `key` equal to `value`, newest first.
+async fn audited(app: &TestApp, action: &str, key: &str, value: &str) -> Vec<Value> {
+    let r = app
+        .get(&format!("/api/v1/audit?action={action}&limit=100"))
+        .await;
+    let rows = r.assert_status(200)["entries"].as_array().unwrap().clone();
+    rows.into_iter()
+        .filter(|r| r["detail"][key] == value)
+        .collect()
+}
+
+/// [`audited`] once there is at least one such row (audit rows follow the change).
+async fn audited_eventually(app: &TestApp, action: &str, key: &str, value: &str) -> Vec<Value> {
+    eventually(
+        &format!("an audit row {action} with {key} = {value}"),
+        Duration::from_secs(5),
+        async || {
+            let rows = audited(app, action, key, value).await;
+            if rows.is_empty() {
+                Err("none yet".to_string())
+            } else {
+                Ok(rows)
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_promotion_that_breaks_its_bake_is_rolled_back_and_one_that_holds_stays() {
+    let app = spawn_app().await;
+    train(&app, "b", training_rows(200, 3), json!({})).await;
+    train(&app, "b", narrow_rows(), json!({"promote": "manual"})).await;
+
+    // Refusals: a bake out of range, a bake asked of PUT canary.
+    let r = post(
+        &app,
+        "/api/v1/models/b/versions/2/promote",
+        Some(json!({"bake_seconds": 99_999_999})),
+    )
+    .await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["field"],
+        "bake_seconds"
+    );
+    let r = put_canary(&app, "b", json!({"version": 2, "mode": "bake"})).await;
+    assert_eq!(
+        r.assert_error(422, "invalid_input")["details"]["field"],
+        "mode"
+    );
+    assert_eq!(production_of(&app, "b").await, 1, "nothing changed");
+
+    let r = post(
+        &app,
+        "/api/v1/models/b/versions/2/promote",
+        Some(json!({"reason": "try it", "bake_seconds": 600})),
+    )
+    .await;
+    assert_eq!(r.assert_status(200)["replaced_version"], 1);
+    let bake = app.get("/api/v1/models/b/canary").await;
+    let bake = bake.assert_status(200);
+    assert_eq!(bake["mode"], "bake", "{bake}");
+    assert_eq!(
+        (bake["version"].as_i64(), bake["replaced"].as_i64()),
+        (Some(2), Some(1))
+    );
+    // The share of its training rows version 2 labelled anomalous (few: its rows repeat).
+    let trained = bake["training_anomaly_rate"].as_f64().unwrap();
+    assert!((0.0..=0.06).contains(&trained), "{bake}");
+    assert!(bake["bake_until"].is_string(), "{bake}");
+
+    // Version 2 flags most of this traffic, against 5% of its training rows.
+    let mut rolled_back_after = None;
+    for i in 0..100 {
+        let b = predict_traffic(&app, "b", i).await;
+        if b["model_version"] == 1 {
+            rolled_back_after = Some(i);
+            break;
+        }
+        assert_eq!(b["variant"], "production");
+    }
+    let after = rolled_back_after.expect("the bake's guard put version 1 back");
+    assert!(after >= 20, "judged before min_rows: {after}");
+    assert_eq!(production_of(&app, "b").await, 1);
+    app.get("/api/v1/models/b/canary")
+        .await
+        .assert_error(404, "not_found");
+    let v2 = app.get("/api/v1/models/b/versions/2").await;
+    let v2 = v2.assert_status(200);
+    assert_eq!(v2["stage"], "archived");
+    let last = v2["stage_history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["reason"], "rolled_back", "{last}");
+    let ended = audited_eventually(&app, "model_rollout", "rollout", "ended").await;
+    assert_eq!(ended[0]["detail"]["why"], "anomaly_rate", "{}", ended[0]);
+    let detail = &ended[0]["detail"]["detail"];
+    assert!(
+        detail["candidate"].as_f64() > detail["limit"].as_f64(),
+        "{detail}"
+    );
+    let changes = audited_eventually(&app, "model_stage_change", "reason", "guard").await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["actor"], "pynomaly");
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.body.as_str().unwrap_or_default();
+    for line in [
+        r#"pynomaly_model_rollbacks_total{guard="anomaly_rate",model="b"} 1"#,
+        r#"pynomaly_model_stage_changes_total{model="b",reason="guard"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    // Rows by version and variant: version 2 scored as production during its bake.
+    assert!(
+        metrics.contains(r#"pynomaly_model_predicted_rows_total{model="b",model_version="2",variant="production"}"#),
+        "{metrics}"
+    );
+
+    // A version that behaves keeps production once its bake is over.
+    train(
+        &app,
+        "b",
+        training_rows(200, 3),
+        json!({"promote": "manual"}),
+    )
+    .await;
+    let r = post(
+        &app,
+        "/api/v1/models/b/versions/3/promote",
+        Some(json!({"bake_seconds": 1})),
+    )
+    .await;
+    r.assert_status(200);
+    assert_eq!(
+        app.get("/api/v1/models/b/canary").await.assert_status(200)["mode"],
+        "bake"
+    );
+    predict_traffic(&app, "b", 0).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let b = predict_traffic(&app, "b", 1).await;
+    assert_eq!(b["model_version"], 3);
+    app.get("/api/v1/models/b/canary")
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(production_of(&app, "b").await, 3);
+    let baked = audited_eventually(&app, "model_rollout", "why", "baked").await;
+    assert_eq!(baked.len(), 1, "{baked:?}");
+}
+
+#[tokio::test]
+async fn a_canary_whose_traffic_drifts_is_ended_by_the_drift_guard() {
+    let app = spawn_app().await;
+    train(&app, "d", training_rows(200, 3), json!({})).await;
+    train(
+        &app,
+        "d",
+        training_rows(200, 3),
+        json!({"promote": "manual"}),
+    )
+    .await;
+    // Only the drift guard can judge: every predict goes to the candidate, and the rate
+    // guards allow anything.
+    let guards = json!({"drift": true, "max_anomaly_rate_ratio": 1_000_000, "max_anomaly_rate": 1,
+                        "max_error_rate": 1});
+    put_canary(
+        &app,
+        "d",
+        json!({"version": 2, "traffic_percent": 100, "guards": guards}),
+    )
+    .await
+    .assert_status(200);
+    let mut ended_after = None;
+    for i in 0..400 {
+        // The first feature far outside anything trained on.
+        let rows: Vec<Vec<f64>> = (0..10)
+            .map(|k| {
+                let mut r = traffic(i * 10 + k);
+                r[0] += 50.0;
+                r
+            })
+            .collect();
+        let r = app.predict("d", &json!({"data": rows})).await;
+        r.assert_status(200);
+        if app.get("/api/v1/models/d/canary").await.status == 404 {
+            ended_after = Some(i);
+            break;
+        }
+    }
+    let after = ended_after.expect("the drift guard ended the canary");
+    assert!(
+        after >= 19,
+        "judged before the drift window had its rows: {after}"
+    );
+    let ended = audited_eventually(&app, "model_rollout", "rollout", "ended").await;
+    assert_eq!(ended[0]["detail"]["why"], "drift", "{}", ended[0]);
+    assert!(ended[0]["detail"]["detail"]["candidate"].as_f64().unwrap() >= 0.25);
+    assert_eq!(production_of(&app, "d").await, 1);
 }
 
 #[tokio::test]

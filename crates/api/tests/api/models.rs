@@ -226,3 +226,58 @@ async fn a_pyod_detector_trains_a_model_that_predicts_new_rows() {
     let scores = body["scores"].as_array().unwrap();
     assert!(scores[1].as_f64().unwrap() > scores[0].as_f64().unwrap());
 }
+
+#[tokio::test]
+async fn predict_explains_rows_with_the_models_feature_names() {
+    let app = spawn_app().await;
+    let r = app
+        .train(
+            &json!({"model_name": "named", "algorithm": "ecod", "data": training_rows(50, 3),
+                       "feature_names": ["temp", "pressure", "rpm"]}),
+        )
+        .await;
+    r.assert_status(201);
+    let rows = json!([[0.5, 0.5, 0.5], [0.5, 40.0, 0.5]]);
+    let r = app
+        .predict("named", &json!({"data": rows, "explain": {"top_k": 2}}))
+        .await;
+    let body = r.assert_status(200);
+    let explanations = body["explanations"].as_array().unwrap();
+    assert_eq!(explanations.len(), 2);
+    assert_eq!(explanations[1].as_array().unwrap().len(), 2);
+    assert_eq!(explanations[1][0]["feature"], "pressure", "{body}");
+    assert!(
+        explanations[1][0]["contribution"].as_f64().unwrap() > 0.5,
+        "{body}"
+    );
+    // A model without names uses the column names x0, x1, …
+    app.train_inline("plain").await;
+    let r = app
+        .predict(
+            "plain",
+            &json!({"data": [[0.5, 0.5, 60.0]], "explain": true}),
+        )
+        .await;
+    let body = r.assert_status(200);
+    assert_eq!(body["explanations"][0][0]["feature"], "x2", "{body}");
+    assert_eq!(body["explanations"][0].as_array().unwrap().len(), 3);
+    // Without explain: no field; a top_k above the model's width names the field; rows of
+    // the wrong width are the model's 422, as without explain.
+    let r = app
+        .predict("plain", &json!({"data": [[0.5, 0.5, 0.5]]}))
+        .await;
+    assert!(r.assert_status(200).get("explanations").is_none());
+    let r = app
+        .predict(
+            "plain",
+            &json!({"data": [[0.5, 0.5, 0.5]], "explain": {"top_k": 4}}),
+        )
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["field"], "explain.top_k", "{e}");
+    let r = app
+        .predict("plain", &json!({"data": [[0.5, 0.5]], "explain": true}))
+        .await;
+    let e = r.assert_error(422, "invalid_input");
+    assert_eq!(e["details"]["expected_features"], 3, "{e}");
+}

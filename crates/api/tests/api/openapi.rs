@@ -194,6 +194,42 @@ async fn the_document_is_generated_from_the_routes_and_types() {
             assert_eq!(schema["default"], p["default"], "{name}.{}", p["name"]);
         }
     }
+    // `explain`: a boolean or a closed object of `top_k`, on detect, predict and batch;
+    // answered as per-row arrays of named contributions.
+    let explain = &schemas["Explain"]["oneOf"];
+    assert_eq!(explain[0]["type"], "boolean", "{explain}");
+    assert_eq!(explain[1]["type"], "object", "{explain}");
+    assert_eq!(explain[1]["additionalProperties"], false, "{explain}");
+    assert_eq!(
+        (
+            &explain[1]["properties"]["top_k"]["type"],
+            &explain[1]["properties"]["top_k"]["minimum"]
+        ),
+        (&json!("integer"), &json!(1))
+    );
+    let explain_ref = json!({"$ref": "#/components/schemas/Explain"});
+    for variant in detect {
+        assert_eq!(variant["properties"]["explain"], explain_ref, "{variant}");
+    }
+    for variant in schemas["BatchRequest"]["oneOf"].as_array().unwrap() {
+        assert_eq!(variant["properties"]["explain"], explain_ref, "{variant}");
+    }
+    let predict_explain = schemas["PredictRequest"]["properties"]["explain"].to_string();
+    assert!(
+        predict_explain.contains("#/components/schemas/Explain"),
+        "{predict_explain}"
+    );
+    let explanations = &schemas["Detection"]["properties"]["explanations"];
+    assert!(
+        explanations
+            .to_string()
+            .contains("#/components/schemas/FeatureContribution"),
+        "{explanations}"
+    );
+    let contribution = &schemas["FeatureContribution"];
+    assert_eq!(contribution["required"], json!(["feature", "contribution"]));
+    assert_eq!(contribution["properties"]["contribution"]["maximum"], 1.0);
+
     let forest = &schemas["IsolationForestParameters"]["properties"]["n_estimators"];
     assert_eq!(
         (&forest["type"], &forest["minimum"], &forest["maximum"]),
@@ -396,6 +432,18 @@ async fn the_answers_of_every_route_match_the_document() {
         r.assert_status(200);
         c.check("post", "/api/v1/detect", &r);
     }
+    for explain in [json!(true), json!({"top_k": 2})] {
+        let r = app
+            .detect(&json!({"data": training_rows(30, 3), "algorithm": "ecod", "explain": explain}))
+            .await;
+        assert!(r.assert_status(200)["explanations"].is_array());
+        c.check("post", "/api/v1/detect", &r);
+    }
+    let r = app
+        .detect(&json!({"data": training_rows(30, 3), "explain": {"top_k": 9}}))
+        .await;
+    r.assert_error(422, "invalid_input");
+    c.check("post", "/api/v1/detect", &r);
     let r = app.detect(&json!({"data": [[1.0, "x"]]})).await;
     c.check("post", "/api/v1/detect", &r);
     let r = app.post_raw("/api/v1/detect", "{").await;
@@ -454,6 +502,11 @@ async fn the_answers_of_every_route_match_the_document() {
         .predict("m", &json!({"data": training_rows(10, 3)}))
         .await;
     r.assert_status(200);
+    c.check("post", "/api/v1/models/{name}/predict", &r);
+    let r = app
+        .predict("m", &json!({"data": training_rows(10, 3), "explain": true}))
+        .await;
+    assert!(r.assert_status(200)["explanations"].is_array());
     c.check("post", "/api/v1/models/{name}/predict", &r);
     let r = app.predict("m", &json!({"data": [[1.0]]})).await;
     c.check("post", "/api/v1/models/{name}/predict", &r);

@@ -52,6 +52,8 @@ testkit::on_each_redis!(
     two_instances_and_a_worker_share_models_and_jobs => share_models_and_jobs,
     a_model_deleted_through_one_instance_is_gone_from_the_other_within_a_second
         => model_changes_reach_the_other_instance_within_a_second,
+    a_canary_flagging_five_times_production_is_rolled_back_on_both_instances
+        => canary_rolled_back_everywhere,
 );
 
 async fn share_models_and_jobs(redis: RedisKind) {
@@ -182,6 +184,117 @@ async fn model_changes_reach_the_other_instance_within_a_second(redis: RedisKind
             Err("still served from B's cache".to_string())
         })
         .await;
+        a.shut().await;
+        b.shut().await;
+    })
+    .await;
+}
+
+/// A canary trained on a sliver of the data (on the traffic below it flags far more than
+/// production's 5%) under predicts spread over both instances: whichever instance's guard
+/// catches it first ends it, and within a second neither instance routes to it any more.
+async fn canary_rolled_back_everywhere(redis: RedisKind) {
+    with_postgres_and(redis, async |env| {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, key) = two_instances(dir.path(), &env).await;
+        let api_a = Api::new(&a.address, &key);
+        let api_b = api_a.at(&b.address);
+        let row = |i: usize, spread: f64, low: f64| -> Vec<f64> {
+            (0..3)
+                .map(|j| low + spread * ((i * 7 + j * 13) % 17) as f64 / 17.0)
+                .collect()
+        };
+        let train = |data: Vec<Vec<f64>>, promote: &str| {
+            json!({"model_name": "c", "algorithm": "isolation_forest", "contamination": 0.05,
+                   "n_estimators": 50, "random_state": 3, "promote": promote, "data": data})
+        };
+        let wide: Vec<Vec<f64>> = (0..300).map(|i| row(i, 1.0, 0.0)).collect();
+        let narrow: Vec<Vec<f64>> = (0..300).map(|i| row(i, 0.1, 0.2)).collect();
+        api_a
+            .post("/api/v1/models", &train(wide, "always"))
+            .await
+            .assert_status(201);
+        api_b
+            .post("/api/v1/models", &train(narrow, "manual"))
+            .await
+            .assert_status(201);
+        let canary = json!({"version": 2, "traffic_percent": 50});
+        let r = api_a
+            .call(Method::PUT, "/api/v1/models/c/canary")
+            .json(&canary)
+            .send()
+            .await;
+        r.assert_status(200);
+
+        let (mut served, mut to_canary, mut caught_at) = (0, 0, None);
+        for i in 0..600usize {
+            let api = if i % 2 == 0 { &api_a } else { &api_b };
+            let rows: Vec<Vec<f64>> = (0..10).map(|k| row(i * 10 + k + 1, 1.0, 0.0)).collect();
+            let r = api
+                .call(Method::POST, "/api/v1/models/c/predict")
+                .header("x-routing-key", &format!("entity-{i}"))
+                .json(&json!({"data": rows}))
+                .send()
+                .await;
+            let b = r.assert_status(200);
+            served += 1;
+            if b["variant"] == "canary" {
+                to_canary += 1;
+            }
+            if api_a.get("/api/v1/models/c/canary").await.status == StatusCode::NOT_FOUND
+                || api_b.get("/api/v1/models/c/canary").await.status == StatusCode::NOT_FOUND
+            {
+                caught_at = Some(i);
+                break;
+            }
+        }
+        let caught_at = caught_at.expect("a guard ended the canary");
+        println!("canary ended after {served} predicts ({to_canary} answered by the canary)");
+        assert!(to_canary > 0, "the canary took part before it was ended");
+        // Within a second both instances know: no canary, every answer from production.
+        testkit::wait::wait(
+            "both instances ended the canary",
+            Duration::from_millis(1500),
+        )
+        .every(Duration::from_millis(50))
+        .until(async || {
+            for api in [&api_a, &api_b] {
+                if api.get("/api/v1/models/c/canary").await.status != StatusCode::NOT_FOUND {
+                    return Err(format!("{} still has the canary", api.base()));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        for i in 0..40 {
+            let api = if i % 2 == 0 { &api_a } else { &api_b };
+            let r = api
+                .call(Method::POST, "/api/v1/models/c/predict")
+                .header("x-routing-key", &format!("entity-{i}"))
+                .json(&json!({"data": [row(i, 1.0, 0.0)]}))
+                .send()
+                .await;
+            let b = r.assert_status(200);
+            assert_eq!(
+                (b["model_version"].as_i64(), b["variant"].as_str()),
+                (Some(1), Some("production")),
+                "after the rollback, on {} ({caught_at} predicts in)",
+                api.base()
+            );
+        }
+        // The guard that caught it is audited once, by the service.
+        let audit = api_a
+            .get("/api/v1/audit?action=model_rollout&limit=100")
+            .await;
+        let ended: Vec<&serde_json::Value> = audit.assert_status(200)["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["detail"]["rollout"] == "ended")
+            .collect();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0]["detail"]["why"], "anomaly_rate", "{}", ended[0]);
+        assert_eq!(ended[0]["actor"], "pynomaly");
         a.shut().await;
         b.shut().await;
     })

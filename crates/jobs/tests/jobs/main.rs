@@ -56,6 +56,7 @@ fn fit_batch(sources: &[&str], contamination: Value, key: Option<&str>) -> NewJo
         ),
         output_format: OutputFormat::Csv,
         label_column: None,
+        explain: None,
     };
     NewJob {
         tenant: DEFAULT_TENANT.into(),

@@ -31,6 +31,7 @@ fn schedule(cron: &str) -> serde_json::Value {
         label_column: None,
         rollout: Rollout::default(),
         validation: None,
+        validation_source: None,
         trained_by: Some("key:k".into()),
     };
     serde_json::to_value(RetrainSchedule {

@@ -10,23 +10,32 @@
 //!   rows off the response path, and the two are compared (agreement of the labels, rank
 //!   correlation of the scores, anomaly rates).
 //!
+//! - **Bake**: for `bake_seconds` after a promotion that asked for one, the new production
+//!   version is watched by the same guards, its live anomaly rate held to the rate of its
+//!   own training rows (there is no other version to compare it with). A breach puts the
+//!   version it replaced back in production; when the time is up the bake ends and the
+//!   version stays.
+//!
 //! Each instance keeps the comparison of what it served since the rollout started (or since
 //! it learnt of it). After each candidate observation the guards are checked on it; a breach
 //! ends the rollout for every instance (the policy is removed from the metadata store and
 //! the change announced), with an audit row naming the guard and its figures, and is
-//! counted in `pynomaly_model_rollbacks_total{model,guard}`.
+//! counted in `pynomaly_model_rollbacks_total{model,guard}`. The `drift` guard, when asked
+//! for, ends it when the candidate's own drift windows give the verdict `drift`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pynomaly_store::{NewAuditEntry, PRODUCTION, StoreError};
+use detect_core::drift::{DriftThresholds, Verdict, compare};
+use pynomaly_store::{NewAuditEntry, NewStage, PRODUCTION, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{ModelRegistry, RegistryError};
+use crate::drift::{ModelDrift, unix_now};
 
 /// How the candidate takes part.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +44,8 @@ pub enum RolloutMode {
     #[default]
     Canary,
     Shadow,
+    /// The watch after a promotion (see the module docs); not started by hand.
+    Bake,
 }
 
 /// When a rollout is ended on its own (see the module docs). Every guard compares the
@@ -53,6 +64,8 @@ pub struct Guards {
     pub max_error_rate: f64,
     /// The candidate's p99 latency may be at most this many times production's.
     pub max_latency_ratio: f64,
+    /// End the rollout when the candidate's drift verdict is `drift`.
+    pub drift: bool,
 }
 
 impl Default for Guards {
@@ -63,6 +76,7 @@ impl Default for Guards {
             max_anomaly_rate: 0.2,
             max_error_rate: 0.05,
             max_latency_ratio: 5.0,
+            drift: false,
         }
     }
 }
@@ -76,6 +90,23 @@ pub struct RolloutPolicy {
     pub guards: Guards,
     pub started_at: DateTime<Utc>,
     pub started_by: String,
+    /// Canary or shadow: the bake its promotion starts, in seconds (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bake_seconds: u64,
+    /// A bake: when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_until: Option<DateTime<Utc>>,
+    /// A bake: the production version the promotion replaced, which a breach puts back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<i64>,
+    /// A bake: the share of the version's training rows labelled anomalous, which its live
+    /// anomaly rate is held to (`None` when unknown: then `max_anomaly_rate` alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_anomaly_rate: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl RolloutPolicy {
@@ -179,6 +210,10 @@ struct Comparison {
 pub struct ActiveRollout {
     pub policy: RolloutPolicy,
     comparison: Mutex<Comparison>,
+    /// Set by the first caller that ends an expired bake, so it is ended once.
+    ending: AtomicBool,
+    /// Candidate observations offered to the drift guard (it judges every 64th).
+    drift_checks: AtomicU64,
 }
 
 /// A guard's verdict against a rollout: which and the figures.
@@ -231,7 +266,36 @@ impl ActiveRollout {
         Self {
             policy,
             comparison: Mutex::default(),
+            ending: AtomicBool::new(false),
+            drift_checks: AtomicU64::new(0),
         }
+    }
+
+    /// A bake whose time is up at `now`.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.policy.bake_until.is_some_and(|until| now >= until)
+    }
+
+    /// The drift guard (when the policy asks for it): every 64th call, the verdict of the
+    /// candidate's drift windows (`drift`: the candidate's, as the predict that loaded it
+    /// holds them); a `drift` verdict is a breach, with the largest PSI as its figure.
+    pub fn judge_drift(&self, drift: &ModelDrift, thresholds: &DriftThresholds) -> Option<Breach> {
+        if !self.policy.guards.drift
+            || !self
+                .drift_checks
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(64)
+        {
+            return None;
+        }
+        let window = drift.reported_window(unix_now(), thresholds.min_samples);
+        let report = compare(drift.reference(), &window.stats, thresholds);
+        (report.verdict == Verdict::Drift).then(|| Breach {
+            guard: "drift",
+            candidate: report.features.iter().map(|f| f.psi).fold(0.0, f64::max),
+            production: None,
+            limit: thresholds.psi_drift,
+        })
     }
 
     fn comparison(&self) -> std::sync::MutexGuard<'_, Comparison> {
@@ -285,6 +349,8 @@ impl ActiveRollout {
     fn judge(&self, c: &Comparison) -> Option<Breach> {
         let g = &self.policy.guards;
         let (cand, prod) = (&c.candidate, &c.production);
+        // A bake has no other version beside it: its own training rate is the reference.
+        let bake = self.policy.mode == RolloutMode::Bake;
         if cand.requests >= 20
             && let Some(rate) = cand.error_rate()
             && rate > g.max_error_rate
@@ -296,25 +362,30 @@ impl ActiveRollout {
                 limit: g.max_error_rate,
             });
         }
-        if cand.rows < g.min_rows || prod.rows < g.min_rows {
+        if cand.rows < g.min_rows || (!bake && prod.rows < g.min_rows) {
             return None;
         }
-        let (cr, pr) = (cand.anomaly_rate()?, prod.anomaly_rate()?);
-        let limit = if pr > 0.0 {
-            pr * g.max_anomaly_rate_ratio
+        let cr = cand.anomaly_rate()?;
+        let pr = if bake {
+            self.policy.training_anomaly_rate
         } else {
-            g.max_anomaly_rate
+            Some(prod.anomaly_rate()?)
+        };
+        let limit = match pr {
+            Some(pr) if pr > 0.0 => pr * g.max_anomaly_rate_ratio,
+            _ => g.max_anomaly_rate,
         };
         if cr > limit {
             return Some(Breach {
                 guard: "anomaly_rate",
                 candidate: cr,
-                production: Some(pr),
+                production: pr,
                 limit,
             });
         }
         // The p99s sort the kept latencies: judged every 64th candidate request, not on each.
-        if cand.requests % 64 == 0
+        if !bake
+            && cand.requests % 64 == 0
             && cand.latencies.len() >= 100
             && prod.latencies.len() >= 100
             && let (Some(cp), Some(pp)) = (cand.p99_ms(), prod.p99_ms())
@@ -358,6 +429,8 @@ pub struct NewRollout {
     pub traffic_percent: f64,
     pub mode: RolloutMode,
     pub guards: Guards,
+    /// The bake its promotion starts, in seconds (0: none).
+    pub bake_seconds: u64,
 }
 
 impl ModelRegistry {
@@ -367,6 +440,22 @@ impl ModelRegistry {
     /// # Errors
     /// The store failed, or holds a policy this version cannot read.
     pub async fn rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Arc<ActiveRollout>>, RegistryError> {
+        let active = self.held_or_stored_rollout(tenant, name).await?;
+        match active {
+            Some(a) if a.expired(Utc::now()) => {
+                self.finish_bake(tenant, name, &a).await;
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The rollout held for a model, else read from the metadata store (and then held).
+    async fn held_or_stored_rollout(
         &self,
         tenant: &str,
         name: &str,
@@ -396,6 +485,87 @@ impl ModelRegistry {
                 .insert(name.to_string(), active.clone());
         }
         Ok(active)
+    }
+
+    /// The rollout held for a model on this instance, without asking the store.
+    fn held_rollout(&self, tenant: &str, name: &str) -> Option<Arc<ActiveRollout>> {
+        self.lock_rollouts()
+            .get(tenant)
+            .and_then(|m| m.get(name))
+            .cloned()
+            .flatten()
+    }
+
+    /// Ends a bake whose time is up (once, whichever predict notices first): the version
+    /// stays production.
+    async fn finish_bake(&self, tenant: &str, name: &str, bake: &ActiveRollout) {
+        if bake.ending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let detail = json!({"version": bake.policy.version, "until": bake.policy.bake_until});
+        if let Err(e) = self
+            .end_rollout(tenant, name, "pynomaly", "baked", detail)
+            .await
+        {
+            bake.ending.store(false, Ordering::Release);
+            tracing::warn!(error = %e, model = name, "cannot end a finished bake");
+        }
+    }
+
+    /// Watches `version`, just promoted over `replaced`, for `seconds` with `guards` (a
+    /// bake, see the module docs). Nothing to do for 0 seconds.
+    ///
+    /// # Errors
+    /// The store failed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_bake(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+        replaced: Option<i64>,
+        seconds: u64,
+        guards: Guards,
+        by: &str,
+    ) -> Result<(), RegistryError> {
+        if seconds == 0 {
+            return Ok(());
+        }
+        let training_anomaly_rate = match self.load(tenant, name, Some(version)).await? {
+            Some(loaded) => match &loaded.drift {
+                Some(d) => Some(d.reference().training_anomaly_rate),
+                None => loaded.version.contamination.as_f64(),
+            },
+            None => None,
+        };
+        let now = Utc::now();
+        let policy = RolloutPolicy {
+            version,
+            traffic_percent: 100.0,
+            mode: RolloutMode::Bake,
+            guards,
+            started_at: now,
+            started_by: by.to_string(),
+            bake_seconds: seconds,
+            bake_until: Some(now + chrono::Duration::seconds(seconds.min(i64::MAX as u64) as i64)),
+            replaced,
+            training_anomaly_rate,
+        };
+        let stored = serde_json::to_value(&policy).map_err(|e| StoreError::Corrupt {
+            column: "model_rollouts.policy",
+            reason: e.to_string(),
+        })?;
+        self.meta.set_rollout(tenant, name, &stored).await?;
+        self.forget_rollout(tenant, name);
+        self.announce(tenant, name).await;
+        self.audit_rollout(
+            tenant,
+            name,
+            by,
+            json!({"rollout": "bake_started", "policy": stored}),
+        )
+        .await;
+        Ok(())
     }
 
     pub(super) fn lock_rollouts(&self) -> std::sync::MutexGuard<'_, super::Rollouts> {
@@ -451,6 +621,10 @@ impl ModelRegistry {
             guards: new.guards,
             started_at: Utc::now(),
             started_by: by.to_string(),
+            bake_seconds: new.bake_seconds,
+            bake_until: None,
+            replaced: None,
+            training_anomaly_rate: None,
         };
         let stored = serde_json::to_value(&policy).map_err(|e| StoreError::Corrupt {
             column: "model_rollouts.policy",
@@ -485,7 +659,7 @@ impl ModelRegistry {
         why: &str,
         detail: Value,
     ) -> Result<Option<Value>, RegistryError> {
-        let held = self.rollout(tenant, name).await.ok().flatten();
+        let held = self.held_rollout(tenant, name);
         let ended = self.meta.end_rollout(tenant, name).await?;
         self.forget_rollout(tenant, name);
         if ended.is_none() {
@@ -503,24 +677,37 @@ impl ModelRegistry {
         Ok(Some(report))
     }
 
-    /// Ends a rollout a guard caught, counting it (see the module docs).
-    pub async fn roll_back_rollout(&self, tenant: &str, name: &str, breach: &Breach) {
+    /// Ends a rollout a guard caught, counting it (see the module docs); a bake's breach
+    /// also puts the version it replaced back in production.
+    pub async fn roll_back_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        rollout: &ActiveRollout,
+        breach: &Breach,
+    ) {
         let detail = serde_json::to_value(breach).unwrap_or(Value::Null);
         match self
             .end_rollout(tenant, name, "pynomaly", breach.guard, detail)
             .await
         {
             Ok(Some(_)) => {
-                self.count_stage_change(name, &format!("guard:{}", breach.guard));
                 self.count_rollback(name, breach.guard);
                 tracing::warn!(
                     model = name,
+                    version = rollout.policy.version,
                     guard = breach.guard,
                     candidate = breach.candidate,
                     production = breach.production,
                     limit = breach.limit,
                     "rollout ended by its guard"
                 );
+                if rollout.policy.mode == RolloutMode::Bake {
+                    self.undo_promotion(tenant, name, &rollout.policy, breach)
+                        .await;
+                } else {
+                    self.count_stage_change(name, &format!("guard:{}", breach.guard));
+                }
             }
             Ok(None) => {}
             Err(e) => {
@@ -529,7 +716,50 @@ impl ModelRegistry {
         }
     }
 
-    /// Promotes the rollout's candidate to production, which ends the rollout.
+    /// Puts back the production version a bake's version replaced, if the baked version is
+    /// still production (a promotion since then ended the bake anyway).
+    async fn undo_promotion(
+        &self,
+        tenant: &str,
+        name: &str,
+        bake: &RolloutPolicy,
+        breach: &Breach,
+    ) {
+        let Some(previous) = bake.replaced else {
+            tracing::warn!(
+                model = name,
+                version = bake.version,
+                "the bake's guard caught a version that replaced none: it stays production"
+            );
+            return;
+        };
+        match self.meta.production_version(tenant, name).await {
+            Ok(Some(p)) if p.version == bake.version && p.stage == PRODUCTION => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, model = name, "cannot read the production version to undo a promotion");
+                return;
+            }
+        }
+        let change = NewStage {
+            to: PRODUCTION.into(),
+            by: "pynomaly".into(),
+            reason: "guard".into(),
+            note: Some(format!(
+                "version {} broke its bake's {} guard: {:.4} against a limit of {:.4}",
+                bake.version, breach.guard, breach.candidate, breach.limit
+            )),
+        };
+        if let Err(e) = self
+            .change_stage(tenant, name, previous, change, None)
+            .await
+        {
+            tracing::error!(error = %e, model = name, version = previous, "cannot put the previous production version back");
+        }
+    }
+
+    /// Promotes the rollout's candidate to production, which ends the rollout, then starts
+    /// the bake the rollout asked for (or `bake`: seconds and guards in its place).
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when no rollout runs; as [`ModelRegistry::change_stage`].
@@ -540,6 +770,7 @@ impl ModelRegistry {
         by: &str,
         note: Option<String>,
         request_id: Option<String>,
+        bake: (Option<u64>, Option<Guards>),
     ) -> Result<pynomaly_store::StageChange, RegistryError> {
         let Some(active) = self.rollout(tenant, name).await? else {
             return Err(StoreError::NotFound(format!("model '{name}' has no rollout")).into());
@@ -551,8 +782,24 @@ impl ModelRegistry {
             reason: "promote".into(),
             note,
         };
-        self.change_stage(tenant, name, active.policy.version, change, request_id)
+        let changed = self
+            .change_stage(tenant, name, active.policy.version, change, request_id)
+            .await?;
+        if let Err(e) = self
+            .start_bake(
+                tenant,
+                name,
+                active.policy.version,
+                changed.replaced,
+                bake.0.unwrap_or(active.policy.bake_seconds),
+                bake.1.unwrap_or(active.policy.guards),
+                by,
+            )
             .await
+        {
+            tracing::error!(error = %e, model = name, "promoted, but its bake could not be started");
+        }
+        Ok(changed)
     }
 
     async fn audit_rollout(&self, tenant: &str, name: &str, by: &str, detail: Value) {
@@ -594,6 +841,10 @@ mod tests {
             guards: Guards::default(),
             started_at: Utc::now(),
             started_by: "key:k".into(),
+            bake_seconds: 0,
+            bake_until: None,
+            replaced: None,
+            training_anomaly_rate: None,
         }
     }
 

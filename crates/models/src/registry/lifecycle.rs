@@ -55,9 +55,11 @@ impl ModelRegistry {
         self.cache.invalidate(tenant, name);
         self.announce(tenant, name).await;
         self.count_stage_change(name, &change.reason);
-        // A rollout whose candidate left staging (promoted, archived) is over.
+        // A rollout whose candidate left staging (promoted, archived) is over, and so is
+        // the bake of a version another one replaced in production.
         if let Ok(Some(rollout)) = self.rollout(tenant, name).await
-            && rollout.policy.version == version
+            && (rollout.policy.version == version
+                || (rollout.policy.mode == super::RolloutMode::Bake && change.to == PRODUCTION))
         {
             let detail = serde_json::json!({"stage": change.to});
             if let Err(e) = self

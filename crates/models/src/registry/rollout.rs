@@ -76,6 +76,14 @@ pub struct Rollout {
     pub gate_metric: GateMetric,
     #[serde(default)]
     pub min_improvement: f64,
+    /// When promoted over a production version: how long the new one is watched by the
+    /// default guards, which roll it back on a breach (0: not watched).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bake_seconds: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Labelled rows the new version (and production) are measured on.
@@ -220,6 +228,21 @@ impl ModelRegistry {
                 let changed = self
                     .change_stage(&tenant, &name, version, change, None)
                     .await?;
+                if changed.replaced.is_some()
+                    && let Err(e) = self
+                        .start_bake(
+                            &tenant,
+                            &name,
+                            version,
+                            changed.replaced,
+                            rollout.bake_seconds,
+                            super::Guards::default(),
+                            by,
+                        )
+                        .await
+                {
+                    tracing::error!(error = %e, model = name, version, "promoted, but its bake could not be started");
+                }
                 let loaded = LoadedModel {
                     version: std::sync::Arc::new(changed.version),
                     ..loaded

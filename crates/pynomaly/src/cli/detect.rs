@@ -8,6 +8,11 @@
 //! goes to stderr; with labels (1 = outlier) it includes ROC-AUC and average precision,
 //! which is how an operator checks a detector on their own data.
 //!
+//! With `--explain` each line gains a fourth field, `explanation`: the row's top
+//! `--top-k` features (default 3) as `name:share` pairs joined by `;` (shares of the row's
+//! anomaly; over all of a row's features they sum to 1), named by the file's header, else
+//! `x0`, `x1`, … (`detect_core::explain`).
+//!
 //! Memory: the feature matrix is the only large thing held while fitting; it is freed
 //! before the output is written, and labels are kept as one byte per row.
 
@@ -21,7 +26,7 @@ use clap::builder::PossibleValuesParser;
 use data_source::{LabelColumn, ReadOptions, Table};
 use detect_core::metrics::RankingMetrics;
 use detect_core::params::ALGORITHM_NAMES;
-use detect_core::{Detection, DetectorConfig};
+use detect_core::{Detection, DetectorConfig, FeatureContribution};
 use serde_json::{Map, Value};
 
 use super::InputError;
@@ -59,6 +64,14 @@ pub struct DetectArgs {
     /// Where to write `row,prediction,score` [default: stdout]
     #[arg(long, short, value_name = "OUT.csv")]
     pub output: Option<PathBuf>,
+
+    /// Add an `explanation` column: each row's top features and their shares of its anomaly
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Features per row with --explain, 1 to the number of features [default: 3, or all when fewer]
+    #[arg(long, value_name = "N", requires = "explain", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: Option<u64>,
 }
 
 /// `name=value`, the value as JSON when it parses, else as a string.
@@ -158,16 +171,46 @@ pub fn run(args: &DetectArgs) -> anyhow::Result<()> {
     });
     let (n_rows, n_features) = features.dim();
 
+    let top_k = match args.top_k {
+        _ if !args.explain => None,
+        None => Some(detect_core::explain::DEFAULT_TOP_K.min(n_features)),
+        Some(k) if k as usize <= n_features => Some(k as usize),
+        Some(k) => {
+            return Err(InputError(format!(
+                "--top-k {k}: accepted 1..={n_features} (the file has {n_features} features)"
+            ))
+            .into());
+        }
+    };
+
     let fit_start = Instant::now();
-    // The matrix is handed over: the training scores are written into its memory.
-    let fit = detect_core::fit_owned(&config, features)?;
+    let (fit, explained) = match top_k {
+        // The matrix is handed over: the training scores are written into its memory.
+        None => (detect_core::fit_owned(&config, features)?, None),
+        Some(k) => {
+            let fit = detect_core::fit(&config, features.view())?;
+            let explained = fit.model.explain(features.view(), k)?;
+            drop(features);
+            (fit, Some(explained))
+        }
+    };
     let fit_time = fit_start.elapsed();
+    let names: Vec<String> = match &feature_names {
+        Some(names) if names.len() == n_features => names.clone(),
+        _ => (0..n_features)
+            .map(detect_core::explain::column_name)
+            .collect(),
+    };
+    let explained = explained.as_deref().map(|rows| Explained {
+        rows,
+        names: &names,
+    });
 
     // Writing and the metrics only read the scores: do both at once.
     let after_fit = Instant::now();
     let ((written, write_time), (metrics, metrics_time)) = rayon::join(
         || {
-            let written = write_scores(args.output.as_deref(), &fit.training);
+            let written = write_scores(args.output.as_deref(), &fit.training, explained);
             (written, after_fit.elapsed())
         },
         || {
@@ -210,15 +253,27 @@ struct Labels {
 /// Rows per block when formatting the output in parallel.
 const WRITE_BLOCK_ROWS: usize = 16 * 1024;
 
-/// Writes `row,prediction,score` lines to `path` or stdout.
-fn write_scores(path: Option<&Path>, detection: &Detection) -> anyhow::Result<()> {
+/// Each row's explanation and the features' names.
+#[derive(Clone, Copy)]
+struct Explained<'a> {
+    rows: &'a [Vec<FeatureContribution>],
+    names: &'a [String],
+}
+
+/// Writes `row,prediction,score` lines (and `explanation`) to `path` or stdout.
+fn write_scores(
+    path: Option<&Path>,
+    detection: &Detection,
+    explained: Option<Explained<'_>>,
+) -> anyhow::Result<()> {
     let result = match path {
         Some(path) => {
             let file =
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            write_csv(file, detection).with_context(|| format!("writing {}", path.display()))
+            write_csv(file, detection, explained)
+                .with_context(|| format!("writing {}", path.display()))
         }
-        None => write_csv(io::stdout(), detection).context("writing to stdout"),
+        None => write_csv(io::stdout(), detection, explained).context("writing to stdout"),
     };
     match result {
         // `pynomaly detect big.csv | head` is not a failure.
@@ -234,10 +289,18 @@ fn write_scores(path: Option<&Path>, detection: &Detection) -> anyhow::Result<()
 
 /// Formats windows of rows on the rayon pool and writes them in order, writing one window
 /// while the next is formatted; memory stays at two windows whatever the row count.
-fn write_csv(mut out: impl Write + Send, detection: &Detection) -> io::Result<()> {
+fn write_csv(
+    mut out: impl Write + Send,
+    detection: &Detection,
+    explained: Option<Explained<'_>>,
+) -> io::Result<()> {
     use rayon::prelude::*;
 
-    out.write_all(b"row,prediction,score\n")?;
+    out.write_all(if explained.is_some() {
+        b"row,prediction,score,explanation\n".as_slice()
+    } else {
+        b"row,prediction,score\n".as_slice()
+    })?;
     let n = detection.scores.len();
     let window = WRITE_BLOCK_ROWS * rayon::current_num_threads().max(1);
     let format_window = |start: usize, buffers: &mut Vec<Vec<u8>>| {
@@ -256,6 +319,9 @@ fn write_csv(mut out: impl Write + Send, detection: &Detection) -> io::Result<()
                 &detection.predictions[from..to],
                 &detection.scores[from..to],
             );
+            if let Some(e) = explained {
+                explain_rows(buf, &e.rows[from..to], e.names);
+            }
         });
     };
     let (mut ready, mut next) = (Vec::new(), Vec::new());
@@ -271,6 +337,21 @@ fn write_csv(mut out: impl Write + Send, detection: &Detection) -> io::Result<()
         start += window;
     }
     out.flush()
+}
+
+/// Appends each row's explanation to the lines [`format_rows`] wrote into `buf` (one per
+/// row, in order).
+fn explain_rows(buf: &mut Vec<u8>, rows: &[Vec<FeatureContribution>], names: &[String]) {
+    let lines = std::mem::take(buf);
+    let mut rows = rows.iter();
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        buf.extend_from_slice(&line[..line.len() - 1]);
+        if let Some(row) = rows.next() {
+            buf.push(b',');
+            buf.extend_from_slice(detect_core::explain::csv_cell(row, names).as_bytes());
+        }
+        buf.push(b'\n');
+    }
 }
 
 fn format_rows(buf: &mut Vec<u8>, first_row: usize, predictions: &[i8], scores: &[f64]) {
@@ -397,7 +478,7 @@ mod tests {
         let scores: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
         let detection = Detection::from_scores(scores, 0.9);
         let mut out = Vec::new();
-        write_csv(&mut out, &detection).unwrap();
+        write_csv(&mut out, &detection, None).unwrap();
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("row,prediction,score"));

@@ -132,6 +132,14 @@ pub struct StreamArgs {
     /// On SIGTERM, how long writing what was already read may take, in seconds
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub drain_timeout: f64,
+
+    /// Put each alert's top features in its `metadata.explanation`
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Features per alert with --explain [default: 3; at most the number of features]
+    #[arg(long, value_name = "N", requires = "explain", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: Option<u64>,
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -318,6 +326,10 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<()> {
                 drain_timeout: drain,
                 traces: settings.telemetry.traces.enabled,
                 privacy: Some(privacy),
+                explain: args.explain.then(|| {
+                    args.top_k
+                        .map_or(detect_core::explain::DEFAULT_TOP_K, |k| k as usize)
+                }),
             },
             metrics,
         };

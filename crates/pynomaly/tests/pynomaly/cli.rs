@@ -318,3 +318,74 @@ fn stream_urls_a_redis_cluster_cannot_serve_are_refused_before_connecting() {
         assert!(!stderr(&out).contains("s3cret"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn detect_explain_adds_each_rows_top_features_named_by_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three features; the last row is far only in `b`.
+    let mut text = String::from("a,b,c\n");
+    for i in 0..60 {
+        let [x, y] = wave(i);
+        text.push_str(&format!("{x},{y},{}\n", (x + y) / 2.0));
+    }
+    text.push_str("0.1,90,0.1\n");
+    let input = write(dir.path(), "data.csv", text.as_bytes());
+    let out = detect(
+        &input,
+        &["--algorithm", "ecod", "--explain", "--top-k", "2"],
+    );
+    report(&out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("row,prediction,score,explanation"));
+    let rows: Vec<Vec<(String, f64)>> = lines
+        .enumerate()
+        .map(|(i, line)| {
+            let parts: Vec<&str> = line.splitn(4, ',').collect();
+            assert_eq!(parts[0].parse::<usize>().unwrap(), i);
+            parts[3]
+                .split(';')
+                .map(|p| {
+                    let (name, share) = p.split_once(':').unwrap();
+                    (name.to_string(), share.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 61);
+    assert!(
+        rows.iter().all(|r| r.len() == 2 && r[0].1 >= r[1].1),
+        "{rows:?}"
+    );
+    assert_eq!(rows[60][0].0, "b", "{:?}", rows[60]);
+    // The default is 3 features; without a header the columns are x0, x1, ….
+    let bare = write(
+        dir.path(),
+        "bare.csv",
+        text_without_header(&text_of(&input)).as_bytes(),
+    );
+    let out = detect(&bare, &["--algorithm", "ecod", "--explain"]);
+    report(&out);
+    let last = stdout(&out).lines().last().unwrap().to_string();
+    let cell = last.splitn(4, ',').nth(3).unwrap().to_string();
+    assert_eq!(cell.split(';').count(), 3, "{last}");
+    assert!(cell.starts_with("x1:"), "{last}");
+    // --top-k beyond the width, or without --explain, is refused.
+    assert_refused(
+        &detect(&input, &["--explain", "--top-k", "4"]),
+        "--top-k 4: accepted 1..=3",
+    );
+    let out = detect(&input, &["--top-k", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Without --explain the output is unchanged.
+    let out = detect(&input, &["--algorithm", "ecod"]);
+    assert!(stdout(&out).starts_with("row,prediction,score\n"));
+}
+
+fn text_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn text_without_header(text: &str) -> String {
+    text.split_once('\n').unwrap().1.to_string()
+}

@@ -89,6 +89,9 @@ pub struct PipelineConfig {
     /// Personal data in alerts' `original_data` is masked (or hashed) with these settings
     /// (the `stream` command's, from `PYNOMALY_PII_*`); `None`: echoed as it came.
     pub privacy: Option<Arc<pynomaly_privacy::Privacy>>,
+    /// Each alert's top features in its `metadata.explanation`: this many (at most the
+    /// number of features); `None`: no explanations.
+    pub explain: Option<usize>,
 }
 
 /// The model side of the pipeline.

@@ -78,6 +78,17 @@ pub(super) fn score_and_render_at(
             .map_err(|e| e.to_string())
             .and_then(|x| active.model.score(x).map_err(|e| e.to_string()))
     };
+    // With --explain: every scored row's top features, and the features' names.
+    let explained = match (config.explain, &scores) {
+        (Some(k), Ok(_)) if n_rows > 0 => ArrayView2::from_shape((n_rows, p.nf), &p.rows)
+            .ok()
+            .and_then(|x| active.model.explain(x, k.clamp(1, p.nf)).ok()),
+        _ => None,
+    };
+    let names = explained
+        .as_ref()
+        .map(|_| config.features.names(p.nf))
+        .unwrap_or_default();
     let now = Value::String(now);
     let now_json = serde_json::to_vec(&now).unwrap_or_default();
     let threshold = active.model.threshold();
@@ -123,6 +134,15 @@ pub(super) fn score_and_render_at(
                         algorithm,
                         model_version: active.version,
                         processing_time_ms: record.received.elapsed().as_secs_f64() * 1e3,
+                        explanation: match (&prep, &explained) {
+                            (Prep::Event { row, .. } | Prep::Echo { row, .. }, Some(e)) => {
+                                Some(alert::Explanation {
+                                    top: &e[*row],
+                                    names: &names,
+                                })
+                            }
+                            _ => None,
+                        },
                     };
                     let message = match &prep {
                         Prep::Echo { parts, .. } => {

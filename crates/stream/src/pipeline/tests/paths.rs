@@ -59,6 +59,7 @@ fn config_with(features: Features) -> PipelineConfig {
         drain_timeout: Duration::from_secs(1),
         traces: false,
         privacy: None,
+        explain: None,
     }
 }
 
@@ -497,4 +498,42 @@ fn hot_path() {
         "hot_path speed-up: {:.2}x",
         per_event(total[0]) / per_event(total[1])
     );
+}
+
+#[test]
+fn explain_puts_each_alerts_top_features_in_its_metadata_on_both_paths() {
+    let features = Features::parse_paths("a,meta.b,c").unwrap();
+    let mut config = config_with(features);
+    config.explain = Some(2);
+    // The forest's rows are uniform in [0, 1): the event is far out only in meta.b.
+    let message = br#"{"id":"e1","a":0.5,"meta":{"b":40.0},"c":0.5}"#;
+    let model = forest(3, 200, 50);
+    let mut seen = Vec::new();
+    for parse in [Parse::Fast, Parse::Value] {
+        let prepared = prepare(vec![keyed(0, message)], &config, None, None, parse);
+        let out = score_and_render_at(prepared, &model, &config, None, NOW.into());
+        assert_eq!(out.alerts.len(), 1);
+        let alert: Value = serde_json::from_slice(&out.alerts[0].payload).unwrap();
+        let explanation = alert["metadata"]["explanation"].as_array().unwrap().clone();
+        assert_eq!(explanation.len(), 2, "{alert}");
+        assert_eq!(explanation[0]["feature"], "meta.b", "{alert}");
+        let shares: Vec<f64> = explanation
+            .iter()
+            .map(|c| c["contribution"].as_f64().unwrap())
+            .collect();
+        assert!(
+            shares[0] >= shares[1] && shares[0] + shares[1] <= 1.0 + 1e-12,
+            "{alert}"
+        );
+        // The processing time stays the last field.
+        assert!(!without_time(&out.alerts[0].payload).is_empty());
+        seen.push(explanation);
+    }
+    assert_eq!(seen[0], seen[1]);
+    // Without --explain, no explanation.
+    config.explain = None;
+    let prepared = prepare(vec![keyed(0, message)], &config, None, None, Parse::Fast);
+    let out = score_and_render_at(prepared, &model, &config, None, NOW.into());
+    let alert: Value = serde_json::from_slice(&out.alerts[0].payload).unwrap();
+    assert!(alert["metadata"].get("explanation").is_none(), "{alert}");
 }

@@ -231,6 +231,7 @@ fn batches_of_four(queue_batches: usize) -> PipelineConfig {
         drain_timeout: Duration::from_secs(5),
         traces: false,
         privacy: None,
+        explain: None,
     }
 }
 
