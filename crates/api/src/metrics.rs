@@ -227,8 +227,8 @@ impl Metrics {
         rows: usize,
         anomalies: usize,
     ) {
-        let version = version.to_string();
-        let labels = [model, version.as_str(), variant];
+        let mut digits = itoa::Buffer::new();
+        let labels = [model, digits.format(version), variant];
         self.predicted_rows
             .with_label_values(&labels)
             .inc_by(rows as u64);

@@ -551,20 +551,29 @@ impl ModelRegistry {
             replaced,
             training_anomaly_rate,
         };
-        let stored = serde_json::to_value(&policy).map_err(|e| StoreError::Corrupt {
+        self.store_rollout(tenant, name, &policy, by, "bake_started")
+            .await
+    }
+
+    /// Stores `policy` as the model's rollout, announces the change to the other instances
+    /// and audits it as `what` (`started`, `bake_started`).
+    async fn store_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        policy: &RolloutPolicy,
+        by: &str,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let stored = serde_json::to_value(policy).map_err(|e| StoreError::Corrupt {
             column: "model_rollouts.policy",
             reason: e.to_string(),
         })?;
         self.meta.set_rollout(tenant, name, &stored).await?;
         self.forget_rollout(tenant, name);
         self.announce(tenant, name).await;
-        self.audit_rollout(
-            tenant,
-            name,
-            by,
-            json!({"rollout": "bake_started", "policy": stored}),
-        )
-        .await;
+        self.audit_rollout(tenant, name, by, json!({"rollout": what, "policy": stored}))
+            .await;
         Ok(())
     }
 
@@ -626,20 +635,8 @@ impl ModelRegistry {
             replaced: None,
             training_anomaly_rate: None,
         };
-        let stored = serde_json::to_value(&policy).map_err(|e| StoreError::Corrupt {
-            column: "model_rollouts.policy",
-            reason: e.to_string(),
-        })?;
-        self.meta.set_rollout(tenant, name, &stored).await?;
-        self.forget_rollout(tenant, name);
-        self.announce(tenant, name).await;
-        self.audit_rollout(
-            tenant,
-            name,
-            by,
-            json!({"rollout": "started", "policy": stored}),
-        )
-        .await;
+        self.store_rollout(tenant, name, &policy, by, "started")
+            .await?;
         Ok(self
             .rollout(tenant, name)
             .await?
