@@ -47,7 +47,12 @@ def blobs(n: int = 400, d: int = 4, seed: int = 0) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("case", PYOD["cases"], ids=[c["name"] for c in PYOD["cases"]])
+# The fixture also holds cases of detectors the package has no estimator for yet (MCD,
+# CBLOF: detect-core's golden tests check those).
+CASES = [c for c in PYOD["cases"] if c["algorithm"] in CLASSES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_scores_threshold_and_labels_equal_pyods(case: dict[str, Any]) -> None:
     x, queries = dataset(case["dataset"])
     est = CLASSES[case["algorithm"]](**case["params"]).fit(x)
