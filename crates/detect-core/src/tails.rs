@@ -330,6 +330,45 @@ mod tests {
     use super::*;
     use ndarray::array;
 
+    /// ECOD's and COPOD's per-feature terms sum to the row's score, are never negative,
+    /// and the feature a row is extreme in leads.
+    fn feature_terms_sum_to_the_score<R: TailRule>() {
+        let x = array![
+            [1.0, 5.0, 0.3],
+            [1.1, 5.2, 0.1],
+            [0.9, 4.9, 0.2],
+            [1.0, 5.1, 0.4],
+            [1.2, 5.0, 0.5],
+            [0.8, 4.8, 0.3]
+        ];
+        let (model, _) = TailModel::<R>::fit(x.view());
+        let rows = array![[1.0, 5.05, 0.3], [1.05, 40.0, 0.25], [-3.0, 5.0, 0.2]];
+        let terms = model.contributions(rows.view());
+        let scores = model.score_novel(rows.view());
+        for (i, score) in scores.iter().enumerate() {
+            let sum: f64 = terms.row(i).sum();
+            assert!(
+                (sum - score).abs() <= 1e-12 * score.abs().max(1.0),
+                "{sum} vs {score}"
+            );
+            assert!(terms.row(i).iter().all(|&t| t >= 0.0), "{terms}");
+        }
+        assert!(
+            terms[[1, 1]] > terms[[1, 0]] && terms[[1, 1]] > terms[[1, 2]],
+            "{terms}"
+        );
+        assert!(
+            terms[[2, 0]] > terms[[2, 1]] && terms[[2, 0]] > terms[[2, 2]],
+            "{terms}"
+        );
+    }
+
+    #[test]
+    fn ecod_and_copod_rows_feature_terms_sum_to_their_scores_and_the_extreme_feature_leads() {
+        feature_terms_sum_to_the_score::<crate::ecod::EcodRule>();
+        feature_terms_sum_to_the_score::<crate::copod::CopodRule>();
+    }
+
     #[test]
     fn ties_share_the_largest_rank_and_tails_count_both_ways() {
         let x = array![[1.0], [2.0], [2.0], [3.0]];
