@@ -1008,9 +1008,14 @@ impl From<deadpool_redis::PoolError> for QueueError {
 #[async_trait]
 impl JobQueue for RedisQueue {
     async fn submit(&self, job: NewJob) -> Result<(Job, bool), QueueError> {
+        // Redis unreachable: refuse (503 + Retry-After) so the client retries with its
+        // idempotency key, as with any broker down, rather than accept a job no worker can
+        // be told about until Redis returns.
+        self.ping().await?;
         let (job, created) = self.meta.create_job(job).await?;
         if created && let Err(e) = self.send(&job.id).await {
-            // The job is safe in the database: workers re-send what was never delivered.
+            // Redis went away between the check and the send. The job is safe in the
+            // database: workers re-send what was never delivered.
             tracing::error!(job_id = %job.id, error = %e, "could not deliver a job; it will be re-sent");
         }
         Ok((job, created))

@@ -137,11 +137,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Value>
         reasons.push("the artifact store is unreachable".to_string());
     }
     if !queue_up && kind == "redis" {
-        // Named, so that an operator knows which server to look at; submissions still
-        // answer 202 (the job is stored) and are delivered when Redis returns.
+        // Named, so that an operator knows which server to look at.
         reasons.push(
-            "Redis (the job queue) is unreachable: jobs submitted meanwhile are kept in \
-             the metadata store and delivered when it returns"
+            "Redis (the job queue) is unreachable: job submissions are answered 503 until \
+             it returns; predicts keep serving"
                 .to_string(),
         );
     } else if !queue_up {

@@ -7,7 +7,7 @@
 //! - `redis_data_loss`: Redis `SHUTDOWN NOSAVE` and restarted empty with jobs queued and
 //!   running → every job succeeds, its output written once;
 //! - `redis_down`: Redis stopped for 10 s under predict traffic and submissions → no
-//!   predict fails, submissions answer 202 (kept in Postgres) or 503 with `Retry-After`,
+//!   predict fails, submissions answer 503 with `Retry-After` (then 202 once it is back),
 //!   `/health` says `degraded` naming Redis, every accepted job completes once;
 //! - `postgres_down`: Postgres stopped for 10 s under mixed traffic → only 2xx or 503 with
 //!   `Retry-After`, recovery without a restart, every accepted job completed once;
