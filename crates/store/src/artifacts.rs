@@ -12,12 +12,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
@@ -27,6 +26,7 @@ use object_store::{
 
 use crate::StoreError;
 use crate::crypto::{Envelope, Keyring, Opener, Sealer, plaintext_len};
+use crate::s3_uploads::{BACKGROUND_RETRY, S3Uploads};
 
 /// How to reach an S3-compatible store. [`S3Options::from_env`] reads the standard
 /// variables; whatever is `None` falls back to them (and to the AWS defaults).
@@ -89,6 +89,10 @@ pub fn s3_bucket_with(
     bucket: &str,
     options: &S3Options,
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    Ok(Arc::new(amazon_s3(bucket, options)?))
+}
+
+fn amazon_s3(bucket: &str, options: &S3Options) -> Result<AmazonS3, StoreError> {
     if bucket.is_empty() {
         return Err(StoreError::UnsupportedUrl(
             "s3:// URL without a bucket".into(),
@@ -108,7 +112,7 @@ pub fn s3_bucket_with(
     if let Some(secret) = &options.secret_access_key {
         builder = builder.with_secret_access_key(secret);
     }
-    Ok(Arc::new(builder.build()?))
+    Ok(builder.build()?)
 }
 
 /// Removes the staging files `<dest>#<digits>` an interrupted multipart upload to `dest`
@@ -153,6 +157,8 @@ pub struct ArtifactStore {
     keyring: Option<Arc<Keyring>>,
     /// The directory of a local store (where interrupted uploads leave staging files).
     local_root: Option<PathBuf>,
+    /// An S3 store's incomplete uploads (what interrupted uploads leave there).
+    s3_uploads: Option<Arc<S3Uploads>>,
 }
 
 impl ArtifactStore {
@@ -174,7 +180,8 @@ impl ArtifactStore {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let prefix = prefix.trim_matches('/');
-            let s3 = s3_bucket_with(bucket, s3)?;
+            let s3 = Arc::new(amazon_s3(bucket, s3)?);
+            let s3_uploads = Some(Arc::new(S3Uploads::new(Arc::clone(&s3), prefix)));
             let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
                 s3
             } else {
@@ -185,6 +192,7 @@ impl ArtifactStore {
                 base_url: format!("s3://{bucket}/{prefix}"),
                 keyring: None,
                 local_root: None,
+                s3_uploads,
             });
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
@@ -202,6 +210,7 @@ impl ArtifactStore {
             base_url: format!("file://{}", root.display()),
             keyring: None,
             local_root: Some(root),
+            s3_uploads: None,
         })
     }
 
@@ -212,6 +221,7 @@ impl ArtifactStore {
             base_url: base_url.into(),
             keyring: None,
             local_root: None,
+            s3_uploads: None,
         }
     }
 
@@ -353,8 +363,10 @@ impl ArtifactStore {
 
     /// Starts a streamed write (multipart upload): memory stays bounded by the part size.
     /// What an earlier, interrupted write of `path` left behind (a process killed
-    /// mid-upload: a local store's staging files `<path>#<n>`) is removed first; object
-    /// stores keep incomplete uploads out of sight (their lifecycle rules expire them).
+    /// mid-upload: a local store's staging files `<path>#<n>`, an S3 store's incomplete
+    /// uploads of that key) is removed first; when S3 fails to begin the upload, what it may
+    /// have begun all the same (the answer lost, not the request) is aborted once it answers
+    /// again. Writes of one path must not run at once (a job's attempts do not).
     ///
     /// # Errors
     /// The store's error.
@@ -362,8 +374,25 @@ impl ArtifactStore {
         if let Some(root) = &self.local_root {
             remove_staged_uploads(&root.join(path))?;
         }
+        if let Some(uploads) = &self.s3_uploads {
+            match uploads.abort_stale(path, None).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(path, n, "aborted uploads an earlier write left"),
+                // Not fatal: S3 away fails the upload next; a bucket policy without
+                // s3:ListBucketMultipartUploads leaves them to the lifecycle rule.
+                Err(e) => tracing::warn!(error = %e, path, "cannot list this path's uploads"),
+            }
+        }
         let object_path = ObjectPath::from(path);
-        let upload = self.inner.put_multipart(&object_path).await?;
+        let upload = match self.inner.put_multipart(&object_path).await {
+            Ok(upload) => upload,
+            Err(e) => {
+                if let Some(uploads) = &self.s3_uploads {
+                    uploads.abort_stale_later(path);
+                }
+                return Err(e.into());
+            }
+        };
         let upload = Box::new(AbortLater {
             inner: Some(upload),
             path: path.to_string(),
@@ -401,18 +430,14 @@ impl ArtifactStore {
     }
 }
 
-/// Backoff between the background tries to abort an upload (doubling from the first, at
-/// most the second), and how many tries: about 10 minutes in all.
-const ABORT_RETRY: (Duration, Duration, u32) =
-    (Duration::from_secs(2), Duration::from_secs(15), 40);
-
-/// A multipart upload whose abort, when the store does not answer (an S3 outage cut the
-/// write, and now the abort), is tried again in the background with backoff, so that the
-/// parts a failed write uploaded do not stay behind (invisible, but billed) once the
-/// store returns. A process that exits first leaves them to the bucket's lifecycle rule.
+/// A multipart upload that does not stay behind (invisible, but billed) when its write
+/// fails: an abort the store does not answer (an S3 outage cut the write, and now the
+/// abort) is tried again in the background with backoff until it does, and an upload
+/// dropped neither completed nor aborted (a job's run abandoned mid-write) is aborted in
+/// the background. A process that exits first leaves it to the bucket's lifecycle rule.
 #[derive(Debug)]
 struct AbortLater {
-    /// `None` once aborted (or handed to the background task).
+    /// `None` once completed or aborted (or handed to the background task).
     inner: Option<Box<dyn MultipartUpload>>,
     path: String,
 }
@@ -422,6 +447,35 @@ fn upload_gone() -> object_store::Error {
         store: "artifacts",
         source: "the upload was aborted".into(),
     }
+}
+
+/// Aborts `upload` off the caller's path: at once unless `delayed`, then with
+/// [`BACKGROUND_RETRY`]'s backoff until the store answers. An upload the store no longer
+/// knows counts as aborted.
+fn abort_in_background(mut upload: Box<dyn MultipartUpload>, path: String, delayed: bool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let (mut wait, longest, tries) = BACKGROUND_RETRY;
+        for i in 0..tries {
+            if delayed || i > 0 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(longest);
+            }
+            match upload.abort().await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    tracing::info!(path, "aborted the upload of a failed write");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, path, "cannot abort an upload yet"),
+            }
+        }
+        tracing::warn!(
+            path,
+            "gave up aborting an upload: the bucket's lifecycle rule expires it"
+        );
+    });
 }
 
 #[async_trait::async_trait]
@@ -434,42 +488,34 @@ impl MultipartUpload for AbortLater {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        match &mut self.inner {
-            Some(upload) => upload.complete().await,
-            None => Err(upload_gone()),
-        }
+        let Some(upload) = &mut self.inner else {
+            return Err(upload_gone());
+        };
+        let done = upload.complete().await?;
+        self.inner = None;
+        Ok(done)
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
         let Some(mut upload) = self.inner.take() else {
             return Ok(());
         };
-        let Err(e) = upload.abort().await else {
-            return Ok(());
-        };
-        let path = self.path.clone();
-        tracing::warn!(error = %e, path, "cannot abort an upload now: trying again in the background");
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let (mut wait, longest, tries) = ABORT_RETRY;
-                for _ in 0..tries {
-                    tokio::time::sleep(wait).await;
-                    match upload.abort().await {
-                        Ok(()) => {
-                            tracing::info!(path, "aborted the upload of a failed write");
-                            return;
-                        }
-                        Err(e) => tracing::debug!(error = %e, path, "abort failed again"),
-                    }
-                    wait = (wait * 2).min(longest);
-                }
-                tracing::warn!(
-                    path,
-                    "gave up aborting an upload: the bucket's lifecycle rule expires it"
-                );
-            });
+        match upload.abort().await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, path = self.path, "cannot abort an upload now: trying again in the background");
+                abort_in_background(upload, self.path.clone(), true);
+                Err(e)
+            }
         }
-        Err(e)
+    }
+}
+
+impl Drop for AbortLater {
+    fn drop(&mut self) {
+        if let Some(upload) = self.inner.take() {
+            abort_in_background(upload, std::mem::take(&mut self.path), false);
+        }
     }
 }
 

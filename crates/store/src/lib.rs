@@ -36,6 +36,7 @@ mod keys;
 mod metadata;
 mod models;
 mod postgres;
+mod s3_uploads;
 mod sql;
 mod sqlite;
 mod types;

@@ -78,6 +78,11 @@ impl TestBucket {
         format!("{}/{}", self.endpoint, self.name)
     }
 
+    /// The keys of the bucket's multipart uploads neither completed nor aborted.
+    pub async fn incomplete_uploads(&self) -> Vec<String> {
+        incomplete_uploads(&self.url()).await
+    }
+
     /// The bucket's objects, read and written directly (path-style requests, plain HTTP
     /// allowed, nothing read from the `AWS_*` variables).
     ///
@@ -122,4 +127,44 @@ impl TestBucket {
             );
         }
     }
+}
+
+/// The keys of every object in the bucket at `bucket_url` (`http://host:port/bucket`), asked
+/// of the server without signing (moto answers; the first 1,000).
+///
+/// # Panics
+/// The server does not answer.
+pub async fn object_keys(bucket_url: &str) -> Vec<String> {
+    xml_texts(
+        &fetch(&format!("{bucket_url}?list-type=2&max-keys=1000")).await,
+        "Key",
+    )
+}
+
+/// The keys of the multipart uploads at `bucket_url` neither completed nor aborted, asked
+/// as [`object_keys`] is.
+///
+/// # Panics
+/// The server does not answer.
+pub async fn incomplete_uploads(bucket_url: &str) -> Vec<String> {
+    xml_texts(&fetch(&format!("{bucket_url}?uploads")).await, "Key")
+}
+
+async fn fetch(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("the S3 test server answers")
+        .text()
+        .await
+        .expect("the S3 test server's answer is text")
+}
+
+/// The texts of every `<tag>…</tag>` of `xml` (S3 listings: flat, no attributes).
+fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close.as_str()).map(|(v, _)| v.to_string()))
+        .collect()
 }

@@ -67,3 +67,67 @@ async fn a_large_output_is_uploaded_in_parts() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_write_aborts_the_uploads_earlier_writes_of_its_path_left() {
+    TestBucket::run(async |bucket| {
+        let options = s3_options(bucket);
+        let store = ArtifactStore::from_url_with(&bucket.uri("deploy"), &options).unwrap();
+        // What a cut connection leaves: uploads S3 began that no writer completes or
+        // aborts, one holding a part; and a neighbour's upload, still going.
+        let raw = bucket.store();
+        for key in [
+            "deploy/jobs/t/j/output-0.csv",
+            "deploy/jobs/t/j/output-1.csv",
+        ] {
+            let mut left = raw.put_multipart(&key.into()).await.unwrap();
+            left.put_part(vec![b'x'; 5 << 20].into()).await.unwrap();
+            std::mem::forget(left);
+        }
+        let lost = raw
+            .put_multipart(&"deploy/jobs/t/j/output-0.csv".into())
+            .await
+            .unwrap();
+        std::mem::forget(lost);
+        assert_eq!(bucket.incomplete_uploads().await.len(), 3);
+
+        let mut writer = store.writer("jobs/t/j/output-0.csv").await.unwrap();
+        writer.write(b"row,prediction,score\n").await.unwrap();
+        writer.finish().await.unwrap();
+        assert_eq!(
+            bucket.incomplete_uploads().await,
+            ["deploy/jobs/t/j/output-1.csv"]
+        );
+        assert_eq!(
+            &store.get("jobs/t/j/output-0.csv").await.unwrap()[..],
+            b"row,prediction,score\n"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_write_dropped_unfinished_leaves_no_upload() {
+    TestBucket::run(async |bucket| {
+        let url = format!("s3://{}", bucket.name());
+        let store = ArtifactStore::from_url_with(&url, &s3_options(bucket)).unwrap();
+        // A job's run abandoned mid-write: neither finished nor aborted.
+        let mut writer = store.writer("jobs/t/j/output-0.csv").await.unwrap();
+        writer.write(&vec![b'7'; 6 << 20]).await.unwrap();
+        drop(writer);
+        let mut left = bucket.incomplete_uploads().await;
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            left = bucket.incomplete_uploads().await;
+        }
+        assert_eq!(left, Vec::<String>::new(), "aborted in the background");
+        assert!(matches!(
+            store.get("jobs/t/j/output-0.csv").await,
+            Err(StoreError::NotFound(_))
+        ));
+    })
+    .await;
+}

@@ -8,7 +8,8 @@
 //!
 //! What must hold: every job ends — succeeded (its output whole: one line per input row)
 //! or failed with the store's cause in its `error` — none hangs; the bucket holds no
-//! object of a failed attempt (only models and the outputs of succeeded jobs); `/health`
+//! object of a failed attempt (only models and the outputs of succeeded jobs) and, within
+//! a minute of S3 answering again, no multipart upload a failed attempt began; `/health`
 //! says `degraded` naming the artifact store meanwhile; a model trained meanwhile is
 //! refused with a clear error (not 201, not 500) and is never listed or served; training
 //! and predicting work again afterwards, with no restart.
@@ -76,35 +77,31 @@ impl Moto {
 
     /// Every key in the bucket (asked of moto directly, not through the relay).
     async fn keys(&self) -> Vec<String> {
-        let xml = reqwest::get(self.url("?list-type=2&max-keys=1000"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        tags(&xml, "Key")
+        testkit::s3::object_keys(&self.url("")).await
     }
 
     /// Multipart uploads started and neither completed nor aborted.
     async fn incomplete_uploads(&self) -> Vec<String> {
-        let xml = reqwest::get(self.url("?uploads"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        tags(&xml, "Key")
+        testkit::s3::incomplete_uploads(&self.url("")).await
+    }
+
+    /// Waits up to `within` for the incomplete uploads to be gone: returns how many there
+    /// were at first, those left, and how long it took.
+    async fn uploads_cleaned(&self, within: Duration) -> (usize, Vec<String>, Duration) {
+        let started = Instant::now();
+        let mut left = self.incomplete_uploads().await;
+        let at_first = left.len();
+        while !left.is_empty() && started.elapsed() < within {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            left = self.incomplete_uploads().await;
+        }
+        (at_first, left, started.elapsed())
     }
 }
 
-/// The texts of every `<tag>…</tag>` of `xml`.
-fn tags(xml: &str, tag: &str) -> Vec<String> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.split(open.as_str())
-        .skip(1)
-        .filter_map(|rest| rest.split_once(close.as_str()).map(|(v, _)| v.to_string()))
-        .collect()
-}
+/// How long the workers have, once S3 answers again, to abort what the cut attempts
+/// uploaded (their background tries are at most 15 s apart).
+const CLEANUP: Duration = Duration::from_secs(60);
 
 /// The S3 endpoint the deployment uses: a TCP relay to moto that the test can cut.
 struct Relay {
@@ -288,14 +285,16 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
         )
         .await;
     let models = d.apis[0].get("/api/v1/models?limit=500").await;
+    // What the cut attempts had uploaded is aborted by the workers once S3 answers.
+    let (incomplete_at_end, incomplete, cleaned_in) = moto.uploads_cleaned(CLEANUP).await;
     let keys = moto.keys().await;
-    let incomplete = moto.incomplete_uploads().await;
     eprintln!(
         "s3_down: S3 cut {outage:.1?} while {JOBS} jobs of {ROWS} rows ran; {} succeeded, {} \
          failed ({attempts} attempts in all), all ended {drained:.1?} after S3 returned; \
          /health meanwhile: {} {}; train during the outage: {} in {train_took:.1?} {}; \
-         predict of that model afterwards: {}; bucket: {} objects, {} incomplete multipart \
-         uploads {incomplete:?}",
+         predict of that model afterwards: {}; bucket: {} objects; {incomplete_at_end} \
+         incomplete multipart uploads when the jobs had ended, {} {cleaned_in:.1?} later \
+         {incomplete:?}",
         succeeded.len(),
         failed.len(),
         health.body["status"],
@@ -309,6 +308,11 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
     for job in &failed {
         eprintln!("s3_down: failed job: {}", job["error"]);
     }
+    assert_eq!(
+        incomplete,
+        Vec::<String>::new(),
+        "uploads of failed attempts aborted"
+    );
 
     // Jobs: whole outputs, or a failure naming the store.
     for job in &succeeded {
@@ -413,21 +417,10 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
     let down_for = cut_at.elapsed();
     s3.reopen().await;
     let keys = moto.keys().await;
-    // The uploads the cut attempts had started could not be aborted while S3 was away:
-    // the workers abort them in the background once it answers. That is best effort, not
-    // asserted: under CI's load one attempt's upload was seen to stay for over three
-    // minutes (why is not known yet); the bucket's AbortIncompleteMultipartUpload
-    // lifecycle rule (docs/api.md) removes such uploads. What is left after a minute is
-    // reported.
-    let reopened = Instant::now();
-    let left_at_return = moto.incomplete_uploads().await.len();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut incomplete = moto.incomplete_uploads().await;
-    while !incomplete.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        incomplete = moto.incomplete_uploads().await;
-    }
-    let cleaned_in = reopened.elapsed();
+    // The uploads the cut attempts had started (among them one whose creation S3 carried
+    // out while the cut lost its answer) could not be aborted while S3 was away: the
+    // workers abort them in the background once it answers.
+    let (left_at_return, incomplete, cleaned_in) = moto.uploads_cleaned(CLEANUP).await;
     eprintln!(
         "s3_down: S3 away until the jobs ended ({down_for:.1?}): {:?}; bucket: {} objects; \
          {left_at_return} incomplete multipart uploads when S3 returned, {} after \
@@ -442,6 +435,11 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
             .collect::<Vec<_>>(),
         keys.len(),
         incomplete.len()
+    );
+    assert_eq!(
+        incomplete,
+        Vec::<String>::new(),
+        "uploads of failed attempts aborted once S3 answered"
     );
     for job in &ended {
         assert_eq!(job["status"], "failed", "{job}");
