@@ -27,6 +27,7 @@ pub mod http;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod relay;
 pub mod s3;
 pub mod tls;
 pub mod wait;
@@ -43,6 +44,7 @@ pub use process::{Proc, free_port, require_program, wait_ready};
 pub use redis::{
     RedisCluster, RedisKind, RedisServer, ScaleOut, with_postgres_and, with_postgres_and_redis,
 };
+pub use relay::Relay;
 pub use s3::TestBucket;
 pub use tls::{Leaf, TestCa};
 pub use wait::{eventually, wait_until};

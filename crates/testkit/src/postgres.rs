@@ -300,6 +300,20 @@ fn os_user(name: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// `database_url` reached through a [`crate::Relay`] on `port` instead: the URL to give
+/// the client, and the server's port (the relay's target, on loopback).
+///
+/// # Panics
+/// `database_url` is not a Postgres URL.
+pub fn through_port(database_url: &str, port: u16) -> (String, u16) {
+    let options: PgConnectOptions = database_url
+        .parse()
+        .unwrap_or_else(|e| panic!("not a Postgres URL: {database_url}: {e}"));
+    let server = options.get_port();
+    let relayed = options.host("127.0.0.1").port(port).to_url_lossy();
+    (relayed.to_string(), server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;

@@ -7,6 +7,7 @@ use pynomaly_jobs::{JobQueue, RedisQueueConfig};
 use pynomaly_store::{CancelOutcome, DEFAULT_TENANT, JobStatus, NewModelVersion};
 use serde_json::json;
 use testkit::RedisKind;
+use testkit::wait::wait;
 
 use super::{assert_nothing_to_run, batch, done, with_harness};
 
@@ -388,6 +389,72 @@ pub(super) async fn a_running_job_whose_delivery_redis_lost_runs_to_its_end(redi
             (JobStatus::Succeeded, 1)
         );
         assert_nothing_to_run(&api, "it ran once").await;
+    })
+    .await;
+}
+
+/// A worker whose job's run ends while the database is away (its connections dropped,
+/// new ones refused) keeps the lease and records the outcome when the database returns:
+/// once, with no second attempt.
+pub(super) async fn a_job_that_ends_while_the_database_is_away_is_recorded_once_when_it_returns(
+    redis: RedisKind,
+) {
+    with_harness(redis, async |h| {
+        let api = h.queue().await;
+        let (worker, mut database) = h.queue_through_a_relay().await;
+        let big = h.sources_file("big.csv", 400_000);
+        let (job, _) = api.submit(batch(&[&big], None)).await.unwrap();
+        let delivery = worker.receive(None).await.unwrap().expect("a delivery");
+        let claimed = worker.claim(delivery).await.unwrap().expect("claimed");
+        let running = tokio::spawn({
+            let worker = std::sync::Arc::clone(&worker);
+            async move { worker.execute(claimed).await }
+        });
+        wait("the run begins", Duration::from_secs(30))
+            .until(async || {
+                if worker.busy() == 1 {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            })
+            .await;
+        database.cut().await;
+        wait("the run ends", Duration::from_secs(120))
+            .until(async || {
+                if worker.busy() == 0 {
+                    Ok(())
+                } else {
+                    Err("running".to_string())
+                }
+            })
+            .await;
+        assert!(
+            !running.is_finished(),
+            "the run ended before the database went away: nothing was tested"
+        );
+        // Longer than the store's pool waits for a connection (10 s): the first write of
+        // the outcome fails, and it is the worker's retry that records it.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(!running.is_finished(), "the outcome waits for the database");
+        database.reopen().await;
+        let outcome = tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("recorded once the database answers")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            done(outcome),
+            (job.id.clone(), JobStatus::Succeeded),
+            "the run's outcome"
+        );
+        let recorded = h.job(&job.id).await;
+        assert_eq!(
+            (recorded.status, recorded.attempts),
+            (JobStatus::Succeeded, 1)
+        );
+        assert_eq!(recorded.result.unwrap()["n_samples"], 400_000);
+        assert_nothing_to_run(&worker, "the job ran once").await;
     })
     .await;
 }

@@ -37,6 +37,7 @@ testkit::on_each_redis!(cases::{
     a_running_job_of_a_vanished_worker_is_sent_again_when_redis_lost_it,
     jobs_queued_and_running_when_redis_lost_its_data_run_once,
     a_running_job_whose_delivery_redis_lost_runs_to_its_end,
+    a_job_that_ends_while_the_database_is_away_is_recorded_once_when_it_returns,
 });
 
 /// What each test gets: stores, a runner, and a way to start queue instances (an API
@@ -96,6 +97,24 @@ impl Harness {
         )
         .await
         .expect("Redis queue connects")
+    }
+
+    /// A queue instance (a worker process) whose metadata store is this test's database
+    /// reached through a relay the test can cut, and the relay.
+    async fn queue_through_a_relay(&self) -> (Arc<RedisQueue>, testkit::Relay) {
+        let port = testkit::free_port();
+        let (url, server) = testkit::postgres::through_port(&self.env.database_url, port);
+        let relay = testkit::Relay::open(port, server).await;
+        let meta: DynMetadataStore = Arc::new(PostgresStore::connect(&url, 4).await.unwrap());
+        let queue = RedisQueue::connect(
+            &self.env.redis_url,
+            self.config(),
+            meta,
+            Arc::clone(&self.runner),
+        )
+        .await
+        .expect("Redis queue connects");
+        (queue, relay)
     }
 
     async fn job(&self, id: &str) -> Job {

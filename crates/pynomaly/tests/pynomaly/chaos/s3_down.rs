@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::wait::wait;
-use testkit::{Proc, free_port};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use testkit::{Proc, Relay, free_port};
 
 use super::Deployment;
 
@@ -103,61 +101,6 @@ impl Moto {
 /// uploaded (their background tries are at most 15 s apart).
 const CLEANUP: Duration = Duration::from_secs(60);
 
-/// The S3 endpoint the deployment uses: a TCP relay to moto that the test can cut.
-struct Relay {
-    port: u16,
-    target: u16,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Relay {
-    async fn open(port: u16, target: u16) -> Relay {
-        let mut relay = Relay {
-            port,
-            target,
-            task: None,
-        };
-        relay.reopen().await;
-        relay
-    }
-
-    /// Listens again (the port is free again once cut).
-    async fn reopen(&mut self) {
-        let listener = wait("the relay's port binds again", Duration::from_secs(10))
-            .every(Duration::from_millis(50))
-            .until(async || {
-                TcpListener::bind(("127.0.0.1", self.port))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-        let target = self.target;
-        self.task = Some(tokio::spawn(async move {
-            // Dropped with the task: every connection is closed when the relay is cut.
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                while conns.try_join_next().is_some() {}
-                conns.spawn(async move {
-                    if let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Closes the port and drops every open connection.
-    async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
-
 fn train_body(name: &str) -> Value {
     let rows: Vec<Vec<f64>> = (0..400)
         .map(|i| vec![f64::from(i % 17) / 17.0, f64::from(i % 23) / 23.0])
@@ -184,7 +127,10 @@ async fn jobs_writing_to_s3_survive_an_outage_and_nothing_half_written_is_served
     let mut s3 = Relay::open(free_port(), moto.port).await;
     let extra = [
         ("PYNOMALY_STORAGE_URL", format!("s3://{BUCKET}/deploy")),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", s3.port)),
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", s3.port()),
+        ),
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
