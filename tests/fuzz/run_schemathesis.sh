@@ -5,7 +5,11 @@
 # names it), seeds the data the operations need (a model with a staging version, a
 # schedule, finished jobs, keys and users to revoke and disable, models to delete, a running
 # canary, models whose canaries and schedules the operations that end them use up, a model
-# with earlier production versions to roll back to, a one-feature model for predict), then
+# with earlier production versions to roll back to, a one-feature model for predict, a
+# user to log in as, the document's example source name as a file), with the per-key
+# request limit off (429s would keep the fuzzer from the handlers), gives the fuzzer the
+# names that exist (a source, a cron expression, the user), rectangular rows for detect,
+# and real model files for the model upload (pynomaly_fuzz_hooks.py), then
 # runs schemathesis against /api/v1/openapi.json with a bounded number of examples per
 # operation, the stateful phase (following the document's links) included. It fails on any
 # 5xx answer, an answer whose status, content type, body or headers the document does not
@@ -49,7 +53,12 @@ trap stop_server EXIT
 mkdir -p "$work/data/sources"
 # A small source, so batch and training-from-source requests can succeed too.
 printf 'a,b,c\n1,2,3\n1.1,2.1,3.1\n0.9,2,3\n9,9,-9\n' >"$work/data/sources/small.csv"
+# The document's example source name, which the coverage phase sends.
+cp "$work/data/sources/small.csv" "$work/data/sources/events.csv"
 
+# No per-key request limit: a 429 says nothing about the request, and thousands of them
+# would keep the fuzzer from the handlers (the rate-limit tests cover 429s).
+PYNOMALY_RATE_LIMIT_PER_MINUTE=0 \
 PYNOMALY_BIND="127.0.0.1:$port" PYNOMALY_DATA_DIR="$work/data" WORKER_CONCURRENCY=1 \
     PYNOMALY_MAX_CELLS=200000 PYNOMALY_REQUEST_TIMEOUT_S=20 LOG_LEVEL=warn \
     "$bin" serve >"$log" 2>&1 &
@@ -113,6 +122,9 @@ for i in $(seq 15); do
     api PUT "/api/v1/models/unscheduled-$i/schedule" '{"cron": "0 3 * * *", "training_data": "small.csv"}' >/dev/null
     unscheduled+="\"unscheduled-$i\", "
 done
+# A user to log in as.
+fuzz_password="a long enough fuzzing passphrase"
+api POST /api/v1/users "{\"username\": \"fuzzer\", \"password\": \"$fuzz_password\", \"scopes\": [\"read\"]}" >/dev/null
 doomed_models="" doomed_keys="" doomed_users=""
 for i in $(seq 20); do
     api POST /api/v1/models "{\"model_name\": \"doomed-$i\", \"data\": $rows}" >/dev/null
@@ -151,8 +163,34 @@ narrow_versions = { values = [1] }
 # Plain values where the operation uses nothing up (the coverage phase does not draw path
 # parameters from dictionaries); dictionaries where each success uses up a model.
 [[operations]]
-include-operation-id-regex = "^(get_model|get_model_version|upload_model|model_drift|get_schedule|set_schedule)\$"
+include-operation-id-regex = "^(get_model|get_model_version|upload_model|model_drift|get_schedule)\$"
 parameters = { "path.name" = "seed" }
+
+# Names of things that exist (a data source, a cron expression, a user and its password):
+# any other string is refused with a 404 or a 422 that says which, and the fuzzer would
+# never get further.
+[[operations]]
+include-operation-id = "set_schedule"
+parameters = { "path.name" = "seed", "body.cron" = "0 3 * * *", "body.training_data" = "small.csv" }
+
+# Rectangular rows (JSON Schema cannot say "all rows of one length", and generated rows
+# are nearly always ragged): the fuzzing phase fits on these and varies the algorithms and
+# their parameters; the coverage phase still sends its own rows.
+[[operations]]
+include-operation-id = "detect"
+parameters = { "body.data" = [[0, 1], [1, 0], [0.5, 0.5], [1, 1], [0, 0], [9, 9]] }
+
+[[operations]]
+include-operation-id = "submit_batch"
+parameters = { "body.data_source" = "small.csv" }
+
+[[operations]]
+include-operation-id = "train"
+parameters = { "body.training_data" = "small.csv" }
+
+[[operations]]
+include-operation-id = "login"
+parameters = { "body.username" = "fuzzer", "body.password" = "$fuzz_password" }
 
 [[operations]]
 include-operation-id = "promote_version"
@@ -209,6 +247,10 @@ TOML
 echo "schemathesis $("$st" --version | awk '{print $NF}') against http://127.0.0.1:$port (max $examples examples per operation, seed $seed)"
 status=0
 # From the work directory, so schemathesis's own cache (.schemathesis/) goes away with it.
+# The model upload's bodies: model files the seeding wrote (see the hooks module).
+export PYNOMALY_FUZZ_MODELS="$work/data/storage/models"
+export SCHEMATHESIS_HOOKS=pynomaly_fuzz_hooks
+export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 (cd "$work" && "$st" --config-file "$work/schemathesis.toml" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
     --header "Authorization: Bearer $key" \

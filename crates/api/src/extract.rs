@@ -47,7 +47,46 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
 /// Parses a JSON document into `T`, explaining failures (see the module docs).
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| explain::<T>(bytes, &e))
+    serde_json::from_slice(bytes).or_else(|e| {
+        // JSON (and JSON Schema's `integer`) counts `3.0` and `3e2` as integers; serde does
+        // not. Read them so where an integer is expected (only on the error path: a body
+        // without them pays nothing).
+        if e.classify() == serde_json::error::Category::Data
+            && let Ok(mut value) = serde_json::from_slice::<Value>(bytes)
+            && integral_numbers_as_integers(&mut value)
+            && let Ok(parsed) = serde_json::from_value(value)
+        {
+            return Ok(parsed);
+        }
+        Err(explain::<T>(bytes, &e))
+    })
+}
+
+/// Rewrites every number written with a fraction or an exponent whose value is a whole
+/// number that an `f64` holds exactly (|x| ≤ 2^53) as an integer; whether any was.
+fn integral_numbers_as_integers(value: &mut Value) -> bool {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x.fract() == 0.0 && x.abs() <= EXACT {
+                // In range, so the conversion is exact.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = x as i64;
+                *value = Value::from(whole);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| integral_numbers_as_integers(v) | any),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, v| integral_numbers_as_integers(v) | any),
+        _ => false,
+    }
 }
 
 fn explain<T: DeserializeOwned>(bytes: &[u8], e: &serde_json::Error) -> ApiError {
@@ -399,6 +438,31 @@ mod tests {
         let rows = b.data.unwrap();
         assert_eq!((rows.n_rows, rows.n_cols), (2, 2));
         assert_eq!(rows.values, vec![1.0, 2.5, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn whole_numbers_written_as_decimals_are_integers_and_fractions_are_not() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct T {
+            n: u64,
+            v: Option<i64>,
+            x: f64,
+        }
+        assert_eq!(
+            parse::<T>(br#"{"n": 1048575.0, "v": -3e2, "x": 2.5}"#).unwrap(),
+            T {
+                n: 1_048_575,
+                v: Some(-300),
+                x: 2.5
+            }
+        );
+        let e = parse::<T>(br#"{"n": 1.5, "x": 1}"#).unwrap_err();
+        assert!(
+            message(&e).contains("n: invalid type: floating point"),
+            "{e}"
+        );
+        let e = parse::<T>(br#"{"n": 1e300, "x": 1}"#).unwrap_err();
+        assert!(message(&e).contains("n: invalid type"), "{e}");
     }
 
     #[test]

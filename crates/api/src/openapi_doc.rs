@@ -121,8 +121,9 @@ fn model_name() -> RefOr<Schema> {
 }
 
 /// The fields of a training's rollout (`promote`, `gate_metric`, `min_improvement`,
-/// `bake_seconds`, `validation_data`).
-fn rollout_fields() -> Fields {
+/// `bake_seconds`, `validation_data`); `validation_data` of a training on inline `data`
+/// is labelled rows only (a data source is read by a training job).
+fn rollout_fields(inline: bool) -> Fields {
     vec![
         (
             "promote",
@@ -168,7 +169,15 @@ fn rollout_fields() -> Fields {
             )),
             false,
         ),
-        ("validation_data", r("ValidationData"), false),
+        (
+            "validation_data",
+            if inline {
+                r("ValidationRows")
+            } else {
+                r("ValidationData")
+            },
+            false,
+        ),
     ]
 }
 
@@ -185,7 +194,10 @@ fn validation_data() -> RefOr<Schema> {
         .description(Some("A data source of labelled rows, read by the training job (with training_data only): its features, and the column holding each row's label (1 anomaly, 0 normal)"))
         .property(
             "source",
-            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .examples([params::SOURCE_EXAMPLE]),
         )
         .property(
             "label_column",
@@ -199,12 +211,13 @@ fn validation_data() -> RefOr<Schema> {
     let named = ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
+        .examples([params::SOURCE_EXAMPLE])
         .description(Some("A data source's name alone (with training_data only), its labels in the training's label_column"))
         .build();
     RefOr::T(Schema::OneOf(
         utoipa::openapi::schema::OneOfBuilder::new()
             .description(Some("What the new version and production are measured on (needed by promote: if_better)"))
-            .item(inline_validation_rows())
+            .item(r("ValidationRows"))
             .item(source)
             .item(named)
             .build(),
@@ -221,7 +234,7 @@ fn inline_validation_rows() -> Schema {
             ))
             .property(
                 "data",
-                params::rows("Rows of finite numbers, all of one length"),
+                params::rows("Rows of finite numbers, all of one length", 1),
             )
             .property(
                 "labels",
@@ -243,6 +256,8 @@ fn inline_validation_rows() -> Schema {
 }
 
 const ROWS: &str = "Rows of finite numbers, all of one length";
+/// Fewest rows a model is fitted on (detect, training on `data`).
+const MIN_FIT_ROWS: usize = 2;
 
 /// `POST /api/v1/detect`: rows and an algorithm.
 pub(crate) struct DetectRequest;
@@ -253,7 +268,7 @@ impl PartialSchema for DetectRequest {
             "detect",
             "Rows to fit on and label, the algorithm (default isolation_forest), contamination, and the algorithm's parameters nested in `parameters` or flat at the top level (not both for one parameter).",
             &vec![
-                ("data", params::rows(ROWS), true),
+                ("data", params::rows(ROWS, MIN_FIT_ROWS), true),
                 ("explain", r("Explain"), false),
             ],
         ))
@@ -268,7 +283,7 @@ impl PartialSchema for TrainRequest {
     fn schema() -> RefOr<Schema> {
         let mut inline: Fields = vec![
             ("model_name", model_name(), true),
-            ("data", params::rows(ROWS), true),
+            ("data", params::rows(ROWS, MIN_FIT_ROWS), true),
             (
                 "feature_names",
                 RefOr::T(Schema::Array(
@@ -287,23 +302,23 @@ impl PartialSchema for TrainRequest {
                 false,
             ),
         ];
-        inline.extend(rollout_fields());
+        inline.extend(rollout_fields(true));
         let mut source: Fields = vec![
             ("model_name", model_name(), true),
             (
                 "training_data",
-                params::string(
+                params::source(
                     "A data source: a path relative to the sources directory, or file:// inside it; trains in a job (202)",
                 ),
                 true,
             ),
             (
                 "label_column",
-                params::string("A column of 0/1 labels in the source, left out of the features"),
+                params::name("A column of 0/1 labels in the source, left out of the features"),
                 false,
             ),
         ];
-        source.extend(rollout_fields());
+        source.extend(rollout_fields(false));
         let mut one = utoipa::openapi::schema::OneOfBuilder::new().description(Some(
             "Give `data` (trains now, 201) or `training_data` (a data source, 202 with a job), with the algorithm, contamination and the algorithm's parameters nested in `parameters` or flat.",
         ));
@@ -329,7 +344,7 @@ const MAX_SOURCES: usize = 100;
 
 impl PartialSchema for BatchRequest {
     fn schema() -> RefOr<Schema> {
-        let source = params::string(
+        let source = params::source(
             "A data source: a path relative to the sources directory, or file:// inside it",
         );
         let sources = || {
@@ -337,7 +352,12 @@ impl PartialSchema for BatchRequest {
                 utoipa::openapi::schema::ArrayBuilder::new()
                     .min_items(Some(1))
                     .max_items(Some(MAX_SOURCES))
-                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .items(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .examples([params::SOURCE_EXAMPLE]),
+                    )
                     .description(Some(
                         "Several data sources, one output each (with data_source: that one first)",
                     ))
@@ -352,7 +372,7 @@ impl PartialSchema for BatchRequest {
             ),
             (
                 "label_column",
-                params::string("A column of the sources left out of the features"),
+                params::name("A column of the sources left out of the features"),
                 false,
             ),
             ("explain", r("Explain"), false),
@@ -452,21 +472,21 @@ impl PartialSchema for ScheduleRequest {
         let mut fields: Fields = vec![
             (
                 "cron",
-                params::string("5 fields, UTC, e.g. \"0 3 * * *\""),
+                params::named("5 fields, UTC, e.g. \"0 3 * * *\"", Some("0 3 * * *")),
                 true,
             ),
             (
                 "training_data",
-                params::string("The data source each run trains on"),
+                params::source("The data source each run trains on"),
                 true,
             ),
             (
                 "label_column",
-                params::string("A column of 0/1 labels in the source, left out of the features"),
+                params::name("A column of 0/1 labels in the source, left out of the features"),
                 false,
             ),
         ];
-        fields.extend(rollout_fields());
+        fields.extend(rollout_fields(false));
         RefOr::T(params::with_algorithm(
             "schedule",
             "When to retrain (cron) and what a training from a data source takes: the algorithm, contamination and parameters (nested or flat), label_column, and the rollout fields.",
@@ -616,6 +636,8 @@ fn finish(doc: &mut Value) {
         }
         let validation = serde_json::to_value(validation_data()).expect("a schema serializes");
         schemas.insert("ValidationData".into(), validation);
+        let rows = serde_json::to_value(inline_validation_rows()).expect("a schema serializes");
+        schemas.insert("ValidationRows".into(), rows);
     }
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;

@@ -243,12 +243,12 @@ pub(crate) fn algorithm_variants(label: &str, fields: &Fields) -> Vec<Schema> {
     out
 }
 
-/// Rows of finite numbers, all of one length.
-pub(crate) fn rows(description: &str) -> RefOr<Schema> {
+/// Rows of finite numbers, all of one length, at least `min_rows` of them.
+pub(crate) fn rows(description: &str, min_rows: usize) -> RefOr<Schema> {
     RefOr::T(Schema::Array(
         ArrayBuilder::new()
             .description(Some(description))
-            .min_items(Some(1))
+            .min_items(Some(min_rows))
             .items(
                 ArrayBuilder::new()
                     .min_items(Some(1))
@@ -258,14 +258,30 @@ pub(crate) fn rows(description: &str) -> RefOr<Schema> {
     ))
 }
 
-/// A string schema, with a description.
-pub(crate) fn string(description: &str) -> RefOr<Schema> {
+/// A string of at least one character (a name: a column, a cron expression), with a
+/// description.
+pub(crate) fn name(description: &str) -> RefOr<Schema> {
+    named(description, None)
+}
+
+/// A string of at least one character, with a description and an example.
+pub(crate) fn named(description: &str, example: Option<&str>) -> RefOr<Schema> {
     RefOr::T(Schema::Object(
         ObjectBuilder::new()
             .schema_type(Type::String)
+            .min_length(Some(1))
             .description(Some(description))
+            .examples(example)
             .build(),
     ))
+}
+
+/// An example data source name (a file in the sources directory).
+pub(crate) const SOURCE_EXAMPLE: &str = "events.csv";
+
+/// A data source's name, with a description.
+pub(crate) fn source(description: &str) -> RefOr<Schema> {
+    named(description, Some(SOURCE_EXAMPLE))
 }
 
 /// A string that is one of `names`.

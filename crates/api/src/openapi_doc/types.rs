@@ -701,23 +701,25 @@ pub(crate) enum RolloutMode {
     Shadow,
 }
 
-/// When a rollout ends itself (rolls back).
-#[derive(ToSchema)]
+/// When a rollout ends itself (rolls back). Each member may be left out (its default);
+/// none may be `null`, and no other member is accepted (as the server reads it).
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[schema(default)]
 pub(crate) struct Guards {
     /// Rows each side must have scored before the guards judge.
-    #[schema(minimum = 0, default = 200)]
+    #[schema(minimum = 0, default = 200, nullable = false)]
     pub(crate) min_rows: Option<u64>,
-    #[schema(minimum = 1, maximum = 1000000, default = 2.0)]
+    #[schema(minimum = 1, maximum = 1000000, default = 2.0, nullable = false)]
     pub(crate) max_anomaly_rate_ratio: Option<f64>,
-    #[schema(minimum = 0, maximum = 1, default = 0.2)]
+    #[schema(minimum = 0, maximum = 1, default = 0.2, nullable = false)]
     pub(crate) max_anomaly_rate: Option<f64>,
-    #[schema(minimum = 0, maximum = 1, default = 0.05)]
+    #[schema(minimum = 0, maximum = 1, default = 0.05, nullable = false)]
     pub(crate) max_error_rate: Option<f64>,
-    #[schema(minimum = 1, maximum = 1000000, default = 5.0)]
+    #[schema(minimum = 1, maximum = 1000000, default = 5.0, nullable = false)]
     pub(crate) max_latency_ratio: Option<f64>,
     /// End the rollout when the candidate's drift verdict is `drift`.
-    #[schema(default = false)]
+    #[schema(default = false, nullable = false)]
     pub(crate) drift: Option<bool>,
 }
 

@@ -79,7 +79,7 @@ fn sources(body: &mut RequestBody) -> Result<Vec<String>, ApiError> {
     path = "/api/v1/batch",
     operation_id = "submit_batch",
     tag = "jobs",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (200) instead of queuing another")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (200) instead of queuing another")),
     request_body = crate::openapi_doc::BatchRequest,
     responses(
         (status = 202, description = "Job queued", body = crate::openapi_doc::types::JobAccepted),

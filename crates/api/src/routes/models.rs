@@ -85,7 +85,7 @@ fn model_not_found(name: &str, version: Option<i64>) -> ApiError {
     path = "/api/v1/models",
     operation_id = "train",
     tag = "models",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (training_data only)")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters: a retried submission with the same key returns the first job (training_data only)")),
     request_body = crate::openapi_doc::TrainRequest,
     responses(
         (status = 201, description = "Trained now (inline data): the new version, with its promotion", body = crate::openapi_doc::TrainedVersion),
@@ -587,8 +587,7 @@ async fn predict(
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct PredictRequest {
-    /// Rows of finite numbers, as many columns as the model was trained on.
-    #[schema(min_items = 1, value_type = Vec<Vec<f64>>)]
+    #[schema(schema_with = predict_rows)]
     data: Vec<Vec<f64>>,
     /// A version (default: the production version, or a rollout's candidate).
     #[schema(minimum = 1)]
@@ -598,6 +597,13 @@ struct PredictRequest {
     /// Each row's top features (`true`: 3), in `explanations`.
     #[schema(value_type = Option<crate::openapi_doc::Explain>)]
     explain: Option<Value>,
+}
+
+fn predict_rows() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::openapi_doc::params::rows(
+        "Rows of finite numbers, as many columns as the model was trained on",
+        1,
+    )
 }
 
 /// The header naming a predict's routing key (see [`RolloutPolicy::routes_to_candidate`]).

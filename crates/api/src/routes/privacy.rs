@@ -75,10 +75,11 @@ impl PrivacyRequest {
         for (key, value) in map {
             match key.as_str() {
                 "data" => req.data = Some(value),
-                "fields" => req.fields = Some(member(&key, value, "an array of field names")?),
-                "types" => req.types = Some(member(&key, value, "an array of PII types")?),
-                "mode" => req.mode = Some(member(&key, value, "\"mask\" or \"hash\"")?),
-                "generalize" => req.generalize = Some(member(&key, value, "true or false")?),
+                // `null` is the member left out (the server's setting), as documented.
+                "fields" => req.fields = member(&key, value, "an array of field names")?,
+                "types" => req.types = member(&key, value, "an array of PII types")?,
+                "mode" => req.mode = member(&key, value, "\"mask\" or \"hash\"")?,
+                "generalize" => req.generalize = member(&key, value, "true or false")?,
                 other => {
                     return Err(ApiError::invalid_with(
                         format!(

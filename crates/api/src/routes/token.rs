@@ -25,7 +25,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 struct Login {
+    #[schema(min_length = 1, max_length = 64)]
     username: String,
+    #[schema(max_length = 128)]
     password: String,
 }
 
@@ -51,7 +53,7 @@ async fn token(
     if let Some(s) = &slot {
         s.mark();
     }
-    if req.username.is_empty() || req.username.len() > 64 {
+    if req.username.is_empty() || req.username.chars().count() > 64 {
         return Err(ApiError::invalid_with(
             "'username' must have 1 to 64 characters",
             json!({"field": "username"}),

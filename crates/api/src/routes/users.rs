@@ -41,6 +41,7 @@ struct CreateUser {
     #[schema(value_type = Vec<crate::openapi_doc::types::Scope>, min_items = 1)]
     scopes: Vec<String>,
     /// Default: the caller's.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     tenant: Option<String>,
 }
 

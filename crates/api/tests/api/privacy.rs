@@ -164,6 +164,17 @@ async fn anonymize_masks_values_and_configured_fields() {
     app.post(ANON, &json!({"data": person, "generalize": "yes"}))
         .await
         .assert_error(422, "invalid_input");
+    // `null` is a member left out: the defaults.
+    let r = app
+        .post(
+            ANON,
+            &json!({"data": person, "generalize": null, "fields": null, "mode": null, "types": null}),
+        )
+        .await;
+    assert_eq!(
+        r.assert_status(200)["data"],
+        json!({"age_group": "30_49", "zip_code": "941XX", "email": "[EMAIL]"})
+    );
     // A request's own field list replaces the server's.
     let r = app
         .post(
