@@ -295,7 +295,7 @@ impl PartialSchema for TrainRequest {
                                 .schema_type(Type::String)
                                 .min_length(Some(1))
                                 .max_length(Some(256))
-                                .pattern(Some("\\S")),
+                                .pattern(Some(params::NOT_BLANK)),
                         )
                         .build(),
                 )),
@@ -840,5 +840,26 @@ fn add_links(doc: &mut Value) {
             panic!("no {status} answer of {method} {path} to link from");
         }
         response["links"][*name] = json!({"operationId": operation, "parameters": parameters});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_not_blank_string_has_the_one_white_space_class() {
+        let schemas = &document()["components"]["schemas"];
+        for (schema, field) in [
+            ("KeyCreate", "name"),
+            ("PromoteRequest", "reason"),
+            ("StageChangeRequest", "reason"),
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"][field]["pattern"],
+                params::NOT_BLANK,
+                "{schema}.{field}"
+            );
+        }
     }
 }

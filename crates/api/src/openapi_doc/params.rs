@@ -276,6 +276,14 @@ pub(crate) fn named(description: &str, example: Option<&str>) -> RefOr<Schema> {
     ))
 }
 
+/// A string with a character that is not white space, as the server's checks (Rust's
+/// `trim`: Unicode's White_Space) see it. Spelled out: `\s` differs between the regex
+/// dialects that read the document (ECMA counts U+FEFF, Python U+001C–U+001F, neither or
+/// not both U+0085). `#[schema(pattern)]` takes only a literal: the routes' copies are
+/// checked against this by a test.
+pub(crate) const NOT_BLANK: &str =
+    "[^\\t\\n\\x0b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
 /// An example data source name (a file in the sources directory).
 pub(crate) const SOURCE_EXAMPLE: &str = "events.csv";
 

@@ -32,7 +32,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[schema(as = KeyCreate)]
 struct CreateKey {
     /// What the key is for (1 to 128 characters).
-    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "[^\\t\\n\\x0b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     name: String,
     /// At least one.
     #[schema(value_type = Vec<crate::openapi_doc::types::Scope>, min_items = 1)]
@@ -106,7 +110,7 @@ async fn create(
     ApiJson(req): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let scopes = parse_scopes(&req.scopes)?;
-    if req.name.trim().is_empty() || req.name.len() > 128 {
+    if req.name.trim().is_empty() || req.name.chars().count() > 128 {
         return Err(ApiError::invalid_with(
             "'name' must have 1 to 128 characters",
             json!({"field": "name"}),

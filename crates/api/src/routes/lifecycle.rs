@@ -454,7 +454,11 @@ async fn upload(
 #[schema(as = StageChangeRequest)]
 struct StageRequest {
     /// Why, recorded in the stage history and the audit log.
-    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "[^\\t\\n\\x0b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     reason: Option<String>,
 }
 
@@ -463,7 +467,11 @@ struct StageRequest {
 #[serde(deny_unknown_fields)]
 struct PromoteRequest {
     /// Why, recorded in the stage history and the audit log.
-    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = "[^\\t\\n\\x0b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     reason: Option<String>,
     /// How long the promoted version is watched by `guards` against its own training
     /// rate, and rolled back on a breach (0: not watched). A canary's promotion defaults
