@@ -707,9 +707,12 @@ pub(crate) enum RolloutMode {
 #[serde(deny_unknown_fields)]
 #[schema(default)]
 pub(crate) struct Guards {
-    /// Rows each side must have scored before the guards judge.
+    /// Rows each side must have scored in the window before the rate guards judge.
     #[schema(minimum = 0, default = 200, nullable = false)]
     pub(crate) min_rows: Option<u64>,
+    /// The sliding window the rate guards judge, in seconds.
+    #[schema(minimum = 10, maximum = 86400, default = 300, nullable = false)]
+    pub(crate) window_seconds: Option<u64>,
     #[schema(minimum = 1, maximum = 1000000, default = 2.0, nullable = false)]
     pub(crate) max_anomaly_rate_ratio: Option<f64>,
     #[schema(minimum = 0, maximum = 1, default = 0.2, nullable = false)]
@@ -727,6 +730,7 @@ impl Default for Guards {
     fn default() -> Self {
         Guards {
             min_rows: Some(200),
+            window_seconds: Some(300),
             max_anomaly_rate_ratio: Some(2.0),
             max_anomaly_rate: Some(0.2),
             max_error_rate: Some(0.05),

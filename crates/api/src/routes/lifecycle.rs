@@ -216,8 +216,21 @@ fn check_guards(g: &Guards) -> Result<(), ApiError> {
             ));
         }
     }
+    if !(MIN_WINDOW_S..=MAX_WINDOW_S).contains(&g.window_seconds) {
+        return Err(invalid(
+            "guards.window_seconds",
+            format!(
+                "'guards.window_seconds' must be from {MIN_WINDOW_S} to {MAX_WINDOW_S}, got {}",
+                g.window_seconds
+            ),
+        ));
+    }
     Ok(())
 }
+
+/// The shortest and longest sliding window the guards judge (seconds).
+const MIN_WINDOW_S: u64 = 10;
+const MAX_WINDOW_S: u64 = 86_400;
 
 /// Start (or replace) a canary or shadow rollout of a staging version
 #[utoipa::path(

@@ -17,7 +17,9 @@
 //!   version stays.
 //!
 //! Each instance keeps the comparison of what it served since the rollout started (or since
-//! it learnt of it). After each candidate observation the guards are checked on it; a breach
+//! it learnt of it), and the same counts over a sliding window (`guards.window_seconds`,
+//! in [`WINDOW_BUCKETS`] buckets: figures drop out a bucket at a time). After each
+//! candidate observation the guards are checked on the window's counts; a breach
 //! ends the rollout for every instance (the policy is removed from the metadata store and
 //! the change announced), with an audit row naming the guard and its figures, and is
 //! counted in `pynomaly_model_rollbacks_total{model,guard}`. The `drift` guard, when asked
@@ -25,7 +27,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use detect_core::drift::{DriftThresholds, Verdict, compare};
@@ -49,12 +51,15 @@ pub enum RolloutMode {
 }
 
 /// When a rollout is ended on its own (see the module docs). Every guard compares the
-/// candidate with production over what this instance served, once both have `min_rows`.
+/// candidate with production over what this instance served in the last `window_seconds`,
+/// once both have `min_rows` there.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guards {
-    /// Rows each side must have scored before the rate guards judge.
+    /// Rows each side must have scored in the window before the rate guards judge.
     pub min_rows: u64,
+    /// The sliding window the rate guards judge, in seconds.
+    pub window_seconds: u64,
     /// The candidate's anomaly rate may be at most this many times production's (and, when
     /// production flags nothing, at most `max_anomaly_rate` on its own).
     pub max_anomaly_rate_ratio: f64,
@@ -72,6 +77,7 @@ impl Default for Guards {
     fn default() -> Self {
         Self {
             min_rows: 200,
+            window_seconds: 300,
             max_anomaly_rate_ratio: 2.0,
             max_anomaly_rate: 0.2,
             max_error_rate: 0.05,
@@ -127,13 +133,71 @@ pub enum Variant {
     Candidate,
 }
 
-/// What one side scored on this instance.
-#[derive(Debug, Clone, Default)]
-struct Side {
+/// Predicts, failures, rows and anomalies.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
     requests: u64,
     errors: u64,
     rows: u64,
     anomalies: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.rows += other.rows;
+        self.anomalies += other.anomalies;
+    }
+
+    fn anomaly_rate(&self) -> Option<f64> {
+        (self.rows > 0).then(|| self.anomalies as f64 / self.rows as f64)
+    }
+
+    fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+}
+
+/// Buckets a guard's window is kept in.
+pub const WINDOW_BUCKETS: u64 = 30;
+
+/// A side's counts over the last window, bucket by bucket: slot `n % WINDOW_BUCKETS`
+/// holds bucket `n` (the time since the rollout started, divided by the bucket's length).
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    buckets: Vec<(u64, Counts)>,
+}
+
+impl Recent {
+    fn bucket(&mut self, n: u64) -> &mut Counts {
+        if self.buckets.is_empty() {
+            self.buckets = vec![(u64::MAX, Counts::default()); WINDOW_BUCKETS as usize];
+        }
+        let slot = &mut self.buckets[(n % WINDOW_BUCKETS) as usize];
+        if slot.0 != n {
+            *slot = (n, Counts::default());
+        }
+        &mut slot.1
+    }
+
+    /// The counts of the window that ends with bucket `now`.
+    fn sum(&self, now: u64) -> Counts {
+        let mut total = Counts::default();
+        for (n, counts) in &self.buckets {
+            if *n <= now && now - *n < WINDOW_BUCKETS {
+                total.add(counts);
+            }
+        }
+        total
+    }
+}
+
+/// What one side scored on this instance: since the rollout started, and recently.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    total: Counts,
+    recent: Recent,
     /// The latest latencies (ms), at most [`LATENCIES`], for the p99.
     latencies: Vec<f64>,
     next: usize,
@@ -143,14 +207,25 @@ struct Side {
 const LATENCIES: usize = 2048;
 
 impl Side {
-    fn observe(&mut self, rows: usize, anomalies: usize, latency: Duration, failed: bool) {
-        self.requests += 1;
+    fn observe(
+        &mut self,
+        bucket: u64,
+        rows: usize,
+        anomalies: usize,
+        latency: Duration,
+        failed: bool,
+    ) {
+        let one = Counts {
+            requests: 1,
+            errors: u64::from(failed),
+            rows: if failed { 0 } else { rows as u64 },
+            anomalies: if failed { 0 } else { anomalies as u64 },
+        };
+        self.total.add(&one);
+        self.recent.bucket(bucket).add(&one);
         if failed {
-            self.errors += 1;
             return;
         }
-        self.rows += rows as u64;
-        self.anomalies += anomalies as u64;
         let ms = latency.as_secs_f64() * 1e3;
         if self.latencies.len() < LATENCIES {
             self.latencies.push(ms);
@@ -158,14 +233,6 @@ impl Side {
             self.latencies[self.next] = ms;
             self.next = (self.next + 1) % LATENCIES;
         }
-    }
-
-    fn anomaly_rate(&self) -> Option<f64> {
-        (self.rows > 0).then(|| self.anomalies as f64 / self.rows as f64)
-    }
-
-    fn error_rate(&self) -> Option<f64> {
-        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
     }
 
     fn p99_ms(&self) -> Option<f64> {
@@ -178,11 +245,17 @@ impl Side {
         Some(sorted[i.saturating_sub(1).min(sorted.len() - 1)])
     }
 
-    fn report(&self) -> Value {
+    fn report(&self, bucket: u64) -> Value {
+        let (t, w) = (&self.total, self.recent.sum(bucket));
         json!({
-            "requests": self.requests, "errors": self.errors, "rows": self.rows,
-            "anomalies": self.anomalies, "anomaly_rate": self.anomaly_rate(),
-            "error_rate": self.error_rate(), "p99_latency_ms": self.p99_ms(),
+            "requests": t.requests, "errors": t.errors, "rows": t.rows,
+            "anomalies": t.anomalies, "anomaly_rate": t.anomaly_rate(),
+            "error_rate": t.error_rate(), "p99_latency_ms": self.p99_ms(),
+            "window": {
+                "requests": w.requests, "errors": w.errors, "rows": w.rows,
+                "anomalies": w.anomalies, "anomaly_rate": w.anomaly_rate(),
+                "error_rate": w.error_rate(),
+            },
         })
     }
 }
@@ -214,6 +287,9 @@ pub struct ActiveRollout {
     ending: AtomicBool,
     /// Candidate observations offered to the drift guard (it judges every 64th).
     drift_checks: AtomicU64,
+    /// When this instance started keeping the comparison (the windows' buckets count
+    /// from it).
+    started: Instant,
 }
 
 /// A guard's verdict against a rollout: which and the figures.
@@ -268,7 +344,19 @@ impl ActiveRollout {
             comparison: Mutex::default(),
             ending: AtomicBool::new(false),
             drift_checks: AtomicU64::new(0),
+            started: Instant::now(),
         }
+    }
+
+    /// The window bucket `since_start` falls in.
+    fn bucket_at(&self, since_start: Duration) -> u64 {
+        let window_ms = self.policy.guards.window_seconds.saturating_mul(1000);
+        let bucket_ms = (window_ms / WINDOW_BUCKETS).max(1);
+        u64::try_from(since_start.as_millis()).unwrap_or(u64::MAX) / bucket_ms
+    }
+
+    fn bucket_now(&self) -> u64 {
+        self.bucket_at(self.started.elapsed())
     }
 
     /// A bake whose time is up at `now`.
@@ -314,15 +402,29 @@ impl ActiveRollout {
         latency: Duration,
         failed: bool,
     ) -> Option<Breach> {
+        let bucket = self.bucket_now();
+        self.observe_in(bucket, variant, (rows, anomalies), latency, failed)
+    }
+
+    fn observe_in(
+        &self,
+        bucket: u64,
+        variant: Variant,
+        (rows, anomalies): (usize, usize),
+        latency: Duration,
+        failed: bool,
+    ) -> Option<Breach> {
         let mut c = self.comparison();
         match variant {
             Variant::Production => {
-                c.production.observe(rows, anomalies, latency, failed);
+                c.production
+                    .observe(bucket, rows, anomalies, latency, failed);
                 None
             }
             Variant::Candidate => {
-                c.candidate.observe(rows, anomalies, latency, failed);
-                self.judge(&c)
+                c.candidate
+                    .observe(bucket, rows, anomalies, latency, failed);
+                self.judge(&c, bucket)
             }
         }
     }
@@ -346,9 +448,12 @@ impl ActiveRollout {
         }
     }
 
-    fn judge(&self, c: &Comparison) -> Option<Breach> {
+    fn judge(&self, c: &Comparison, bucket: u64) -> Option<Breach> {
         let g = &self.policy.guards;
-        let (cand, prod) = (&c.candidate, &c.production);
+        let (cand, prod) = (
+            c.candidate.recent.sum(bucket),
+            c.production.recent.sum(bucket),
+        );
         // A bake has no other version beside it: its own training rate is the reference.
         let bake = self.policy.mode == RolloutMode::Bake;
         if cand.requests >= 20
@@ -383,12 +488,14 @@ impl ActiveRollout {
                 limit,
             });
         }
-        // The p99s sort the kept latencies: judged every 64th candidate request, not on each.
+        // The p99s sort the kept latencies (the latest of each side): judged every 64th
+        // candidate request, not on each.
+        let (cand_l, prod_l) = (&c.candidate, &c.production);
         if !bake
-            && cand.requests % 64 == 0
-            && cand.latencies.len() >= 100
-            && prod.latencies.len() >= 100
-            && let (Some(cp), Some(pp)) = (cand.p99_ms(), prod.p99_ms())
+            && cand_l.total.requests % 64 == 0
+            && cand_l.latencies.len() >= 100
+            && prod_l.latencies.len() >= 100
+            && let (Some(cp), Some(pp)) = (cand_l.p99_ms(), prod_l.p99_ms())
             && pp > 0.0
             && cp > pp * g.max_latency_ratio
         {
@@ -404,19 +511,21 @@ impl ActiveRollout {
 
     /// The policy with this instance's live comparison.
     pub fn report(&self) -> Value {
+        let bucket = self.bucket_now();
         let c = self.comparison();
         let a = &c.agreement;
         let mut out = serde_json::to_value(&self.policy).unwrap_or(Value::Null);
         out["comparison"] = json!({
             "scope": "this instance, since the rollout started or the instance learnt of it",
-            "production": c.production.report(),
-            "candidate": c.candidate.report(),
+            "window_seconds": self.policy.guards.window_seconds,
+            "production": c.production.report(bucket),
+            "candidate": c.candidate.report(bucket),
             "shadow": {
                 "rows_compared": a.rows,
                 "label_agreement": (a.rows > 0).then(|| a.agreeing as f64 / a.rows as f64),
                 "score_rank_correlation": (a.compared > 0).then(|| a.correlations / a.compared as f64),
             },
-            "breach": self.judge(&c),
+            "breach": self.judge(&c, bucket),
         });
         out
     }
@@ -881,6 +990,46 @@ mod tests {
             fine.observe(Variant::Production, 10, 1, ms, false);
             assert_eq!(fine.observe(Variant::Candidate, 10, 1, ms, false), None);
         }
+    }
+
+    #[test]
+    fn the_guards_judge_the_window_not_everything_since_the_start() {
+        let mut p = policy(50.0);
+        p.guards.window_seconds = 60;
+        let active = ActiveRollout::new(p);
+        let ms = Duration::from_millis(1);
+        let at = |s: u64| active.bucket_at(Duration::from_secs(s));
+        // A first window where both flag 10 %.
+        for _ in 0..30 {
+            active.observe_in(at(0), Variant::Production, (10, 1), ms, false);
+            let fine = active.observe_in(at(0), Variant::Candidate, (10, 1), ms, false);
+            assert_eq!(fine, None);
+        }
+        // A minute later the candidate flags 30 %, production still 10 %. Since the start
+        // that is 20 %, just at the limit (2 × 10 %); within the window it is 3 × production.
+        let mut breach = None;
+        for _ in 0..30 {
+            active.observe_in(at(61), Variant::Production, (10, 1), ms, false);
+            breach = breach.or(active.observe_in(at(61), Variant::Candidate, (10, 3), ms, false));
+        }
+        let breach = breach.expect("the window's 3x is caught");
+        assert_eq!(breach.guard, "anomaly_rate");
+        assert!((breach.candidate - 0.3).abs() < 1e-12, "{breach:?}");
+        let report = active.report();
+        assert_eq!(report["comparison"]["candidate"]["rows"], 600);
+        assert_eq!(report["comparison"]["window_seconds"], 60);
+
+        // Too few rows in the window: no verdict, whatever came before it.
+        let mut p = policy(50.0);
+        p.guards.window_seconds = 60;
+        let sparse = ActiveRollout::new(p);
+        for _ in 0..30 {
+            sparse.observe_in(at(0), Variant::Production, (10, 1), ms, false);
+            sparse.observe_in(at(0), Variant::Candidate, (10, 1), ms, false);
+        }
+        sparse.observe_in(at(120), Variant::Production, (10, 1), ms, false);
+        let judged = sparse.observe_in(at(120), Variant::Candidate, (10, 9), ms, false);
+        assert_eq!(judged, None, "10 rows is under min_rows");
     }
 
     #[test]
