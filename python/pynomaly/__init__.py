@@ -8,7 +8,7 @@ running on the service's Rust core.
   checks.
 - :class:`IsolationForest`, :class:`LocalOutlierFactor`: scikit-learn estimators.
 - :class:`ECOD`, :class:`COPOD`, :class:`HBOS`, :class:`KNN`, :class:`PCA`, :class:`GMM`,
-  :class:`INNE`: PyOD's detectors with PyOD's interface, and :class:`DBSCAN`,
+  :class:`MCD`, :class:`CBLOF`, :class:`INNE`: PyOD's detectors with PyOD's interface, and :class:`DBSCAN`,
   scikit-learn's clustering that also scores outliers (:mod:`pynomaly.pyod_estimators`).
 
 The estimators need scikit-learn: ``pip install "pynomaly[sklearn]"``.
@@ -22,7 +22,18 @@ from pynomaly._core import __version__
 
 if TYPE_CHECKING:
     from pynomaly.estimators import IsolationForest, LocalOutlierFactor
-    from pynomaly.pyod_estimators import COPOD, DBSCAN, ECOD, GMM, HBOS, INNE, KNN, PCA
+    from pynomaly.pyod_estimators import (
+        CBLOF,
+        COPOD,
+        DBSCAN,
+        ECOD,
+        GMM,
+        HBOS,
+        INNE,
+        KNN,
+        MCD,
+        PCA,
+    )
 
 # Where each estimator lives.
 _ESTIMATORS = {
@@ -34,11 +45,14 @@ _ESTIMATORS = {
     "KNN": "pyod_estimators",
     "PCA": "pyod_estimators",
     "GMM": "pyod_estimators",
+    "MCD": "pyod_estimators",
+    "CBLOF": "pyod_estimators",
     "INNE": "pyod_estimators",
     "DBSCAN": "pyod_estimators",
 }
 
 __all__ = [
+    "CBLOF",
     "COPOD",
     "DBSCAN",
     "ECOD",
@@ -46,6 +60,7 @@ __all__ = [
     "HBOS",
     "INNE",
     "KNN",
+    "MCD",
     "PCA",
     "IsolationForest",
     "LocalOutlierFactor",

@@ -1,7 +1,8 @@
 """PyOD's detectors on pynomaly's Rust core (detect-core), with PyOD's interface.
 
-:class:`ECOD`, :class:`COPOD`, :class:`HBOS`, :class:`KNN`, :class:`PCA`, :class:`GMM` and
-:class:`INNE` take the constructor parameters of PyOD's classes of the same names, with
+:class:`ECOD`, :class:`COPOD`, :class:`HBOS`, :class:`KNN`, :class:`PCA`, :class:`GMM`,
+:class:`MCD`, :class:`CBLOF` and :class:`INNE` take the constructor parameters of PyOD's
+classes of the same names, with
 PyOD's defaults, and answer PyOD's ``BaseDetector`` interface: ``fit(X)``,
 ``decision_function(X)`` (higher = more anomalous), ``predict(X)`` (1 = outlier, 0 =
 inlier), ``fit_predict``, and the fitted ``decision_scores_``, ``threshold_`` (the
@@ -13,8 +14,12 @@ The numbers come from the code ``pynomaly serve`` runs:
 - ECOD and COPOD score each new row against the training rows alone: what PyOD gives one
   row at a time (PyOD scores a batch of new rows together with the training rows, so its
   scores of a batch depend on the batch).
-- INNE is PyOD's algorithm with the service's random stream: the same ``random_state``
-  gives the same model here, in the service and on the command line, not PyOD's.
+- MCD is scikit-learn's FastMCD step by step (``MinCovDet``), so its scores are PyOD's
+  where FastMCD's support is unique (see ``BENCHMARKS.md`` for the data sets where ours
+  settles on another support).
+- INNE and CBLOF are PyOD's algorithms with the service's random stream: the same
+  ``random_state`` gives the same model here, in the service and on the command line,
+  not PyOD's.
 
 :class:`DBSCAN` is scikit-learn's ``DBSCAN`` (its parameters, ``labels_`` with -1 for
 noise, ``core_sample_indices_``, ``components_``) that also scores rows: a row's score is
@@ -56,7 +61,7 @@ from pynomaly.estimators import (
     _check_neighbor_search,
 )
 
-__all__ = ["COPOD", "DBSCAN", "ECOD", "GMM", "HBOS", "INNE", "KNN", "PCA"]
+__all__ = ["CBLOF", "COPOD", "DBSCAN", "ECOD", "GMM", "HBOS", "INNE", "KNN", "MCD", "PCA"]
 
 #: The core's parameter table: algorithm name -> its entry of ``GET /api/v1/algorithms``.
 ALGORITHMS: dict[str, dict[str, Any]] = {a["name"]: a for a in json.loads(_core.algorithms())}
@@ -151,6 +156,14 @@ _SHARED_DOCS = {
 _JSON_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}
 
 
+def _wrap(text: str) -> list[str]:
+    """A parameter's description as numpydoc's indented lines (words kept whole, so
+    "scikit-learn's" is never split at its hyphen)."""
+    return textwrap.wrap(
+        text, 84, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+    )
+
+
 def _table_doc(entry: dict[str, Any]) -> tuple[str, str]:
     """A parameter's type and description from its entry in the core's table."""
     kinds = [k.strip().strip('"') for k in entry["type"].split("|")]
@@ -220,7 +233,7 @@ class _PyODDetector(_CoreModel):
             if "default=" not in kind:
                 kind = f"{kind}, default={param.default!r}"
             lines.append(f"{name} : {kind}")
-            lines += textwrap.wrap(text, 84, initial_indent="    ", subsequent_indent="    ")
+            lines += _wrap(text)
         lines += [
             "",
             "Attributes",
@@ -244,7 +257,7 @@ class _PyODDetector(_CoreModel):
             attributes.append(("seed_ : int", "The seed the model was drawn with."))
         for attribute, text in attributes:
             lines.append(attribute)
-            lines += textwrap.wrap(text, 84, initial_indent="    ", subsequent_indent="    ")
+            lines += _wrap(text)
         return "\n".join(lines)
 
     # -- parameters -------------------------------------------------------------------
@@ -690,6 +703,91 @@ class GMM(_PyODDetector):
         self.random_state = random_state
         self.warm_start = warm_start
         self.contamination = contamination
+        self.n_jobs = n_jobs
+
+
+class MCD(_PyODDetector):
+    """Minimum covariance determinant outlier detection (Rousseeuw & Van Driessen, 1999),
+    PyOD's ``MCD``: scikit-learn's ``MinCovDet`` (FastMCD, its consistency correction and
+    reweighting), and each row's Mahalanobis distance to the robust location as its score.
+
+    ``random_state`` seeds FastMCD's random subsets with the service's random stream: an
+    integer is the model's seed, as in the service, not the subsets NumPy would draw. Other
+    ``random_state`` values draw a seed from the generator, kept in ``seed_``. ``n_jobs``
+    is pynomaly's (PyOD's MCD has none).
+    """
+
+    _algorithm = "mcd"
+    _checks = {"store_precision": _boolean}
+    _docs = {
+        "store_precision": (
+            "bool, default=True",
+            "Accepted and checked; the precision matrix is always kept (scoring needs it).",
+        ),
+    }
+
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        store_precision: bool = True,
+        assume_centered: bool = False,
+        support_fraction: Optional[float] = None,
+        random_state: Any = None,
+        n_jobs: Optional[int] = None,
+    ) -> None:
+        self.contamination = contamination
+        self.store_precision = store_precision
+        self.assume_centered = assume_centered
+        self.support_fraction = support_fraction
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+
+class CBLOF(_PyODDetector):
+    """Clustering-based local outlier factor (He, Xu & Deng, 2003), PyOD's ``CBLOF``: k-means
+    with scikit-learn's ``KMeans`` defaults (k-means++, Lloyd, one initialisation), the
+    clusters split into large and small by ``alpha`` and ``beta``, and each row scored by
+    its distance to its own large cluster's centre or the nearest large one (times the
+    cluster's size with ``use_weights``).
+
+    ``random_state`` seeds k-means with the service's random stream (see :class:`MCD`).
+    Where no split satisfies ``alpha`` or ``beta`` — PyOD raises "Could not form valid
+    cluster separation" — every cluster counts as large (each row scores by the distance
+    to its own centre) and the fit warns. ``n_jobs`` is pynomaly's threads.
+    """
+
+    _algorithm = "cblof"
+    _checks = {
+        "clustering_estimator": _only(
+            None, "the core clusters with its own k-means (scikit-learn's KMeans defaults)"
+        ),
+        "check_estimator": _boolean,
+    }
+    _docs = {
+        "clustering_estimator": ("None", "Only None: the core's k-means."),
+        "check_estimator": ("bool, default=False", "Accepted and checked."),
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        contamination: float = 0.1,
+        clustering_estimator: Any = None,
+        alpha: float = 0.9,
+        beta: float = 5,
+        use_weights: bool = False,
+        check_estimator: bool = False,
+        random_state: Any = None,
+        n_jobs: Optional[int] = 1,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.contamination = contamination
+        self.clustering_estimator = clustering_estimator
+        self.alpha = alpha
+        self.beta = beta
+        self.use_weights = use_weights
+        self.check_estimator = check_estimator
+        self.random_state = random_state
         self.n_jobs = n_jobs
 
 
