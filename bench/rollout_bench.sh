@@ -5,14 +5,17 @@
 # measured with wrk, three settings one after the other on one server, ROUNDS times:
 #   none    no rollout
 #   canary  PUT .../canary {"version": 2, "traffic_percent": 10}   (requests keyed by wrk)
+#   shadow10  PUT .../canary {"version": 2, "mode": "shadow", "traffic_percent": 10}
+#                                                       (a tenth of the predicts shadowed)
 #   shadow  PUT .../canary {"version": 2, "mode": "shadow"}         (every predict shadowed)
 #
 #   bench/rollout_bench.sh [PATH_TO_PYNOMALY]   # default ${CARGO_TARGET_DIR:-target}/release/pynomaly
 #
 # Settings: DURATION=10s THREADS=2 CONNECTIONS=32 ROUNDS=2 ADDR=127.0.0.1:18090
 #   BENCH_WORK=/tmp/pynomaly-rollout-bench PYTHON=python3 (with numpy, for the bodies)
-# Prints a table of requests per second per setting and round, and each setting's median
-# relative to `none`.
+# Prints a table of requests per second per setting and round, each setting's median
+# relative to `none`, and how many shadowed predicts each shadow run compared and dropped
+# (the shadow thread runs at the lowest CPU priority: a saturated server drops samples).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,20 +60,27 @@ run() {  # setting -> requests/s
   case $1 in
     none) call DELETE /api/v1/models/bench/canary >/dev/null ;;
     canary) [ "$(call PUT /api/v1/models/bench/canary '{"version": 2, "traffic_percent": 10}')" = 200 ] || die "canary: $(cat "$WORK/last.json")" ;;
+    shadow10) [ "$(call PUT /api/v1/models/bench/canary '{"version": 2, "mode": "shadow", "traffic_percent": 10}')" = 200 ] || die "shadow10: $(cat "$WORK/last.json")" ;;
     shadow) [ "$(call PUT /api/v1/models/bench/canary '{"version": 2, "mode": "shadow"}')" = 200 ] || die "shadow: $(cat "$WORK/last.json")" ;;
   esac
   BODY_FILE=$WORK/bodies/predict_1.json BENCH_TOKEN=$KEY \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$ROOT/bench/wrk/post_json.lua" \
     "http://$ADDR/api/v1/models/bench/predict" >"$WORK/wrk-$1.txt" 2>&1
+  case $1 in
+    shadow*) call GET /api/v1/models/bench/canary >/dev/null
+             "$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1]))["comparison"]["shadow"]; print("%s compared, %s dropped" % (s["rows_compared"], s["dropped"]))' \
+               "$WORK/last.json" >>"$WORK/shadow-samples.txt" ;;
+  esac
   grep -E '^Requests/sec' "$WORK/wrk-$1.txt" | awk '{print $2}'
 }
+: >"$WORK/shadow-samples.txt"
 
 declare -A results
-echo "| round | none | canary 10% | shadow |"
-echo "|---|---|---|---|"
+echo "| round | none | canary 10% | shadow 10% | shadow 100% |"
+echo "|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
   line="| $r"
-  for s in none canary shadow; do
+  for s in none canary shadow10 shadow; do
     v=$(run $s)
     results[$s]="${results[$s]:-} $v"
     line="$line | $v"
@@ -79,9 +89,10 @@ for r in $(seq "$ROUNDS"); do
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 base=$(echo "${results[none]}" | median)
-for s in canary shadow; do
+for s in canary shadow10 shadow; do
   m=$(echo "${results[$s]}" | median)
   echo "$s: median $m req/s, $(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.1f", 100 * a / b}')% of no rollout ($base req/s)"
 done
+echo "shadowed predicts per shadow run (shadow 10%, shadow 100% alternately): $(paste -sd';' "$WORK/shadow-samples.txt")"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load average at the end: $load"

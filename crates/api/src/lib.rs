@@ -33,6 +33,7 @@ mod request_id;
 pub mod routes;
 mod security_headers;
 mod server;
+mod shadow;
 mod startup;
 mod state;
 mod telemetry;

@@ -207,6 +207,7 @@ impl Application {
             privacy,
             data_dir: settings.storage.data_dir.clone(),
             drain: crate::routes::health::DrainWatch::default(),
+            shadow: crate::shadow::ShadowScorer::default(),
         });
         let router = crate::routes::api_router()
             .layer(axum::middleware::from_fn_with_state(

@@ -61,4 +61,6 @@ pub struct Shared {
     pub(crate) data_dir: std::path::PathBuf,
     /// What `/health` saw of the queue before (jobs that do not drain).
     pub(crate) drain: crate::routes::health::DrainWatch,
+    /// Shadow rollouts' scoring, off the request path.
+    pub(crate) shadow: crate::shadow::ShadowScorer,
 }

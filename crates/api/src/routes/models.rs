@@ -539,6 +539,9 @@ async fn predict(
     crate::telemetry::record_variant(meta.version, variant);
     if let Some(r) = &rollout {
         let counts = (n_rows, detection.anomaly_count);
+        // The latency guard compares what each side's callers waited (the request so far),
+        // not the scoring alone: a canary's model, serving a tenth of the 1-row predicts,
+        // scores from colder caches than production's, which is not what its callers see.
         observe(
             &state,
             &caller.tenant,
@@ -546,7 +549,7 @@ async fn predict(
             r,
             side,
             counts,
-            inference,
+            started.elapsed(),
             false,
             candidate_drift.as_ref(),
         );
@@ -650,8 +653,8 @@ fn observe(
     });
 }
 
-/// Scores the same rows with a shadow rollout's candidate, off the response path, and
-/// records the comparison.
+/// Hands the rows a shadow rollout's candidate scores to the shadow thread
+/// ([`crate::shadow`]), off the response path.
 fn shadow(
     state: &AppState,
     tenant: &str,
@@ -660,64 +663,74 @@ fn shadow(
     x: ndarray::Array2<f64>,
     production: &detect_core::Detection,
 ) {
-    let (registry, rollout) = (Arc::clone(&state.registry), Arc::clone(rollout));
-    let (tenant, name) = (tenant.to_string(), name.to_string());
-    let production = (production.predictions.clone(), production.scores.clone());
-    let state = state.clone();
-    tokio::spawn(async move {
-        let version = rollout.policy.version;
-        let candidate = match registry.load(&tenant, &name, Some(version)).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, model = name, version, "cannot load the shadow candidate");
-                return;
-            }
-        };
-        let model = Arc::clone(&candidate.model);
-        // The candidate's drift windows see what it scored (its drift guard reads them).
-        let drift = candidate.drift.clone();
-        // A few rows are scored here, as a predict of a few rows is; more on the CPU pool.
-        let inline = x.nrows() <= cpu::INLINE_ROWS;
-        let scored = cpu::run(&state, inline, move || {
-            let t = Instant::now();
-            let scored = model.predict(x.view()).map(|d| (d, t.elapsed()));
-            if let (Ok((d, _)), Some(drift)) = (&scored, drift) {
+    state.shadow.submit(crate::shadow::ShadowJob {
+        state: state.clone(),
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        rollout: Arc::clone(rollout),
+        x,
+        production: (production.predictions.clone(), production.scores.clone()),
+    });
+}
+
+/// Scores a shadowed predict's rows with the candidate and records the comparison (on the
+/// shadow thread: `runtime` runs the registry's lookups).
+pub(crate) fn score_shadow(job: crate::shadow::ShadowJob, runtime: &tokio::runtime::Handle) {
+    let crate::shadow::ShadowJob {
+        state,
+        tenant,
+        name,
+        rollout,
+        x,
+        production,
+    } = job;
+    let version = rollout.policy.version;
+    let candidate = match runtime.block_on(state.registry.load(&tenant, &name, Some(version))) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, model = name, version, "cannot load the shadow candidate");
+            return;
+        }
+    };
+    // The scoring's CPU time: on the shadow thread's low priority, wall time would count
+    // the waits for a core (and the latency guard compare those with production's).
+    let cpu_before = crate::shadow::thread_cpu_time();
+    let scored = candidate.model.predict(x.view());
+    let took = crate::shadow::thread_cpu_time().saturating_sub(cpu_before);
+    let rows = production.0.len();
+    match scored {
+        Ok(d) => {
+            // The candidate's drift windows see what it scored (its drift guard reads them).
+            if let Some(drift) = &candidate.drift {
                 drift.observe(x.view(), d.anomaly_count, unix_now());
             }
-            scored
-        })
-        .await;
-        let (rows, failed) = (production.0.len(), !matches!(scored, Ok(Ok(_))));
-        match scored {
-            Ok(Ok((d, took))) => {
-                rollout.compare((&production.0, &production.1), (&d.predictions, &d.scores));
-                state
-                    .metrics
-                    .observe_variant(&name, version, "shadow", rows, d.anomaly_count);
-                observe(
-                    &state,
-                    &tenant,
-                    &name,
-                    &rollout,
-                    Variant::Candidate,
-                    (rows, d.anomaly_count),
-                    took,
-                    false,
-                    candidate.drift.as_ref(),
-                );
-            }
-            _ => observe(
+            rollout.compare((&production.0, &production.1), (&d.predictions, &d.scores));
+            state
+                .metrics
+                .observe_variant(&name, version, "shadow", rows, d.anomaly_count);
+            observe(
                 &state,
                 &tenant,
                 &name,
                 &rollout,
                 Variant::Candidate,
-                (0, 0),
-                std::time::Duration::ZERO,
-                failed,
-                None,
-            ),
+                (rows, d.anomaly_count),
+                took,
+                false,
+                candidate.drift.as_ref(),
+            );
         }
-    });
+        Err(_) => observe(
+            &state,
+            &tenant,
+            &name,
+            &rollout,
+            Variant::Candidate,
+            (0, 0),
+            std::time::Duration::ZERO,
+            true,
+            None,
+        ),
+    }
 }

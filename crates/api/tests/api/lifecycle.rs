@@ -934,6 +934,7 @@ async fn a_shadow_never_changes_answers_and_reports_its_agreement() {
         shadow["score_rank_correlation"].as_f64().unwrap() > 0.5,
         "{shadow}"
     );
+    assert_eq!(shadow["dropped"], 0, "{shadow}");
     let r = app
         .request(
             Method::DELETE,

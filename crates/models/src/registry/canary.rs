@@ -290,6 +290,8 @@ pub struct ActiveRollout {
     /// When this instance started keeping the comparison (the windows' buckets count
     /// from it).
     started: Instant,
+    /// Shadowed predicts not compared: the shadow scorer's queue was full.
+    shadow_dropped: AtomicU64,
 }
 
 /// A guard's verdict against a rollout: which and the figures.
@@ -345,7 +347,13 @@ impl ActiveRollout {
             ending: AtomicBool::new(false),
             drift_checks: AtomicU64::new(0),
             started: Instant::now(),
+            shadow_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a shadowed predict left uncompared (the shadow scorer was behind).
+    pub fn shadow_dropped(&self) {
+        self.shadow_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The window bucket `since_start` falls in.
@@ -489,9 +497,11 @@ impl ActiveRollout {
             });
         }
         // The p99s sort the kept latencies (the latest of each side): judged every 64th
-        // candidate request, not on each.
+        // candidate request, not on each. Canaries only: a bake has no other version to
+        // compare with, and a shadow's candidate is timed off the request path (on a
+        // low-priority thread, its caches cold), which says nothing of answer latency.
         let (cand_l, prod_l) = (&c.candidate, &c.production);
-        if !bake
+        if self.policy.mode == RolloutMode::Canary
             && cand_l.total.requests % 64 == 0
             && cand_l.latencies.len() >= 100
             && prod_l.latencies.len() >= 100
@@ -524,6 +534,7 @@ impl ActiveRollout {
                 "rows_compared": a.rows,
                 "label_agreement": (a.rows > 0).then(|| a.agreeing as f64 / a.rows as f64),
                 "score_rank_correlation": (a.compared > 0).then(|| a.correlations / a.compared as f64),
+                "dropped": self.shadow_dropped.load(Ordering::Relaxed),
             },
             "breach": self.judge(&c, bucket),
         });

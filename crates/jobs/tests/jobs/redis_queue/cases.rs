@@ -402,14 +402,7 @@ pub(super) async fn a_job_that_ends_while_the_database_is_away_is_recorded_once_
     with_harness(redis, async |h| {
         let api = h.queue().await;
         let (worker, mut database) = h.queue_through_a_relay().await;
-        let big = h.sources_file("big.csv", 400_000);
-        let (job, _) = api.submit(batch(&[&big], None)).await.unwrap();
-        let delivery = worker.receive(None).await.unwrap().expect("a delivery");
-        let claimed = worker.claim(delivery).await.unwrap().expect("claimed");
-        let running = tokio::spawn({
-            let worker = std::sync::Arc::clone(&worker);
-            async move { worker.execute(claimed).await }
-        });
+        let (job, running) = h.start_a_long_job(&api, &worker).await;
         wait("the run begins", Duration::from_secs(30))
             .until(async || {
                 if worker.busy() == 1 {
