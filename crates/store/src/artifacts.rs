@@ -26,7 +26,7 @@ use object_store::{
 
 use crate::StoreError;
 use crate::crypto::{Envelope, Keyring, Opener, Sealer, plaintext_len};
-use crate::s3_uploads::{BACKGROUND_RETRY, S3Uploads};
+use crate::s3_uploads::{S3Uploads, background_tries};
 
 /// How to reach an S3-compatible store. [`S3Options::from_env`] reads the standard
 /// variables; whatever is `None` falls back to them (and to the AWS defaults).
@@ -450,19 +450,15 @@ fn upload_gone() -> object_store::Error {
 }
 
 /// Aborts `upload` off the caller's path: at once unless `delayed`, then with
-/// [`BACKGROUND_RETRY`]'s backoff until the store answers. An upload the store no longer
+/// [`background_tries`]' backoff until the store answers. An upload the store no longer
 /// knows counts as aborted.
 fn abort_in_background(mut upload: Box<dyn MultipartUpload>, path: String, delayed: bool) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
-        let (mut wait, longest, tries) = BACKGROUND_RETRY;
-        for i in 0..tries {
-            if delayed || i > 0 {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(longest);
-            }
+        for wait in background_tries(delayed) {
+            tokio::time::sleep(wait).await;
             match upload.abort().await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                     tracing::info!(path, "aborted the upload of a failed write");

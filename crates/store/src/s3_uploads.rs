@@ -24,8 +24,23 @@ use crate::StoreError;
 
 /// Backoff between background tries against a store that does not answer (doubling from
 /// the first, at most the second), and how many tries: about 10 minutes in all.
-pub(crate) const BACKGROUND_RETRY: (Duration, Duration, u32) =
+const BACKGROUND_RETRY: (Duration, Duration, u32) =
     (Duration::from_secs(2), Duration::from_secs(15), 40);
+
+/// The wait before each background try (40: about 10 minutes): none before the first
+/// unless `delayed`, then doubling from 2 s up to 15 s.
+pub(crate) fn background_tries(delayed: bool) -> impl Iterator<Item = Duration> {
+    let (first, longest, tries) = BACKGROUND_RETRY;
+    let mut next = first;
+    (0..tries).map(move |i| {
+        if i == 0 && !delayed {
+            return Duration::ZERO;
+        }
+        let wait = next;
+        next = (next * 2).min(longest);
+        wait
+    })
+}
 
 /// How long a listing request may take before it counts as failed.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,8 +131,7 @@ impl S3Uploads {
         };
         let (uploads, path, before) = (Arc::clone(self), path.to_string(), Utc::now());
         runtime.spawn(async move {
-            let (mut wait, longest, tries) = BACKGROUND_RETRY;
-            for _ in 0..tries {
+            for wait in background_tries(true) {
                 tokio::time::sleep(wait).await;
                 match uploads.abort_stale(&path, Some(before)).await {
                     Ok(0) => return,
@@ -127,7 +141,6 @@ impl S3Uploads {
                     }
                     Err(e) => tracing::debug!(error = %e, path, "cannot list uploads yet"),
                 }
-                wait = (wait * 2).min(longest);
             }
             tracing::warn!(
                 path,
@@ -194,6 +207,18 @@ impl S3Uploads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_tries_back_off_to_15_s_for_about_ten_minutes() {
+        let secs =
+            |delayed| -> Vec<u64> { background_tries(delayed).map(|d| d.as_secs()).collect() };
+        let now = secs(false);
+        assert_eq!(now[..6], [0, 2, 4, 8, 15, 15]);
+        assert_eq!(secs(true)[..5], [2, 4, 8, 15, 15]);
+        assert_eq!(now.len(), 40);
+        let total: u64 = secs(true).iter().sum();
+        assert!((540..=660).contains(&total), "{total} s");
+    }
 
     #[test]
     fn a_listing_gives_each_upload_and_where_the_next_page_starts() {

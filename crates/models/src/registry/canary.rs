@@ -164,16 +164,14 @@ pub const WINDOW_BUCKETS: u64 = 30;
 
 /// A side's counts over the last window, bucket by bucket: slot `n % WINDOW_BUCKETS`
 /// holds bucket `n` (the time since the rollout started, divided by the bucket's length).
+/// (A slot never written holds bucket 0's empty counts, which add nothing.)
 #[derive(Debug, Clone, Default)]
 struct Recent {
-    buckets: Vec<(u64, Counts)>,
+    buckets: [(u64, Counts); WINDOW_BUCKETS as usize],
 }
 
 impl Recent {
     fn bucket(&mut self, n: u64) -> &mut Counts {
-        if self.buckets.is_empty() {
-            self.buckets = vec![(u64::MAX, Counts::default()); WINDOW_BUCKETS as usize];
-        }
         let slot = &mut self.buckets[(n % WINDOW_BUCKETS) as usize];
         if slot.0 != n {
             *slot = (n, Counts::default());
