@@ -14,8 +14,10 @@
 # Settings: DURATION=10s THREADS=2 CONNECTIONS=32 ROUNDS=2 ADDR=127.0.0.1:18090
 #   BENCH_WORK=/tmp/pynomaly-rollout-bench PYTHON=python3 (with numpy, for the bodies)
 # Prints a table of requests per second per setting and round, each setting's median
-# relative to `none`, and how many shadowed predicts each shadow run compared and dropped
-# (the shadow thread runs at the lowest CPU priority: a saturated server drops samples).
+# relative to `none` and the median of each round's ratio to that round's `none` (the
+# figure that moves least with a noisy machine), and how many shadowed predicts each
+# shadow run compared and dropped (the shadow thread runs at the lowest CPU priority: a
+# saturated server drops samples).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,7 +77,7 @@ run() {  # setting -> requests/s
 }
 : >"$WORK/shadow-samples.txt"
 
-declare -A results
+declare -A results ratios
 echo "| round | none | canary 10% | shadow 10% | shadow 100% |"
 echo "|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
@@ -84,6 +86,9 @@ for r in $(seq "$ROUNDS"); do
     v=$(run $s)
     results[$s]="${results[$s]:-} $v"
     line="$line | $v"
+    [ "$s" = none ] && base_round=$v
+    # Each setting against the same round's `none`, measured seconds before it.
+    [ "$s" = none ] || ratios[$s]="${ratios[$s]:-} $(awk -v a="$v" -v b="$base_round" 'BEGIN {printf "%.4f", a / b}')"
   done
   echo "$line |"
 done
@@ -91,7 +96,8 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR
 base=$(echo "${results[none]}" | median)
 for s in canary shadow10 shadow; do
   m=$(echo "${results[$s]}" | median)
-  echo "$s: median $m req/s, $(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.1f", 100 * a / b}')% of no rollout ($base req/s)"
+  paired=$(echo "${ratios[$s]}" | median)
+  echo "$s: median $m req/s, $(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.1f", 100 * a / b}')% of no rollout ($base req/s); median of the rounds' ratios to their own none: $(awk -v r="$paired" 'BEGIN {printf "%.1f", 100 * r}')%"
 done
 echo "shadowed predicts per shadow run (shadow 10%, shadow 100% alternately): $(paste -sd';' "$WORK/shadow-samples.txt")"
 load=$(cut -d' ' -f1-3 /proc/loadavg)

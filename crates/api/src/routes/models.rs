@@ -3,7 +3,7 @@
 //! Training keeps the training data's reference profile beside the model; predicting adds
 //! the scored rows to the model's drift window (see `routes/drift.rs`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -673,17 +673,19 @@ fn shadow(
     });
 }
 
-/// Scores a shadowed predict's rows with the candidate and records the comparison (on the
-/// shadow thread: `runtime` runs the registry's lookups).
-pub(crate) fn score_shadow(job: crate::shadow::ShadowJob, runtime: &tokio::runtime::Handle) {
-    let crate::shadow::ShadowJob {
-        state,
-        tenant,
-        name,
-        rollout,
-        x,
-        production,
-    } = job;
+/// Scores the rows of one rollout's shadowed predicts with its candidate, in one call, and
+/// records each predict's comparison (on the shadow thread: `runtime` runs the registry's
+/// lookups).
+pub(crate) fn score_shadow(jobs: Vec<crate::shadow::ShadowJob>, runtime: &tokio::runtime::Handle) {
+    let Some(first) = jobs.first() else {
+        return;
+    };
+    let (state, tenant, name) = (
+        first.state.clone(),
+        first.tenant.clone(),
+        first.name.clone(),
+    );
+    let rollout = Arc::clone(&first.rollout);
     let version = rollout.policy.version;
     let candidate = match runtime.block_on(state.registry.load(&tenant, &name, Some(version))) {
         Ok(Some(c)) => c,
@@ -693,44 +695,69 @@ pub(crate) fn score_shadow(job: crate::shadow::ShadowJob, runtime: &tokio::runti
             return;
         }
     };
-    // The scoring's CPU time: on the shadow thread's low priority, wall time would count
-    // the waits for a core (and the latency guard compare those with production's).
-    let cpu_before = crate::shadow::thread_cpu_time();
-    let scored = candidate.model.predict(x.view());
-    let took = crate::shadow::thread_cpu_time().saturating_sub(cpu_before);
-    let rows = production.0.len();
-    match scored {
-        Ok(d) => {
-            // The candidate's drift windows see what it scored (its drift guard reads them).
-            if let Some(drift) = &candidate.drift {
-                drift.observe(x.view(), d.anomaly_count, unix_now());
-            }
-            rollout.compare((&production.0, &production.1), (&d.predictions, &d.scores));
-            state
-                .metrics
-                .observe_variant(&name, version, "shadow", rows, d.anomaly_count);
+    let views: Vec<_> = jobs.iter().map(|j| j.x.view()).collect();
+    let failed = |n: usize| {
+        for _ in 0..n {
+            let none = (0, 0);
             observe(
                 &state,
                 &tenant,
                 &name,
                 &rollout,
                 Variant::Candidate,
-                (rows, d.anomaly_count),
-                took,
-                false,
-                candidate.drift.as_ref(),
+                none,
+                Duration::ZERO,
+                true,
+                None,
             );
         }
-        Err(_) => observe(
+    };
+    // Production scored these rows, so they have its width; a candidate of another width
+    // fails them all.
+    let Ok(x) = ndarray::concatenate(ndarray::Axis(0), &views) else {
+        return failed(jobs.len());
+    };
+    // The scoring's CPU time: on the shadow thread's low priority, wall time would count
+    // the waits for a core.
+    let cpu_before = crate::shadow::thread_cpu_time();
+    let scored = candidate.model.predict(x.view());
+    let took = crate::shadow::thread_cpu_time().saturating_sub(cpu_before);
+    let Ok(d) = scored else {
+        return failed(jobs.len());
+    };
+    // The candidate's drift windows see what it scored (its drift guard reads them).
+    if let Some(drift) = &candidate.drift {
+        drift.observe(x.view(), d.anomaly_count, unix_now());
+    }
+    let total = x.nrows().max(1);
+    let mut from = 0;
+    for job in &jobs {
+        let rows = job.x.nrows();
+        let (predictions, scores) = (
+            &d.predictions[from..from + rows],
+            &d.scores[from..from + rows],
+        );
+        from += rows;
+        let anomalies = predictions.iter().filter(|&&p| p == -1).count();
+        rollout.compare(
+            (&job.production.0, &job.production.1),
+            (predictions, scores),
+        );
+        state
+            .metrics
+            .observe_variant(&name, version, "shadow", rows, anomalies);
+        // Each predict's share of the batch's scoring time.
+        let share = took.mul_f64(rows as f64 / total as f64);
+        observe(
             &state,
             &tenant,
             &name,
             &rollout,
             Variant::Candidate,
-            (0, 0),
-            std::time::Duration::ZERO,
-            true,
-            None,
-        ),
+            (rows, anomalies),
+            share,
+            false,
+            candidate.drift.as_ref(),
+        );
     }
 }
