@@ -349,10 +349,9 @@ impl Cblof {
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let d = self.centres.len() / self.sizes.len();
         crate::rows::score_rows(x, |row| {
-            let row = row.to_vec();
-            let (centre, label) = self.scoring_centre(&row);
+            let (centre, label) = self.scoring_centre(row);
             let distance =
-                squared_distance(&row, &self.centres[centre * d..(centre + 1) * d]).sqrt();
+                squared_distance(row, &self.centres[centre * d..(centre + 1) * d]).sqrt();
             if self.use_weights {
                 distance * self.sizes[label] as f64
             } else {
@@ -367,16 +366,13 @@ impl Cblof {
     /// the model's width.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
         let d = self.centres.len() / self.sizes.len();
-        let mut out = Array2::zeros((x.nrows(), d));
-        for (row, mut shares) in x.outer_iter().zip(out.outer_iter_mut()) {
-            let row = row.to_vec();
-            let (centre, _) = self.scoring_centre(&row);
+        crate::rows::contribution_rows(x, d, |row, shares| {
+            let (centre, _) = self.scoring_centre(row);
             let c = &self.centres[centre * d..(centre + 1) * d];
-            for f in 0..d {
-                shares[f] = (row[f] - c[f]) * (row[f] - c[f]);
+            for ((s, v), c) in shares.iter_mut().zip(row).zip(c) {
+                *s = (v - c) * (v - c);
             }
-        }
-        out
+        })
     }
 
     /// Checks a deserialized model's invariants against the model's width.

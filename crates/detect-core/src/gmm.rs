@@ -31,7 +31,7 @@
 //! O(n d²) for the covariance, O(d³) for the factor, O(d²) per scored row. The model keeps
 //! μ and L (d + d² values).
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -93,15 +93,15 @@ impl Gmm {
     /// Scores rows (validated, with the model's width): −log-likelihood.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let d = self.mean.len();
-        crate::rows::score_rows(x, |row| {
+        crate::rows::score_rows_with(x, d, |row, y| {
             // Forward substitution: L y = x − μ.
-            let mut y = DVector::<f64>::zeros(d);
             let mut sq = 0.0;
             for i in 0..d {
-                let mut acc = row[i] - self.mean[i];
-                for j in 0..i {
-                    acc -= self.chol[i * d + j] * y[j];
-                }
+                let l = &self.chol[i * d..i * d + i];
+                let acc = l
+                    .iter()
+                    .zip(&y[..i])
+                    .fold(row[i] - self.mean[i], |acc, (l, y)| acc - l * y);
                 y[i] = acc / self.chol[i * d + i];
                 sq += y[i] * y[i];
             }
@@ -159,6 +159,7 @@ impl Gmm {
 mod tests {
     use super::*;
     use crate::params::ParamGuard;
+    use nalgebra::DVector;
     use ndarray::array;
 
     #[test]

@@ -20,10 +20,11 @@
 //! ## Cost
 //! Fit: one pass per feature, O(n d), for a fixed `n_bins`; for `"auto"` a sort per
 //! feature, O(d · n log n), after which each of the √n candidate histograms is read off
-//! the sorted column by binary search (O(b log n) each, not O(n)). Scoring: a binary search per feature and row. Memory: the edges and
+//! the sorted column by binary search (O(b log n) each, not O(n)). Scoring: per feature and
+//! row, the bin computed from the equal widths and checked against its edges, O(1). Memory: the edges and
 //! densities, d · (2b + 1) values.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -82,9 +83,9 @@ fn histogram(sorted: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
 }
 
 /// The same edges and counts for an unsorted column in one pass, as `np.histogram`'s
-/// equal-bins loop computes each value's bin: ⌊(v − first) / (last − first) · b⌋, then
+/// equal-bins loop computes each value's bin: ⌊(v − first) · b / (last − first)⌋, then
 /// moved by one where the rounding put it beside the edge it lies on.
-fn histogram_unsorted(column: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
+fn histogram_unsorted(column: ArrayView1<'_, f64>, bins: usize) -> (Vec<f64>, Vec<usize>) {
     let (min, max) = column
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
@@ -92,15 +93,11 @@ fn histogram_unsorted(column: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
         });
     let edges = edges(min, max, bins);
     let (first, last) = (edges[0], edges[bins]);
+    let norm = bins as f64 / (last - first);
     let mut counts = vec![0usize; bins];
     for &v in column {
-        let mut at = (((v - first) / (last - first)) * bins as f64) as usize;
-        at = at.min(bins - 1);
-        if v < edges[at] {
-            at -= 1;
-        } else if at + 1 < bins && v >= edges[at + 1] {
-            at += 1;
-        }
+        let at = (((v - first) * norm) as usize).min(bins - 1);
+        let at = at - usize::from(v < edges[at]) + usize::from(at + 1 < bins && v >= edges[at + 1]);
         counts[at] += 1;
     }
     (edges, counts)
@@ -136,11 +133,10 @@ impl Hbos {
         let histograms: Vec<Histogram> = (0..x.ncols())
             .into_par_iter()
             .map(|j| {
-                let column = x.column(j).to_vec();
                 let (edges, counts) = match params.n_bins {
-                    Bins::Count(b) => histogram_unsorted(&column, b),
+                    Bins::Count(b) => histogram_unsorted(x.column(j), b),
                     Bins::Auto => {
-                        let mut sorted = column;
+                        let mut sorted = x.column(j).to_vec();
                         sorted.sort_unstable_by(f64::total_cmp);
                         histogram(&sorted, optimal_bins(&sorted))
                     }
@@ -169,11 +165,13 @@ impl Hbos {
     /// Scores rows (validated, with the model's width): the training rows and new ones
     /// alike.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        let scales = self.scales();
         crate::rows::score_rows(x, |row| {
             let sum: f64 = row
                 .iter()
                 .zip(&self.histograms)
-                .map(|(&v, h)| h.term(v, self.tol))
+                .zip(&scales)
+                .map(|((&v, h), &scale)| h.term(v, self.tol, scale))
                 .sum();
             -sum
         })
@@ -186,12 +184,18 @@ impl Hbos {
     /// densest — and a row's terms sum to its score minus the lowest score any row can
     /// get, −Σⱼ cⱼ.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        let ceilings = self.ceilings();
+        let (ceilings, scales) = (self.ceilings(), self.scales());
         crate::rows::contribution_rows(x, self.histograms.len(), |row, out| {
-            for (((&v, h), c), o) in row.iter().zip(&self.histograms).zip(&ceilings).zip(out) {
-                *o = c - h.term(v, self.tol);
+            let features = self.histograms.iter().zip(&ceilings).zip(&scales);
+            for ((&v, ((h, c), &scale)), o) in row.iter().zip(features).zip(out) {
+                *o = c - h.term(v, self.tol, scale);
             }
         })
+    }
+
+    /// Per feature, [`Histogram::scale`].
+    fn scales(&self) -> Vec<f64> {
+        self.histograms.iter().map(Histogram::scale).collect()
     }
 
     /// Per feature, the largest log₂(density + alpha) of its bins.
@@ -220,10 +224,10 @@ impl Hbos {
 impl Histogram {
     /// log₂(density + alpha) of the bin `v` falls in, as PyOD's
     /// `_calculate_outlier_scores` assigns it.
-    fn term(&self, v: f64, tol: f64) -> f64 {
+    /// `scale` is [`Histogram::scale`].
+    fn term(&self, v: f64, tol: f64, scale: f64) -> f64 {
         let b = self.terms.len();
-        // np.digitize(v, edges, right=True): the number of edges below v.
-        let at = self.edges.partition_point(|&e| e < v);
+        let at = self.digitize(v, scale);
         if at == 0 {
             let width = self.edges[1] - self.edges[0];
             if self.edges[0] - v <= width * tol {
@@ -240,6 +244,31 @@ impl Histogram {
             }
         } else {
             self.terms[at - 1]
+        }
+    }
+
+    /// Bins per unit of value: b / (last edge − first edge).
+    fn scale(&self) -> f64 {
+        let b = self.edges.len() - 1;
+        b as f64 / (self.edges[b] - self.edges[0])
+    }
+
+    /// `np.digitize(v, edges, right=True)`: the number of edges below `v`. The edges are
+    /// equally spaced, so the bin v lies in is computed, and the answer taken from the
+    /// two comparisons with that bin's edges (rounding can put v one bin off); a search
+    /// of the edges settles what that cannot (edges so close that they round together).
+    #[inline]
+    fn digitize(&self, v: f64, scale: f64) -> usize {
+        let edges = &self.edges;
+        let b = edges.len() - 1;
+        // `as` saturates: a value below the first edge gives bin 0, one far above it b.
+        let k = (((v - edges[0]) * scale) as usize).min(b - 1);
+        let at = k + 1 - usize::from(v <= edges[k]) + usize::from(v > edges[k + 1]);
+        let exact = (at == 0 || edges[at - 1] < v) && (at > b || v <= edges[at]);
+        if exact {
+            at
+        } else {
+            edges.partition_point(|&e| e < v)
         }
     }
 }
@@ -271,10 +300,40 @@ mod tests {
         sorted.sort_by(f64::total_cmp);
         for bins in [1, 2, 3, 7, 10, 64, 333] {
             assert_eq!(
-                histogram_unsorted(&column, bins),
+                histogram_unsorted(ndarray::ArrayView1::from(&column), bins),
                 histogram(&sorted, bins),
                 "{bins}"
             );
+        }
+    }
+
+    #[test]
+    fn computed_bins_equal_a_search_of_the_edges() {
+        let values: Vec<f64> = (0..4000)
+            .map(|i| (((i * 7919) % 4001) as f64 / 97.0).powf(1.7) - 30.0)
+            .chain([-1e300, 1e300, 0.0, -0.0, 1.0 / 3.0, 2.0 / 3.0])
+            .collect();
+        for (min, max) in [
+            (-3.0, 7.0),
+            (0.1, 0.7),
+            (5.0, 5.0),
+            (-1e-9, 1e-9),
+            (1.0, 1e6),
+        ] {
+            for bins in [1, 2, 3, 10, 17, 100] {
+                let edges = edges(min, max, bins);
+                let h = Histogram {
+                    terms: vec![0.0; bins],
+                    floor: 0.0,
+                    edges: edges.clone(),
+                };
+                // Every edge itself, and the values beside it, too.
+                let around = edges.iter().flat_map(|&e| [e.next_down(), e, e.next_up()]);
+                for v in values.iter().copied().chain(around) {
+                    let want = edges.partition_point(|&e| e < v);
+                    assert_eq!(h.digitize(v, h.scale()), want, "{v} in {edges:?}");
+                }
+            }
         }
     }
 

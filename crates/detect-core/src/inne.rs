@@ -131,7 +131,6 @@ impl Inne {
         let t = self.radius.len() / psi;
         let d = self.centres.len() / (t * psi);
         crate::rows::score_rows(x, |row| {
-            let row = row.to_vec();
             let mut total = 0.0;
             for s in 0..t {
                 let mut best: Option<usize> = None;
@@ -139,8 +138,7 @@ impl Inne {
                     let at = s * psi + c;
                     let r = self.radius[at];
                     let centre = &self.centres[at * d..(at + 1) * d];
-                    if squared_distance(&row, centre) <= r
-                        && best.is_none_or(|b| r < self.radius[b])
+                    if squared_distance(row, centre) <= r && best.is_none_or(|b| r < self.radius[b])
                     {
                         best = Some(at);
                     }
@@ -162,14 +160,13 @@ impl Inne {
         let t = self.radius.len() / psi;
         let d = self.centres.len() / (t * psi);
         crate::rows::contribution_rows(x, d, |row, out| {
-            let row = row.to_vec();
             for s in 0..t {
                 let mut best: Option<usize> = None;
                 let mut nearest = (s * psi, f64::INFINITY);
                 for c in 0..psi {
                     let at = s * psi + c;
                     let r = self.radius[at];
-                    let dist = squared_distance(&row, &self.centres[at * d..(at + 1) * d]);
+                    let dist = squared_distance(row, &self.centres[at * d..(at + 1) * d]);
                     if dist <= r && best.is_none_or(|b| r < self.radius[b]) {
                         best = Some(at);
                     }
@@ -179,10 +176,10 @@ impl Inne {
                 }
                 let (at, term) = best.map_or((nearest.0, 1.0), |b| (b, self.ratio[b]));
                 let centre = &self.centres[at * d..(at + 1) * d];
-                let total = squared_distance(&row, centre);
+                let total = squared_distance(row, centre);
                 let weight = term / t as f64;
                 if total > 0.0 {
-                    for ((o, a), b) in out.iter_mut().zip(&row).zip(centre) {
+                    for ((o, a), b) in out.iter_mut().zip(row).zip(centre) {
                         *o += (a - b) * (a - b) / total * weight;
                     }
                 } else {

@@ -580,12 +580,8 @@ impl Mcd {
     /// Scores rows (validated, with the model's width): squared Mahalanobis distances.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let d = self.location.len();
-        crate::rows::score_rows(x, |row| {
-            let mut c = vec![0.0; d];
-            match row.as_slice() {
-                Some(r) => mahalanobis_row(r, &self.location, &self.precision, &mut c),
-                None => mahalanobis_row(&row.to_vec(), &self.location, &self.precision, &mut c),
-            }
+        crate::rows::score_rows_with(x, d, |row, c| {
+            mahalanobis_row(row, &self.location, &self.precision, c)
         })
     }
 

@@ -285,11 +285,11 @@ fn fit_detector(
 
 /// scikit-learn's `offset_ = np.percentile(score_samples, 100 * contamination)` turned
 /// into a threshold on the anomaly score (`score_samples` = −score), reproducing NumPy's
-/// "linear" method operation by operation so thresholds match exactly.
+/// "linear" method operation by operation so thresholds match exactly. Like NumPy, it
+/// selects the two order statistics the percentile lies between (O(n)) rather than
+/// sorting every score.
 pub fn quantile_threshold(scores: &[f64], contamination: f64) -> f64 {
-    let mut neg: Vec<f64> = scores.iter().map(|s| -s).collect();
-    neg.sort_unstable_by(f64::total_cmp);
-    let n = neg.len();
+    let n = scores.len();
     if n == 0 {
         return f64::NAN;
     }
@@ -299,8 +299,11 @@ pub fn quantile_threshold(scores: &[f64], contamination: f64) -> f64 {
     let previous = virtual_index.floor();
     let gamma = virtual_index - previous;
     let lo = (previous.max(0.0) as usize).min(n - 1);
-    let hi = (lo + 1).min(n - 1);
-    let (a, b) = (neg[lo], neg[hi]);
+    let mut neg: Vec<f64> = scores.iter().map(|s| -s).collect();
+    let (_, &mut a, above) = neg.select_nth_unstable_by(lo, f64::total_cmp);
+    // The next order statistic: the smallest of those selected above the lo-th (the
+    // lo-th itself when it is the last).
+    let b = above.iter().copied().min_by(f64::total_cmp).unwrap_or(a);
     let diff = b - a;
     let offset = if gamma >= 0.5 {
         b - diff * (1.0 - gamma)

@@ -1,22 +1,38 @@
 //! Row-parallel scoring shared by the detectors that score each row on its own (HBOS,
 //! PCA, GMM, ECOD/COPOD's new rows), and the matching per-feature contributions.
 
-use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// Rows per parallel work item: enough to amortise the split on small rows.
 const MIN_ROWS_PER_TASK: usize = 1024;
 
 /// `score` of every row of `x`, in row order, computed in parallel (each row by one
-/// thread, so the result does not depend on the thread count).
-pub(crate) fn score_rows(
+/// thread, so the result does not depend on the thread count). Each row comes as a slice
+/// of the matrix (a matrix not in row-major order is copied into it first).
+pub(crate) fn score_rows(x: ArrayView2<'_, f64>, score: impl Fn(&[f64]) -> f64 + Sync) -> Vec<f64> {
+    score_rows_with(x, 0, |row, _| score(row))
+}
+
+/// [`score_rows`] with a buffer of `scratch` values for `score` to work in (one per
+/// thread, not one per row; its contents are whatever the previous row left).
+pub(crate) fn score_rows_with(
     x: ArrayView2<'_, f64>,
-    score: impl Fn(ArrayView1<'_, f64>) -> f64 + Sync,
+    scratch: usize,
+    score: impl Fn(&[f64], &mut [f64]) -> f64 + Sync,
 ) -> Vec<f64> {
-    x.axis_iter(Axis(0))
-        .into_par_iter()
+    let (n, d) = x.dim();
+    if d == 0 {
+        let mut buffer = vec![0.0; scratch];
+        return (0..n).map(|_| score(&[], &mut buffer)).collect();
+    }
+    let x = x.as_standard_layout();
+    let flat = x
+        .as_slice()
+        .expect("a standard-layout matrix is contiguous");
+    flat.par_chunks_exact(d)
         .with_min_len(MIN_ROWS_PER_TASK)
-        .map(&score)
+        .map_init(|| vec![0.0; scratch], |buffer, row| score(row, buffer))
         .collect()
 }
 
@@ -25,19 +41,29 @@ pub(crate) fn score_rows(
 pub(crate) fn contribution_rows(
     x: ArrayView2<'_, f64>,
     width: usize,
-    fill: impl Fn(ArrayView1<'_, f64>, &mut [f64]) + Sync,
+    fill: impl Fn(&[f64], &mut [f64]) + Sync,
 ) -> Array2<f64> {
-    let mut out = Array2::zeros((x.nrows(), width));
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(x.axis_iter(Axis(0)).into_par_iter())
-        .with_min_len(MIN_ROWS_PER_TASK)
-        .for_each(|(mut o, row)| {
+    let (n, d) = x.dim();
+    let mut out = Array2::zeros((n, width));
+    if d == 0 || width == 0 {
+        for mut o in out.axis_iter_mut(Axis(0)) {
             fill(
-                row,
+                &[],
                 o.as_slice_mut()
                     .expect("a fresh matrix's rows are contiguous"),
-            )
-        });
+            );
+        }
+        return out;
+    }
+    let x = x.as_standard_layout();
+    let flat = x
+        .as_slice()
+        .expect("a standard-layout matrix is contiguous");
+    out.as_slice_mut()
+        .expect("a fresh matrix is contiguous")
+        .par_chunks_exact_mut(width)
+        .zip(flat.par_chunks_exact(d))
+        .with_min_len(MIN_ROWS_PER_TASK)
+        .for_each(|(o, row)| fill(row, o));
     out
 }
