@@ -30,9 +30,13 @@
 //! seeding, the scores equal PyOD's (golden tests).
 //!
 //! ## Cost
-//! O(n k d) per Lloyd iteration, rows in parallel (partial sums per fixed block of rows,
-//! added in block order, so the result does not depend on the thread count); O(k d) per
-//! scored row. The model keeps the k centres.
+//! k-means++: two passes over the rows per centre (every candidate's potential in one,
+//! the nearest-centre distances updated in the other). Lloyd: O(n k d) for the first
+//! iteration; after it, Hamerly's bounds spare the distances of the rows that cannot have
+//! changed cluster (the labels stay exactly Lloyd's, see `Bounds`), and the distances a
+//! row does need are summed across the centres at once. Rows run in parallel, with
+//! partial sums per fixed block of rows added in block order, so the result does not
+//! depend on the thread count. O(k d) per scored row. The model keeps the k centres.
 
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -91,8 +95,9 @@ fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut Xoshiro256PlusPlus) 
         .map(|r| squared_distance(r, row(first)))
         .collect();
     let mut potential: f64 = closest.iter().sum();
+    let mut cumulative = Vec::with_capacity(n);
     for _ in 1..k {
-        let mut cumulative = Vec::with_capacity(n);
+        cumulative.clear();
         let mut acc = 0.0;
         for v in &closest {
             acc += v;
@@ -105,39 +110,93 @@ fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut Xoshiro256PlusPlus) 
                 cumulative.partition_point(|&c| c < target).min(n - 1)
             })
             .collect();
-        let mut best: Option<(f64, usize, Vec<f64>)> = None;
-        for &c in &candidates {
-            let dist: Vec<f64> = x
-                .par_chunks(d)
-                .with_min_len(BLOCK)
-                .zip(closest.par_iter())
-                .map(|(r, &old)| squared_distance(r, row(c)).min(old))
-                .collect();
-            let pot: f64 = dist.iter().sum();
-            if best.as_ref().is_none_or(|b| pot < b.0) {
-                best = Some((pot, c, dist));
+        // Every candidate's potential in one pass over the rows: per block of rows, the
+        // sums of min(distance to the candidate, distance to the nearest centre so far),
+        // then the blocks added in order (the same sums whatever the thread count).
+        let per_block: Vec<Vec<f64>> = x
+            .par_chunks(BLOCK * d)
+            .zip(closest.par_chunks(BLOCK))
+            .map(|(rows, old)| {
+                let mut sums = vec![0.0; candidates.len()];
+                for (r, &old) in rows.chunks_exact(d).zip(old) {
+                    for (s, &c) in sums.iter_mut().zip(&candidates) {
+                        *s += squared_distance(r, row(c)).min(old);
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut potentials = vec![0.0; candidates.len()];
+        for block in per_block {
+            for (p, s) in potentials.iter_mut().zip(block) {
+                *p += s;
             }
         }
-        let (pot, c, dist) = best.expect("at least two candidates");
+        // The first candidate of the lowest potential.
+        let (mut at, mut pot) = (0, potentials[0]);
+        for (t, &p) in potentials.iter().enumerate().skip(1) {
+            if p < pot {
+                (at, pot) = (t, p);
+            }
+        }
+        let c = candidates[at];
+        closest
+            .par_chunks_mut(BLOCK)
+            .zip(x.par_chunks(BLOCK * d))
+            .for_each(|(old, rows)| {
+                for (o, r) in old.iter_mut().zip(rows.chunks_exact(d)) {
+                    *o = squared_distance(r, row(c)).min(*o);
+                }
+            });
         potential = pot;
-        closest = dist;
         chosen.push(c);
     }
     chosen
+}
+
+/// `centres` (k × d, row-major) transposed to d × k, so the distances of one row to every
+/// centre are summed feature by feature over contiguous memory (vectorised across the
+/// centres).
+fn transpose(centres: &[f64], d: usize) -> Vec<f64> {
+    let k = centres.len() / d;
+    (0..d * k).map(|i| centres[(i % k) * d + i / k]).collect()
+}
+
+/// [`nearest`] against centres given as [`transpose`] makes them: the same sums in the
+/// same order, so the same answer bit for bit. `distances` holds k values.
+fn nearest_transposed(row: &[f64], by_feature: &[f64], distances: &mut [f64]) -> usize {
+    let k = distances.len();
+    distances.fill(0.0);
+    for (&v, column) in row.iter().zip(by_feature.chunks_exact(k)) {
+        for (s, &c) in distances.iter_mut().zip(column) {
+            *s += (v - c) * (v - c);
+        }
+    }
+    // The first smallest, chosen without branches (which centre wins is data, not a
+    // pattern the branch predictor learns).
+    let (mut best, mut smallest) = (0, f64::INFINITY);
+    for (j, &s) in distances.iter().enumerate() {
+        let closer = s < smallest;
+        best = if closer { j } else { best };
+        smallest = if closer { s } else { smallest };
+    }
+    best
 }
 
 /// One Lloyd pass: every row's nearest centre, and per cluster the sum of its rows and
 /// their count (added block by block in row order).
 fn assign(x: &[f64], d: usize, centres: &[f64], labels: &mut [usize]) -> (Vec<f64>, Vec<u64>) {
     let k = centres.len() / d;
+    let by_feature = transpose(centres, d);
     let partial: Vec<(Vec<f64>, Vec<u64>)> = x
         .par_chunks(BLOCK * d)
         .zip(labels.par_chunks_mut(BLOCK))
         .map(|(rows, labels)| {
             let mut sums = vec![0.0; k * d];
             let mut counts = vec![0u64; k];
+            let mut distances = vec![0.0; k];
             for (r, label) in rows.chunks_exact(d).zip(labels.iter_mut()) {
-                let (j, _) = nearest(r, centres, d);
+                let j = nearest_transposed(r, &by_feature, &mut distances);
                 *label = j;
                 counts[j] += 1;
                 for (s, v) in sums[j * d..(j + 1) * d].iter_mut().zip(r) {
@@ -147,6 +206,140 @@ fn assign(x: &[f64], d: usize, centres: &[f64], labels: &mut [usize]) -> (Vec<f6
             (sums, counts)
         })
         .collect();
+    add_blocks(partial, k, d)
+}
+
+/// Hamerly's bounds for each row ("Making k-means even faster", SDM 2010): an upper
+/// bound on the distance to its centre and a lower bound on the distance to every other.
+/// A row whose upper bound is below both its lower bound and half the gap from its centre
+/// to the nearest other centre keeps its label without measuring a distance, so late
+/// Lloyd iterations, where few rows change cluster, cost a few comparisons per row. The
+/// labels are Lloyd's: a row is searched in full (every centre, the first of equal
+/// distances) whenever the bounds cannot prove its centre strictly the nearest, with a
+/// margin far above the bounds' rounding.
+struct Bounds {
+    upper: Vec<f64>,
+    lower: Vec<f64>,
+    /// Whether the bounds hold for the current labels (not before the first pass).
+    valid: bool,
+    /// How far each centre moved since the bounds were set, and for a row of cluster j
+    /// the largest move of the other centres: `farthest` (the largest move, of centre
+    /// `of`) or, for the rows of `of`, `next` (the second largest). The next pass
+    /// loosens each row's bounds by them before using them.
+    shifts: Vec<f64>,
+    farthest: f64,
+    of: usize,
+    next: f64,
+}
+
+/// A bound must clear the other by this factor to keep a label unsearched.
+const BOUND_MARGIN: f64 = 1.0 + 1e-9;
+
+impl Bounds {
+    fn new(n: usize) -> Self {
+        Self {
+            upper: vec![f64::INFINITY; n],
+            lower: vec![0.0; n],
+            valid: false,
+            shifts: Vec::new(),
+            farthest: 0.0,
+            of: usize::MAX,
+            next: 0.0,
+        }
+    }
+
+    /// Records how far each centre moved from `old` to `new`.
+    fn moved(&mut self, old: &[f64], new: &[f64], d: usize) {
+        self.shifts = old
+            .chunks_exact(d)
+            .zip(new.chunks_exact(d))
+            .map(|(a, b)| squared_distance(a, b).sqrt())
+            .collect();
+        (self.farthest, self.of, self.next) = (0.0, usize::MAX, 0.0);
+        for (j, &p) in self.shifts.iter().enumerate() {
+            if p > self.farthest {
+                (self.next, self.farthest, self.of) = (self.farthest, p, j);
+            } else {
+                self.next = self.next.max(p);
+            }
+        }
+    }
+}
+
+/// [`assign`] with Hamerly's bounds (see [`Bounds`]): the same labels, sums and counts.
+fn assign_bounded(
+    x: &[f64],
+    d: usize,
+    centres: &[f64],
+    labels: &mut [usize],
+    bounds: &mut Bounds,
+) -> (Vec<f64>, Vec<u64>) {
+    let k = centres.len() / d;
+    let by_feature = transpose(centres, d);
+    // Half the distance from each centre to the nearest other one.
+    let half_gap: Vec<f64> = (0..k)
+        .map(|j| {
+            let c = &centres[j * d..(j + 1) * d];
+            let nearest = (0..k)
+                .filter(|&o| o != j)
+                .map(|o| squared_distance(c, &centres[o * d..(o + 1) * d]))
+                .fold(f64::INFINITY, f64::min);
+            0.5 * nearest.sqrt()
+        })
+        .collect();
+    let valid = bounds.valid;
+    let (shifts, farthest, of, next) = (&bounds.shifts, bounds.farthest, bounds.of, bounds.next);
+    let partial: Vec<(Vec<f64>, Vec<u64>)> = x
+        .par_chunks(BLOCK * d)
+        .zip(labels.par_chunks_mut(BLOCK))
+        .zip(bounds.upper.par_chunks_mut(BLOCK))
+        .zip(bounds.lower.par_chunks_mut(BLOCK))
+        .map(|(((rows, labels), upper), lower)| {
+            let mut sums = vec![0.0; k * d];
+            let mut counts = vec![0u64; k];
+            let mut distances = vec![0.0; k];
+            let walk = rows
+                .chunks_exact(d)
+                .zip(labels.iter_mut())
+                .zip(upper)
+                .zip(lower);
+            for (((r, label), u), l) in walk {
+                let keep = valid && {
+                    let a = *label;
+                    *u += shifts[a];
+                    *l -= if a == of { next } else { farthest };
+                    let m = half_gap[a].max(*l);
+                    *u * BOUND_MARGIN < m || {
+                        *u = squared_distance(r, &centres[a * d..(a + 1) * d]).sqrt();
+                        *u * BOUND_MARGIN < m
+                    }
+                };
+                if !keep {
+                    let j = nearest_transposed(r, &by_feature, &mut distances);
+                    let second = distances
+                        .iter()
+                        .enumerate()
+                        .filter(|&(o, _)| o != j)
+                        .fold(f64::INFINITY, |m, (_, &s)| m.min(s));
+                    *label = j;
+                    *u = distances[j].sqrt();
+                    *l = second.sqrt();
+                }
+                let j = *label;
+                counts[j] += 1;
+                for (s, v) in sums[j * d..(j + 1) * d].iter_mut().zip(r) {
+                    *s += v;
+                }
+            }
+            (sums, counts)
+        })
+        .collect();
+    bounds.valid = true;
+    add_blocks(partial, k, d)
+}
+
+/// The blocks' partial sums and counts added in block order.
+fn add_blocks(partial: Vec<(Vec<f64>, Vec<u64>)>, k: usize, d: usize) -> (Vec<f64>, Vec<u64>) {
     let mut sums = vec![0.0; k * d];
     let mut counts = vec![0u64; k];
     for (s, c) in partial {
@@ -199,6 +392,19 @@ fn relocate_empty(
 /// k-means as scikit-learn's `KMeans(n_clusters=k, random_state=seed)` fits it (on data
 /// already centred): the centres and every row's label under them.
 fn kmeans(x: &[f64], d: usize, k: usize, seed: u64) -> (Vec<f64>, Vec<usize>) {
+    kmeans_with(x, d, k, seed, Pass::Bounded)
+}
+
+/// How [`kmeans_with`] assigns rows: with Hamerly's bounds, or by measuring every
+/// distance (the plain Lloyd pass the bounds must reproduce).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Bounded,
+    #[cfg(test)]
+    Plain,
+}
+
+fn kmeans_with(x: &[f64], d: usize, k: usize, seed: u64, pass: Pass) -> (Vec<f64>, Vec<usize>) {
     let n = x.len() / d;
     let mut means = vec![0.0; d];
     for r in x.chunks_exact(d) {
@@ -225,8 +431,13 @@ fn kmeans(x: &[f64], d: usize, k: usize, seed: u64) -> (Vec<f64>, Vec<usize>) {
     let mut labels = vec![usize::MAX; n];
     let mut labels_old = labels.clone();
     let mut strict = false;
+    let mut bounds = Bounds::new(n);
     for _ in 0..MAX_ITER {
-        let (mut sums, mut counts) = assign(x, d, &centres, &mut labels);
+        let (mut sums, mut counts) = match pass {
+            Pass::Bounded => assign_bounded(x, d, &centres, &mut labels, &mut bounds),
+            #[cfg(test)]
+            Pass::Plain => assign(x, d, &centres, &mut labels),
+        };
         relocate_empty(x, d, &centres, &labels, &mut sums, &mut counts);
         let mut shift = 0.0;
         for j in 0..k {
@@ -238,6 +449,7 @@ fn kmeans(x: &[f64], d: usize, k: usize, seed: u64) -> (Vec<f64>, Vec<usize>) {
             }
             shift += squared_distance(&sums[j * d..(j + 1) * d], &centres[j * d..(j + 1) * d]);
         }
+        bounds.moved(&centres, &sums, d);
         centres = sums;
         if labels == labels_old {
             strict = true;
@@ -431,6 +643,35 @@ mod tests {
     use crate::params::ParamGuard;
 
     /// Three tight clusters of 60, 30 and 4 rows.
+    #[test]
+    fn bounded_lloyd_passes_reproduce_the_plain_ones() {
+        // Overlapping blobs, repeated rows and a spread-out tail: many rows change
+        // cluster over the iterations, many keep it.
+        let mut rows = Vec::new();
+        for i in 0..3000usize {
+            let t = (i * 7919 % 3001) as f64 / 3001.0;
+            let u = (i * 104_729 % 2999) as f64 / 2999.0;
+            let blob = (i % 5) as f64;
+            rows.extend([
+                blob * 1.5 + t,
+                (blob * 0.7).sin() * 3.0 + u,
+                if i % 17 == 0 { 40.0 * t } else { u * t },
+            ]);
+        }
+        rows.extend_from_within(..900);
+        for (k, seed) in [(8, 0), (8, 1), (3, 7), (20, 2), (1, 0)] {
+            let plain = kmeans_with(&rows, 3, k, seed, Pass::Plain);
+            let bounded = kmeans_with(&rows, 3, k, seed, Pass::Bounded);
+            assert_eq!(bounded.1, plain.1, "labels, k = {k}, seed {seed}");
+            let bits = |c: &[f64]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&bounded.0),
+                bits(&plain.0),
+                "centres, k = {k}, seed {seed}"
+            );
+        }
+    }
+
     fn clusters() -> Array2<f64> {
         let mut rows = Vec::new();
         for (centre, count) in [
