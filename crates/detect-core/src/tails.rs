@@ -21,12 +21,13 @@
 //!
 //! ## Cost
 //! Fit: one sort per feature, O(d · n log n), in parallel over features; the n logarithms
-//! are taken once and shared by every feature. Scoring a new row:
+//! are taken once and shared by every feature, and each feature's pass writes its rows'
+//! combined terms (one vector per feature, not a left and a right). Scoring a new row:
 //! two binary searches per feature, O(d log n). Memory: the sorted training columns (n · d).
 
 use std::marker::PhantomData;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +48,8 @@ pub struct TailModel<R> {
 impl<R: TailRule> TailModel<R> {
     /// Fits on `x` (validated) and returns the model and the training rows' scores.
     pub(crate) fn fit(x: ArrayView2<'_, f64>) -> (Self, Vec<f64>) {
-        let (tails, training) = Tails::fit(x);
-        let scores = training_scores(&tails, &training, R::term);
+        let (tails, terms) = Tails::fit(x, R::term);
+        let scores = training_scores(&terms, tails.n);
         let model = Self {
             tails,
             rule: PhantomData,
@@ -116,12 +117,6 @@ pub(crate) struct Tails {
     skew: Vec<Skew>,
 }
 
-/// −ln of the tail probabilities of every training row: `left[j][i]`, `right[j][i]`.
-pub(crate) struct TrainingTails {
-    pub(crate) left: Vec<Vec<f64>>,
-    pub(crate) right: Vec<Vec<f64>>,
-}
-
 /// `np.linspace(1/n, 1, n)[i]`.
 #[inline]
 fn linspace_probability(i: usize, n: usize) -> f64 {
@@ -143,7 +138,7 @@ pub(crate) struct Moments {
 }
 
 impl Moments {
-    fn of(column: &[f64]) -> Self {
+    fn of(column: ArrayView1<'_, f64>) -> Self {
         let n = column.len() as f64;
         let mean = column.iter().sum::<f64>() / n;
         let (mut c2, mut c3) = (0.0, 0.0);
@@ -188,22 +183,27 @@ impl Moments {
 
 #[cfg(test)]
 fn skew_sign(column: &[f64]) -> Skew {
-    Moments::of(column).skew()
+    Moments::of(ArrayView1::from(column)).skew()
 }
 
 impl Tails {
-    /// Sorts the training columns and computes every training row's tails.
-    pub(crate) fn fit(x: ArrayView2<'_, f64>) -> (Self, TrainingTails) {
+    /// Sorts the training columns and gives, per feature, `combine(skew, left, right)` of
+    /// every training row (−ln of its tails).
+    pub(crate) fn fit(
+        x: ArrayView2<'_, f64>,
+        combine: impl Fn(Skew, f64, f64) -> f64 + Sync,
+    ) -> (Self, Vec<Vec<f64>>) {
         let n = x.nrows();
         // −ln of each of the n probabilities, computed once for every feature.
         let neg_ln: Vec<f64> = (0..n).map(|i| -linspace_probability(i, n).ln()).collect();
-        // Per feature: sorted values, moments, left and right tails of each row.
-        type Feature = (Vec<f64>, Moments, Vec<f64>, Vec<f64>);
+        // Per feature: sorted values, moments, and each row's term.
+        type Feature = (Vec<f64>, Moments, Vec<f64>);
         let per_feature: Vec<Feature> = (0..x.ncols())
             .into_par_iter()
             .map(|j| {
-                let column: Vec<f64> = x.column(j).to_vec();
-                let moments = Moments::of(&column);
+                let column = x.column(j);
+                let moments = Moments::of(column);
+                let skew = moments.skew();
                 // The order within a group of equal values does not matter: a group
                 // shares its value and its tails.
                 // Sorting (value, row) pairs keeps each comparison in cache (measured:
@@ -214,26 +214,23 @@ impl Tails {
                     .map(|(i, &v)| (v, i as u32))
                     .collect();
                 pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-                let sorted: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-                let order: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-                drop(pairs);
-                let (mut left, mut right) = (vec![0.0; n], vec![0.0; n]);
+                let mut terms = vec![0.0; n];
                 // Walk the groups of equal values: a group [s, e] has n − s values at or
                 // above it and e + 1 at or below it.
                 let mut s = 0;
                 while s < n {
                     let mut e = s;
-                    while e + 1 < n && sorted[e + 1] == sorted[s] {
+                    while e + 1 < n && pairs[e + 1].0 == pairs[s].0 {
                         e += 1;
                     }
-                    let (l, r) = (neg_ln[e], neg_ln[n - s - 1]);
-                    for &i in &order[s..=e] {
-                        left[i as usize] = l;
-                        right[i as usize] = r;
+                    let term = combine(skew, neg_ln[e], neg_ln[n - s - 1]);
+                    for &(_, i) in &pairs[s..=e] {
+                        terms[i as usize] = term;
                     }
                     s = e + 1;
                 }
-                (sorted, moments, left, right)
+                let sorted: Vec<f64> = pairs.into_iter().map(|p| p.0).collect();
+                (sorted, moments, terms)
             })
             .collect();
         let mut tails = Self {
@@ -242,18 +239,14 @@ impl Tails {
             moments: Vec::with_capacity(per_feature.len()),
             skew: Vec::with_capacity(per_feature.len()),
         };
-        let mut training = TrainingTails {
-            left: Vec::new(),
-            right: Vec::new(),
-        };
-        for (sorted, moments, left, right) in per_feature {
+        let mut terms = Vec::with_capacity(per_feature.len());
+        for (sorted, moments, t) in per_feature {
             tails.sorted.push(sorted);
             tails.moments.push(moments);
             tails.skew.push(moments.skew());
-            training.left.push(left);
-            training.right.push(right);
+            terms.push(t);
         }
-        (tails, training)
+        (tails, terms)
     }
 
     /// The skewness sign of feature `j` over the training values plus `v`.
@@ -288,23 +281,12 @@ impl Tails {
     }
 }
 
-/// Scores every training row: `combine(skew, left, right)` per feature, summed over the
-/// features in order.
-pub(crate) fn training_scores(
-    tails: &Tails,
-    training: &TrainingTails,
-    combine: impl Fn(Skew, f64, f64) -> f64 + Sync,
-) -> Vec<f64> {
-    (0..tails.n)
+/// Every training row's score: its features' terms summed in feature order.
+fn training_scores(terms: &[Vec<f64>], n: usize) -> Vec<f64> {
+    (0..n)
         .into_par_iter()
-        .map(|i| {
-            tails
-                .skew
-                .iter()
-                .enumerate()
-                .map(|(j, &s)| combine(s, training.left[j][i], training.right[j][i]))
-                .sum()
-        })
+        .with_min_len(1024)
+        .map(|i| terms.iter().map(|t| t[i]).sum())
         .collect()
 }
 
@@ -372,10 +354,11 @@ mod tests {
     #[test]
     fn ties_share_the_largest_rank_and_tails_count_both_ways() {
         let x = array![[1.0], [2.0], [2.0], [3.0]];
-        let (tails, t) = Tails::fit(x.view());
+        let (_, left) = Tails::fit(x.view(), |_, left, _| left);
+        let (tails, right) = Tails::fit(x.view(), |_, _, right| right);
         let p = |i| -linspace_probability(i, 4).ln();
-        assert_eq!(t.left[0], vec![p(0), p(2), p(2), 0.0]);
-        assert_eq!(t.right[0], vec![0.0, p(2), p(2), p(0)]);
+        assert_eq!(left[0], vec![p(0), p(2), p(2), 0.0]);
+        assert_eq!(right[0], vec![0.0, p(2), p(2), p(0)]);
         // A new value among the training ones counts itself: 5 values.
         let q = |i| -linspace_probability(i, 5).ln();
         assert_eq!(tails.novel(0, 2.0), (q(3), q(3)));
@@ -393,8 +376,8 @@ mod tests {
     #[test]
     fn adding_a_value_updates_the_moments_as_recomputing_them() {
         let column = [0.5, 2.0, 2.5, 7.0, -1.0];
-        let grown = Moments::of(&column[..4]).with(column[4]);
-        let direct = Moments::of(&column);
+        let grown = Moments::of(ArrayView1::from(&column[..4])).with(column[4]);
+        let direct = Moments::of(ArrayView1::from(&column));
         for (a, b) in [
             (grown.mean, direct.mean),
             (grown.c2, direct.c2),
