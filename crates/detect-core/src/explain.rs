@@ -84,19 +84,39 @@ pub fn csv_cell(row: &[FeatureContribution], names: &[String]) -> String {
 /// A row's contributions normalised to sum to 1 (see the module docs for all-zero and
 /// infinite rows).
 pub fn normalise(raw: &[f64]) -> Vec<f64> {
-    let infinite = raw.iter().filter(|c| c.is_infinite()).count();
-    if infinite > 0 {
-        let share = 1.0 / infinite as f64;
-        return raw
-            .iter()
-            .map(|c| if c.is_infinite() { share } else { 0.0 })
-            .collect();
+    let shares = Shares::of(raw.iter().copied());
+    raw.iter().map(|&c| shares.of_one(c)).collect()
+}
+
+/// What [`normalise`] divides by, read off a row once.
+struct Shares {
+    infinite: usize,
+    total: f64,
+    width: usize,
+}
+
+impl Shares {
+    fn of(row: impl Iterator<Item = f64> + Clone) -> Self {
+        Self {
+            infinite: row.clone().filter(|c| c.is_infinite()).count(),
+            total: row.clone().map(|c| c.max(0.0)).sum(),
+            width: row.count(),
+        }
     }
-    let total: f64 = raw.iter().map(|c| c.max(0.0)).sum();
-    if total > 0.0 {
-        raw.iter().map(|c| c.max(0.0) / total).collect()
-    } else {
-        vec![1.0 / raw.len() as f64; raw.len()]
+
+    /// The share of a contribution `c` of the row.
+    fn of_one(&self, c: f64) -> f64 {
+        if self.infinite > 0 {
+            if c.is_infinite() {
+                1.0 / self.infinite as f64
+            } else {
+                0.0
+            }
+        } else if self.total > 0.0 {
+            c.max(0.0) / self.total
+        } else {
+            1.0 / self.width as f64
+        }
     }
 }
 
@@ -107,17 +127,25 @@ pub fn top_features(
     top_k: usize,
 ) -> Vec<Vec<FeatureContribution>> {
     let rank = |row: ArrayView1<'_, f64>| {
-        let shares = normalise(&row.to_vec());
-        let mut order: Vec<usize> = (0..shares.len()).collect();
-        order.sort_by(|&a, &b| shares[b].total_cmp(&shares[a]).then(a.cmp(&b)));
-        order
-            .into_iter()
-            .take(top_k)
-            .map(|feature| FeatureContribution {
-                feature,
-                contribution: shares[feature],
-            })
-            .collect()
+        let shares = Shares::of(row.iter().copied());
+        // The k largest so far, largest first: a feature goes after every one whose share
+        // is at least its own, so equal shares keep the lower index first.
+        let mut top: Vec<FeatureContribution> = Vec::with_capacity(top_k + 1);
+        for (feature, &c) in row.iter().enumerate() {
+            let contribution = shares.of_one(c);
+            let at = top.partition_point(|t| t.contribution.total_cmp(&contribution).is_ge());
+            if at < top_k {
+                top.insert(
+                    at,
+                    FeatureContribution {
+                        feature,
+                        contribution,
+                    },
+                );
+                top.truncate(top_k);
+            }
+        }
+        top
     };
     // Entering the thread pool costs more than ranking a few rows.
     if contributions.nrows() < PARALLEL_MIN_ROWS {
@@ -162,5 +190,29 @@ mod tests {
         assert_eq!(csv_cell(&top[1], &quoted), "\"a:0.25;b\"\"c:0.25\"");
         let plain: Vec<String> = (0..4).map(column_name).collect();
         assert_eq!(csv_cell(&top[0], &plain), "x3:0.5;x1:0.375");
+    }
+
+    #[test]
+    fn the_top_features_are_the_head_of_the_fully_sorted_shares() {
+        let values = [0.0, 0.5, 0.5, 2.0, -1.0, 3.25, 0.5, 1e-300, 7.0, 2.0];
+        let rows = ndarray::Array2::from_shape_fn((200, 7), |(i, j)| {
+            values[(i * 7 + j * 3 + i / 5) % values.len()]
+        });
+        for k in 1..=7 {
+            let top = top_features(rows.view(), k);
+            for (row, got) in rows.outer_iter().zip(&top) {
+                let shares = normalise(&row.to_vec());
+                let mut order: Vec<usize> = (0..shares.len()).collect();
+                order.sort_by(|&a, &b| shares[b].total_cmp(&shares[a]).then(a.cmp(&b)));
+                let want: Vec<FeatureContribution> = order[..k]
+                    .iter()
+                    .map(|&feature| FeatureContribution {
+                        feature,
+                        contribution: shares[feature],
+                    })
+                    .collect();
+                assert_eq!(got, &want, "{row}, top {k}");
+            }
+        }
     }
 }
