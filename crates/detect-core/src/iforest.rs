@@ -40,7 +40,9 @@
 //! divided by its visits. A feature that isolates the row early, in many trees, gets a
 //! large average; one split on only in paths that run to the depth limit gets 0. The
 //! contributions are ≥ 0 but are not shares of the score: they rank features. Cost: one
-//! walk per row and tree, as scoring, plus a few additions per split.
+//! walk per row and tree, as scoring, plus a few additions per split. From as many rows
+//! as a tree has leaves, the walks are scoring's own and each path's splits are read off
+//! a table of every leaf's path, built once per call.
 //!
 //! ## Determinism
 //! Tree `i` draws from its own generator seeded from the model's `random_state`, and
@@ -66,6 +68,69 @@ pub const DENSE_MAX_DEPTH: u32 = 12;
 /// scikit-learn's `FEATURE_THRESHOLD`: a feature whose spread in a node is at most this
 /// is treated as constant there.
 const FEATURE_THRESHOLD: f64 = 1e-7;
+/// Evaluates `$body` with the constant `$w` set to `$width` when it is 1 to 12, else 0 (a
+/// width known only at run time): the walks index a lane's row at `lane * W + feature`,
+/// and with a constant W that offset folds into the load's address (with eight lanes the
+/// offsets otherwise spill to the stack).
+macro_rules! with_const_width {
+    ($width:expr, $w:ident, $body:expr) => {
+        match $width {
+            1 => {
+                const $w: usize = 1;
+                $body
+            }
+            2 => {
+                const $w: usize = 2;
+                $body
+            }
+            3 => {
+                const $w: usize = 3;
+                $body
+            }
+            4 => {
+                const $w: usize = 4;
+                $body
+            }
+            5 => {
+                const $w: usize = 5;
+                $body
+            }
+            6 => {
+                const $w: usize = 6;
+                $body
+            }
+            7 => {
+                const $w: usize = 7;
+                $body
+            }
+            8 => {
+                const $w: usize = 8;
+                $body
+            }
+            9 => {
+                const $w: usize = 9;
+                $body
+            }
+            10 => {
+                const $w: usize = 10;
+                $body
+            }
+            11 => {
+                const $w: usize = 11;
+                $body
+            }
+            12 => {
+                const $w: usize = 12;
+                $body
+            }
+            _ => {
+                const $w: usize = 0;
+                $body
+            }
+        }
+    };
+}
+
 /// Rows walked together through a tree.
 const LANES: usize = 8;
 /// Rows per parallel work item when scoring.
@@ -122,6 +187,13 @@ struct DenseForest {
 struct DenseNode {
     threshold: f64,
     feature: u32,
+}
+
+/// Per tree and leaf of a [`DenseForest`], the features split on along the path to it
+/// ([`DenseForest::leaf_paths`]).
+struct LeafPaths {
+    features: Vec<u32>,
+    heights: Vec<u8>,
 }
 
 /// A tree in the pointer layout; node 0 is the root.
@@ -367,6 +439,12 @@ impl IsolationForest {
             })
             .collect();
         let mut importance = vec![0.0; n * d];
+        // The leaves' paths as a table, once there are as many rows as a tree has leaves
+        // (building it then costs less than the walks it spares).
+        let table = match &self.trees {
+            Trees::Dense(forest) if n >= 1 << forest.depth => Some(forest.leaf_paths()),
+            _ => None,
+        };
         let explain_block = |start: usize, importance: &mut [f64]| {
             let rows = importance.len() / d;
             let block = &flat[start * d..(start + rows) * d];
@@ -379,7 +457,10 @@ impl IsolationForest {
                 }
             };
             match &self.trees {
-                Trees::Dense(forest) => forest.paths(block, d, &mut visit),
+                Trees::Dense(forest) => match &table {
+                    Some(table) => forest.paths_by_leaf(table, block, d, &mut visit),
+                    None => forest.paths(block, d, &mut visit),
+                },
                 Trees::Sparse(trees) => {
                     let mut path = Vec::new();
                     for tree in trees {
@@ -851,24 +932,11 @@ impl DenseForest {
         let full = out.len() / LANES * LANES;
         let (grouped, rest) = out.split_at_mut(full);
         let grouped_rows = &flat[..full * width];
-        // The row width as a constant where it is small: each lane's row offset then folds
-        // into the load's address instead of taking a register (with eight lanes the
-        // offsets otherwise spill to the stack).
-        match width {
-            1 => self.walk_groups::<1>(grouped_rows, width, grouped),
-            2 => self.walk_groups::<2>(grouped_rows, width, grouped),
-            3 => self.walk_groups::<3>(grouped_rows, width, grouped),
-            4 => self.walk_groups::<4>(grouped_rows, width, grouped),
-            5 => self.walk_groups::<5>(grouped_rows, width, grouped),
-            6 => self.walk_groups::<6>(grouped_rows, width, grouped),
-            7 => self.walk_groups::<7>(grouped_rows, width, grouped),
-            8 => self.walk_groups::<8>(grouped_rows, width, grouped),
-            9 => self.walk_groups::<9>(grouped_rows, width, grouped),
-            10 => self.walk_groups::<10>(grouped_rows, width, grouped),
-            11 => self.walk_groups::<11>(grouped_rows, width, grouped),
-            12 => self.walk_groups::<12>(grouped_rows, width, grouped),
-            _ => self.walk_groups::<0>(grouped_rows, width, grouped),
-        }
+        with_const_width!(
+            width,
+            W,
+            self.walk_groups::<W>(grouped_rows, width, grouped)
+        );
         for (r, o) in rest.iter_mut().enumerate() {
             let row = &flat[(full + r) * width..(full + r + 1) * width];
             let mut t0 = 0;
@@ -911,27 +979,107 @@ impl DenseForest {
                 && out.len().is_multiple_of(LANES)
         );
         let internal = Self::internal(self.depth);
-        let depth = self.depth;
         for t in 0..self.n_trees() {
             let (nodes, leaves) = self.tree(t);
             for (block, chunk) in flat
                 .chunks_exact(LANES * w)
                 .zip(out.chunks_exact_mut(LANES))
             {
-                let mut idx = [0usize; LANES];
-                for _ in 0..depth {
-                    for (lane, i) in idx.iter_mut().enumerate() {
-                        // SAFETY: see `path_length_sums`; `lane * w + feature < LANES * w`.
-                        let node = unsafe { *nodes.get_unchecked(*i) };
-                        let v = unsafe { *block.get_unchecked(lane * w + node.feature as usize) };
-                        *i = 2 * *i + 1 + usize::from(v > node.threshold);
-                    }
-                }
-                for (o, i) in chunk.iter_mut().zip(idx) {
+                for (o, i) in chunk
+                    .iter_mut()
+                    .zip(self.lanes_to_nodes::<W>(nodes, block, w))
+                {
                     // SAFETY: after `depth` steps `i` is a leaf: internal <= i < 2 * internal + 1.
                     *o += unsafe { *leaves.get_unchecked(i - internal) };
                 }
             }
+        }
+    }
+
+    /// Walks the [`LANES`] rows of `block` (`w` values each, `W` its constant or 0) down
+    /// the tree whose internal nodes are `nodes`, in lock-step, and gives the node each
+    /// ends at (a leaf: internal ≤ i < 2 · internal + 1). The caller upholds
+    /// [`Self::path_length_sums`]'s invariants and `block.len() == LANES * w`.
+    #[allow(unsafe_code)]
+    #[inline(always)]
+    fn lanes_to_nodes<const W: usize>(
+        &self,
+        nodes: &[DenseNode],
+        block: &[f64],
+        w: usize,
+    ) -> [usize; LANES] {
+        let w = if W == 0 { w } else { W };
+        debug_assert!(block.len() == LANES * w && nodes.len() == Self::internal(self.depth));
+        let mut idx = [0usize; LANES];
+        for _ in 0..self.depth {
+            for (lane, i) in idx.iter_mut().enumerate() {
+                // SAFETY: see `path_length_sums`; `lane * w + feature < LANES * w`.
+                let node = unsafe { *nodes.get_unchecked(*i) };
+                let v = unsafe { *block.get_unchecked(lane * w + node.feature as usize) };
+                *i = 2 * *i + 1 + usize::from(v > node.threshold);
+            }
+        }
+        idx
+    }
+
+    /// For every tree and leaf, the features of the real splits on the path to the leaf
+    /// (root first; a path ends at its first pass-through node): `depth` slots per leaf in
+    /// the first list, of which the second gives how many count.
+    fn leaf_paths(&self) -> LeafPaths {
+        let depth = self.depth as usize;
+        let n_leaves = 1usize << depth;
+        let n_trees = self.n_trees();
+        let mut features = vec![0u32; n_trees * n_leaves * depth];
+        let mut heights = vec![0u8; n_trees * n_leaves];
+        let paths = features.chunks_exact_mut(depth).zip(heights.iter_mut());
+        for (at, (path, height)) in paths.enumerate() {
+            let (nodes, _) = self.tree(at / n_leaves);
+            // The leaf's number counting the root as 1 (children of j: 2j, 2j + 1); its
+            // ancestor `s` steps below the root is that number shifted right by depth − s.
+            let leaf = n_leaves + at % n_leaves;
+            let mut h = depth;
+            for (s, f) in path.iter_mut().enumerate() {
+                let node = nodes[(leaf >> (depth - s)) - 1];
+                *f = node.feature;
+                h -= usize::from(node.threshold == f64::INFINITY);
+            }
+            *height = u8::try_from(h).expect("a dense tree's depth fits in u8");
+        }
+        LeafPaths { features, heights }
+    }
+
+    /// [`Self::paths`] through the table of [`Self::leaf_paths`]: the rows walk each tree
+    /// [`LANES`] at a time as scoring walks them, and each path is read off the table.
+    fn paths_by_leaf(
+        &self,
+        table: &LeafPaths,
+        flat: &[f64],
+        width: usize,
+        visit: &mut impl FnMut(usize, &[u32]),
+    ) {
+        assert_eq!(width, self.n_features);
+        let depth = self.depth as usize;
+        let n_leaves = 1usize << depth;
+        let internal = Self::internal(self.depth);
+        let LeafPaths { features, heights } = table;
+        let n = flat.len() / width;
+        let full = n / LANES * LANES;
+        for t in 0..self.n_trees() {
+            let (nodes, _) = self.tree(t);
+            for (group, block) in flat[..full * width].chunks_exact(LANES * width).enumerate() {
+                let ends =
+                    with_const_width!(width, W, self.lanes_to_nodes::<W>(nodes, block, width));
+                for (lane, end) in ends.into_iter().enumerate() {
+                    let at = t * n_leaves + end - internal;
+                    let path = &features[at * depth..at * depth + usize::from(heights[at])];
+                    visit(group * LANES + lane, path);
+                }
+            }
+        }
+        // The last rows (fewer than LANES) as `paths` walks them.
+        if full < n {
+            let rest = &flat[full * width..];
+            self.paths(rest, width, &mut |r, path| visit(full + r, path));
         }
     }
 }
@@ -978,10 +1126,15 @@ mod tests {
             trees: Trees::Sparse(sparse),
         };
         assert_eq!(forest.score(x.view()), sparse_forest.score(x.view()));
-        // Both layouts walk the same real splits: the same importances, bit for bit.
+        // Both layouts walk the same real splits: the same importances, bit for bit (500
+        // rows: the dense forest reads its paths off its leaf table).
+        let all = forest.contributions(x.view());
+        assert_eq!(all, sparse_forest.contributions(x.view()));
+        // Fewer rows than a tree has leaves walk without the table: the same again.
+        let few = x.slice(ndarray::s![..100, ..]);
         assert_eq!(
-            forest.contributions(x.view()),
-            sparse_forest.contributions(x.view())
+            forest.contributions(few),
+            all.slice(ndarray::s![..100, ..]).to_owned()
         );
     }
 
