@@ -42,6 +42,7 @@ struct CreateKey {
     #[schema(value_type = Vec<crate::openapi_doc::types::Scope>, min_items = 1)]
     scopes: Vec<String>,
     /// Default: the caller's (another tenant: admins of the 'default' tenant only).
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     tenant: Option<String>,
     /// The key's own request limit (default: the server's).
     #[schema(minimum = 1)]
@@ -123,6 +124,7 @@ async fn create(
         ));
     }
     let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
+    crate::routes::users::check_tenant(&tenant)?;
     crate::auth::may_administer(&caller, &tenant)?;
     audit_in(slot.as_ref(), &caller.tenant, &tenant);
     let created = state

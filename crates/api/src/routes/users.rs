@@ -66,7 +66,8 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_tenant(tenant: &str) -> Result<(), ApiError> {
+/// Tenant names: 1 to 64 letters, digits, `_`, `-`, `.`.
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), ApiError> {
     check_identifier(tenant, "tenant", 64, b"_-.", || {
         "'tenant' must have 1 to 64 letters, digits, '_', '-' or '.'".into()
     })

@@ -100,3 +100,18 @@ async fn unknown_scopes_are_refused_when_creating_a_key() {
         .await;
     r.assert_error(422, "invalid_input");
 }
+
+#[tokio::test]
+async fn a_key_for_a_malformed_tenant_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    for tenant in ["", "two words", "a/b", &"t".repeat(65)] {
+        let r = app
+            .post(
+                "/api/v1/auth/keys",
+                &json!({"name": "x", "scopes": ["read"], "tenant": tenant}),
+            )
+            .await;
+        let body = r.assert_error(422, "invalid_input");
+        assert!(body.to_string().contains("tenant"), "{tenant:?}: {body}");
+    }
+}
