@@ -93,24 +93,21 @@ impl<'a> Rows<'a> {
 }
 
 /// Squared Mahalanobis distance of `row` to `location` under `precision`, summed as NumPy's
-/// `(np.dot(X - loc, P) * (X - loc)).sum(1)`: t = cᵀP, then Σ t_k c_k. `scratch` holds
-/// 2d values (c and t). Each t_k is summed over j in order, as a column walk would, but
-/// row by row of P, so the d sums advance together over contiguous memory.
-fn mahalanobis_row(row: &[f64], location: &[f64], precision: &[f64], scratch: &mut [f64]) -> f64 {
+/// `(np.dot(X - loc, P) * (X - loc)).sum(1)`: t = cᵀP, then Σ t_k c_k. `c` holds d
+/// values. Each t_k is a sum in a register, which suits the narrow rows this serves
+/// ([`mahalanobis`] takes wide ones as a matrix product).
+fn mahalanobis_row(row: &[f64], location: &[f64], precision: &[f64], c: &mut [f64]) -> f64 {
     let d = location.len();
-    let (c, t) = scratch.split_at_mut(d);
     for ((c, v), l) in c.iter_mut().zip(row).zip(location) {
         *c = v - l;
     }
-    t.fill(0.0);
-    for (&cj, p) in c.iter().zip(precision.chunks_exact(d)) {
-        for (t, &p) in t.iter_mut().zip(p) {
-            *t += cj * p;
-        }
-    }
     let mut total = 0.0;
-    for (t, c) in t.iter().zip(c.iter()) {
-        total += t * c;
+    for k in 0..d {
+        let mut t = 0.0;
+        for j in 0..d {
+            t += c[j] * precision[j * d + k];
+        }
+        total += t * c[k];
     }
     total
 }
@@ -132,8 +129,8 @@ fn mahalanobis(rows: Rows<'_>, location: &[f64], precision: &[f64]) -> Vec<f64> 
             .par_chunks(d)
             .with_min_len(MIN_ROWS_PER_TASK)
             .map_init(
-                || vec![0.0; 2 * d],
-                |scratch, row| mahalanobis_row(row, location, precision, scratch),
+                || vec![0.0; d],
+                |c, row| mahalanobis_row(row, location, precision, c),
             )
             .collect();
     }
@@ -749,9 +746,9 @@ mod tests {
         }
         let precision = pinvh(&cov, d);
         let product = mahalanobis(rows, &mean, &precision);
-        let mut scratch = vec![0.0; 2 * d];
+        let mut c = vec![0.0; d];
         for (i, got) in product.iter().enumerate() {
-            let want = mahalanobis_row(&flat[i * d..(i + 1) * d], &mean, &precision, &mut scratch);
+            let want = mahalanobis_row(&flat[i * d..(i + 1) * d], &mean, &precision, &mut c);
             assert!(close(*got, want), "row {i}: {got} vs {want}");
         }
     }
