@@ -34,9 +34,9 @@
 //!
 //! Cost: each detector's contributions walk the same trees, neighbours, histograms or
 //! components as its score, in parallel over rows, plus a few operations per feature;
-//! then O(d log d) per row to rank the features. The isolation forest's bookkeeping per
+//! then O(d k) per row to keep its k top features. The isolation forest's bookkeeping per
 //! split is the dearest: `benches/score.rs` measures its explanations at about 2× the
-//! scoring of one row and about 3.3× the (branch-free, eight-rows-at-a-time) scoring of
+//! scoring of one row and about 2.9× the (branch-free, eight-rows-at-a-time) scoring of
 //! 100,000 rows on one thread.
 
 use ndarray::{ArrayView1, ArrayView2};
