@@ -21,8 +21,8 @@
 //! Fit: one pass per feature, O(n d), for a fixed `n_bins`; for `"auto"` a sort per
 //! feature, O(d · n log n), after which each of the √n candidate histograms is read off
 //! the sorted column by binary search (O(b log n) each, not O(n)). Scoring: per feature and
-//! row, the bin computed from the equal widths and checked against its edges, O(1). Memory: the edges and
-//! densities, d · (2b + 1) values.
+//! row, the bin computed from the equal widths and checked against its edges, O(1).
+//! Memory: the edges and densities, d · (2b + 1) values.
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;

@@ -45,7 +45,10 @@ pub(crate) fn contribution_rows(
 ) -> Array2<f64> {
     let (n, d) = x.dim();
     let mut out = Array2::zeros((n, width));
-    if d == 0 || width == 0 {
+    if width == 0 {
+        return out;
+    }
+    if d == 0 {
         for mut o in out.axis_iter_mut(Axis(0)) {
             fill(
                 &[],

@@ -712,8 +712,9 @@ pub(crate) fn score_shadow(jobs: Vec<crate::shadow::ShadowJob>, runtime: &tokio:
             );
         }
     };
-    // Production scored these rows, so they have its width; a candidate of another width
-    // fails them all.
+    // One rollout's predicts have production's width (stacking fails only if production
+    // changed width between them); a candidate of another width fails them all in
+    // `predict`.
     let Ok(x) = ndarray::concatenate(ndarray::Axis(0), &views) else {
         return failed(jobs.len());
     };
