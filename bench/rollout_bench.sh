@@ -2,7 +2,8 @@
 # What a canary or shadow rollout costs the 1-row predict (issue "Model lifecycle"):
 # `pynomaly serve` with the model `bench` (version 1 production, version 2 staging, both
 # IsolationForest(100 trees) on the same seeded 10,000 x 10 matrix as service_bench.sh),
-# measured with wrk, three settings one after the other on one server, ROUNDS times:
+# measured with wrk, the settings one after the other on one server (each round starting
+# one setting later), ROUNDS times:
 #   none    no rollout
 #   canary  PUT .../canary {"version": 2, "traffic_percent": 10}   (requests keyed by wrk)
 #   shadow10  PUT .../canary {"version": 2, "mode": "shadow", "traffic_percent": 10}
@@ -70,8 +71,8 @@ run() {  # setting -> requests/s
     "http://$ADDR/api/v1/models/bench/predict" >"$WORK/wrk-$1.txt" 2>&1
   case $1 in
     shadow*) call GET /api/v1/models/bench/canary >/dev/null
-             "$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1]))["comparison"]["shadow"]; print("%s compared, %s dropped" % (s["rows_compared"], s["dropped"]))' \
-               "$WORK/last.json" >>"$WORK/shadow-samples.txt" ;;
+             "$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1]))["comparison"]["shadow"]; print("%s %s compared, %s dropped" % (sys.argv[2], s["rows_compared"], s["dropped"]))' \
+               "$WORK/last.json" "$1" >>"$WORK/shadow-samples.txt" ;;
   esac
   grep -E '^Requests/sec' "$WORK/wrk-$1.txt" | awk '{print $2}'
 }
@@ -81,14 +82,20 @@ declare -A results ratios
 echo "| round | none | canary 10% | shadow 10% | shadow 100% |"
 echo "|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
+  # Each round starts one setting later, so a drift of the machine within a round does
+  # not always fall on the same setting.
+  settings=(none canary shadow10 shadow)
+  declare -A got=()
+  for i in 0 1 2 3; do
+    s=${settings[$(( (i + r - 1) % 4 ))]}
+    got[$s]=$(run "$s")
+  done
   line="| $r"
   for s in none canary shadow10 shadow; do
-    v=$(run $s)
-    results[$s]="${results[$s]:-} $v"
-    line="$line | $v"
-    [ "$s" = none ] && base_round=$v
-    # Each setting against the same round's `none`, measured seconds before it.
-    [ "$s" = none ] || ratios[$s]="${ratios[$s]:-} $(awk -v a="$v" -v b="$base_round" 'BEGIN {printf "%.4f", a / b}')"
+    results[$s]="${results[$s]:-} ${got[$s]}"
+    line="$line | ${got[$s]}"
+    # Each setting against the same round's `none`.
+    [ "$s" = none ] || ratios[$s]="${ratios[$s]:-} $(awk -v a="${got[$s]}" -v b="${got[none]}" 'BEGIN {printf "%.4f", a / b}')"
   done
   echo "$line |"
 done
@@ -99,6 +106,6 @@ for s in canary shadow10 shadow; do
   paired=$(echo "${ratios[$s]}" | median)
   echo "$s: median $m req/s, $(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.1f", 100 * a / b}')% of no rollout ($base req/s); median of the rounds' ratios to their own none: $(awk -v r="$paired" 'BEGIN {printf "%.1f", 100 * r}')%"
 done
-echo "shadowed predicts per shadow run (shadow 10%, shadow 100% alternately): $(paste -sd';' "$WORK/shadow-samples.txt")"
+echo "shadowed predicts per shadow run: $(paste -sd';' "$WORK/shadow-samples.txt")"
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load average at the end: $load"

@@ -3,11 +3,12 @@
 //!
 //! A shadowed predict pushes its rows and production's answer onto a bounded lock-free
 //! queue and returns: no lock, no wake-up call. The thread looks at the queue every few
-//! milliseconds (less often while it stays empty), takes what has gathered, and scores the
-//! rows of each rollout's predicts with its candidate in one call (one model lookup, one
-//! pass over the trees for a batch of 1-row predicts), then records each predict's
-//! comparison. Shadowing so costs the live predicts the hand-off, not the candidate's
-//! scoring: on a machine the live traffic saturates, the thread gets little CPU, its queue
+//! milliseconds (less often while it stays empty), takes what has gathered, scores the rows
+//! of each rollout's predicts with its candidate in one call (one model lookup, one pass
+//! over the trees for a batch of 1-row predicts) and records each predict's comparison;
+//! then it rests nine times the CPU time that took, so it uses at most a tenth of a core.
+//! Shadowing so costs the live predicts the hand-off, not the candidate's scoring: on a
+//! machine the live traffic saturates, the thread gets little CPU, its queue
 //! fills and further samples are dropped (counted in the rollout's comparison as
 //! `shadow.dropped`), so the comparison is made on fewer rows rather than slowing the
 //! answers. The thread starts with the first shadowed predict and ends once the server's
@@ -36,6 +37,11 @@ const BATCH: usize = 64;
 /// How long the thread sleeps when it finds the queue empty: the shortest nap after work,
 /// doubling up to the longest while nothing comes.
 const NAP: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(100));
+/// After scoring, the thread rests this many times the CPU time it spent, so shadowing
+/// takes at most a tenth of one core even where the live requests leave it more (in a VM
+/// a guest's idle time is not free: the host runs other guests, and preempting the thread
+/// costs the request that needs the core).
+const REST_PER_WORK: u32 = 9;
 
 /// One shadowed predict: the rows, production's labels and scores, and where to record
 /// the comparison.
@@ -108,9 +114,11 @@ fn run(queue: &Weak<ArrayQueue<ShadowJob>>, runtime: &Handle) {
             continue;
         }
         nap = NAP.0;
+        let before = thread_cpu_time();
         for group in by_rollout(taken) {
             crate::routes::models::score_shadow(group, runtime);
         }
+        std::thread::sleep(thread_cpu_time().saturating_sub(before) * REST_PER_WORK);
     }
 }
 
