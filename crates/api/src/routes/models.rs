@@ -696,20 +696,23 @@ pub(crate) fn score_shadow(jobs: Vec<crate::shadow::ShadowJob>, runtime: &tokio:
         }
     };
     let views: Vec<_> = jobs.iter().map(|j| j.x.view()).collect();
+    // One predict's side of the comparison (rows and anomalies, CPU time, failed or not).
+    let record = |counts, took, failed, drift| {
+        observe(
+            &state,
+            &tenant,
+            &name,
+            &rollout,
+            Variant::Candidate,
+            counts,
+            took,
+            failed,
+            drift,
+        );
+    };
     let failed = |n: usize| {
         for _ in 0..n {
-            let none = (0, 0);
-            observe(
-                &state,
-                &tenant,
-                &name,
-                &rollout,
-                Variant::Candidate,
-                none,
-                Duration::ZERO,
-                true,
-                None,
-            );
+            record((0, 0), Duration::ZERO, true, None);
         }
     };
     // One rollout's predicts have production's width (stacking fails only if production
@@ -749,16 +752,6 @@ pub(crate) fn score_shadow(jobs: Vec<crate::shadow::ShadowJob>, runtime: &tokio:
             .observe_variant(&name, version, "shadow", rows, anomalies);
         // Each predict's share of the batch's scoring time.
         let share = took.mul_f64(rows as f64 / total as f64);
-        observe(
-            &state,
-            &tenant,
-            &name,
-            &rollout,
-            Variant::Candidate,
-            (rows, anomalies),
-            share,
-            false,
-            candidate.drift.as_ref(),
-        );
+        record((rows, anomalies), share, false, candidate.drift.as_ref());
     }
 }
