@@ -24,7 +24,7 @@
 //! row, the bin computed from the equal widths and checked against its edges, O(1).
 //! Memory: the edges and densities, d · (2b + 1) values.
 
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -82,25 +82,125 @@ fn histogram(sorted: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
     (edges, counts)
 }
 
-/// The same edges and counts for an unsorted column in one pass, as `np.histogram`'s
-/// equal-bins loop computes each value's bin: ⌊(v − first) · b / (last − first)⌋, then
-/// moved by one where the rounding put it beside the edge it lies on.
-fn histogram_unsorted(column: ArrayView1<'_, f64>, bins: usize) -> (Vec<f64>, Vec<usize>) {
-    let (min, max) = column
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let edges = edges(min, max, bins);
-    let (first, last) = (edges[0], edges[bins]);
-    let norm = bins as f64 / (last - first);
-    let mut counts = vec![0usize; bins];
-    for &v in column {
-        let at = (((v - first) * norm) as usize).min(bins - 1);
-        let at = at - usize::from(v < edges[at]) + usize::from(at + 1 < bins && v >= edges[at + 1]);
-        counts[at] += 1;
+/// Rows per block of the binning passes (blocks run in parallel).
+const BLOCK_ROWS: usize = 4096;
+
+/// Each column's minimum and maximum (the values are finite): per block, running minima
+/// and maxima over a run of whole rows about 64 values long, compared element by element
+/// (so the comparisons run in vector registers), then folded per column.
+fn column_ranges(flat: &[f64], d: usize) -> Vec<(f64, f64)> {
+    let run = d * 64_usize.div_ceil(d);
+    let blocks: Vec<(Vec<f64>, Vec<f64>)> = flat
+        .par_chunks(BLOCK_ROWS * d)
+        .map(|rows| {
+            let (mut lo, mut hi) = (vec![f64::INFINITY; run], vec![f64::NEG_INFINITY; run]);
+            for chunk in rows.chunks(run) {
+                for ((lo, hi), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(chunk) {
+                    *lo = if v < *lo { v } else { *lo };
+                    *hi = if v > *hi { v } else { *hi };
+                }
+            }
+            (lo, hi)
+        })
+        .collect();
+    let mut range = vec![(f64::INFINITY, f64::NEG_INFINITY); d];
+    for (lo, hi) in blocks {
+        for (k, (l, h)) in lo.into_iter().zip(hi).enumerate() {
+            let r = &mut range[k % d];
+            *r = (r.0.min(l), r.1.max(h));
+        }
     }
-    (edges, counts)
+    range
+}
+
+/// `np.histogram`'s equal-bins computation of the bin of `v` (between the first and last
+/// edge): ⌊(v − first) · scale⌋, moved by one where the rounding put it beside the edge
+/// it lies on.
+#[inline]
+fn histogram_bin(e: &[f64], v: f64, scale: f64) -> usize {
+    let b = e.len() - 1;
+    let h = (((v - e[0]) * scale) as usize).min(b - 1);
+    h - usize::from(v < e[h]) + usize::from(h + 1 < b && v >= e[h + 1])
+}
+
+/// The score term's index of a training value `v` in histogram bin `h` (see
+/// [`term_index`]; `edges.len() − 1` for the floor): where `h` is exactly the bin v lies in,
+/// `np.digitize(right=True)` puts v in bin h + [v > edgeₕ], read off the edges at hand
+/// (the first edge itself counts in the first bin: `tol` ≥ 0); else [`digitize`] answers.
+#[inline]
+fn term_bin(e: &[f64], h: usize, v: f64, scale: f64, tol: f64) -> u16 {
+    let b = e.len() - 1;
+    let exact =
+        (e[h] <= v) & (h == 0 || e[h - 1] < v) & ((v < e[h + 1]) | ((h + 1 == b) & (v <= e[b])));
+    let term = if exact {
+        (h + usize::from(v > e[h])).max(1) - 1
+    } else {
+        term_index(e, digitize(e, v, scale), v, tol).unwrap_or(b)
+    };
+    // `Binned::of` indexes only histograms of fewer than u16::MAX bins.
+    term as u16
+}
+
+/// The training rows binned: each feature's histogram counts and, per value, the index of
+/// its score term (`terms.len()` for the histogram's floor); `None` when a histogram has
+/// more bins than a `u16` index holds.
+struct Binned {
+    counts: Vec<Vec<u64>>,
+    terms: Option<Vec<u16>>,
+}
+
+impl Binned {
+    /// One pass over the rows: each value's [`histogram_bin`] counted, its [`term_bin`]
+    /// kept.
+    fn of(flat: &[f64], edges: &[Vec<f64>], tol: f64) -> Self {
+        let d = edges.len();
+        let n = flat.len() / d;
+        let indexed = edges.iter().all(|e| e.len() <= usize::from(u16::MAX));
+        let mut terms = vec![0u16; if indexed { n * d } else { 0 }];
+        let scales: Vec<f64> = edges.iter().map(|e| scale(e)).collect();
+        // Feature by feature within a block, so each feature's edges stay at hand.
+        let bin = |rows: &[f64], out: &mut [u16]| {
+            let mut counts: Vec<Vec<u64>> = edges.iter().map(|e| vec![0; e.len() - 1]).collect();
+            for (j, (e, counts)) in edges.iter().zip(&mut counts).enumerate() {
+                let column = rows[j..].iter().step_by(d);
+                if indexed {
+                    let out = out[j..].iter_mut().step_by(d);
+                    for (&v, o) in column.zip(out) {
+                        let h = histogram_bin(e, v, scales[j]);
+                        counts[h] += 1;
+                        *o = term_bin(e, h, v, scales[j], tol);
+                    }
+                } else {
+                    for &v in column {
+                        counts[histogram_bin(e, v, scales[j])] += 1;
+                    }
+                }
+            }
+            counts
+        };
+        let blocks: Vec<Vec<Vec<u64>>> = if indexed {
+            flat.par_chunks(BLOCK_ROWS * d)
+                .zip(terms.par_chunks_mut(BLOCK_ROWS * d))
+                .map(|(rows, out)| bin(rows, out))
+                .collect()
+        } else {
+            flat.par_chunks(BLOCK_ROWS * d)
+                .map(|rows| bin(rows, &mut []))
+                .collect()
+        };
+        let mut counts: Vec<Vec<u64>> = edges.iter().map(|e| vec![0; e.len() - 1]).collect();
+        for block in blocks {
+            for (total, c) in counts.iter_mut().zip(block) {
+                for (t, c) in total.iter_mut().zip(c) {
+                    *t += c;
+                }
+            }
+        }
+        Self {
+            counts,
+            terms: indexed.then_some(terms),
+        }
+    }
 }
 
 /// PyOD's `get_optimal_n_bins` (Birgé & Rozenblac) for a sorted column.
@@ -129,18 +229,30 @@ fn optimal_bins(sorted: &[f64]) -> usize {
 impl Hbos {
     /// Fits on `x` (validated) and returns the model and the training rows' scores.
     pub(crate) fn fit(params: &Checked<HbosParams>, x: ArrayView2<'_, f64>) -> (Self, Vec<f64>) {
-        let n = x.nrows();
-        let histograms: Vec<Histogram> = (0..x.ncols())
-            .into_par_iter()
-            .map(|j| {
-                let (edges, counts) = match params.n_bins {
-                    Bins::Count(b) => histogram_unsorted(x.column(j), b),
-                    Bins::Auto => {
-                        let mut sorted = x.column(j).to_vec();
-                        sorted.sort_unstable_by(f64::total_cmp);
-                        histogram(&sorted, optimal_bins(&sorted))
-                    }
-                };
+        let (n, d) = x.dim();
+        let x = x.as_standard_layout();
+        let flat = x
+            .as_slice()
+            .expect("a standard-layout matrix is contiguous");
+        let edges: Vec<Vec<f64>> = match params.n_bins {
+            Bins::Count(b) => column_ranges(flat, d)
+                .into_iter()
+                .map(|(lo, hi)| edges(lo, hi, b))
+                .collect(),
+            Bins::Auto => (0..d)
+                .into_par_iter()
+                .map(|j| {
+                    let mut sorted = x.column(j).to_vec();
+                    sorted.sort_unstable_by(f64::total_cmp);
+                    edges(sorted[0], sorted[n - 1], optimal_bins(&sorted))
+                })
+                .collect(),
+        };
+        let binned = Binned::of(flat, &edges, params.tol);
+        let histograms: Vec<Histogram> = edges
+            .into_iter()
+            .zip(&binned.counts)
+            .map(|(edges, counts)| {
                 let terms: Vec<f64> = counts
                     .iter()
                     .zip(edges.windows(2))
@@ -158,8 +270,33 @@ impl Hbos {
             tol: params.tol,
             histograms,
         };
-        let scores = model.score(x);
+        let scores = match &binned.terms {
+            Some(at) => model.score_binned(at),
+            None => model.score(x.view()),
+        };
         (model, scores)
+    }
+
+    /// The training rows' scores from their term indices ([`Binned`]): the terms
+    /// [`Hbos::score`] looks up, added in the same order.
+    fn score_binned(&self, at: &[u16]) -> Vec<f64> {
+        let d = self.histograms.len();
+        let tables: Vec<Vec<f64>> = self
+            .histograms
+            .iter()
+            .map(|h| h.terms.iter().copied().chain([h.floor]).collect())
+            .collect();
+        at.par_chunks_exact(d)
+            .with_min_len(BLOCK_ROWS)
+            .map(|row| {
+                let sum: f64 = row
+                    .iter()
+                    .zip(&tables)
+                    .map(|(&k, t)| t[usize::from(k)])
+                    .sum();
+                -sum
+            })
+            .collect()
     }
 
     /// Scores rows (validated, with the model's width): the training rows and new ones
@@ -226,50 +363,53 @@ impl Histogram {
     /// `_calculate_outlier_scores` assigns it.
     /// `scale` is [`Histogram::scale`].
     fn term(&self, v: f64, tol: f64, scale: f64) -> f64 {
-        let b = self.terms.len();
-        let at = self.digitize(v, scale);
-        if at == 0 {
-            let width = self.edges[1] - self.edges[0];
-            if self.edges[0] - v <= width * tol {
-                self.terms[0]
-            } else {
-                self.floor
-            }
-        } else if at == b + 1 {
-            let width = self.edges[b] - self.edges[b - 1];
-            if v - self.edges[b] <= width * tol {
-                self.terms[b - 1]
-            } else {
-                self.floor
-            }
-        } else {
-            self.terms[at - 1]
+        match term_index(&self.edges, digitize(&self.edges, v, scale), v, tol) {
+            Some(k) => self.terms[k],
+            None => self.floor,
         }
     }
 
-    /// Bins per unit of value: b / (last edge − first edge).
     fn scale(&self) -> f64 {
-        let b = self.edges.len() - 1;
-        b as f64 / (self.edges[b] - self.edges[0])
+        scale(&self.edges)
     }
+}
 
-    /// `np.digitize(v, edges, right=True)`: the number of edges below `v`. The edges are
-    /// equally spaced, so the bin v lies in is computed, and the answer taken from the
-    /// two comparisons with that bin's edges (rounding can put v one bin off); a search
-    /// of the edges settles what that cannot (edges so close that they round together).
-    #[inline]
-    fn digitize(&self, v: f64, scale: f64) -> usize {
-        let edges = &self.edges;
-        let b = edges.len() - 1;
-        // `as` saturates: a value below the first edge gives bin 0, one far above it b.
-        let k = (((v - edges[0]) * scale) as usize).min(b - 1);
-        let at = k + 1 - usize::from(v <= edges[k]) + usize::from(v > edges[k + 1]);
-        let exact = (at == 0 || edges[at - 1] < v) && (at > b || v <= edges[at]);
-        if exact {
-            at
-        } else {
-            edges.partition_point(|&e| e < v)
-        }
+/// Bins per unit of value: b / (last edge − first edge).
+fn scale(edges: &[f64]) -> f64 {
+    let b = edges.len() - 1;
+    b as f64 / (edges[b] - edges[0])
+}
+
+/// The term of a value `at` edges above (its [`digitize`] bin): the bin's own, the
+/// first or last bin's for values beyond them within `tol` bin widths, `None` (the
+/// lowest term) farther out.
+fn term_index(edges: &[f64], at: usize, v: f64, tol: f64) -> Option<usize> {
+    let b = edges.len() - 1;
+    if at == 0 {
+        (edges[0] - v <= (edges[1] - edges[0]) * tol).then_some(0)
+    } else if at == b + 1 {
+        (v - edges[b] <= (edges[b] - edges[b - 1]) * tol).then_some(b - 1)
+    } else {
+        Some(at - 1)
+    }
+}
+
+/// `np.digitize(v, edges, right=True)`: the number of edges below `v`. The edges are
+/// equally spaced, so the bin v lies in is computed, and the answer taken from the
+/// two comparisons with that bin's edges (rounding can put v one bin off); a search
+/// of the edges settles what that cannot (edges so close that they round together).
+/// `scale` is [`scale`]'s.
+#[inline]
+fn digitize(edges: &[f64], v: f64, scale: f64) -> usize {
+    let b = edges.len() - 1;
+    // `as` saturates: a value below the first edge gives bin 0, one far above it b.
+    let k = (((v - edges[0]) * scale) as usize).min(b - 1);
+    let at = k + 1 - usize::from(v <= edges[k]) + usize::from(v > edges[k + 1]);
+    let exact = (at == 0 || edges[at - 1] < v) && (at > b || v <= edges[at]);
+    if exact {
+        at
+    } else {
+        edges.partition_point(|&e| e < v)
     }
 }
 
@@ -299,11 +439,44 @@ mod tests {
         let mut sorted = column.clone();
         sorted.sort_by(f64::total_cmp);
         for bins in [1, 2, 3, 7, 10, 64, 333] {
-            assert_eq!(
-                histogram_unsorted(ndarray::ArrayView1::from(&column), bins),
-                histogram(&sorted, bins),
-                "{bins}"
-            );
+            let (edges, counts) = histogram(&sorted, bins);
+            let binned = Binned::of(&column, std::slice::from_ref(&edges), 0.5);
+            let counts: Vec<u64> = counts.into_iter().map(|c| c as u64).collect();
+            assert_eq!(binned.counts, vec![counts], "{bins}");
+        }
+    }
+
+    #[test]
+    fn binned_training_scores_equal_scoring_the_rows_anew() {
+        // Integers on the edges of 10 bins over [0, 10], a constant column, a column of
+        // rounding-prone thirds and one with a far outlier.
+        let x = Array2::from_shape_fn((2000, 4), |(i, j)| match j {
+            0 => (i % 11) as f64,
+            1 => 7.25,
+            2 => (i % 301) as f64 / 3.0,
+            _ => {
+                if i == 5 {
+                    1e6
+                } else {
+                    (i * 7919 % 1013) as f64 * 0.1
+                }
+            }
+        });
+        for n_bins in [Bins::Count(10), Bins::Count(3), Bins::Auto] {
+            for tol in [0.01, 0.5] {
+                let p = HbosParams {
+                    n_bins,
+                    tol,
+                    ..HbosParams::default()
+                };
+                let (model, scores) = Hbos::fit(&p.check().unwrap(), x.view());
+                let again = model.score(x.view());
+                let same = scores
+                    .iter()
+                    .zip(&again)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{n_bins:?} tol {tol}");
+            }
         }
     }
 
@@ -331,7 +504,7 @@ mod tests {
                 let around = edges.iter().flat_map(|&e| [e.next_down(), e, e.next_up()]);
                 for v in values.iter().copied().chain(around) {
                     let want = edges.partition_point(|&e| e < v);
-                    assert_eq!(h.digitize(v, h.scale()), want, "{v} in {edges:?}");
+                    assert_eq!(digitize(&h.edges, v, h.scale()), want, "{v} in {edges:?}");
                 }
             }
         }

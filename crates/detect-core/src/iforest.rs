@@ -68,68 +68,6 @@ pub const DENSE_MAX_DEPTH: u32 = 12;
 /// scikit-learn's `FEATURE_THRESHOLD`: a feature whose spread in a node is at most this
 /// is treated as constant there.
 const FEATURE_THRESHOLD: f64 = 1e-7;
-/// Evaluates `$body` with the constant `$w` set to `$width` when it is 1 to 12, else 0 (a
-/// width known only at run time): the walks index a lane's row at `lane * W + feature`,
-/// and with a constant W that offset folds into the load's address (with eight lanes the
-/// offsets otherwise spill to the stack).
-macro_rules! with_const_width {
-    ($width:expr, $w:ident, $body:expr) => {
-        match $width {
-            1 => {
-                const $w: usize = 1;
-                $body
-            }
-            2 => {
-                const $w: usize = 2;
-                $body
-            }
-            3 => {
-                const $w: usize = 3;
-                $body
-            }
-            4 => {
-                const $w: usize = 4;
-                $body
-            }
-            5 => {
-                const $w: usize = 5;
-                $body
-            }
-            6 => {
-                const $w: usize = 6;
-                $body
-            }
-            7 => {
-                const $w: usize = 7;
-                $body
-            }
-            8 => {
-                const $w: usize = 8;
-                $body
-            }
-            9 => {
-                const $w: usize = 9;
-                $body
-            }
-            10 => {
-                const $w: usize = 10;
-                $body
-            }
-            11 => {
-                const $w: usize = 11;
-                $body
-            }
-            12 => {
-                const $w: usize = 12;
-                $body
-            }
-            _ => {
-                const $w: usize = 0;
-                $body
-            }
-        }
-    };
-}
 
 /// Rows walked together through a tree.
 const LANES: usize = 8;

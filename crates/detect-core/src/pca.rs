@@ -30,11 +30,16 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, ParamError, PcaParams};
-use crate::standardize::Scaler;
+use crate::standardize::{Moments, Scaler};
+
+/// Rows scored together: their standardized values are laid out feature by feature, so
+/// each component's distances, square roots and divisions run across the block's rows.
+const BLOCK_ROWS: usize = 64;
 
 /// A fitted PCA model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,12 +79,11 @@ impl Pca {
         if selected > kept {
             return Err(ParamError::NSelectedComponents(selected).into());
         }
-        let scaler = params.standardization.then(|| Scaler::fit(x));
-        let z = match &scaler {
-            Some(s) => s.transform(x),
-            None => x.to_owned(),
-        };
-        let (vectors, evr) = principal_components(&z);
+        let moments = Moments::of(x);
+        let scaler = params
+            .standardization
+            .then(|| Scaler::from_moments(&moments));
+        let (vectors, evr) = principal_components(&covariance(&moments, scaler.as_ref()), d);
         let floor = d as f64 * f64::EPSILON;
         let mut components = Vec::with_capacity(selected * d);
         let mut weights = Vec::with_capacity(selected);
@@ -97,30 +101,60 @@ impl Pca {
             weights,
             explained_variance_ratio: evr[..kept].to_vec(),
         };
-        let scores = model.score_standardized(z.view());
+        let scores = model.score(x);
         Ok((model, scores))
     }
 
-    /// Scores rows (validated, with the model's width).
+    /// Scores rows (validated, with the model's width), standardizing each as it goes (no
+    /// standardized copy of `x`), `BLOCK_ROWS` rows at a time.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        match &self.scaler {
-            Some(s) => self.score_standardized(s.transform(x).view()),
-            None => self.score_standardized(x),
-        }
+        let (n, d) = x.dim();
+        let x = x.as_standard_layout();
+        let flat = x
+            .as_slice()
+            .expect("a standard-layout matrix is contiguous");
+        let mut scores = vec![0.0; n];
+        scores
+            .par_chunks_mut(BLOCK_ROWS)
+            .zip(flat.par_chunks(BLOCK_ROWS * d))
+            .with_min_len(16)
+            .for_each_init(
+                || vec![0.0; BLOCK_ROWS * (d + 1)],
+                |buffer, (out, rows)| self.score_block(rows, out, buffer),
+            );
+        scores
     }
 
-    fn score_standardized(&self, z: ArrayView2<'_, f64>) -> Vec<f64> {
-        let d = z.ncols();
-        crate::rows::score_rows(z, |row| {
-            self.components
-                .chunks_exact(d)
-                .zip(&self.weights)
-                .map(|(v, w)| {
-                    let sq: f64 = row.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
-                    sq.sqrt() / w
-                })
-                .sum()
-        })
+    /// Scores of up to `BLOCK_ROWS` rows into `out`: per component and row, the distance
+    /// Σₖ (zₖ − vₖ)² summed in feature order, its square root over the weight, added in
+    /// component order — each row's arithmetic exactly as one row at a time would do it.
+    fn score_block(&self, rows: &[f64], out: &mut [f64], buffer: &mut [f64]) {
+        let b = out.len();
+        let d = rows.len() / b;
+        let (z, distance) = buffer.split_at_mut(BLOCK_ROWS * d);
+        let distance = &mut distance[..b];
+        for (i, row) in rows.chunks_exact(d).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                z[k * BLOCK_ROWS + i] = match &self.scaler {
+                    Some(s) => s.standardize(k, v),
+                    None => v,
+                };
+            }
+        }
+        out.fill(0.0);
+        for (v, &w) in self.components.chunks_exact(d).zip(&self.weights) {
+            distance.fill(0.0);
+            for (k, &vk) in v.iter().enumerate() {
+                let zk = &z[k * BLOCK_ROWS..k * BLOCK_ROWS + b];
+                for (s, &zv) in distance.iter_mut().zip(zk) {
+                    let t = zv - vk;
+                    *s += t * t;
+                }
+            }
+            for (o, &s) in out.iter_mut().zip(distance.iter()) {
+                *o += s.sqrt() / w;
+            }
+        }
     }
 
     /// Each row's per-feature terms (rows validated, with the model's width), in the
@@ -165,12 +199,24 @@ impl Pca {
 
 /// Every principal component of `z`'s rows, row-major by decreasing eigenvalue and signed
 /// as scikit-learn signs them, and their explained-variance ratios.
-fn principal_components(z: &Array2<f64>) -> (Vec<f64>, Vec<f64>) {
-    let (n, d) = z.dim();
-    let mean = z.mean_axis(ndarray::Axis(0)).expect("at least one row");
-    let centered = z - &mean;
-    let cov = centered.t().dot(&centered) / (n as f64 - 1.0);
-    let eigen = SymmetricEigen::new(DMatrix::from_fn(d, d, |i, j| cov[[i, j]]));
+/// The sample covariance (n − 1) of the standardized data (of the data itself without a
+/// scaler), from the raw data's moments: z = (x − mean) / scale.
+fn covariance(m: &Moments, scaler: Option<&Scaler>) -> Vec<f64> {
+    let (n, d) = (m.n as f64, m.mean.len());
+    let ones = vec![1.0; d];
+    let scale = scaler.map_or(ones.as_slice(), Scaler::scale);
+    let mut cov = vec![0.0; d * d];
+    for a in 0..d {
+        for b in 0..d {
+            let centred = m.scatter[a * d + b] - m.correction[a] * m.correction[b] / n;
+            cov[a * d + b] = centred / (n - 1.0) / (scale[a] * scale[b]);
+        }
+    }
+    cov
+}
+
+fn principal_components(cov: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let eigen = SymmetricEigen::new(DMatrix::from_fn(d, d, |i, j| cov[i * d + j]));
     let mut order: Vec<usize> = (0..d).collect();
     order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
     // Negative eigenvalues are rounding: scikit-learn clips them to 0.
@@ -205,7 +251,7 @@ mod tests {
     #[test]
     fn components_are_unit_signed_and_sorted() {
         let z = array![[2.0, 0.1], [-2.0, -0.1], [1.0, -0.2], [-1.0, 0.2]];
-        let (v, evr) = principal_components(&z);
+        let (v, evr) = principal_components(&covariance(&Moments::of(z.view()), None), 2);
         assert!(evr[0] > evr[1] && (evr[0] + evr[1] - 1.0).abs() < 1e-12);
         let norm = (v[0] * v[0] + v[1] * v[1]).sqrt();
         assert!((norm - 1.0).abs() < 1e-12);
