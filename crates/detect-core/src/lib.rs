@@ -145,6 +145,7 @@ pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod pca;
+mod quantile;
 mod rows;
 mod standardize;
 pub mod tails;

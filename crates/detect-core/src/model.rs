@@ -12,6 +12,8 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub use crate::quantile::quantile_threshold;
+
 use crate::cblof::Cblof;
 use crate::copod::Copod;
 use crate::dbscan::Dbscan;
@@ -281,36 +283,6 @@ fn fit_detector(
         scores,
         warnings,
     })
-}
-
-/// scikit-learn's `offset_ = np.percentile(score_samples, 100 * contamination)` turned
-/// into a threshold on the anomaly score (`score_samples` = −score), reproducing NumPy's
-/// "linear" method operation by operation so thresholds match exactly. Like NumPy, it
-/// selects the two order statistics the percentile lies between (O(n)) rather than
-/// sorting every score.
-pub fn quantile_threshold(scores: &[f64], contamination: f64) -> f64 {
-    let n = scores.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    // numpy: q = percentile / 100; "linear": virtual_index = (n - 1) * q
-    let q = (100.0 * contamination) / 100.0;
-    let virtual_index = (n as f64 - 1.0) * q;
-    let previous = virtual_index.floor();
-    let gamma = virtual_index - previous;
-    let lo = (previous.max(0.0) as usize).min(n - 1);
-    let mut neg: Vec<f64> = scores.iter().map(|s| -s).collect();
-    let (_, &mut a, above) = neg.select_nth_unstable_by(lo, f64::total_cmp);
-    // The next order statistic: the smallest of those selected above the lo-th (the
-    // lo-th itself when it is the last).
-    let b = above.iter().copied().min_by(f64::total_cmp).unwrap_or(a);
-    let diff = b - a;
-    let offset = if gamma >= 0.5 {
-        b - diff * (1.0 - gamma)
-    } else {
-        a + diff * gamma
-    };
-    -offset
 }
 
 impl FittedModel {
