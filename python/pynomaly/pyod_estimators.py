@@ -14,12 +14,12 @@ The numbers come from the code ``pynomaly serve`` runs:
 - ECOD and COPOD score each new row against the training rows alone: what PyOD gives one
   row at a time (PyOD scores a batch of new rows together with the training rows, so its
   scores of a batch depend on the batch).
-- MCD is scikit-learn's FastMCD step by step (``MinCovDet``), so its scores are PyOD's
-  where FastMCD's support is unique (see ``BENCHMARKS.md`` for the data sets where ours
-  settles on another support).
-- INNE and CBLOF are PyOD's algorithms with the service's random stream: the same
-  ``random_state`` gives the same model here, in the service and on the command line,
-  not PyOD's.
+- MCD is scikit-learn's FastMCD step by step (``MinCovDet``) and CBLOF scikit-learn's
+  ``KMeans``, both drawing from ``np.random.RandomState(random_state)`` as scikit-learn
+  does: an integer ``random_state`` gives PyOD's model, up to rounding (see
+  ``BENCHMARKS.md`` for data whose best supports are singular).
+- INNE is PyOD's algorithm with the service's random stream: the same ``random_state``
+  gives the same model here, in the service and on the command line, not PyOD's.
 
 :class:`DBSCAN` is scikit-learn's ``DBSCAN`` (its parameters, ``labels_`` with -1 for
 noise, ``core_sample_indices_``, ``components_``) that also scores rows: a row's score is
@@ -711,8 +711,8 @@ class MCD(_PyODDetector):
     PyOD's ``MCD``: scikit-learn's ``MinCovDet`` (FastMCD, its consistency correction and
     reweighting), and each row's Mahalanobis distance to the robust location as its score.
 
-    ``random_state`` seeds FastMCD's random subsets with the service's random stream: an
-    integer is the model's seed, as in the service, not the subsets NumPy would draw. Other
+    An integer ``random_state`` is the model's seed, as in the service, and draws FastMCD's
+    random subsets as scikit-learn does from ``np.random.RandomState(random_state)``. Other
     ``random_state`` values draw a seed from the generator, kept in ``seed_``. ``n_jobs``
     is pynomaly's (PyOD's MCD has none).
     """
@@ -750,7 +750,7 @@ class CBLOF(_PyODDetector):
     its distance to its own large cluster's centre or the nearest large one (times the
     cluster's size with ``use_weights``).
 
-    ``random_state`` seeds k-means with the service's random stream (see :class:`MCD`).
+    ``random_state`` seeds k-means++ as scikit-learn does (see :class:`MCD`).
     Where no split satisfies ``alpha`` or ``beta`` — PyOD raises "Could not form valid
     cluster separation" — every cluster counts as large (each row scores by the distance
     to its own centre) and the fit warns. ``n_jobs`` is pynomaly's threads.

@@ -21,7 +21,8 @@
 //!   within [`PYOD_MARGIN`] of PyOD 3.6.7's on every set `pyod_baseline.csv` has a figure
 //!   for (its `roc_auc` column; the file and the script that made it sit beside the data);
 //!   the randomized ones (INNE, MCD, CBLOF): our ROC-AUC averaged over the seeds at least PyOD's minus
-//!   [`PYOD_RANDOMIZED_MARGIN`].
+//!   [`PYOD_RANDOMIZED_MARGIN`] (MCD and CBLOF draw NumPy's generator as scikit-learn
+//!   does, so each seed usually gives PyOD's own figure; INNE's generator is not NumPy's).
 //!
 //! The baselines print four decimals, so every comparison carries up to 5e-5 of rounding.
 

@@ -23,11 +23,11 @@
 //! fit does not fail on a draw. `n_clusters` above the number of rows is an error naming
 //! it. With fewer distinct rows than clusters, a cluster no row ends in counts as small.
 //!
-//! Randomized: k-means++ draws from a generator seeded by `random_state` (drawn and stored
-//! when not given). Our generator is not NumPy's, so on data whose clustering depends on
-//! the seeding single scores differ from PyOD's and only ROC-AUC averaged over seeds is
-//! compared (`bench-tools accuracy`); where k-means ends in the same partition whatever the
-//! seeding, the scores equal PyOD's (golden tests).
+//! Randomized: k-means++ draws from NumPy's `RandomState(random_state)` exactly as
+//! scikit-learn does (`choice` of the first centre, `uniform` candidates;
+//! [`crate::numpy_random`]), the seed drawn and stored when not given, so a seed gives the
+//! partition PyOD's does and the scores equal PyOD's (golden tests), unless rounding
+//! decides a draw or a label between near-equal distances.
 //!
 //! ## Cost
 //! k-means++: two passes over the rows per centre (every candidate's potential in one,
@@ -39,12 +39,11 @@
 //! depend on the thread count. O(k d) per scored row. The model keeps the k centres.
 
 use ndarray::{Array2, ArrayView2};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
+use crate::numpy_random::RandomState;
 use crate::params::{CblofParams, Checked};
 
 /// scikit-learn's `KMeans` defaults.
@@ -83,11 +82,11 @@ fn nearest(row: &[f64], centres: &[f64], d: usize) -> (usize, f64) {
 
 /// Greedy k-means++ (scikit-learn's `_kmeans_plusplus` with unit weights): the indices of
 /// the rows chosen as centres.
-fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
+fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut RandomState) -> Vec<usize> {
     let n = x.len() / d;
     let trials = 2 + (k as f64).ln() as usize;
     let row = |i: usize| &x[i * d..(i + 1) * d];
-    let first = rng.random_range(0..n);
+    let first = rng.choice_uniform(n);
     let mut chosen = vec![first];
     let mut closest: Vec<f64> = x
         .par_chunks(d)
@@ -105,7 +104,7 @@ fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut Xoshiro256PlusPlus) 
         }
         let candidates: Vec<usize> = (0..trials)
             .map(|_| {
-                let target = rng.random::<f64>() * potential;
+                let target = rng.random_sample() * potential;
                 // NumPy's searchsorted (left): the first cumulative sum >= target.
                 cumulative.partition_point(|&c| c < target).min(n - 1)
             })
@@ -423,7 +422,7 @@ fn kmeans_with(x: &[f64], d: usize, k: usize, seed: u64, pass: Pass) -> (Vec<f64
         .sum::<f64>()
         / d as f64;
     let tol = variance_mean * TOL;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut rng = RandomState::from_seed(seed);
     let mut centres: Vec<f64> = kmeans_plusplus(x, d, k, &mut rng)
         .into_iter()
         .flat_map(|i| x[i * d..(i + 1) * d].iter().copied())

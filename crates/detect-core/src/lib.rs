@@ -143,6 +143,7 @@ pub mod lof;
 pub mod mcd;
 pub mod metrics;
 pub mod model;
+mod numpy_random;
 pub mod params;
 pub mod pca;
 mod quantile;

@@ -22,11 +22,12 @@
 //!   location and covariance (times the 0.975 consistency factor), whose `pinvh` scores;
 //! - `assume_centered`: location 0, covariances taken about the origin.
 //!
-//! Randomized: every random support comes from generators seeded by `random_state` (drawn
-//! and stored when not given) and the subset's or trial's index, so a seed gives the same
-//! model on any machine and thread count. Our generator is not NumPy's: where the best
-//! support is unique (a clean majority) the scores equal scikit-learn's to rounding; on
-//! other data only averages over seeds are compared (`bench-tools accuracy`).
+//! Randomized: the random supports and shuffles are NumPy's `RandomState(random_state)`
+//! draws in scikit-learn's order (`permutation`; [`crate::numpy_random`]), with the seed
+//! drawn and stored when not given, so a seed picks the same rows as scikit-learn's and
+//! gives the same model on any machine and thread count. The scores then equal
+//! scikit-learn's to rounding, except where rounding decides between near-equal
+//! determinants or distances (duplicate rows, near-singular supports).
 //!
 //! A support whose covariance is zero is an error naming `support_fraction` (scikit-learn's
 //! "The covariance matrix of the support data is equal to 0"), as is a support of no rows
@@ -42,14 +43,12 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayView2};
-use rand::seq::{SliceRandom, index};
-use rand::{RngCore, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::chi2;
+use crate::numpy_random::RandomState;
 use crate::params::{Checked, McdParams};
 
 /// scikit-learn's reweighting quantile: rows beyond χ²_d(1 − 0.025) are left out.
@@ -286,8 +285,8 @@ struct Estimate {
 
 /// Where a C-step starts.
 enum Start<'a> {
-    /// A random support of h rows drawn from this seed.
-    Random(u64),
+    /// These h rows (scikit-learn's random start: a permutation's first h).
+    Support(Vec<usize>),
     /// The h rows nearest this location and covariance.
     From(&'a [f64], &'a [f64]),
 }
@@ -295,13 +294,9 @@ enum Start<'a> {
 /// scikit-learn's `_c_step`, line by line.
 fn c_step(rows: Rows<'_>, h: usize, start: &Start<'_>, n_iter: usize) -> Estimate {
     let d = rows.d;
-    let n = rows.n();
     let mut dist: Vec<f64> = Vec::new();
     let mut support = match start {
-        Start::Random(seed) => {
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(*seed);
-            index::sample(&mut rng, n, h).into_vec()
-        }
+        Start::Support(rows) => rows.clone(),
         Start::From(location, covariance) => {
             let precision = pinvh(covariance, d);
             dist = mahalanobis(rows, location, &precision);
@@ -447,10 +442,19 @@ fn univariate(values: &[f64], h: usize) -> Raw {
     }
 }
 
+/// `_c_step`'s random start: `permutation(n)[:h]`.
+fn random_support(random: &mut RandomState, n: usize, h: usize) -> Start<'static> {
+    let mut order = random.permutation(n);
+    order.truncate(h);
+    Start::Support(order)
+}
+
 /// scikit-learn's `fast_mcd` for d > 1.
 fn fast_mcd(rows: Rows<'_>, h: usize, seed: u64) -> Raw {
     let (n, d) = (rows.n(), rows.d);
-    let mut master = Xoshiro256PlusPlus::seed_from_u64(seed);
+    // One generator drawn in scikit-learn's order: the shuffle, every subset's random
+    // supports, then the merged set's rows. The C-steps then run in parallel.
+    let mut random = RandomState::from_seed(seed);
     let refine = |on: Rows<'_>, h: usize, best: &[Estimate], select: usize| {
         let starts: Vec<Start<'_>> = best
             .iter()
@@ -459,7 +463,7 @@ fn fast_mcd(rows: Rows<'_>, h: usize, seed: u64) -> Raw {
         select_candidates(on, h, &starts, select, 30)
     };
     if n <= 500 {
-        let starts: Vec<Start<'_>> = (0..30).map(|_| Start::Random(master.next_u64())).collect();
+        let starts: Vec<Start<'_>> = (0..30).map(|_| random_support(&mut random, n, h)).collect();
         let best = select_candidates(rows, h, &starts, 10, 2);
         let full = refine(rows, h, &best, 1).remove(0);
         return Raw {
@@ -471,22 +475,23 @@ fn fast_mcd(rows: Rows<'_>, h: usize, seed: u64) -> Raw {
     }
     let n_subsets = n / 300;
     let per_subset = n / n_subsets;
-    let mut shuffle: Vec<usize> = (0..n).collect();
-    shuffle.shuffle(&mut master);
+    let shuffle = random.permutation(n);
     let h_subset = (per_subset as f64 * (h as f64 / n as f64)).ceil() as usize;
     let n_trials = (500 / n_subsets).max(10);
-    let subset_seeds: Vec<u64> = (0..n_subsets).map(|_| master.next_u64()).collect();
-    let best: Vec<Estimate> = subset_seeds
+    let subset_starts: Vec<Vec<Start<'_>>> = (0..n_subsets)
+        .map(|_| {
+            (0..n_trials)
+                .map(|_| random_support(&mut random, per_subset, h_subset))
+                .collect()
+        })
+        .collect();
+    let best: Vec<Estimate> = subset_starts
         .par_iter()
         .enumerate()
-        .flat_map_iter(|(i, &seed)| {
+        .flat_map_iter(|(i, starts)| {
             let subset = rows.gather(&shuffle[i * per_subset..(i + 1) * per_subset]);
             let subset = Rows { x: &subset, d };
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-            let starts: Vec<Start<'_>> = (0..n_trials)
-                .map(|_| Start::Random(rng.next_u64()))
-                .collect();
-            select_candidates(subset, h_subset, &starts, 10, 2)
+            select_candidates(subset, h_subset, starts, 10, 2)
                 .into_iter()
                 .map(|e| Estimate {
                     support: Vec::new(),
@@ -498,13 +503,9 @@ fn fast_mcd(rows: Rows<'_>, h: usize, seed: u64) -> Raw {
     let n_merged = n.min(1500);
     let h_merged = (n_merged as f64 * (h as f64 / n as f64)).ceil() as usize;
     let n_best_merged = if n > 1500 { 10 } else { 1 };
-    // scikit-learn takes a random permutation's first n_merged rows; below 1,500 rows that
-    // is every row, whose order does not change the result.
-    let selection: Vec<usize> = if n_merged < n {
-        index::sample(&mut master, n, n_merged).into_vec()
-    } else {
-        (0..n).collect()
-    };
+    // A random permutation's first n_merged rows, in its order (all rows below 1,500).
+    let mut selection = random.permutation(n);
+    selection.truncate(n_merged);
     let merged_rows = rows.gather(&selection);
     let merged = refine(Rows { x: &merged_rows, d }, h_merged, &best, n_best_merged);
     if n < 1500 {
@@ -699,7 +700,8 @@ fn full_rank(rows: Rows<'_>) -> bool {
 mod tests {
     use super::*;
     use crate::params::ParamGuard;
-    use rand::Rng;
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
 
     /// `n` rows of `d` roughly normal features (sums of uniforms), correlated through a
     /// mix of the first feature.

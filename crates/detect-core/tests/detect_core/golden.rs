@@ -312,7 +312,8 @@ fn assert_near(what: &str, got: &[f64], expected: &[f64], tol: f64, floor: f64) 
 
 /// PyOD's deterministic detectors, GMM with its one component among them, MCD on data
 /// where every seed gives PyOD the same support and CBLOF on data where every seed gives
-/// k-means the same partition (`tests/fixtures/generate_pyod.py`):
+/// k-means the same partition, and both with a `random_state` on data where the seed
+/// matters (`tests/fixtures/generate_pyod.py`):
 /// training scores,
 /// the threshold for contamination `"auto"` (PyOD's 0.1), the labels, and the scores of
 /// new rows, all to 1e-9 relative.

@@ -1,0 +1,124 @@
+//! NumPy's legacy `RandomState` (what scikit-learn's `check_random_state(int)` builds):
+//! the MT19937 generator seeded as `init_genrand(seed)`, and the few draws the ported
+//! detectors make, computed as NumPy computes them, so a `random_state` picks the same
+//! rows here as in scikit-learn and PyOD.
+
+use rand_mt::Mt;
+
+/// `np.random.RandomState(seed)`.
+#[derive(Debug, Clone)]
+pub(crate) struct RandomState(Mt);
+
+impl RandomState {
+    /// NumPy accepts seeds 0 to 2³² − 1 (scikit-learn's `random_state` range).
+    pub(crate) fn new(seed: u32) -> Self {
+        Self(Mt::new(seed))
+    }
+
+    /// [`RandomState::new`] for seeds NumPy accepts; a larger one (which NumPy refuses)
+    /// seeds the generator as `RandomState([low 32 bits, high 32 bits])` does.
+    pub(crate) fn from_seed(seed: u64) -> Self {
+        match u32::try_from(seed) {
+            Ok(s) => Self::new(s),
+            Err(_) => Self(Mt::new_with_key([seed as u32, (seed >> 32) as u32])),
+        }
+    }
+
+    /// `random_sample()` (and `uniform()` on [0, 1)): 53 random bits from two outputs.
+    pub(crate) fn random_sample(&mut self) -> f64 {
+        let a = self.0.next_u32() >> 5;
+        let b = self.0.next_u32() >> 6;
+        (f64::from(a) * 67_108_864.0 + f64::from(b)) / 9_007_199_254_740_992.0
+    }
+
+    /// `choice(n, p=np.ones(n) / n)`, scikit-learn's draw of a first k-means++ centre
+    /// with unit sample weights: the cumulative probabilities searched (right side) for
+    /// one sample.
+    pub(crate) fn choice_uniform(&mut self, n: usize) -> usize {
+        let p = 1.0 / n as f64;
+        let mut cdf = Vec::with_capacity(n);
+        let mut acc = 0.0;
+        for _ in 0..n {
+            acc += p;
+            cdf.push(acc);
+        }
+        let last = acc;
+        for c in &mut cdf {
+            *c /= last;
+        }
+        let u = self.random_sample();
+        cdf.partition_point(|&c| c <= u)
+    }
+
+    /// `random_interval(max)`: uniform on 0..=max, by rejection under the smallest mask
+    /// covering `max`.
+    pub(crate) fn interval(&mut self, max: u64) -> u64 {
+        if max == 0 {
+            return 0;
+        }
+        let mut mask = max;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            mask |= mask >> shift;
+        }
+        loop {
+            let value = if max <= u64::from(u32::MAX) {
+                u64::from(self.0.next_u32()) & mask
+            } else {
+                self.0.next_u64() & mask
+            };
+            if value <= max {
+                return value;
+            }
+        }
+    }
+
+    /// `permutation(n)`: 0..n shuffled as the legacy `shuffle` does (from the last
+    /// position down, each swapped with one drawn at or below it).
+    pub(crate) fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.interval(i as u64) as usize;
+            order.swap(i, j);
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Values printed by NumPy 2.4 (`np.random.RandomState(seed)`).
+    #[test]
+    fn draws_equal_numpys() {
+        let mut r = RandomState::new(0);
+        let want = [
+            0.548_813_503_927_324_8,
+            0.715_189_366_372_419_5,
+            0.602_763_376_071_643_9,
+        ];
+        for w in want {
+            assert_eq!(r.random_sample(), w);
+        }
+        let mut r = RandomState::new(12345);
+        for w in [
+            0.929_616_092_817_147_9,
+            0.316_375_554_581_785_9,
+            0.183_918_811_677_094_45,
+            0.204_560_278_553_039_7,
+        ] {
+            assert_eq!(r.random_sample(), w);
+        }
+        assert_eq!(
+            RandomState::new(7).permutation(10),
+            [8, 5, 0, 2, 1, 9, 7, 3, 6, 4]
+        );
+        assert_eq!(
+            RandomState::new(u32::MAX).permutation(70_000)[..5],
+            [14972, 66828, 49490, 22806, 60806]
+        );
+        for (seed, n, want) in [(0, 10, 5), (1, 1000, 417), (2, 567_498, 247_426), (3, 7, 3)] {
+            assert_eq!(RandomState::new(seed).choice_uniform(n), want, "{seed} {n}");
+        }
+    }
+}
