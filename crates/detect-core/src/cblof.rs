@@ -109,20 +109,17 @@ fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut RandomState) -> Vec<
                 cumulative.partition_point(|&c| c < target).min(n - 1)
             })
             .collect();
-        // Every candidate's potential in one pass over the rows: per block of rows, the
-        // sums of min(distance to the candidate, distance to the nearest centre so far),
-        // then the blocks added in order (the same sums whatever the thread count).
+        // Every candidate's potential: per block of rows, the sums of min(distance to the
+        // candidate, distance to the nearest centre so far), then the blocks added in
+        // order (the same sums whatever the thread count).
         let per_block: Vec<Vec<f64>> = x
             .par_chunks(BLOCK * d)
             .zip(closest.par_chunks(BLOCK))
             .map(|(rows, old)| {
-                let mut sums = vec![0.0; candidates.len()];
-                for (r, &old) in rows.chunks_exact(d).zip(old) {
-                    for (s, &c) in sums.iter_mut().zip(&candidates) {
-                        *s += squared_distance(r, row(c)).min(old);
-                    }
-                }
-                sums
+                candidates
+                    .iter()
+                    .map(|&c| with_const_width!(d, W, capped_potential::<W>(rows, old, row(c))))
+                    .collect()
             })
             .collect();
         let mut potentials = vec![0.0; candidates.len()];
@@ -142,15 +139,61 @@ fn kmeans_plusplus(x: &[f64], d: usize, k: usize, rng: &mut RandomState) -> Vec<
         closest
             .par_chunks_mut(BLOCK)
             .zip(x.par_chunks(BLOCK * d))
-            .for_each(|(old, rows)| {
-                for (o, r) in old.iter_mut().zip(rows.chunks_exact(d)) {
-                    *o = squared_distance(r, row(c)).min(*o);
-                }
-            });
+            .for_each(|(old, rows)| with_const_width!(d, W, lower_to::<W>(old, rows, row(c))));
         potential = pot;
         chosen.push(c);
     }
     chosen
+}
+
+/// ‖a − b‖² over `W` features (`W` = 0: as many as `a` has), in feature order.
+#[inline(always)]
+fn squared_distance_w<const W: usize>(a: &[f64], b: &[f64]) -> f64 {
+    if W == 0 {
+        return squared_distance(a, b);
+    }
+    let mut s = 0.0;
+    for j in 0..W {
+        let t = a[j] - b[j];
+        s += t * t;
+    }
+    s
+}
+
+/// Σ over `rows` of min(‖row − centre‖², the row's `old` distance): four partial sums over
+/// the rows in turn, added as (s₀ + s₁) + (s₂ + s₃), so the additions overlap. `W` is the
+/// width when known at compile time, else 0.
+fn capped_potential<const W: usize>(rows: &[f64], old: &[f64], centre: &[f64]) -> f64 {
+    let d = centre.len();
+    let capped = |r: &[f64], o: f64| {
+        let v = squared_distance_w::<W>(r, centre);
+        if v < o { v } else { o }
+    };
+    let mut s = [0.0; 4];
+    let quads = rows.chunks_exact(4 * d).zip(old.chunks_exact(4));
+    for (r, o) in quads {
+        for (lane, s) in s.iter_mut().enumerate() {
+            *s += capped(&r[lane * d..(lane + 1) * d], o[lane]);
+        }
+    }
+    let done = old.len() / 4 * 4;
+    for (lane, (r, &o)) in rows[done * d..]
+        .chunks_exact(d)
+        .zip(&old[done..])
+        .enumerate()
+    {
+        s[lane] += capped(r, o);
+    }
+    (s[0] + s[1]) + (s[2] + s[3])
+}
+
+/// Each row's `old` distance lowered to its distance to `centre` where that is smaller.
+fn lower_to<const W: usize>(old: &mut [f64], rows: &[f64], centre: &[f64]) {
+    let d = centre.len();
+    for (o, r) in old.iter_mut().zip(rows.chunks_exact(d)) {
+        let v = squared_distance_w::<W>(r, centre);
+        *o = if v < *o { v } else { *o };
+    }
 }
 
 /// `centres` (k × d, row-major) transposed to d × k, so the distances of one row to every
@@ -162,24 +205,49 @@ fn transpose(centres: &[f64], d: usize) -> Vec<f64> {
 }
 
 /// [`nearest`] against centres given as [`transpose`] makes them: the same sums in the
-/// same order, so the same answer bit for bit. `distances` holds k values.
-fn nearest_transposed(row: &[f64], by_feature: &[f64], distances: &mut [f64]) -> usize {
+/// same order, so the same answer bit for bit; also the smallest distance and the smallest
+/// to any other centre (both squared). `distances` holds k values; `W` is the row's width
+/// when known at compile time, else 0.
+#[inline(always)]
+fn nearest_two<const W: usize>(
+    row: &[f64],
+    by_feature: &[f64],
+    distances: &mut [f64],
+) -> (usize, f64, f64) {
     let k = distances.len();
+    let d = if W == 0 { row.len() } else { W };
     distances.fill(0.0);
-    for (&v, column) in row.iter().zip(by_feature.chunks_exact(k)) {
-        for (s, &c) in distances.iter_mut().zip(column) {
+    for f in 0..d {
+        let v = row[f];
+        for (s, &c) in distances.iter_mut().zip(&by_feature[f * k..(f + 1) * k]) {
             *s += (v - c) * (v - c);
         }
     }
-    // The first smallest, chosen without branches (which centre wins is data, not a
-    // pattern the branch predictor learns).
-    let (mut best, mut smallest) = (0, f64::INFINITY);
+    // The first smallest and the next, chosen without branches (which centre wins is
+    // data, not a pattern the branch predictor learns).
+    let (mut best, mut smallest, mut second) = (0, f64::INFINITY, f64::INFINITY);
     for (j, &s) in distances.iter().enumerate() {
         let closer = s < smallest;
+        second = if closer {
+            smallest
+        } else if s < second {
+            s
+        } else {
+            second
+        };
         best = if closer { j } else { best };
         smallest = if closer { s } else { smallest };
     }
-    best
+    (best, smallest, second)
+}
+
+/// Adds `row` to its cluster's sum.
+#[inline(always)]
+fn add_row<const W: usize>(sums: &mut [f64], j: usize, row: &[f64]) {
+    let d = if W == 0 { row.len() } else { W };
+    for (s, v) in sums[j * d..(j + 1) * d].iter_mut().zip(&row[..d]) {
+        *s += v;
+    }
 }
 
 /// One Lloyd pass: every row's nearest centre, and per cluster the sum of its rows and
@@ -195,12 +263,11 @@ fn assign(x: &[f64], d: usize, centres: &[f64], labels: &mut [usize]) -> (Vec<f6
             let mut counts = vec![0u64; k];
             let mut distances = vec![0.0; k];
             for (r, label) in rows.chunks_exact(d).zip(labels.iter_mut()) {
-                let j = nearest_transposed(r, &by_feature, &mut distances);
+                let (j, _, _) =
+                    with_const_width!(d, W, nearest_two::<W>(r, &by_feature, &mut distances));
                 *label = j;
                 counts[j] += 1;
-                for (s, v) in sums[j * d..(j + 1) * d].iter_mut().zip(r) {
-                    *s += v;
-                }
+                add_row::<0>(&mut sums, j, r);
             }
             (sums, counts)
         })
@@ -265,6 +332,66 @@ impl Bounds {
     }
 }
 
+/// What every block of [`assign_bounded`] reads.
+struct BoundedPass<'a> {
+    centres: &'a [f64],
+    by_feature: &'a [f64],
+    half_gap: &'a [f64],
+    /// Whether the bounds hold (false before the first pass).
+    valid: bool,
+    /// [`Bounds`]' centre shifts of the last update.
+    shifts: &'a [f64],
+    farthest: f64,
+    of: usize,
+    next: f64,
+}
+
+impl BoundedPass<'_> {
+    /// One block of rows with their labels and bounds: the rows the bounds cannot keep
+    /// are searched in full; every row added to its cluster's sum.
+    fn block<const W: usize>(
+        &self,
+        rows: &[f64],
+        labels: &mut [usize],
+        upper: &mut [f64],
+        lower: &mut [f64],
+    ) -> (Vec<f64>, Vec<u64>) {
+        let k = self.half_gap.len();
+        let d = if W == 0 { self.centres.len() / k } else { W };
+        let (shifts, farthest, of, next) = (self.shifts, self.farthest, self.of, self.next);
+        let mut sums = vec![0.0; k * d];
+        let mut counts = vec![0u64; k];
+        let mut distances = vec![0.0; k];
+        let walk = rows
+            .chunks_exact(d)
+            .zip(labels.iter_mut())
+            .zip(upper)
+            .zip(lower);
+        for (((r, label), u), l) in walk {
+            let keep = self.valid && {
+                let a = *label;
+                *u += shifts[a];
+                *l -= if a == of { next } else { farthest };
+                let m = self.half_gap[a].max(*l);
+                *u * BOUND_MARGIN < m || {
+                    *u = squared_distance_w::<W>(r, &self.centres[a * d..(a + 1) * d]).sqrt();
+                    *u * BOUND_MARGIN < m
+                }
+            };
+            if !keep {
+                let (j, smallest, second) = nearest_two::<W>(r, self.by_feature, &mut distances);
+                *label = j;
+                *u = smallest.sqrt();
+                *l = second.sqrt();
+            }
+            let j = *label;
+            counts[j] += 1;
+            add_row::<W>(&mut sums, j, r);
+        }
+        (sums, counts)
+    }
+}
+
 /// [`assign`] with Hamerly's bounds (see [`Bounds`]): the same labels, sums and counts.
 fn assign_bounded(
     x: &[f64],
@@ -286,51 +413,23 @@ fn assign_bounded(
             0.5 * nearest.sqrt()
         })
         .collect();
-    let valid = bounds.valid;
-    let (shifts, farthest, of, next) = (&bounds.shifts, bounds.farthest, bounds.of, bounds.next);
+    let pass = BoundedPass {
+        centres,
+        by_feature: &by_feature,
+        half_gap: &half_gap,
+        valid: bounds.valid,
+        shifts: &bounds.shifts,
+        farthest: bounds.farthest,
+        of: bounds.of,
+        next: bounds.next,
+    };
     let partial: Vec<(Vec<f64>, Vec<u64>)> = x
         .par_chunks(BLOCK * d)
         .zip(labels.par_chunks_mut(BLOCK))
         .zip(bounds.upper.par_chunks_mut(BLOCK))
         .zip(bounds.lower.par_chunks_mut(BLOCK))
         .map(|(((rows, labels), upper), lower)| {
-            let mut sums = vec![0.0; k * d];
-            let mut counts = vec![0u64; k];
-            let mut distances = vec![0.0; k];
-            let walk = rows
-                .chunks_exact(d)
-                .zip(labels.iter_mut())
-                .zip(upper)
-                .zip(lower);
-            for (((r, label), u), l) in walk {
-                let keep = valid && {
-                    let a = *label;
-                    *u += shifts[a];
-                    *l -= if a == of { next } else { farthest };
-                    let m = half_gap[a].max(*l);
-                    *u * BOUND_MARGIN < m || {
-                        *u = squared_distance(r, &centres[a * d..(a + 1) * d]).sqrt();
-                        *u * BOUND_MARGIN < m
-                    }
-                };
-                if !keep {
-                    let j = nearest_transposed(r, &by_feature, &mut distances);
-                    let second = distances
-                        .iter()
-                        .enumerate()
-                        .filter(|&(o, _)| o != j)
-                        .fold(f64::INFINITY, |m, (_, &s)| m.min(s));
-                    *label = j;
-                    *u = distances[j].sqrt();
-                    *l = second.sqrt();
-                }
-                let j = *label;
-                counts[j] += 1;
-                for (s, v) in sums[j * d..(j + 1) * d].iter_mut().zip(r) {
-                    *s += v;
-                }
-            }
-            (sums, counts)
+            with_const_width!(d, W, pass.block::<W>(rows, labels, upper, lower))
         })
         .collect();
     bounds.valid = true;
@@ -504,10 +603,12 @@ impl Cblof {
         for m in &mut mean {
             *m /= n as f64;
         }
-        let centred: Vec<f64> = data
-            .chunks_exact(d)
-            .flat_map(|r| r.iter().zip(&mean).map(|(v, m)| v - m))
-            .collect();
+        let mut centred = data.to_vec();
+        for r in centred.chunks_exact_mut(d) {
+            for (v, m) in r.iter_mut().zip(&mean) {
+                *v -= m;
+            }
+        }
         let (mut centres, labels) = kmeans(&centred, d, k, seed);
         for c in centres.chunks_exact_mut(d) {
             for (v, m) in c.iter_mut().zip(&mean) {
@@ -533,16 +634,28 @@ impl Cblof {
             large,
             use_weights: params.use_weights,
         };
-        let scores = model.score(x.view());
+        // As PyOD: the training rows score in the clusters k-means put them in.
+        let scores = data
+            .par_chunks(d)
+            .zip(labels.par_iter())
+            .with_min_len(BLOCK)
+            .map(|(row, &label)| model.score_in(row, label))
+            .collect();
         Ok((model, scores))
     }
 
     /// The centre a row's score is measured to, and the row's cluster.
     fn scoring_centre(&self, row: &[f64]) -> (usize, usize) {
+        let (label, _) = nearest(row, &self.centres, row.len());
+        (self.measured_to(row, label), label)
+    }
+
+    /// The centre a row of cluster `label` is measured to: its own when large, else the
+    /// nearest large one.
+    fn measured_to(&self, row: &[f64], label: usize) -> usize {
         let d = row.len();
-        let (label, _) = nearest(row, &self.centres, d);
         if self.large[label] {
-            return (label, label);
+            return label;
         }
         let mut best = (label, f64::INFINITY);
         for (j, c) in self.centres.chunks_exact(d).enumerate() {
@@ -553,21 +666,27 @@ impl Cblof {
                 }
             }
         }
-        (best.0, label)
+        best.0
+    }
+
+    /// A row's score in cluster `label`.
+    fn score_in(&self, row: &[f64], label: usize) -> f64 {
+        let d = row.len();
+        let centre = self.measured_to(row, label);
+        let distance = squared_distance(row, &self.centres[centre * d..(centre + 1) * d]).sqrt();
+        if self.use_weights {
+            distance * self.sizes[label] as f64
+        } else {
+            distance
+        }
     }
 
     /// Scores rows (validated, with the model's width).
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let d = self.centres.len() / self.sizes.len();
         crate::rows::score_rows(x, |row| {
-            let (centre, label) = self.scoring_centre(row);
-            let distance =
-                squared_distance(row, &self.centres[centre * d..(centre + 1) * d]).sqrt();
-            if self.use_weights {
-                distance * self.sizes[label] as f64
-            } else {
-                distance
-            }
+            let (label, _) = nearest(row, &self.centres, d);
+            self.score_in(row, label)
         })
     }
 
