@@ -42,7 +42,8 @@
 //! contributions are ≥ 0 but are not shares of the score: they rank features. Cost: one
 //! walk per row and tree, as scoring, plus a few additions per split. From as many rows
 //! as a tree has leaves, the walks are scoring's own and each path's splits are read off
-//! a table of every leaf's path, built once per call.
+//! a table of every leaf's path, built once per call; for rows of at most 16 features the
+//! table holds each leaf's count per feature, added to the row's counts as one vector.
 //!
 //! ## Determinism
 //! Tree `i` draws from its own generator seeded from the model's `random_state`, and
@@ -132,7 +133,14 @@ struct DenseNode {
 struct LeafPaths {
     features: Vec<u32>,
     heights: Vec<u8>,
+    /// For narrow rows (at most [`COUNTED_MAX_WIDTH`] features): per leaf, how many of its
+    /// path's splits are on each feature, so a row adds one short vector per tree instead
+    /// of one count per split. Empty for wider rows.
+    per_feature: Vec<u8>,
 }
+
+/// The widest rows whose explanations add [`LeafPaths::per_feature`] vectors.
+const COUNTED_MAX_WIDTH: usize = 16;
 
 /// A tree in the pointer layout; node 0 is the root.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -387,7 +395,7 @@ impl IsolationForest {
             let rows = importance.len() / d;
             let block = &flat[start * d..(start + rows) * d];
             let mut counts = vec![0u32; rows * lengths * d];
-            let mut visit = |row: usize, path: &[u32]| {
+            let visit = |counts: &mut [u32], row: usize, path: &[u32]| {
                 let h = path.len().min(max_depth);
                 let c = &mut counts[(row * lengths + h) * d..(row * lengths + h + 1) * d];
                 for &f in path {
@@ -396,32 +404,54 @@ impl IsolationForest {
             };
             match &self.trees {
                 Trees::Dense(forest) => match &table {
-                    Some(table) => forest.paths_by_leaf(table, block, d, &mut visit),
-                    None => forest.paths(block, d, &mut visit),
+                    Some(table) => {
+                        let depth = forest.depth as usize;
+                        let counted = !table.per_feature.is_empty();
+                        forest.leaves_by_row(block, d, &mut |row, at| {
+                            let height = usize::from(table.heights[at]);
+                            if counted {
+                                let h = height.min(max_depth);
+                                let start = (row * lengths + h) * d;
+                                let leaf = &table.per_feature[at * d..(at + 1) * d];
+                                for (c, &k) in counts[start..start + d].iter_mut().zip(leaf) {
+                                    *c += u32::from(k);
+                                }
+                            } else {
+                                let path = &table.features[at * depth..at * depth + height];
+                                visit(&mut counts, row, path);
+                            }
+                        });
+                    }
+                    None => forest.paths(block, d, &mut |row, path| visit(&mut counts, row, path)),
                 },
                 Trees::Sparse(trees) => {
                     let mut path = Vec::new();
                     for tree in trees {
                         for (r, row) in block.chunks_exact(d).enumerate() {
                             tree.path(row, &mut path);
-                            visit(r, &path);
+                            visit(&mut counts, r, &path);
                         }
                     }
                 }
             }
+            // Per feature, credit Σₕ wₕ · countₕ (in order of h) over its visits; the
+            // features side by side, so the sums run across them.
+            let (mut credit, mut visits) = (vec![0.0; d], vec![0u32; d]);
             for (out, counts) in importance
                 .chunks_exact_mut(d)
                 .zip(counts.chunks_exact(lengths * d))
             {
-                for (f, o) in out.iter_mut().enumerate() {
-                    let (mut credit, mut visits) = (0.0, 0u32);
-                    for (h, w) in weights.iter().enumerate() {
-                        let c = counts[h * d + f];
-                        credit += w * f64::from(c);
-                        visits += c;
+                credit.fill(0.0);
+                visits.fill(0);
+                for (w, counts) in weights.iter().zip(counts.chunks_exact(d)) {
+                    for ((cr, v), &c) in credit.iter_mut().zip(visits.iter_mut()).zip(counts) {
+                        *cr += w * f64::from(c);
+                        *v += c;
                     }
-                    if visits > 0 {
-                        *o = credit / f64::from(visits);
+                }
+                for ((o, &cr), &v) in out.iter_mut().zip(&credit).zip(&visits) {
+                    if v > 0 {
+                        *o = cr / f64::from(v);
                     }
                 }
             }
@@ -983,41 +1013,56 @@ impl DenseForest {
             }
             *height = u8::try_from(h).expect("a dense tree's depth fits in u8");
         }
-        LeafPaths { features, heights }
-    }
-
-    /// [`Self::paths`] through the table of [`Self::leaf_paths`]: the rows walk each tree
-    /// [`LANES`] at a time as scoring walks them, and each path is read off the table.
-    fn paths_by_leaf(
-        &self,
-        table: &LeafPaths,
-        flat: &[f64],
-        width: usize,
-        visit: &mut impl FnMut(usize, &[u32]),
-    ) {
-        assert_eq!(width, self.n_features);
-        let depth = self.depth as usize;
-        let n_leaves = 1usize << depth;
-        let internal = Self::internal(self.depth);
-        let LeafPaths { features, heights } = table;
-        let n = flat.len() / width;
-        let full = n / LANES * LANES;
-        for t in 0..self.n_trees() {
-            let (nodes, _) = self.tree(t);
-            for (group, block) in flat[..full * width].chunks_exact(LANES * width).enumerate() {
-                let ends =
-                    with_const_width!(width, W, self.lanes_to_nodes::<W>(nodes, block, width));
-                for (lane, end) in ends.into_iter().enumerate() {
-                    let at = t * n_leaves + end - internal;
-                    let path = &features[at * depth..at * depth + usize::from(heights[at])];
-                    visit(group * LANES + lane, path);
+        let d = self.n_features;
+        let mut per_feature = Vec::new();
+        if d <= COUNTED_MAX_WIDTH {
+            per_feature = vec![0u8; n_trees * n_leaves * d];
+            let leaves = per_feature
+                .chunks_exact_mut(d)
+                .zip(features.chunks_exact(depth));
+            for ((counts, path), &h) in leaves.zip(&heights) {
+                for &f in &path[..usize::from(h)] {
+                    counts[f as usize] += 1;
                 }
             }
         }
-        // The last rows (fewer than LANES) as `paths` walks them.
+        LeafPaths {
+            features,
+            heights,
+            per_feature,
+        }
+    }
+
+    /// Each row's leaf in every tree, as its index in the table of [`Self::leaf_paths`]
+    /// (tree · leaves + leaf): the rows walk each tree [`LANES`] at a time as scoring walks
+    /// them (the last, fewer rows padded with copies of the last one).
+    fn leaves_by_row(&self, flat: &[f64], width: usize, visit: &mut impl FnMut(usize, usize)) {
+        assert_eq!(width, self.n_features);
+        let n_leaves = 1usize << self.depth;
+        let internal = Self::internal(self.depth);
+        let n = flat.len() / width;
+        let full = n / LANES * LANES;
+        let mut padded = Vec::new();
         if full < n {
-            let rest = &flat[full * width..];
-            self.paths(rest, width, &mut |r, path| visit(full + r, path));
+            padded = flat[full * width..].to_vec();
+            let last = flat[(n - 1) * width..].to_vec();
+            while padded.len() < LANES * width {
+                padded.extend_from_slice(&last);
+            }
+        }
+        for t in 0..self.n_trees() {
+            let (nodes, _) = self.tree(t);
+            let groups = flat[..full * width].chunks_exact(LANES * width);
+            for (group, block) in groups.chain(padded.chunks_exact(LANES * width)).enumerate() {
+                let ends =
+                    with_const_width!(width, W, self.lanes_to_nodes::<W>(nodes, block, width));
+                for (lane, end) in ends.into_iter().enumerate() {
+                    let row = group * LANES + lane;
+                    if row < n {
+                        visit(row, t * n_leaves + end - internal);
+                    }
+                }
+            }
         }
     }
 }
@@ -1041,39 +1086,43 @@ mod tests {
         assert_eq!(average_path_length(256), c256);
     }
 
-    fn grid(n: usize) -> Array2<f64> {
-        Array2::from_shape_fn((n, 3), |(i, j)| ((i * 7 + j * 13) % 97) as f64 / 9.7)
+    fn grid(n: usize, d: usize) -> Array2<f64> {
+        Array2::from_shape_fn((n, d), |(i, j)| ((i * 7 + j * 13) % 97) as f64 / 9.7)
     }
 
     #[test]
     fn dense_and_sparse_layouts_give_the_same_scores() {
-        let x = grid(500);
-        let mut w = Vec::new();
-        let forest = IsolationForest::fit(&defaults(), 3, x.view(), &mut w).unwrap();
-        let Trees::Dense(_) = &forest.trees else {
-            panic!("default forest should be dense")
-        };
-        // Rebuild the same trees in the pointer layout and compare.
-        let mut master = Xoshiro256PlusPlus::seed_from_u64(3);
-        let sparse: Vec<SparseTree> = (0..100)
-            .map(|_| grow_tree(x.view(), 256, 3, false, 8, master.next_u64()))
-            .collect();
-        let sparse_forest = IsolationForest {
-            max_samples: 256,
-            n_trees: 100,
-            trees: Trees::Sparse(sparse),
-        };
-        assert_eq!(forest.score(x.view()), sparse_forest.score(x.view()));
-        // Both layouts walk the same real splits: the same importances, bit for bit (500
-        // rows: the dense forest reads its paths off its leaf table).
-        let all = forest.contributions(x.view());
-        assert_eq!(all, sparse_forest.contributions(x.view()));
-        // Fewer rows than a tree has leaves walk without the table: the same again.
-        let few = x.slice(ndarray::s![..100, ..]);
-        assert_eq!(
-            forest.contributions(few),
-            all.slice(ndarray::s![..100, ..]).to_owned()
-        );
+        // 3 features: the leaf table's per-feature counts; 20: its paths.
+        for d in [3, COUNTED_MAX_WIDTH + 4] {
+            let x = grid(500, d);
+            let mut w = Vec::new();
+            let forest = IsolationForest::fit(&defaults(), 3, x.view(), &mut w).unwrap();
+            let Trees::Dense(_) = &forest.trees else {
+                panic!("default forest should be dense")
+            };
+            // Rebuild the same trees in the pointer layout and compare.
+            let mut master = Xoshiro256PlusPlus::seed_from_u64(3);
+            let sparse: Vec<SparseTree> = (0..100)
+                .map(|_| grow_tree(x.view(), 256, d, false, 8, master.next_u64()))
+                .collect();
+            let sparse_forest = IsolationForest {
+                max_samples: 256,
+                n_trees: 100,
+                trees: Trees::Sparse(sparse),
+            };
+            assert_eq!(forest.score(x.view()), sparse_forest.score(x.view()));
+            // Both layouts walk the same real splits: the same importances, bit for bit
+            // (500 rows, not a multiple of the lanes: the dense forest reads its paths off
+            // its leaf table).
+            let all = forest.contributions(x.view());
+            assert_eq!(all, sparse_forest.contributions(x.view()), "{d}");
+            // Fewer rows than a tree has leaves walk without the table: the same again.
+            let few = x.slice(ndarray::s![..100, ..]);
+            assert_eq!(
+                forest.contributions(few),
+                all.slice(ndarray::s![..100, ..]).to_owned()
+            );
+        }
     }
 
     #[test]
@@ -1144,7 +1193,7 @@ mod tests {
     #[test]
     fn deduplicated_scoring_gives_bit_identical_scores() {
         // 40k rows drawn from 500 distinct ones: the dedup path is taken.
-        let distinct = grid(500);
+        let distinct = grid(500, 3);
         let x = Array2::from_shape_fn((40_000, 3), |(i, j)| distinct[[(i * 31) % 500, j]]);
         assert!(distinct_rows(x.view()).is_some());
         let mut w = Vec::new();
