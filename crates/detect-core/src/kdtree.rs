@@ -265,6 +265,7 @@ impl NeighborIndex {
         let q_norms: Vec<f64> = q.rows().into_iter().map(|r| r.dot(&r)).collect();
         let mut heaps: Vec<Neighbors> = (0..nq).map(|_| Neighbors::new(k)).collect();
         let mut products = Array2::<f64>::zeros((nq, POINT_BLOCK));
+        let mut reduced = vec![0.0; POINT_BLOCK];
         for start in (0..self.len()).step_by(POINT_BLOCK) {
             let end = (start + POINT_BLOCK).min(self.len());
             let p = ArrayView2::from_shape((end - start, dim), self.points(start, end))
@@ -274,10 +275,19 @@ impl NeighborIndex {
             general_mat_mul(1.0, &q, &p.t(), 0.0, &mut g);
             for (i, (heap, g_row)) in heaps.iter_mut().zip(g.rows()).enumerate() {
                 let skip = first_pos.map_or(usize::MAX, |f| f + i);
-                for (j, (&dot, &pn)) in g_row.iter().zip(&p_norms).enumerate() {
-                    let rd = (q_norms[i] + pn - 2.0 * dot).max(0.0);
-                    if rd < heap.bound() && start + j != skip {
+                // The block's distances first (a loop the compiler vectorizes), then the
+                // few below the bound pushed.
+                let reduced = &mut reduced[..end - start];
+                let g_row = g_row.as_slice().expect("the products' rows are contiguous");
+                for ((r, &dot), &pn) in reduced.iter_mut().zip(g_row).zip(&p_norms) {
+                    let rd = q_norms[i] + pn - 2.0 * dot;
+                    *r = if rd > 0.0 { rd } else { 0.0 };
+                }
+                let mut bound = heap.bound();
+                for (j, &rd) in reduced.iter().enumerate() {
+                    if rd < bound && start + j != skip {
                         heap.push(rd, (start + j) as u32);
+                        bound = heap.bound();
                     }
                 }
             }
@@ -561,6 +571,32 @@ impl NeighborIndex {
         }
     }
 
+    /// [`Self::scan`] of a leaf of more than [`LEAF_SIZE`] rows, which only rows without
+    /// any spread make (see `build_node`): every row is at the same distance, measured
+    /// once, and the rows are taken in order while that distance is below the bound —
+    /// the pushes the full scan makes, without measuring each of many duplicates.
+    fn scan_identical<M: Reduced, const D: usize>(
+        &self,
+        m: M,
+        query: &[f64],
+        start: usize,
+        end: usize,
+        skip: u32,
+        heap: &mut Neighbors,
+    ) {
+        let dim = if D == 0 { self.dim } else { D };
+        let rd = m.rdist(&query[..dim], self.point(start));
+        for pos in start as u32..end as u32 {
+            if pos == skip {
+                continue;
+            }
+            if rd >= heap.bound() {
+                return;
+            }
+            heap.push(rd, pos);
+        }
+    }
+
     #[inline]
     fn min_rdist<M: Reduced, const D: usize>(&self, m: M, node: usize, query: &[f64]) -> f64 {
         let dim = if D == 0 { self.dim } else { D };
@@ -569,8 +605,11 @@ impl NeighborIndex {
         let query = &query[..dim];
         let mut acc = 0.0;
         for ((&q, &l), &h) in query.iter().zip(lo).zip(hi) {
-            let diff = (l - q).max(q - h).max(0.0);
-            acc += m.term(diff);
+            // max(l − q, q − h, 0) by comparisons: the bounds and queries are finite, so
+            // no NaN handling is needed.
+            let (below, above) = (l - q, q - h);
+            let diff = if below > above { below } else { above };
+            acc += m.term(if diff > 0.0 { diff } else { 0.0 });
         }
         acc
     }
@@ -585,7 +624,12 @@ impl NeighborIndex {
     ) {
         let nd = &self.nodes[node];
         if nd.left == 0 {
-            self.scan::<M, D>(m, query, nd.start as usize, nd.end as usize, skip, heap);
+            let (start, end) = (nd.start as usize, nd.end as usize);
+            if end - start > LEAF_SIZE {
+                self.scan_identical::<M, D>(m, query, start, end, skip, heap);
+            } else {
+                self.scan::<M, D>(m, query, start, end, skip, heap);
+            }
             return;
         }
         let (l, r) = (nd.left as usize, nd.right as usize);
@@ -691,6 +735,46 @@ mod tests {
             let expect = brute(&data, dim, &q, k, Some(index.original(p)));
             assert_eq!(dist, expect);
             assert!(pos.iter().all(|&x| x as usize != p));
+        }
+    }
+
+    #[test]
+    fn many_identical_rows_are_searched_as_one_leaf_with_the_same_answers() {
+        // 300 copies of one row (a leaf of 300: no spread to split), 40 copies of
+        // another, and 200 spread rows.
+        let dim = 2;
+        let mut data: Vec<f64> = Vec::new();
+        for i in 0..540 {
+            let row = match i % 9 {
+                0..=4 => [1.5, -2.0],
+                5 if i < 360 => [1.5, -2.0 + 1e-3],
+                _ => [
+                    ((i * 37) % 101) as f64 / 20.0,
+                    ((i * 53) % 89) as f64 / 30.0,
+                ],
+            };
+            data.extend_from_slice(&row);
+        }
+        let index = NeighborIndex::build(&data, dim, Metric::Euclidean);
+        let big = index.nodes.iter().filter(|n| n.left == 0);
+        assert!(big.clone().any(|n| (n.end - n.start) as usize > LEAF_SIZE));
+        for k in [1, 5, 30] {
+            let (dist, _) = index.training_neighbors(k);
+            for (at, d) in dist.chunks(k).enumerate() {
+                let q = index.point(at).to_vec();
+                assert_eq!(
+                    d,
+                    brute(&data, dim, &q, k, Some(index.original(at))),
+                    "{k} {at}"
+                );
+            }
+            let queries = [1.5, -2.0, 1.5001, -1.9995, 0.7, 1.2];
+            let mut heap = Neighbors::new(k);
+            let (mut d, mut p) = (vec![0.0; k], vec![0u32; k]);
+            for q in queries.chunks_exact(dim) {
+                index.knn(q, None, &mut heap, &mut d, &mut p);
+                assert_eq!(d, brute(&data, dim, q, k, None), "{k} {q:?}");
+            }
         }
     }
 
