@@ -33,10 +33,14 @@
 
 use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, GmmParams};
+
+/// Rows scored together (see [`Gmm::score`]'s block).
+const BLOCK_ROWS: usize = 64;
 
 /// A fitted one-component GMM.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,21 +96,53 @@ impl Gmm {
 
     /// Scores rows (validated, with the model's width): −log-likelihood.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        let (n, d) = x.dim();
+        let x = x.as_standard_layout();
+        let flat = x
+            .as_slice()
+            .expect("a standard-layout matrix is contiguous");
+        let mut scores = vec![0.0; n];
+        scores
+            .par_chunks_mut(BLOCK_ROWS)
+            .zip(flat.par_chunks(BLOCK_ROWS * d))
+            .with_min_len(16)
+            .for_each_init(
+                || vec![0.0; BLOCK_ROWS * (d + 1)],
+                |buffer, (out, rows)| self.score_block(rows, out, buffer),
+            );
+        scores
+    }
+
+    /// Scores of up to `BLOCK_ROWS` rows into `out`. Forward substitution L y = x − μ for
+    /// all the block's rows at once (y kept feature by feature, so each step runs across
+    /// the rows): per row, yᵢ = (xᵢ − μᵢ − Σⱼ₍ⱼ₌₀..ᵢ₎ Lᵢⱼ yⱼ) / Lᵢᵢ subtracted in order of j,
+    /// and Σᵢ yᵢ² added in order of i — a row's arithmetic exactly as one row at a time.
+    fn score_block(&self, rows: &[f64], out: &mut [f64], buffer: &mut [f64]) {
+        let b = out.len();
         let d = self.mean.len();
-        crate::rows::score_rows_with(x, d, |row, y| {
-            // Forward substitution: L y = x − μ.
-            let mut sq = 0.0;
-            for i in 0..d {
-                let l = &self.chol[i * d..i * d + i];
-                let acc = l
-                    .iter()
-                    .zip(&y[..i])
-                    .fold(row[i] - self.mean[i], |acc, (l, y)| acc - l * y);
-                y[i] = acc / self.chol[i * d + i];
-                sq += y[i] * y[i];
+        let (y, acc) = buffer.split_at_mut(BLOCK_ROWS * d);
+        let acc = &mut acc[..b];
+        out.fill(0.0);
+        for i in 0..d {
+            for (a, row) in acc.iter_mut().zip(rows.chunks_exact(d)) {
+                *a = row[i] - self.mean[i];
             }
-            0.5 * sq + self.offset
-        })
+            for j in 0..i {
+                let l = self.chol[i * d + j];
+                for (a, &yj) in acc.iter_mut().zip(&y[j * BLOCK_ROWS..j * BLOCK_ROWS + b]) {
+                    *a -= l * yj;
+                }
+            }
+            let diagonal = self.chol[i * d + i];
+            let yi = &mut y[i * BLOCK_ROWS..i * BLOCK_ROWS + b];
+            for ((v, &a), sq) in yi.iter_mut().zip(acc.iter()).zip(out.iter_mut()) {
+                *v = a / diagonal;
+                *sq += *v * *v;
+            }
+        }
+        for sq in out.iter_mut() {
+            *sq = 0.5 * *sq + self.offset;
+        }
     }
 
     /// Each row's per-feature conditional terms (rows validated, with the model's
