@@ -130,20 +130,38 @@ impl Inne {
         let psi = self.psi;
         let t = self.radius.len() / psi;
         let d = self.centres.len() / (t * psi);
-        crate::rows::score_rows(x, |row| {
+        // Each set's centres feature by feature (t × d × ψ), so a row's ψ distances to a
+        // set are summed across the centres at once, each in feature order.
+        let mut by_feature = vec![0.0; self.centres.len()];
+        for (set, out) in self
+            .centres
+            .chunks_exact(psi * d)
+            .zip(by_feature.chunks_exact_mut(psi * d))
+        {
+            for (c, centre) in set.chunks_exact(d).enumerate() {
+                for (f, &v) in centre.iter().enumerate() {
+                    out[f * psi + c] = v;
+                }
+            }
+        }
+        crate::rows::score_rows_with(x, psi, |row, dist| {
             let mut total = 0.0;
-            for s in 0..t {
-                let mut best: Option<usize> = None;
-                for c in 0..psi {
-                    let at = s * psi + c;
-                    let r = self.radius[at];
-                    let centre = &self.centres[at * d..(at + 1) * d];
-                    if squared_distance(row, centre) <= r && best.is_none_or(|b| r < self.radius[b])
-                    {
-                        best = Some(at);
+            for (s, set) in by_feature.chunks_exact(psi * d).enumerate() {
+                dist.fill(0.0);
+                for (&v, column) in row.iter().zip(set.chunks_exact(psi)) {
+                    for (acc, &c) in dist.iter_mut().zip(column) {
+                        *acc += (v - c) * (v - c);
                     }
                 }
-                total += best.map_or(1.0, |b| self.ratio[b]);
+                // The covering centre of the smallest radius (the first of equal ones).
+                let radius = &self.radius[s * psi..(s + 1) * psi];
+                let mut best: Option<usize> = None;
+                for (c, (&dc, &r)) in dist.iter().zip(radius).enumerate() {
+                    if dc <= r && best.is_none_or(|b| r < radius[b]) {
+                        best = Some(c);
+                    }
+                }
+                total += best.map_or(1.0, |b| self.ratio[s * psi + b]);
             }
             total / t as f64
         })
