@@ -94,9 +94,17 @@ impl<'a> Rows<'a> {
 /// Squared Mahalanobis distance of `row` to `location` under `precision`, summed as NumPy's
 /// `(np.dot(X - loc, P) * (X - loc)).sum(1)`: t = cᵀP, then Σ t_k c_k. `c` holds d
 /// values. Each t_k is a sum in a register, which suits the narrow rows this serves
-/// ([`mahalanobis`] takes wide ones as a matrix product).
-fn mahalanobis_row(row: &[f64], location: &[f64], precision: &[f64], c: &mut [f64]) -> f64 {
-    let d = location.len();
+/// ([`mahalanobis`] takes wide ones as a matrix product). `W` is the width when known at
+/// compile time, else 0.
+#[inline(always)]
+fn mahalanobis_row<const W: usize>(
+    row: &[f64],
+    location: &[f64],
+    precision: &[f64],
+    c: &mut [f64],
+) -> f64 {
+    let d = if W == 0 { location.len() } else { W };
+    let (row, location, c) = (&row[..d], &location[..d], &mut c[..d]);
     for ((c, v), l) in c.iter_mut().zip(row).zip(location) {
         *c = v - l;
     }
@@ -129,7 +137,7 @@ fn mahalanobis(rows: Rows<'_>, location: &[f64], precision: &[f64]) -> Vec<f64> 
             .with_min_len(MIN_ROWS_PER_TASK)
             .map_init(
                 || vec![0.0; d],
-                |c, row| mahalanobis_row(row, location, precision, c),
+                |c, row| with_const_width!(d, W, mahalanobis_row::<W>(row, location, precision, c)),
             )
             .collect();
     }
@@ -184,11 +192,27 @@ fn mean_cov(rows: Rows<'_>, at: &[usize], centered: bool) -> (Vec<f64>, Vec<f64>
         let cov = Array2::from_shape_fn((d, d), |(a, b)| cov[(a.min(b), a.max(b))]);
         return (mean, cov.into_raw_vec_and_offset().0);
     }
+    let mut cov = with_const_width!(d, W, narrow_scatter::<W>(rows, at, &mean));
+    for a in 0..d {
+        for b in a..d {
+            let v = cov[a * d + b] / m;
+            cov[a * d + b] = v;
+            cov[b * d + a] = v;
+        }
+    }
+    (mean, cov)
+}
+
+/// Σ (row − mean)(row − mean)ᵀ over the rows at `at`, row by row, the upper triangle
+/// filled. `W` is the width when known at compile time, else 0.
+fn narrow_scatter<const W: usize>(rows: Rows<'_>, at: &[usize], mean: &[f64]) -> Vec<f64> {
+    let d = if W == 0 { rows.d } else { W };
+    let mean = &mean[..d];
     let mut cov = vec![0.0; d * d];
     let mut c = vec![0.0; d];
     for &i in at {
-        for (j, v) in rows.row(i).iter().enumerate() {
-            c[j] = v - mean[j];
+        for ((c, v), m) in c.iter_mut().zip(&rows.row(i)[..d]).zip(mean) {
+            *c = v - m;
         }
         for a in 0..d {
             let ca = c[a];
@@ -198,14 +222,7 @@ fn mean_cov(rows: Rows<'_>, at: &[usize], centered: bool) -> (Vec<f64>, Vec<f64>
             }
         }
     }
-    for a in 0..d {
-        for b in a..d {
-            let v = cov[a * d + b] / m;
-            cov[a * d + b] = v;
-            cov[b * d + a] = v;
-        }
-    }
-    (mean, cov)
+    cov
 }
 
 /// NumPy's `slogdet` turned into scikit-learn's `fast_logdet`: ln det, or −∞ when the
@@ -750,7 +767,7 @@ mod tests {
         let product = mahalanobis(rows, &mean, &precision);
         let mut c = vec![0.0; d];
         for (i, got) in product.iter().enumerate() {
-            let want = mahalanobis_row(&flat[i * d..(i + 1) * d], &mean, &precision, &mut c);
+            let want = mahalanobis_row::<0>(&flat[i * d..(i + 1) * d], &mean, &precision, &mut c);
             assert!(close(*got, want), "row {i}: {got} vs {want}");
         }
     }
