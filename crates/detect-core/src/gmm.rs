@@ -33,14 +33,11 @@
 
 use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, GmmParams};
-
-/// Rows scored together (see [`Gmm::score`]'s block).
-const BLOCK_ROWS: usize = 64;
+use crate::rows::BLOCK_ROWS;
 
 /// A fitted one-component GMM.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,21 +93,7 @@ impl Gmm {
 
     /// Scores rows (validated, with the model's width): −log-likelihood.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        let (n, d) = x.dim();
-        let x = x.as_standard_layout();
-        let flat = x
-            .as_slice()
-            .expect("a standard-layout matrix is contiguous");
-        let mut scores = vec![0.0; n];
-        scores
-            .par_chunks_mut(BLOCK_ROWS)
-            .zip(flat.par_chunks(BLOCK_ROWS * d))
-            .with_min_len(16)
-            .for_each_init(
-                || vec![0.0; BLOCK_ROWS * (d + 1)],
-                |buffer, (out, rows)| self.score_block(rows, out, buffer),
-            );
-        scores
+        crate::rows::score_blocks(x, |rows, out, buffer| self.score_block(rows, out, buffer))
     }
 
     /// Scores of up to `BLOCK_ROWS` rows into `out`. Forward substitution L y = x − μ for

@@ -30,16 +30,12 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, ParamError, PcaParams};
+use crate::rows::BLOCK_ROWS;
 use crate::standardize::{Moments, Scaler};
-
-/// Rows scored together: their standardized values are laid out feature by feature, so
-/// each component's distances, square roots and divisions run across the block's rows.
-const BLOCK_ROWS: usize = 64;
 
 /// A fitted PCA model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,21 +104,7 @@ impl Pca {
     /// Scores rows (validated, with the model's width), standardizing each as it goes (no
     /// standardized copy of `x`), `BLOCK_ROWS` rows at a time.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        let (n, d) = x.dim();
-        let x = x.as_standard_layout();
-        let flat = x
-            .as_slice()
-            .expect("a standard-layout matrix is contiguous");
-        let mut scores = vec![0.0; n];
-        scores
-            .par_chunks_mut(BLOCK_ROWS)
-            .zip(flat.par_chunks(BLOCK_ROWS * d))
-            .with_min_len(16)
-            .for_each_init(
-                || vec![0.0; BLOCK_ROWS * (d + 1)],
-                |buffer, (out, rows)| self.score_block(rows, out, buffer),
-            );
-        scores
+        crate::rows::score_blocks(x, |rows, out, buffer| self.score_block(rows, out, buffer))
     }
 
     /// Scores of up to `BLOCK_ROWS` rows into `out`: per component and row, the distance

@@ -1,5 +1,6 @@
 //! Row-parallel scoring shared by the detectors that score each row on its own (HBOS,
-//! PCA, GMM, ECOD/COPOD's new rows), and the matching per-feature contributions.
+//! PCA, GMM, ECOD/COPOD's new rows), one row or one block of rows at a time, and the
+//! matching per-feature contributions.
 
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -38,6 +39,41 @@ pub(crate) fn score_rows_with(
 
 /// A row × `width` matrix whose row i is written by `fill(row i of x, out)` (`out`
 /// zeroed), rows computed in parallel as [`score_rows`] does.
+/// Rows per block of [`score_blocks`].
+pub(crate) const BLOCK_ROWS: usize = 64;
+
+/// Scores rows [`BLOCK_ROWS`] at a time, for scorers that lay a block out feature by
+/// feature so that each step runs across the block's rows (PCA, GMM): `score(rows, out,
+/// buffer)` gets up to `BLOCK_ROWS` rows (row-major) and writes their scores to `out`,
+/// with a per-thread `buffer` of `BLOCK_ROWS · (d + 1)` values.
+pub(crate) fn score_blocks(
+    x: ArrayView2<'_, f64>,
+    score: impl Fn(&[f64], &mut [f64], &mut [f64]) + Sync,
+) -> Vec<f64> {
+    let (n, d) = x.dim();
+    let mut scores = vec![0.0; n];
+    if d == 0 {
+        let mut buffer = vec![0.0; BLOCK_ROWS];
+        for out in scores.chunks_mut(BLOCK_ROWS) {
+            score(&[], out, &mut buffer);
+        }
+        return scores;
+    }
+    let x = x.as_standard_layout();
+    let flat = x
+        .as_slice()
+        .expect("a standard-layout matrix is contiguous");
+    scores
+        .par_chunks_mut(BLOCK_ROWS)
+        .zip(flat.par_chunks(BLOCK_ROWS * d))
+        .with_min_len(16)
+        .for_each_init(
+            || vec![0.0; BLOCK_ROWS * (d + 1)],
+            |buffer, (out, rows)| score(rows, out, buffer),
+        );
+    scores
+}
+
 pub(crate) fn contribution_rows(
     x: ArrayView2<'_, f64>,
     width: usize,
