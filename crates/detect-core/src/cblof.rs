@@ -30,8 +30,9 @@
 //! decides a draw or a label between near-equal distances.
 //!
 //! ## Cost
-//! k-means++: two passes over the rows per centre (every candidate's potential in one,
-//! the nearest-centre distances updated in the other). Lloyd: O(n k d) for the first
+//! k-means++: per centre, every candidate's potential (block by block, each block read
+//! once per candidate while it is in cache) and one pass updating the nearest-centre
+//! distances. Lloyd: O(n k d) for the first
 //! iteration; after it, Hamerly's bounds spare the distances of the rows that cannot have
 //! changed cluster (the labels stay exactly Lloyd's, see `Bounds`), and the distances a
 //! row does need are summed across the centres at once. Rows run in parallel, with
