@@ -117,6 +117,10 @@ mod tests {
             RandomState::new(u32::MAX).permutation(70_000)[..5],
             [14972, 66828, 49490, 22806, 60806]
         );
+        // A seed past 32 bits: as `RandomState([5, 1])` (init_by_array).
+        let mut r = RandomState::from_seed((1 << 32) | 5);
+        assert_eq!(r.random_sample(), 0.157_272_387_187_897_82);
+        assert_eq!(r.permutation(10), [3, 0, 7, 2, 4, 6, 8, 1, 9, 5]);
         for (seed, n, want) in [(0, 10, 5), (1, 1000, 417), (2, 567_498, 247_426), (3, 7, 3)] {
             assert_eq!(RandomState::new(seed).choice_uniform(n), want, "{seed} {n}");
         }
