@@ -464,7 +464,13 @@ mod tests {
                 }
             }
         });
-        for n_bins in [Bins::Count(10), Bins::Count(3), Bins::Auto] {
+        // 70,000 bins: more than a u16 term index holds, so the rows are scored anew.
+        for n_bins in [
+            Bins::Count(10),
+            Bins::Count(3),
+            Bins::Count(70_000),
+            Bins::Auto,
+        ] {
             for tol in [0.01, 0.5] {
                 let p = HbosParams {
                     n_bins,
