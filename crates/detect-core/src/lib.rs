@@ -63,9 +63,10 @@
 //! seed, data and parameters give the same scores on any machine and thread count.
 
 /// Evaluates `$body` with the constant `$w` set to `$width` when it is 1 to 12, else 0 (a
-/// width known only at run time). The forest's walks index a lane's row at `lane * W + feature`,
-/// and with a constant W that offset folds into the load's address (with eight lanes the
-/// offsets otherwise spill to the stack).
+/// width known only at run time), so loops over a row's features unroll and keep their
+/// sums in registers. The forest's walks index a lane's row at `lane * W + feature`: with
+/// a constant W that offset folds into the load's address (with eight lanes the offsets
+/// otherwise spill to the stack).
 macro_rules! with_const_width {
     ($width:expr, $w:ident, $body:expr) => {
         match $width {

@@ -184,15 +184,8 @@ fn mean_cov(rows: Rows<'_>, at: &[usize], centered: bool) -> (Vec<f64>, Vec<f64>
             *s /= m;
         }
     }
-    if d >= PRODUCT_MIN_WIDTH {
-        // Cᵀ C of the centred rows as one matrix product (what NumPy's `cov` does).
-        let c = Array2::from_shape_fn((at.len(), d), |(i, j)| rows.row(at[i])[j] - mean[j]);
-        let cov = c.t().dot(&c) / m;
-        // The product's two triangles are summed alike; keep the matrix exactly symmetric.
-        let cov = Array2::from_shape_fn((d, d), |(a, b)| cov[(a.min(b), a.max(b))]);
-        return (mean, cov.into_raw_vec_and_offset().0);
-    }
-    let mut cov = with_const_width!(d, W, narrow_scatter::<W>(rows, at, &mean));
+    let both = crate::standardize::deviations(at.len(), |k| rows.row(at[k]), &mean);
+    let mut cov = both[d..].to_vec();
     for a in 0..d {
         for b in a..d {
             let v = cov[a * d + b] / m;
@@ -201,28 +194,6 @@ fn mean_cov(rows: Rows<'_>, at: &[usize], centered: bool) -> (Vec<f64>, Vec<f64>
         }
     }
     (mean, cov)
-}
-
-/// Σ (row − mean)(row − mean)ᵀ over the rows at `at`, row by row, the upper triangle
-/// filled. `W` is the width when known at compile time, else 0.
-fn narrow_scatter<const W: usize>(rows: Rows<'_>, at: &[usize], mean: &[f64]) -> Vec<f64> {
-    let d = if W == 0 { rows.d } else { W };
-    let mean = &mean[..d];
-    let mut cov = vec![0.0; d * d];
-    let mut c = vec![0.0; d];
-    for &i in at {
-        for ((c, v), m) in c.iter_mut().zip(&rows.row(i)[..d]).zip(mean) {
-            *c = v - m;
-        }
-        for a in 0..d {
-            let ca = c[a];
-            let line = &mut cov[a * d..(a + 1) * d];
-            for b in a..d {
-                line[b] += ca * c[b];
-            }
-        }
-    }
-    cov
 }
 
 /// NumPy's `slogdet` turned into scikit-learn's `fast_logdet`: ln det, or −∞ when the

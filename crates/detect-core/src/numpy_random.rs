@@ -11,7 +11,7 @@ pub(crate) struct RandomState(Mt);
 
 impl RandomState {
     /// NumPy accepts seeds 0 to 2³² − 1 (scikit-learn's `random_state` range).
-    pub(crate) fn new(seed: u32) -> Self {
+    fn new(seed: u32) -> Self {
         Self(Mt::new(seed))
     }
 
@@ -52,7 +52,7 @@ impl RandomState {
 
     /// `random_interval(max)`: uniform on 0..=max, by rejection under the smallest mask
     /// covering `max`.
-    pub(crate) fn interval(&mut self, max: u64) -> u64 {
+    fn interval(&mut self, max: u64) -> u64 {
         if max == 0 {
             return 0;
         }

@@ -44,7 +44,7 @@ impl Moments {
         let mean: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
         let blocks: Vec<Vec<f64>> = flat
             .par_chunks(BLOCK_ROWS * d)
-            .map(|rows| deviations(rows, &mean))
+            .map(|rows| deviations(rows.len() / d, |i| &rows[i * d..(i + 1) * d], &mean))
             .collect();
         let both = add_in_order(blocks, d + d * d);
         let correction = both[..d].to_vec();
@@ -63,16 +63,22 @@ impl Moments {
     }
 }
 
-/// One block's Σ (x − mean) (d values) then Σ (x − mean)(x − mean)ᵀ (d × d, the upper
-/// triangle filled).
-fn deviations(rows: &[f64], mean: &[f64]) -> Vec<f64> {
+/// Over `count` rows, `row(i)` the i-th: Σ (r − mean) (d values) then
+/// Σ (r − mean)(r − mean)ᵀ (d × d, the upper triangle filled), the products row by row
+/// below [`PRODUCT_MIN_WIDTH`] features and as one matrix product CᵀC from it (what
+/// NumPy's `cov` does). Shared by [`Moments::of`] and MCD's supports.
+pub(crate) fn deviations<'a>(
+    count: usize,
+    row: impl Fn(usize) -> &'a [f64],
+    mean: &[f64],
+) -> Vec<f64> {
     let d = mean.len();
-    let m = rows.len() / d;
     let mut out = vec![0.0; d + d * d];
     let (correction, scatter) = out.split_at_mut(d);
     if d >= PRODUCT_MIN_WIDTH {
-        let mut c = Array2::zeros((m, d));
-        for (r, mut line) in rows.chunks_exact(d).zip(c.rows_mut()) {
+        let mut c = Array2::zeros((count, d));
+        for (i, mut line) in c.rows_mut().into_iter().enumerate() {
+            let r = row(i);
             for (((t, v), mu), s) in line.iter_mut().zip(r).zip(mean).zip(correction.iter_mut()) {
                 *t = v - mu;
                 *s += *t;
@@ -88,7 +94,7 @@ fn deviations(rows: &[f64], mean: &[f64]) -> Vec<f64> {
     with_const_width!(
         d,
         W,
-        narrow_deviations::<W>(rows, mean, correction, scatter)
+        narrow_deviations::<W>(count, &row, mean, correction, scatter)
     );
     out
 }
@@ -107,15 +113,17 @@ fn column_sums<const W: usize>(rows: &[f64], d: usize) -> Vec<f64> {
 
 /// [`deviations`] one row at a time, the upper triangle of the products; `W` as in
 /// [`column_sums`].
-fn narrow_deviations<const W: usize>(
-    rows: &[f64],
+fn narrow_deviations<'a, const W: usize>(
+    count: usize,
+    row: &impl Fn(usize) -> &'a [f64],
     mean: &[f64],
     correction: &mut [f64],
     scatter: &mut [f64],
 ) {
     let d = if W == 0 { mean.len() } else { W };
     let mut t = vec![0.0; d];
-    for r in rows.chunks_exact(d) {
+    for i in 0..count {
+        let r = &row(i)[..d];
         for (((t, v), mu), s) in t.iter_mut().zip(r).zip(mean).zip(correction.iter_mut()) {
             *t = v - mu;
             *s += *t;
