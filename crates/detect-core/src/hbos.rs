@@ -20,7 +20,8 @@
 //! ## Cost
 //! Fit: for a fixed `n_bins`, one pass for every feature's range, then one that counts
 //! each value's bin and keeps its score term's index (n · d `u16`s while fitting), so the
-//! training scores are lookups: O(n d). For `"auto"` a sort per feature first,
+//! training scores are lookups: O(n d). Values well inside a bin (most of them) get their
+//! bin from the equal widths alone, without reading an edge (see `Interior`). For `"auto"` a sort per feature first,
 //! O(d · n log n), after which each of the √n candidate histograms is read off the sorted
 //! column by binary search (O(b log n) each, not O(n)). Scoring new rows: per feature and
 //! row, the bin computed from the equal widths and checked against its edges, O(1).
@@ -125,6 +126,60 @@ fn histogram_bin(e: &[f64], v: f64, scale: f64) -> usize {
     h - usize::from(v < e[h]) + usize::from(h + 1 < b && v >= e[h + 1])
 }
 
+/// The bin of the values that lie strictly inside one bin, farther from both its edges
+/// than any rounding of the edges or of the value's position reaches: there the
+/// histogram's bin (edgeₖ ≤ v < edgeₖ₊₁) and the score's (edgeₖ < v ≤ edgeₖ₊₁) are the
+/// same k = ⌊(v − first) · scale⌋, found without reading an edge. The first edge itself
+/// (often the most common value) is in the first bin on both counts. Other values (on or
+/// beside an edge, outside the edges) are for [`histogram_bin`] and [`term_bin`].
+struct Interior {
+    first: f64,
+    /// Whether the first two edges differ (else the first edge's value belongs where
+    /// [`histogram_bin`] says).
+    first_apart: bool,
+    scale: f64,
+    /// The number of bins (below `u16::MAX`: see [`Interior::ON_EDGE`]).
+    bins: i32,
+    /// How near (in bins) an integer the position may come: the edges (`i · step +
+    /// first`), `v − first` and the product each round by an ulp or two of the largest
+    /// magnitude M at hand, together under 8 ε (M · scale + b) bins; eight times that.
+    margin: f64,
+}
+
+impl Interior {
+    fn new(edges: &[f64], scale: f64) -> Self {
+        let b = edges.len() - 1;
+        let magnitude = edges[0].abs().max(edges[b].abs());
+        Self {
+            first: edges[0],
+            first_apart: edges[0] < edges[1],
+            scale,
+            bins: i32::try_from(b).unwrap_or(i32::MAX),
+            margin: 64.0 * f64::EPSILON * (magnitude * scale + b as f64),
+        }
+    }
+
+    /// v's bin when v lies inside one (see [`Interior`]), else [`Interior::ON_EDGE`];
+    /// without branches, so a block's codes are computed in vector registers.
+    #[inline(always)]
+    fn code(&self, v: f64) -> u16 {
+        let at = (v - self.first) * self.scale;
+        // `as` saturates: below the first edge gives 0 with a negative fraction.
+        let k = at as i32;
+        let fraction = at - f64::from(k);
+        let inside =
+            (k >= 0) & (k < self.bins) & (fraction > self.margin) & (fraction < 1.0 - self.margin);
+        // Exclusive: the first edge's own position has no fraction.
+        let first = (v == self.first) & self.first_apart;
+        let code = if inside { k as u16 } else { Self::ON_EDGE };
+        if first { 0 } else { code }
+    }
+
+    /// [`Interior::code`] of a value the edges must place (no bin has this index:
+    /// `Binned` indexes only histograms of fewer than `u16::MAX` bins).
+    const ON_EDGE: u16 = u16::MAX;
+}
+
 /// The score term's index of a training value `v` in histogram bin `h` (see
 /// [`term_index`]; `edges.len() − 1` for the floor): where `h` is exactly the bin v lies in,
 /// `np.digitize(right=True)` puts v in bin h + [v > edgeₕ], read off the edges at hand
@@ -160,20 +215,45 @@ impl Binned {
         let indexed = edges.iter().all(|e| e.len() <= usize::from(u16::MAX));
         let mut terms = vec![0u16; if indexed { n * d } else { 0 }];
         let scales: Vec<f64> = edges.iter().map(|e| scale(e)).collect();
+        let interiors: Vec<Interior> = edges
+            .iter()
+            .zip(&scales)
+            .map(|(e, &s)| Interior::new(e, s))
+            .collect();
         // Feature by feature within a block, so each feature's edges stay at hand.
         let bin = |rows: &[f64], out: &mut [u16]| {
             let mut counts: Vec<Vec<u64>> = edges.iter().map(|e| vec![0; e.len() - 1]).collect();
+            let (mut column, mut codes) = (Vec::with_capacity(BLOCK_ROWS), Vec::new());
             for (j, (e, counts)) in edges.iter().zip(&mut counts).enumerate() {
-                let column = rows[j..].iter().step_by(d);
                 if indexed {
+                    // The bins found from the widths alone first, then the rest from the
+                    // edges, each counted in one of four interleaved tallies, so runs of
+                    // one bin do not wait on the previous increment of the same counter.
+                    column.clear();
+                    column.extend(rows[j..].iter().step_by(d));
+                    codes.resize(column.len(), 0);
+                    for (c, &v) in codes.iter_mut().zip(&column) {
+                        *c = interiors[j].code(v);
+                    }
+                    let mut tallies = vec![[0u32; 4]; counts.len()];
                     let out = out[j..].iter_mut().step_by(d);
-                    for (&v, o) in column.zip(out) {
-                        let h = histogram_bin(e, v, scales[j]);
-                        counts[h] += 1;
-                        *o = term_bin(e, h, v, scales[j], tol);
+                    for (i, ((&code, r), o)) in
+                        codes.iter().zip(rows.chunks_exact(d)).zip(out).enumerate()
+                    {
+                        let (h, term) = if code == Interior::ON_EDGE {
+                            let h = histogram_bin(e, r[j], scales[j]);
+                            (h, term_bin(e, h, r[j], scales[j], tol))
+                        } else {
+                            (usize::from(code), code)
+                        };
+                        tallies[h][i & 3] += 1;
+                        *o = term;
+                    }
+                    for (c, t) in counts.iter_mut().zip(tallies) {
+                        *c = t.iter().map(|&t| u64::from(t)).sum();
                     }
                 } else {
-                    for &v in column {
+                    for &v in rows[j..].iter().step_by(d) {
                         counts[histogram_bin(e, v, scales[j])] += 1;
                     }
                 }
@@ -438,24 +518,29 @@ mod tests {
             .map(|i| (((i * 7919) % 1009) as f64 / 10.0).powf(1.3) - 20.0)
             .chain([0.1, 0.2, 0.3, 0.7, 1.0 / 3.0])
             .collect();
-        let mut sorted = column.clone();
-        sorted.sort_by(f64::total_cmp);
-        for bins in [1, 2, 3, 7, 10, 64, 333] {
-            let (edges, counts) = histogram(&sorted, bins);
-            let binned = Binned::of(&column, std::slice::from_ref(&edges), 0.5);
-            let counts: Vec<u64> = counts.into_iter().map(|c| c as u64).collect();
-            assert_eq!(binned.counts, vec![counts], "{bins}");
+        // Steps of ~670 ulps: bins a few hundred ulps wide, where the margin matters.
+        let narrow: Vec<f64> = (0..1000).map(|i| 1e8 + (i % 97) as f64 * 1e-5).collect();
+        for column in [column, narrow] {
+            let mut sorted = column.clone();
+            sorted.sort_by(f64::total_cmp);
+            for bins in [1, 2, 3, 7, 10, 64, 333] {
+                let (edges, counts) = histogram(&sorted, bins);
+                let binned = Binned::of(&column, std::slice::from_ref(&edges), 0.5);
+                let counts: Vec<u64> = counts.into_iter().map(|c| c as u64).collect();
+                assert_eq!(binned.counts, vec![counts], "{bins}");
+            }
         }
     }
 
     #[test]
     fn binned_training_scores_equal_scoring_the_rows_anew() {
         // Integers on the edges of 10 bins over [0, 10], a constant column, a column of
-        // rounding-prone thirds and one with a far outlier.
-        let x = Array2::from_shape_fn((2000, 4), |(i, j)| match j {
+        // rounding-prone thirds, one of steps of a few ulps and one with a far outlier.
+        let x = Array2::from_shape_fn((2000, 5), |(i, j)| match j {
             0 => (i % 11) as f64,
             1 => 7.25,
             2 => (i % 301) as f64 / 3.0,
+            3 => 1e8 + (i % 97) as f64 * 1e-5,
             _ => {
                 if i == 5 {
                     1e6
@@ -513,6 +598,55 @@ mod tests {
                 for v in values.iter().copied().chain(around) {
                     let want = edges.partition_point(|&e| e < v);
                     assert_eq!(digitize(&h.edges, v, h.scale()), want, "{v} in {edges:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interior_bins_lie_strictly_between_their_edges() {
+        let values: Vec<f64> = (0..4000)
+            .map(|i| (((i * 7919) % 4001) as f64 / 97.0).powf(1.7) - 30.0)
+            .collect();
+        // Ranges far narrower than their magnitude, where a fraction of a bin is a few ulps.
+        let narrow = |at: f64, width: f64| -> Vec<f64> {
+            (0..4000)
+                .map(|i| at + width * f64::from(i) / 3999.0)
+                .collect()
+        };
+        let cases = [
+            ((-3.0, 7.0), values.clone()),
+            ((0.1, 0.7), values.iter().map(|v| v / 100.0).collect()),
+            ((1e8, 1e8 + 1e-3), narrow(1e8, 1e-3)),
+            ((-1e15, -1e15 + 8e3), narrow(-1e15, 8e3)),
+            ((1e8, 1e8 + 1e-6), narrow(1e8, 1e-6)),
+        ];
+        for ((min, max), values) in &cases {
+            for bins in [1, 2, 3, 10, 17, 100, 5000] {
+                let e = edges(*min, *max, bins);
+                let interior = Interior::new(&e, scale(&e));
+                let around = e.iter().flat_map(|&x| [x.next_down(), x, x.next_up()]);
+                let mut inside = 0;
+                for v in values.iter().copied().chain(around) {
+                    let code = interior.code(v);
+                    if code != Interior::ON_EDGE {
+                        let k = usize::from(code);
+                        inside += 1;
+                        let first = v == e[0] && k == 0;
+                        assert!(first || e[k] < v && v < e[k + 1], "{v} in bin {k} of {e:?}");
+                        // Both bins agree with the edge-reading path.
+                        let h = histogram_bin(&e, v, scale(&e));
+                        assert_eq!((h, term_bin(&e, h, v, scale(&e), 0.1)), (k, code));
+                    }
+                }
+                // The shortcut takes most values in range where bins are far wider than
+                // an ulp.
+                let in_range = values.iter().filter(|&&v| *min <= v && v <= *max).count();
+                if *min == -3.0 && bins <= 100 {
+                    assert!(
+                        inside * 10 > in_range * 9,
+                        "{inside} of {in_range}, {bins} bins"
+                    );
                 }
             }
         }
