@@ -133,14 +133,44 @@ struct DenseNode {
 struct LeafPaths {
     features: Vec<u32>,
     heights: Vec<u8>,
-    /// For narrow rows (at most [`COUNTED_MAX_WIDTH`] features): per leaf, how many of its
-    /// path's splits are on each feature, so a row adds one short vector per tree instead
-    /// of one count per split. Empty for wider rows.
-    per_feature: Vec<u8>,
+    /// For narrow rows (at most [`COUNTED_MAX_WIDTH`] features, see [`Packed`]): per
+    /// leaf, how many of its path's splits are on each feature, packed four features to
+    /// a word, so a row adds a few words per tree instead of one count per split. Empty
+    /// otherwise.
+    packed: Vec<u64>,
 }
 
-/// The widest rows whose explanations add [`LeafPaths::per_feature`] vectors.
+/// The widest rows whose explanations add [`LeafPaths::packed`] counts.
 const COUNTED_MAX_WIDTH: usize = 16;
+
+/// Split counts packed 16 bits per feature, four features per `u64`: adding two packed
+/// vectors adds every feature's count at once, as long as no sum passes `u16::MAX` —
+/// which holds when the trees times the longest path stay below it (a row's count for a
+/// feature is at most one per split of each of its paths).
+struct Packed;
+
+impl Packed {
+    const PER_WORD: usize = 4;
+
+    fn words(d: usize) -> usize {
+        d.div_ceil(Self::PER_WORD)
+    }
+
+    /// Whether rows of `d` features walking `n_trees` trees of paths up to `depth` long
+    /// have their counts packed.
+    fn fits(d: usize, n_trees: usize, depth: usize) -> bool {
+        d <= COUNTED_MAX_WIDTH && n_trees.saturating_mul(depth) <= usize::from(u16::MAX)
+    }
+
+    fn one(feature: usize) -> u64 {
+        1 << (16 * (feature % Self::PER_WORD))
+    }
+
+    fn get(words: &[u64], feature: usize) -> u32 {
+        let word = words[feature / Self::PER_WORD];
+        ((word >> (16 * (feature % Self::PER_WORD))) & 0xFFFF) as u32
+    }
+}
 
 /// A tree in the pointer layout; node 0 is the root.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,10 +424,13 @@ impl IsolationForest {
         let explain_block = |start: usize, importance: &mut [f64]| {
             let rows = importance.len() / d;
             let block = &flat[start * d..(start + rows) * d];
-            let mut counts = vec![0u32; rows * lengths * d];
+            // Counts by path length, then row: most paths have the full length, so the
+            // rows' counts for it lie together (and stay in cache) while a tree is walked.
+            let mut counts = vec![0u32; lengths * rows * d];
+            let mut packed = Vec::new();
             let visit = |counts: &mut [u32], row: usize, path: &[u32]| {
                 let h = path.len().min(max_depth);
-                let c = &mut counts[(row * lengths + h) * d..(row * lengths + h + 1) * d];
+                let c = &mut counts[(h * rows + row) * d..(h * rows + row + 1) * d];
                 for &f in path {
                     c[f as usize] += 1;
                 }
@@ -406,21 +439,24 @@ impl IsolationForest {
                 Trees::Dense(forest) => match &table {
                     Some(table) => {
                         let depth = forest.depth as usize;
-                        let counted = !table.per_feature.is_empty();
-                        forest.leaves_by_row(block, d, &mut |row, at| {
-                            let height = usize::from(table.heights[at]);
-                            if counted {
-                                let h = height.min(max_depth);
-                                let start = (row * lengths + h) * d;
-                                let leaf = &table.per_feature[at * d..(at + 1) * d];
-                                for (c, &k) in counts[start..start + d].iter_mut().zip(leaf) {
-                                    *c += u32::from(k);
+                        if !table.packed.is_empty() {
+                            let words = Packed::words(d);
+                            packed = vec![0u64; lengths * rows * words];
+                            forest.leaves_by_row(block, d, &mut |row, at| {
+                                let h = usize::from(table.heights[at]).min(max_depth);
+                                let start = (h * rows + row) * words;
+                                let leaf = &table.packed[at * words..(at + 1) * words];
+                                for (c, &k) in packed[start..start + words].iter_mut().zip(leaf) {
+                                    *c += k;
                                 }
-                            } else {
+                            });
+                        } else {
+                            forest.leaves_by_row(block, d, &mut |row, at| {
+                                let height = usize::from(table.heights[at]);
                                 let path = &table.features[at * depth..at * depth + height];
                                 visit(&mut counts, row, path);
-                            }
-                        });
+                            });
+                        }
                     }
                     None => forest.paths(block, d, &mut |row, path| visit(&mut counts, row, path)),
                 },
@@ -434,16 +470,22 @@ impl IsolationForest {
                     }
                 }
             }
+            if !packed.is_empty() {
+                let words = Packed::words(d);
+                for (c, p) in counts.chunks_exact_mut(d).zip(packed.chunks_exact(words)) {
+                    for (f, c) in c.iter_mut().enumerate() {
+                        *c = Packed::get(p, f);
+                    }
+                }
+            }
             // Per feature, credit Σₕ wₕ · countₕ (in order of h) over its visits; the
             // features side by side, so the sums run across them.
             let (mut credit, mut visits) = (vec![0.0; d], vec![0u32; d]);
-            for (out, counts) in importance
-                .chunks_exact_mut(d)
-                .zip(counts.chunks_exact(lengths * d))
-            {
+            for (row, out) in importance.chunks_exact_mut(d).enumerate() {
                 credit.fill(0.0);
                 visits.fill(0);
-                for (w, counts) in weights.iter().zip(counts.chunks_exact(d)) {
+                for (h, w) in weights.iter().enumerate() {
+                    let counts = &counts[(h * rows + row) * d..(h * rows + row + 1) * d];
                     for ((cr, v), &c) in credit.iter_mut().zip(visits.iter_mut()).zip(counts) {
                         *cr += w * f64::from(c);
                         *v += c;
@@ -1014,22 +1056,23 @@ impl DenseForest {
             *height = u8::try_from(h).expect("a dense tree's depth fits in u8");
         }
         let d = self.n_features;
-        let mut per_feature = Vec::new();
-        if d <= COUNTED_MAX_WIDTH {
-            per_feature = vec![0u8; n_trees * n_leaves * d];
-            let leaves = per_feature
-                .chunks_exact_mut(d)
+        let mut packed = Vec::new();
+        if Packed::fits(d, n_trees, depth) {
+            let words = Packed::words(d);
+            packed = vec![0u64; n_trees * n_leaves * words];
+            let leaves = packed
+                .chunks_exact_mut(words)
                 .zip(features.chunks_exact(depth));
             for ((counts, path), &h) in leaves.zip(&heights) {
                 for &f in &path[..usize::from(h)] {
-                    counts[f as usize] += 1;
+                    counts[f as usize / Packed::PER_WORD] += Packed::one(f as usize);
                 }
             }
         }
         LeafPaths {
             features,
             heights,
-            per_feature,
+            packed,
         }
     }
 
