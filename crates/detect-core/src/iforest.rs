@@ -426,8 +426,13 @@ impl IsolationForest {
             let block = &flat[start * d..(start + rows) * d];
             // Counts by path length, then row: most paths have the full length, so the
             // rows' counts for it lie together (and stay in cache) while a tree is walked.
-            let mut counts = vec![0u32; lengths * rows * d];
-            let mut packed = Vec::new();
+            // Packed counts (see `Packed`) when the leaf table has them, else one each.
+            let packs = matches!(&table, Some(t) if !t.packed.is_empty());
+            let (mut counts, mut packed) = if packs {
+                (Vec::new(), vec![0u64; lengths * rows * Packed::words(d)])
+            } else {
+                (vec![0u32; lengths * rows * d], Vec::new())
+            };
             let visit = |counts: &mut [u32], row: usize, path: &[u32]| {
                 let h = path.len().min(max_depth);
                 let c = &mut counts[(h * rows + row) * d..(h * rows + row + 1) * d];
@@ -439,9 +444,8 @@ impl IsolationForest {
                 Trees::Dense(forest) => match &table {
                     Some(table) => {
                         let depth = forest.depth as usize;
-                        if !table.packed.is_empty() {
+                        if packs {
                             let words = Packed::words(d);
-                            packed = vec![0u64; lengths * rows * words];
                             forest.leaves_by_row(block, d, &mut |row, at| {
                                 let h = usize::from(table.heights[at]).min(max_depth);
                                 let start = (h * rows + row) * words;
@@ -470,22 +474,29 @@ impl IsolationForest {
                     }
                 }
             }
-            if !packed.is_empty() {
-                let words = Packed::words(d);
-                for (c, p) in counts.chunks_exact_mut(d).zip(packed.chunks_exact(words)) {
-                    for (f, c) in c.iter_mut().enumerate() {
-                        *c = Packed::get(p, f);
-                    }
-                }
-            }
             // Per feature, credit Σₕ wₕ · countₕ (in order of h) over its visits; the
-            // features side by side, so the sums run across them.
+            // features side by side, so the sums run across them. A path length the row
+            // has no count for adds nothing (credit stays ≥ +0), so packed rows skip it.
+            let words = Packed::words(d);
             let (mut credit, mut visits) = (vec![0.0; d], vec![0u32; d]);
+            let mut unpacked = vec![0u32; d];
             for (row, out) in importance.chunks_exact_mut(d).enumerate() {
                 credit.fill(0.0);
                 visits.fill(0);
                 for (h, w) in weights.iter().enumerate() {
-                    let counts = &counts[(h * rows + row) * d..(h * rows + row + 1) * d];
+                    let at = h * rows + row;
+                    let counts = if !packs {
+                        &counts[at * d..(at + 1) * d]
+                    } else {
+                        let p = &packed[at * words..(at + 1) * words];
+                        if p.iter().all(|&p| p == 0) {
+                            continue;
+                        }
+                        for (f, c) in unpacked.iter_mut().enumerate() {
+                            *c = Packed::get(p, f);
+                        }
+                        &unpacked
+                    };
                     for ((cr, v), &c) in credit.iter_mut().zip(visits.iter_mut()).zip(counts) {
                         *cr += w * f64::from(c);
                         *v += c;
