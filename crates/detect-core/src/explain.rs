@@ -36,7 +36,7 @@
 //! components as its score, in parallel over rows, plus a few operations per feature;
 //! then O(d k) per row to keep its k top features. The isolation forest's bookkeeping per
 //! split is the dearest: `benches/score.rs` measures its explanations at about 2× the
-//! scoring of one row and about 2.9× the (branch-free, eight-rows-at-a-time) scoring of
+//! scoring of one row and 2.1–2.3× the (branch-free, eight-rows-at-a-time) scoring of
 //! 100,000 rows on one thread.
 
 use ndarray::{ArrayView1, ArrayView2};
