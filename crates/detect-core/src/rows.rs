@@ -37,8 +37,6 @@ pub(crate) fn score_rows_with(
         .collect()
 }
 
-/// A row × `width` matrix whose row i is written by `fill(row i of x, out)` (`out`
-/// zeroed), rows computed in parallel as [`score_rows`] does.
 /// Rows per block of [`score_blocks`].
 pub(crate) const BLOCK_ROWS: usize = 64;
 
@@ -74,6 +72,8 @@ pub(crate) fn score_blocks(
     scores
 }
 
+/// A row × `width` matrix whose row i is written by `fill(row i of x, out)` (`out`
+/// zeroed), rows computed in parallel as [`score_rows`] does.
 pub(crate) fn contribution_rows(
     x: ArrayView2<'_, f64>,
     width: usize,
