@@ -39,10 +39,10 @@
 //! refinements on 1,500 rows and 10 on all rows. A chain's course from a support depends
 //! on that support alone, so the chains of one refinement record the supports they
 //! iterated from, and a chain reaching one of them ends where that one ended (on `http`
-//! most do, once they have settled) — the same estimates, fewer C-steps. O(d²) per scored row; from 8 features on,
-//! the covariances and the distances are matrix products over blocks of rows (ndarray's,
-//! with the CPU's vector instructions), below that plain sums per row. The model keeps the
-//! location and the precision (d + d² values).
+//! most do, once they have settled) — the same estimates, fewer C-steps. O(d²) per scored
+//! row; from 8 features on, the covariances and the distances are matrix products over
+//! blocks of rows (ndarray's, with the CPU's vector instructions), below that plain sums
+//! per row. The model keeps the location and the precision (d + d² values).
 
 use nalgebra::{DMatrix, SymmetricEigen};
 use ndarray::{Array2, ArrayView2};
@@ -310,21 +310,37 @@ impl Outcome {
 /// candidates a refinement starts from often meet once they have settled on one set of
 /// rows. Shared by the parallel C-steps; what it holds is the same whichever thread
 /// computed it first.
-#[derive(Default)]
 struct Chains {
-    seen: Mutex<HashMap<Vec<u32>, Outcome>>,
+    /// `None`: nothing recorded (see [`Chains::over`]).
+    seen: Option<Mutex<HashMap<Vec<u16>, Outcome>>>,
 }
 
+/// The most rows whose chains [`Chains`] records (row indices kept as `u16`): the merged
+/// set's refinement, where thousands of candidates meet. On all rows, ten chains seldom
+/// meet and each support kept would take O(n) memory.
+const SHARED_MAX_ROWS: usize = 1500;
+
 impl Chains {
-    fn key(support: &[usize]) -> Vec<u32> {
-        support
-            .iter()
-            .map(|&i| u32::try_from(i).expect("row indices fit in u32"))
-            .collect()
+    /// The record for chains over `n` rows.
+    fn over(n: usize) -> Self {
+        Self {
+            seen: (n <= SHARED_MAX_ROWS).then(Mutex::default),
+        }
     }
 
-    fn lookup(&self, key: &[u32], remaining: usize) -> Option<(Arc<Estimate>, usize)> {
-        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    /// A support's key, when chains are recorded.
+    fn key(&self, support: &[usize]) -> Option<Vec<u16>> {
+        self.seen.as_ref()?;
+        let key = support
+            .iter()
+            .map(|&i| u16::try_from(i).expect("recorded chains have at most 1,500 rows"))
+            .collect();
+        Some(key)
+    }
+
+    fn lookup(&self, key: &[u16], remaining: usize) -> Option<(Arc<Estimate>, usize)> {
+        let seen = self.seen.as_ref()?;
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
         let o = seen.get(key).filter(|o| o.holds_for(remaining))?;
         let steps = o.entered_with - o.remaining_end;
         Some((Arc::clone(&o.estimate), remaining - steps))
@@ -332,8 +348,11 @@ impl Chains {
 
     /// Records where a chain that iterated from `visited` (supports with the iterations
     /// left then) ended.
-    fn record(&self, visited: Vec<(Vec<u32>, usize)>, remaining_end: usize, end: &Arc<Estimate>) {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    fn record(&self, visited: Vec<(Vec<u16>, usize)>, remaining_end: usize, end: &Arc<Estimate>) {
+        let Some(seen) = &self.seen else {
+            return;
+        };
+        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
         for (key, entered_with) in visited {
             seen.entry(key).or_insert_with(|| Outcome {
                 estimate: Arc::clone(end),
@@ -369,12 +388,13 @@ fn c_step(rows: Rows<'_>, h: usize, start: &Start<'_>, n_iter: usize, chains: &C
     let mut remaining = n_iter;
     let mut visited = Vec::new();
     while det < previous_det && remaining > 0 && det.is_finite() {
-        let key = Chains::key(&support);
-        if let Some((end, remaining_end)) = chains.lookup(&key, remaining) {
-            chains.record(visited, remaining_end, &end);
-            return (*end).clone();
+        if let Some(key) = chains.key(&support) {
+            if let Some((end, remaining_end)) = chains.lookup(&key, remaining) {
+                chains.record(visited, remaining_end, &end);
+                return (*end).clone();
+            }
+            visited.push((key, remaining));
         }
-        visited.push((key, remaining));
         previous_det = det;
         precision = pinvh(&covariance, d);
         dist = mahalanobis(rows, &location, &precision);
@@ -426,7 +446,7 @@ fn select_candidates(
     select: usize,
     n_iter: usize,
 ) -> Vec<Estimate> {
-    let chains = Chains::default();
+    let chains = Chains::over(rows.n());
     let keep = |mut best: Vec<(usize, Estimate)>, (i, e): (usize, Estimate)| {
         best.push((i, e));
         best.sort_by(|(i, a), (j, b)| a.det.total_cmp(&b.det).then(i.cmp(j)));
@@ -806,7 +826,7 @@ mod tests {
             .collect();
         let firsts: Vec<Estimate> = supports
             .iter()
-            .map(|s| c_step(rows, h, s, 2, &Chains::default()))
+            .map(|s| c_step(rows, h, s, 2, &Chains::over(usize::MAX)))
             .collect();
         let starts: Vec<Start<'_>> = firsts
             .iter()
@@ -818,12 +838,12 @@ mod tests {
             .collect();
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for n_iter in [30, 3] {
-            let shared = Chains::default();
+            let shared = Chains::over(1500);
             let (mut alone_keys, mut shared_results) = (0, Vec::new());
             for start in &starts {
-                let alone = Chains::default();
+                let alone = Chains::over(1500);
                 let want = c_step(rows, h, start, n_iter, &alone);
-                alone_keys += alone.seen.lock().unwrap().len();
+                alone_keys += alone.seen.as_ref().unwrap().lock().unwrap().len();
                 let got = c_step(rows, h, start, n_iter, &shared);
                 assert_eq!(got.support, want.support);
                 assert_eq!(got.det.to_bits(), want.det.to_bits());
@@ -834,7 +854,7 @@ mod tests {
             }
             // Given the steps to settle, the chains did meet: the shared record holds
             // fewer supports than the chains iterated from between them.
-            let shared_keys = shared.seen.lock().unwrap().len();
+            let shared_keys = shared.seen.as_ref().unwrap().lock().unwrap().len();
             if n_iter == 30 {
                 assert!(shared_keys < alone_keys, "{shared_keys} vs {alone_keys}");
             }
