@@ -21,10 +21,11 @@
 //! Fit: for a fixed `n_bins`, one pass for every feature's range, then one that counts
 //! each value's bin and keeps its score term's index (n · d `u16`s while fitting), so the
 //! training scores are lookups: O(n d). Values well inside a bin (most of them) get their
-//! bin from the equal widths alone, without reading an edge (see `Interior`). For `"auto"` a sort per feature first,
-//! O(d · n log n), after which each of the √n candidate histograms is read off the sorted
-//! column by binary search (O(b log n) each, not O(n)). Scoring new rows: per feature and
-//! row, the bin computed from the equal widths and checked against its edges, O(1).
+//! bin from the equal widths alone, without reading an edge (see `Interior`). For
+//! `"auto"` a sort per feature first, O(d · n log n), after which each of the √n candidate
+//! histograms is read off the sorted column by binary search (O(b log n) each, not O(n)).
+//! Scoring new rows: per feature and row, the bin computed from the equal widths and
+//! checked against its edges, O(1).
 //! Memory: the model keeps the edges and densities, d · (2b + 1) values.
 
 use ndarray::{Array2, ArrayView2};

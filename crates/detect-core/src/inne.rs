@@ -314,9 +314,10 @@ impl Buffers {
     /// For `m` rows (row-major), what their squared distances to every centre are made of,
     /// as scikit-learn's `euclidean_distances(squared=True)` computes them (PyOD's INNE
     /// scores with it): ‖x‖² + ‖c‖² − 2 x·c, on the rows and centres less the model's
-    /// first centre, the dot products one matrix product for the block (vector instructions picked
-    /// at run time). A distance is that sum; scikit-learn's clamping at 0 changes no
-    /// comparison with a radius (≥ 0), so only the nearest-centre search applies it.
+    /// first centre, the dot products one matrix product for the block (vector
+    /// instructions picked at run time). A distance is that sum; scikit-learn's clamping
+    /// at 0 changes no comparison with a radius (≥ 0), so only the nearest-centre search
+    /// applies it.
     fn distances(&mut self, centres: &Shifted, rows: &[f64], m: usize) {
         let (k, d) = centres.centres.dim();
         if self.rows.dim() != (m, d) {
@@ -392,8 +393,8 @@ mod tests {
 
     #[test]
     fn blocked_scores_equal_the_definition_far_from_the_origin() {
-        // A timestamp-like column: without centring, ‖x‖² − 2 x·c + ‖c‖² would lose every
-        // digit of these distances.
+        // A timestamp-like column: taken from the origin, ‖x‖² − 2 x·c + ‖c‖² would lose
+        // every digit of these distances.
         let row = |i: usize| {
             [
                 1.7e9 + ((i * 37) % 101) as f64 / 7.0,
