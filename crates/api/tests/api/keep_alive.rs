@@ -153,6 +153,7 @@ async fn a_keep_alive_client_over_its_rate_limit_gets_every_response() {
         .unwrap();
     let url = format!("{}/api/v1/detect", app.address);
     let (mut codes, mut errors) = (std::collections::BTreeMap::new(), Vec::new());
+    let started = std::time::Instant::now();
     for _round in 0..20 {
         let replies: Vec<_> = futures::stream::iter(0..80)
             .map(|_| client.post(&url).bearer_auth(&key).json(&body).send())
@@ -170,6 +171,13 @@ async fn a_keep_alive_client_over_its_rate_limit_gets_every_response() {
         errors.is_empty(),
         "transport errors: {errors:?} (answers: {codes:?})"
     );
-    assert_eq!(codes.get(&200), Some(&5), "{codes:?}");
-    assert_eq!(codes.get(&429), Some(&1595), "{codes:?}");
+    // The burst of 5, plus one more request for every 12 s (60 s / 5) the rounds took on
+    // a slow machine; every other request refused.
+    let refills = (started.elapsed().as_secs_f64() / 12.0).floor() as u32;
+    let allowed = codes.get(&200).copied().unwrap_or(0);
+    assert!(
+        (5..=5 + refills).contains(&allowed),
+        "{codes:?} after {refills} refills"
+    );
+    assert_eq!(codes.get(&429), Some(&(1600 - allowed)), "{codes:?}");
 }
