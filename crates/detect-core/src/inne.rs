@@ -23,22 +23,22 @@
 //! ROC-AUC over seeds is compared (`bench-tools accuracy`).
 //!
 //! ## Cost
-//! O(t ψ² d) to fit, O(t ψ d) per scored row (t sets): per block of 64 rows, their dot
-//! products with every centre are one matrix product (ndarray's, with the vector
-//! instructions the CPU has), then each set's centres, in increasing order of radius, are
-//! compared with the block's rows side by side, without branches. The model keeps t ψ
-//! centres.
+//! O(t ψ² d) to fit, O(t ψ d) per scored row (t sets): per block of 64 rows (as
+//! `rows::score_blocks_with` hands them out), their dot products with every centre are one
+//! matrix product (ndarray's, with the vector instructions the CPU has), then each set's
+//! centres, in increasing order of radius, are compared with the block's rows side by
+//! side, without branches. The model keeps t ψ centres.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
 use rand::seq::index;
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, InneParams, MaxSamples};
+use crate::rows::BLOCK_ROWS;
 
 /// PyOD's `MIN_FLOAT`, `np.finfo(float).eps`.
 const MIN_FLOAT: f64 = f64::EPSILON;
@@ -137,47 +137,34 @@ impl Inne {
 
     /// Scores rows (validated, with the model's width).
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        let (n, d) = x.dim();
         let (psi, t) = (self.psi, self.radius.len() / self.psi);
-        let centres = Shifted::of(self, d);
-        let x = x.as_standard_layout();
-        let flat = x
-            .as_slice()
-            .expect("a standard-layout matrix is contiguous");
-        let mut scores = vec![0.0; n];
-        scores.par_chunks_mut(BLOCK).enumerate().for_each_init(
-            Buffers::default,
-            |buffers, (b, out)| {
-                let m = out.len();
-                buffers.distances(&centres, &flat[b * BLOCK * d..(b * BLOCK + m) * d], m);
-                let Buffers {
-                    products, norms, ..
-                } = buffers;
-                let mut term = [0.0; BLOCK];
-                out.fill(0.0);
-                for s in 0..t {
-                    // Each row's term in set s: the ratio of the first centre in order of
-                    // radius that covers it, found by going through the set backwards and
-                    // letting each covering centre overwrite the term (no branches).
-                    term[..m].fill(1.0);
-                    for c in (s * psi..(s + 1) * psi).rev() {
-                        let (cn, r, q) = (centres.norms[c], centres.radius[c], centres.ratio[c]);
-                        let dots = products.row(c);
-                        let dots = dots.as_slice().expect("the products' rows are contiguous");
-                        for ((term, &xn), &p) in term.iter_mut().zip(&*norms).zip(dots) {
-                            *term = if xn + cn - 2.0 * p <= r { q } else { *term };
-                        }
-                    }
-                    for (o, &term) in out.iter_mut().zip(&term) {
-                        *o += term;
+        let centres = Shifted::of(self, x.ncols());
+        crate::rows::score_blocks_with(x, Buffers::default, |buffers, rows, out| {
+            let m = out.len();
+            buffers.distances(&centres, rows, m);
+            let mut term = [0.0; BLOCK_ROWS];
+            out.fill(0.0);
+            for s in 0..t {
+                // Each row's term in set s: the ratio of the first centre in order of radius
+                // that covers it, found by going through the set backwards and letting each
+                // covering centre overwrite the term (no branches).
+                term[..m].fill(1.0);
+                for c in (s * psi..(s + 1) * psi).rev() {
+                    let (cn, r, q) = (centres.norms[c], centres.radius[c], centres.ratio[c]);
+                    let dots = buffers.products.row(c);
+                    let dots = dots.as_slice().expect("the products' rows are contiguous");
+                    for ((term, &xn), &p) in term.iter_mut().zip(&buffers.norms).zip(dots) {
+                        *term = if expanded(xn, cn, p) <= r { q } else { *term };
                     }
                 }
-                for o in out.iter_mut() {
-                    *o /= t as f64;
+                for (o, &term) in out.iter_mut().zip(&term) {
+                    *o += term;
                 }
-            },
-        );
-        scores
+            }
+            for o in out.iter_mut() {
+                *o /= t as f64;
+            }
+        })
     }
 
     /// Each row's per-feature shares of its score (rows validated, with the model's
@@ -187,58 +174,43 @@ impl Inne {
     /// centre, or, for an uncovered row, the set's nearest centre (the hypersphere it
     /// came closest to). A row's shares are ≥ 0 and sum to its score.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        let (n, d) = x.dim();
+        let d = x.ncols();
         let (psi, t) = (self.psi, self.radius.len() / self.psi);
-        let mut out = Array2::zeros((n, d));
-        if d == 0 {
-            return out;
-        }
         let centres = Shifted::of(self, d);
-        let x = x.as_standard_layout();
-        let flat = x
-            .as_slice()
-            .expect("a standard-layout matrix is contiguous");
-        out.as_slice_mut()
-            .expect("a fresh matrix is contiguous")
-            .par_chunks_mut(BLOCK * d)
-            .enumerate()
-            .for_each_init(Buffers::default, |buffers, (b, out)| {
-                let m = out.len() / d;
-                let rows = &flat[b * BLOCK * d..(b * BLOCK + m) * d];
-                buffers.distances(&centres, rows, m);
-                let each = rows.chunks_exact(d).zip(out.chunks_exact_mut(d));
-                for (i, (row, out)) in each.enumerate() {
-                    let dist = |c: usize| {
-                        buffers.norms[i] + centres.norms[c] - 2.0 * buffers.products[[c, i]]
-                    };
-                    for s in 0..t {
-                        let set = s * psi..(s + 1) * psi;
-                        let covering = set.clone().find(|&c| dist(c) <= centres.radius[c]);
-                        let (at, term) = match covering {
-                            Some(c) => (centres.index[c], centres.ratio[c]),
-                            None => {
-                                // np.argmin over the set's own order: the first nearest.
-                                let nearest = set
-                                    .map(|c| (dist(c).max(0.0), centres.index[c]))
-                                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-                                    .expect("a set has centres");
-                                (nearest.1, 1.0)
-                            }
-                        };
-                        let centre = &self.centres[at * d..(at + 1) * d];
-                        let total = squared_distance(row, centre);
-                        let weight = term / t as f64;
-                        if total > 0.0 {
-                            for ((o, a), b) in out.iter_mut().zip(row).zip(centre) {
-                                *o += (a - b) * (a - b) / total * weight;
-                            }
-                        } else {
-                            out.iter_mut().for_each(|o| *o += weight / d as f64);
+        crate::rows::contribution_blocks(x, d, Buffers::default, |buffers, rows, out| {
+            buffers.distances(&centres, rows, out.len() / d);
+            let each = rows.chunks_exact(d).zip(out.chunks_exact_mut(d));
+            for (i, (row, out)) in each.enumerate() {
+                let dist = |c: usize| {
+                    expanded(buffers.norms[i], centres.norms[c], buffers.products[[c, i]])
+                };
+                for s in 0..t {
+                    let set = s * psi..(s + 1) * psi;
+                    let covering = set.clone().find(|&c| dist(c) <= centres.radius[c]);
+                    let (at, term) = match covering {
+                        Some(c) => (centres.index[c], centres.ratio[c]),
+                        None => {
+                            // np.argmin over the set's own order: the first nearest.
+                            let nearest = set
+                                .map(|c| (dist(c).max(0.0), centres.index[c]))
+                                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                                .expect("a set has centres");
+                            (nearest.1, 1.0)
                         }
+                    };
+                    let centre = &self.centres[at * d..(at + 1) * d];
+                    let total = squared_distance(row, centre);
+                    let weight = term / t as f64;
+                    if total > 0.0 {
+                        for ((o, a), b) in out.iter_mut().zip(row).zip(centre) {
+                            *o += (a - b) * (a - b) / total * weight;
+                        }
+                    } else {
+                        out.iter_mut().for_each(|o| *o += weight / d as f64);
                     }
                 }
-            });
-        out
+            }
+        })
     }
 
     /// Checks a deserialized model's invariants against the model's width.
@@ -257,8 +229,11 @@ impl Inne {
     }
 }
 
-/// Rows per block of scoring: a block's distances to every centre are one matrix product.
-const BLOCK: usize = 64;
+/// A squared distance from its parts: ‖x‖² + ‖c‖² − 2 x·c.
+#[inline(always)]
+fn expanded(row_norm: f64, centre_norm: f64, dot: f64) -> f64 {
+    row_norm + centre_norm - 2.0 * dot
+}
 
 /// Every centre as scoring measures it: less the model's first centre (so the expanded
 /// distances of [`Buffers::distances`] keep their precision for data far from the

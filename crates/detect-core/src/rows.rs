@@ -1,5 +1,5 @@
 //! Row-parallel scoring shared by the detectors that score each row on its own (HBOS,
-//! PCA, GMM, ECOD/COPOD's new rows), one row or one block of rows at a time, and the
+//! PCA, GMM, INNE, ECOD/COPOD's new rows), one row or one block of rows at a time, and the
 //! matching per-feature contributions.
 
 use ndarray::{Array2, ArrayView2, Axis};
@@ -48,12 +48,28 @@ pub(crate) fn score_blocks(
     x: ArrayView2<'_, f64>,
     score: impl Fn(&[f64], &mut [f64], &mut [f64]) + Sync,
 ) -> Vec<f64> {
+    let d = x.ncols();
+    score_blocks_with(
+        x,
+        || vec![0.0; BLOCK_ROWS * (d + 1)],
+        |buffer, rows, out| score(rows, out, buffer),
+    )
+}
+
+/// [`score_blocks`] with per-thread scratch of the scorer's own making: `score(scratch,
+/// rows, out)`, `scratch` from `init` (one per thread, holding whatever the previous block
+/// left).
+pub(crate) fn score_blocks_with<S>(
+    x: ArrayView2<'_, f64>,
+    init: impl Fn() -> S + Sync + Send,
+    score: impl Fn(&mut S, &[f64], &mut [f64]) + Sync,
+) -> Vec<f64> {
     let (n, d) = x.dim();
     let mut scores = vec![0.0; n];
     if d == 0 {
-        let mut buffer = vec![0.0; BLOCK_ROWS];
+        let mut scratch = init();
         for out in scores.chunks_mut(BLOCK_ROWS) {
-            score(&[], out, &mut buffer);
+            score(&mut scratch, &[], out);
         }
         return scores;
     }
@@ -65,11 +81,42 @@ pub(crate) fn score_blocks(
         .par_chunks_mut(BLOCK_ROWS)
         .zip(flat.par_chunks(BLOCK_ROWS * d))
         .with_min_len(16)
-        .for_each_init(
-            || vec![0.0; BLOCK_ROWS * (d + 1)],
-            |buffer, (out, rows)| score(rows, out, buffer),
-        );
+        .for_each_init(init, |scratch, (out, rows)| score(scratch, rows, out));
     scores
+}
+
+/// The contributions of [`contribution_rows`] (a row × `width` matrix) filled
+/// [`BLOCK_ROWS`] rows at a time, as [`score_blocks_with`] scores: `fill(scratch, rows,
+/// out)` gets up to `BLOCK_ROWS` rows (row-major) and their zeroed rows of `out`.
+pub(crate) fn contribution_blocks<S>(
+    x: ArrayView2<'_, f64>,
+    width: usize,
+    init: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, &[f64], &mut [f64]) + Sync,
+) -> Array2<f64> {
+    let (n, d) = x.dim();
+    let mut out = Array2::zeros((n, width));
+    if width == 0 {
+        return out;
+    }
+    let out_flat = out.as_slice_mut().expect("a fresh matrix is contiguous");
+    if d == 0 {
+        let mut scratch = init();
+        for out in out_flat.chunks_mut(BLOCK_ROWS * width) {
+            fill(&mut scratch, &[], out);
+        }
+        return out;
+    }
+    let x = x.as_standard_layout();
+    let flat = x
+        .as_slice()
+        .expect("a standard-layout matrix is contiguous");
+    out_flat
+        .par_chunks_mut(BLOCK_ROWS * width)
+        .zip(flat.par_chunks(BLOCK_ROWS * d))
+        .with_min_len(16)
+        .for_each_init(init, |scratch, (out, rows)| fill(scratch, rows, out));
+    out
 }
 
 /// A row × `width` matrix whose row i is written by `fill(row i of x, out)` (`out`
