@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, GmmParams};
-use crate::rows::BLOCK_ROWS;
+use crate::rows::{BLOCK_ROWS, BlockScorer};
+use crate::standardize::Moments;
 
 /// A fitted one-component GMM.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,14 +63,10 @@ impl Gmm {
     ) -> Result<(Self, Vec<f64>), DetectError> {
         let (n, d) = x.dim();
         let nk = n as f64 + 10.0 * f64::EPSILON;
-        let mean: Vec<f64> = x
-            .sum_axis(ndarray::Axis(0))
-            .iter()
-            .map(|s| s / nk)
-            .collect();
-        let mean_row = ndarray::ArrayView1::from(&mean[..]);
-        let diff = &x - &mean_row;
-        let mut cov = diff.t().dot(&diff) / nk;
+        let Moments { mean, scatter, .. } = Moments::about_sums_over(x, nk);
+        let mut cov = Array2::from_shape_vec((d, d), scatter)
+            .expect("d × d values")
+            .mapv(|s| s / nk);
         for i in 0..d {
             cov[[i, i]] += params.reg_covar;
         }
@@ -93,39 +90,7 @@ impl Gmm {
 
     /// Scores rows (validated, with the model's width): −log-likelihood.
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        crate::rows::score_blocks(x, |rows, out, buffer| self.score_block(rows, out, buffer))
-    }
-
-    /// Scores of up to `BLOCK_ROWS` rows into `out`. Forward substitution L y = x − μ for
-    /// all the block's rows at once (y kept feature by feature, so each step runs across
-    /// the rows): per row, yᵢ = (xᵢ − μᵢ − Σⱼ₍ⱼ₌₀..ᵢ₎ Lᵢⱼ yⱼ) / Lᵢᵢ subtracted in order of j,
-    /// and Σᵢ yᵢ² added in order of i — a row's arithmetic exactly as one row at a time.
-    fn score_block(&self, rows: &[f64], out: &mut [f64], buffer: &mut [f64]) {
-        let b = out.len();
-        let d = self.mean.len();
-        let (y, acc) = buffer.split_at_mut(BLOCK_ROWS * d);
-        let acc = &mut acc[..b];
-        out.fill(0.0);
-        for i in 0..d {
-            for (a, row) in acc.iter_mut().zip(rows.chunks_exact(d)) {
-                *a = row[i] - self.mean[i];
-            }
-            for j in 0..i {
-                let l = self.chol[i * d + j];
-                for (a, &yj) in acc.iter_mut().zip(&y[j * BLOCK_ROWS..j * BLOCK_ROWS + b]) {
-                    *a -= l * yj;
-                }
-            }
-            let diagonal = self.chol[i * d + i];
-            let yi = &mut y[i * BLOCK_ROWS..i * BLOCK_ROWS + b];
-            for ((v, &a), sq) in yi.iter_mut().zip(acc.iter()).zip(out.iter_mut()) {
-                *v = a / diagonal;
-                *sq += *v * *v;
-            }
-        }
-        for sq in out.iter_mut() {
-            *sq = 0.5 * *sq + self.offset;
-        }
+        crate::rows::score_blocks(x, self)
     }
 
     /// Each row's per-feature conditional terms (rows validated, with the model's
@@ -174,6 +139,45 @@ impl Gmm {
     }
 }
 
+impl BlockScorer for Gmm {
+    /// Forward substitution L y = x − μ for the block's rows (y laid out feature by
+    /// feature, overwriting x − μ in place): per row, yᵢ = ((xᵢ − μᵢ) − Σⱼ₍ⱼ₌₀..ᵢ₎ Lᵢⱼ yⱼ)
+    /// / Lᵢᵢ subtracted in order of j, and Σᵢ yᵢ² added in order of i — a row's arithmetic
+    /// exactly as one row at a time.
+    #[inline(always)]
+    fn score_block(&self, rows: &[f64], out: &mut [f64], buffer: &mut [f64]) {
+        let b = out.len();
+        let d = self.mean.len();
+        let y = &mut buffer[..BLOCK_ROWS * d];
+        for (r, row) in rows.chunks_exact(d).enumerate() {
+            for (i, (&v, &m)) in row.iter().zip(&self.mean).enumerate() {
+                y[i * BLOCK_ROWS + r] = v - m;
+            }
+        }
+        out.fill(0.0);
+        let mut acc = [0.0; BLOCK_ROWS];
+        let acc = &mut acc[..b];
+        for i in 0..d {
+            acc.copy_from_slice(&y[i * BLOCK_ROWS..i * BLOCK_ROWS + b]);
+            for j in 0..i {
+                let l = self.chol[i * d + j];
+                for (a, &yj) in acc.iter_mut().zip(&y[j * BLOCK_ROWS..j * BLOCK_ROWS + b]) {
+                    *a -= l * yj;
+                }
+            }
+            let diagonal = self.chol[i * d + i];
+            let yi = &mut y[i * BLOCK_ROWS..i * BLOCK_ROWS + b];
+            for ((v, &a), sq) in yi.iter_mut().zip(acc.iter()).zip(out.iter_mut()) {
+                *v = a / diagonal;
+                *sq += *v * *v;
+            }
+        }
+        for sq in out.iter_mut() {
+            *sq = 0.5 * *sq + self.offset;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +195,33 @@ mod tests {
         assert!((scores[0] - want).abs() < 1e-12, "{scores:?}");
         let far = model.score(array![[12.0]].view());
         assert!((far[0] - (want - 0.5 + 50.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn block_scores_are_each_rows_own() {
+        // 150 rows: two full blocks and a part block.
+        let x = Array2::from_shape_fn((150, 4), |(i, k)| {
+            ((i * 5 + k * 11) % 13) as f64 * 0.4 + (i as f64 * (k + 2) as f64).cos()
+        });
+        let p = GmmParams::default().check().unwrap();
+        let (model, scores) = Gmm::fit(&p, x.view()).unwrap();
+        let d = 4;
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let mut y = [0.0; 4];
+            let mut sq = 0.0;
+            for a in 0..d {
+                let mut v = row[a] - model.mean[a];
+                for (&l, &yb) in model.chol[a * d..a * d + a].iter().zip(&y) {
+                    v -= l * yb;
+                }
+                y[a] = v / model.chol[a * d + a];
+                sq += y[a] * y[a];
+            }
+            let want = 0.5 * sq + model.offset;
+            assert_eq!(scores[i].to_bits(), want.to_bits(), "row {i}");
+            let alone = model.score(row.insert_axis(ndarray::Axis(0)));
+            assert_eq!(alone[0].to_bits(), want.to_bits(), "row {i} alone");
+        }
     }
 
     #[test]

@@ -40,19 +40,52 @@ pub(crate) fn score_rows_with(
 /// Rows per block of [`score_blocks`].
 pub(crate) const BLOCK_ROWS: usize = 64;
 
-/// Scores rows [`BLOCK_ROWS`] at a time, for scorers that lay a block out feature by
-/// feature so that each step runs across the block's rows (PCA, GMM): `score(rows, out,
-/// buffer)` gets up to `BLOCK_ROWS` rows (row-major) and writes their scores to `out`,
-/// with a per-thread `buffer` of `BLOCK_ROWS · (d + 1)` values.
-pub(crate) fn score_blocks(
-    x: ArrayView2<'_, f64>,
-    score: impl Fn(&[f64], &mut [f64], &mut [f64]) + Sync,
-) -> Vec<f64> {
+/// A scorer that lays a block of rows out feature by feature, so that each step runs
+/// across the block's rows (PCA, GMM).
+pub(crate) trait BlockScorer: Sync {
+    /// Writes the scores of `rows` (up to [`BLOCK_ROWS`], row-major) to `out`, working in
+    /// `buffer` (`BLOCK_ROWS · d` values, holding whatever the previous block left).
+    /// Implementations are `#[inline(always)]`, so that [`score_blocks`] compiles them
+    /// for each level of vector instructions.
+    fn score_block(&self, rows: &[f64], out: &mut [f64], buffer: &mut [f64]);
+}
+
+/// One block of [`score_blocks`], run by `pulp` with the widest vector instructions the
+/// CPU has (AVX-512, AVX2 or the SSE2 every x86-64 has), chosen at run time. The results
+/// are the same bit for bit on each: wider registers do more of the same operations at
+/// once, and nothing is fused into FMA.
+struct Block<'a, T> {
+    scorer: &'a T,
+    rows: &'a [f64],
+    out: &'a mut [f64],
+    buffer: &'a mut [f64],
+}
+
+impl<T: BlockScorer> pulp::WithSimd for Block<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.scorer.score_block(self.rows, self.out, self.buffer);
+    }
+}
+
+/// Scores rows [`BLOCK_ROWS`] at a time with a [`BlockScorer`], in parallel (each block
+/// by one thread, so the result does not depend on the thread count).
+pub(crate) fn score_blocks<T: BlockScorer>(x: ArrayView2<'_, f64>, scorer: &T) -> Vec<f64> {
     let d = x.ncols();
+    let arch = pulp::Arch::new();
     score_blocks_with(
         x,
-        || vec![0.0; BLOCK_ROWS * (d + 1)],
-        |buffer, rows, out| score(rows, out, buffer),
+        || vec![0.0; BLOCK_ROWS * d],
+        |buffer, rows, out| {
+            arch.dispatch(Block {
+                scorer,
+                rows,
+                out,
+                buffer,
+            });
+        },
     )
 }
 

@@ -20,6 +20,7 @@ const PRODUCT_MIN_WIDTH: usize = 8;
 /// Column means and, about them, the sums of the deviations and of their products.
 pub(crate) struct Moments {
     pub(crate) n: usize,
+    /// The column sums over n (or the divisor given).
     pub(crate) mean: Vec<f64>,
     /// Σ (x − mean) per column: zero but for rounding, scikit-learn's correction term.
     pub(crate) correction: Vec<f64>,
@@ -30,6 +31,12 @@ pub(crate) struct Moments {
 impl Moments {
     /// Two passes over `x`: the column sums, then the deviations' sums and products.
     pub(crate) fn of(x: ArrayView2<'_, f64>) -> Self {
+        Self::about_sums_over(x, x.nrows() as f64)
+    }
+
+    /// [`Moments::of`] about the column sums over `divisor` instead of the mean
+    /// (scikit-learn's `GaussianMixture` divides by n + 10ε).
+    pub(crate) fn about_sums_over(x: ArrayView2<'_, f64>, divisor: f64) -> Self {
         let (n, d) = x.dim();
         let x = x.as_standard_layout();
         let flat = x
@@ -41,7 +48,7 @@ impl Moments {
                 .collect(),
             d,
         );
-        let mean: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
+        let mean: Vec<f64> = sums.iter().map(|s| s / divisor).collect();
         let blocks: Vec<Vec<f64>> = flat
             .par_chunks(BLOCK_ROWS * d)
             .map(|rows| deviations(rows.len() / d, |i| &rows[i * d..(i + 1) * d], &mean))
