@@ -127,23 +127,32 @@ pub fn top_features(
     top_k: usize,
 ) -> Vec<Vec<FeatureContribution>> {
     let rank = |row: ArrayView1<'_, f64>| {
+        let copied;
+        let row = match row.as_slice() {
+            Some(row) => row,
+            None => {
+                copied = row.to_vec();
+                &copied
+            }
+        };
         let shares = Shares::of(row.iter().copied());
         // The k largest so far, largest first: a feature goes after every one whose share
         // is at least its own, so equal shares keep the lower index first.
         let mut top: Vec<FeatureContribution> = Vec::with_capacity(top_k + 1);
         for (feature, &c) in row.iter().enumerate() {
             let contribution = shares.of_one(c);
-            let at = top.partition_point(|t| t.contribution.total_cmp(&contribution).is_ge());
-            if at < top_k {
-                top.insert(
-                    at,
-                    FeatureContribution {
-                        feature,
-                        contribution,
-                    },
-                );
-                top.truncate(top_k);
+            if top.len() == top_k && top[top_k - 1].contribution.total_cmp(&contribution).is_ge() {
+                continue;
             }
+            let at = top.partition_point(|t| t.contribution.total_cmp(&contribution).is_ge());
+            top.insert(
+                at,
+                FeatureContribution {
+                    feature,
+                    contribution,
+                },
+            );
+            top.truncate(top_k);
         }
         top
     };

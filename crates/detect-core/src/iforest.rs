@@ -166,6 +166,24 @@ impl Packed {
         1 << (16 * (feature % Self::PER_WORD))
     }
 
+    /// Adds the packed counts `leaf` to `counts` (as many words, at most four: a width
+    /// of [`COUNTED_MAX_WIDTH`]), the word count fixed at compile time so the adds unroll.
+    #[inline(always)]
+    fn add(counts: &mut [u64], leaf: &[u64]) {
+        fn add_words<const W: usize>(counts: &mut [u64], leaf: &[u64]) {
+            for (c, &k) in counts[..W].iter_mut().zip(&leaf[..W]) {
+                *c += k;
+            }
+        }
+        match counts.len() {
+            0 => {}
+            1 => add_words::<1>(counts, leaf),
+            2 => add_words::<2>(counts, leaf),
+            3 => add_words::<3>(counts, leaf),
+            _ => add_words::<4>(counts, leaf),
+        }
+    }
+
     fn get(words: &[u64], feature: usize) -> u32 {
         let word = words[feature / Self::PER_WORD];
         ((word >> (16 * (feature % Self::PER_WORD))) & 0xFFFF) as u32
@@ -450,9 +468,7 @@ impl IsolationForest {
                                 let h = usize::from(table.heights[at]).min(max_depth);
                                 let start = (h * rows + row) * words;
                                 let leaf = &table.packed[at * words..(at + 1) * words];
-                                for (c, &k) in packed[start..start + words].iter_mut().zip(leaf) {
-                                    *c += k;
-                                }
+                                Packed::add(&mut packed[start..start + words], leaf);
                             });
                         } else {
                             forest.leaves_by_row(block, d, &mut |row, at| {
