@@ -149,6 +149,14 @@ struct LeafPaths {
     packed: Vec<u64>,
 }
 
+/// How an explanation finds each row's splits: a dense forest's rows walk to their
+/// leaves and read the leaf table; a sparse forest's record their paths as they walk.
+#[derive(Clone, Copy)]
+enum Walk<'a> {
+    Table(&'a DenseForest, &'a LeafPaths),
+    Paths(&'a [SparseTree]),
+}
+
 /// The widest rows whose explanations add [`LeafPaths::packed`] counts.
 const COUNTED_MAX_WIDTH: usize = 16;
 
@@ -444,9 +452,9 @@ impl IsolationForest {
         let mut importance = vec![0.0; n * d];
         // The leaves' paths as a table, made once per model: a row's explanation then
         // walks each tree to its leaf, as scoring does, and adds the leaf's counts.
-        let table = match &self.trees {
-            Trees::Dense(forest) => Some(forest.leaf_table()),
-            Trees::Sparse(_) => None,
+        let walk = match &self.trees {
+            Trees::Dense(forest) => Walk::Table(forest, forest.leaf_table()),
+            Trees::Sparse(trees) => Walk::Paths(trees),
         };
         let explain_block = |start: usize, importance: &mut [f64]| {
             let rows = importance.len() / d;
@@ -454,7 +462,7 @@ impl IsolationForest {
             // Counts by path length, then row: most paths have the full length, so the
             // rows' counts for it lie together (and stay in cache) while a tree is walked.
             // Packed counts (see `Packed`) when the leaf table has them, else one each.
-            let packs = matches!(&table, Some(t) if !t.packed.is_empty());
+            let packs = matches!(walk, Walk::Table(_, t) if !t.packed.is_empty());
             let (mut counts, mut packed) = if packs {
                 (Vec::new(), vec![0u64; lengths * rows * Packed::words(d)])
             } else {
@@ -467,29 +475,26 @@ impl IsolationForest {
                     c[f as usize] += 1;
                 }
             };
-            match &self.trees {
-                Trees::Dense(forest) => match &table {
-                    Some(table) => {
-                        let depth = forest.depth as usize;
-                        if packs {
-                            let words = Packed::words(d);
-                            forest.leaves_by_row(block, d, &mut |row, at| {
-                                let h = usize::from(table.heights[at]).min(max_depth);
-                                let start = (h * rows + row) * words;
-                                let leaf = &table.packed[at * words..(at + 1) * words];
-                                Packed::add(&mut packed[start..start + words], leaf);
-                            });
-                        } else {
-                            forest.leaves_by_row(block, d, &mut |row, at| {
-                                let height = usize::from(table.heights[at]);
-                                let path = &table.features[at * depth..at * depth + height];
-                                visit(&mut counts, row, path);
-                            });
-                        }
+            match walk {
+                Walk::Table(forest, table) => {
+                    let depth = forest.depth as usize;
+                    if packs {
+                        let words = Packed::words(d);
+                        forest.leaves_by_row(block, d, &mut |row, at| {
+                            let h = usize::from(table.heights[at]).min(max_depth);
+                            let start = (h * rows + row) * words;
+                            let leaf = &table.packed[at * words..(at + 1) * words];
+                            Packed::add(&mut packed[start..start + words], leaf);
+                        });
+                    } else {
+                        forest.leaves_by_row(block, d, &mut |row, at| {
+                            let height = usize::from(table.heights[at]);
+                            let path = &table.features[at * depth..at * depth + height];
+                            visit(&mut counts, row, path);
+                        });
                     }
-                    None => unreachable!("a dense forest's explanations use its leaf table"),
-                },
-                Trees::Sparse(trees) => {
+                }
+                Walk::Paths(trees) => {
                     let mut path = Vec::new();
                     for tree in trees {
                         for (r, row) in block.chunks_exact(d).enumerate() {
