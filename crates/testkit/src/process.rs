@@ -74,11 +74,21 @@ impl Proc {
         );
     }
 
-    /// SIGKILL: the process gets no chance to clean up.
+    /// SIGKILL, to the process and to every process it started (a SIGKILLed nginx
+    /// master cannot stop its workers, which would outlive the test): nothing gets a
+    /// chance to clean up.
     pub fn kill_hard(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let family = descendants(c.id());
             let _ = c.kill();
             let _ = c.wait();
+            if !family.is_empty() {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .args(family.iter().map(u32::to_string))
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 
@@ -98,8 +108,8 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!("{} did not stop within {grace:?}: killing it", self.name);
-        let _ = c.kill();
-        let _ = c.wait();
+        self.child = Some(c);
+        self.kill_hard();
         None
     }
 
@@ -129,6 +139,26 @@ impl Proc {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
+}
+
+/// The processes `pid` started and theirs, from `/proc` (empty where it lists none).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
 }
 
 impl Drop for Proc {
@@ -244,6 +274,43 @@ mod tests {
             root.path().join("15/bin/pynomaly-test-tool"),
             "the highest"
         );
+    }
+
+    #[test]
+    fn a_hard_kill_takes_the_processes_it_started_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        // A shell that starts a sleeper, writes its pid and waits (as nginx's master
+        // waits on its workers).
+        let mut shell = Proc::spawn(
+            "sh",
+            Command::new("sh").arg("-c").arg(format!(
+                "sleep 300 & echo $! > {}; wait",
+                pid_file.display()
+            )),
+            &dir.path().join("sh.log"),
+        );
+        let child = wait("the sleeper's pid", Duration::from_secs(10)).until_blocking(|| {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .ok_or_else(|| "not yet".to_string())
+        });
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, r)| !r.starts_with('Z'))
+            })
+        };
+        assert!(alive(child));
+        shell.kill_hard();
+        wait("the sleeper gone", Duration::from_secs(10)).until_blocking(|| {
+            if alive(child) {
+                Err("alive".to_string())
+            } else {
+                Ok(())
+            }
+        });
     }
 
     #[test]
