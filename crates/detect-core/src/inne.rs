@@ -139,7 +139,7 @@ impl Inne {
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let (psi, t) = (self.psi, self.radius.len() / self.psi);
         let centres = Shifted::of(self, x.ncols());
-        crate::rows::score_blocks_with(x, Buffers::default, |buffers, rows, out| {
+        crate::rows::score_blocks_with(x, true, Buffers::default, |buffers, rows, out| {
             let m = out.len();
             buffers.distances(&centres, rows, m);
             let mut term = [0.0; BLOCK_ROWS];

@@ -305,6 +305,13 @@ mod tests {
             let alone = model.score(row.insert_axis(ndarray::Axis(0)));
             assert_eq!(alone[0].to_bits(), want.to_bits(), "row {i} alone");
         }
+        // Enough rows to be scored in parallel: the same scores as on one thread.
+        let many = Array2::from_shape_fn((30_000, 5), |(i, k)| x[[i % 150, k]]);
+        assert!(many.len() > crate::rows::SEQUENTIAL_MAX_VALUES);
+        let all = model.score(many.view());
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(s.to_bits(), scores[i % 150].to_bits(), "row {i}");
+        }
     }
 
     #[test]

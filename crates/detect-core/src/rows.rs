@@ -71,12 +71,14 @@ impl<T: BlockScorer> pulp::WithSimd for Block<'_, T> {
 }
 
 /// Scores rows [`BLOCK_ROWS`] at a time with a [`BlockScorer`], in parallel (each block
-/// by one thread, so the result does not depend on the thread count).
+/// by one thread, so the result does not depend on the thread count) from
+/// [`SEQUENTIAL_MAX_VALUES`] on.
 pub(crate) fn score_blocks<T: BlockScorer>(x: ArrayView2<'_, f64>, scorer: &T) -> Vec<f64> {
     let d = x.ncols();
     let arch = pulp::Arch::new();
     score_blocks_with(
         x,
+        x.len() > SEQUENTIAL_MAX_VALUES,
         || vec![0.0; BLOCK_ROWS * d],
         |buffer, rows, out| {
             arch.dispatch(Block {
@@ -91,9 +93,10 @@ pub(crate) fn score_blocks<T: BlockScorer>(x: ArrayView2<'_, f64>, scorer: &T) -
 
 /// [`score_blocks`] with per-thread scratch of the scorer's own making: `score(scratch,
 /// rows, out)`, `scratch` from `init` (one per thread, holding whatever the previous block
-/// left).
+/// left); on the calling thread unless `parallel`.
 pub(crate) fn score_blocks_with<S>(
     x: ArrayView2<'_, f64>,
+    parallel: bool,
     init: impl Fn() -> S + Sync + Send,
     score: impl Fn(&mut S, &[f64], &mut [f64]) + Sync,
 ) -> Vec<f64> {
@@ -110,12 +113,41 @@ pub(crate) fn score_blocks_with<S>(
     let flat = x
         .as_slice()
         .expect("a standard-layout matrix is contiguous");
+    if parallel {
+        scores
+            .par_chunks_mut(BLOCK_ROWS)
+            .zip(flat.par_chunks(BLOCK_ROWS * d))
+            .with_min_len(16)
+            .for_each_init(init, |scratch, (out, rows)| score(scratch, rows, out));
+    } else {
+        let mut scratch = init();
+        for (out, rows) in scores
+            .chunks_mut(BLOCK_ROWS)
+            .zip(flat.chunks(BLOCK_ROWS * d))
+        {
+            score(&mut scratch, rows, out);
+        }
+    }
     scores
-        .par_chunks_mut(BLOCK_ROWS)
-        .zip(flat.par_chunks(BLOCK_ROWS * d))
-        .with_min_len(16)
-        .for_each_init(init, |scratch, (out, rows)| score(scratch, rows, out));
-    scores
+}
+
+/// Below this many values a pass costing a few nanoseconds per value runs on the calling
+/// thread: handing it to the thread pool and waiting for it (a wake-up, tens of
+/// microseconds) would cost more than the pass.
+pub(crate) const SEQUENTIAL_MAX_VALUES: usize = 1 << 17;
+
+/// `f` of each chunk of `size` values of `flat`, in order: on the calling thread below
+/// [`SEQUENTIAL_MAX_VALUES`] (for cheap passes only), else in parallel.
+pub(crate) fn map_chunks<T: Send>(
+    flat: &[f64],
+    size: usize,
+    f: impl Fn(&[f64]) -> T + Sync + Send,
+) -> Vec<T> {
+    if flat.len() <= SEQUENTIAL_MAX_VALUES {
+        flat.chunks(size).map(f).collect()
+    } else {
+        flat.par_chunks(size).map(f).collect()
+    }
 }
 
 /// The contributions of [`contribution_rows`] (a row × `width` matrix) filled

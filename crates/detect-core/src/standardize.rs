@@ -8,7 +8,6 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Rows per block of the moment passes: partial sums per block are added in block order,
@@ -43,16 +42,15 @@ impl Moments {
             .as_slice()
             .expect("a standard-layout matrix is contiguous");
         let sums = add_in_order(
-            flat.par_chunks(BLOCK_ROWS * d)
-                .map(|rows| with_const_width!(d, W, column_sums::<W>(rows, d)))
-                .collect(),
+            crate::rows::map_chunks(flat, BLOCK_ROWS * d, |rows| {
+                with_const_width!(d, W, column_sums::<W>(rows, d))
+            }),
             d,
         );
         let mean: Vec<f64> = sums.iter().map(|s| s / divisor).collect();
-        let blocks: Vec<Vec<f64>> = flat
-            .par_chunks(BLOCK_ROWS * d)
-            .map(|rows| deviations(rows.len() / d, |i| &rows[i * d..(i + 1) * d], &mean))
-            .collect();
+        let blocks: Vec<Vec<f64>> = crate::rows::map_chunks(flat, BLOCK_ROWS * d, |rows| {
+            deviations(rows.len() / d, |i| &rows[i * d..(i + 1) * d], &mean)
+        });
         let both = add_in_order(blocks, d + d * d);
         let correction = both[..d].to_vec();
         let mut scatter = both[d..].to_vec();
