@@ -34,10 +34,11 @@
 //!
 //! Cost: each detector's contributions walk the same trees, neighbours, histograms or
 //! components as its score, in parallel over rows, plus a few operations per feature;
-//! then O(d k) per row to keep its k top features. The isolation forest's bookkeeping per
-//! split is the dearest: `benches/score.rs` measures its explanations at about 2× the
-//! scoring of one row and 2.1–2.3× the (branch-free, eight-rows-at-a-time) scoring of
-//! 100,000 rows on one thread.
+//! then O(d k) per row to keep its k top features, each row's list its own allocation.
+//! `benches/score.rs` times the isolation forest's explanations beside its scoring, and
+//! `bench-tools`' `explain-cost` every detector's (figures in BENCHMARKS.md): for the
+//! detectors that score a row in tens of nanoseconds the per-row list costs more than the
+//! scoring.
 
 use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
