@@ -4,7 +4,7 @@
 //! `{"feature": name, "contribution": share}` (names from the model's or the data's
 //! feature names, else `x0`, `x1`, …; see `detect_core::explain` for what a share is).
 
-use detect_core::FeatureContribution;
+use detect_core::{Explanations, FeatureContribution};
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 use serde_json::{Value, json};
@@ -101,14 +101,14 @@ pub(crate) fn feature_names(names: Option<&[String]>, n: usize) -> Vec<String> {
 /// "contribution"}` with the feature's name.
 #[derive(Debug)]
 pub(crate) struct NamedExplanations<'a> {
-    pub(crate) rows: &'a [Vec<FeatureContribution>],
+    pub(crate) rows: &'a Explanations,
     pub(crate) names: &'a [String],
 }
 
 impl Serialize for NamedExplanations<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.rows.len()))?;
-        for row in self.rows {
+        for row in self.rows.rows() {
             seq.serialize_element(&NamedRow {
                 row,
                 names: self.names,
@@ -193,10 +193,7 @@ mod tests {
 
     #[test]
     fn explanations_carry_the_feature_names() {
-        let rows = vec![vec![FeatureContribution {
-            feature: 1,
-            contribution: 0.75,
-        }]];
+        let rows = detect_core::explain::top_features(ndarray::array![[0.25, 0.75]].view(), 1);
         let names = feature_names(None, 2);
         let v = serde_json::to_value(NamedExplanations {
             rows: &rows,

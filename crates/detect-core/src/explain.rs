@@ -33,16 +33,25 @@
 //! infinite ones share 1 equally and the others get 0.
 //!
 //! Cost: each detector's contributions walk the same trees, neighbours, histograms or
-//! components as its score, in parallel over rows, plus a few operations per feature;
-//! then O(d k) per row to keep its k top features, each row's list its own allocation.
+//! components as its score, plus a few operations per feature; then O(d k) per row to
+//! keep its k top features. Rows go in chunks of 256 (in parallel when there
+//! are more): a chunk's contributions are made and ranked while they are in the cache,
+//! never as a matrix of all the rows. Ranking runs eight rows at a time across vector
+//! lanes (`pulp`, the widest instructions the CPU has), with no branch on the values, and
+//! all rows' lists share one allocation ([`Explanations`]). PCA, GMM and MCD make their
+//! contributions a block of rows at a time, laid out feature by feature
+//! (`rows::BlockContributor`), and the block is ranked from that layout.
 //! `benches/score.rs` times the isolation forest's explanations beside its scoring, and
-//! `bench-tools`' `explain-cost` every detector's (figures in BENCHMARKS.md): for the
-//! detectors that score a row in tens of nanoseconds the per-row list costs more than the
-//! scoring.
+//! `bench-tools`' `explain-cost` every detector's (figures in BENCHMARKS.md).
 
-use ndarray::{ArrayView1, ArrayView2};
+use std::convert::Infallible;
+use std::ops::Range;
+
+use ndarray::{ArrayView2, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::rows::{BLOCK_ROWS, BlockContributor};
 
 /// One feature's share of a row's anomaly: `feature` is the column index (0-based),
 /// `contribution` its normalised share in [0, 1] (a row's shares over all features sum
@@ -121,57 +130,365 @@ impl Shares {
     }
 }
 
-/// Each row's `top_k` features by contribution (`top_k` at most the row width),
-/// normalised as [`normalise`] does, in decreasing order (ties: lower index first).
-pub fn top_features(
-    contributions: ArrayView2<'_, f64>,
+/// Every row's top features, in one allocation: `top_k` per row, row `i`'s at
+/// [`Explanations::row`]`(i)` (or `explanations[i]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Explanations {
+    rows: usize,
     top_k: usize,
-) -> Vec<Vec<FeatureContribution>> {
-    let rank = |row: ArrayView1<'_, f64>| {
-        let copied;
-        let row = match row.as_slice() {
-            Some(row) => row,
-            None => {
-                copied = row.to_vec();
-                &copied
-            }
-        };
-        let shares = Shares::of(row.iter().copied());
-        // The k largest so far, largest first: a feature goes after every one whose share
-        // is at least its own, so equal shares keep the lower index first.
-        let mut top: Vec<FeatureContribution> = Vec::with_capacity(top_k + 1);
-        for (feature, &c) in row.iter().enumerate() {
-            let contribution = shares.of_one(c);
-            if top.len() == top_k && top[top_k - 1].contribution.total_cmp(&contribution).is_ge() {
-                continue;
-            }
-            let at = top.partition_point(|t| t.contribution.total_cmp(&contribution).is_ge());
-            top.insert(
-                at,
-                FeatureContribution {
-                    feature,
-                    contribution,
-                },
-            );
-            top.truncate(top_k);
-        }
-        top
-    };
-    // Entering the thread pool costs more than ranking a few rows.
-    if contributions.nrows() < PARALLEL_MIN_ROWS {
-        contributions.outer_iter().map(rank).collect()
-    } else {
-        contributions
-            .outer_iter()
-            .into_par_iter()
-            .with_min_len(PARALLEL_MIN_ROWS)
-            .map(rank)
-            .collect()
+    items: Vec<FeatureContribution>,
+}
+
+impl Explanations {
+    /// The number of rows explained.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row is explained.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Features per row.
+    pub fn top_k(&self) -> usize {
+        self.top_k
+    }
+
+    /// Row `i`'s top features, most responsible first.
+    ///
+    /// # Panics
+    /// When `i` is not below [`Explanations::len`].
+    pub fn row(&self, i: usize) -> &[FeatureContribution] {
+        assert!(i < self.rows, "row {i} of {} explained", self.rows);
+        &self.items[i * self.top_k..(i + 1) * self.top_k]
+    }
+
+    /// The rows' top features, in row order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &[FeatureContribution]> + '_ {
+        (0..self.rows).map(|i| self.row(i))
     }
 }
 
-/// Rows below which ranking stays on the calling thread.
-const PARALLEL_MIN_ROWS: usize = 256;
+impl std::ops::Index<usize> for Explanations {
+    type Output = [FeatureContribution];
+
+    fn index(&self, i: usize) -> &[FeatureContribution] {
+        self.row(i)
+    }
+}
+
+/// Each row's `top_k` features by contribution (`top_k` at most the row width),
+/// normalised as [`normalise`] does, in decreasing order (ties: lower index first).
+///
+/// A row's features are ranked by their contributions (infinite ones first when it has
+/// any) and only the kept ones are normalised: the order is the shares' order, since a
+/// row's shares are its contributions over one positive total.
+pub fn top_features(contributions: ArrayView2<'_, f64>, top_k: usize) -> Explanations {
+    let (rows, d) = contributions.dim();
+    let ranked = by_chunks(rows, top_k.min(d), |range, keys, out| {
+        rank_rows(contributions.slice(s![range, ..]), keys, out);
+        Ok::<_, Infallible>(())
+    });
+    match ranked {
+        Ok(explanations) => explanations,
+        Err(never) => match never {},
+    }
+}
+
+/// Rows ranked as one piece of work: their contributions are made and ranked while they
+/// are in the cache.
+const CHUNK_ROWS: usize = 256;
+
+/// Explanations of `rows` rows, `top_k` each, made [`CHUNK_ROWS`] rows at a time (in
+/// parallel when there are more) by `rank_chunk(rows of the chunk, scratch, their
+/// places)`.
+pub(crate) fn by_chunks<E: Send>(
+    rows: usize,
+    top_k: usize,
+    rank_chunk: impl Fn(Range<usize>, &mut Vec<f64>, &mut [FeatureContribution]) -> Result<(), E> + Sync,
+) -> Result<Explanations, E> {
+    let unset = FeatureContribution {
+        feature: 0,
+        contribution: 0.0,
+    };
+    let mut items = vec![unset; rows * top_k];
+    if top_k > 0 && rows > 0 {
+        // Entering the thread pool costs more than ranking a few rows.
+        if rows <= CHUNK_ROWS {
+            rank_chunk(0..rows, &mut Vec::new(), &mut items)?;
+        } else {
+            items
+                .par_chunks_mut(CHUNK_ROWS * top_k)
+                .enumerate()
+                .try_for_each_init(Vec::new, |keys, (i, out)| {
+                    let start = i * CHUNK_ROWS;
+                    rank_chunk(start..start + out.len() / top_k, keys, out)
+                })?;
+        }
+    }
+    Ok(Explanations { rows, top_k, items })
+}
+
+/// Writes each row's top features (`out.len()` / rows of them) into `out`, working in
+/// `keys`.
+pub(crate) fn rank_rows(
+    contributions: ArrayView2<'_, f64>,
+    keys: &mut Vec<f64>,
+    out: &mut [FeatureContribution],
+) {
+    let (rows, d) = contributions.dim();
+    if rows == 0 || out.is_empty() {
+        return;
+    }
+    let top_k = out.len() / rows;
+    let contributions = contributions.as_standard_layout();
+    let flat = contributions
+        .as_slice()
+        .expect("a standard-layout matrix is contiguous");
+    if top_k <= LANES_MAX_K {
+        pulp::Arch::new().dispatch(RankRows {
+            rows: flat,
+            d,
+            out,
+            by_feature: keys,
+        });
+    } else {
+        for (row, out) in flat.chunks_exact(d).zip(out.chunks_exact_mut(top_k)) {
+            rank(row, keys, out);
+        }
+    }
+}
+
+/// Writes a row's `out.len()` top features into `out` (`keys` is scratch).
+fn rank(row: &[f64], keys: &mut Vec<f64>, out: &mut [FeatureContribution]) {
+    let k = out.len();
+    keys.resize(k, 0.0);
+    let shares = Shares::of(row.iter().copied());
+    // The k largest keys so far, largest first: a feature goes after every one whose key
+    // is at least its own, so equal keys keep the lower index first.
+    let mut filled = 0;
+    for (feature, &c) in row.iter().enumerate() {
+        let key = if shares.infinite > 0 {
+            f64::from(u8::from(c.is_infinite()))
+        } else {
+            c.max(0.0)
+        };
+        let mut at = if filled < k {
+            filled += 1;
+            filled - 1
+        } else if keys[k - 1] < key {
+            k - 1
+        } else {
+            continue;
+        };
+        while at > 0 && keys[at - 1] < key {
+            keys[at] = keys[at - 1];
+            out[at] = out[at - 1];
+            at -= 1;
+        }
+        keys[at] = key;
+        out[at] = FeatureContribution {
+            feature,
+            contribution: c,
+        };
+    }
+    for o in out {
+        o.contribution = shares.of_one(o.contribution);
+    }
+}
+
+/// Rows [`rank_block`] ranks together, one per vector lane.
+const LANES: usize = 8;
+
+/// The most features per row [`rank_block`] keeps; longer lists are ranked by [`rank`].
+const LANES_MAX_K: usize = 8;
+
+/// [`rank`] for rows of contributions, made [`BLOCK_ROWS`] at a time by [`rank_block`],
+/// run by `pulp` with the widest vector instructions the CPU has.
+struct RankRows<'a> {
+    /// Whole rows of `d` contributions.
+    rows: &'a [f64],
+    d: usize,
+    /// `top_k` (at most [`LANES_MAX_K`]) per row.
+    out: &'a mut [FeatureContribution],
+    /// Scratch.
+    by_feature: &'a mut Vec<f64>,
+}
+
+impl pulp::WithSimd for RankRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let d = self.d;
+        let k = self.out.len() / (self.rows.len() / d);
+        self.by_feature.resize(d * BLOCK_ROWS, 0.0);
+        let blocks = self.rows.chunks(BLOCK_ROWS * d);
+        for (rows, out) in blocks.zip(self.out.chunks_mut(BLOCK_ROWS * k)) {
+            crate::rows::by_feature(rows, d, self.by_feature, |_, c| c);
+            rank_block(simd, self.by_feature, d, k, out);
+        }
+    }
+}
+
+/// Explanations of a detector whose contributions come a block of rows at a time
+/// ([`BlockContributor`]): each block's contributions are ranked as they are made, laid
+/// out feature by feature, without a matrix of all the rows' contributions.
+pub(crate) fn by_blocks<T: BlockContributor>(
+    x: ArrayView2<'_, f64>,
+    top_k: usize,
+    contributor: &T,
+) -> Explanations {
+    let x = x.as_standard_layout();
+    let d = x.ncols();
+    let flat = x
+        .as_slice()
+        .expect("a standard-layout matrix is contiguous");
+    let scratch = contributor.scratch_len(d);
+    let arch = pulp::Arch::new();
+    let ranked = by_chunks(x.nrows(), top_k, |range, work, out| {
+        let rows = &flat[range.start * d..range.end * d];
+        if top_k > LANES_MAX_K {
+            let c = crate::rows::contributions_by_blocks(
+                ArrayView2::from_shape((range.len(), d), rows).expect("whole rows"),
+                contributor,
+            );
+            rank_rows(c.view(), work, out);
+        } else {
+            work.resize(scratch + d * BLOCK_ROWS, 0.0);
+            let (scratch, terms) = work.split_at_mut(scratch);
+            arch.dispatch(ExplainBlocks {
+                contributor,
+                rows,
+                d,
+                out,
+                scratch,
+                terms,
+            });
+        }
+        Ok::<_, Infallible>(())
+    });
+    match ranked {
+        Ok(explanations) => explanations,
+        Err(never) => match never {},
+    }
+}
+
+/// A chunk of [`by_blocks`]: per block of rows, the contributions, then their ranking.
+struct ExplainBlocks<'a, T> {
+    contributor: &'a T,
+    rows: &'a [f64],
+    d: usize,
+    out: &'a mut [FeatureContribution],
+    scratch: &'a mut [f64],
+    terms: &'a mut [f64],
+}
+
+impl<T: BlockContributor> pulp::WithSimd for ExplainBlocks<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let d = self.d;
+        let k = self.out.len() / (self.rows.len() / d);
+        let blocks = self.rows.chunks(BLOCK_ROWS * d);
+        for (rows, out) in blocks.zip(self.out.chunks_mut(BLOCK_ROWS * k)) {
+            self.terms.fill(0.0);
+            self.contributor
+                .contribute_block(rows, self.terms, self.scratch);
+            rank_block(simd, self.terms, d, k, out);
+        }
+    }
+}
+
+/// Ranks a block's rows (`out.len() / k` of them, up to [`BLOCK_ROWS`]) from their
+/// contributions laid out feature by feature (row i's contribution of feature f at
+/// `by_feature[f * BLOCK_ROWS + i]`), [`LANES`] rows at a time across vector lanes,
+/// without branching on the values. Each feature in turn passes down the lanes' top
+/// lists (largest first), swapping with every entry it goes ahead of (a larger key, or an
+/// equal key at a higher index). Shares as [`Shares`] gives them: the result is
+/// [`rank`]'s.
+#[inline(always)]
+fn rank_block<S: pulp::Simd>(
+    simd: S,
+    by_feature: &[f64],
+    d: usize,
+    k: usize,
+    out: &mut [FeatureContribution],
+) {
+    let zero = simd.splat_f64s(0.0);
+    let one = simd.splat_f64s(1.0);
+    let infinity = simd.splat_f64s(f64::INFINITY);
+    let even = simd.splat_f64s(1.0 / d as f64);
+    let is_infinite = |c| simd.equal_f64s(simd.abs_f64s(c), infinity);
+    // Per place in the top lists, the lanes' features and shares.
+    let mut placed_feature = [0; LANES * LANES_MAX_K];
+    let mut placed_share = [0.0; LANES * LANES_MAX_K];
+    // Lanes past the block's rows hold what an earlier block left; they are not written
+    // out.
+    for (g, out) in out.chunks_mut(LANES * k).enumerate() {
+        for v in 0..LANES / S::F64_LANES {
+            let lanes =
+                |f: usize| S::as_simd_f64s(&by_feature[f * BLOCK_ROWS + g * LANES..][..LANES]).0[v];
+            // The infinite contributions share 1 when there are any, else each has its
+            // part of the total, or all an equal part when that is 0.
+            let (mut infinite, mut total) = (zero, zero);
+            for f in 0..d {
+                let c = lanes(f);
+                infinite = simd.add_f64s(infinite, simd.select_f64s(is_infinite(c), one, zero));
+                total = simd.add_f64s(total, simd.max_f64s(c, zero));
+            }
+            let any_infinite = simd.greater_than_f64s(infinite, zero);
+            let over = simd.select_f64s(any_infinite, infinite, total);
+            let mut top_key = [simd.splat_f64s(-1.0); LANES_MAX_K];
+            let mut top_feature = [simd.splat_u64s(0); LANES_MAX_K];
+            for f in 0..d {
+                let c = lanes(f);
+                let mut key = simd.select_f64s(
+                    any_infinite,
+                    simd.select_f64s(is_infinite(c), one, zero),
+                    simd.max_f64s(c, zero),
+                );
+                let mut feature = simd.splat_u64s(f as u64);
+                for (held, held_feature) in top_key.iter_mut().zip(&mut top_feature).take(k) {
+                    let ahead = simd.or_m64s(
+                        simd.greater_than_f64s(key, *held),
+                        simd.and_m64s(
+                            simd.equal_f64s(key, *held),
+                            simd.less_than_u64s(feature, *held_feature),
+                        ),
+                    );
+                    (*held, key) = (
+                        simd.select_f64s(ahead, key, *held),
+                        simd.select_f64s(ahead, *held, key),
+                    );
+                    (*held_feature, feature) = (
+                        simd.select_u64s(ahead, feature, *held_feature),
+                        simd.select_u64s(ahead, *held_feature, feature),
+                    );
+                }
+            }
+            let shared = simd.greater_than_f64s(over, zero);
+            let places = placed_feature.chunks_exact_mut(LANES);
+            let shares = placed_share.chunks_exact_mut(LANES);
+            let tops = top_feature.iter().zip(&top_key);
+            for ((place, share), (feature, key)) in places.zip(shares).zip(tops).take(k) {
+                S::as_mut_simd_u64s(place).0[v] = *feature;
+                S::as_mut_simd_f64s(share).0[v] =
+                    simd.select_f64s(shared, simd.div_f64s(*key, over), even);
+            }
+        }
+        for (l, out) in out.chunks_exact_mut(k).enumerate() {
+            for (s, o) in out.iter_mut().enumerate() {
+                *o = FeatureContribution {
+                    feature: placed_feature[s * LANES + l] as usize,
+                    contribution: placed_share[s * LANES + l],
+                };
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -186,7 +503,7 @@ mod tests {
             [2.0, f64::INFINITY, 1.0, f64::INFINITY]
         ];
         let top = top_features(c.view(), 2);
-        let f = |r: &Vec<FeatureContribution>| {
+        let f = |r: &[FeatureContribution]| {
             r.iter()
                 .map(|c| (c.feature, c.contribution))
                 .collect::<Vec<_>>()
@@ -204,13 +521,32 @@ mod tests {
 
     #[test]
     fn the_top_features_are_the_head_of_the_fully_sorted_shares() {
-        let values = [0.0, 0.5, 0.5, 2.0, -1.0, 3.25, 0.5, 1e-300, 7.0, 2.0];
-        let rows = ndarray::Array2::from_shape_fn((200, 7), |(i, j)| {
-            values[(i * 7 + j * 3 + i / 5) % values.len()]
+        // Rows of 11: top lists ranked in vector lanes (up to LANES_MAX_K) and one row at
+        // a time (longer), rows with infinite contributions, all-zero rows, and enough
+        // rows for parallel chunks and part blocks.
+        let values = [
+            0.0,
+            0.5,
+            0.5,
+            2.0,
+            -1.0,
+            3.25,
+            0.5,
+            1e-300,
+            7.0,
+            2.0,
+            f64::INFINITY,
+        ];
+        let d = 11;
+        let rows = ndarray::Array2::from_shape_fn((700, d), |(i, j)| match i % 9 {
+            0 => 0.0,
+            1 | 2 => values[(i * d + j * 3 + i / 5) % values.len()],
+            _ => values[(i * d + j * 3 + i / 5) % (values.len() - 1)],
         });
-        for k in 1..=7 {
+        for k in 1..=d {
             let top = top_features(rows.view(), k);
-            for (row, got) in rows.outer_iter().zip(&top) {
+            assert_eq!((top.len(), top.top_k()), (700, k));
+            for (row, got) in rows.outer_iter().zip(top.rows()) {
                 let shares = normalise(&row.to_vec());
                 let mut order: Vec<usize> = (0..shares.len()).collect();
                 order.sort_by(|&a, &b| shares[b].total_cmp(&shares[a]).then(a.cmp(&b)));
@@ -221,7 +557,7 @@ mod tests {
                         contribution: shares[feature],
                     })
                     .collect();
-                assert_eq!(got, &want, "{row}, top {k}");
+                assert_eq!(got, want.as_slice(), "{row}, top {k}");
             }
         }
     }

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, GmmParams};
-use crate::rows::{BLOCK_ROWS, BlockScorer};
+use crate::rows::{BLOCK_ROWS, BlockContributor, BlockScorer};
 use crate::standardize::Moments;
 
 /// A fitted one-component GMM.
@@ -97,6 +97,11 @@ impl Gmm {
     /// width), as the module docs define them: O(d³) once for the diagonal of Σ⁻¹, then
     /// O(d²) per row, as scoring.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        crate::rows::contributions_by_blocks(x, &self.terms())
+    }
+
+    /// What the contributions are computed from.
+    pub(crate) fn terms(&self) -> Terms<'_> {
         let d = self.mean.len();
         // L⁻¹ by forward substitution on the identity, row-major; Pⱼⱼ = Σᵢ (L⁻¹)ᵢⱼ².
         let mut inv = vec![0.0; d * d];
@@ -112,20 +117,11 @@ impl Gmm {
         let precision_diagonal: Vec<f64> = (0..d)
             .map(|j| (j..d).map(|i| inv[i * d + j] * inv[i * d + j]).sum())
             .collect();
-        crate::rows::contribution_rows(x, d, |row, out| {
-            // y = L⁻¹ r, then P r = L⁻ᵀ y.
-            let y: Vec<f64> = (0..d)
-                .map(|i| {
-                    (0..=i)
-                        .map(|j| inv[i * d + j] * (row[j] - self.mean[j]))
-                        .sum()
-                })
-                .collect();
-            for (j, o) in out.iter_mut().enumerate() {
-                let pr: f64 = (j..d).map(|i| inv[i * d + j] * y[i]).sum();
-                *o = 0.5 * pr * pr / precision_diagonal[j];
-            }
-        })
+        Terms {
+            mean: &self.mean,
+            inv,
+            precision_diagonal,
+        }
     }
 
     /// Checks a deserialized model's invariants against the model's width.
@@ -136,6 +132,56 @@ impl Gmm {
             return Err("GMM parameters do not match the model's width".into());
         }
         Ok(())
+    }
+}
+
+/// What [`Gmm::contributions`] needs: the mean, L⁻¹ (row-major, lower) and the
+/// precision's diagonal.
+pub(crate) struct Terms<'a> {
+    mean: &'a [f64],
+    inv: Vec<f64>,
+    precision_diagonal: Vec<f64>,
+}
+
+impl BlockContributor for Terms<'_> {
+    fn scratch_len(&self, d: usize) -> usize {
+        BLOCK_ROWS * (2 * d + 1)
+    }
+
+    /// y = L⁻¹ r with yᵢ = Σⱼ₍ⱼ≤ᵢ₎ (L⁻¹)ᵢⱼ rⱼ added in order of j, then (P r)ⱼ =
+    /// Σᵢ₍ᵢ≥ⱼ₎ (L⁻¹)ᵢⱼ yᵢ in order of i, and ½ (P r)ⱼ² / Pⱼⱼ — each row's arithmetic as
+    /// one row at a time.
+    #[inline(always)]
+    fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
+        let d = self.mean.len();
+        let b = rows.len() / d;
+        let inv = &self.inv;
+        let (r, rest) = scratch.split_at_mut(BLOCK_ROWS * d);
+        let (y, sum) = rest.split_at_mut(BLOCK_ROWS * d);
+        let sum = &mut sum[..b];
+        crate::rows::by_feature(rows, d, r, |k, v| v - self.mean[k]);
+        for i in 0..d {
+            sum.fill(0.0);
+            for j in 0..=i {
+                let l = inv[i * d + j];
+                for (s, &rj) in sum.iter_mut().zip(&r[j * BLOCK_ROWS..][..b]) {
+                    *s += l * rj;
+                }
+            }
+            y[i * BLOCK_ROWS..][..b].copy_from_slice(sum);
+        }
+        for (j, &p) in self.precision_diagonal.iter().enumerate() {
+            sum.fill(0.0);
+            for i in j..d {
+                let l = inv[i * d + j];
+                for (s, &yi) in sum.iter_mut().zip(&y[i * BLOCK_ROWS..][..b]) {
+                    *s += l * yi;
+                }
+            }
+            for (t, &pr) in terms[j * BLOCK_ROWS..][..b].iter_mut().zip(sum.iter()) {
+                *t = 0.5 * pr * pr / p;
+            }
+        }
     }
 }
 
@@ -195,6 +241,38 @@ mod tests {
         assert!((scores[0] - want).abs() < 1e-12, "{scores:?}");
         let far = model.score(array![[12.0]].view());
         assert!((far[0] - (want - 0.5 + 50.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn block_contributions_are_each_rows_own() {
+        // 150 rows: two full blocks and a part block.
+        let x = Array2::from_shape_fn((150, 4), |(i, k)| {
+            ((i * 5 + k * 11) % 13) as f64 * 0.4 + (i as f64 * (k + 2) as f64).cos()
+        });
+        let (model, _) = Gmm::fit(&GmmParams::default().check().unwrap(), x.view()).unwrap();
+        let Terms {
+            inv,
+            precision_diagonal,
+            ..
+        } = model.terms();
+        let terms = model.contributions(x.view());
+        let d = 4;
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let y: Vec<f64> = (0..d)
+                .map(|a| {
+                    (0..=a)
+                        .map(|j| inv[a * d + j] * (row[j] - model.mean[j]))
+                        .sum()
+                })
+                .collect();
+            let want: Vec<f64> = (0..d)
+                .map(|j| {
+                    let pr: f64 = (j..d).map(|a| inv[a * d + j] * y[a]).sum();
+                    0.5 * pr * pr / precision_diagonal[j]
+                })
+                .collect();
+            assert_eq!(terms.row(i).to_vec(), want, "row {i}");
+        }
     }
 
     #[test]

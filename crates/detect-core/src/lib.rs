@@ -154,7 +154,7 @@ pub mod tails;
 pub mod validate;
 
 pub use error::DetectError;
-pub use explain::FeatureContribution;
+pub use explain::{Explanations, FeatureContribution};
 pub use model::{Detection, Fit, FittedModel, MODEL_FORMAT_VERSION, fit, fit_model, fit_owned};
 pub use params::{
     AlgorithmParams, Bins, CblofParams, Checked, Contamination, DbscanParams, DetectorConfig,

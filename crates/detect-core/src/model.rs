@@ -18,7 +18,7 @@ use crate::cblof::Cblof;
 use crate::copod::Copod;
 use crate::dbscan::Dbscan;
 use crate::ecod::Ecod;
-use crate::explain::FeatureContribution;
+use crate::explain::Explanations;
 use crate::gmm::Gmm;
 use crate::hbos::Hbos;
 use crate::iforest::IsolationForest;
@@ -316,7 +316,12 @@ impl FittedModel {
     /// As [`FittedModel::score`].
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, DetectError> {
         self.check_rows(&x)?;
-        Ok(match &self.detector {
+        Ok(self.checked_contributions(x))
+    }
+
+    /// [`FittedModel::contributions`] of rows already checked.
+    fn checked_contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        match &self.detector {
             Detector::IsolationForest(f) => f.contributions(x),
             Detector::Lof(l) => l.contributions(x),
             Detector::Ecod(m) => m.contributions(x),
@@ -329,7 +334,7 @@ impl FittedModel {
             Detector::Inne(m) => m.contributions(x),
             Detector::Mcd(m) => m.contributions(x),
             Detector::Cblof(m) => m.contributions(x),
-        })
+        }
     }
 
     /// Why each row is anomalous: its `top_k` features, most responsible first, each
@@ -344,7 +349,7 @@ impl FittedModel {
         &self,
         x: ArrayView2<'_, f64>,
         top_k: usize,
-    ) -> Result<Vec<Vec<FeatureContribution>>, DetectError> {
+    ) -> Result<Explanations, DetectError> {
         if top_k == 0 || top_k > self.n_features {
             return Err(DetectError::InvalidParameter {
                 name: "top_k".into(),
@@ -354,8 +359,18 @@ impl FittedModel {
                 ),
             });
         }
-        let contributions = self.contributions(x)?;
-        Ok(crate::explain::top_features(contributions.view(), top_k))
+        self.check_rows(&x)?;
+        match &self.detector {
+            Detector::Pca(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
+            Detector::Gmm(m) => return Ok(crate::explain::by_blocks(x, top_k, &m.terms())),
+            Detector::Mcd(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
+            _ => {}
+        }
+        crate::explain::by_chunks(x.nrows(), top_k, |rows, keys, out| {
+            let contributions = self.checked_contributions(x.slice(ndarray::s![rows, ..]));
+            crate::explain::rank_rows(contributions.view(), keys, out);
+            Ok(())
+        })
     }
 
     /// The input checks of scoring: rows, finite values, the model's width.

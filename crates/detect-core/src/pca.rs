@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, ParamError, PcaParams};
-use crate::rows::{BLOCK_ROWS, BlockScorer};
+use crate::rows::{BLOCK_ROWS, BlockContributor, BlockScorer};
 use crate::standardize::{Moments, Scaler};
 
 /// A fitted PCA model.
@@ -112,22 +112,7 @@ impl Pca {
     /// term ‖z − v‖ / w = Σ_f (z_f − v_f)² / (‖z − v‖ w) is split over the features as
     /// the summands say, so a row's terms are ≥ 0 and sum to its score.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        let z = match &self.scaler {
-            Some(s) => s.transform(x),
-            None => x.to_owned(),
-        };
-        let d = z.ncols();
-        crate::rows::contribution_rows(z.view(), d, |row, out| {
-            for (v, w) in self.components.chunks_exact(d).zip(&self.weights) {
-                let sq: f64 = row.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
-                if sq > 0.0 {
-                    let scale = 1.0 / (sq.sqrt() * w);
-                    for ((o, a), b) in out.iter_mut().zip(row).zip(v) {
-                        *o += (a - b) * (a - b) * scale;
-                    }
-                }
-            }
-        })
+        crate::rows::contributions_by_blocks(x, self)
     }
 
     /// The explained-variance ratio of each kept component (scikit-learn's
@@ -190,6 +175,48 @@ impl BlockScorer for Pca {
             }
             let end = (start + LANES).min(b);
             out[start..end].copy_from_slice(&total[..end - start]);
+        }
+    }
+}
+
+impl BlockContributor for Pca {
+    fn scratch_len(&self, d: usize) -> usize {
+        BLOCK_ROWS * (d + 2)
+    }
+
+    /// Per component, the rows' distances Σₖ (zₖ − vₖ)² in feature order, then each
+    /// feature's (zₖ − vₖ)² times 1 / (√distance · w) (nothing where the distance is 0)
+    /// added in component order — each row's arithmetic as one row at a time.
+    #[inline(always)]
+    fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
+        let d = self.components.len() / self.weights.len();
+        let b = rows.len() / d;
+        let (z, rest) = scratch.split_at_mut(BLOCK_ROWS * d);
+        let (distance, scale) = rest.split_at_mut(BLOCK_ROWS);
+        let (distance, scale) = (&mut distance[..b], &mut scale[..b]);
+        crate::rows::by_feature(rows, d, z, |k, v| match &self.scaler {
+            Some(s) => s.standardize(k, v),
+            None => v,
+        });
+        for (v, &w) in self.components.chunks_exact(d).zip(&self.weights) {
+            distance.fill(0.0);
+            for (k, &vk) in v.iter().enumerate() {
+                for (s, &zv) in distance.iter_mut().zip(&z[k * BLOCK_ROWS..][..b]) {
+                    let t = zv - vk;
+                    *s += t * t;
+                }
+            }
+            for (c, &s) in scale.iter_mut().zip(distance.iter()) {
+                *c = if s > 0.0 { 1.0 / (s.sqrt() * w) } else { 0.0 };
+            }
+            for (k, &vk) in v.iter().enumerate() {
+                let zk = &z[k * BLOCK_ROWS..][..b];
+                let terms = &mut terms[k * BLOCK_ROWS..][..b];
+                for ((o, &zv), &c) in terms.iter_mut().zip(zk).zip(scale.iter()) {
+                    let t = zv - vk;
+                    *o += t * t * c;
+                }
+            }
         }
     }
 }
@@ -276,6 +303,31 @@ mod tests {
         .unwrap();
         let err = Pca::fit(&p, x.view()).unwrap_err();
         assert!(err.to_string().contains("n_selected_components"), "{err}");
+    }
+
+    #[test]
+    fn block_contributions_are_each_rows_own() {
+        // 150 rows: two full blocks and a part block.
+        let x = Array2::from_shape_fn((150, 5), |(i, k)| {
+            ((i * 7 + k * 13) % 17) as f64 * 0.3 + (i as f64 * (k + 1) as f64).sin()
+        });
+        let (model, _) = Pca::fit(&PcaParams::default().check().unwrap(), x.view()).unwrap();
+        let scaler = model.scaler.as_ref().unwrap();
+        let terms = model.contributions(x.view());
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let z: Vec<f64> = (0..5).map(|k| scaler.standardize(k, row[k])).collect();
+            let mut want = [0.0; 5];
+            for (v, w) in model.components.chunks_exact(5).zip(&model.weights) {
+                let sq: f64 = z.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+                if sq > 0.0 {
+                    let scale = 1.0 / (sq.sqrt() * w);
+                    for ((o, a), b) in want.iter_mut().zip(&z).zip(v) {
+                        *o += (a - b) * (a - b) * scale;
+                    }
+                }
+            }
+            assert_eq!(terms.row(i).to_vec(), want, "row {i}");
+        }
     }
 
     #[test]

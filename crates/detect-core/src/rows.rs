@@ -184,6 +184,96 @@ pub(crate) fn contribution_blocks<S>(
     out
 }
 
+/// A detector whose contributions are computed for a block of rows at once, laid out
+/// feature by feature as [`BlockScorer`]'s scores are (PCA, GMM, MCD).
+pub(crate) trait BlockContributor: Sync {
+    /// Values of scratch [`BlockContributor::contribute_block`] works in, for rows of `d`
+    /// features.
+    fn scratch_len(&self, d: usize) -> usize;
+
+    /// Writes the contributions of `rows` (up to [`BLOCK_ROWS`], row-major, of the
+    /// model's width d) to `terms` (d · [`BLOCK_ROWS`] values, zeroed), laid out as
+    /// [`by_feature`] lays rows out, working in `scratch` (holding whatever the previous
+    /// block left). Implementations are `#[inline(always)]`, as
+    /// [`BlockScorer::score_block`]'s are.
+    fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]);
+}
+
+/// One block of [`contributions_by_blocks`], run by `pulp` as [`Block`] is.
+struct ContributionBlock<'a, T> {
+    contributor: &'a T,
+    rows: &'a [f64],
+    d: usize,
+    out: &'a mut [f64],
+    terms: &'a mut [f64],
+    scratch: &'a mut [f64],
+}
+
+impl<T: BlockContributor> pulp::WithSimd for ContributionBlock<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.terms.fill(0.0);
+        self.contributor
+            .contribute_block(self.rows, self.terms, self.scratch);
+        by_row(self.terms, self.d, self.out);
+    }
+}
+
+/// The contributions of a [`BlockContributor`] (as wide as the rows), a row × feature
+/// matrix filled [`BLOCK_ROWS`] rows at a time as [`contribution_blocks`] fills it.
+pub(crate) fn contributions_by_blocks<T: BlockContributor>(
+    x: ArrayView2<'_, f64>,
+    contributor: &T,
+) -> Array2<f64> {
+    let d = x.ncols();
+    let arch = pulp::Arch::new();
+    let scratch = contributor.scratch_len(d);
+    contribution_blocks(
+        x,
+        d,
+        || (vec![0.0; scratch], vec![0.0; d * BLOCK_ROWS]),
+        |(scratch, terms), rows, out| {
+            arch.dispatch(ContributionBlock {
+                contributor,
+                rows,
+                d,
+                out,
+                terms,
+                scratch,
+            });
+        },
+    )
+}
+
+/// Transposes up to [`BLOCK_ROWS`] rows of `d` values (row-major) into `into`, feature
+/// by feature: value k of row i goes to `into[k * BLOCK_ROWS + i]`, as `value(k, v)`.
+#[inline(always)]
+pub(crate) fn by_feature(
+    rows: &[f64],
+    d: usize,
+    into: &mut [f64],
+    value: impl Fn(usize, f64) -> f64,
+) {
+    for (i, row) in rows.chunks_exact(d).enumerate() {
+        for (k, &v) in row.iter().enumerate() {
+            into[k * BLOCK_ROWS + i] = value(k, v);
+        }
+    }
+}
+
+/// Writes `from` (laid out as [`by_feature`] lays rows out) back row by row into `out`
+/// (rows of `d` values).
+#[inline(always)]
+pub(crate) fn by_row(from: &[f64], d: usize, out: &mut [f64]) {
+    for (i, row) in out.chunks_exact_mut(d).enumerate() {
+        for (k, o) in row.iter_mut().enumerate() {
+            *o = from[k * BLOCK_ROWS + i];
+        }
+    }
+}
+
 /// A row × `width` matrix whose row i is written by `fill(row i of x, out)` (`out`
 /// zeroed), rows computed in parallel as [`score_rows`] does.
 pub(crate) fn contribution_rows(

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use data_source::{LabelColumn, ReadOptions, TableReader};
 use detect_core::drift::{ReferenceProfile, WindowStats};
-use detect_core::{Detection, FeatureContribution};
+use detect_core::{Detection, Explanations};
 use pynomaly_store::{ArtifactStore, ArtifactWriter, DynMetadataStore, Job, JobKind};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -576,9 +576,11 @@ impl JobRunner {
                                 drift.merge(&stats, unix_now());
                                 stats
                             });
-                            let explained = explained
-                                .as_ref()
-                                .map(|(rows, names)| Explained { rows, names });
+                            let explained = explained.as_ref().map(|(rows, names)| Explained {
+                                rows,
+                                first: 0,
+                                names,
+                            });
                             let bytes =
                                 render(&d, chunk.first_row, format, first, explained.as_ref());
                             Ok(Some((bytes, d, stats)))
@@ -673,7 +675,8 @@ impl JobRunner {
                 anomaly_count: 0,
             };
             let explained = explained.as_ref().map(|rows| Explained {
-                rows: &rows[start..end],
+                rows,
+                first: start,
                 names: &names,
             });
             let bytes = render(&part, start, run.out.format, start == 0, explained.as_ref());
@@ -862,8 +865,9 @@ fn explained_names(names: Option<&[String]>, n: usize) -> Vec<String> {
 
 /// Rows' explanations and the features' names, as the outputs write them.
 struct Explained<'a> {
-    /// One per rendered row.
-    rows: &'a [Vec<FeatureContribution>],
+    /// The rendered rows' among others: rendered row `i` is row `first + i`.
+    rows: &'a Explanations,
+    first: usize,
     names: &'a [String],
 }
 
@@ -871,7 +875,7 @@ impl Explained<'_> {
     /// Row `i`'s explanation as a JSON array of `{"feature", "contribution"}`.
     fn json(&self, i: usize, s: &mut String) {
         s.push('[');
-        for (j, c) in self.rows[i].iter().enumerate() {
+        for (j, c) in self.rows[self.first + i].iter().enumerate() {
             if j > 0 {
                 s.push(',');
             }
@@ -887,7 +891,10 @@ impl Explained<'_> {
 
     /// Row `i`'s explanation as one CSV field ([`detect_core::explain::csv_cell`]).
     fn csv(&self, i: usize, s: &mut String) {
-        s.push_str(&detect_core::explain::csv_cell(&self.rows[i], self.names));
+        s.push_str(&detect_core::explain::csv_cell(
+            &self.rows[self.first + i],
+            self.names,
+        ));
     }
 }
 

@@ -148,7 +148,7 @@ async fn detect(
         model_version: None,
         variant: None,
         warnings: &fitted.warnings,
-        explanations: explained.as_deref().map(|rows| NamedExplanations {
+        explanations: explained.as_ref().map(|rows| NamedExplanations {
             rows,
             names: &names,
         }),

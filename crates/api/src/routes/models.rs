@@ -575,7 +575,7 @@ async fn predict(
         variant: Some(variant),
         warnings: &[],
         explanations: explained
-            .as_deref()
+            .as_ref()
             .map(|rows| crate::explain::NamedExplanations {
                 rows,
                 names: &names,

@@ -11,7 +11,7 @@
 //! detectors (KNN's 5 nearest neighbours of a planted row are the other planted rows),
 //! a property of those scores rather than of their explanations.
 
-use detect_core::{DetectorConfig, FeatureContribution, fit};
+use detect_core::{DetectorConfig, Explanations, fit};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -80,7 +80,7 @@ fn every_detector_names_the_planted_feature_first_for_95_percent_of_planted_rows
         let model = fit(&config, x.view()).expect("fit").model;
         let explanations = model.explain(planted_rows.view(), 3).expect("explain");
         let hits = explanations
-            .iter()
+            .rows()
             .zip(&planted)
             .filter(|(e, feature)| e[0].feature == **feature)
             .count();
@@ -88,7 +88,7 @@ fn every_detector_names_the_planted_feature_first_for_95_percent_of_planted_rows
         if hits * 100 < 95 * PLANTED {
             failures.push(format!("{algorithm}: {hits}/{PLANTED}"));
         }
-        for e in &explanations {
+        for e in explanations.rows() {
             assert_eq!(e.len(), 3);
             assert!(e.windows(2).all(|w| w[0].contribution >= w[1].contribution));
             assert!(e.iter().map(|c| c.contribution).sum::<f64>() <= 1.0 + 1e-12);
@@ -109,8 +109,8 @@ fn contributions_over_all_features_sum_to_one_and_bad_top_k_names_it() {
         .expect("valid parameters");
         let model = fit(&config, x.view()).expect("fit").model;
         let head = x.slice(ndarray::s![..50, ..]);
-        let all: Vec<Vec<FeatureContribution>> = model.explain(head, FEATURES).expect("explain");
-        for row in &all {
+        let all: Explanations = model.explain(head, FEATURES).expect("explain");
+        for row in all.rows() {
             let total: f64 = row.iter().map(|c| c.contribution).sum();
             assert!((total - 1.0).abs() < 1e-9, "{algorithm}: {total}");
             let mut features: Vec<usize> = row.iter().map(|c| c.feature).collect();
@@ -123,5 +123,36 @@ fn contributions_over_all_features_sum_to_one_and_bad_top_k_names_it() {
         }
         let narrow = x.slice(ndarray::s![..5, ..3]);
         assert!(model.explain(narrow, 1).is_err(), "{algorithm}");
+    }
+}
+
+#[test]
+fn explanations_rank_each_rows_contributions_in_every_chunk_and_list_length() {
+    // 10 features, 300 rows: two chunks, blocks of 64 with a part block, and top lists up
+    // to the whole width (longer ones than the vector ranking keeps).
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+    let x = Array2::from_shape_fn((300, 10), |(_, j)| gaussian(&mut rng) * (1.0 + j as f64));
+    for (algorithm, params) in detectors() {
+        let params = match algorithm {
+            "dbscan" => json!({"eps": 12.0}),
+            _ => params,
+        };
+        let config = DetectorConfig::from_json(
+            algorithm,
+            params.as_object().expect("object"),
+            &json!("auto"),
+        )
+        .expect("valid parameters");
+        let model = fit(&config, x.view()).expect("fit").model;
+        let contributions = model.contributions(x.view()).expect("contributions");
+        for k in [1, 3, 8, 9, 10] {
+            let got = model.explain(x.view(), k).expect("explain");
+            let want = detect_core::explain::top_features(contributions.view(), k);
+            assert_eq!(got, want, "{algorithm}, top {k}");
+            let one = model
+                .explain(x.slice(ndarray::s![299.., ..]), k)
+                .expect("explain");
+            assert_eq!(one.row(0), want.row(299), "{algorithm}, top {k}, one row");
+        }
     }
 }

@@ -26,7 +26,7 @@ use clap::builder::PossibleValuesParser;
 use data_source::{LabelColumn, ReadOptions, Table};
 use detect_core::metrics::RankingMetrics;
 use detect_core::params::ALGORITHM_NAMES;
-use detect_core::{Detection, DetectorConfig, FeatureContribution};
+use detect_core::{Detection, DetectorConfig, Explanations, FeatureContribution};
 use serde_json::{Map, Value};
 
 use super::InputError;
@@ -201,7 +201,7 @@ pub fn run(args: &DetectArgs) -> anyhow::Result<()> {
             .map(detect_core::explain::column_name)
             .collect(),
     };
-    let explained = explained.as_deref().map(|rows| Explained {
+    let explained = explained.as_ref().map(|rows| Explained {
         rows,
         names: &names,
     });
@@ -256,7 +256,7 @@ const WRITE_BLOCK_ROWS: usize = 16 * 1024;
 /// Each row's explanation and the features' names.
 #[derive(Clone, Copy)]
 struct Explained<'a> {
-    rows: &'a [Vec<FeatureContribution>],
+    rows: &'a Explanations,
     names: &'a [String],
 }
 
@@ -320,7 +320,7 @@ fn write_csv(
                 &detection.scores[from..to],
             );
             if let Some(e) = explained {
-                explain_rows(buf, &e.rows[from..to], e.names);
+                explain_rows(buf, (from..to).map(|i| e.rows.row(i)), e.names);
             }
         });
     };
@@ -341,9 +341,12 @@ fn write_csv(
 
 /// Appends each row's explanation to the lines [`format_rows`] wrote into `buf` (one per
 /// row, in order).
-fn explain_rows(buf: &mut Vec<u8>, rows: &[Vec<FeatureContribution>], names: &[String]) {
+fn explain_rows<'a>(
+    buf: &mut Vec<u8>,
+    mut rows: impl Iterator<Item = &'a [FeatureContribution]>,
+    names: &[String],
+) {
     let lines = std::mem::take(buf);
-    let mut rows = rows.iter();
     for line in lines.split_inclusive(|&b| b == b'\n') {
         buf.extend_from_slice(&line[..line.len() - 1]);
         if let Some(row) = rows.next() {
