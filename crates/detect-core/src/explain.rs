@@ -114,19 +114,34 @@ impl Shares {
         }
     }
 
-    /// The share of a contribution `c` of the row.
-    fn of_one(&self, c: f64) -> f64 {
+    /// The order of a contribution `c` among the row's: its share up to the factor that
+    /// all the row's shares have in common (the infinite ones rank first where there are
+    /// any).
+    fn key(&self, c: f64) -> f64 {
         if self.infinite > 0 {
-            if c.is_infinite() {
-                1.0 / self.infinite as f64
-            } else {
-                0.0
-            }
-        } else if self.total > 0.0 {
-            c.max(0.0) / self.total
+            f64::from(u8::from(c.is_infinite()))
+        } else {
+            c.max(0.0)
+        }
+    }
+
+    /// The share of a contribution whose [`Shares::key`] is `key`.
+    fn of_key(&self, key: f64) -> f64 {
+        let over = if self.infinite > 0 {
+            self.infinite as f64
+        } else {
+            self.total
+        };
+        if over > 0.0 {
+            key / over
         } else {
             1.0 / self.width as f64
         }
+    }
+
+    /// The share of a contribution `c` of the row.
+    fn of_one(&self, c: f64) -> f64 {
+        self.of_key(self.key(c))
     }
 }
 
@@ -186,8 +201,8 @@ impl std::ops::Index<usize> for Explanations {
 /// row's shares are its contributions over one positive total.
 pub fn top_features(contributions: ArrayView2<'_, f64>, top_k: usize) -> Explanations {
     let (rows, d) = contributions.dim();
-    let ranked = by_chunks(rows, top_k.min(d), |range, keys, out| {
-        rank_rows(contributions.slice(s![range, ..]), keys, out);
+    let ranked = by_chunks(rows, top_k.min(d), |range, scratch, out| {
+        rank_rows(contributions.slice(s![range, ..]), scratch, out);
         Ok::<_, Infallible>(())
     });
     match ranked {
@@ -221,9 +236,9 @@ pub(crate) fn by_chunks<E: Send>(
             items
                 .par_chunks_mut(CHUNK_ROWS * top_k)
                 .enumerate()
-                .try_for_each_init(Vec::new, |keys, (i, out)| {
+                .try_for_each_init(Vec::new, |scratch, (i, out)| {
                     let start = i * CHUNK_ROWS;
-                    rank_chunk(start..start + out.len() / top_k, keys, out)
+                    rank_chunk(start..start + out.len() / top_k, scratch, out)
                 })?;
         }
     }
@@ -231,10 +246,10 @@ pub(crate) fn by_chunks<E: Send>(
 }
 
 /// Writes each row's top features (`out.len()` / rows of them) into `out`, working in
-/// `keys`.
+/// `scratch`.
 pub(crate) fn rank_rows(
     contributions: ArrayView2<'_, f64>,
-    keys: &mut Vec<f64>,
+    scratch: &mut Vec<f64>,
     out: &mut [FeatureContribution],
 ) {
     let (rows, d) = contributions.dim();
@@ -246,55 +261,50 @@ pub(crate) fn rank_rows(
     let flat = contributions
         .as_slice()
         .expect("a standard-layout matrix is contiguous");
-    if top_k <= LANES_MAX_K {
+    // A few rows cost less one at a time than the vector ranking's setup.
+    if top_k <= LANES_MAX_K && rows >= LANES {
         pulp::Arch::new().dispatch(RankRows {
             rows: flat,
             d,
             out,
-            by_feature: keys,
+            by_feature: scratch,
         });
     } else {
         for (row, out) in flat.chunks_exact(d).zip(out.chunks_exact_mut(top_k)) {
-            rank(row, keys, out);
+            rank(row, out);
         }
     }
 }
 
-/// Writes a row's `out.len()` top features into `out` (`keys` is scratch).
-fn rank(row: &[f64], keys: &mut Vec<f64>, out: &mut [FeatureContribution]) {
+/// Writes a row's `out.len()` top features into `out`.
+fn rank(row: &[f64], out: &mut [FeatureContribution]) {
     let k = out.len();
-    keys.resize(k, 0.0);
     let shares = Shares::of(row.iter().copied());
-    // The k largest keys so far, largest first: a feature goes after every one whose key
-    // is at least its own, so equal keys keep the lower index first.
+    // The k largest keys so far, largest first, each held as its entry's contribution
+    // until the shares are written: a feature goes after every one whose key is at least
+    // its own, so equal keys keep the lower index first.
     let mut filled = 0;
     for (feature, &c) in row.iter().enumerate() {
-        let key = if shares.infinite > 0 {
-            f64::from(u8::from(c.is_infinite()))
-        } else {
-            c.max(0.0)
-        };
+        let key = shares.key(c);
         let mut at = if filled < k {
             filled += 1;
             filled - 1
-        } else if keys[k - 1] < key {
+        } else if out[k - 1].contribution < key {
             k - 1
         } else {
             continue;
         };
-        while at > 0 && keys[at - 1] < key {
-            keys[at] = keys[at - 1];
+        while at > 0 && out[at - 1].contribution < key {
             out[at] = out[at - 1];
             at -= 1;
         }
-        keys[at] = key;
         out[at] = FeatureContribution {
             feature,
-            contribution: c,
+            contribution: key,
         };
     }
     for o in out {
-        o.contribution = shares.of_one(o.contribution);
+        o.contribution = shares.of_key(o.contribution);
     }
 }
 
@@ -323,7 +333,8 @@ impl pulp::WithSimd for RankRows<'_> {
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let d = self.d;
         let k = self.out.len() / (self.rows.len() / d);
-        self.by_feature.resize(d * BLOCK_ROWS, 0.0);
+        // Room for the last group's lanes past the rows.
+        self.by_feature.resize(d * BLOCK_ROWS + LANES, 0.0);
         let blocks = self.rows.chunks(BLOCK_ROWS * d);
         for (rows, out) in blocks.zip(self.out.chunks_mut(BLOCK_ROWS * k)) {
             crate::rows::by_feature(rows, d, self.by_feature, |_, c| c);
@@ -345,7 +356,8 @@ pub(crate) fn by_blocks<T: BlockContributor>(
     let flat = x
         .as_slice()
         .expect("a standard-layout matrix is contiguous");
-    let scratch = contributor.scratch_len(d);
+    let block = x.nrows().min(BLOCK_ROWS);
+    let scratch = contributor.scratch_len(d, block);
     let arch = pulp::Arch::new();
     let ranked = by_chunks(x.nrows(), top_k, |range, work, out| {
         let rows = &flat[range.start * d..range.end * d];
@@ -356,7 +368,7 @@ pub(crate) fn by_blocks<T: BlockContributor>(
             );
             rank_rows(c.view(), work, out);
         } else {
-            work.resize(scratch + d * BLOCK_ROWS, 0.0);
+            work.resize(scratch + d * block + LANES, 0.0);
             let (scratch, terms) = work.split_at_mut(scratch);
             arch.dispatch(ExplainBlocks {
                 contributor,
@@ -394,17 +406,23 @@ impl<T: BlockContributor> pulp::WithSimd for ExplainBlocks<'_, T> {
         let k = self.out.len() / (self.rows.len() / d);
         let blocks = self.rows.chunks(BLOCK_ROWS * d);
         for (rows, out) in blocks.zip(self.out.chunks_mut(BLOCK_ROWS * k)) {
-            self.terms.fill(0.0);
+            self.terms[..rows.len()].fill(0.0);
             self.contributor
                 .contribute_block(rows, self.terms, self.scratch);
-            rank_block(simd, self.terms, d, k, out);
+            if rows.len() == d {
+                // One row's contributions are laid out as a row.
+                rank(&self.terms[..d], out);
+            } else {
+                rank_block(simd, self.terms, d, k, out);
+            }
         }
     }
 }
 
-/// Ranks a block's rows (`out.len() / k` of them, up to [`BLOCK_ROWS`]) from their
-/// contributions laid out feature by feature (row i's contribution of feature f at
-/// `by_feature[f * BLOCK_ROWS + i]`), [`LANES`] rows at a time across vector lanes,
+/// Ranks a block's b rows (`out.len() / k` of them) from their contributions laid out
+/// feature by feature (row i's contribution of feature f at `by_feature[f * b + i]`,
+/// followed by at least [`LANES`] values of room), [`LANES`] rows at a time across vector
+/// lanes,
 /// without branching on the values. Each feature in turn passes down the lanes' top
 /// lists (largest first), swapping with every entry it goes ahead of (a larger key, or an
 /// equal key at a higher index). Shares as [`Shares`] gives them: the result is
@@ -422,15 +440,14 @@ fn rank_block<S: pulp::Simd>(
     let infinity = simd.splat_f64s(f64::INFINITY);
     let even = simd.splat_f64s(1.0 / d as f64);
     let is_infinite = |c| simd.equal_f64s(simd.abs_f64s(c), infinity);
+    let b = out.len() / k;
     // Per place in the top lists, the lanes' features and shares.
     let mut placed_feature = [0; LANES * LANES_MAX_K];
     let mut placed_share = [0.0; LANES * LANES_MAX_K];
-    // Lanes past the block's rows hold what an earlier block left; they are not written
-    // out.
+    // Lanes past the block's rows read other values; they are not written out.
     for (g, out) in out.chunks_mut(LANES * k).enumerate() {
         for v in 0..LANES / S::F64_LANES {
-            let lanes =
-                |f: usize| S::as_simd_f64s(&by_feature[f * BLOCK_ROWS + g * LANES..][..LANES]).0[v];
+            let lanes = |f: usize| S::as_simd_f64s(&by_feature[f * b + g * LANES..][..LANES]).0[v];
             // The infinite contributions share 1 when there are any, else each has its
             // part of the total, or all an equal part when that is 0.
             let (mut infinite, mut total) = (zero, zero);

@@ -144,8 +144,8 @@ pub(crate) struct Terms<'a> {
 }
 
 impl BlockContributor for Terms<'_> {
-    fn scratch_len(&self, d: usize) -> usize {
-        BLOCK_ROWS * (2 * d + 1)
+    fn scratch_len(&self, d: usize, rows: usize) -> usize {
+        rows * (2 * d + 1)
     }
 
     /// y = L⁻¹ r with yᵢ = Σⱼ₍ⱼ≤ᵢ₎ (L⁻¹)ᵢⱼ rⱼ added in order of j, then (P r)ⱼ =
@@ -156,29 +156,29 @@ impl BlockContributor for Terms<'_> {
         let d = self.mean.len();
         let b = rows.len() / d;
         let inv = &self.inv;
-        let (r, rest) = scratch.split_at_mut(BLOCK_ROWS * d);
-        let (y, sum) = rest.split_at_mut(BLOCK_ROWS * d);
+        let (r, rest) = scratch.split_at_mut(b * d);
+        let (y, sum) = rest.split_at_mut(b * d);
         let sum = &mut sum[..b];
         crate::rows::by_feature(rows, d, r, |k, v| v - self.mean[k]);
         for i in 0..d {
             sum.fill(0.0);
             for j in 0..=i {
                 let l = inv[i * d + j];
-                for (s, &rj) in sum.iter_mut().zip(&r[j * BLOCK_ROWS..][..b]) {
+                for (s, &rj) in sum.iter_mut().zip(&r[j * b..][..b]) {
                     *s += l * rj;
                 }
             }
-            y[i * BLOCK_ROWS..][..b].copy_from_slice(sum);
+            y[i * b..][..b].copy_from_slice(sum);
         }
         for (j, &p) in self.precision_diagonal.iter().enumerate() {
             sum.fill(0.0);
             for i in j..d {
                 let l = inv[i * d + j];
-                for (s, &yi) in sum.iter_mut().zip(&y[i * BLOCK_ROWS..][..b]) {
+                for (s, &yi) in sum.iter_mut().zip(&y[i * b..][..b]) {
                     *s += l * yi;
                 }
             }
-            for (t, &pr) in terms[j * BLOCK_ROWS..][..b].iter_mut().zip(sum.iter()) {
+            for (t, &pr) in terms[j * b..][..b].iter_mut().zip(sum.iter()) {
                 *t = 0.5 * pr * pr / p;
             }
         }

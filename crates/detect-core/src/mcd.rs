@@ -742,33 +742,28 @@ impl Mcd {
 }
 
 impl crate::rows::BlockContributor for Mcd {
-    fn scratch_len(&self, d: usize) -> usize {
-        crate::rows::BLOCK_ROWS * (d + 1)
+    fn scratch_len(&self, d: usize, rows: usize) -> usize {
+        rows * (d + 1)
     }
 
     /// Per feature f, the rows' (P c)_f = Σⱼ P_fj cⱼ added in order of j, then |c_f ·
     /// (P c)_f| — each row's arithmetic as one row at a time.
     #[inline(always)]
     fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
-        use crate::rows::BLOCK_ROWS;
         let d = self.location.len();
         let b = rows.len() / d;
-        let (c, pc) = scratch.split_at_mut(BLOCK_ROWS * d);
+        let (c, pc) = scratch.split_at_mut(b * d);
         let pc = &mut pc[..b];
         crate::rows::by_feature(rows, d, c, |k, v| v - self.location[k]);
         for (f, precision) in self.precision.chunks_exact(d).enumerate() {
             pc.fill(0.0);
             for (j, &p) in precision.iter().enumerate() {
-                for (s, &cj) in pc.iter_mut().zip(&c[j * BLOCK_ROWS..][..b]) {
+                for (s, &cj) in pc.iter_mut().zip(&c[j * b..][..b]) {
                     *s += p * cj;
                 }
             }
-            let cf = &c[f * BLOCK_ROWS..][..b];
-            for ((t, &s), &cf) in terms[f * BLOCK_ROWS..][..b]
-                .iter_mut()
-                .zip(pc.iter())
-                .zip(cf)
-            {
+            let cf = &c[f * b..][..b];
+            for ((t, &s), &cf) in terms[f * b..][..b].iter_mut().zip(pc.iter()).zip(cf) {
                 *t = (cf * s).abs();
             }
         }

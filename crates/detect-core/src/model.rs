@@ -366,9 +366,9 @@ impl FittedModel {
             Detector::Mcd(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
             _ => {}
         }
-        crate::explain::by_chunks(x.nrows(), top_k, |rows, keys, out| {
+        crate::explain::by_chunks(x.nrows(), top_k, |rows, scratch, out| {
             let contributions = self.checked_contributions(x.slice(ndarray::s![rows, ..]));
-            crate::explain::rank_rows(contributions.view(), keys, out);
+            crate::explain::rank_rows(contributions.view(), scratch, out);
             Ok(())
         })
     }

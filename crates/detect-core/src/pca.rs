@@ -180,8 +180,8 @@ impl BlockScorer for Pca {
 }
 
 impl BlockContributor for Pca {
-    fn scratch_len(&self, d: usize) -> usize {
-        BLOCK_ROWS * (d + 2)
+    fn scratch_len(&self, d: usize, rows: usize) -> usize {
+        rows * (d + 2)
     }
 
     /// Per component, the rows' distances Σₖ (zₖ − vₖ)² in feature order, then each
@@ -191,9 +191,9 @@ impl BlockContributor for Pca {
     fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
         let d = self.components.len() / self.weights.len();
         let b = rows.len() / d;
-        let (z, rest) = scratch.split_at_mut(BLOCK_ROWS * d);
-        let (distance, scale) = rest.split_at_mut(BLOCK_ROWS);
-        let (distance, scale) = (&mut distance[..b], &mut scale[..b]);
+        let (z, rest) = scratch.split_at_mut(b * d);
+        let (distance, scale) = rest.split_at_mut(b);
+        let scale = &mut scale[..b];
         crate::rows::by_feature(rows, d, z, |k, v| match &self.scaler {
             Some(s) => s.standardize(k, v),
             None => v,
@@ -201,7 +201,7 @@ impl BlockContributor for Pca {
         for (v, &w) in self.components.chunks_exact(d).zip(&self.weights) {
             distance.fill(0.0);
             for (k, &vk) in v.iter().enumerate() {
-                for (s, &zv) in distance.iter_mut().zip(&z[k * BLOCK_ROWS..][..b]) {
+                for (s, &zv) in distance.iter_mut().zip(&z[k * b..][..b]) {
                     let t = zv - vk;
                     *s += t * t;
                 }
@@ -210,8 +210,8 @@ impl BlockContributor for Pca {
                 *c = if s > 0.0 { 1.0 / (s.sqrt() * w) } else { 0.0 };
             }
             for (k, &vk) in v.iter().enumerate() {
-                let zk = &z[k * BLOCK_ROWS..][..b];
-                let terms = &mut terms[k * BLOCK_ROWS..][..b];
+                let zk = &z[k * b..][..b];
+                let terms = &mut terms[k * b..][..b];
                 for ((o, &zv), &c) in terms.iter_mut().zip(zk).zip(scale.iter()) {
                     let t = zv - vk;
                     *o += t * t * c;

@@ -187,12 +187,12 @@ pub(crate) fn contribution_blocks<S>(
 /// A detector whose contributions are computed for a block of rows at once, laid out
 /// feature by feature as [`BlockScorer`]'s scores are (PCA, GMM, MCD).
 pub(crate) trait BlockContributor: Sync {
-    /// Values of scratch [`BlockContributor::contribute_block`] works in, for rows of `d`
-    /// features.
-    fn scratch_len(&self, d: usize) -> usize;
+    /// Values of scratch [`BlockContributor::contribute_block`] works in, for blocks of
+    /// up to `rows` rows of `d` features.
+    fn scratch_len(&self, d: usize, rows: usize) -> usize;
 
-    /// Writes the contributions of `rows` (up to [`BLOCK_ROWS`], row-major, of the
-    /// model's width d) to `terms` (d · [`BLOCK_ROWS`] values, zeroed), laid out as
+    /// Writes the contributions of `rows` (b rows, up to [`BLOCK_ROWS`], row-major, of
+    /// the model's width d) to the first d · b values of `terms` (zeroed), laid out as
     /// [`by_feature`] lays rows out, working in `scratch` (holding whatever the previous
     /// block left). Implementations are `#[inline(always)]`, as
     /// [`BlockScorer::score_block`]'s are.
@@ -229,11 +229,12 @@ pub(crate) fn contributions_by_blocks<T: BlockContributor>(
 ) -> Array2<f64> {
     let d = x.ncols();
     let arch = pulp::Arch::new();
-    let scratch = contributor.scratch_len(d);
+    let block = x.nrows().min(BLOCK_ROWS);
+    let scratch = contributor.scratch_len(d, block);
     contribution_blocks(
         x,
         d,
-        || (vec![0.0; scratch], vec![0.0; d * BLOCK_ROWS]),
+        || (vec![0.0; scratch], vec![0.0; d * block]),
         |(scratch, terms), rows, out| {
             arch.dispatch(ContributionBlock {
                 contributor,
@@ -247,8 +248,8 @@ pub(crate) fn contributions_by_blocks<T: BlockContributor>(
     )
 }
 
-/// Transposes up to [`BLOCK_ROWS`] rows of `d` values (row-major) into `into`, feature
-/// by feature: value k of row i goes to `into[k * BLOCK_ROWS + i]`, as `value(k, v)`.
+/// Transposes b rows of `d` values (row-major) into `into`, feature by feature: value k
+/// of row i goes to `into[k * b + i]`, as `value(k, v)`.
 #[inline(always)]
 pub(crate) fn by_feature(
     rows: &[f64],
@@ -256,9 +257,10 @@ pub(crate) fn by_feature(
     into: &mut [f64],
     value: impl Fn(usize, f64) -> f64,
 ) {
+    let b = rows.len() / d;
     for (i, row) in rows.chunks_exact(d).enumerate() {
         for (k, &v) in row.iter().enumerate() {
-            into[k * BLOCK_ROWS + i] = value(k, v);
+            into[k * b + i] = value(k, v);
         }
     }
 }
@@ -267,9 +269,10 @@ pub(crate) fn by_feature(
 /// (rows of `d` values).
 #[inline(always)]
 pub(crate) fn by_row(from: &[f64], d: usize, out: &mut [f64]) {
+    let b = out.len() / d;
     for (i, row) in out.chunks_exact_mut(d).enumerate() {
         for (k, o) in row.iter_mut().enumerate() {
-            *o = from[k * BLOCK_ROWS + i];
+            *o = from[k * b + i];
         }
     }
 }
