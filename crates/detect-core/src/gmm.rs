@@ -31,6 +31,8 @@
 //! O(n d²) for the covariance, O(d³) for the factor, O(d²) per scored row. The model keeps
 //! μ and L (d + d² values).
 
+use std::sync::OnceLock;
+
 use nalgebra::DMatrix;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,10 @@ pub struct Gmm {
     chol: Vec<f64>,
     /// ½ d ln 2π + Σᵢ ln Lᵢᵢ: the score of a row at the mean.
     offset: f64,
+    /// What the contributions are computed from, made on the first explanation (not part
+    /// of the model format).
+    #[serde(skip)]
+    inverse: OnceLock<Inverse>,
 }
 
 impl Gmm {
@@ -83,7 +89,12 @@ impl Gmm {
         let log_det: f64 = (0..d).map(|i| l[(i, i)].ln()).sum();
         let offset = 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det;
         let chol = (0..d * d).map(|k| l[(k / d, k % d)]).collect();
-        let model = Self { mean, chol, offset };
+        let model = Self {
+            mean,
+            chol,
+            offset,
+            inverse: OnceLock::new(),
+        };
         let scores = model.score(x);
         Ok((model, scores))
     }
@@ -97,11 +108,17 @@ impl Gmm {
     /// width), as the module docs define them: O(d³) once for the diagonal of Σ⁻¹, then
     /// O(d²) per row, as scoring.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        crate::rows::contributions_by_blocks(x, &self.terms())
+        crate::rows::contributions_by_blocks(x, self)
     }
 
-    /// What the contributions are computed from.
-    pub(crate) fn terms(&self) -> Terms<'_> {
+    /// What the contributions are computed from ([`Gmm::inverse_of`]), made on the first
+    /// call.
+    fn inverse(&self) -> &Inverse {
+        self.inverse.get_or_init(|| self.inverse_of())
+    }
+
+    /// L⁻¹ and the precision's diagonal.
+    fn inverse_of(&self) -> Inverse {
         let d = self.mean.len();
         // L⁻¹ by forward substitution on the identity, row-major; Pⱼⱼ = Σᵢ (L⁻¹)ᵢⱼ².
         let mut inv = vec![0.0; d * d];
@@ -117,8 +134,7 @@ impl Gmm {
         let precision_diagonal: Vec<f64> = (0..d)
             .map(|j| (j..d).map(|i| inv[i * d + j] * inv[i * d + j]).sum())
             .collect();
-        Terms {
-            mean: &self.mean,
+        Inverse {
             inv,
             precision_diagonal,
         }
@@ -135,15 +151,15 @@ impl Gmm {
     }
 }
 
-/// What [`Gmm::contributions`] needs: the mean, L⁻¹ (row-major, lower) and the
+/// What [`Gmm::contributions`] needs besides the mean: L⁻¹ (row-major, lower) and the
 /// precision's diagonal.
-pub(crate) struct Terms<'a> {
-    mean: &'a [f64],
+#[derive(Debug, Clone)]
+struct Inverse {
     inv: Vec<f64>,
     precision_diagonal: Vec<f64>,
 }
 
-impl BlockContributor for Terms<'_> {
+impl BlockContributor for Gmm {
     fn scratch_len(&self, d: usize, rows: usize) -> usize {
         rows * (2 * d + 1)
     }
@@ -155,7 +171,10 @@ impl BlockContributor for Terms<'_> {
     fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
         let d = self.mean.len();
         let b = rows.len() / d;
-        let inv = &self.inv;
+        let Inverse {
+            inv,
+            precision_diagonal,
+        } = self.inverse();
         let (r, rest) = scratch.split_at_mut(b * d);
         let (y, sum) = rest.split_at_mut(b * d);
         let sum = &mut sum[..b];
@@ -170,7 +189,7 @@ impl BlockContributor for Terms<'_> {
             }
             y[i * b..][..b].copy_from_slice(sum);
         }
-        for (j, &p) in self.precision_diagonal.iter().enumerate() {
+        for (j, &p) in precision_diagonal.iter().enumerate() {
             sum.fill(0.0);
             for i in j..d {
                 let l = inv[i * d + j];
@@ -250,11 +269,10 @@ mod tests {
             ((i * 5 + k * 11) % 13) as f64 * 0.4 + (i as f64 * (k + 2) as f64).cos()
         });
         let (model, _) = Gmm::fit(&GmmParams::default().check().unwrap(), x.view()).unwrap();
-        let Terms {
+        let Inverse {
             inv,
             precision_diagonal,
-            ..
-        } = model.terms();
+        } = model.inverse();
         let terms = model.contributions(x.view());
         let d = 4;
         for (i, row) in x.rows().into_iter().enumerate() {

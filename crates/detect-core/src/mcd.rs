@@ -746,12 +746,22 @@ impl crate::rows::BlockContributor for Mcd {
         rows * (d + 1)
     }
 
-    /// Per feature f, the rows' (P c)_f = Σⱼ P_fj cⱼ added in order of j, then |c_f ·
-    /// (P c)_f| — each row's arithmetic as one row at a time.
+    /// Per feature f, the rows' (P c)_f = Σⱼ P_fj cⱼ, then |c_f · (P c)_f|: for narrow
+    /// rows added in order of j (each row's arithmetic as one row at a time); from
+    /// [`PRODUCT_MIN_WIDTH`] on as the matrix product C Pᵀ, as [`mahalanobis`] scores.
     #[inline(always)]
     fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
         let d = self.location.len();
         let b = rows.len() / d;
+        if d >= PRODUCT_MIN_WIDTH {
+            let c = Array2::from_shape_fn((b, d), |(i, j)| rows[i * d + j] - self.location[j]);
+            let p = ArrayView2::from_shape((d, d), &self.precision).expect("a d × d precision");
+            let pc = c.dot(&p.t());
+            for ((i, f), &t) in pc.indexed_iter() {
+                terms[f * b + i] = (c[[i, f]] * t).abs();
+            }
+            return;
+        }
         let (c, pc) = scratch.split_at_mut(b * d);
         let pc = &mut pc[..b];
         crate::rows::by_feature(rows, d, c, |k, v| v - self.location[k]);
@@ -946,6 +956,28 @@ mod tests {
                 })
                 .collect();
             assert_eq!(terms.row(i).to_vec(), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn wide_block_contributions_are_the_terms_of_the_distance() {
+        // From PRODUCT_MIN_WIDTH on the terms come from a matrix product: its sums may be
+        // ordered otherwise than a row's, so they are compared within rounding.
+        let d = PRODUCT_MIN_WIDTH + 2;
+        let x = cloud(150, d, 6);
+        let (model, _) = fit(&x, McdParams::default(), 3).unwrap();
+        let terms = model.contributions(x.view());
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let c: Vec<f64> = (0..d).map(|j| row[j] - model.location[j]).collect();
+            for f in 0..d {
+                let pc: f64 = (0..d).map(|j| model.precision[f * d + j] * c[j]).sum();
+                let want = (c[f] * pc).abs();
+                let got = terms[[i, f]];
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.max(1e-9),
+                    "{i}, {f}: {got} vs {want}"
+                );
+            }
         }
     }
 

@@ -362,7 +362,7 @@ impl FittedModel {
         self.check_rows(&x)?;
         match &self.detector {
             Detector::Pca(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
-            Detector::Gmm(m) => return Ok(crate::explain::by_blocks(x, top_k, &m.terms())),
+            Detector::Gmm(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
             Detector::Mcd(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
             _ => {}
         }

@@ -181,41 +181,60 @@ impl BlockScorer for Pca {
 
 impl BlockContributor for Pca {
     fn scratch_len(&self, d: usize, rows: usize) -> usize {
-        rows * (d + 2)
+        rows.next_multiple_of(LANES) * (d + self.weights.len())
     }
 
-    /// Per component, the rows' distances Σₖ (zₖ − vₖ)² in feature order, then each
-    /// feature's (zₖ − vₖ)² times 1 / (√distance · w) (nothing where the distance is 0)
-    /// added in component order — each row's arithmetic as one row at a time.
+    /// [`LANES`] rows at a time, held in registers: per component, the distances
+    /// Σₖ (zₖ − vₖ)² in feature order and 1 / (√distance · w) (0 where the distance is
+    /// 0); then per feature, (zₖ − vₖ)² times that added in component order — each row's
+    /// arithmetic as one row at a time.
     #[inline(always)]
     fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
         let d = self.components.len() / self.weights.len();
         let b = rows.len() / d;
-        let (z, rest) = scratch.split_at_mut(b * d);
-        let (distance, scale) = rest.split_at_mut(b);
-        let scale = &mut scale[..b];
-        crate::rows::by_feature(rows, d, z, |k, v| match &self.scaler {
-            Some(s) => s.standardize(k, v),
-            None => v,
-        });
-        for (v, &w) in self.components.chunks_exact(d).zip(&self.weights) {
-            distance.fill(0.0);
-            for (k, &vk) in v.iter().enumerate() {
-                for (s, &zv) in distance.iter_mut().zip(&z[k * b..][..b]) {
-                    let t = zv - vk;
-                    *s += t * t;
+        // Standardized rows and the components' scales per row, feature by feature with a
+        // stride of whole lane groups (lanes past `b` hold finite leftovers and are not
+        // written out).
+        let stride = b.next_multiple_of(LANES);
+        let (z, scale) = scratch.split_at_mut(stride * d);
+        for (i, row) in rows.chunks_exact(d).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                z[k * stride + i] = match &self.scaler {
+                    Some(s) => s.standardize(k, v),
+                    None => v,
+                };
+            }
+        }
+        for start in (0..b).step_by(LANES) {
+            let components = self.components.chunks_exact(d).zip(&self.weights);
+            for (j, (v, &w)) in components.enumerate() {
+                let mut distance = [0.0; LANES];
+                for (k, &vk) in v.iter().enumerate() {
+                    let zk = &z[k * stride + start..][..LANES];
+                    for (s, &zv) in distance.iter_mut().zip(zk) {
+                        let t = zv - vk;
+                        *s += t * t;
+                    }
+                }
+                let scale = &mut scale[j * stride + start..][..LANES];
+                for (c, &s) in scale.iter_mut().zip(&distance) {
+                    *c = if s > 0.0 { 1.0 / (s.sqrt() * w) } else { 0.0 };
                 }
             }
-            for (c, &s) in scale.iter_mut().zip(distance.iter()) {
-                *c = if s > 0.0 { 1.0 / (s.sqrt() * w) } else { 0.0 };
-            }
-            for (k, &vk) in v.iter().enumerate() {
-                let zk = &z[k * b..][..b];
-                let terms = &mut terms[k * b..][..b];
-                for ((o, &zv), &c) in terms.iter_mut().zip(zk).zip(scale.iter()) {
-                    let t = zv - vk;
-                    *o += t * t * c;
+            let n = (b - start).min(LANES);
+            for k in 0..d {
+                let mut zk = [0.0; LANES];
+                zk.copy_from_slice(&z[k * stride + start..][..LANES]);
+                let mut total = [0.0; LANES];
+                for (j, v) in self.components.chunks_exact(d).enumerate() {
+                    let vk = v[k];
+                    let scale = &scale[j * stride + start..][..LANES];
+                    for ((o, &zv), &c) in total.iter_mut().zip(&zk).zip(scale) {
+                        let t = zv - vk;
+                        *o += t * t * c;
+                    }
                 }
+                terms[k * b + start..][..n].copy_from_slice(&total[..n]);
             }
         }
     }
