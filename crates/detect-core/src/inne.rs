@@ -139,31 +139,16 @@ impl Inne {
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let (psi, t) = (self.psi, self.radius.len() / self.psi);
         let centres = Shifted::of(self, x.ncols());
+        let arch = pulp::Arch::new();
         crate::rows::score_blocks_with(x, true, Buffers::default, |buffers, rows, out| {
-            let m = out.len();
-            buffers.distances(&centres, rows, m);
-            let mut term = [0.0; BLOCK_ROWS];
-            out.fill(0.0);
-            for s in 0..t {
-                // Each row's term in set s: the ratio of the first centre in order of radius
-                // that covers it, found by going through the set backwards and letting each
-                // covering centre overwrite the term (no branches).
-                term[..m].fill(1.0);
-                for c in (s * psi..(s + 1) * psi).rev() {
-                    let (cn, r, q) = (centres.norms[c], centres.radius[c], centres.ratio[c]);
-                    let dots = buffers.products.row(c);
-                    let dots = dots.as_slice().expect("the products' rows are contiguous");
-                    for ((term, &xn), &p) in term.iter_mut().zip(&buffers.norms).zip(dots) {
-                        *term = if expanded(xn, cn, p) <= r { q } else { *term };
-                    }
-                }
-                for (o, &term) in out.iter_mut().zip(&term) {
-                    *o += term;
-                }
-            }
-            for o in out.iter_mut() {
-                *o /= t as f64;
-            }
+            buffers.distances(&centres, rows, out.len());
+            arch.dispatch(Scores {
+                centres: &centres,
+                buffers,
+                psi,
+                t,
+                out,
+            });
         })
     }
 
@@ -177,40 +162,36 @@ impl Inne {
         let d = x.ncols();
         let (psi, t) = (self.psi, self.radius.len() / self.psi);
         let centres = Shifted::of(self, d);
-        crate::rows::contribution_blocks(x, d, Buffers::default, |buffers, rows, out| {
-            buffers.distances(&centres, rows, out.len() / d);
-            let each = rows.chunks_exact(d).zip(out.chunks_exact_mut(d));
-            for (i, (row, out)) in each.enumerate() {
-                let dist = |c: usize| {
-                    expanded(buffers.norms[i], centres.norms[c], buffers.products[[c, i]])
-                };
-                for s in 0..t {
-                    let set = s * psi..(s + 1) * psi;
-                    let covering = set.clone().find(|&c| dist(c) <= centres.radius[c]);
-                    let (at, term) = match covering {
-                        Some(c) => (centres.index[c], centres.ratio[c]),
-                        None => {
-                            // np.argmin over the set's own order: the first nearest.
-                            let nearest = set
-                                .map(|c| (dist(c).max(0.0), centres.index[c]))
-                                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-                                .expect("a set has centres");
-                            (nearest.1, 1.0)
-                        }
-                    };
-                    let centre = &self.centres[at * d..(at + 1) * d];
-                    let total = squared_distance(row, centre);
-                    let weight = term / t as f64;
-                    if total > 0.0 {
-                        for ((o, a), b) in out.iter_mut().zip(row).zip(centre) {
-                            *o += (a - b) * (a - b) / total * weight;
-                        }
-                    } else {
-                        out.iter_mut().for_each(|o| *o += weight / d as f64);
-                    }
-                }
-            }
-        })
+        let scratch = <(Buffers, Vec<u64>, Vec<f64>, Vec<f64>)>::default;
+        let arch = pulp::Arch::new();
+        crate::rows::contribution_blocks(
+            x,
+            d,
+            scratch,
+            |(buffers, decided, terms, work), rows, out| {
+                let m = out.len() / d;
+                buffers.distances(&centres, rows, m);
+                decided.resize(t * m, 0);
+                terms.resize(t * m, 0.0);
+                arch.dispatch(Decisions {
+                    centres: &centres,
+                    buffers,
+                    psi,
+                    decided,
+                    terms,
+                });
+                work.resize(3 * d * m + 3 * m, 0.0);
+                arch.dispatch(Split {
+                    model: self,
+                    centres: &centres,
+                    rows,
+                    decided,
+                    terms,
+                    work,
+                    out,
+                });
+            },
+        )
     }
 
     /// Checks a deserialized model's invariants against the model's width.
@@ -235,6 +216,250 @@ fn expanded(row_norm: f64, centre_norm: f64, dot: f64) -> f64 {
     row_norm + centre_norm - 2.0 * dot
 }
 
+/// One block's scores ([`Inne::score`]): per set, each row's term is the ratio of the
+/// first centre in order of radius that covers it (1 where none does), found by going
+/// through the set backwards and letting each covering centre overwrite the term; the
+/// terms are added in set order and divided by the number of sets. Run by `pulp` with
+/// the widest vector instructions the CPU has (the same bits on each).
+struct Scores<'a> {
+    centres: &'a Shifted,
+    buffers: &'a Buffers,
+    psi: usize,
+    t: usize,
+    out: &'a mut [f64],
+}
+
+impl pulp::WithSimd for Scores<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Self {
+            centres,
+            buffers,
+            psi,
+            t,
+            out,
+        } = self;
+        let m = out.len();
+        let mut term = [0.0; BLOCK_ROWS];
+        let term = &mut term[..m];
+        out.fill(0.0);
+        for s in 0..t {
+            term.fill(1.0);
+            for c in (s * psi..(s + 1) * psi).rev() {
+                covering(simd, centres, buffers, c, term, None);
+            }
+            for (o, &term) in out.iter_mut().zip(term.iter()) {
+                *o += term;
+            }
+        }
+        for o in out.iter_mut() {
+            *o /= t as f64;
+        }
+    }
+}
+
+/// One block's deciding centres for [`Inne::contributions`]: per set (`psi` centres) and
+/// row, the term as [`Scores`] finds it and the centre (its place in [`Shifted`]) that
+/// decided it: the covering one, else the nearest (np.argmin over the set's own order:
+/// the first nearest, so the set's centres go in the model's order, each replacing only
+/// a farther one). `decided` and `terms` hold a row of m per set.
+struct Decisions<'a> {
+    centres: &'a Shifted,
+    buffers: &'a Buffers,
+    psi: usize,
+    decided: &'a mut [u64],
+    terms: &'a mut [f64],
+}
+
+impl pulp::WithSimd for Decisions<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Self {
+            centres,
+            buffers,
+            psi,
+            decided,
+            terms,
+        } = self;
+        let m = buffers.norms.len();
+        let sets = decided.chunks_exact_mut(m).zip(terms.chunks_exact_mut(m));
+        for (s, (decided, terms)) in sets.enumerate() {
+            let set = s * psi..(s + 1) * psi;
+            let mut nearest = [f64::INFINITY; BLOCK_ROWS];
+            let nearest = &mut nearest[..m];
+            for &c in &centres.place[set.clone()] {
+                let (cn, at) = (simd.splat_f64s(centres.norms[c]), simd.splat_u64s(c as u64));
+                let (xn, xn_tail) = S::as_simd_f64s(&buffers.norms);
+                let (p, p_tail) = S::as_simd_f64s(buffers.dots(c));
+                let (near, near_tail) = S::as_mut_simd_f64s(nearest);
+                let (dec, dec_tail) = S::as_mut_simd_u64s(decided);
+                let zero = simd.splat_f64s(0.0);
+                for (((near, dec), &xn), &p) in near.iter_mut().zip(dec).zip(xn).zip(p) {
+                    let dist = simd.max_f64s(expanded_simd(simd, xn, cn, p), zero);
+                    let ahead = simd.less_than_f64s(dist, *near);
+                    *near = simd.select_f64s(ahead, dist, *near);
+                    *dec = simd.select_u64s(ahead, at, *dec);
+                }
+                let tail = near_tail.iter_mut().zip(dec_tail).zip(xn_tail).zip(p_tail);
+                for (((near, dec), &xn), &p) in tail {
+                    let dist = expanded(xn, centres.norms[c], p).max(0.0);
+                    if dist < *near {
+                        *near = dist;
+                        *dec = c as u64;
+                    }
+                }
+            }
+            terms.fill(1.0);
+            for c in set.rev() {
+                covering(simd, centres, buffers, c, terms, Some(&mut *decided));
+            }
+        }
+    }
+}
+
+/// One block's contributions ([`Inne::contributions`]) from its deciding centres
+/// ([`Decisions`]): per set, each row's squared differences to its deciding centre,
+/// scaled to add up to the set's term over the number of sets (split evenly where the row
+/// is the centre), added in set order; feature by feature across the block's rows, with
+/// the widest vector instructions the CPU has.
+struct Split<'a> {
+    model: &'a Inne,
+    centres: &'a Shifted,
+    /// The block's rows, row-major.
+    rows: &'a [f64],
+    decided: &'a [u64],
+    terms: &'a [f64],
+    /// Scratch: 3 · d · m + 3 · m values.
+    work: &'a mut [f64],
+    /// The rows' contributions, row-major.
+    out: &'a mut [f64],
+}
+
+impl pulp::WithSimd for Split<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            model,
+            centres,
+            rows,
+            decided,
+            terms,
+            work,
+            out,
+        } = self;
+        let m = decided.len() * model.psi / model.radius.len();
+        let d = rows.len() / m;
+        let t = (model.radius.len() / model.psi) as f64;
+        let (x, rest) = work.split_at_mut(d * m);
+        let (sq, rest) = rest.split_at_mut(d * m);
+        let (acc, rest) = rest.split_at_mut(d * m);
+        let (total, rest) = rest.split_at_mut(m);
+        let (scale, even) = rest.split_at_mut(m);
+        let even = &mut even[..m];
+        crate::rows::by_feature(rows, d, x, |_, v| v);
+        acc.fill(0.0);
+        for (decided, terms) in decided.chunks_exact(m).zip(terms.chunks_exact(m)) {
+            for (i, &c) in decided.iter().enumerate() {
+                let at = centres.index[c as usize];
+                for (f, &v) in model.centres[at * d..(at + 1) * d].iter().enumerate() {
+                    sq[f * m + i] = v;
+                }
+            }
+            total.fill(0.0);
+            for (x, sq) in x.chunks_exact(m).zip(sq.chunks_exact_mut(m)) {
+                for ((sq, &x), total) in sq.iter_mut().zip(x).zip(total.iter_mut()) {
+                    let diff = x - *sq;
+                    *sq = diff * diff;
+                    *total += *sq;
+                }
+            }
+            for (((&term, &total), scale), even) in terms
+                .iter()
+                .zip(total.iter())
+                .zip(scale.iter_mut())
+                .zip(even.iter_mut())
+            {
+                let weight = term / t;
+                let apart = total > 0.0;
+                *scale = if apart { weight / total } else { 0.0 };
+                *even = if apart { 0.0 } else { weight / d as f64 };
+            }
+            for (acc, sq) in acc.chunks_exact_mut(m).zip(sq.chunks_exact(m)) {
+                let lanes = acc.iter_mut().zip(sq).zip(scale.iter().zip(even.iter()));
+                for ((acc, &sq), (&scale, &even)) in lanes {
+                    *acc += sq * scale + even;
+                }
+            }
+        }
+        crate::rows::by_row(acc, d, out);
+    }
+}
+
+/// For each of a block's rows that centre `c` covers, its term becomes the centre's ratio
+/// (and its deciding centre `c`, where given).
+#[inline(always)]
+fn covering<S: pulp::Simd>(
+    simd: S,
+    centres: &Shifted,
+    buffers: &Buffers,
+    c: usize,
+    term: &mut [f64],
+    decided: Option<&mut [u64]>,
+) {
+    let (cn, r, q) = (centres.norms[c], centres.radius[c], centres.ratio[c]);
+    let (cn_s, r_s, q_s) = (simd.splat_f64s(cn), simd.splat_f64s(r), simd.splat_f64s(q));
+    let (xn, xn_tail) = S::as_simd_f64s(&buffers.norms);
+    let (p, p_tail) = S::as_simd_f64s(buffers.dots(c));
+    let (terms, terms_tail) = S::as_mut_simd_f64s(term);
+    match decided {
+        None => {
+            for ((term, &xn), &p) in terms.iter_mut().zip(xn).zip(p) {
+                let covers = simd.less_than_or_equal_f64s(expanded_simd(simd, xn, cn_s, p), r_s);
+                *term = simd.select_f64s(covers, q_s, *term);
+            }
+            for ((term, &xn), &p) in terms_tail.iter_mut().zip(xn_tail).zip(p_tail) {
+                *term = if expanded(xn, cn, p) <= r { q } else { *term };
+            }
+        }
+        Some(decided) => {
+            let at = simd.splat_u64s(c as u64);
+            let (dec, dec_tail) = S::as_mut_simd_u64s(decided);
+            for (((term, dec), &xn), &p) in terms.iter_mut().zip(dec).zip(xn).zip(p) {
+                let covers = simd.less_than_or_equal_f64s(expanded_simd(simd, xn, cn_s, p), r_s);
+                *term = simd.select_f64s(covers, q_s, *term);
+                *dec = simd.select_u64s(covers, at, *dec);
+            }
+            let tail = terms_tail.iter_mut().zip(dec_tail).zip(xn_tail).zip(p_tail);
+            for (((term, dec), &xn), &p) in tail {
+                if expanded(xn, cn, p) <= r {
+                    *term = q;
+                    *dec = c as u64;
+                }
+            }
+        }
+    }
+}
+
+/// [`expanded`] in vector lanes, operation for operation.
+#[inline(always)]
+fn expanded_simd<S: pulp::Simd>(
+    simd: S,
+    row_norm: S::f64s,
+    centre_norm: S::f64s,
+    dot: S::f64s,
+) -> S::f64s {
+    simd.sub_f64s(
+        simd.add_f64s(row_norm, centre_norm),
+        simd.mul_f64s(simd.splat_f64s(2.0), dot),
+    )
+}
+
 /// Every centre as scoring measures it: less the model's first centre (so the expanded
 /// distances of [`Buffers::distances`] keep their precision for data far from the
 /// origin, e.g. a timestamp column, and stay exact for integer data, where rows often lie
@@ -249,6 +474,8 @@ struct Shifted {
     norms: Vec<f64>,
     /// Per centre in this order: its index in the model, squared radius and ratio.
     index: Vec<usize>,
+    /// Per centre in the model's order, its place in this order.
+    place: Vec<usize>,
     radius: Vec<f64>,
     ratio: Vec<f64>,
 }
@@ -264,7 +491,12 @@ impl Shifted {
             set.sort_by(|&a, &b| model.radius[a].total_cmp(&model.radius[b]));
         }
         let centres = Array2::from_shape_fn((k, d), |(c, f)| all[[index[c], f]] - origin[f]);
+        let mut place = vec![0; k];
+        for (c, &i) in index.iter().enumerate() {
+            place[i] = c;
+        }
         Self {
+            place,
             origin,
             norms: centres.rows().into_iter().map(|c| c.dot(&c)).collect(),
             centres,
@@ -286,6 +518,12 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// Centre `c`'s dot products with the block's rows.
+    fn dots(&self, c: usize) -> &[f64] {
+        let dots = self.products.row(c);
+        dots.to_slice().expect("the products' rows are contiguous")
+    }
+
     /// For `m` rows (row-major), what their squared distances to every centre are made of,
     /// as scikit-learn's `euclidean_distances(squared=True)` computes them (PyOD's INNE
     /// scores with it): ‖x‖² + ‖c‖² − 2 x·c, on the rows and centres less the model's
