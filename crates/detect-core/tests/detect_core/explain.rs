@@ -11,7 +11,7 @@
 //! detectors (KNN's 5 nearest neighbours of a planted row are the other planted rows),
 //! a property of those scores rather than of their explanations.
 
-use detect_core::{DetectorConfig, Explanations, fit};
+use detect_core::{DetectorConfig, Explanations, FittedModel, fit};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -66,18 +66,19 @@ fn detectors() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// `algorithm` with `params` fitted on `x`.
+fn fitted(algorithm: &str, params: &Value, x: &Array2<f64>) -> FittedModel {
+    let params = params.as_object().expect("object");
+    let config = DetectorConfig::from_json(algorithm, params, &json!("auto")).expect("valid");
+    fit(&config, x.view()).expect("fit").model
+}
+
 #[test]
 fn every_detector_names_the_planted_feature_first_for_95_percent_of_planted_rows() {
     let (x, planted_rows, planted) = planted_data();
     let mut failures = Vec::new();
     for (algorithm, params) in detectors() {
-        let config = DetectorConfig::from_json(
-            algorithm,
-            params.as_object().expect("object"),
-            &json!("auto"),
-        )
-        .expect("valid parameters");
-        let model = fit(&config, x.view()).expect("fit").model;
+        let model = fitted(algorithm, &params, &x);
         let explanations = model.explain(planted_rows.view(), 3).expect("explain");
         let hits = explanations
             .rows()
@@ -101,13 +102,7 @@ fn every_detector_names_the_planted_feature_first_for_95_percent_of_planted_rows
 fn contributions_over_all_features_sum_to_one_and_bad_top_k_names_it() {
     let (x, _, _) = planted_data();
     for (algorithm, params) in detectors() {
-        let config = DetectorConfig::from_json(
-            algorithm,
-            params.as_object().expect("object"),
-            &json!("auto"),
-        )
-        .expect("valid parameters");
-        let model = fit(&config, x.view()).expect("fit").model;
+        let model = fitted(algorithm, &params, &x);
         let head = x.slice(ndarray::s![..50, ..]);
         let all: Explanations = model.explain(head, FEATURES).expect("explain");
         for row in all.rows() {
@@ -137,13 +132,7 @@ fn explanations_rank_each_rows_contributions_in_every_chunk_and_list_length() {
             "dbscan" => json!({"eps": 12.0}),
             _ => params,
         };
-        let config = DetectorConfig::from_json(
-            algorithm,
-            params.as_object().expect("object"),
-            &json!("auto"),
-        )
-        .expect("valid parameters");
-        let model = fit(&config, x.view()).expect("fit").model;
+        let model = fitted(algorithm, &params, &x);
         let contributions = model.contributions(x.view()).expect("contributions");
         for k in [1, 3, 8, 9, 10] {
             let got = model.explain(x.view(), k).expect("explain");
