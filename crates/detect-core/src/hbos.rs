@@ -28,6 +28,8 @@
 //! checked against its edges, O(1).
 //! Memory: the model keeps the edges and densities, d · (2b + 1) values.
 
+use std::sync::OnceLock;
+
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,10 @@ struct Histogram {
 pub struct Hbos {
     tol: f64,
     histograms: Vec<Histogram>,
+    /// [`Hbos::ceilings_of`], made on the first explanation (not part of the model
+    /// format).
+    #[serde(skip)]
+    ceilings: OnceLock<Vec<f64>>,
 }
 
 /// `np.histogram`'s edges for values from `min` to `max`: `np.linspace` over the range,
@@ -352,6 +358,7 @@ impl Hbos {
         let model = Self {
             tol: params.tol,
             histograms,
+            ceilings: OnceLock::new(),
         };
         let scores = match &binned.terms {
             Some(at) => model.score_binned(at),
@@ -406,7 +413,7 @@ impl Hbos {
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
         let (ceilings, scales) = (self.ceilings(), self.scales());
         crate::rows::contribution_rows(x, self.histograms.len(), |row, out| {
-            let features = self.histograms.iter().zip(&ceilings).zip(&scales);
+            let features = self.histograms.iter().zip(ceilings).zip(&scales);
             for ((&v, ((h, c), &scale)), o) in row.iter().zip(features).zip(out) {
                 *o = c - h.term(v, self.tol, scale);
             }
@@ -418,8 +425,13 @@ impl Hbos {
         self.histograms.iter().map(Histogram::scale).collect()
     }
 
+    /// [`Hbos::ceilings_of`], made on the first call.
+    fn ceilings(&self) -> &[f64] {
+        self.ceilings.get_or_init(|| self.ceilings_of())
+    }
+
     /// Per feature, the largest log₂(density + alpha) of its bins.
-    fn ceilings(&self) -> Vec<f64> {
+    fn ceilings_of(&self) -> Vec<f64> {
         self.histograms
             .iter()
             .map(|h| h.terms.iter().copied().fold(f64::NEG_INFINITY, f64::max))
