@@ -865,7 +865,8 @@ fn explained_names(names: Option<&[String]>, n: usize) -> Vec<String> {
 
 /// Rows' explanations and the features' names, as the outputs write them.
 struct Explained<'a> {
-    /// The rendered rows' among others: rendered row `i` is row `first + i`.
+    /// Explanations of the rendered rows (and maybe others): rendered row `i`'s is row
+    /// `first + i`.
     rows: &'a Explanations,
     first: usize,
     names: &'a [String],

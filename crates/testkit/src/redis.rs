@@ -254,11 +254,23 @@ impl RedisCluster {
     /// (the nodes' logs are in the message).
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("a directory for the cluster");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // Each node's port and its cluster bus's, six distinct free ports: the bus's
+        // default, the port plus 10000, may be taken (or above 65535).
+        let mut picked: Vec<u16> = Vec::with_capacity(6);
+        while picked.len() < 6 {
+            let port = free_port();
+            if !picked.contains(&port) {
+                picked.push(port);
+            }
+        }
+        let buses = picked.split_off(3);
+        let ports = picked;
         let nodes = ports
             .iter()
-            .map(|port| {
+            .zip(&buses)
+            .map(|(port, bus)| {
                 let p = port.to_string();
+                let bus = bus.to_string();
                 let mut cmd = Command::new(redis_server());
                 cmd.args([
                     "--port",
@@ -267,6 +279,8 @@ impl RedisCluster {
                     "127.0.0.1",
                     "--cluster-enabled",
                     "yes",
+                    "--cluster-port",
+                    &bus,
                 ])
                 .args(["--cluster-config-file", &format!("nodes-{p}.conf")])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
