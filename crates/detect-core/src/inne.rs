@@ -185,6 +185,7 @@ impl Inne {
                     model: self,
                     centres: &centres,
                     rows,
+                    d,
                     decided,
                     terms,
                     work,
@@ -329,8 +330,9 @@ impl pulp::WithSimd for Decisions<'_> {
 struct Split<'a> {
     model: &'a Inne,
     centres: &'a Shifted,
-    /// The block's rows, row-major.
+    /// The block's rows, row-major, of `d` features.
     rows: &'a [f64],
+    d: usize,
     decided: &'a [u64],
     terms: &'a [f64],
     /// Scratch: 3 · d · m + 3 · m values.
@@ -348,13 +350,13 @@ impl pulp::WithSimd for Split<'_> {
             model,
             centres,
             rows,
+            d,
             decided,
             terms,
             work,
             out,
         } = self;
-        let m = decided.len() * model.psi / model.radius.len();
-        let d = rows.len() / m;
+        let m = rows.len() / d;
         let t = (model.radius.len() / model.psi) as f64;
         let (x, rest) = work.split_at_mut(d * m);
         let (sq, rest) = rest.split_at_mut(d * m);
