@@ -35,19 +35,7 @@ impl RandomState {
     /// with unit sample weights: the cumulative probabilities searched (right side) for
     /// one sample.
     pub(crate) fn choice_uniform(&mut self, n: usize) -> usize {
-        let p = 1.0 / n as f64;
-        let mut cdf = Vec::with_capacity(n);
-        let mut acc = 0.0;
-        for _ in 0..n {
-            acc += p;
-            cdf.push(acc);
-        }
-        let last = acc;
-        for c in &mut cdf {
-            *c /= last;
-        }
-        let u = self.random_sample();
-        cdf.partition_point(|&c| c <= u)
+        uniform_choice(n, self.random_sample())
     }
 
     /// `random_interval(max)`: uniform on 0..=max, by rejection under the smallest mask
@@ -84,9 +72,154 @@ impl RandomState {
     }
 }
 
+/// A stretch of NumPy's running sum of n equal terms: the sums after terms `start` to
+/// `start + count − 1` are `first + m · step` for m = 0 to count − 1.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    first: f64,
+    step: f64,
+    count: usize,
+}
+
+impl Run {
+    fn value(&self, m: usize) -> f64 {
+        self.first + m as f64 * self.step
+    }
+}
+
+/// NumPy's `np.cumsum(np.full(n, p))` (one term after another) as runs of equal steps, in
+/// O(log n) runs. Between two powers of two every sum is a multiple of the same unit, and
+/// adding p rounds to the nearest one: the step is the same for every term, except that
+/// when p lies exactly half-way between two multiples, the first step from a sum with an
+/// odd multiple can differ from the next (ties round to even; from an even multiple the
+/// step is constant). So each stretch takes single terms until two steps in a row agree,
+/// then runs on until a few terms short of the next power of two.
+fn running_sum(p: f64, n: usize) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let (mut acc, mut i) = (0.0f64, 0);
+    while i < n {
+        acc += p;
+        runs.push(Run {
+            start: i,
+            first: acc,
+            step: 0.0,
+            count: 1,
+        });
+        i += 1;
+        let (a1, a2) = (acc + p, acc + p + p);
+        let step = a1 - acc;
+        // The power of two above acc: sums below it share acc's unit.
+        let top = 2f64.powi(acc.log2().floor() as i32 + 1);
+        if i == n || a2 >= top || a2 - a1 != step {
+            continue;
+        }
+        let count = if step == 0.0 {
+            n - i
+        } else {
+            (((top - acc - p) / step).floor() as usize)
+                .saturating_sub(1)
+                .min(n - i)
+        };
+        if count > 0 {
+            runs.push(Run {
+                start: i,
+                first: acc + step,
+                step,
+                count,
+            });
+            acc += count as f64 * step;
+            i += count;
+        }
+    }
+    runs
+}
+
+/// The first i whose cumulative probability (the running sum of n terms 1/n, divided by
+/// its last value) exceeds `u`, else n − 1: NumPy's `choice(n, p=np.ones(n) / n)`.
+fn uniform_choice(n: usize, u: f64) -> usize {
+    let runs = running_sum(1.0 / n as f64, n);
+    let last = runs.last().map_or(1.0, |r| r.value(r.count - 1));
+    let above = |run: &Run, m: usize| run.value(m) / last > u;
+    for run in &runs {
+        if above(run, run.count - 1) {
+            let (mut lo, mut hi) = (0, run.count - 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if above(run, mid) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            return run.start + lo;
+        }
+    }
+    n - 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// NumPy's computation term by term.
+    fn uniform_choice_by_terms(n: usize, u: f64) -> usize {
+        let p = 1.0 / n as f64;
+        let mut cdf = Vec::with_capacity(n);
+        let mut acc = 0.0;
+        for _ in 0..n {
+            acc += p;
+            cdf.push(acc);
+        }
+        let last = acc;
+        for c in &mut cdf {
+            *c /= last;
+        }
+        cdf.partition_point(|&c| c <= u).min(n - 1)
+    }
+
+    #[test]
+    fn the_running_sum_in_runs_is_numpys_term_by_term() {
+        let mut r = RandomState::new(11);
+        let sizes = (1..2000).chain([4096, 6435, 11_183, 49_097, 100_000, 567_498, 1 << 20]);
+        for n in sizes {
+            let p = 1.0 / n as f64;
+            let mut acc = 0.0;
+            let mut sums = Vec::with_capacity(n);
+            for _ in 0..n {
+                acc += p;
+                sums.push(acc);
+            }
+            let runs = running_sum(p, n);
+            let mut at = 0;
+            for run in &runs {
+                assert_eq!(run.start, at, "n {n}");
+                for m in 0..run.count {
+                    assert_eq!(
+                        run.value(m).to_bits(),
+                        sums[at].to_bits(),
+                        "n {n}, term {at}"
+                    );
+                    at += 1;
+                }
+            }
+            assert_eq!(at, n);
+            assert!(runs.len() <= 4 * 64, "n {n}: {} runs", runs.len());
+            for u in [
+                0.0,
+                0.5,
+                1.0 - f64::EPSILON,
+                r.random_sample(),
+                r.random_sample(),
+            ] {
+                assert_eq!(
+                    uniform_choice(n, u),
+                    uniform_choice_by_terms(n, u),
+                    "n {n}, u {u}"
+                );
+            }
+        }
+    }
 
     // Values printed by NumPy 2.4 (`np.random.RandomState(seed)`).
     #[test]
