@@ -408,7 +408,7 @@ impl<T: BlockContributor> pulp::WithSimd for ExplainBlocks<'_, T> {
         for (rows, out) in blocks.zip(self.out.chunks_mut(BLOCK_ROWS * k)) {
             self.terms[..rows.len()].fill(0.0);
             self.contributor
-                .contribute_block(rows, self.terms, self.scratch);
+                .contribute_block(simd, rows, self.terms, self.scratch);
             if rows.len() == d {
                 // One row's contributions are laid out as a row.
                 rank(&self.terms[..d], out);

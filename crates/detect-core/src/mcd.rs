@@ -750,7 +750,13 @@ impl crate::rows::BlockContributor for Mcd {
     /// rows added in order of j (each row's arithmetic as one row at a time); from
     /// [`PRODUCT_MIN_WIDTH`] on as the matrix product C Pᵀ, as [`mahalanobis`] scores.
     #[inline(always)]
-    fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
+    fn contribute_block<S: pulp::Simd>(
+        &self,
+        _: S,
+        rows: &[f64],
+        terms: &mut [f64],
+        scratch: &mut [f64],
+    ) {
         let d = self.location.len();
         let b = rows.len() / d;
         if d >= PRODUCT_MIN_WIDTH {

@@ -189,7 +189,13 @@ impl BlockContributor for Pca {
     /// 0); then per feature, (zₖ − vₖ)² times that added in component order — each row's
     /// arithmetic as one row at a time.
     #[inline(always)]
-    fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]) {
+    fn contribute_block<S: pulp::Simd>(
+        &self,
+        _: S,
+        rows: &[f64],
+        terms: &mut [f64],
+        scratch: &mut [f64],
+    ) {
         let d = self.components.len() / self.weights.len();
         let b = rows.len() / d;
         // Standardized rows and the components' scales per row, feature by feature with a

@@ -194,9 +194,15 @@ pub(crate) trait BlockContributor: Sync {
     /// Writes the contributions of `rows` (b rows, up to [`BLOCK_ROWS`], row-major, of
     /// the model's width d) to the first d · b values of `terms` (zeroed), laid out as
     /// [`by_feature`] lays rows out, working in `scratch` (holding whatever the previous
-    /// block left). Implementations are `#[inline(always)]`, as
-    /// [`BlockScorer::score_block`]'s are.
-    fn contribute_block(&self, rows: &[f64], terms: &mut [f64], scratch: &mut [f64]);
+    /// block left), with `simd`'s vector instructions. Implementations are
+    /// `#[inline(always)]`, as [`BlockScorer::score_block`]'s are.
+    fn contribute_block<S: pulp::Simd>(
+        &self,
+        simd: S,
+        rows: &[f64],
+        terms: &mut [f64],
+        scratch: &mut [f64],
+    );
 }
 
 /// One block of [`contributions_by_blocks`], run by `pulp` as [`Block`] is.
@@ -213,10 +219,10 @@ impl<T: BlockContributor> pulp::WithSimd for ContributionBlock<'_, T> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
         self.terms.fill(0.0);
         self.contributor
-            .contribute_block(self.rows, self.terms, self.scratch);
+            .contribute_block(simd, self.rows, self.terms, self.scratch);
         by_row(self.terms, self.d, self.out);
     }
 }

@@ -1,7 +1,7 @@
 //! `explain-cost`: what explanations cost beside the scoring they explain, per detector.
 //!
 //! ```text
-//! cargo run --release -p bench-tools --bin explain-cost -- FILE [--repeat N]
+//! cargo run --release -p bench-tools --bin explain-cost -- FILE [--repeat N] [--only ALGORITHM]...
 //! ```
 //!
 //! Fits every detector (defaults) on the file's rows, then times scoring them
@@ -31,6 +31,9 @@ struct Args {
     /// Runs per timing; the fastest counts.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Time only these detectors (repeatable; default: every one).
+    #[arg(long = "only", value_name = "ALGORITHM", value_parser = clap::builder::PossibleValuesParser::new(ALGORITHM_NAMES))]
+    only: Vec<String>,
 }
 
 /// The fastest of `runs` calls of `f`, in seconds.
@@ -71,7 +74,10 @@ fn main() -> Result<()> {
     println!();
     println!("| detector | score, all rows | explain | ratio | score, 1 row | explain | ratio |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for algorithm in ALGORITHM_NAMES {
+    let chosen = ALGORITHM_NAMES
+        .iter()
+        .filter(|a| args.only.is_empty() || args.only.iter().any(|o| o == *a));
+    for algorithm in chosen {
         let config = DetectorConfig::from_json(algorithm, &serde_json::Map::new(), &json!("auto"))?;
         let model = match fit(&config, x) {
             Ok(fitted) => fitted.model,
