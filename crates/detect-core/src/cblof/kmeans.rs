@@ -354,8 +354,11 @@ impl pulp::WithSimd for Capped<'_> {
                 let mut sums = Lanes::<S, M>::new(simd);
                 for (t, &old) in closest.iter().enumerate() {
                     load_tile::<S>(&columns, t, &mut tile);
-                    let v = distances::<S, M>(simd, &tile, group);
-                    let capped = v.map(|v| simd.select_f64s(simd.less_than_f64s(v, old), v, old));
+                    let mut capped = distances::<S, M>(simd, &tile, group);
+                    // A loop, not a closure (which would lose the vector instructions).
+                    for v in &mut capped {
+                        *v = simd.select_f64s(simd.less_than_f64s(*v, old), *v, old);
+                    }
                     sums.add(simd, t, capped);
                 }
                 potentials.extend(sums.totals());
@@ -513,18 +516,19 @@ pub(super) enum Pass {
 /// A row that changed cluster in a pass: (row, old label, new label).
 type Move = (usize, u64, u64);
 
-/// What every block of a Lloyd pass reads: the centres, their moves since the bounds
-/// began ([`Bounds`]), and unless every row is to be measured, half the distance from
-/// each centre to the nearest other.
+/// What every block of a Lloyd pass reads: the centres, whether the rows keep bounds,
+/// the centres' moves since the bounds began ([`Bounds`]), and unless every row is to be
+/// measured, half the distance from each centre to the nearest other.
 struct Centres<'a> {
     groups: Vec<Vec<f64>>,
+    kept: bool,
     travelled: &'a [f64],
     drift: f64,
     half_gap: Option<Vec<f64>>,
 }
 
-/// One block of a Lloyd pass: the labels and bounds of its rows, and the rows (of the
-/// first `real` rows of the block) whose label changed from an earlier one.
+/// One block of a Lloyd pass: the labels (and when kept, the bounds) of its rows, and the
+/// rows (of the first `real` rows of the block) whose label changed from an earlier one.
 struct Assign<'a> {
     pass: &'a Centres<'a>,
     columns: Vec<&'a [f64]>,
@@ -546,24 +550,27 @@ fn pick<S: Simd>(simd: S, label: S::u64s, table: &[f64]) -> S::f64s {
     v
 }
 
-/// The tile's rows measured against every centre: the labels and bounds of those in
-/// `need` replaced.
+/// A tile's upper and lower bounds, as [`Bounds`] stores them.
+type RowBounds<S> = (<S as Simd>::f64s, <S as Simd>::f64s);
+
+/// The tile's rows measured against every centre: their nearest centres and, when the
+/// pass keeps bounds, their upper and lower bounds as [`Bounds`] stores them.
 #[inline(always)]
 fn measure<S: Simd>(
     simd: S,
     pass: &Centres<'_>,
     tile: &[S::f64s],
-    need: S::m64s,
-    label: &mut S::u64s,
-    upper: &mut S::f64s,
-    lower: &mut S::f64s,
-) {
+) -> (S::u64s, Option<RowBounds<S>>) {
     let (found, best, second) = nearest_two(simd, tile, &pass.groups);
-    let u = simd.sub_f64s(simd.sqrt_f64s(best), pick(simd, found, pass.travelled));
-    let l = simd.add_f64s(simd.sqrt_f64s(second), simd.splat_f64s(pass.drift));
-    *upper = simd.select_f64s(need, u, *upper);
-    *lower = simd.select_f64s(need, l, *lower);
-    *label = simd.select_u64s(need, found, *label);
+    // Not a closure: its body would be compiled without the vector instructions.
+    let bounds = if pass.kept {
+        let u = simd.sub_f64s(simd.sqrt_f64s(best), pick(simd, found, pass.travelled));
+        let l = simd.add_f64s(simd.sqrt_f64s(second), simd.splat_f64s(pass.drift));
+        Some((u, l))
+    } else {
+        None
+    };
+    (found, bounds)
 }
 
 impl pulp::WithSimd for Assign<'_> {
@@ -591,69 +598,74 @@ impl pulp::WithSimd for Assign<'_> {
         let (one, zero) = (simd.splat_u64s(1), simd.splat_u64s(0));
         // Every lane true.
         let every = simd.equal_u64s(zero, zero);
-        let rows = S::as_mut_simd_u64s(labels)
-            .0
-            .iter_mut()
-            .zip(S::as_mut_simd_f64s(upper).0)
-            .zip(S::as_mut_simd_f64s(lower).0);
-        for (t, ((label, upper), lower)) in rows.enumerate() {
-            let need = match &pass.half_gap {
-                Some(half_gap) => {
-                    let own = pick(simd, *label, pass.travelled);
-                    let u = simd.add_f64s(*upper, own);
-                    let l = simd.sub_f64s(*lower, now);
-                    let m = simd.max_f64s(pick(simd, *label, half_gap), l);
-                    let scale = simd.add_f64s(
-                        simd.add_f64s(simd.abs_f64s(*upper), own),
-                        simd.add_f64s(simd.abs_f64s(*lower), now),
-                    );
-                    simd.greater_than_or_equal_f64s(
-                        simd.add_f64s(u, simd.mul_f64s(scale, margin)),
-                        m,
-                    )
+        {
+            // Empty when the pass keeps no bounds.
+            let uppers = S::as_mut_simd_f64s(upper).0;
+            let lowers = S::as_mut_simd_f64s(lower).0;
+            for (t, label) in S::as_mut_simd_u64s(labels).0.iter_mut().enumerate() {
+                let need = match &pass.half_gap {
+                    Some(half_gap) => {
+                        let (upper, lower) = (uppers[t], lowers[t]);
+                        let own = pick(simd, *label, pass.travelled);
+                        let u = simd.add_f64s(upper, own);
+                        let l = simd.sub_f64s(lower, now);
+                        let m = simd.max_f64s(pick(simd, *label, half_gap), l);
+                        let scale = simd.add_f64s(
+                            simd.add_f64s(simd.abs_f64s(upper), own),
+                            simd.add_f64s(simd.abs_f64s(lower), now),
+                        );
+                        let need = simd.greater_than_or_equal_f64s(
+                            simd.add_f64s(u, simd.mul_f64s(scale, margin)),
+                            m,
+                        );
+                        let flags = simd.select_u64s(need, one, zero);
+                        let flags: &[u64] =
+                            pulp::bytemuck::cast_slice(std::slice::from_ref(&flags));
+                        let count = flags.iter().sum::<u64>() as usize;
+                        if count == 0 {
+                            continue;
+                        }
+                        if 2 * count < w {
+                            // Few rows: measured with other tiles' few.
+                            pending.extend(
+                                (0..w)
+                                    .filter(|&lane| flags[lane] == 1)
+                                    .map(|lane| t * w + lane),
+                            );
+                            continue;
+                        }
+                        need
+                    }
+                    None => every,
+                };
+                load_tile::<S>(&vectors, t, &mut tile);
+                let old = *label;
+                let (found, bounds) = measure(simd, pass, &tile);
+                *label = simd.select_u64s(need, found, old);
+                if let Some((u, l)) = bounds {
+                    uppers[t] = simd.select_f64s(need, u, uppers[t]);
+                    lowers[t] = simd.select_f64s(need, l, lowers[t]);
                 }
-                None => every,
-            };
-            if pass.half_gap.is_some() {
-                let flags = simd.select_u64s(need, one, zero);
-                let flags: &[u64] = pulp::bytemuck::cast_slice(std::slice::from_ref(&flags));
-                let count = flags.iter().sum::<u64>() as usize;
-                if count == 0 {
+                // Which rows changed cluster, lane by lane only where one did.
+                let kept = simd.select_u64s(simd.equal_u64s(old, *label), one, zero);
+                if simd.first_true_m64s(simd.equal_u64s(kept, zero)) == w {
                     continue;
                 }
-                if 2 * count < w {
-                    // Few rows: measured with other tiles' few.
-                    pending.extend(
-                        (0..w)
-                            .filter(|&lane| flags[lane] == 1)
-                            .map(|lane| t * w + lane),
-                    );
-                    continue;
-                }
-            }
-            load_tile::<S>(&vectors, t, &mut tile);
-            let old = *label;
-            measure(simd, pass, &tile, need, label, upper, lower);
-            // Which rows changed cluster, lane by lane only where one did.
-            let kept = simd.select_u64s(simd.equal_u64s(old, *label), one, zero);
-            if simd.first_true_m64s(simd.equal_u64s(kept, zero)) == w {
-                continue;
-            }
-            let (old, new): (&[u64], &[u64]) = (
-                pulp::bytemuck::cast_slice(std::slice::from_ref(&old)),
-                pulp::bytemuck::cast_slice(std::slice::from_ref(label)),
-            );
-            for (lane, (&was, &now)) in old.iter().zip(new).enumerate() {
-                let row = t * w + lane;
-                if was != now && was != u64::MAX && row < real {
-                    moved.push((start + row, was, now));
+                let (old, new): (&[u64], &[u64]) = (
+                    pulp::bytemuck::cast_slice(std::slice::from_ref(&old)),
+                    pulp::bytemuck::cast_slice(std::slice::from_ref(label)),
+                );
+                for (lane, (&was, &now)) in old.iter().zip(new).enumerate() {
+                    let row = t * w + lane;
+                    if was != now && was != u64::MAX && row < real {
+                        moved.push((start + row, was, now));
+                    }
                 }
             }
         }
-        // The pending rows, a vector of them at a time (the last repeating its last row).
+        // The pending rows (only with bounds), a vector of them at a time (the last
+        // repeating its last row).
         let mut values = [0.0; LANES];
-        let mut picked = [0u64; LANES];
-        let mut bounds = [0.0; 2 * LANES];
         for group in pending.chunks(w) {
             let row = |lane: usize| group[lane.min(group.len() - 1)];
             for (f, x) in tile.iter_mut().enumerate() {
@@ -662,23 +674,19 @@ impl pulp::WithSimd for Assign<'_> {
                 }
                 *x = S::as_simd_f64s(&values[..w]).0[0];
             }
-            for (lane, v) in picked[..w].iter_mut().enumerate() {
-                *v = labels[row(lane)];
-            }
-            let mut label = S::as_simd_u64s(&picked[..w]).0[0];
-            let (mut u, mut l) = (simd.splat_f64s(0.0), simd.splat_f64s(0.0));
-            measure(simd, pass, &tile, every, &mut label, &mut u, &mut l);
-            S::as_mut_simd_f64s(&mut bounds[..w]).0[0] = u;
-            S::as_mut_simd_f64s(&mut bounds[w..2 * w]).0[0] = l;
-            let new: &[u64] = pulp::bytemuck::cast_slice(std::slice::from_ref(&label));
+            let (found, bounds) = measure(simd, pass, &tile);
+            let (u, l) = bounds.expect("rows are pending only where bounds are kept");
+            let found: &[u64] = pulp::bytemuck::cast_slice(std::slice::from_ref(&found));
+            let u: &[f64] = pulp::bytemuck::cast_slice(std::slice::from_ref(&u));
+            let l: &[f64] = pulp::bytemuck::cast_slice(std::slice::from_ref(&l));
             for (lane, &r) in group.iter().enumerate() {
                 let was = labels[r];
-                if was != new[lane] && r < real {
-                    moved.push((start + r, was, new[lane]));
+                if was != found[lane] && r < real {
+                    moved.push((start + r, was, found[lane]));
                 }
-                labels[r] = new[lane];
-                upper[r] = bounds[lane];
-                lower[r] = bounds[w + lane];
+                labels[r] = found[lane];
+                upper[r] = u[lane];
+                lower[r] = l[lane];
             }
         }
         moved.sort_unstable_by_key(|m| m.0);
@@ -712,8 +720,10 @@ fn assign(
             })
             .collect()
     });
+    let kept = !bounds.upper.is_empty();
     let pass = Centres {
         groups: grouped(centres, d),
+        kept,
         travelled: &bounds.travelled,
         drift: bounds.drift,
         half_gap,
@@ -732,21 +742,17 @@ fn assign(
             lower,
         })
     };
-    let moved: Vec<Vec<Move>> = if bounds.upper.is_empty() {
-        // No bounds kept: the pass writes them to scratch.
-        x.blocks()
-            .zip(labels.par_chunks_mut(BLOCK))
-            .map(|(range, labels)| {
-                let (mut upper, mut lower) = (vec![0.0; range.len()], vec![0.0; range.len()]);
-                block(range, labels, &mut upper, &mut lower)
-            })
-            .collect()
-    } else {
+    let moved: Vec<Vec<Move>> = if kept {
         x.blocks()
             .zip(labels.par_chunks_mut(BLOCK))
             .zip(bounds.upper.par_chunks_mut(BLOCK))
             .zip(bounds.lower.par_chunks_mut(BLOCK))
             .map(|(((range, labels), upper), lower)| block(range, labels, upper, lower))
+            .collect()
+    } else {
+        x.blocks()
+            .zip(labels.par_chunks_mut(BLOCK))
+            .map(|(range, labels)| block(range, labels, &mut [], &mut []))
             .collect()
     };
     moved.concat()
