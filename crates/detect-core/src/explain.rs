@@ -38,8 +38,8 @@
 //! are more): a chunk's contributions are made and ranked while they are in the cache,
 //! never as a matrix of all the rows. Ranking runs eight rows at a time across vector
 //! lanes (`pulp`, the widest instructions the CPU has), with no branch on the values, and
-//! all rows' lists share one allocation ([`Explanations`]). PCA, GMM and MCD make their
-//! contributions a block of rows at a time, laid out feature by feature
+//! all rows' lists share one allocation ([`Explanations`]). PCA, GMM, MCD and INNE make
+//! their contributions a block of rows at a time, laid out feature by feature
 //! (`rows::BlockContributor`), and the block is ranked from that layout.
 //! `benches/score.rs` times the isolation forest's explanations beside its scoring, and
 //! `bench-tools`' `explain-cost` every detector's (figures in BENCHMARKS.md).

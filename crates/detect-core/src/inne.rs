@@ -27,10 +27,18 @@
 //! `rows::score_blocks_with` hands them out), their dot products with every centre are one
 //! matrix product (ndarray's, with the vector instructions the CPU has), then each set's
 //! centres, in increasing order of radius, are compared with the block's rows side by
-//! side, without branches. The model keeps t ψ centres.
+//! side, without branches. The model keeps t ψ centres; the centres as scoring orders
+//! them are made once per loaded model.
+//!
+//! Explaining measures a block as scoring does, finds each set's deciding centre per row
+//! (the nearest centre only for vectors of rows that no hypersphere covers), then adds
+//! O(t d) per row: each feature's coordinates of the deciding centres come from a chain of
+//! vector selects over the set's ψ ≤ 8 centres (row by row for larger ψ).
+
+use std::sync::OnceLock;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rand::seq::index;
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -38,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DetectError;
 use crate::params::{Checked, InneParams, MaxSamples};
-use crate::rows::BLOCK_ROWS;
+use crate::rows::{BLOCK_ROWS, BlockContributor};
 
 /// PyOD's `MIN_FLOAT`, `np.finfo(float).eps`.
 const MIN_FLOAT: f64 = f64::EPSILON;
@@ -54,6 +62,10 @@ pub struct Inne {
     radius: Vec<f64>,
     /// Per set and centre: the isolation ratio.
     ratio: Vec<f64>,
+    /// The centres as scoring and explaining measure them, made on first use (not part
+    /// of the model format).
+    #[serde(skip)]
+    shifted: OnceLock<Shifted>,
 }
 
 fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
@@ -130,6 +142,7 @@ impl Inne {
             centres,
             radius,
             ratio,
+            shifted: OnceLock::new(),
         };
         let scores = model.score(x.view());
         Ok((model, scores))
@@ -138,13 +151,13 @@ impl Inne {
     /// Scores rows (validated, with the model's width).
     pub(crate) fn score(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
         let (psi, t) = (self.psi, self.radius.len() / self.psi);
-        let centres = Shifted::of(self, x.ncols());
+        let centres = self.shifted();
         let arch = pulp::Arch::new();
         crate::rows::score_blocks_with(x, true, Buffers::default, |buffers, rows, out| {
-            buffers.distances(&centres, rows, out.len());
+            let distances = buffers.distances(centres, rows, out.len());
             arch.dispatch(Scores {
-                centres: &centres,
-                buffers,
+                centres,
+                distances,
                 psi,
                 t,
                 out,
@@ -159,40 +172,12 @@ impl Inne {
     /// centre, or, for an uncovered row, the set's nearest centre (the hypersphere it
     /// came closest to). A row's shares are ≥ 0 and sum to its score.
     pub fn contributions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        let d = x.ncols();
-        let (psi, t) = (self.psi, self.radius.len() / self.psi);
-        let centres = Shifted::of(self, d);
-        let scratch = <(Buffers, Vec<u64>, Vec<f64>, Vec<f64>)>::default;
-        let arch = pulp::Arch::new();
-        crate::rows::contribution_blocks(
-            x,
-            d,
-            scratch,
-            |(buffers, decided, terms, work), rows, out| {
-                let m = out.len() / d;
-                buffers.distances(&centres, rows, m);
-                decided.resize(t * m, 0);
-                terms.resize(t * m, 0.0);
-                arch.dispatch(Decisions {
-                    centres: &centres,
-                    buffers,
-                    psi,
-                    decided,
-                    terms,
-                });
-                work.resize(3 * d * m + 3 * m, 0.0);
-                arch.dispatch(Split {
-                    model: self,
-                    centres: &centres,
-                    rows,
-                    d,
-                    decided,
-                    terms,
-                    work,
-                    out,
-                });
-            },
-        )
+        crate::rows::contributions_by_blocks(x, self)
+    }
+
+    /// The centres as scoring measures them, made on first use.
+    fn shifted(&self) -> &Shifted {
+        self.shifted.get_or_init(|| Shifted::of(self))
     }
 
     /// Checks a deserialized model's invariants against the model's width.
@@ -224,7 +209,7 @@ fn expanded(row_norm: f64, centre_norm: f64, dot: f64) -> f64 {
 /// the widest vector instructions the CPU has (the same bits on each).
 struct Scores<'a> {
     centres: &'a Shifted,
-    buffers: &'a Buffers,
+    distances: Distances<'a>,
     psi: usize,
     t: usize,
     out: &'a mut [f64],
@@ -237,7 +222,7 @@ impl pulp::WithSimd for Scores<'_> {
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let Self {
             centres,
-            buffers,
+            distances,
             psi,
             t,
             out,
@@ -249,7 +234,7 @@ impl pulp::WithSimd for Scores<'_> {
         for s in 0..t {
             term.fill(1.0);
             for c in (s * psi..(s + 1) * psi).rev() {
-                covering(simd, centres, buffers, c, term, None);
+                covering(simd, centres, &distances, c, term, None);
             }
             for (o, &term) in out.iter_mut().zip(term.iter()) {
                 *o += term;
@@ -261,145 +246,268 @@ impl pulp::WithSimd for Scores<'_> {
     }
 }
 
-/// One block's deciding centres for [`Inne::contributions`]: per set (`psi` centres) and
-/// row, the term as [`Scores`] finds it and the centre (its place in [`Shifted`]) that
-/// decided it: the covering one, else the nearest (np.argmin over the set's own order:
-/// the first nearest, so the set's centres go in the model's order, each replacing only
-/// a farther one). `decided` and `terms` hold a row of m per set.
-struct Decisions<'a> {
-    centres: &'a Shifted,
-    buffers: &'a Buffers,
-    psi: usize,
-    decided: &'a mut [u64],
-    terms: &'a mut [f64],
-}
+/// [`Inne::contributions`] a block of rows at a time, laid out feature by feature, so
+/// that explaining ranks them as they are made (`explain::by_blocks`).
+impl BlockContributor for Inne {
+    fn scratch_len(&self, d: usize, rows: usize) -> usize {
+        let (k, t) = (self.radius.len(), self.radius.len() / self.psi);
+        rows * (k + 2 * t + 3 * d + 1)
+    }
 
-impl pulp::WithSimd for Decisions<'_> {
-    type Output = ();
-
+    /// The block's distances to every centre (as scoring measures them), each set's
+    /// deciding centres ([`decide`]), then each set's term split over the features
+    /// ([`split`]).
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let Self {
-            centres,
-            buffers,
-            psi,
-            decided,
-            terms,
-        } = self;
-        let m = buffers.norms.len();
-        let sets = decided.chunks_exact_mut(m).zip(terms.chunks_exact_mut(m));
-        for (s, (decided, terms)) in sets.enumerate() {
-            let set = s * psi..(s + 1) * psi;
-            let mut nearest = [f64::INFINITY; BLOCK_ROWS];
-            let nearest = &mut nearest[..m];
-            for &c in &centres.place[set.clone()] {
-                let (cn, at) = (simd.splat_f64s(centres.norms[c]), simd.splat_u64s(c as u64));
-                let (xn, xn_tail) = S::as_simd_f64s(&buffers.norms);
-                let (p, p_tail) = S::as_simd_f64s(buffers.dots(c));
-                let (near, near_tail) = S::as_mut_simd_f64s(nearest);
-                let (dec, dec_tail) = S::as_mut_simd_u64s(decided);
-                let zero = simd.splat_f64s(0.0);
-                for (((near, dec), &xn), &p) in near.iter_mut().zip(dec).zip(xn).zip(p) {
-                    let dist = simd.max_f64s(expanded_simd(simd, xn, cn, p), zero);
-                    let ahead = simd.less_than_f64s(dist, *near);
-                    *near = simd.select_f64s(ahead, dist, *near);
-                    *dec = simd.select_u64s(ahead, at, *dec);
-                }
-                let tail = near_tail.iter_mut().zip(dec_tail).zip(xn_tail).zip(p_tail);
-                for (((near, dec), &xn), &p) in tail {
-                    let dist = expanded(xn, centres.norms[c], p).max(0.0);
-                    if dist < *near {
-                        *near = dist;
-                        *dec = c as u64;
-                    }
-                }
-            }
-            terms.fill(1.0);
-            for c in set.rev() {
-                covering(simd, centres, buffers, c, terms, Some(&mut *decided));
-            }
-        }
+    fn contribute_block<S: pulp::Simd>(
+        &self,
+        simd: S,
+        rows: &[f64],
+        terms: &mut [f64],
+        scratch: &mut [f64],
+    ) {
+        let (k, psi) = (self.radius.len(), self.psi);
+        let (d, t) = (self.centres.len() / k, k / psi);
+        let b = rows.len() / d;
+        let centres = self.shifted();
+        let (shifted, rest) = scratch.split_at_mut(b * d);
+        let (products, rest) = rest.split_at_mut(k * b);
+        let (norms, rest) = rest.split_at_mut(b);
+        let (decided, rest) = rest.split_at_mut(t * b);
+        let (set_terms, work) = rest.split_at_mut(t * b);
+        let distances = measure(centres, rows, shifted, products, norms);
+        let decided: &mut [u64] = pulp::bytemuck::cast_slice_mut(decided);
+        decide(simd, centres, &distances, psi, decided, set_terms);
+        split(simd, centres, rows, psi, decided, set_terms, work, terms);
     }
 }
 
-/// One block's contributions ([`Inne::contributions`]) from its deciding centres
-/// ([`Decisions`]): per set, each row's squared differences to its deciding centre,
-/// scaled to add up to the set's term over the number of sets (split evenly where the row
-/// is the centre), added in set order; feature by feature across the block's rows, with
-/// the widest vector instructions the CPU has.
-struct Split<'a> {
-    model: &'a Inne,
-    centres: &'a Shifted,
-    /// The block's rows, row-major, of `d` features.
-    rows: &'a [f64],
-    d: usize,
-    decided: &'a [u64],
-    terms: &'a [f64],
-    /// Scratch: 3 · d · m + 3 · m values.
-    work: &'a mut [f64],
-    /// The rows' contributions, row-major.
-    out: &'a mut [f64],
+/// One block's deciding centres for [`Inne::contributions`]: per set (`psi` centres) and
+/// row, the term as [`Scores`] finds it and the centre (its place in [`Shifted`]) that
+/// decided it: the covering one, else the nearest ([`nearest`]). `decided` and `terms`
+/// hold a row of m per set.
+#[inline(always)]
+fn decide<S: pulp::Simd>(
+    simd: S,
+    centres: &Shifted,
+    distances: &Distances<'_>,
+    psi: usize,
+    decided: &mut [u64],
+    terms: &mut [f64],
+) {
+    let m = distances.norms.len();
+    let sets = decided.chunks_exact_mut(m).zip(terms.chunks_exact_mut(m));
+    for (s, (decided, terms)) in sets.enumerate() {
+        let set = s * psi..(s + 1) * psi;
+        terms.fill(1.0);
+        decided.fill(UNDECIDED);
+        for c in set.clone().rev() {
+            covering(simd, centres, distances, c, terms, Some(&mut *decided));
+        }
+        nearest(simd, centres, distances, &centres.place[set], decided);
+    }
 }
 
-impl pulp::WithSimd for Split<'_> {
-    type Output = ();
+/// What [`decide`] holds for a row no centre has decided yet.
+const UNDECIDED: u64 = u64::MAX;
 
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let Self {
-            model,
-            centres,
-            rows,
-            d,
-            decided,
-            terms,
-            work,
-            out,
-        } = self;
-        let m = rows.len() / d;
-        let t = (model.radius.len() / model.psi) as f64;
-        let (x, rest) = work.split_at_mut(d * m);
-        let (sq, rest) = rest.split_at_mut(d * m);
-        let (acc, rest) = rest.split_at_mut(d * m);
-        let (total, rest) = rest.split_at_mut(m);
-        let (scale, even) = rest.split_at_mut(m);
-        let even = &mut even[..m];
-        crate::rows::by_feature(rows, d, x, |_, v| v);
-        acc.fill(0.0);
-        for (decided, terms) in decided.chunks_exact(m).zip(terms.chunks_exact(m)) {
-            for (i, &c) in decided.iter().enumerate() {
-                let at = centres.index[c as usize];
-                for (f, &v) in model.centres[at * d..(at + 1) * d].iter().enumerate() {
-                    sq[f * m + i] = v;
-                }
-            }
-            total.fill(0.0);
-            for (x, sq) in x.chunks_exact(m).zip(sq.chunks_exact_mut(m)) {
-                for ((sq, &x), total) in sq.iter_mut().zip(x).zip(total.iter_mut()) {
-                    let diff = x - *sq;
-                    *sq = diff * diff;
-                    *total += *sq;
-                }
-            }
-            for (((&term, &total), scale), even) in terms
-                .iter()
-                .zip(total.iter())
-                .zip(scale.iter_mut())
-                .zip(even.iter_mut())
-            {
-                let weight = term / t;
-                let apart = total > 0.0;
-                *scale = if apart { weight / total } else { 0.0 };
-                *even = if apart { 0.0 } else { weight / d as f64 };
-            }
-            for (acc, sq) in acc.chunks_exact_mut(m).zip(sq.chunks_exact(m)) {
-                let lanes = acc.iter_mut().zip(sq).zip(scale.iter().zip(even.iter()));
-                for ((acc, &sq), (&scale, &even)) in lanes {
-                    *acc += sq * scale + even;
-                }
+/// For the rows no hypersphere of a set covers ([`UNDECIDED`] in `decided`), the set's
+/// nearest centre (`places`: the set's centres in the model's order): np.argmin over the
+/// set's own order, the first nearest, each centre replacing only a farther one; the set's
+/// first centre where every distance is infinite. A vector of rows all covered is skipped.
+#[inline(always)]
+fn nearest<S: pulp::Simd>(
+    simd: S,
+    centres: &Shifted,
+    distances: &Distances<'_>,
+    places: &[usize],
+    decided: &mut [u64],
+) {
+    let lanes = std::mem::size_of::<S::u64s>() / std::mem::size_of::<u64>();
+    let (xn, xn_tail) = S::as_simd_f64s(distances.norms);
+    let (dec, dec_tail) = S::as_mut_simd_u64s(decided);
+    let (zero, undecided) = (simd.splat_f64s(0.0), simd.splat_u64s(UNDECIDED));
+    for (j, (dec, &xn)) in dec.iter_mut().zip(xn).enumerate() {
+        let open = simd.equal_u64s(*dec, undecided);
+        if simd.first_true_m64s(open) == lanes {
+            continue;
+        }
+        let mut near = simd.splat_f64s(f64::INFINITY);
+        let mut at = simd.splat_u64s(places[0] as u64);
+        for &c in places {
+            let p = S::as_simd_f64s(distances.dots(c)).0[j];
+            let cn = simd.splat_f64s(centres.norms[c]);
+            let dist = simd.max_f64s(expanded_simd(simd, xn, cn, p), zero);
+            let ahead = simd.less_than_f64s(dist, near);
+            near = simd.select_f64s(ahead, dist, near);
+            at = simd.select_u64s(ahead, simd.splat_u64s(c as u64), at);
+        }
+        *dec = simd.select_u64s(open, at, *dec);
+    }
+    let done = distances.norms.len() - xn_tail.len();
+    for (i, (dec, &xn)) in dec_tail.iter_mut().zip(xn_tail).enumerate() {
+        if *dec != UNDECIDED {
+            continue;
+        }
+        let (mut near, mut at) = (f64::INFINITY, places[0]);
+        for &c in places {
+            let dist = expanded(xn, centres.norms[c], distances.dots(c)[done + i]).max(0.0);
+            if dist < near {
+                (near, at) = (dist, c);
             }
         }
-        crate::rows::by_row(acc, d, out);
+        *dec = at as u64;
+    }
+}
+
+/// Sets of at most this many centres (the default ψ is 8) give each row its deciding
+/// centre's coordinates by a chain of vector selects over [`Shifted::slots`]; larger
+/// sets load them row by row.
+const SLOTS: usize = 8;
+
+/// One block's contributions ([`Inne::contributions`]) from its deciding centres
+/// ([`decide`]), added to `out` (laid out feature by feature): per set, each row's
+/// squared differences to its deciding centre, scaled to add up to the set's term over
+/// the number of sets (split evenly where the row is the centre), added in set order.
+/// `work` holds 2 · d · m values.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn split<S: pulp::Simd>(
+    simd: S,
+    centres: &Shifted,
+    rows: &[f64],
+    psi: usize,
+    decided: &[u64],
+    terms: &[f64],
+    work: &mut [f64],
+    out: &mut [f64],
+) {
+    let (k, d) = centres.centres.dim();
+    let m = rows.len() / d;
+    let (x, sq) = work.split_at_mut(d * m);
+    let sq = &mut sq[..d * m];
+    crate::rows::by_feature(rows, d, x, |_, v| v);
+    let block = Block {
+        x,
+        m,
+        k,
+        t: (k / psi) as f64,
+    };
+    let sets = decided.chunks_exact(m).zip(terms.chunks_exact(m));
+    for (s, (decided, terms)) in sets.enumerate() {
+        let vectors = if psi <= SLOTS {
+            let slots = &centres.slots[s * d..(s + 1) * d];
+            selected_shares(simd, slots, block, s * psi, decided, terms, sq, out)
+        } else {
+            0
+        };
+        gathered_shares(&centres.columns, block, vectors..m, decided, terms, out);
+    }
+}
+
+/// A block's rows laid out feature by feature (`x`: d × m), the number of centres `k`
+/// (the columns of [`Shifted::columns`]) and of sets `t`.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    x: &'a [f64],
+    m: usize,
+    k: usize,
+    t: f64,
+}
+
+/// A set's term over the number of sets, split over a row's squared differences to its
+/// deciding centre (`total` their sum): the factor of each difference and the even share
+/// added to each (the whole of the term where the row is the centre).
+#[inline(always)]
+fn shares(term: f64, total: f64, t: f64, d: usize) -> (f64, f64) {
+    let weight = term / t;
+    if total > 0.0 {
+        (weight / total, 0.0)
+    } else {
+        (0.0, weight / d as f64)
+    }
+}
+
+/// One set's part of [`split`] for the block's rows whose vectors of lanes are whole:
+/// the squared differences to their deciding centres (`decided`: places in [`Shifted`],
+/// the set's first centre at `start`), picked from the set's `slots` by a chain of
+/// selects, summed in feature order, then scaled as [`shares`] says and added to `out`
+/// (`sq`: d × m scratch). Returns how many rows it did (the rest are left to
+/// [`gathered_shares`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn selected_shares<S: pulp::Simd>(
+    simd: S,
+    slots: &[[f64; SLOTS]],
+    block: Block<'_>,
+    start: usize,
+    decided: &[u64],
+    terms: &[f64],
+    sq: &mut [f64],
+    out: &mut [f64],
+) -> usize {
+    let Block { x, m, t, .. } = block;
+    let d = slots.len();
+    let (labels, rest) = S::as_simd_u64s(decided);
+    let (terms, _) = S::as_simd_f64s(terms);
+    let (zero, sets) = (simd.splat_f64s(0.0), simd.splat_f64s(t));
+    for (j, (&label, &term)) in labels.iter().zip(terms).enumerate() {
+        // Slot 0 is the default; a slot past the set's centres matches no row of it.
+        let mine: [S::m64s; SLOTS] =
+            std::array::from_fn(|p| simd.equal_u64s(label, simd.splat_u64s((start + p) as u64)));
+        let mut total = zero;
+        let features = slots
+            .iter()
+            .zip(x.chunks_exact(m))
+            .zip(sq.chunks_exact_mut(m));
+        for ((slot, x), sq) in features {
+            let mut v = simd.splat_f64s(slot[0]);
+            for p in 1..SLOTS {
+                v = simd.select_f64s(mine[p], simd.splat_f64s(slot[p]), v);
+            }
+            let diff = simd.sub_f64s(S::as_simd_f64s(x).0[j], v);
+            let square = simd.mul_f64s(diff, diff);
+            S::as_mut_simd_f64s(sq).0[j] = square;
+            total = simd.add_f64s(total, square);
+        }
+        // `shares`, lane by lane.
+        let weight = simd.div_f64s(term, sets);
+        let apart = simd.greater_than_f64s(total, zero);
+        let scale = simd.select_f64s(apart, simd.div_f64s(weight, total), zero);
+        let even = simd.div_f64s(weight, simd.splat_f64s(d as f64));
+        let even = simd.select_f64s(apart, zero, even);
+        for (out, sq) in out.chunks_exact_mut(m).zip(sq.chunks_exact(m)) {
+            let out = &mut S::as_mut_simd_f64s(out).0[j];
+            let share = simd.add_f64s(simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale), even);
+            *out = simd.add_f64s(*out, share);
+        }
+    }
+    m - rest.len()
+}
+
+/// One set's part of [`split`] for the block's rows in `rows`, row by row, each row's
+/// deciding centre's coordinates read from `columns` ([`Shifted::columns`]).
+#[inline(always)]
+fn gathered_shares(
+    columns: &[f64],
+    block: Block<'_>,
+    rows: std::ops::Range<usize>,
+    decided: &[u64],
+    terms: &[f64],
+    out: &mut [f64],
+) {
+    let Block { x, m, k, t } = block;
+    let d = x.len() / m.max(1);
+    for i in rows {
+        let c = decided[i] as usize;
+        let difference = |f: usize| x[f * m + i] - columns[f * k + c];
+        let total = (0..d)
+            .map(|f| difference(f) * difference(f))
+            .fold(0.0, |a, b| a + b);
+        let (scale, even) = shares(terms[i], total, t, d);
+        for f in 0..d {
+            let diff = difference(f);
+            out[f * m + i] += diff * diff * scale + even;
+        }
     }
 }
 
@@ -409,15 +517,15 @@ impl pulp::WithSimd for Split<'_> {
 fn covering<S: pulp::Simd>(
     simd: S,
     centres: &Shifted,
-    buffers: &Buffers,
+    distances: &Distances<'_>,
     c: usize,
     term: &mut [f64],
     decided: Option<&mut [u64]>,
 ) {
     let (cn, r, q) = (centres.norms[c], centres.radius[c], centres.ratio[c]);
     let (cn_s, r_s, q_s) = (simd.splat_f64s(cn), simd.splat_f64s(r), simd.splat_f64s(q));
-    let (xn, xn_tail) = S::as_simd_f64s(&buffers.norms);
-    let (p, p_tail) = S::as_simd_f64s(buffers.dots(c));
+    let (xn, xn_tail) = S::as_simd_f64s(distances.norms);
+    let (p, p_tail) = S::as_simd_f64s(distances.dots(c));
     let (terms, terms_tail) = S::as_mut_simd_f64s(term);
     match decided {
         None => {
@@ -463,29 +571,35 @@ fn expanded_simd<S: pulp::Simd>(
 }
 
 /// Every centre as scoring measures it: less the model's first centre (so the expanded
-/// distances of [`Buffers::distances`] keep their precision for data far from the
-/// origin, e.g. a timestamp column, and stay exact for integer data, where rows often lie
-/// exactly on a radius), with its squared norm, and each set's centres in increasing
-/// order of radius (equal radii in the set's order): a row's covering centre of the
-/// smallest radius is then the first one that covers it.
+/// distances of [`measure`] keep their precision for data far from the origin, e.g. a
+/// timestamp column, and stay exact for integer data, where rows often lie exactly on a
+/// radius), with its squared norm, and each set's centres in increasing order of radius
+/// (equal radii in the set's order): a row's covering centre of the smallest radius is
+/// then the first one that covers it.
+#[derive(Debug, Clone)]
 struct Shifted {
     /// The model's first centre.
     origin: Vec<f64>,
     /// (t · ψ) × d.
     centres: Array2<f64>,
     norms: Vec<f64>,
-    /// Per centre in this order: its index in the model, squared radius and ratio.
-    index: Vec<usize>,
     /// Per centre in the model's order, its place in this order.
     place: Vec<usize>,
+    /// Per centre in this order: its squared radius and ratio.
     radius: Vec<f64>,
     ratio: Vec<f64>,
+    /// The centres as the model holds them (not shifted), in this order, feature by
+    /// feature: d × (t · ψ), what explanations measure exact differences to.
+    columns: Vec<f64>,
+    /// Where ψ ≤ [`SLOTS`], the same per set and feature (t · d of them), padded with
+    /// zeros: what [`selected_differences`] picks from.
+    slots: Vec<[f64; SLOTS]>,
 }
 
 impl Shifted {
-    fn of(model: &Inne, d: usize) -> Self {
-        let psi = model.psi;
-        let k = model.radius.len();
+    fn of(model: &Inne) -> Self {
+        let (psi, k) = (model.psi, model.radius.len());
+        let d = model.centres.len() / k;
         let all = ArrayView2::from_shape((k, d), &model.centres).expect("t · ψ centres of d");
         let origin = model.centres[..d].to_vec();
         let mut index: Vec<usize> = (0..k).collect();
@@ -497,6 +611,19 @@ impl Shifted {
         for (c, &i) in index.iter().enumerate() {
             place[i] = c;
         }
+        let columns: Vec<f64> = (0..d)
+            .flat_map(|f| index.iter().map(move |&i| all[[i, f]]))
+            .collect();
+        let mut slots = Vec::new();
+        if psi <= SLOTS {
+            for s in 0..k / psi {
+                for f in 0..d {
+                    let mut slot = [0.0; SLOTS];
+                    slot[..psi].copy_from_slice(&columns[f * k + s * psi..][..psi]);
+                    slots.push(slot);
+                }
+            }
+        }
         Self {
             place,
             origin,
@@ -504,57 +631,80 @@ impl Shifted {
             centres,
             radius: index.iter().map(|&c| model.radius[c]).collect(),
             ratio: index.iter().map(|&c| model.ratio[c]).collect(),
-            index,
+            columns,
+            slots,
         }
     }
 }
 
-/// One thread's scratch space for [`Buffers::distances`].
+/// What a block's squared distances to every centre are made of ([`measure`]).
+struct Distances<'a> {
+    /// The block's rows' squared norms (m).
+    norms: &'a [f64],
+    /// (t · ψ) × m: each centre's dot products with the block's rows.
+    products: &'a [f64],
+}
+
+impl Distances<'_> {
+    /// Centre `c`'s dot products with the block's rows.
+    fn dots(&self, c: usize) -> &[f64] {
+        let m = self.norms.len();
+        &self.products[c * m..(c + 1) * m]
+    }
+}
+
+/// For `rows` (row-major, of the centres' width d), what their squared distances to every
+/// centre are made of, as scikit-learn's `euclidean_distances(squared=True)` computes
+/// them (PyOD's INNE scores with it): ‖x‖² + ‖c‖² − 2 x·c, on the rows and centres less
+/// the model's first centre, the dot products one matrix product for the block (vector
+/// instructions picked at run time). A distance is that sum; scikit-learn's clamping at 0
+/// changes no comparison with a radius (≥ 0), so only the nearest-centre search applies
+/// it. Works in `shifted` (m · d values), `products` (t · ψ · m) and `norms` (m).
+fn measure<'a>(
+    centres: &Shifted,
+    rows: &[f64],
+    shifted: &mut [f64],
+    products: &'a mut [f64],
+    norms: &'a mut [f64],
+) -> Distances<'a> {
+    let (k, d) = centres.centres.dim();
+    let m = norms.len();
+    for (out, row) in shifted.chunks_exact_mut(d).zip(rows.chunks_exact(d)) {
+        for ((o, v), c) in out.iter_mut().zip(row).zip(&centres.origin) {
+            *o = v - c;
+        }
+    }
+    let shifted = ArrayView2::from_shape((m, d), &*shifted).expect("m rows of d");
+    for (norm, row) in norms.iter_mut().zip(shifted.rows()) {
+        *norm = row.dot(&row);
+    }
+    let mut out = ArrayViewMut2::from_shape((k, m), &mut *products).expect("k × m products");
+    general_mat_mul(1.0, &centres.centres, &shifted.t(), 0.0, &mut out);
+    Distances { norms, products }
+}
+
+/// One thread's scratch space for scoring a block ([`measure`]).
 #[derive(Default)]
 struct Buffers {
-    rows: Array2<f64>,
-    /// (t · ψ) × m: each centre's dot products with the block's rows.
-    products: Array2<f64>,
-    /// The block's rows' squared norms.
+    shifted: Vec<f64>,
+    products: Vec<f64>,
     norms: Vec<f64>,
 }
 
 impl Buffers {
-    /// Centre `c`'s dot products with the block's rows.
-    fn dots(&self, c: usize) -> &[f64] {
-        let dots = self.products.row(c);
-        dots.to_slice().expect("the products' rows are contiguous")
-    }
-
-    /// For `m` rows (row-major), what their squared distances to every centre are made of,
-    /// as scikit-learn's `euclidean_distances(squared=True)` computes them (PyOD's INNE
-    /// scores with it): ‖x‖² + ‖c‖² − 2 x·c, on the rows and centres less the model's
-    /// first centre, the dot products one matrix product for the block (vector
-    /// instructions picked at run time). A distance is that sum; scikit-learn's clamping
-    /// at 0 changes no comparison with a radius (≥ 0), so only the nearest-centre search
-    /// applies it.
-    fn distances(&mut self, centres: &Shifted, rows: &[f64], m: usize) {
+    /// [`measure`] of `m` rows (row-major).
+    fn distances(&mut self, centres: &Shifted, rows: &[f64], m: usize) -> Distances<'_> {
         let (k, d) = centres.centres.dim();
-        if self.rows.dim() != (m, d) {
-            self.rows = Array2::zeros((m, d));
-            self.products = Array2::zeros((k, m));
-        }
-        let shifted = rows.chunks_exact(d.max(1)).take(m);
-        for (mut out, row) in self.rows.rows_mut().into_iter().zip(shifted) {
-            for ((o, v), c) in out.iter_mut().zip(row).zip(&centres.origin) {
-                *o = v - c;
-            }
-        }
-        self.norms.clear();
-        self.norms
-            .extend(self.rows.rows().into_iter().map(|r| r.dot(&r)));
-        general_mat_mul(
-            1.0,
-            &centres.centres,
-            &self.rows.t(),
-            0.0,
+        self.shifted.resize(m * d, 0.0);
+        self.products.resize(k * m, 0.0);
+        self.norms.resize(m, 0.0);
+        measure(
+            centres,
+            &rows[..m * d],
+            &mut self.shifted,
             &mut self.products,
-        );
+            &mut self.norms,
+        )
     }
 }
 
@@ -644,6 +794,79 @@ mod tests {
         for (i, (r, got)) in x.outer_iter().zip(&scores).enumerate() {
             let want = score_by_definition(&model, r.as_slice().unwrap());
             assert_eq!(*got, want, "row {i}");
+        }
+    }
+
+    /// A row's contributions from the definition: per set, the covering centre of the
+    /// smallest radius (exact distances), else the first nearest in the set's order, and
+    /// the set's term over the sets split by the squared differences to it; with the
+    /// number of sets where no centre covers the row and where the row is the centre.
+    fn contributions_by_definition(model: &Inne, row: &[f64]) -> (Vec<f64>, usize, usize) {
+        let (psi, d) = (model.psi, row.len());
+        let t = model.radius.len() / psi;
+        let (mut out, mut uncovered, mut on_centre) = (vec![0.0; d], 0, 0);
+        for s in 0..t {
+            let set = s * psi..(s + 1) * psi;
+            let centre = |at: usize| &model.centres[at * d..(at + 1) * d];
+            let covering = set
+                .clone()
+                .filter(|&at| squared_distance(row, centre(at)) <= model.radius[at])
+                .min_by(|&a, &b| model.radius[a].total_cmp(&model.radius[b]));
+            let nearest = set
+                .clone()
+                .min_by(|&a, &b| {
+                    squared_distance(row, centre(a)).total_cmp(&squared_distance(row, centre(b)))
+                })
+                .unwrap();
+            let (at, term) = covering.map_or((nearest, 1.0), |c| (c, model.ratio[c]));
+            let sq: Vec<f64> = row
+                .iter()
+                .zip(centre(at))
+                .map(|(x, c)| (x - c) * (x - c))
+                .collect();
+            let total = sq.iter().fold(0.0, |a, b| a + b);
+            uncovered += usize::from(covering.is_none());
+            on_centre += usize::from(total == 0.0);
+            let (scale, even) = shares(term, total, t as f64, d);
+            for (o, sq) in out.iter_mut().zip(&sq) {
+                *o += sq * scale + even;
+            }
+        }
+        (out, uncovered, on_centre)
+    }
+
+    #[test]
+    fn blocked_contributions_equal_the_definition() {
+        // ψ = 8 picks each deciding centre's coordinates by vector selects, ψ = 20 row by
+        // row; 150 rows end in a block that is not a whole number of vectors. Small
+        // integers keep the expanded distances exact (so covering decides as the
+        // definition does) and repeat rows, so that many rows are centres (even shares).
+        let x = Array2::from_shape_fn((300, 4), |(i, j)| ((i * (7 + 2 * j) + j) % 10) as f64 + 1.0);
+        let fresh =
+            Array2::from_shape_fn((150, 4), |(i, j)| x[[(i * 7) % 300, j]] + (i % 3) as f64);
+        for psi in [8, 20] {
+            let p = InneParams {
+                max_samples: MaxSamples::Count(psi),
+                n_estimators: 30,
+                ..InneParams::default()
+            };
+            let (model, _) = Inne::fit(&p.check().unwrap(), 2, x.view(), &mut Vec::new()).unwrap();
+            let got = model.contributions(fresh.view());
+            let (mut uncovered, mut on_centre) = (0, 0);
+            for (i, r) in fresh.outer_iter().enumerate() {
+                let (want, u, c) = contributions_by_definition(&model, r.as_slice().unwrap());
+                (uncovered, on_centre) = (uncovered + u, on_centre + c);
+                for (f, (g, w)) in got.row(i).iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-15 * w.abs().max(1e-300),
+                        "ψ {psi} row {i} feature {f}: {g} vs {w}"
+                    );
+                }
+            }
+            assert!(
+                uncovered > 100 && on_centre > 100,
+                "ψ {psi}: {uncovered} uncovered, {on_centre} on a centre"
+            );
         }
     }
 

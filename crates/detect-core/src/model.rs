@@ -364,6 +364,7 @@ impl FittedModel {
             Detector::Pca(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
             Detector::Gmm(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
             Detector::Mcd(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
+            Detector::Inne(m) => return Ok(crate::explain::by_blocks(x, top_k, m)),
             _ => {}
         }
         crate::explain::by_chunks(x.nrows(), top_k, |rows, scratch, out| {

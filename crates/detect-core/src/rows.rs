@@ -185,7 +185,7 @@ pub(crate) fn contribution_blocks<S>(
 }
 
 /// A detector whose contributions are computed for a block of rows at once, laid out
-/// feature by feature as [`BlockScorer`]'s scores are (PCA, GMM, MCD).
+/// feature by feature as [`BlockScorer`]'s scores are (PCA, GMM, MCD, INNE).
 pub(crate) trait BlockContributor: Sync {
     /// Values of scratch [`BlockContributor::contribute_block`] works in, for blocks of
     /// up to `rows` rows of `d` features.
