@@ -234,7 +234,7 @@ impl pulp::WithSimd for Scores<'_> {
         for s in 0..t {
             term.fill(1.0);
             for c in (s * psi..(s + 1) * psi).rev() {
-                covering(simd, centres, &distances, c, term, None);
+                covering(simd, centres, &distances, c, &centres.ratio, term, None);
             }
             for (o, &term) in out.iter_mut().zip(term.iter()) {
                 *o += term;
@@ -282,9 +282,9 @@ impl BlockContributor for Inne {
 }
 
 /// One block's deciding centres for [`Inne::contributions`]: per set (`psi` centres) and
-/// row, the term as [`Scores`] finds it and the centre (its place in [`Shifted`]) that
-/// decided it: the covering one, else the nearest ([`nearest`]). `decided` and `terms`
-/// hold a row of m per set.
+/// row, the term as [`Scores`] finds it, over the number of sets ([`Shifted::weights`]),
+/// and the centre (its place in [`Shifted`]) that decided it: the covering one, else the
+/// nearest ([`nearest`]). `decided` and `terms` hold a row of m per set.
 #[inline(always)]
 fn decide<S: pulp::Simd>(
     simd: S,
@@ -298,10 +298,19 @@ fn decide<S: pulp::Simd>(
     let sets = decided.chunks_exact_mut(m).zip(terms.chunks_exact_mut(m));
     for (s, (decided, terms)) in sets.enumerate() {
         let set = s * psi..(s + 1) * psi;
-        terms.fill(1.0);
+        terms.fill(centres.uncovered);
         decided.fill(UNDECIDED);
         for c in set.clone().rev() {
-            covering(simd, centres, distances, c, terms, Some(&mut *decided));
+            let weights = &centres.weights;
+            covering(
+                simd,
+                centres,
+                distances,
+                c,
+                weights,
+                terms,
+                Some(&mut *decided),
+            );
         }
         nearest(simd, centres, distances, &centres.place[set], decided);
     }
@@ -386,12 +395,7 @@ fn split<S: pulp::Simd>(
     let (x, sq) = work.split_at_mut(d * m);
     let sq = &mut sq[..d * m];
     crate::rows::by_feature(rows, d, x, |_, v| v);
-    let block = Block {
-        x,
-        m,
-        k,
-        t: (k / psi) as f64,
-    };
+    let block = Block { x, m, k };
     let sets = decided.chunks_exact(m).zip(terms.chunks_exact(m));
     for (s, (decided, terms)) in sets.enumerate() {
         let vectors = if psi <= SLOTS {
@@ -404,22 +408,20 @@ fn split<S: pulp::Simd>(
     }
 }
 
-/// A block's rows laid out feature by feature (`x`: d × m), the number of centres `k`
-/// (the columns of [`Shifted::columns`]) and of sets `t`.
+/// A block's rows laid out feature by feature (`x`: d × m) and the number of centres `k`
+/// (the columns of [`Shifted::columns`]).
 #[derive(Clone, Copy)]
 struct Block<'a> {
     x: &'a [f64],
     m: usize,
     k: usize,
-    t: f64,
 }
 
-/// A set's term over the number of sets, split over a row's squared differences to its
-/// deciding centre (`total` their sum): the factor of each difference and the even share
-/// added to each (the whole of the term where the row is the centre).
+/// A set's term over the number of sets (`weight`), split over a row's squared
+/// differences to its deciding centre (`total` their sum): the factor of each difference
+/// and the even share added to each (the whole of the weight where the row is the centre).
 #[inline(always)]
-fn shares(term: f64, total: f64, t: f64, d: usize) -> (f64, f64) {
-    let weight = term / t;
+fn shares(weight: f64, total: f64, d: usize) -> (f64, f64) {
     if total > 0.0 {
         (weight / total, 0.0)
     } else {
@@ -445,12 +447,13 @@ fn selected_shares<S: pulp::Simd>(
     sq: &mut [f64],
     out: &mut [f64],
 ) -> usize {
-    let Block { x, m, t, .. } = block;
+    let Block { x, m, .. } = block;
     let d = slots.len();
+    let lanes = std::mem::size_of::<S::u64s>() / std::mem::size_of::<u64>();
     let (labels, rest) = S::as_simd_u64s(decided);
-    let (terms, _) = S::as_simd_f64s(terms);
-    let (zero, sets) = (simd.splat_f64s(0.0), simd.splat_f64s(t));
-    for (j, (&label, &term)) in labels.iter().zip(terms).enumerate() {
+    let (weights, _) = S::as_simd_f64s(terms);
+    let zero = simd.splat_f64s(0.0);
+    for (j, (&label, &weight)) in labels.iter().zip(weights).enumerate() {
         // Slot 0 is the default; a slot past the set's centres matches no row of it.
         let mine: [S::m64s; SLOTS] =
             std::array::from_fn(|p| simd.equal_u64s(label, simd.splat_u64s((start + p) as u64)));
@@ -469,16 +472,25 @@ fn selected_shares<S: pulp::Simd>(
             S::as_mut_simd_f64s(sq).0[j] = square;
             total = simd.add_f64s(total, square);
         }
-        // `shares`, lane by lane.
-        let weight = simd.div_f64s(term, sets);
+        // `shares`, lane by lane; the even shares only where a row is its centre.
         let apart = simd.greater_than_f64s(total, zero);
         let scale = simd.select_f64s(apart, simd.div_f64s(weight, total), zero);
-        let even = simd.div_f64s(weight, simd.splat_f64s(d as f64));
-        let even = simd.select_f64s(apart, zero, even);
-        for (out, sq) in out.chunks_exact_mut(m).zip(sq.chunks_exact(m)) {
-            let out = &mut S::as_mut_simd_f64s(out).0[j];
-            let share = simd.add_f64s(simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale), even);
-            *out = simd.add_f64s(*out, share);
+        let on_centre = simd.less_than_or_equal_f64s(total, zero);
+        let columns = out.chunks_exact_mut(m).zip(sq.chunks_exact(m));
+        if simd.first_true_m64s(on_centre) == lanes {
+            for (out, sq) in columns {
+                let out = &mut S::as_mut_simd_f64s(out).0[j];
+                let share = simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale);
+                *out = simd.add_f64s(*out, share);
+            }
+        } else {
+            let even = simd.div_f64s(weight, simd.splat_f64s(d as f64));
+            let even = simd.select_f64s(apart, zero, even);
+            for (out, sq) in columns {
+                let out = &mut S::as_mut_simd_f64s(out).0[j];
+                let share = simd.add_f64s(simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale), even);
+                *out = simd.add_f64s(*out, share);
+            }
         }
     }
     m - rest.len()
@@ -495,7 +507,7 @@ fn gathered_shares(
     terms: &[f64],
     out: &mut [f64],
 ) {
-    let Block { x, m, k, t } = block;
+    let Block { x, m, k } = block;
     let d = x.len() / m.max(1);
     for i in rows {
         let c = decided[i] as usize;
@@ -503,7 +515,7 @@ fn gathered_shares(
         let total = (0..d)
             .map(|f| difference(f) * difference(f))
             .fold(0.0, |a, b| a + b);
-        let (scale, even) = shares(terms[i], total, t, d);
+        let (scale, even) = shares(terms[i], total, d);
         for f in 0..d {
             let diff = difference(f);
             out[f * m + i] += diff * diff * scale + even;
@@ -511,18 +523,20 @@ fn gathered_shares(
     }
 }
 
-/// For each of a block's rows that centre `c` covers, its term becomes the centre's ratio
-/// (and its deciding centre `c`, where given).
+/// For each of a block's rows that centre `c` covers, its term becomes the centre's value
+/// in `values` ([`Shifted::ratio`] or [`Shifted::weights`]) and its deciding centre `c`,
+/// where given.
 #[inline(always)]
 fn covering<S: pulp::Simd>(
     simd: S,
     centres: &Shifted,
     distances: &Distances<'_>,
     c: usize,
+    values: &[f64],
     term: &mut [f64],
     decided: Option<&mut [u64]>,
 ) {
-    let (cn, r, q) = (centres.norms[c], centres.radius[c], centres.ratio[c]);
+    let (cn, r, q) = (centres.norms[c], centres.radius[c], values[c]);
     let (cn_s, r_s, q_s) = (simd.splat_f64s(cn), simd.splat_f64s(r), simd.splat_f64s(q));
     let (xn, xn_tail) = S::as_simd_f64s(distances.norms);
     let (p, p_tail) = S::as_simd_f64s(distances.dots(c));
@@ -588,6 +602,10 @@ struct Shifted {
     /// Per centre in this order: its squared radius and ratio.
     radius: Vec<f64>,
     ratio: Vec<f64>,
+    /// Per centre in this order, its ratio over the number of sets (a covered row's term
+    /// of the score), and the same of an uncovered row's 1: what explanations split.
+    weights: Vec<f64>,
+    uncovered: f64,
     /// The centres as the model holds them (not shifted), in this order, feature by
     /// feature: d × (t · ψ), what explanations measure exact differences to.
     columns: Vec<f64>,
@@ -599,6 +617,7 @@ struct Shifted {
 impl Shifted {
     fn of(model: &Inne) -> Self {
         let (psi, k) = (model.psi, model.radius.len());
+        let t = (k / psi) as f64;
         let d = model.centres.len() / k;
         let all = ArrayView2::from_shape((k, d), &model.centres).expect("t · ψ centres of d");
         let origin = model.centres[..d].to_vec();
@@ -631,6 +650,8 @@ impl Shifted {
             centres,
             radius: index.iter().map(|&c| model.radius[c]).collect(),
             ratio: index.iter().map(|&c| model.ratio[c]).collect(),
+            weights: index.iter().map(|&c| model.ratio[c] / t).collect(),
+            uncovered: 1.0 / t,
             columns,
             slots,
         }
@@ -827,7 +848,7 @@ mod tests {
             let total = sq.iter().fold(0.0, |a, b| a + b);
             uncovered += usize::from(covering.is_none());
             on_centre += usize::from(total == 0.0);
-            let (scale, even) = shares(term, total, t as f64, d);
+            let (scale, even) = shares(term / t as f64, total, d);
             for (o, sq) in out.iter_mut().zip(&sq) {
                 *o += sq * scale + even;
             }
