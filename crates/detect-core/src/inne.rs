@@ -476,21 +476,19 @@ fn selected_shares<S: pulp::Simd>(
         let apart = simd.greater_than_f64s(total, zero);
         let scale = simd.select_f64s(apart, simd.div_f64s(weight, total), zero);
         let on_centre = simd.less_than_or_equal_f64s(total, zero);
-        let columns = out.chunks_exact_mut(m).zip(sq.chunks_exact(m));
-        if simd.first_true_m64s(on_centre) == lanes {
-            for (out, sq) in columns {
-                let out = &mut S::as_mut_simd_f64s(out).0[j];
-                let share = simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale);
-                *out = simd.add_f64s(*out, share);
-            }
+        let even = if simd.first_true_m64s(on_centre) == lanes {
+            None
         } else {
             let even = simd.div_f64s(weight, simd.splat_f64s(d as f64));
-            let even = simd.select_f64s(apart, zero, even);
-            for (out, sq) in columns {
-                let out = &mut S::as_mut_simd_f64s(out).0[j];
-                let share = simd.add_f64s(simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale), even);
-                *out = simd.add_f64s(*out, share);
+            Some(simd.select_f64s(apart, zero, even))
+        };
+        for (out, sq) in out.chunks_exact_mut(m).zip(sq.chunks_exact(m)) {
+            let out = &mut S::as_mut_simd_f64s(out).0[j];
+            let mut share = simd.mul_f64s(S::as_simd_f64s(sq).0[j], scale);
+            if let Some(even) = even {
+                share = simd.add_f64s(share, even);
             }
+            *out = simd.add_f64s(*out, share);
         }
     }
     m - rest.len()
@@ -512,9 +510,7 @@ fn gathered_shares(
     for i in rows {
         let c = decided[i] as usize;
         let difference = |f: usize| x[f * m + i] - columns[f * k + c];
-        let total = (0..d)
-            .map(|f| difference(f) * difference(f))
-            .fold(0.0, |a, b| a + b);
+        let total = (0..d).map(difference).fold(0.0, |a, b| a + b * b);
         let (scale, even) = shares(terms[i], total, d);
         for f in 0..d {
             let diff = difference(f);
@@ -610,7 +606,7 @@ struct Shifted {
     /// feature: d × (t · ψ), what explanations measure exact differences to.
     columns: Vec<f64>,
     /// Where ψ ≤ [`SLOTS`], the same per set and feature (t · d of them), padded with
-    /// zeros: what [`selected_differences`] picks from.
+    /// zeros: what [`selected_shares`] picks from.
     slots: Vec<[f64; SLOTS]>,
 }
 
